@@ -1,0 +1,342 @@
+"""Command line: ``guidist [gui] | serve | worker | submit | status | export``.
+
+Every command that takes --authkey also reads GUIDIST_AUTHKEY, so keys need not appear in
+process lists. Errors are one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .core.client import Client
+from .core.errors import GuidistError
+from .core.protocol import Snapshot
+from .core.security import generate_key, is_loopback, parse_address, to_bytes
+from .core.tasks import as_args, check_task_name, parse_range, parse_value
+
+KEY_ENV = "GUIDIST_AUTHKEY"
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """Bad input on the command line: printed as one line, exit 2."""
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _key_from(args: argparse.Namespace, required: bool) -> str | None:
+    key = args.authkey if args.authkey is not None else os.environ.get(KEY_ENV)
+    if key is None and required:
+        raise CliError(f"no key: pass --authkey KEY or set {KEY_ENV} (the server printed it)")
+    return key
+
+
+def _address(text: str) -> tuple[str, int]:
+    try:
+        host, port = parse_address(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if port == 0:
+        raise CliError(f"{text!r} has no port: write HOST:PORT, e.g. 127.0.0.1:5000")
+    return host, port
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(_address(args.connect), _key_from(args, required=True) or "").connect()
+
+
+def status_line(snap: Snapshot) -> str:
+    """One line for people: the counts, the workers and the throughput."""
+    if snap.kind == "classic":
+        return (f"classic master: {snap.count('queued')} queued, "
+                f"{snap.extra.get('results_waiting', 0)} results waiting")
+    c = snap.count
+    paused = " (paused)" if snap.paused else ""
+    return (f"{c('queued')} queued, {c('running')} running, {c('done')} done, "
+            f"{c('failed')} failed, {c('dead')} dead, {c('cancelled')} cancelled | "
+            f"{snap.connected_workers} workers | {snap.throughput:,.0f} tasks/s{paused}")
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run a headless server until Ctrl-C."""
+    from .core.server import ServerProcess
+
+    key = _key_from(args, required=False)
+    generated = key is None
+    key = key or generate_key()
+    journal = None if args.no_journal else (args.journal or str(default_journal_path()))
+    server = ServerProcess(args.host, args.port, key, insist_weak_key=args.insecure,
+                           lease_timeout=args.lease_timeout, max_attempts=args.max_attempts,
+                           journal=journal)
+    host, port = server.start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    shown_host = host if not host.startswith("0.0.0.0") else _reachable_host()
+    print(f"guidist server listening on {host}:{port}"
+          + ("" if not journal else f" (journal {journal})"))
+    if generated:
+        print(f"key (generated): {key}")
+    print(f"connect a worker:  {KEY_ENV}=<key> guidist worker --connect {shown_host}:{port}")
+    if is_loopback(host):
+        print("only this machine can connect; use --host 0.0.0.0 to accept other machines")
+    sys.stdout.flush()
+    client = Client((host if host != "0.0.0.0" else "127.0.0.1", port), key)
+    try:
+        while not stop.wait(args.interval):
+            try:
+                print(time.strftime("%H:%M:%S ") + status_line(client.snapshot()), flush=True)
+            except GuidistError as exc:
+                print(f"status unavailable: {exc}", flush=True)
+    finally:
+        client.close()
+        server.stop()
+        print("server stopped", flush=True)
+    return 0
+
+
+def _reachable_host() -> str:
+    from .core.netinfo import reachable_addresses
+
+    addrs = reachable_addresses()
+    return addrs[0] if addrs else "THIS-MACHINE"
+
+
+def default_journal_path() -> Path:
+    """Where the window and ``guidist serve`` keep their journal unless told otherwise."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("guidist", appauthor=False)) / "journal.sqlite"
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run one worker until stopped."""
+    from .core.worker import Worker, WorkerConfig
+
+    config = WorkerConfig(address=_address(args.connect),
+                          authkey=to_bytes(_key_from(args, required=True)),
+                          name=args.name or "", prefetch=args.prefetch,
+                          give_up_after=args.give_up_after, heartbeat_s=args.heartbeat,
+                          exit_with_parent=args.exit_with_parent, max_tasks=args.max_tasks)
+    worker = Worker(config)
+    worker.install_signal_handlers()
+    logging.getLogger("guidist").info("worker %s connecting to %s", worker.name, args.connect)
+    return worker.run()
+
+
+def _tasks_from_file(path: str) -> Iterator[tuple[tuple, dict | None]]:
+    """Yield (args, kwargs) from a JSON-lines or CSV file; errors name the line."""
+    p = Path(path)
+    try:
+        handle = p.open(encoding="utf-8", newline="")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        if p.suffix.lower() == ".csv":
+            for lineno, row in enumerate(csv.reader(handle), 1):
+                if not row or all(not c.strip() for c in row):
+                    continue
+                try:
+                    yield tuple(parse_value(c) for c in row), None
+                except ValueError as exc:
+                    raise CliError(f"{path}:{lineno}: {exc}") from None
+            return
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CliError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+            if isinstance(value, dict) and ("args" in value or "kwargs" in value):
+                args = value.get("args", [])
+                kwargs = value.get("kwargs")
+                if not isinstance(args, list) or not (kwargs is None or isinstance(kwargs, dict)):
+                    raise CliError(f"{path}:{lineno}: 'args' must be a list and 'kwargs' an "
+                                   "object")
+                yield tuple(args), kwargs
+            else:
+                yield as_args(value), None
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Queue tasks and say how many."""
+    try:
+        task = check_task_name(args.task)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.range:
+        try:
+            payloads: list[tuple] = [(n,) for n in parse_range(args.range)]
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        groups: dict[Any, list[tuple]] = {None: payloads}
+    elif args.count is not None:
+        if args.count < 0:
+            raise CliError("--count must be 0 or more")
+        try:
+            arg = as_args(parse_value(args.arg)) if args.arg is not None else ()
+        except ValueError as exc:
+            raise CliError(f"--arg: {exc}") from None
+        groups = {None: [arg] * args.count}
+    else:
+        groups = {}
+        for a, kw in _tasks_from_file(args.file):
+            groups.setdefault(json.dumps(kw, sort_keys=True) if kw else None, []).append(a)
+    client = _client(args)
+    total = 0
+    for kw_key, arg_list in groups.items():
+        kwargs = json.loads(kw_key) if kw_key else None
+        ids = client.submit_many(task, arg_list, kwargs)
+        total += len(arg_list)
+        if client.kind == "guidist" and len(ids):
+            first, last = ids[0], ids[-1]
+            print(f"queued {len(ids)} {task} task(s), ids {first}..{last}")
+    if client.kind == "classic":
+        print(f"queued {total} payload(s) on the classic task queue")
+    elif total == 0:
+        print("queued 0 tasks")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the server's counts once."""
+    snap = _client(args).snapshot()
+    if args.json:
+        print(json.dumps(snap.to_status(), sort_keys=True))
+    else:
+        print(status_line(snap))
+        for w in snap.workers:
+            print(f"  {w.id:<24} {w.host:<16} pid {w.pid:<7} {w.state.value:<8} "
+                  f"done {w.done} failed {w.failed}")
+    return 0
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    """Open the window."""
+    try:
+        from .gui.app import main as gui_main
+    except ImportError as exc:
+        raise CliError(f"the window is not available here ({exc}); the commands serve, worker, "
+                       "submit and status work without it") from None
+    return gui_main(args)
+
+
+# ---------------------------------------------------------------------- parser
+
+
+def _add_key(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--authkey", help=f"the server's key (default: ${KEY_ENV})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree for every command."""
+    parser = argparse.ArgumentParser(prog="guidist", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command")
+
+    def add_gui_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+        p.add_argument("--port", type=int, default=0, help="port to listen on (0: any free)")
+        p.add_argument("--demo", action="store_true",
+                       help="start the server, 2 workers and a steady mixed load")
+        p.add_argument("--no-journal", action="store_true", help="keep state in memory only")
+        p.add_argument("--journal", help="SQLite journal file")
+
+    gui = sub.add_parser("gui", help="open the window (the default)")
+    add_gui_options(gui)
+    _add_key(gui)
+
+    serve = sub.add_parser("serve", help="run a headless server")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=5000, help="port (0: any free port)")
+    _add_key(serve)
+    serve.add_argument("--insecure", action="store_true",
+                       help="accept a weak key on a non-loopback address")
+    serve.add_argument("--lease-timeout", type=float, default=30.0,
+                       help="seconds without a heartbeat before a worker's tasks are requeued")
+    serve.add_argument("--max-attempts", type=int, default=3,
+                       help="lease expiries before a task is dead")
+    serve.add_argument("--journal", help="SQLite journal file (default: per-user data dir)")
+    serve.add_argument("--no-journal", action="store_true", help="keep state in memory only")
+    serve.add_argument("--interval", type=float, default=5.0, help="seconds between status lines")
+
+    worker = sub.add_parser("worker", help="run a worker")
+    worker.add_argument("--connect", required=True, metavar="HOST:PORT")
+    _add_key(worker)
+    worker.add_argument("--name", help="shown in the window (default: host-pid)")
+    worker.add_argument("--prefetch", type=int, default=1000,
+                        help="most tasks leased per claim (the batch adapts below it)")
+    worker.add_argument("--give-up-after", type=float, default=60.0,
+                        help="seconds without a server before exiting non-zero")
+    worker.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat period (s)")
+    worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    worker.add_argument("--max-tasks", type=int, help="exit after this many tasks")
+
+    submit = sub.add_parser("submit", help="queue tasks")
+    submit.add_argument("--connect", required=True, metavar="HOST:PORT")
+    _add_key(submit)
+    submit.add_argument("--task", default="square",
+                        help="square, sleep, primes, fail, echo or package.module:function")
+    how = submit.add_mutually_exclusive_group(required=True)
+    how.add_argument("--range", metavar="A..B", help="one task per integer from A to B")
+    how.add_argument("--count", type=int, help="N tasks with the same --arg")
+    how.add_argument("--file", help="JSON lines (.jsonl) or CSV: one task per line")
+    submit.add_argument("--arg", help="the argument for --count, a Python literal")
+
+    status = sub.add_parser("status", help="print the server's counts")
+    status.add_argument("--connect", required=True, metavar="HOST:PORT")
+    _add_key(status)
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    return parser
+
+
+COMMANDS = {"gui": cmd_gui, "serve": cmd_serve, "worker": cmd_worker, "submit": cmd_submit,
+            "status": cmd_status}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``guidist`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "-v",
+                                                               "--verbose"):
+        argv = ["gui", *argv]  # `guidist --demo` opens the window
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["gui", *argv])
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    if args.command == "worker":
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except CliError as exc:
+        print(f"guidist {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except GuidistError as exc:
+        print(f"guidist {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Qt-free core: server, broker, workers, pool and client (no PySide6, no pyqtgraph)."""

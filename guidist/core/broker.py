@@ -1,0 +1,933 @@
+"""The task ledger and dispatcher that lives inside the server process.
+
+Design notes (why it looks the way it does):
+
+* Queued tasks are kept as the batches the client sent (``_Batch``: a first id plus the list of
+  argument tuples), not as one object per task. That keeps a million queued tasks to roughly a
+  hundred bytes each and lets ``claim`` hand out a slice per round trip.
+* A task gets a ``_Record`` only once it is claimed; finished records are kept in capped,
+  insertion-ordered dicts per state, so memory stays bounded when millions of tasks pass.
+* Leases are per worker: one heartbeat renews every lease a worker holds, and the reaper
+  requeues all of a silent worker's tasks at once. Constant work per task, no timers per task.
+* Cancelling or finishing a task that sits in a queue lane is lazy: it is marked and skipped when
+  the lane reaches it, so nothing is ever removed from the middle of a deque.
+* Every public method takes the one lock; ``claim`` long-polls on a condition of that lock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from .protocol import (
+    DEFAULT_TASK,
+    Event,
+    Snapshot,
+    Task,
+    TaskPage,
+    TaskState,
+    WorkerInfo,
+    WorkerState,
+)
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED, DEAD, CANCELLED = (
+    TaskState.QUEUED,
+    TaskState.RUNNING,
+    TaskState.DONE,
+    TaskState.FAILED,
+    TaskState.DEAD,
+    TaskState.CANCELLED,
+)
+_FINISHED_STATES = (DONE, FAILED, DEAD, CANCELLED)
+_HOLE = object()  # placeholder for a cancelled or finished item inside a queued batch
+_SERIES_SECONDS = 3600
+_MAX_SERIES_REPLY = 900
+_MAX_EVENTS_REPLY = 500
+_SEARCH_SCAN_LIMIT = 200_000
+_ERROR_TEXT_LIMIT = 16_000
+
+# Commands returned to workers by heartbeat() and exchange().
+CMD_OK, CMD_STOP, CMD_UNKNOWN = "ok", "stop", "unknown"
+
+#: A claimed group: (function, kwargs, ids, args_list) — one per run of same-function tasks.
+ClaimGroup = tuple[str, "dict | None", list[int], list[tuple]]
+#: A reported result: (task_id, ok, value) where value is the result or the error text.
+ResultItem = tuple[int, bool, Any]
+
+
+class Journal(Protocol):
+    """What the broker tells a durable store; called under the broker lock, so it must only buffer."""
+
+    def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
+                  when: float, classic: bool) -> None: ...
+    def claimed(self, records: list[_Record]) -> None: ...
+    def requeued(self, records: list[_Record]) -> None: ...
+    def finished(self, records: list[_Record]) -> None: ...
+    def cancelled_ids(self, ids: Iterable[int], when: float) -> None: ...
+
+
+class NullJournal:
+    """A journal that forgets everything: the in-memory-only mode."""
+
+    def submitted(self, *args: Any) -> None:
+        """Ignore a submission."""
+
+    claimed = requeued = finished = cancelled_ids = submitted
+
+
+class _Batch:
+    """A run of queued tasks with consecutive ids, exactly as one submit call delivered them."""
+
+    __slots__ = ("first_id", "function", "kwargs", "items", "pos", "holes", "submitted", "classic")
+
+    def __init__(self, first_id: int, function: str, kwargs: dict | None, items: list,
+                 submitted: float, classic: bool) -> None:
+        self.first_id = first_id
+        self.function = function
+        self.kwargs = kwargs
+        self.items = items
+        self.pos = 0  # index of the next item to hand out
+        self.holes = 0  # cancelled/finished items at or after pos
+        self.submitted = submitted
+        self.classic = classic
+
+    @property
+    def alive(self) -> int:
+        """Items still waiting in this batch."""
+        return len(self.items) - self.pos - self.holes
+
+
+class _Record:
+    """A task that has been claimed at least once (or retried, or cancelled by id)."""
+
+    __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
+                 "started", "finished", "worker", "result", "error", "classic")
+
+    def __init__(self, id: int, function: str, args: tuple, kwargs: dict | None,
+                 attempts: int, submitted: float, classic: bool) -> None:
+        self.id = id
+        self.function = function
+        self.args = args
+        self.kwargs = kwargs
+        self.state = QUEUED
+        self.attempts = attempts
+        self.submitted = submitted
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.worker: str | None = None
+        self.result: Any = None
+        self.error: str | None = None
+        self.classic = classic
+
+    def to_task(self) -> Task:
+        """Freeze into the public dataclass."""
+        return Task(self.id, self.function, self.args, self.kwargs, self.state, self.attempts,
+                    self.submitted, self.started, self.finished, self.worker, self.result,
+                    self.error)
+
+
+class _Worker:
+    """Server-side bookkeeping for one connected worker (guidist or classic)."""
+
+    __slots__ = ("id", "name", "host", "pid", "kind", "mode", "concurrency", "joined",
+                 "last_seen", "current_task", "done", "failed", "leases", "state", "stop")
+
+    def __init__(self, id: str, name: str, host: str, pid: int, kind: str, mode: str,
+                 concurrency: int, now: float) -> None:
+        self.id, self.name, self.host, self.pid, self.kind = id, name, host, pid, kind
+        self.mode, self.concurrency = mode, concurrency
+        self.joined = self.last_seen = now
+        self.current_task: int | None = None
+        self.done = self.failed = 0
+        self.leases: dict[int, _Record] = {}
+        self.state = WorkerState.IDLE
+        self.stop = False
+
+    def info(self) -> WorkerInfo:
+        """Freeze into the public dataclass."""
+        state = self.state
+        if state is WorkerState.IDLE and self.leases:
+            state = WorkerState.BUSY
+        current = self.current_task
+        if current is None and self.leases:
+            current = next(iter(self.leases))
+        return WorkerInfo(self.id, self.name, self.host, self.pid, self.kind, self.mode,
+                          self.concurrency, state, self.joined, self.last_seen, current,
+                          len(self.leases), self.done, self.failed)
+
+
+def classic_result_text(function: str, args: tuple, value: Any) -> Any:
+    """Format a result the way the tutorial's worker does (``'%d * %d = %d'``) for square."""
+    if (function == "square" and len(args) == 1 and isinstance(args[0], int)
+            and isinstance(value, int)):
+        n = args[0]
+        return "%d * %d = %d" % (n, n, value)
+    return value
+
+
+class Broker:
+    """The state machine behind every registered queue: pending lanes, leases, results, counters."""
+
+    def __init__(
+        self,
+        *,
+        lease_timeout: float = 30.0,
+        max_attempts: int = 3,
+        default_task: str = DEFAULT_TASK,
+        keep_done: int = 20_000,
+        keep_failed: int = 50_000,
+        keep_cancelled: int = 10_000,
+        clock: Callable[[], float] = time.time,
+        journal: Journal | None = None,
+        first_id: int = 1,
+    ) -> None:
+        self.lease_timeout = lease_timeout
+        self.max_attempts = max_attempts
+        self.default_task = default_task
+        self._keep = {DONE: keep_done, FAILED: keep_failed, DEAD: keep_failed,
+                      CANCELLED: keep_cancelled}
+        self._clock = clock
+        self._journal: Journal = journal or NullJournal()
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._next_id = first_id
+        self._lanes: dict[str, deque] = {}  # function -> deque of _Batch | _Record
+        self._batches: list[_Batch] = []  # every batch still holding items, by first_id
+        self._batch_starts: list[int] = []
+        self._lane_records: dict[int, _Record] = {}  # queued records (requeued or retried)
+        self._running: dict[int, _Record] = {}
+        self._finished: dict[TaskState, dict[int, _Record]] = {s: {} for s in _FINISHED_STATES}
+        self._recent: deque[tuple[int, _Record]] = deque(maxlen=max(keep_done, 1000))
+        self._result_seq = 0
+        self._workers: dict[str, _Worker] = {}
+        self._worker_seq = itertools.count(1)
+        self._counts = {s: 0 for s in TaskState}
+        self._submitted = 0
+        self._requeued_total = 0
+        self._ignored_late = 0
+        self._paused = False
+        self._events: deque[Event] = deque(maxlen=1000)
+        self._event_seq = 0
+        self._series: deque[tuple] = deque(maxlen=_SERIES_SECONDS)
+        self._started = clock()
+        self._sec = int(self._started)
+        self._bucket = [0, 0, 0, 0]  # submitted, done, failed, requeued in the current second
+        self.classic_results: queue.Queue = queue.Queue()
+
+    # ------------------------------------------------------------------ submission
+
+    def submit(self, function: str, args_list: list, kwargs: dict | None = None,
+               classic: bool = False) -> tuple[int, int]:
+        """Queue one task per argument tuple; returns (first_id, count), ids are consecutive."""
+        if not isinstance(function, str) or not function:
+            raise ValueError("a task needs a function name such as 'square' or 'pkg.mod:func'")
+        if not isinstance(args_list, list):
+            args_list = list(args_list)
+        if not all(type(a) is tuple for a in args_list):
+            args_list = [a if type(a) is tuple else tuple(a) if isinstance(a, list) else (a,)
+                         for a in args_list]
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise ValueError("kwargs must be a dict")
+        n = len(args_list)
+        if n == 0:
+            return (self._next_id, 0)
+        with self._cv:
+            now = self._clock()
+            self._tick(now)
+            first = self._next_id
+            self._next_id += n
+            batch = _Batch(first, function, kwargs or None, args_list, now, classic)
+            self._lanes.setdefault(function, deque()).append(batch)
+            self._batches.append(batch)
+            self._batch_starts.append(first)
+            self._counts[QUEUED] += n
+            self._submitted += n
+            self._bucket[0] += n
+            self._journal.submitted(first, function, args_list, kwargs or None, now, classic)
+            self._cv.notify_all()
+        return (first, n)
+
+    # ------------------------------------------------------------------ workers
+
+    def register_worker(self, name: str, host: str, pid: int, mode: str = "inline",
+                        concurrency: int = 1, kind: str = "guidist") -> dict[str, Any]:
+        """Add a worker; returns its id (sent with every later call) and the lease timeout."""
+        with self._lock:
+            now = self._clock()
+            wid = f"{name}#{next(self._worker_seq)}"
+            self._workers[wid] = _Worker(wid, name, host, int(pid), kind, mode,
+                                         int(concurrency), now)
+            self._event("worker-joined", f"worker {wid} joined from {host} (pid {pid}, {mode})")
+            return {"id": wid, "lease_timeout": self.lease_timeout,
+                    "default_task": self.default_task}
+
+    def heartbeat(self, worker_id: str, current_task: int | None = None) -> str:
+        """Renew every lease the worker holds; returns 'ok', 'stop' or 'unknown'."""
+        with self._lock:
+            w = self._workers.get(worker_id)
+            if w is None or w.state is WorkerState.OFFLINE:
+                return CMD_UNKNOWN
+            w.last_seen = self._clock()
+            w.current_task = current_task
+            return CMD_STOP if w.stop else CMD_OK
+
+    def unregister_worker(self, worker_id: str) -> int:
+        """A worker leaves cleanly: its unfinished leases go back to the queue uncounted."""
+        with self._cv:
+            w = self._workers.pop(worker_id, None)
+            if w is None:
+                return 0
+            n = self._release_locked(w, list(w.leases))
+            self._event("worker-left", f"worker {worker_id} left"
+                        + (f", returning {n} task(s) to the queue" if n else ""))
+            return n
+
+    def release(self, worker_id: str, ids: list[int] | None = None) -> int:
+        """Give leased tasks back without counting an attempt (the worker is stopping)."""
+        with self._cv:
+            w = self._workers.get(worker_id)
+            if w is None:
+                return 0
+            return self._release_locked(w, list(w.leases) if ids is None else ids)
+
+    def request_stop(self, worker_ids: Iterable[str]) -> int:
+        """Ask workers to finish their batch and leave; they hear it on their next heartbeat."""
+        with self._lock:
+            n = 0
+            for wid in worker_ids:
+                w = self._workers.get(wid)
+                if w is not None and w.state is not WorkerState.OFFLINE:
+                    w.stop = True
+                    w.state = WorkerState.STOPPING
+                    n += 1
+            return n
+
+    def forget_offline(self) -> int:
+        """Drop offline workers from the list."""
+        with self._lock:
+            gone = [wid for wid, w in self._workers.items() if w.state is WorkerState.OFFLINE]
+            for wid in gone:
+                del self._workers[wid]
+            return len(gone)
+
+    def workers(self) -> tuple[WorkerInfo, ...]:
+        """Every known worker, offline ones included."""
+        with self._lock:
+            return tuple(w.info() for w in self._workers.values())
+
+    # ------------------------------------------------------------------ dispatch
+
+    def claim(self, worker_id: str, max_n: int, wait_s: float = 0.0) -> list[ClaimGroup]:
+        """Lease up to max_n tasks, waiting up to wait_s for the first one to appear."""
+        return self.exchange(worker_id, None, max_n, wait_s)[1]
+
+    def complete(self, worker_id: str, results: list[ResultItem]) -> int:
+        """Store a batch of results; returns how many were accepted (late duplicates are not)."""
+        with self._cv:
+            return self._complete_locked(worker_id, results, self._clock())
+
+    def exchange(self, worker_id: str, results: list[ResultItem] | None, max_n: int,
+                 wait_s: float = 0.0) -> tuple[str, list[ClaimGroup]]:
+        """Report results and claim the next batch in one round trip: (command, groups)."""
+        with self._cv:
+            now = self._clock()
+            w = self._workers.get(worker_id)
+            if w is None or w.state is WorkerState.OFFLINE:
+                if results:
+                    self._complete_locked(worker_id, results, now)
+                return CMD_UNKNOWN, []
+            w.last_seen = now
+            if results:
+                self._complete_locked(worker_id, results, now)
+            if w.stop:
+                return CMD_STOP, []
+            groups = self._take(w, max_n, now)
+            deadline = now + wait_s
+            while not groups and wait_s > 0:
+                remaining = deadline - self._clock()
+                if remaining <= 0 or w.stop or worker_id not in self._workers:
+                    break
+                self._cv.wait(remaining)
+                now = self._clock()
+                w.last_seen = now
+                groups = self._take(w, max_n, now)
+            return (CMD_STOP if w.stop else CMD_OK), groups
+
+    def _take(self, w: _Worker, max_n: int, now: float) -> list[ClaimGroup]:
+        """Move up to max_n queued tasks into w's leases, oldest id first across lanes."""
+        if self._paused or self._counts[QUEUED] == 0 or max_n <= 0:
+            return []
+        groups: list[ClaimGroup] = []
+        claimed: list[_Record] = []
+        left = max_n
+        while left > 0 and self._counts[QUEUED] > 0:
+            lane_name = self._oldest_lane()
+            if lane_name is None:
+                break
+            taken = self._take_from_lane(lane_name, left, w, now, claimed)
+            if taken is not None:
+                groups.append(taken)
+                left -= len(taken[2])
+        if claimed:
+            self._journal.claimed(claimed)
+        return groups
+
+    def _oldest_lane(self) -> str | None:
+        """Name of the lane whose head has the smallest id (FIFO across functions)."""
+        best, best_id = None, None
+        for name, lane in list(self._lanes.items()):
+            if not lane:
+                del self._lanes[name]
+                continue
+            head = lane[0]
+            hid = head.id if type(head) is _Record else head.first_id + head.pos
+            if best_id is None or hid < best_id:
+                best, best_id = name, hid
+        return best
+
+    def _take_from_lane(self, name: str, left: int, w: _Worker, now: float,
+                        claimed: list[_Record]) -> ClaimGroup | None:
+        """Lease from the head of one lane; returns the claimed group or None if only holes."""
+        lane = self._lanes[name]
+        head = lane[0]
+        wid = w.id
+        running = self._running
+        leases = w.leases
+        if type(head) is _Record:
+            lane.popleft()
+            if head.state is not QUEUED or self._lane_records.pop(head.id, None) is None:
+                return None  # finished or cancelled while it waited: a lazy deletion
+            head.state, head.worker, head.started = RUNNING, wid, now
+            head.attempts += 1
+            running[head.id] = leases[head.id] = head
+            self._counts[QUEUED] -= 1
+            self._counts[RUNNING] += 1
+            claimed.append(head)
+            return (head.function, head.kwargs, [head.id], [head.args])
+        start = head.pos
+        items = head.items[start:start + left]
+        head.pos = start + len(items)
+        if head.pos >= len(head.items):
+            lane.popleft()
+            head.items = []  # free the arguments now; _prune_batches drops the shell
+            head.pos = head.holes = 0
+            self._prune_batches()
+        first = head.first_id + start
+        ids = list(range(first, first + len(items)))
+        if head.holes:
+            keep = [i for i, a in enumerate(items) if a is not _HOLE]
+            head.holes -= len(items) - len(keep)
+            ids = [ids[i] for i in keep]
+            items = [items[i] for i in keep]
+        fn, kw, sub, cl = head.function, head.kwargs, head.submitted, head.classic
+        for tid, args in zip(ids, items):
+            r = _Record(tid, fn, args, kw, 1, sub, cl)
+            r.state, r.worker, r.started = RUNNING, wid, now
+            running[tid] = leases[tid] = r
+            claimed.append(r)
+        n = len(ids)
+        self._counts[QUEUED] -= n
+        self._counts[RUNNING] += n
+        return (fn, kw, ids, items) if n else None
+
+    def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
+        self._tick(now)
+        running = self._running
+        w = self._workers.get(worker_id)
+        accepted = 0
+        done: list[_Record] = []
+        for tid, ok, value in results:
+            rec = running.pop(tid, None)
+            if rec is not None:
+                self._counts[RUNNING] -= 1
+                holder = w if (w is not None and rec.worker == worker_id) else \
+                    self._workers.get(rec.worker or "")
+                if holder is not None:
+                    holder.leases.pop(tid, None)
+            else:
+                # The lease expired and the task waits in a lane again: first result wins.
+                rec = self._lane_records.pop(tid, None)
+                if rec is None:
+                    self._ignored_late += 1
+                    continue
+                self._counts[QUEUED] -= 1
+            if ok:
+                self._finish(rec, DONE, now, result=value)
+                if w is not None:
+                    w.done += 1
+            else:
+                self._finish(rec, FAILED, now, error=str(value)[:_ERROR_TEXT_LIMIT])
+                if w is not None:
+                    w.failed += 1
+            if w is not None and rec.worker != worker_id:
+                rec.worker = worker_id
+            done.append(rec)
+            accepted += 1
+        if done:
+            self._journal.finished(done)
+        return accepted
+
+    def _finish(self, rec: _Record, state: TaskState, now: float, result: Any = None,
+                error: str | None = None) -> None:
+        """Move a record into a finished state; keeps only the newest N per state in memory."""
+        rec.state = state
+        rec.finished = now
+        rec.result = result
+        rec.error = error
+        self._counts[state] += 1
+        if state is DONE:
+            self._bucket[1] += 1
+        elif state is not CANCELLED:
+            self._bucket[2] += 1
+        store = self._finished[state]
+        store[rec.id] = rec
+        if len(store) > self._keep[state]:
+            del store[next(iter(store))]
+        self._result_seq += 1
+        self._recent.append((self._result_seq, rec))
+        if rec.classic:
+            if state is DONE:
+                self.classic_results.put(classic_result_text(rec.function, rec.args, result))
+            elif state is not CANCELLED:
+                last = (error or "").strip().splitlines()[-1:] or [""]
+                self.classic_results.put(f"task {rec.id} {state.value}: {last[0]}")
+
+    def _release_locked(self, w: _Worker, ids: list[int]) -> int:
+        """Put w's leases for ids back at the head of their lanes, attempt not counted."""
+        back = []
+        for tid in ids:
+            rec = w.leases.pop(tid, None)
+            if rec is None or self._running.pop(tid, None) is None:
+                continue
+            rec.attempts = max(rec.attempts - 1, 0)
+            self._requeue(rec)
+            back.append(rec)
+        if back:
+            self._journal.requeued(back)
+            self._cv.notify_all()
+        return len(back)
+
+    def _requeue(self, rec: _Record) -> None:
+        rec.state, rec.worker, rec.started = QUEUED, None, None
+        self._lanes.setdefault(rec.function, deque()).appendleft(rec)
+        self._lane_records[rec.id] = rec
+        self._counts[RUNNING] -= 1
+        self._counts[QUEUED] += 1
+
+    # ------------------------------------------------------------------ leases
+
+    def reap(self) -> int:
+        """Requeue the leases of workers whose heartbeat stopped; returns tasks requeued."""
+        with self._cv:
+            now = self._clock()
+            self._tick(now)
+            n = 0
+            for w in list(self._workers.values()):
+                if w.state is not WorkerState.OFFLINE and now > w.last_seen + self.lease_timeout:
+                    n += self._expire(w, now, f"no heartbeat for {now - w.last_seen:.0f} s")
+            return n
+
+    def _expire(self, w: _Worker, now: float, why: str) -> int:
+        """Mark a worker offline and requeue (or bury) every task it held."""
+        w.state = WorkerState.OFFLINE
+        w.current_task = None
+        recs = list(w.leases.values())
+        w.leases.clear()
+        back, dead = [], []
+        for rec in recs:
+            if self._running.pop(rec.id, None) is None:
+                continue
+            if rec.attempts >= self.max_attempts:
+                self._counts[RUNNING] -= 1
+                self._finish(rec, DEAD, now, error=(
+                    f"lease expired {rec.attempts} times (its worker died or hung each time); "
+                    f"last worker {w.id}"))
+                dead.append(rec)
+            else:
+                self._requeue(rec)
+                back.append(rec)
+        self._requeued_total += len(back)
+        self._bucket[3] += len(back)
+        self._event("worker-offline", f"worker {w.id} went offline ({why})")
+        if back:
+            self._event("requeued", f"{len(back)} task(s) of {w.id} requeued")
+            self._journal.requeued(back)
+            self._cv.notify_all()
+        if dead:
+            self._event("dead", f"{len(dead)} task(s) of {w.id} are dead after "
+                        f"{self.max_attempts} attempts")
+            self._journal.finished(dead)
+        return len(back) + len(dead)
+
+    # ------------------------------------------------------------------ control
+
+    def pause(self) -> None:
+        """Stop handing out tasks; workers keep polling."""
+        with self._lock:
+            if not self._paused:
+                self._paused = True
+                self._event("control", "dispatch paused")
+
+    def resume(self) -> None:
+        """Hand out tasks again."""
+        with self._cv:
+            if self._paused:
+                self._paused = False
+                self._event("control", "dispatch resumed")
+                self._cv.notify_all()
+
+    def cancel(self, ids: Iterable[int]) -> int:
+        """Cancel queued tasks by id; running or finished ones are left alone."""
+        with self._lock:
+            now = self._clock()
+            cancelled = []
+            for tid in ids:
+                rec = self._lane_records.pop(tid, None)
+                if rec is None:
+                    rec = self._punch_hole(tid)
+                    if rec is None:
+                        continue
+                self._counts[QUEUED] -= 1
+                self._finish(rec, CANCELLED, now)
+                cancelled.append(rec)
+            if cancelled:
+                self._journal.finished(cancelled)
+                self._event("control", f"{len(cancelled)} queued task(s) cancelled")
+            return len(cancelled)
+
+    def purge(self) -> int:
+        """Cancel everything that is queued."""
+        with self._lock:
+            now = self._clock()
+            ids: list[int] = []
+            recs: list[_Record] = []
+            for lane in self._lanes.values():
+                for item in lane:
+                    if type(item) is _Record:
+                        if self._lane_records.pop(item.id, None) is not None:
+                            recs.append(item)
+                    else:
+                        ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
+                                   if item.items[i] is not _HOLE)
+            for rec in recs:
+                self._finish(rec, CANCELLED, now)
+            self._counts[CANCELLED] += len(ids)
+            n = len(ids) + len(recs)
+            self._counts[QUEUED] -= n
+            self._lanes.clear()
+            self._batches.clear()
+            self._batch_starts.clear()
+            if recs:
+                self._journal.finished(recs)
+            if ids:
+                self._journal.cancelled_ids(ids, now)
+            self._event("control", f"queue purged: {n} task(s) cancelled")
+            return n
+
+    def retry(self, ids: Iterable[int]) -> int:
+        """Queue failed or dead tasks again, with a fresh attempt count."""
+        with self._cv:
+            n = 0
+            for tid in ids:
+                for state in (FAILED, DEAD):
+                    rec = self._finished[state].pop(tid, None)
+                    if rec is not None:
+                        self._requeue_finished(rec, state)
+                        n += 1
+                        break
+            if n:
+                self._event("control", f"{n} task(s) queued again for retry")
+                self._cv.notify_all()
+            return n
+
+    def retry_all(self) -> int:
+        """Retry every failed and dead task still held in memory."""
+        with self._lock:
+            ids = list(self._finished[FAILED]) + list(self._finished[DEAD])
+        return self.retry(ids)
+
+    def _requeue_finished(self, rec: _Record, state: TaskState) -> None:
+        self._counts[state] -= 1
+        rec.attempts = 0
+        rec.result = rec.error = rec.finished = None
+        rec.state, rec.worker, rec.started = QUEUED, None, None
+        self._lanes.setdefault(rec.function, deque()).append(rec)
+        self._lane_records[rec.id] = rec
+        self._counts[QUEUED] += 1
+        self._journal.requeued([rec])
+
+    def _prune_batches(self) -> None:
+        """Forget exhausted batches at the front of the id index (they are mostly in order)."""
+        n = 0
+        for b in self._batches:
+            if b.items:
+                break
+            n += 1
+        if n:
+            del self._batches[:n]
+            del self._batch_starts[:n]
+
+    def _find_batch(self, tid: int) -> _Batch | None:
+        i = bisect.bisect_right(self._batch_starts, tid) - 1
+        if i < 0:
+            return None
+        b = self._batches[i]
+        return b if tid < b.first_id + len(b.items) else None
+
+    def _punch_hole(self, tid: int) -> _Record | None:
+        """Take a still-queued task out of its batch; returns a record for it, or None."""
+        b = self._find_batch(tid)
+        if b is None:
+            return None
+        idx = tid - b.first_id
+        if idx < b.pos or b.items[idx] is _HOLE:
+            return None
+        rec = _Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic)
+        b.items[idx] = _HOLE
+        b.holes += 1
+        return rec
+
+    # ------------------------------------------------------------------ monitoring
+
+    def snapshot(self, series_since: int = 0, events_since: int = 0) -> Snapshot:
+        """Counts, workers, and the series points and events after the caller's cursors."""
+        with self._lock:
+            now = self._clock()
+            self._tick(now)
+            series = tuple(p for p in itertools.islice(reversed(self._series), _MAX_SERIES_REPLY)
+                           if p[0] > series_since)[::-1]
+            events = tuple(e for e in itertools.islice(reversed(self._events), _MAX_EVENTS_REPLY)
+                           if e.seq > events_since)[::-1]
+            return Snapshot(
+                time=now,
+                counts={s.value: c for s, c in self._counts.items()},
+                submitted=self._submitted,
+                requeued=self._requeued_total,
+                paused=self._paused,
+                throughput=self._throughput(),
+                workers=tuple(w.info() for w in self._workers.values()),
+                series=series,
+                events=events,
+                default_task=self.default_task,
+                started=self._started,
+                extra={"ignored_late": self._ignored_late,
+                       "classic_results": self.classic_results.qsize()},
+            )
+
+    def _throughput(self, seconds: int = 10) -> float:
+        pts = list(itertools.islice(reversed(self._series), seconds))
+        return sum(p[2] + p[3] for p in pts) / seconds if pts else 0.0
+
+    def get_task(self, task_id: int) -> Task | None:
+        """One task by id, wherever it is; None if unknown or pruned from memory."""
+        with self._lock:
+            rec = self._running.get(task_id) or self._lane_records.get(task_id)
+            if rec is None:
+                for store in self._finished.values():
+                    rec = store.get(task_id)
+                    if rec is not None:
+                        break
+            if rec is not None:
+                return rec.to_task()
+            b = self._find_batch(task_id)
+            if b is not None:
+                idx = task_id - b.first_id
+                if idx >= b.pos and b.items[idx] is not _HOLE:
+                    return Task(task_id, b.function, b.items[idx], b.kwargs, QUEUED, 0,
+                                b.submitted)
+            return None
+
+    def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
+                   search: str | None = None) -> TaskPage:
+        """A page of tasks: running, then queued (oldest first), then finished (newest first)."""
+        limit = max(0, min(int(limit), 10_000))
+        offset = max(0, int(offset))
+        states = [TaskState(state)] if state else [RUNNING, QUEUED, *_FINISHED_STATES]
+        with self._lock:
+            if search:
+                return self._search_locked(states, search.strip().lower(), offset, limit)
+            total = 0
+            page: list[Task] = []
+            skip = offset
+            for s in states:
+                size = self._segment_size(s)
+                total += size
+                if len(page) >= limit:
+                    continue
+                if skip >= size:
+                    skip -= size
+                    continue
+                page.extend(itertools.islice(self._iter_segment(s, skip), limit - len(page)))
+                skip = 0
+            return TaskPage(total, offset, tuple(page))
+
+    def _segment_size(self, s: TaskState) -> int:
+        if s is QUEUED:
+            return self._counts[QUEUED]
+        if s is RUNNING:
+            return len(self._running)
+        return len(self._finished[s])
+
+    def _iter_segment(self, s: TaskState, skip: int = 0) -> Iterator[Task]:
+        if s is QUEUED:
+            yield from self._iter_queued(skip)
+        elif s is RUNNING:
+            for rec in itertools.islice(self._running.values(), skip, None):
+                yield rec.to_task()
+        else:
+            store = self._finished[s]
+            for rec in itertools.islice(reversed(store.values()), skip, None):
+                yield rec.to_task()
+
+    def _iter_queued(self, skip: int) -> Iterator[Task]:
+        """Queued tasks lane by lane, skipping whole batches arithmetically."""
+        for lane in list(self._lanes.values()):
+            for item in list(lane):
+                if type(item) is _Record:
+                    if item.state is not QUEUED or item.id not in self._lane_records:
+                        continue
+                    if skip:
+                        skip -= 1
+                        continue
+                    yield item.to_task()
+                    continue
+                if skip >= item.alive:
+                    skip -= item.alive
+                    continue
+                for i in range(item.pos, len(item.items)):
+                    args = item.items[i]
+                    if args is _HOLE:
+                        continue
+                    if skip:
+                        skip -= 1
+                        continue
+                    yield Task(item.first_id + i, item.function, args, item.kwargs, QUEUED, 0,
+                               item.submitted)
+
+    def _search_locked(self, states: list[TaskState], needle: str, offset: int,
+                       limit: int) -> TaskPage:
+        """Substring search over id, function, args, result and error; scans a bounded number."""
+        matches: list[Task] = []
+        scanned = 0
+        for s in states:
+            for t in self._iter_segment(s):
+                scanned += 1
+                if scanned > _SEARCH_SCAN_LIMIT:
+                    break
+                hay = f"{t.id} {t.function} {t.args!r} {t.result!r} {t.error or ''}".lower()
+                if needle in hay:
+                    matches.append(t)
+        return TaskPage(len(matches), offset, tuple(matches[offset:offset + limit]))
+
+    def results_since(self, cursor: int, limit: int = 1000) -> tuple[int, list[Task]]:
+        """Tasks finished after cursor (a sequence number), oldest first; returns (cursor, tasks)."""
+        with self._lock:
+            if not self._recent:
+                return cursor, []
+            first_seq = self._recent[0][0]
+            start = max(0, cursor + 1 - first_seq)
+            out = [rec.to_task() for _, rec in itertools.islice(self._recent, start,
+                                                                 start + limit)]
+            return (first_seq + start + len(out) - 1 if out else cursor), out
+
+    def queued_count(self) -> int:
+        """Tasks waiting to be claimed."""
+        with self._lock:
+            return self._counts[QUEUED]
+
+    def events(self, since: int = 0) -> list[Event]:
+        """Events after a sequence number."""
+        with self._lock:
+            return [e for e in self._events if e.seq > since]
+
+    # ------------------------------------------------------------------ classic facade
+
+    def classic_get(self, conn_key: str, block: bool = True, timeout: float | None = None) -> Any:
+        """Hand one default-task payload to a tutorial-style worker, or raise queue.Empty."""
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        with self._cv:
+            w = self._classic_worker(conn_key)
+            while True:
+                now = self._clock()
+                w.last_seen = now
+                if w.state is WorkerState.OFFLINE:
+                    w.state = WorkerState.IDLE
+                if not self._paused and self.default_task in self._lanes:
+                    claimed: list[_Record] = []
+                    while self._lanes.get(self.default_task):
+                        g = self._take_from_lane(self.default_task, 1, w, now, claimed)
+                        if g is not None:
+                            self._journal.claimed(claimed)
+                            args, kwargs = g[3][0], g[1]
+                            return args[0] if len(args) == 1 and not kwargs else args
+                    self._lanes.pop(self.default_task, None)
+                if not block:
+                    raise queue.Empty
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise queue.Empty
+                self._cv.wait(1.0 if remaining is None else min(remaining, 1.0))
+
+    def classic_put_result(self, conn_key: str, value: Any) -> None:
+        """A tutorial-style worker reports: it completes the oldest task its connection holds."""
+        with self._cv:
+            w = self._workers.get(f"classic:{conn_key}")
+            if w is not None and w.leases:
+                tid = next(iter(w.leases))
+                classic_origin = w.leases[tid].classic
+                w.last_seen = self._clock()
+                self._complete_locked(w.id, [(tid, True, value)], w.last_seen)
+                if classic_origin:
+                    return  # _finish already queued it for the master, as-is from the worker
+            self.classic_results.put(value)
+
+    def connection_closed(self, conn_key: str) -> None:
+        """A manager connection ended: a classic worker on it is gone, so requeue its tasks."""
+        with self._cv:
+            w = self._workers.get(f"classic:{conn_key}")
+            if w is None:
+                return
+            if w.leases:
+                self._expire(w, self._clock(), "connection closed")
+            self._workers.pop(w.id, None)
+            self._event("worker-left", f"classic worker {w.id} disconnected")
+
+    def _classic_worker(self, conn_key: str) -> _Worker:
+        wid = f"classic:{conn_key}"
+        w = self._workers.get(wid)
+        if w is None:
+            host = conn_key.rsplit("@", 1)[-1]
+            w = _Worker(wid, "classic", host, 0, "classic", "classic", 1, self._clock())
+            self._workers[wid] = w
+            self._event("worker-joined", f"classic worker connected from {host}")
+        return w
+
+    # ------------------------------------------------------------------ time series
+
+    def _tick(self, now: float) -> None:
+        """Close the per-second bucket(s) that ended before now."""
+        sec = int(now)
+        if sec <= self._sec:
+            return
+        gauges = (self._counts[QUEUED], self._counts[RUNNING],
+                  sum(1 for w in self._workers.values() if w.state is not WorkerState.OFFLINE))
+        b = self._bucket
+        self._series.append((self._sec, b[0], b[1], b[2], b[3], *gauges))
+        for s in range(max(self._sec + 1, sec - _SERIES_SECONDS), sec):
+            self._series.append((s, 0, 0, 0, 0, *gauges))
+        self._sec = sec
+        self._bucket = [0, 0, 0, 0]
+
+    def _event(self, kind: str, message: str) -> None:
+        self._event_seq += 1
+        self._events.append(Event(self._event_seq, self._clock(), kind, message))
+        log.info("%s", message)

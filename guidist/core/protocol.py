@@ -1,0 +1,153 @@
+"""Plain data shared by the server, the workers, the client and the window.
+
+Everything here is a frozen dataclass or a ``str`` Enum, so it pickles across the manager
+connection and can be handed from a worker thread to the GUI thread without copying.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+#: Fields of one per-second point of the broker's time series, in tuple order.
+SERIES_FIELDS: tuple[str, ...] = (
+    "t",  # whole second (wall clock) the point covers
+    "submitted",  # tasks submitted during that second
+    "done",  # tasks finished successfully during that second
+    "failed",  # tasks that raised (or went dead) during that second
+    "requeued",  # leases that expired and went back to the queue
+    "queued",  # queue depth at the end of the second
+    "running",  # leased tasks at the end of the second
+    "workers",  # connected workers at the end of the second
+)
+
+#: Name of the task a bare payload runs with (the tutorial's worker squares integers).
+DEFAULT_TASK = "square"
+
+
+class TaskState(str, Enum):
+    """Where a task is in its life: queued → running → done | failed; dead; cancelled."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True for states a task only leaves by an explicit retry."""
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED})
+
+
+class WorkerState(str, Enum):
+    """What a worker is doing, as far as the server can tell."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task as the ledger knows it."""
+
+    id: int
+    function: str
+    args: tuple = ()
+    kwargs: dict | None = None
+    state: TaskState = TaskState.QUEUED
+    attempts: int = 0
+    submitted: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+    worker: str | None = None
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of a task listing, with the total the listing would have unpaged."""
+
+    total: int
+    offset: int
+    tasks: tuple[Task, ...]
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker as the broker sees it; ``kind`` is "guidist" or "classic"."""
+
+    id: str
+    name: str
+    host: str
+    pid: int
+    kind: str = "guidist"
+    mode: str = "inline"
+    concurrency: int = 1
+    state: WorkerState = WorkerState.IDLE
+    joined: float = 0.0
+    last_seen: float = 0.0
+    current_task: int | None = None
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something a person watching would want in the event log."""
+
+    seq: int
+    time: float
+    kind: str  # worker-joined, worker-left, worker-offline, requeued, dead, failed, control
+    message: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a monitor shows, answered by one cheap call whatever the number of tasks."""
+
+    time: float
+    counts: dict[str, int]  # current count per TaskState value (done/failed/... are totals)
+    submitted: int
+    requeued: int
+    paused: bool
+    throughput: float  # tasks finished per second over the last 10 whole seconds
+    workers: tuple[WorkerInfo, ...] = ()
+    series: tuple[tuple, ...] = ()  # SERIES_FIELDS tuples after the caller's cursor
+    events: tuple[Event, ...] = ()  # events after the caller's cursor
+    kind: str = "guidist"  # "classic" when attached to an unmodified tutorial master
+    default_task: str = DEFAULT_TASK
+    started: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def count(self, state: TaskState | str) -> int:
+        """Current count for one state (0 when unknown, e.g. on a classic master)."""
+        return self.counts.get(TaskState(state).value, 0)
+
+    @property
+    def connected_workers(self) -> int:
+        """Workers that are not offline."""
+        return sum(1 for w in self.workers if w.state is not WorkerState.OFFLINE)
+
+    def to_status(self) -> dict[str, Any]:
+        """The flat dict ``guidist status --json`` prints."""
+        status: dict[str, Any] = {s.value: self.counts.get(s.value, 0) for s in TaskState}
+        status.update(
+            kind=self.kind,
+            submitted=self.submitted,
+            requeued=self.requeued,
+            paused=self.paused,
+            workers=self.connected_workers,
+            throughput=round(self.throughput, 1),
+        )
+        status.update(self.extra)
+        return status

@@ -1,0 +1,299 @@
+"""The worker: claim → run → report, one batch per round trip, with a heartbeat beside it.
+
+Like huey's consumer, the loop does one step at a time and the signal handlers only set a flag.
+The batch size adapts to the task duration (about a tenth of a second of work per claim, capped
+by ``prefetch``), so trivial tasks move in big batches while slow ones are not hoarded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .broker import CMD_STOP, CMD_UNKNOWN, classic_result_text
+from .client import Client
+from .errors import AuthenticationFailed, GuidistError, ServerUnavailable
+from .protocol import DEFAULT_TASK
+from .tasks import TaskNotFound, resolve
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_GAVE_UP, EXIT_AUTH = 0, 3, 4
+_BATCH_SECONDS = 0.1  # aim for this much work per claim
+
+
+@dataclass
+class WorkerConfig:
+    """How a worker connects and behaves."""
+
+    address: tuple[str, int]
+    authkey: bytes
+    name: str = ""
+    prefetch: int = 1000  # the most tasks one claim may lease
+    wait_s: float = 1.0  # how long a claim waits on the server when the queue is empty
+    heartbeat_s: float = 5.0  # capped to a quarter of the server's lease timeout
+    give_up_after: float = 60.0  # seconds without a server before exiting non-zero
+    exit_with_parent: bool = False  # local workers: leave as soon as the launcher is gone
+    max_tasks: int | None = None  # exit after this many tasks (tests, recycling)
+
+
+class Worker:
+    """A guidist worker process's main object; ``run()`` returns the exit code."""
+
+    def __init__(self, config: WorkerConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.name = config.name or f"{socket.gethostname()}-{os.getpid()}"
+        self._clock = clock
+        self._stop = threading.Event()
+        self._client = Client(config.address, config.authkey)
+        self._id: str | None = None
+        self._current: int | None = None
+        self._pending: list[tuple[int, bool, Any]] = []  # results not yet accepted by a server
+        self._functions: dict[str, Callable[..., Any]] = {}
+        self._batch = 8
+        self._heartbeat_s = config.heartbeat_s
+        self._parent = os.getppid()
+        self.processed = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def request_stop(self, *_: Any) -> None:
+        """Finish the task at hand, hand back the rest, and exit 0 (safe in a signal handler)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT ask for a graceful stop."""
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> int:
+        """Connect (with back-off), then loop until stopped; returns the process exit code."""
+        try:
+            self._connect()
+        except AuthenticationFailed as exc:
+            log.error("%s", exc)
+            return EXIT_AUTH
+        except ServerUnavailable as exc:
+            log.error("%s", exc)
+            return EXIT_GAVE_UP
+        if self._stop.is_set():
+            return EXIT_OK
+        if self._client.kind == "classic":
+            return self._run_classic()
+        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        beat.start()
+        try:
+            return self._loop()
+        finally:
+            self._stop.set()
+            beat.join(timeout=2)
+
+    def _loop(self) -> int:
+        while not self._stop.is_set():
+            if self.config.max_tasks is not None and self.processed >= self.config.max_tasks:
+                break
+            try:
+                if self._id is None:
+                    self._register()
+                cmd, groups = self._call_with_results("exchange", self._claim_size(),
+                                                      self.config.wait_s)
+            except ServerUnavailable as exc:
+                code = self._reconnect(exc)
+                if code is not None:
+                    return code
+                continue
+            except AuthenticationFailed as exc:
+                log.error("%s", exc)
+                return EXIT_AUTH
+            if cmd == CMD_UNKNOWN:
+                log.info("the server does not know this worker (restarted?); registering again")
+                self._id = None
+                continue
+            if groups:
+                self._run_groups(groups)
+            if cmd == CMD_STOP:
+                log.info("the server asked this worker to stop")
+                break
+        self._leave()
+        return EXIT_OK
+
+    def _leave(self) -> None:
+        """Report what is done, give back what is not, and unregister."""
+        if self._id is None:
+            return
+        try:
+            if self._pending:
+                self._send_results()
+            self._client.call("unregister_worker", self._id)
+        except GuidistError as exc:
+            log.warning("could not say goodbye to the server: %s", exc)
+        self._id = None
+
+    # ------------------------------------------------------------------ connecting
+
+    def _connect(self) -> None:
+        """Connect, retrying with back-off until give_up_after; authentication errors are final."""
+        start = self._clock()
+        delay = 0.1
+        while True:
+            try:
+                self._client.connect()
+                return
+            except ServerUnavailable as exc:
+                if self._stop.is_set() or self._clock() - start > self.config.give_up_after:
+                    raise ServerUnavailable(f"{exc} Gave up after "
+                                            f"{self.config.give_up_after:.0f} s.") from None
+                log.info("%s Retrying in %.1f s.", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _reconnect(self, exc: Exception) -> int | None:
+        """After a lost connection: None to go on, or an exit code when giving up."""
+        log.warning("%s", exc)
+        self._client.close()
+        try:
+            self._connect()
+        except ServerUnavailable as final:
+            log.error("%s", final)
+            return EXIT_GAVE_UP
+        except AuthenticationFailed as final:
+            log.error("%s", final)
+            return EXIT_AUTH
+        return None
+
+    def _register(self) -> None:
+        reply = self._client.call("register_worker", self.name, socket.gethostname(),
+                                  os.getpid(), "inline", 1)
+        self._id = reply["id"]
+        lease = float(reply.get("lease_timeout", 30.0))
+        self._heartbeat_s = max(0.05, min(self.config.heartbeat_s, lease / 4))
+        log.info("registered as %s (lease %.1f s, heartbeat %.2f s)", self._id, lease,
+                 self._heartbeat_s)
+
+    def _heartbeat_loop(self) -> None:
+        """Renew leases from a second connection (proxies are not shared between threads)."""
+        client = Client(self.config.address, self.config.authkey)
+        while not self._stop.wait(self._heartbeat_s):
+            if self.config.exit_with_parent and os.getppid() != self._parent:
+                log.warning("the process that launched this worker is gone; stopping")
+                self._stop.set()
+                return
+            wid = self._id
+            if wid is None:
+                continue
+            try:
+                if client.call("heartbeat", wid, self._current) == CMD_STOP:
+                    self._stop.set()
+            except GuidistError:
+                client.close()  # the main loop does the reconnecting and the giving up
+
+    # ------------------------------------------------------------------ running
+
+    def _claim_size(self) -> int:
+        return max(1, min(self._batch, self.config.prefetch))
+
+    def _run_groups(self, groups: list) -> None:
+        """Run every claimed task; stop early (handing the rest back) when asked to."""
+        started = time.perf_counter()
+        ran = 0
+        results = self._pending
+        for function, kwargs, ids, args_list in groups:
+            try:
+                fn = self._function(function)
+            except TaskNotFound as exc:
+                results.extend((tid, False, f"TaskNotFound: {exc}") for tid in ids)
+                continue
+            kw = kwargs or {}
+            for tid, args in zip(ids, args_list):
+                if self._stop.is_set():
+                    break
+                self._current = tid
+                try:
+                    results.append((tid, True, fn(*args, **kw)))
+                except Exception:
+                    results.append((tid, False, traceback.format_exc()))
+                ran += 1
+        self._current = None
+        self.processed += ran
+        elapsed = time.perf_counter() - started
+        if ran:
+            per_task = elapsed / ran
+            self._batch = int(max(1, min(self.config.prefetch,
+                                         _BATCH_SECONDS / per_task if per_task > 0 else 1e9)))
+        self._pending = results
+        if self._stop.is_set():
+            self._send_results()
+            self._client.call("release", self._id, None)
+
+    def _function(self, name: str) -> Callable[..., Any]:
+        fn = self._functions.get(name)
+        if fn is None:
+            fn = self._functions[name] = resolve(name)
+        return fn
+
+    def _send_results(self) -> None:
+        """Report pending results now (used when stopping)."""
+        self._call_with_results("complete")
+
+    def _call_with_results(self, method: str, *args: Any) -> Any:
+        """Call method(worker_id, pending_results, *args); unpicklable results become failures.
+
+        Pickling happens before anything is written to the socket, so a failed send leaves the
+        connection usable; checking every result up front would cost every batch instead.
+        """
+        try:
+            reply = self._client.call(method, self._id, self._pending, *args)
+        except (pickle.PicklingError, TypeError, AttributeError, RecursionError):
+            self._pending = results_are_picklable(self._pending)
+            reply = self._client.call(method, self._id, self._pending, *args)
+        self._pending = []
+        return reply
+
+    # ------------------------------------------------------------------ classic fallback
+
+    def _run_classic(self) -> int:
+        """Serve an unmodified tutorial master: bare payloads in, formatted strings out."""
+        log.info("the server has no guidist broker; working its two classic queues")
+        fn = resolve(DEFAULT_TASK)
+        manager = self._client._manager
+        assert manager is not None
+        tasks, results = manager.get_task_queue(), manager.get_result_queue()
+        while not self._stop.is_set():
+            if self.config.max_tasks is not None and self.processed >= self.config.max_tasks:
+                break
+            try:
+                n = tasks.get(timeout=self.config.wait_s)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError) as exc:
+                log.error("lost the tutorial master: %s", exc)
+                return EXIT_GAVE_UP
+            try:
+                value: Any = classic_result_text(DEFAULT_TASK, (n,), fn(n))
+            except Exception as exc:
+                value = f"task {n!r} failed: {exc!r}"
+            results.put(value)
+            self.processed += 1
+        return EXIT_OK
+
+
+def results_are_picklable(results: list) -> list:
+    """Replace results that cannot be pickled by failures that say so."""
+    out = []
+    for tid, ok, value in results:
+        try:
+            pickle.dumps(value)
+            out.append((tid, ok, value))
+        except Exception as exc:
+            out.append((tid, False, f"the result could not be sent: {type(exc).__name__}: {exc}"))
+    return out
