@@ -1,0 +1,122 @@
+"""Shared fixtures: a real server on 127.0.0.1:0, worker pools, and a leftover-process check."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+# Qt must never try to open a display in tests; set before anything imports PySide6.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.pop("GUIDIST_AUTHKEY", None)
+
+from guidist.core.client import Client  # noqa: E402
+from guidist.core.pool import WorkerPool  # noqa: E402
+from guidist.core.server import ServerProcess  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_KEY = "test-key-0123456789"
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.02,
+             message: str = "condition") -> object:
+    """Poll predicate until it returns something truthy; fail the test after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {message}")
+        time.sleep(interval)
+
+
+def _children() -> list[psutil.Process]:
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "resource_tracker" in " ".join(p.cmdline()):
+                continue  # multiprocessing's own helper; it exits with the interpreter
+            out.append(p)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Fail a test that leaves child processes running (after a short grace period)."""
+    before = {p.pid for p in _children()}
+    yield
+    deadline = time.monotonic() + 10
+    left = [p for p in _children() if p.pid not in before]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    if left:
+        desc = ", ".join(f"{p.pid} {' '.join(p.cmdline())[:80]}" for p in left if p.is_running())
+        for p in left:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        pytest.fail(f"test left child processes running: {desc}")
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers (port 0, loopback, no journal unless given); all are stopped afterwards."""
+    started: list[ServerProcess] = []
+
+    def start(**options: object) -> ServerProcess:
+        options.setdefault("authkey", TEST_KEY)
+        server = ServerProcess(**options)  # type: ignore[arg-type]
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    """One running server with a short lease, so requeue tests finish quickly."""
+    return server_factory(lease_timeout=2.0)
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[Client]:
+    """A client connected to the server fixture."""
+    assert server.address is not None
+    c = Client(server.address, TEST_KEY).connect()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def pool_factory() -> Iterator[Callable[..., WorkerPool]]:
+    """Worker pools for a server; every worker is stopped afterwards."""
+    pools: list[WorkerPool] = []
+
+    def make(server: ServerProcess, **options: object) -> WorkerPool:
+        assert server.address is not None
+        options.setdefault("give_up_after", 5.0)
+        pool = WorkerPool(server.address, TEST_KEY, **options)  # type: ignore[arg-type]
+        pools.append(pool)
+        return pool
+
+    yield make
+    for p in pools:
+        p.stop_all(timeout=5)
+
+
+def python_script(path: Path, *args: str) -> list[str]:
+    """argv to run a fixture script with this interpreter."""
+    return [sys.executable, str(path), *args]

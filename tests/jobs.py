@@ -1,0 +1,47 @@
+"""Task functions used by the tests; importable by worker processes as "tests.jobs:NAME"."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+
+def boom(x: int = 0) -> None:
+    """Always raise, with a recognisable message."""
+    raise ValueError(f"boom {x}")
+
+
+def crash(x: int = 0) -> None:
+    """Kill the worker process running this task, as a segfault would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def unpicklable(x: int = 0) -> object:
+    """Return something pickle refuses."""
+    return threading.Lock()
+
+
+class _Unpicklable(Exception):
+    def __reduce__(self):  # type: ignore[override]
+        raise TypeError("this exception refuses to be pickled")
+
+
+def raise_unpicklable(x: int = 0) -> None:
+    """Raise an exception that cannot be pickled."""
+    raise _Unpicklable("cannot cross a process boundary")
+
+
+def touch_and_sleep(path: str, seconds: float = 30.0) -> str:
+    """Create path (so a test knows the task started), then sleep: a task to kill mid-run."""
+    Path(path).touch()
+    time.sleep(seconds)
+    return "slept"
+
+
+def slow_square(n: int, seconds: float = 0.01) -> int:
+    """square with a delay, so several workers share a batch."""
+    time.sleep(seconds)
+    return n * n
