@@ -1,0 +1,85 @@
+"""protocol: plain data that pickles, a str Enum of states, and the status dict."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+
+import pytest
+
+from guidist.core.protocol import (
+    DEFAULT_TASK,
+    SERIES_FIELDS,
+    Event,
+    Snapshot,
+    Task,
+    TaskPage,
+    TaskState,
+    WorkerInfo,
+    WorkerState,
+)
+
+
+def test_task_state_is_a_str_enum_with_the_documented_values() -> None:
+    assert [s.value for s in TaskState] == ["queued", "running", "done", "failed", "dead",
+                                            "cancelled"]
+    assert TaskState.DONE == "done"
+    assert TaskState("failed") is TaskState.FAILED
+    assert json.dumps(TaskState.DEAD) == '"dead"'
+
+
+def test_finished_states() -> None:
+    assert {s for s in TaskState if s.finished} == {
+        TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED}
+
+
+@pytest.mark.parametrize("obj", [
+    Task(1, "square", (3,), None, TaskState.DONE, 1, 1.0, 2.0, 3.0, "w#1", 9, None),
+    TaskPage(1, 0, (Task(2, "echo"),)),
+    WorkerInfo("w#1", "w", "host", 123, state=WorkerState.BUSY),
+    Event(1, 2.0, "requeued", "1 task(s) requeued"),
+    Snapshot(time=1.0, counts={"done": 1}, submitted=1, requeued=0, paused=False,
+             throughput=0.5, workers=(WorkerInfo("w#1", "w", "h", 1),),
+             series=((1, 0, 0, 0, 0, 0, 0, 0),), events=(Event(1, 1.0, "control", "x"),)),
+])
+def test_records_are_frozen_and_pickle_round_trip(obj: object) -> None:
+    assert pickle.loads(pickle.dumps(obj)) == obj
+    field = dataclasses.fields(obj)[0].name  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(obj, field, None)
+
+
+def test_snapshot_count_and_connected_workers() -> None:
+    snap = Snapshot(time=0.0, counts={"queued": 4, "done": 2}, submitted=6, requeued=1,
+                    paused=True, throughput=12.345,
+                    workers=(WorkerInfo("a#1", "a", "h", 1),
+                             WorkerInfo("b#2", "b", "h", 2, state=WorkerState.OFFLINE),
+                             WorkerInfo("c#3", "c", "h", 3, state=WorkerState.BUSY)))
+    assert snap.count("queued") == 4
+    assert snap.count(TaskState.DONE) == 2
+    assert snap.count("dead") == 0
+    assert snap.connected_workers == 2
+    with pytest.raises(ValueError):
+        snap.count("bogus")
+
+
+def test_to_status_has_every_field_issue_2_requires() -> None:
+    snap = Snapshot(time=0.0, counts={s.value: i for i, s in enumerate(TaskState)},
+                    submitted=15, requeued=3, paused=False, throughput=7.26,
+                    workers=(WorkerInfo("a#1", "a", "h", 1),))
+    status = snap.to_status()
+    for key in ("queued", "running", "done", "failed", "dead", "cancelled", "workers",
+                "throughput"):
+        assert key in status
+    assert status["queued"] == 0 and status["cancelled"] == 5
+    assert status["workers"] == 1
+    assert status["throughput"] == 7.3
+    json.dumps(status)  # the CLI prints it as JSON
+
+
+def test_series_fields_and_default_task() -> None:
+    assert SERIES_FIELDS[0] == "t"
+    assert set(SERIES_FIELDS[1:]) == {"submitted", "done", "failed", "requeued", "queued",
+                                      "running", "workers"}
+    assert DEFAULT_TASK == "square"
