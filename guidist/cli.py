@@ -21,7 +21,7 @@ from typing import Any
 
 from .core.client import Client
 from .core.errors import GuidistError
-from .core.protocol import Snapshot
+from .core.protocol import Snapshot, TaskState
 from .core.security import generate_key, is_loopback, parse_address, to_bytes
 from .core.tasks import as_args, check_task_name, parse_range, parse_value
 
@@ -227,6 +227,59 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the ledger (or part of it) as CSV or JSON lines, from a journal or a live server."""
+    from .core.store import iter_ledger, write_export
+
+    fmt = args.format or ("csv" if (args.output or "").lower().endswith(".csv") else "jsonl")
+    states = args.state or None
+    if args.connect:
+        tasks = _live_tasks(_client(args), states)
+    else:
+        path = Path(args.journal) if args.journal else default_journal_path()
+        if not path.exists():
+            raise CliError(f"no journal at {path}: pass --journal PATH or --connect HOST:PORT")
+        tasks = iter_ledger(path, states)
+    if args.output and args.output != "-":
+        try:
+            out = open(args.output, "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise CliError(f"cannot write {args.output}: {exc.strerror}") from None
+        with out:
+            n = write_export(tasks, out, fmt)
+        print(f"exported {n} task(s) to {args.output}", file=sys.stderr)
+    else:
+        n = write_export(tasks, sys.stdout, fmt)
+    return 0
+
+
+def _live_tasks(client: Client, states: list[str] | None) -> Iterator[Any]:
+    """Page through a live server's listings (what it holds in memory)."""
+    for state in states or [None]:
+        offset = 0
+        while True:
+            page = client.list_tasks(state, offset, 5000)
+            yield from page.tasks
+            offset += len(page.tasks)
+            if not page.tasks or offset >= page.total:
+                break
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Delete old finished tasks from a journal's ledger (failures are kept longer)."""
+    from .core.store import prune_journal
+
+    path = Path(args.journal) if args.journal else default_journal_path()
+    if not path.exists():
+        raise CliError(f"no journal at {path}")
+    day = 86400.0
+    n = prune_journal(path, done_older_than=args.done_days * day,
+                      failed_older_than=args.failed_days * day, keep_done=args.keep_done,
+                      keep_failed=args.keep_failed)
+    print(f"pruned {n} finished task(s) from {path}")
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     """Open the window."""
     try:
@@ -304,11 +357,30 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--connect", required=True, metavar="HOST:PORT")
     _add_key(status)
     status.add_argument("--json", action="store_true", help="one JSON object")
+
+    export = sub.add_parser("export", help="write the task ledger as CSV or JSON lines")
+    where = export.add_mutually_exclusive_group()
+    where.add_argument("--journal", help="journal file (default: the per-user one)")
+    where.add_argument("--connect", metavar="HOST:PORT", help="a live server instead")
+    _add_key(export)
+    export.add_argument("--state", action="append",
+                        choices=[s.value for s in TaskState], help="only these states")
+    export.add_argument("--format", choices=["csv", "jsonl"], help="default: from -o's suffix")
+    export.add_argument("-o", "--output", help="file to write (default: standard output)")
+
+    prune = sub.add_parser("prune", help="delete old finished tasks from a journal")
+    prune.add_argument("--journal", help="journal file (default: the per-user one)")
+    prune.add_argument("--done-days", type=float, default=7.0,
+                       help="delete successes older than this")
+    prune.add_argument("--failed-days", type=float, default=30.0,
+                       help="delete failures older than this (kept longer)")
+    prune.add_argument("--keep-done", type=int, help="keep at most this many successes")
+    prune.add_argument("--keep-failed", type=int, help="keep at most this many failures")
     return parser
 
 
 COMMANDS = {"gui": cmd_gui, "serve": cmd_serve, "worker": cmd_worker, "submit": cmd_submit,
-            "status": cmd_status}
+            "status": cmd_status, "export": cmd_export, "prune": cmd_prune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -336,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `guidist export | head`: the reader is done, so are we
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

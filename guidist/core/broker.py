@@ -911,6 +911,69 @@ class Broker:
             self._event("worker-joined", f"classic worker connected from {host}")
         return w
 
+    # ------------------------------------------------------------------ persistence
+
+    def keep_limit(self, state: TaskState) -> int:
+        """How many finished tasks of a state are kept in memory."""
+        return self._keep[TaskState(state)]
+
+    def restore(self, queued: list[tuple], finished: list[Task], counts: dict[str, int],
+                submitted: int, requeued: int, next_id: int) -> None:
+        """Load state replayed from a journal into this (fresh) broker.
+
+        queued rows are (id, function, args, kwargs, attempts, submitted, classic) in id
+        order; untouched runs of consecutive ids become batches again, the rest records.
+        """
+        with self._lock:
+            self._next_id = max(self._next_id, next_id)
+            run: list = []
+            run_key: tuple | None = None
+            run_first = run_next = 0
+
+            def flush_run() -> None:
+                if run:
+                    fn, kwargs, sub, classic = run_key  # type: ignore[misc]
+                    b = _Batch(run_first, fn, kwargs, list(run), sub, classic)
+                    self._lanes.setdefault(fn, deque()).append(b)
+                    self._batches.append(b)
+                    self._batch_starts.append(run_first)
+                    run.clear()
+
+            for tid, fn, args, kwargs, attempts, sub, classic in queued:
+                key = (fn, kwargs, sub, classic)
+                if attempts == 0:
+                    if not (run and tid == run_next and key == run_key):
+                        flush_run()
+                        run_key, run_first = key, tid
+                    run.append(args)
+                    run_next = tid + 1
+                    continue
+                flush_run()
+                rec = _Record(tid, fn, args, kwargs, attempts, sub, classic)
+                self._lanes.setdefault(fn, deque()).append(rec)
+                self._lane_records[tid] = rec
+            flush_run()
+            for t in finished:
+                rec = _Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False)
+                rec.state, rec.started, rec.finished = t.state, t.started, t.finished
+                rec.worker, rec.result, rec.error = t.worker, t.result, t.error
+                self._finished[t.state][t.id] = rec
+            for s in TaskState:
+                self._counts[s] = counts.get(s.value, 0)
+            self._counts[QUEUED] = len(queued)
+            self._counts[RUNNING] = 0
+            self._submitted = submitted
+            self._requeued_total = requeued
+            if queued or finished:
+                self._event("control", f"restored from the journal: {len(queued)} queued, "
+                            f"{sum(counts.get(s.value, 0) for s in _FINISHED_STATES)} finished")
+
+    def close(self) -> None:
+        """Flush and close the journal (the server calls this on its way out)."""
+        close = getattr(self._journal, "close", None)
+        if close is not None:
+            close()
+
     # ------------------------------------------------------------------ time series
 
     def _tick(self, now: float) -> None:

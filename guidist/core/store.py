@@ -1,0 +1,394 @@
+"""Durable journal (SQLite, standard library) of every submit, state change and result.
+
+How it stays cheap: the broker calls the journal under its lock, and the journal only copies
+what it needs into a buffer. A writer thread flushes the buffer every ``flush_interval`` seconds
+in ONE transaction (WAL mode, ``synchronous=NORMAL``): submits, claims and requeues go into an
+append-only ``log`` table as one pickled row per batch, and finished tasks into the ``finished``
+table, one row each (that is the queryable ledger ``guidist export`` reads).
+
+On restart the log is replayed: queued tasks are queued again, running ones are requeued with
+their attempt counted, finished ones come back from ``finished``, and the counters go on. The
+log is then replaced by one checkpoint row, so a restart never replays more than one run.
+
+If the server is killed, at most the last ``flush_interval`` of changes is lost; since a
+submit is journaled before its tasks can be claimed and results after they are stored, the
+worst case after a restart is that a task runs twice — never that a submitted task is missing
+(provided the submitter saw its ids at least ``flush_interval`` before the crash).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import pickle
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from .broker import Broker, _Record
+from .protocol import Task, TaskState
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.25  # seconds of changes a SIGKILL of the server can lose
+_NATIVE = (int, float, str, bytes, type(None))
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS finished (
+    id INTEGER PRIMARY KEY,
+    function TEXT NOT NULL,
+    args BLOB,
+    kwargs BLOB,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    submitted REAL,
+    started REAL,
+    finished REAL,
+    worker TEXT,
+    result,
+    result_pickled INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    classic INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS finished_state ON finished(state, finished);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
+"""
+
+
+def _connect(path: str | Path) -> sqlite3.Connection:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), timeout=30, check_same_thread=False,
+                         isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(_SCHEMA)
+    return db
+
+
+def _encode_result(value: Any) -> tuple[Any, int]:
+    """Store plain values natively (readable with any SQLite tool); pickle the rest."""
+    if type(value) in _NATIVE and not (type(value) is int and not -2**63 <= value < 2**63):
+        return value, 0
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), 1
+    except Exception as exc:
+        return f"<unpicklable {type(value).__name__}: {exc}>", 0
+
+
+def _decode_result(value: Any, pickled: int) -> Any:
+    return pickle.loads(value) if pickled else value
+
+
+class SqliteJournal:
+    """The broker's journal: buffers under the broker lock, writes from its own thread."""
+
+    def __init__(self, path: str | Path, flush_interval: float = FLUSH_INTERVAL) -> None:
+        self.path = Path(path)
+        self.flush_interval = flush_interval
+        self._db = _connect(self.path)
+        self._buf: list[tuple[str, Any]] = []
+        self._buf_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -------------------------------------------------------------- broker hooks (under lock)
+
+    def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
+                  when: float, classic: bool) -> None:
+        """Record a submitted batch (copied: the broker later punches holes into its list)."""
+        self._add("submit", (first_id, function, kwargs, list(args_list), when, classic))
+
+    def claimed(self, records: list[_Record]) -> None:
+        """Record leases, so a restart counts the attempt."""
+        self._add("claim", [(r.id, r.attempts) for r in records])
+
+    def requeued(self, records: list[_Record]) -> None:
+        """Record tasks going back to the queue (lease expiry, release, retry), in full.
+
+        Requeues are rare, and a retried task's submit row may be gone after a checkpoint,
+        so the row carries everything needed to queue the task again.
+        """
+        self._add("requeue", [(r.id, r.attempts, r.function, r.args, r.kwargs, r.submitted,
+                               r.classic) for r in records])
+
+    def finished(self, records: list[_Record]) -> None:
+        """Record finished tasks with their results."""
+        self._add("finish", [(r.id, r.function, r.args, r.kwargs, r.state.value, r.attempts,
+                              r.submitted, r.started, r.finished, r.worker, r.result, r.error,
+                              r.classic) for r in records])
+
+    def cancelled_ids(self, ids: Iterable[int], when: float) -> None:
+        """Record a purge: tasks that never got a record."""
+        self._add("cancel", (list(ids), when))
+
+    def _add(self, kind: str, data: Any) -> None:
+        with self._buf_lock:
+            self._buf.append((kind, data))
+
+    # -------------------------------------------------------------- writer
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._thread = threading.Thread(target=self._run, name="journal", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except Exception:
+                log.exception("journal flush failed; will retry")
+
+    def flush(self) -> int:
+        """Write everything buffered in one transaction; returns the number of entries."""
+        with self._buf_lock:
+            buf, self._buf = self._buf, []
+        if not buf:
+            return 0
+        rows: list[tuple[str, bytes]] = []
+        finished: list[tuple] = []
+        for kind, data in buf:
+            if kind == "finish":
+                for (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result,
+                     error, classic) in data:
+                    value, pickled = _encode_result(result)
+                    finished.append((tid, fn, pickle.dumps(args),
+                                     None if kwargs is None else pickle.dumps(kwargs), state,
+                                     attempts, sub, st, fin, worker, value, pickled, error,
+                                     int(bool(classic))))
+                rows.append(("finish", pickle.dumps([(d[0], d[4]) for d in data])))
+            else:
+                rows.append((kind, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)))
+        requeued = [(d[0],) for kind, data in buf if kind == "requeue" for d in data]
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT INTO log(kind, data) VALUES (?, ?)", rows)
+            if requeued:  # a retried task is not finished any more
+                db.executemany("DELETE FROM finished WHERE id = ?", requeued)
+            if finished:
+                db.executemany("INSERT OR REPLACE INTO finished VALUES "
+                               "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", finished)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            with self._buf_lock:
+                self._buf[:0] = buf  # keep them for the next try
+            raise
+        return len(buf)
+
+    def close(self) -> None:
+        """Stop the writer, flush what is left, and close the file."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        try:
+            self.flush()
+        finally:
+            self._db.close()
+
+    # -------------------------------------------------------------- restore
+
+    def restore_into(self, broker: Broker) -> dict[str, int]:
+        """Replay the journal into a fresh broker, then compact the log to one checkpoint."""
+        state = _replay(self._db)
+        broker.restore(queued=state.queued_tasks(), finished=self._finished_tasks(broker),
+                       counts=state.counts(self._db), submitted=state.submitted,
+                       requeued=state.requeued, next_id=state.next_id)
+        self._checkpoint(state)
+        return {"queued": len(state.live), "next_id": state.next_id}
+
+    def _finished_tasks(self, broker: Broker) -> list[Task]:
+        """The newest finished tasks per state, as many as the broker keeps in memory."""
+        out: list[Task] = []
+        for st in (TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED):
+            rows = self._db.execute(
+                "SELECT * FROM finished WHERE state=? ORDER BY finished DESC, id DESC LIMIT ?",
+                (st.value, broker.keep_limit(st))).fetchall()
+            out.extend(_row_to_task(r) for r in reversed(rows))
+        return out
+
+    def _checkpoint(self, state: _ReplayState) -> None:
+        """Replace the log by one row holding the live (queued) tasks and the counters."""
+        data = pickle.dumps({"live": state.live_rows(), "next_id": state.next_id,
+                             "submitted": state.submitted, "requeued": state.requeued,
+                             "purged": state.purged},
+                            protocol=pickle.HIGHEST_PROTOCOL)
+        db = self._db
+        db.execute("BEGIN")
+        db.execute("DELETE FROM log")
+        db.execute("INSERT INTO log(kind, data) VALUES ('checkpoint', ?)", (data,))
+        db.execute("COMMIT")
+
+
+class _ReplayState:
+    """Per-task state rebuilt from the log: the live tasks (with args) and the counters."""
+
+    def __init__(self) -> None:
+        self.live: dict[int, list] = {}  # id -> [function, args, kwargs, attempts, sub, classic]
+        self.next_id = 1
+        self.submitted = 0
+        self.requeued = 0
+        self.purged = 0
+
+    def queued_tasks(self) -> list[tuple]:
+        """(id, function, args, kwargs, attempts, submitted, classic) in id order."""
+        return [(tid, *v) for tid, v in sorted(self.live.items())]
+
+    def live_rows(self) -> list[tuple]:
+        """The same rows, for the checkpoint."""
+        return self.queued_tasks()
+
+    def counts(self, db: sqlite3.Connection) -> dict[str, int]:
+        """Finished counts from the ledger, cancelled purges included."""
+        counts = {s.value: 0 for s in TaskState}
+        for state, n in db.execute("SELECT state, COUNT(*) FROM finished GROUP BY state"):
+            counts[state] = n
+        counts[TaskState.CANCELLED.value] += self.purged
+        counts[TaskState.QUEUED.value] = len(self.live)
+        return counts
+
+
+def _replay(db: sqlite3.Connection) -> _ReplayState:
+    """Rebuild live tasks from the log; everything running at the crash is queued again."""
+    st = _ReplayState()
+    for kind, blob in db.execute("SELECT kind, data FROM log ORDER BY seq"):
+        data = pickle.loads(blob)
+        if kind == "checkpoint":
+            for tid, fn, args, kwargs, attempts, sub, classic in data["live"]:
+                st.live[tid] = [fn, args, kwargs, attempts, sub, classic]
+            st.next_id = data["next_id"]
+            st.submitted, st.requeued = data["submitted"], data["requeued"]
+            st.purged = data["purged"]
+        elif kind == "submit":
+            first, fn, kwargs, args_list, when, classic = data
+            for i, args in enumerate(args_list):
+                st.live[first + i] = [fn, args, kwargs, 0, when, classic]
+            st.next_id = max(st.next_id, first + len(args_list))
+            st.submitted += len(args_list)
+        elif kind == "claim":
+            for tid, attempts in data:
+                row = st.live.get(tid)
+                if row is not None:
+                    row[3] = attempts  # running at the crash: requeued, attempt counted
+        elif kind == "requeue":
+            for tid, attempts, fn, args, kwargs, sub, classic in data:
+                st.live[tid] = [fn, args, kwargs, attempts, sub, classic]
+            st.requeued += sum(1 for d in data if d[1] > 0)
+        elif kind == "finish":
+            for tid, _state in data:
+                st.live.pop(tid, None)
+        elif kind == "cancel":
+            ids, _when = data
+            for tid in ids:
+                st.live.pop(tid, None)
+            st.purged += len(ids)
+    return st
+
+
+def _row_to_task(row: tuple) -> Task:
+    (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result, pickled, error,
+     _classic) = row
+    return Task(tid, fn, pickle.loads(args) if args is not None else (),
+                pickle.loads(kwargs) if kwargs is not None else None, TaskState(state),
+                attempts, sub or 0.0, st, fin, worker, _decode_result(result, pickled), error)
+
+
+def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERVAL,
+                          **broker_options: Any) -> Broker:
+    """A broker restored from the journal at path (created if missing), journaling from now on."""
+    journal = SqliteJournal(path, flush_interval)
+    broker = Broker(journal=journal, **broker_options)
+    info = journal.restore_into(broker)
+    if info["queued"]:
+        log.info("restored %d queued task(s) from %s", info["queued"], path)
+    journal.start()
+    return broker
+
+
+# ---------------------------------------------------------------------- export and pruning
+
+EXPORT_COLUMNS = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
+                  "started", "finished", "worker", "result", "error")
+
+
+def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterator[Task]:
+    """Every task in a journal file: finished ones from the ledger, then the live ones."""
+    db = _connect(path)
+    try:
+        wanted = {TaskState(s).value for s in states} if states else None
+        for row in db.execute("SELECT * FROM finished ORDER BY id"):
+            if wanted is None or row[4] in wanted:
+                yield _row_to_task(row)
+        if wanted is None or TaskState.QUEUED.value in wanted:
+            st = _replay(db)
+            for tid, fn, args, kwargs, attempts, sub, _classic in st.queued_tasks():
+                yield Task(tid, fn, args, kwargs, TaskState.QUEUED, attempts, sub)
+    finally:
+        db.close()
+
+
+def task_to_row(task: Task) -> dict[str, Any]:
+    """A task as a flat dict of JSON-friendly values."""
+    return {"id": task.id, "function": task.function, "args": list(task.args),
+            "kwargs": task.kwargs, "state": task.state.value, "attempts": task.attempts,
+            "submitted": task.submitted, "started": task.started, "finished": task.finished,
+            "worker": task.worker, "result": task.result, "error": task.error}
+
+
+def write_export(tasks: Iterable[Task], out: IO[str], fmt: str) -> int:
+    """Write tasks as CSV or JSON lines; returns the count. Non-JSON values become repr."""
+    n = 0
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
+        writer.writeheader()
+        for t in tasks:
+            row = task_to_row(t)
+            row["args"] = json.dumps(row["args"], default=repr)
+            row["kwargs"] = json.dumps(row["kwargs"], default=repr) if row["kwargs"] else ""
+            row["result"] = json.dumps(row["result"], default=repr)
+            writer.writerow(row)
+            n += 1
+    elif fmt == "jsonl":
+        for t in tasks:
+            out.write(json.dumps(task_to_row(t), default=repr) + "\n")
+            n += 1
+    else:
+        raise ValueError(f"unknown export format {fmt!r}: use csv or jsonl")
+    return n
+
+
+def prune_journal(path: str | Path, done_older_than: float | None = None,
+                  failed_older_than: float | None = None, keep_done: int | None = None,
+                  keep_failed: int | None = None) -> int:
+    """Delete finished tasks from the ledger by age (seconds) or count; returns rows deleted."""
+    db = _connect(path)
+    now = time.time()
+    deleted = 0
+    try:
+        db.execute("BEGIN")
+        for states, age, keep in (((TaskState.DONE.value, TaskState.CANCELLED.value),
+                                   done_older_than, keep_done),
+                                  ((TaskState.FAILED.value, TaskState.DEAD.value),
+                                   failed_older_than, keep_failed)):
+            marks = ",".join("?" * len(states))
+            if age is not None:
+                deleted += db.execute(f"DELETE FROM finished WHERE state IN ({marks}) AND "
+                                      "finished < ?", (*states, now - age)).rowcount
+            if keep is not None:
+                deleted += db.execute(
+                    f"DELETE FROM finished WHERE state IN ({marks}) AND id NOT IN (SELECT id "
+                    f"FROM finished WHERE state IN ({marks}) ORDER BY finished DESC LIMIT ?)",
+                    (*states, *states, keep)).rowcount
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    return deleted
