@@ -106,9 +106,9 @@ class SqliteJournal:
         """Record a submitted batch (copied: the broker later punches holes into its list)."""
         self._add("submit", (first_id, function, kwargs, list(args_list), when, classic))
 
-    def claimed(self, records: list[_Record]) -> None:
-        """Record leases, so a restart counts the attempt."""
-        self._add("claim", [(r.id, r.attempts) for r in records])
+    def claimed(self, ids: list[int], attempts: int) -> None:
+        """Record leases (ids all at the same attempt), so a restart counts the attempt."""
+        self._add("claim", (ids, attempts))
 
     def requeued(self, records: list[_Record]) -> None:
         """Record tasks going back to the queue (lease expiry, release, retry), in full.
@@ -275,7 +275,8 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
             st.next_id = max(st.next_id, first + len(args_list))
             st.submitted += len(args_list)
         elif kind == "claim":
-            for tid, attempts in data:
+            ids, attempts = data
+            for tid in ids:
                 row = st.live.get(tid)
                 if row is not None:
                     row[3] = attempts  # running at the crash: requeued, attempt counted

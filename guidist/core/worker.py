@@ -214,14 +214,16 @@ class Worker:
                 results.extend((tid, False, f"TaskNotFound: {exc}") for tid in ids)
                 continue
             kw = kwargs or {}
+            stopping = self._stop.is_set
+            add = results.append
             for tid, args in zip(ids, args_list):
-                if self._stop.is_set():
+                if stopping():
                     break
                 self._current = tid
                 try:
-                    results.append((tid, True, fn(*args, **kw)))
+                    add((tid, True, fn(*args, **kw) if kw else fn(*args)))
                 except Exception:
-                    results.append((tid, False, traceback.format_exc()))
+                    add((tid, False, traceback.format_exc()))
                 ran += 1
         self._current = None
         self.processed += ran
