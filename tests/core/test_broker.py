@@ -1,0 +1,688 @@
+"""broker: the state machine, in-process, with a fake clock (lease expiry without sleeping)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from guidist.core.broker import CMD_OK, CMD_STOP, CMD_UNKNOWN, Broker, classic_result_text
+from guidist.core.protocol import TaskState, WorkerState
+
+LEASE = 2.0
+
+
+class FakeClock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self, start: float = 1_000_000.25) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def broker(clock: FakeClock) -> Broker:
+    return Broker(lease_timeout=LEASE, max_attempts=3, clock=clock)
+
+
+def join(b: Broker, name: str = "w") -> str:
+    return b.register_worker(name, "host", 1234)["id"]
+
+
+def ids_of(groups: list) -> list[int]:
+    return [tid for _fn, _kw, ids, _args in groups for tid in ids]
+
+
+def work(b: Broker, wid: str, max_n: int = 1000,
+         fn: Callable[[str, tuple], Any] = lambda f, a: a[0] * a[0]) -> list[int]:
+    """Claim a batch and complete every task in it; returns the ids run."""
+    groups = b.claim(wid, max_n)
+    results = [(tid, True, fn(f, args)) for f, _kw, ids, al in groups
+               for tid, args in zip(ids, al)]
+    assert b.complete(wid, results) == len(results)
+    return [r[0] for r in results]
+
+
+def counts(b: Broker) -> dict[str, int]:
+    return {k: v for k, v in b.snapshot().counts.items() if v}
+
+
+# ---------------------------------------------------------------------- submit and claim
+
+
+def test_submit_returns_consecutive_ids(broker: Broker) -> None:
+    assert broker.submit("square", [(1,), (2,), (3,)]) == (1, 3)
+    assert broker.submit("echo", [5, [6, 7]]) == (4, 2)  # bare values and lists become tuples
+    assert broker.submit("square", []) == (6, 0)
+    assert broker.get_task(5).args == (6, 7)
+    assert broker.get_task(4).args == (5,)
+    assert counts(broker) == {"queued": 5}
+    with pytest.raises(ValueError):
+        broker.submit("", [(1,)])
+    with pytest.raises(ValueError):
+        broker.submit("square", [(1,)], kwargs=[1])  # type: ignore[arg-type]
+
+
+def test_claim_is_fifo_across_functions(broker: Broker) -> None:
+    broker.submit("a", [(1,), (2,)])
+    broker.submit("b", [(3,)])
+    broker.submit("a", [(4,), (5,)])
+    broker.submit("c", [(6,)])
+    w = join(broker)
+    groups = broker.claim(w, 100)
+    assert [(g[0], g[2]) for g in groups] == [("a", [1, 2]), ("b", [3]), ("a", [4, 5]),
+                                              ("c", [6])]
+    assert [g[3] for g in groups] == [[(1,), (2,)], [(3,)], [(4,), (5,)], [(6,)]]
+
+
+def test_claim_respects_max_n_and_keeps_order_between_claims(broker: Broker) -> None:
+    broker.submit("a", [(i,) for i in range(10)])
+    broker.submit("b", [(i,) for i in range(5)])
+    w = join(broker)
+    seen = []
+    for _ in range(5):
+        got = ids_of(broker.claim(w, 4))
+        assert 0 < len(got) <= 4
+        seen += got
+        if len(seen) == 15:
+            break
+    assert seen == list(range(1, 16))
+    assert broker.claim(w, 4) == []
+    assert counts(broker) == {"running": 15}
+
+
+def test_claim_carries_kwargs(broker: Broker) -> None:
+    broker.submit("f", [(1,)], kwargs={"k": 2})
+    w = join(broker)
+    [(fn, kw, ids, args)] = broker.claim(w, 10)
+    assert (fn, kw, ids, args) == ("f", {"k": 2}, [1], [(1,)])
+
+
+def test_claim_long_polls_until_a_task_arrives() -> None:
+    b = Broker(lease_timeout=30)  # real clock: the wait is real
+    w = join(b)
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(b.claim(w, 10, wait_s=10.0)))
+    start = time.monotonic()
+    t.start()
+    time.sleep(0.2)  # the claim must be blocked in the server, not returned empty
+    assert not got
+    b.submit("square", [(3,)])
+    t.join(5)
+    assert not t.is_alive()
+    assert ids_of(got[0]) == [1]
+    assert time.monotonic() - start < 5
+
+
+def test_claim_long_poll_times_out_empty() -> None:
+    b = Broker(lease_timeout=30)
+    w = join(b)
+    start = time.monotonic()
+    assert b.claim(w, 10, wait_s=0.3) == []
+    assert 0.25 <= time.monotonic() - start < 3
+
+
+def test_exchange_reports_and_claims_in_one_call(broker: Broker) -> None:
+    broker.submit("square", [(i,) for i in range(1, 5)])
+    w = join(broker)
+    cmd, groups = broker.exchange(w, None, 2)
+    assert cmd == CMD_OK and ids_of(groups) == [1, 2]
+    cmd, groups = broker.exchange(w, [(1, True, 1), (2, True, 4)], 10)
+    assert cmd == CMD_OK and ids_of(groups) == [3, 4]
+    assert counts(broker) == {"running": 2, "done": 2}
+    assert broker.get_task(2).result == 4
+    assert broker.get_task(2).state is TaskState.DONE
+
+
+def test_exchange_from_an_unknown_worker(broker: Broker) -> None:
+    assert broker.exchange("nobody#9", None, 10) == (CMD_UNKNOWN, [])
+    assert broker.heartbeat("nobody#9") == CMD_UNKNOWN
+
+
+def test_request_stop_is_heard_on_heartbeat_and_exchange(broker: Broker) -> None:
+    broker.submit("square", [(1,)])
+    w = join(broker)
+    assert broker.heartbeat(w) == CMD_OK
+    assert broker.request_stop([w, "nobody#9"]) == 1
+    assert broker.heartbeat(w) == CMD_STOP
+    assert broker.exchange(w, None, 10) == (CMD_STOP, [])  # a stopping worker gets no work
+    assert broker.workers()[0].state is WorkerState.STOPPING
+
+
+def test_failed_result_keeps_the_error_text(broker: Broker) -> None:
+    broker.submit("boom", [(1,)])
+    w = join(broker)
+    broker.claim(w, 1)
+    assert broker.complete(w, [(1, False, "Traceback ...\nValueError: boom 1")]) == 1
+    t = broker.get_task(1)
+    assert t.state is TaskState.FAILED
+    assert t.error.endswith("ValueError: boom 1")
+    assert t.attempts == 1 and t.worker == w
+    assert counts(broker) == {"failed": 1}
+
+
+def test_huge_error_text_is_truncated(broker: Broker) -> None:
+    broker.submit("boom", [(1,)])
+    w = join(broker)
+    broker.claim(w, 1)
+    broker.complete(w, [(1, False, "x" * 1_000_000)])
+    assert len(broker.get_task(1).error) <= 16_000
+
+
+# ---------------------------------------------------------------------- leases
+
+
+def test_heartbeat_renews_the_lease(broker: Broker, clock: FakeClock) -> None:
+    broker.submit("square", [(1,)])
+    w = join(broker)
+    broker.claim(w, 1)
+    for _ in range(5):
+        clock.advance(LEASE * 0.75)
+        assert broker.heartbeat(w, 1) == CMD_OK
+        assert broker.reap() == 0
+    assert counts(broker) == {"running": 1}
+    assert broker.workers()[0].current_task == 1
+
+
+def test_expired_lease_is_requeued_with_its_attempt_counted(broker: Broker,
+                                                            clock: FakeClock) -> None:
+    broker.submit("square", [(1,), (2,)])
+    w1 = join(broker, "w1")
+    assert ids_of(broker.claim(w1, 10)) == [1, 2]
+    clock.advance(LEASE - 0.1)
+    assert broker.reap() == 0
+    clock.advance(0.2)
+    assert broker.reap() == 2
+    assert counts(broker) == {"queued": 2}
+    assert broker.get_task(1).state is TaskState.QUEUED
+    assert broker.get_task(1).attempts == 1
+    snap = broker.snapshot()
+    assert snap.requeued == 2
+    assert [w.state for w in snap.workers] == [WorkerState.OFFLINE]
+    kinds = [e.kind for e in snap.events]
+    assert "worker-offline" in kinds and "requeued" in kinds
+    # The dead worker cannot claim any more; it is told it is unknown (it will re-register).
+    assert broker.exchange(w1, None, 10) == (CMD_UNKNOWN, [])
+    w2 = join(broker, "w2")
+    assert ids_of(broker.claim(w2, 10)) == [1, 2]
+    assert broker.get_task(1).attempts == 2
+    assert broker.get_task(1).worker == w2
+
+
+def test_dead_after_max_attempts_and_other_tasks_go_on(broker: Broker,
+                                                       clock: FakeClock) -> None:
+    broker.submit("crash", [(0,)])
+    broker.submit("square", [(i,) for i in range(1, 4)])
+    for attempt in range(1, 4):
+        w = join(broker, f"w{attempt}")
+        assert ids_of(broker.claim(w, 1)) == [1]  # requeued tasks go back to the front
+        assert broker.get_task(1).attempts == attempt
+        clock.advance(LEASE + 0.1)
+        assert broker.reap() == 1
+    dead = broker.get_task(1)
+    assert dead.state is TaskState.DEAD
+    assert dead.attempts == 3
+    assert "lease expired 3 times" in dead.error
+    snap = broker.snapshot()
+    assert snap.count("dead") == 1 and snap.requeued == 2
+    assert any(e.kind == "dead" for e in snap.events)
+    w = join(broker, "healthy")
+    assert work(broker, w) == [2, 3, 4]
+    assert counts(broker) == {"dead": 1, "done": 3}
+
+
+def test_late_result_after_the_task_finished_elsewhere_is_ignored(broker: Broker,
+                                                                  clock: FakeClock) -> None:
+    broker.submit("square", [(7,)])
+    slow = join(broker, "slow")
+    broker.claim(slow, 1)
+    clock.advance(LEASE + 0.1)
+    broker.reap()
+    fast = join(broker, "fast")
+    broker.claim(fast, 1)
+    assert broker.complete(fast, [(1, True, "from fast")]) == 1
+    # The slow worker wakes up and reports: too late.
+    assert broker.complete(slow, [(1, True, "from slow")]) == 0
+    cmd, _ = broker.exchange(slow, [(1, False, "late failure")], 10)
+    assert cmd == CMD_UNKNOWN
+    t = broker.get_task(1)
+    assert (t.state, t.result, t.worker, t.attempts) == (TaskState.DONE, "from fast", fast, 2)
+    snap = broker.snapshot()
+    assert counts(broker) == {"done": 1}
+    assert snap.extra["ignored_late"] == 2
+    _, finished = broker.results_since(0)
+    assert [x.id for x in finished] == [1]  # exactly one result stored
+
+
+def test_late_result_while_requeued_wins_and_the_queued_copy_is_skipped(
+        broker: Broker, clock: FakeClock) -> None:
+    broker.submit("square", [(7,), (8,)])
+    slow = join(broker, "slow")
+    broker.claim(slow, 1)
+    clock.advance(LEASE + 0.1)
+    broker.reap()
+    assert counts(broker) == {"queued": 2}
+    assert broker.complete(slow, [(1, True, 49)]) == 1  # first result wins
+    assert counts(broker) == {"queued": 1, "done": 1}
+    w = join(broker, "other")
+    assert ids_of(broker.claim(w, 10)) == [2]  # task 1 is not run twice
+    assert broker.list_tasks("queued").total == 0
+
+
+def test_late_result_while_running_elsewhere_first_wins(broker: Broker,
+                                                        clock: FakeClock) -> None:
+    broker.submit("square", [(7,)])
+    slow = join(broker, "slow")
+    broker.claim(slow, 1)
+    clock.advance(LEASE + 0.1)
+    broker.reap()
+    other = join(broker, "other")
+    broker.claim(other, 1)
+    assert broker.complete(slow, [(1, True, "slow")]) == 1
+    assert broker.complete(other, [(1, True, "other")]) == 0
+    assert counts(broker) == {"done": 1}
+    assert broker.get_task(1).result == "slow"
+    assert broker.workers()[1].running == 0  # the lease left the other worker too
+
+
+def test_unregister_and_release_return_leases_without_counting_an_attempt(
+        broker: Broker) -> None:
+    broker.submit("square", [(i,) for i in range(4)])
+    w = join(broker)
+    broker.claim(w, 4)
+    assert broker.release(w, [1, 2]) == 2
+    assert broker.get_task(1).attempts == 0
+    assert counts(broker) == {"queued": 2, "running": 2}
+    assert broker.unregister_worker(w) == 2
+    assert counts(broker) == {"queued": 4}
+    assert broker.unregister_worker(w) == 0
+    assert any(e.kind == "worker-left" for e in broker.events())
+    w2 = join(broker)
+    assert sorted(ids_of(broker.claim(w2, 10))) == [1, 2, 3, 4]
+    assert broker.get_task(3).attempts == 1
+
+
+# ---------------------------------------------------------------------- control
+
+
+def test_cancel_queued_tasks_only(broker: Broker, clock: FakeClock) -> None:
+    broker.submit("square", [(i,) for i in range(10)])
+    w = join(broker)
+    broker.claim(w, 2)  # 1 and 2 run
+    assert broker.cancel([1, 4, 5, 99]) == 2  # running 1 and unknown 99 are left alone
+    assert broker.cancel([4]) == 0
+    assert broker.get_task(4).state is TaskState.CANCELLED
+    assert counts(broker) == {"queued": 6, "running": 2, "cancelled": 2}
+    # A requeued task can be cancelled too.
+    clock.advance(LEASE + 1)
+    broker.reap()
+    assert broker.cancel([2]) == 1
+    w2 = join(broker)
+    assert ids_of(broker.claim(w2, 100)) == [1, 3, 6, 7, 8, 9, 10]
+    assert counts(broker) == {"running": 7, "cancelled": 3}
+
+
+def test_purge_cancels_everything_queued(broker: Broker, clock: FakeClock) -> None:
+    broker.submit("a", [(i,) for i in range(5)])
+    broker.submit("b", [(i,) for i in range(5)])
+    w = join(broker)
+    broker.claim(w, 3)
+    broker.cancel([5])
+    clock.advance(LEASE + 1)
+    broker.reap()  # 1..3 requeued as records
+    w2 = join(broker)
+    broker.claim(w2, 1)  # 1 runs again
+    assert broker.purge() == 8
+    assert counts(broker) == {"running": 1, "cancelled": 9}
+    assert broker.claim(w2, 100) == []
+    assert broker.list_tasks("queued").total == 0
+    broker.submit("a", [(1,)])
+    assert ids_of(broker.claim(w2, 100)) == [11]
+
+
+def test_pause_and_resume(broker: Broker) -> None:
+    broker.submit("square", [(1,)])
+    w = join(broker)
+    broker.pause()
+    assert broker.snapshot().paused
+    assert broker.claim(w, 10) == []
+    with pytest.raises(queue.Empty):
+        broker.classic_get("1@h", block=False)
+    broker.resume()
+    assert not broker.snapshot().paused
+    assert ids_of(broker.claim(w, 10)) == [1]
+    assert [e.message for e in broker.events() if e.kind == "control"] == [
+        "dispatch paused", "dispatch resumed"]
+
+
+def test_resume_wakes_a_waiting_claim() -> None:
+    b = Broker()
+    b.submit("square", [(1,)])
+    b.pause()
+    w = join(b)
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(b.claim(w, 1, wait_s=10)))
+    t.start()
+    time.sleep(0.2)
+    assert not got
+    b.resume()
+    t.join(5)
+    assert ids_of(got[0]) == [1]
+
+
+def test_retry_one_and_all(broker: Broker, clock: FakeClock) -> None:
+    broker.submit("boom", [(i,) for i in range(3)])
+    broker.submit("square", [(9,)])
+    w = join(broker)
+    broker.claim(w, 3)
+    broker.complete(w, [(1, False, "e1"), (2, False, "e2"), (3, True, "ok")])
+    assert broker.retry([3, 99]) == 0  # done or unknown tasks are not retried
+    assert broker.retry([1]) == 1
+    t = broker.get_task(1)
+    assert (t.state, t.attempts, t.error) == (TaskState.QUEUED, 0, None)
+    assert counts(broker) == {"queued": 2, "failed": 1, "done": 1}
+    # make a dead one: claim 4 and let its lease expire max_attempts times
+    for _ in range(3):
+        wx = join(broker)
+        broker.claim(wx, 1)  # 1 first (lowest id), then 4 ... take both
+        broker.claim(wx, 1)
+        clock.advance(LEASE + 1)
+        broker.reap()
+    assert counts(broker) == {"failed": 1, "done": 1, "dead": 2}
+    assert broker.retry_all() == 3
+    assert counts(broker) == {"queued": 3, "done": 1}
+    w2 = join(broker)
+    assert ids_of(broker.claim(w2, 10)) == [1, 2, 4]
+    assert broker.get_task(4).attempts == 1
+
+
+# ---------------------------------------------------------------------- monitoring
+
+
+def test_snapshot_series_and_events(clock: FakeClock) -> None:
+    clock.now = 5000.1
+    b = Broker(lease_timeout=LEASE, clock=clock)
+    w = join(b)
+    b.submit("square", [(i,) for i in range(10)])
+    b.claim(w, 10)
+    b.complete(w, [(i, True, 0) for i in range(1, 7)] + [(7, False, "x")])
+    clock.now = 5001.5
+    b.submit("square", [(1,), (2,)])
+    clock.now = 5003.2  # second 5002 had nothing; it still gets a point
+    snap = b.snapshot()
+    assert snap.series[-3:] == (
+        (5000, 10, 6, 1, 0, 0, 3, 1),
+        (5001, 2, 0, 0, 0, 2, 3, 1),
+        (5002, 0, 0, 0, 0, 2, 3, 1),
+    )
+    assert snap.throughput == pytest.approx(0.7)
+    assert snap.submitted == 12
+    assert snap.counts["done"] == 6 and snap.counts["failed"] == 1
+    assert snap.counts["running"] == 3 and snap.counts["queued"] == 2
+    # Cursors: only what is new comes back.
+    later = b.snapshot(series_since=5001, events_since=snap.events[-1].seq)
+    assert [p[0] for p in later.series] == [5002]
+    assert later.events == ()
+    b.pause()
+    assert [e.message for e in b.snapshot(events_since=snap.events[-1].seq).events] == [
+        "dispatch paused"]
+
+
+def test_events_are_a_bounded_ring(broker: Broker) -> None:
+    for i in range(3000):
+        broker.register_worker(f"w{i}", "h", i)
+    evs = broker.events()
+    assert len(evs) <= 1000
+    assert evs[-1].seq == 3000
+
+
+def test_snapshot_is_cheap_whatever_the_task_count() -> None:
+    b = Broker()
+    b.submit("square", [(i,) for i in range(200_000)])
+    start = time.perf_counter()
+    for _ in range(100):
+        b.snapshot()
+    per_call = (time.perf_counter() - start) / 100
+    assert per_call < 0.005, f"snapshot took {per_call * 1e3:.1f} ms with 200k queued"
+
+
+def _mixed_ledger(broker: Broker, clock: FakeClock) -> None:
+    """3 running, 6 queued (2 batches + 1 requeued record), 4 done, 2 failed, 1 cancelled."""
+    broker.submit("square", [(i,) for i in range(1, 9)])  # ids 1..8
+    broker.submit("echo", [("x",), ("y",), ("z",)])  # ids 9..11
+    broker.submit("boom", [(1,), (2,)])  # ids 12..13
+    w = join(broker, "first")
+    broker.claim(w, 6)  # 1..6
+    broker.complete(w, [(i, True, i * i) for i in (1, 2, 3, 4)])
+    clock.advance(LEASE + 1)
+    broker.reap()  # 5 and 6 are requeued as records
+    w2 = join(broker, "second")
+    assert ids_of(broker.claim(w2, 3)) == [5, 6, 7]
+    broker.complete(w2, [(7, True, 49)])
+    broker.cancel([10])
+    assert ids_of(broker.claim(w2, 1)) == [8]
+    w3 = join(broker, "third")
+    broker.claim(w3, 2)  # 9 and 11 (10 is cancelled)
+    broker.complete(w3, [(9, False, "nope"), (11, False, "ValueError: boom")])
+    broker.claim(w3, 0)
+
+
+def test_list_tasks_pages_across_segments(broker: Broker, clock: FakeClock) -> None:
+    _mixed_ledger(broker, clock)
+    full = broker.list_tasks(limit=1000)
+    c = broker.snapshot().counts
+    assert full.total == sum(c.values()) == len(full.tasks) == 13
+    states = [t.state.value for t in full.tasks]
+    # running, then queued (oldest first), then finished states (newest first within each)
+    assert states == ["running"] * 3 + ["queued"] * 2 + ["done"] * 5 + ["failed"] * 2 + \
+        ["cancelled"]
+    assert [t.id for t in full.tasks if t.state is TaskState.QUEUED] == [12, 13]
+    assert [t.id for t in full.tasks if t.state is TaskState.DONE] == [7, 4, 3, 2, 1]
+    for limit in (1, 2, 3, 4, 5, 7):
+        pages = []
+        for offset in range(0, full.total + limit, limit):
+            page = broker.list_tasks(offset=offset, limit=limit)
+            assert page.total == full.total and page.offset == offset
+            assert len(page.tasks) <= limit
+            pages.extend(page.tasks)
+        assert [t.id for t in pages] == [t.id for t in full.tasks], f"limit {limit}"
+
+
+def test_list_tasks_by_state_pages_through_batches_and_holes(broker: Broker) -> None:
+    broker.submit("a", [(i,) for i in range(50)])  # 1..50
+    broker.submit("b", [(i,) for i in range(50)])  # 51..100
+    broker.cancel(range(2, 100, 3))
+    w = join(broker)
+    broker.claim(w, 5)
+    expected = [t for t in range(1, 101) if (t - 2) % 3 != 0][5:]
+    page = broker.list_tasks("queued", limit=10_000)
+    assert page.total == len(expected)
+    assert [t.id for t in page.tasks] == expected
+    got = []
+    for offset in range(0, len(expected), 7):
+        got += [t.id for t in broker.list_tasks(TaskState.QUEUED, offset, 7).tasks]
+    assert got == expected
+    assert broker.list_tasks("queued", offset=len(expected)).tasks == ()
+    assert len(broker.list_tasks("cancelled", limit=10).tasks) == 10
+
+
+def test_list_tasks_search(broker: Broker, clock: FakeClock) -> None:
+    _mixed_ledger(broker, clock)
+    assert {t.id for t in broker.list_tasks(search="echo").tasks} == {9, 10, 11}
+    assert [t.id for t in broker.list_tasks(search="BOOM").tasks] == [12, 13, 11]
+    assert [t.id for t in broker.list_tasks("failed", search="boom").tasks] == [11]
+    page = broker.list_tasks(search="square", offset=2, limit=3)
+    assert page.total == 8 and len(page.tasks) == 3
+    assert broker.list_tasks(search="no such text").total == 0
+
+
+def test_listing_stays_consistent_when_a_requeued_task_fails_late_and_is_retried(
+        broker: Broker, clock: FakeClock) -> None:
+    broker.submit("boom", [(1,)])
+    slow = join(broker, "slow")
+    broker.claim(slow, 1)
+    clock.advance(LEASE + 1)
+    broker.reap()  # task 1 waits in its lane as a record
+    broker.complete(slow, [(1, False, "late failure")])  # ... and fails late
+    assert broker.retry([1]) == 1
+    page = broker.list_tasks("queued", limit=100)
+    assert page.total == 1
+    assert [t.id for t in page.tasks] == [1]
+    w = join(broker)
+    assert ids_of(broker.claim(w, 10)) == [1]
+    assert broker.claim(w, 10) == []
+
+
+def test_results_since_cursor(broker: Broker) -> None:
+    assert broker.results_since(0) == (0, [])
+    broker.submit("square", [(i,) for i in range(1, 11)])
+    w = join(broker)
+    broker.claim(w, 10)
+    broker.complete(w, [(i, True, i * i) for i in range(1, 6)])
+    cursor, got = broker.results_since(0)
+    assert cursor == 5 and [t.id for t in got] == [1, 2, 3, 4, 5]
+    assert broker.results_since(cursor) == (cursor, [])
+    broker.complete(w, [(i, i % 2 == 0, "v") for i in range(6, 11)])
+    cursor2, got = broker.results_since(cursor, limit=3)
+    assert [t.id for t in got] == [6, 7, 8]
+    assert [t.state.value for t in got] == ["done", "failed", "done"]
+    cursor3, got = broker.results_since(cursor2)
+    assert [t.id for t in got] == [9, 10]
+    assert broker.results_since(cursor3) == (cursor3, [])
+
+
+def test_results_since_a_cursor_that_fell_out_of_memory() -> None:
+    b = Broker(keep_done=10)  # the recent ring keeps at least 1000
+    b.submit("square", [(i,) for i in range(3000)])
+    w = join(b)
+    b.complete(w, [(t, True, 0) for t in ids_of(b.claim(w, 3000))])
+    cursor, got = b.results_since(5, limit=5)
+    assert [t.id for t in got] == [2001, 2002, 2003, 2004, 2005]
+    assert cursor == 2005
+
+
+# ---------------------------------------------------------------------- memory bounds
+
+
+def test_memory_stays_bounded_when_200k_tasks_pass(clock: FakeClock) -> None:
+    b = Broker(lease_timeout=LEASE, keep_done=100, keep_failed=50, keep_cancelled=20,
+               clock=clock)
+    w = join(b)
+    for chunk in range(200):
+        first, n = b.submit("square", [(i,) for i in range(1000)])
+        b.cancel([first])  # one cancelled per chunk
+        results = []
+        for _fn, _kw, ids, _a in b.claim(w, 1000):
+            results += [(t, t % 97 != 0, 1) for t in ids]  # about 1% fail
+        b.complete(w, results)
+        clock.advance(0.3)
+    snap = b.snapshot()
+    assert snap.submitted == 200_000
+    assert snap.count("cancelled") == 200
+    assert snap.count("failed") == sum(1 for t in range(1, 200_001)
+                                       if t % 97 == 0 and (t - 1) % 1000 != 0)
+    assert snap.count("done") == 200_000 - 200 - snap.count("failed")
+    assert snap.count("queued") == snap.count("running") == 0
+    # In-memory stores are at their caps, the queue structures are empty.
+    assert len(b._finished[TaskState.DONE]) == 100
+    assert len(b._finished[TaskState.FAILED]) == 50
+    assert len(b._finished[TaskState.CANCELLED]) == 20
+    assert len(b._recent) <= 1000
+    assert not b._running and not b._lane_records
+    assert len(b._batches) <= 1 and sum(len(l) for l in b._lanes.values()) <= 1
+    assert len(b._series) <= 3600 and len(b._events) <= 1000
+    assert b.get_task(1) is None  # pruned: the journal keeps those
+    assert b.get_task(200_000).state is TaskState.DONE
+    assert b.list_tasks("done", limit=1000).total == 100
+
+
+# ---------------------------------------------------------------------- classic facade
+
+
+def test_classic_round_trip(broker: Broker) -> None:
+    broker.submit("square", [(3,)], classic=True)  # what get_task_queue().put(3) does
+    assert broker.classic_get("1@127.0.0.1", block=False) == 3
+    assert counts(broker) == {"running": 1}
+    broker.classic_put_result("1@127.0.0.1", "3 * 3 = 9")
+    assert counts(broker) == {"done": 1}
+    assert broker.classic_results.get_nowait() == "3 * 3 = 9"
+    assert broker.classic_results.empty()
+    w = broker.workers()[0]
+    assert (w.kind, w.host, w.done) == ("classic", "127.0.0.1", 1)
+
+
+def test_classic_get_empty(broker: Broker) -> None:
+    with pytest.raises(queue.Empty):
+        broker.classic_get("1@h", block=False)
+    start = time.monotonic()
+    with pytest.raises(queue.Empty):
+        broker.classic_get("1@h", timeout=0.2)
+    assert time.monotonic() - start >= 0.15
+
+
+def test_classic_get_only_hands_out_the_default_task(broker: Broker) -> None:
+    broker.submit("echo", [(1,)])
+    broker.submit("square", [(2, 3)])
+    assert broker.classic_get("1@h", block=False) == (2, 3)  # several args come as a tuple
+    with pytest.raises(queue.Empty):
+        broker.classic_get("1@h", block=False)
+    assert counts(broker) == {"queued": 1, "running": 1}
+
+
+def test_guidist_results_of_square_tasks_go_to_the_classic_result_queue_formatted(
+        broker: Broker) -> None:
+    broker.submit("square", [(4,)], classic=True)  # a tutorial master put 4
+    w = join(broker)
+    broker.complete(w, [(t, True, 16) for t in ids_of(broker.claim(w, 1))])
+    assert broker.classic_results.get_nowait() == "4 * 4 = 16"
+    assert classic_result_text("square", (4,), 16) == "4 * 4 = 16"
+    assert classic_result_text("echo", (4,), 16) == 16
+    broker.submit("boom", [(5,)], classic=True)
+    broker.complete(w, [(t, False, "Traceback\nValueError: boom 5")
+                        for t in ids_of(broker.claim(w, 1))])
+    assert broker.classic_results.get_nowait() == "task 2 failed: ValueError: boom 5"
+
+
+def test_tutorial_worker_results_for_window_tasks_do_not_pile_up_in_the_result_queue(
+        broker: Broker) -> None:
+    """A task submitted through the batched API and run by a tutorial worker is counted done;
+    its result string is not pushed onto the classic result queue, which only carries
+    results of classic submissions (nobody would ever read it: memory would grow per task)."""
+    broker.submit("square", [(i,) for i in range(100)])  # from the window or guidist submit
+    for i in range(100):
+        n = broker.classic_get("1@h", block=False)
+        broker.classic_put_result("1@h", "%d * %d = %d" % (n, n, n * n))
+    assert counts(broker) == {"done": 100}
+    assert broker.get_task(5).result == "4 * 4 = 16"
+    assert broker.classic_results.qsize() == 0
+
+
+def test_classic_put_without_a_lease_is_a_plain_queue(broker: Broker) -> None:
+    broker.classic_put_result("1@h", "hello")
+    assert broker.classic_results.get_nowait() == "hello"
+
+
+def test_classic_connection_closed_requeues_its_task(broker: Broker) -> None:
+    broker.submit("square", [(3,)], classic=True)
+    assert broker.classic_get("7@h", block=False) == 3
+    broker.connection_closed("7@h")
+    broker.connection_closed("8@h")  # not a classic worker: nothing happens
+    t = broker.get_task(1)
+    assert (t.state, t.attempts) == (TaskState.QUEUED, 1)
+    assert broker.workers() == ()
+    assert broker.classic_get("9@h", block=False) == 3
+    assert broker.get_task(1).attempts == 2
