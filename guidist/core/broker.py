@@ -416,18 +416,18 @@ class Broker:
         start = head.pos
         items = head.items[start:start + left]
         head.pos = start + len(items)
+        first = head.first_id + start
+        ids = list(range(first, first + len(items)))
+        if head.holes:  # filter before the exhausted batch resets its hole count below
+            keep = [i for i, a in enumerate(items) if a is not _HOLE]
+            head.holes -= len(items) - len(keep)
+            ids = [ids[i] for i in keep]
+            items = [items[i] for i in keep]
         if head.pos >= len(head.items):
             lane.popleft()
             head.items = []  # free the arguments now; _prune_batches drops the shell
             head.pos = head.holes = 0
             self._prune_batches()
-        first = head.first_id + start
-        ids = list(range(first, first + len(items)))
-        if head.holes:
-            keep = [i for i, a in enumerate(items) if a is not _HOLE]
-            head.holes -= len(items) - len(keep)
-            ids = [ids[i] for i in keep]
-            items = [items[i] for i in keep]
         fn, kw, sub, cl = head.function, head.kwargs, head.submitted, head.classic
         new = _Record
         for tid, args in zip(ids, items):
