@@ -527,7 +527,7 @@ class Broker:
     def _release_locked(self, w: _Worker, ids: list[int]) -> int:
         """Put w's leases for ids back at the head of their lanes, attempt not counted."""
         back = []
-        for tid in ids:
+        for tid in reversed(ids):  # appendleft: reversed keeps their order at the front
             rec = w.leases.pop(tid, None)
             if rec is None or self._running.pop(tid, None) is None:
                 continue
@@ -566,7 +566,7 @@ class Broker:
         recs = list(w.leases.values())
         w.leases.clear()
         back, dead = [], []
-        for rec in recs:
+        for rec in reversed(recs):  # appendleft: reversed keeps their order at the front
             if self._running.pop(rec.id, None) is None:
                 continue
             if rec.attempts >= self.max_attempts:
