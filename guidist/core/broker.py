@@ -813,11 +813,16 @@ class Broker:
 
     def _iter_queued(self, skip: int) -> Iterator[Task]:
         """Queued tasks lane by lane, skipping whole batches arithmetically."""
+        # A record finished late while it waited keeps a stale copy in its lane; if it is then
+        # retried it is queued twice, so list each record once (records are few: no cost).
+        seen: set[int] = set()
         for lane in list(self._lanes.values()):
             for item in list(lane):
                 if type(item) is _Record:
-                    if item.state is not QUEUED or item.id not in self._lane_records:
+                    if (item.state is not QUEUED or item.id not in self._lane_records
+                            or item.id in seen):
                         continue
+                    seen.add(item.id)
                     if skip:
                         skip -= 1
                         continue
