@@ -45,3 +45,8 @@ def slow_square(n: int, seconds: float = 0.01) -> int:
     """square with a delay, so several workers share a batch."""
     time.sleep(seconds)
     return n * n
+
+
+def big_result(n_bytes: int) -> bytes:
+    """Return n_bytes of data: a result that may be over the size limit."""
+    return b"x" * int(n_bytes)

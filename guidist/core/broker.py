@@ -26,6 +26,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
+from .payload import MAX_PAYLOAD, unpack
 from .protocol import (
     DEFAULT_TASK,
     Event,
@@ -190,7 +191,9 @@ class Broker:
         clock: Callable[[], float] = time.time,
         journal: Journal | None = None,
         first_id: int = 1,
+        max_payload: int = MAX_PAYLOAD,
     ) -> None:
+        self.max_payload = max_payload
         self.lease_timeout = lease_timeout
         self.max_attempts = max_attempts
         self.default_task = default_task
@@ -234,6 +237,7 @@ class Broker:
         """Queue one task per argument tuple; returns (first_id, count), ids are consecutive."""
         if not isinstance(function, str) or not function:
             raise ValueError("a task needs a function name such as 'square' or 'pkg.mod:func'")
+        args_list = unpack(args_list)  # clients send batches pre-pickled (see payload.py)
         if not isinstance(args_list, list):
             args_list = list(args_list)
         if not all(type(a) is tuple for a in args_list):
@@ -272,7 +276,7 @@ class Broker:
                                          int(concurrency), now)
             self._event("worker-joined", f"worker {wid} joined from {host} (pid {pid}, {mode})")
             return {"id": wid, "lease_timeout": self.lease_timeout,
-                    "default_task": self.default_task}
+                    "default_task": self.default_task, "max_payload": self.max_payload}
 
     def heartbeat(self, worker_id: str, current_task: int | None = None) -> str:
         """Renew every lease the worker holds; returns 'ok', 'stop' or 'unknown'."""
@@ -336,12 +340,14 @@ class Broker:
 
     def complete(self, worker_id: str, results: list[ResultItem]) -> int:
         """Store a batch of results; returns how many were accepted (late duplicates are not)."""
+        results = unpack(results)
         with self._cv:
             return self._complete_locked(worker_id, results, self._clock())
 
     def exchange(self, worker_id: str, results: list[ResultItem] | None, max_n: int,
                  wait_s: float = 0.0) -> tuple[str, list[ClaimGroup]]:
         """Report results and claim the next batch in one round trip: (command, groups)."""
+        results = unpack(results)
         with self._cv:
             now = self._clock()
             w = self._workers.get(worker_id)
@@ -909,11 +915,12 @@ class Broker:
             w = self._workers.get(f"classic:{conn_key}")
             if w is not None and w.leases:
                 tid = next(iter(w.leases))
-                classic_origin = w.leases[tid].classic
                 w.last_seen = self._clock()
                 self._complete_locked(w.id, [(tid, True, value)], w.last_seen)
-                if classic_origin:
-                    return  # _finish already queued it for the master, as-is from the worker
+                # A classic task's result reached the master through _finish; one submitted
+                # through the batched API is read from the ledger, and queueing it here too
+                # would grow a queue nobody reads by one string per task.
+                return
             self.classic_results.put(value)
 
     def connection_closed(self, conn_key: str) -> None:

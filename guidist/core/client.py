@@ -11,6 +11,7 @@ from typing import Any, overload
 
 from . import transport
 from .errors import AuthenticationFailed, NotAGuidistServer, RemoteError, ServerUnavailable
+from .payload import MAX_PAYLOAD, mib, pack_batches
 from .protocol import Snapshot, Task, TaskPage, TaskState, WorkerInfo
 from .security import to_bytes
 from .server import QueueManager
@@ -71,8 +72,10 @@ class Client:
     """
 
     def __init__(self, address: tuple[str, int], authkey: str | bytes,
-                 connect_timeout: float = transport.CONNECT_TIMEOUT) -> None:
+                 connect_timeout: float = transport.CONNECT_TIMEOUT,
+                 max_payload: int = MAX_PAYLOAD) -> None:
         self.address = (address[0], int(address[1]))
+        self.max_payload = max_payload
         self._authkey = to_bytes(authkey)
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
@@ -174,25 +177,35 @@ class Client:
         for a in args_list:
             batch.append(a if type(a) is tuple else (a,))
             if len(batch) >= chunk:
-                ranges.append(self._send_batch(function, batch, kwargs))
+                ranges.extend(self._send_batch(function, batch, kwargs, sent))
                 sent += len(batch)
                 batch = []
                 if progress is not None and progress(sent) is False:
                     return TaskIds(ranges)
         if batch:
-            ranges.append(self._send_batch(function, batch, kwargs))
+            ranges.extend(self._send_batch(function, batch, kwargs, sent))
             sent += len(batch)
             if progress is not None:
                 progress(sent)
         return TaskIds(ranges)
 
-    def _send_batch(self, function: str, batch: list[tuple], kwargs: dict | None) -> range:
+    def _send_batch(self, function: str, batch: list[tuple], kwargs: dict | None,
+                    offset: int) -> list[range]:
         if self.kind == "classic":
             for args in batch:
                 self._classic(self._task_q.put, args[0] if len(args) == 1 else args)
-            return range(0)
-        first, n = self.call("submit", function, batch, kwargs)
-        return range(first, first + n)
+            return []
+
+        def too_big(i: int, size: int) -> str:
+            return (f"Task #{offset + i + 1} has arguments of {mib(size)}, over the "
+                    f"{mib(self.max_payload)} limit: pass a file path or URL instead of the "
+                    f"data. Tasks #{offset + 1} onwards were not queued.")
+
+        out = []
+        for blob in pack_batches(batch, self.max_payload, too_big):
+            first, n = self.call("submit", function, blob, kwargs)
+            out.append(range(first, first + n))
+        return out
 
     def _classic(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:

@@ -33,3 +33,7 @@ class NotAGuidistServer(GuidistError):
 
 class RemoteError(GuidistError):
     """The server raised while handling the request; the message carries its explanation."""
+
+
+class PayloadTooLarge(GuidistError):
+    """A task argument or result is over the size limit (16 MiB by default)."""

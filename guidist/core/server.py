@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing import connection, managers
 from typing import Any
 
-from . import transport
+from . import payload, transport
 from .broker import Broker
 from .errors import AddressUnavailable, GuidistError, PortInUse, ServerUnavailable
 from .protocol import DEFAULT_TASK
@@ -148,6 +148,7 @@ class GuidistServer(managers.Server):
     """The stdlib manager server with TCP_NODELAY, a handshake timeout and no remote shutdown."""
 
     handshake_timeout = 10.0
+    max_message = payload.backstop()
 
     def __init__(self, *args: Any, on_disconnect: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -181,6 +182,7 @@ class GuidistServer(managers.Server):
             connection.deliver_challenge(c, self.authkey)
             connection.answer_challenge(c, self.authkey)
             transport.set_recv_timeout(c, 0)
+            transport.limit_message_size(c, self.max_message)
         except Exception as exc:
             log.info("dropped a connection that failed the handshake: %s", type(exc).__name__)
             return
@@ -260,6 +262,7 @@ class ServerConfig:
     handshake_timeout: float = 10.0
     reap_interval: float = 0.5
     journal: str | None = None  # path of the SQLite journal; None keeps state in memory only
+    max_payload: int = payload.MAX_PAYLOAD  # largest task argument or result, in bytes
     log_level: int = logging.WARNING
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -268,7 +271,7 @@ def build_broker(config: ServerConfig) -> Broker:
     """The broker for a config, with its journal (restored from disk when it exists)."""
     kwargs = dict(lease_timeout=config.lease_timeout, max_attempts=config.max_attempts,
                   default_task=config.default_task, keep_done=config.keep_done,
-                  keep_failed=config.keep_failed)
+                  keep_failed=config.keep_failed, max_payload=config.max_payload)
     if config.journal:
         from .store import open_journaled_broker
 
@@ -288,6 +291,7 @@ def serve(config: ServerConfig, ready: Any = None, control: Any = None) -> None:
         server = GuidistServer(QueueManager._registry, (config.host, config.port),
                                config.authkey, "pickle", on_disconnect=broker.connection_closed)
         server.handshake_timeout = config.handshake_timeout
+        server.max_message = payload.backstop(config.max_payload)
     except Exception as exc:
         if ready is not None:
             ready.send(("error", _describe_bind_error(exc, config)))

@@ -13,6 +13,7 @@ import socket
 import struct
 import sys
 from multiprocessing import connection, current_process, managers
+from multiprocessing.reduction import ForkingPickler as _ForkingPickler
 from typing import Any
 
 SERIALIZER = "guidist"
@@ -59,6 +60,19 @@ def set_recv_timeout(conn: Any, seconds: float) -> None:
         pass
     finally:
         s.detach()
+
+
+def limit_message_size(conn: connection.Connection, max_bytes: int) -> None:
+    """Make conn.recv() refuse (and drop the connection on) messages over max_bytes.
+
+    The stdlib reads whatever length a peer announces; Server.serve_client binds conn.recv
+    when it starts, so replacing it on the instance before then caps every request.
+    """
+    def recv() -> Any:
+        buf = conn.recv_bytes(max_bytes)
+        return _ForkingPickler.loads(buf)
+
+    conn.recv = recv  # type: ignore[method-assign]
 
 
 def nodelay_client(address: Any, family: str | None = None,

@@ -23,6 +23,7 @@ from typing import Any
 from .broker import CMD_STOP, CMD_UNKNOWN, classic_result_text
 from .client import Client
 from .errors import AuthenticationFailed, GuidistError, ServerUnavailable
+from .payload import MAX_PAYLOAD, mib, pack
 from .protocol import DEFAULT_TASK
 from .tasks import TaskNotFound, resolve
 
@@ -63,6 +64,7 @@ class Worker:
         self._batch = 8
         self._heartbeat_s = config.heartbeat_s
         self._parent = os.getppid()
+        self._max_payload = MAX_PAYLOAD
         self.processed = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -175,6 +177,7 @@ class Worker:
         reply = self._client.call("register_worker", self.name, socket.gethostname(),
                                   os.getpid(), "inline", 1)
         self._id = reply["id"]
+        self._max_payload = int(reply.get("max_payload", MAX_PAYLOAD))
         lease = float(reply.get("lease_timeout", 30.0))
         self._heartbeat_s = max(0.05, min(self.config.heartbeat_s, lease / 4))
         log.info("registered as %s (lease %.1f s, heartbeat %.2f s)", self._id, lease,
@@ -248,16 +251,24 @@ class Worker:
         self._call_with_results("complete")
 
     def _call_with_results(self, method: str, *args: Any) -> Any:
-        """Call method(worker_id, pending_results, *args); unpicklable results become failures.
+        """Call method(worker_id, results, *args) with the pending results pickled once here.
 
-        Pickling happens before anything is written to the socket, so a failed send leaves the
-        connection usable; checking every result up front would cost every batch instead.
+        Pickling the batch ourselves costs nothing extra (the proxy then copies bytes) and
+        tells us before sending whether a result cannot be pickled or is too large; those
+        become failures that say why, and the rest are sent.
         """
         try:
-            reply = self._client.call(method, self._id, self._pending, *args)
-        except (pickle.PicklingError, TypeError, AttributeError, RecursionError):
+            blob = pack(self._pending)
+        except Exception:
             self._pending = results_are_picklable(self._pending)
-            reply = self._client.call(method, self._id, self._pending, *args)
+            blob = pack(self._pending)
+        if len(blob) > self._max_payload:
+            self._pending = results_within(self._pending, self._max_payload)
+            for start in range(0, len(self._pending), 64):  # several messages, none too big
+                self._client.call("complete", self._id, pack(self._pending[start:start + 64]))
+            self._pending = []
+            blob = pack([])
+        reply = self._client.call(method, self._id, blob, *args)
         self._pending = []
         return reply
 
@@ -287,6 +298,19 @@ class Worker:
             results.put(value)
             self.processed += 1
         return EXIT_OK
+
+
+def results_within(results: list, limit: int) -> list:
+    """Replace results whose pickled size is over limit by failures that say so."""
+    out = []
+    for tid, ok, value in results:
+        size = len(pack(value))
+        if size > limit:
+            out.append((tid, False, f"PayloadTooLarge: the result is {mib(size)}, over the "
+                                    f"{mib(limit)} limit; write it to a file and return the path"))
+        else:
+            out.append((tid, ok, value))
+    return out
 
 
 def results_are_picklable(results: list) -> list:

@@ -1,0 +1,55 @@
+"""Pickling batches once on the sending side, so their size can be checked for free.
+
+A batch travels as one pickled ``bytes`` blob inside the proxy call: pickling a bytes object is
+a copy, so the sender pays for pickling once (as before) and learns the size before anything
+goes on the wire. Items over the limit are refused with a clear error instead of exhausting the
+server's memory; the server also drops connections whose messages exceed a hard backstop.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from .errors import PayloadTooLarge
+
+MAX_PAYLOAD = 16 * 2**20  # bytes: the largest task argument or result accepted by default
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def backstop(max_payload: int = MAX_PAYLOAD) -> int:
+    """Largest message the server reads at all: room for a batch of items near the limit."""
+    return 4 * max_payload + 2**20
+
+
+def pack(obj: Any) -> bytes:
+    """Pickle obj (raises like pickle.dumps for unpicklable contents)."""
+    return pickle.dumps(obj, protocol=PROTOCOL)
+
+
+def unpack(obj: Any) -> Any:
+    """The inverse of pack; anything not bytes was sent unpacked and is returned as is."""
+    return pickle.loads(obj) if type(obj) is bytes else obj
+
+
+def mib(n: int) -> str:
+    """Bytes as MiB for messages."""
+    return f"{n / 2**20:.1f} MiB"
+
+
+def pack_batches(items: list, limit: int, describe: Callable[[int, int], str]) -> list[bytes]:
+    """Pack items into blobs of at most limit bytes; raises PayloadTooLarge for a single item
+    over the limit, with describe(index, size) as the message."""
+    blob = pack(items)
+    if len(blob) <= limit:
+        return [blob]
+    if len(items) == 1:
+        raise PayloadTooLarge(describe(0, len(blob)))
+    half = len(items) // 2
+    try:
+        left = pack_batches(items[:half], limit, describe)
+    except PayloadTooLarge:
+        raise
+    right = pack_batches(items[half:], limit, lambda i, n: describe(i + half, n))
+    return left + right
