@@ -132,7 +132,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
                           authkey=to_bytes(_key_from(args, required=True)),
                           name=args.name or "", prefetch=args.prefetch,
                           give_up_after=args.give_up_after, heartbeat_s=args.heartbeat,
-                          exit_with_parent=args.exit_with_parent, max_tasks=args.max_tasks)
+                          exit_with_parent=args.exit_with_parent, max_tasks=args.max_tasks,
+                          mode=args.mode, concurrency=args.concurrency)
     worker = Worker(config)
     worker.install_signal_handlers()
     logging.getLogger("guidist").info("worker %s connecting to %s", worker.name, args.connect)
@@ -341,12 +342,20 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat period (s)")
     worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     worker.add_argument("--max-tasks", type=int, help="exit after this many tasks")
+    worker.add_argument("--mode", choices=["inline", "process", "thread", "async"],
+                        default="inline",
+                        help="inline: one task at a time, fastest for tiny tasks; process: N "
+                             "processes for CPU-bound work; thread: N threads for blocking I/O;"
+                             " async: an event loop for async def / I/O-bound tasks")
+    worker.add_argument("--concurrency", type=int,
+                        help="tasks at once (default: cores for process, 32 thread, 64 async)")
 
     submit = sub.add_parser("submit", help="queue tasks")
     submit.add_argument("--connect", required=True, metavar="HOST:PORT")
     _add_key(submit)
     submit.add_argument("--task", default="square",
-                        help="square, sleep, primes, fail, echo or package.module:function")
+                        help="square, sleep, primes, fail, echo, io_wait, aio_wait or "
+                             "package.module:function")
     how = submit.add_mutually_exclusive_group(required=True)
     how.add_argument("--range", metavar="A..B", help="one task per integer from A to B")
     how.add_argument("--count", type=int, help="N tasks with the same --arg")

@@ -34,6 +34,8 @@ class LocalWorker:
     started: float
     log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
     stopping: bool = False
+    mode: str = "inline"
+    concurrency: int | None = None
 
     @property
     def pid(self) -> int:
@@ -78,11 +80,13 @@ class WorkerPool:
         """Pids of living workers."""
         return {w.pid for w in self.workers if w.alive}
 
-    def launch(self, n: int = 1, prefix: str = "local") -> list[LocalWorker]:
+    def launch(self, n: int = 1, prefix: str = "local", mode: str = "inline",
+               concurrency: int | None = None) -> list[LocalWorker]:
         """Start n workers; returns them (they register with the server within a second)."""
-        return [self._spawn(prefix) for _ in range(max(0, int(n)))]
+        return [self._spawn(prefix, mode, concurrency) for _ in range(max(0, int(n)))]
 
-    def _spawn(self, prefix: str) -> LocalWorker:
+    def _spawn(self, prefix: str, mode: str = "inline",
+               concurrency: int | None = None) -> LocalWorker:
         with self._lock:
             self._seq += 1
             name = f"{prefix}-{self._seq}"
@@ -92,13 +96,17 @@ class WorkerPool:
                "--give-up-after", str(self._give_up_after)]
         if self._prefetch:
             cmd += ["--prefetch", str(self._prefetch)]
+        if mode != "inline":
+            cmd += ["--mode", mode]
+        if concurrency:
+            cmd += ["--concurrency", str(concurrency)]
         cmd += list(self._extra_args)
         env = dict(os.environ, GUIDIST_AUTHKEY=self._authkey.decode("utf-8", "surrogateescape"),
                    PYTHONUNBUFFERED="1")
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
                                 start_new_session=False)
-        worker = LocalWorker(name, proc, time.time())
+        worker = LocalWorker(name, proc, time.time(), mode=mode, concurrency=concurrency)
         threading.Thread(target=_pump, args=(proc.stdout, worker.log), name=f"log-{name}",
                          daemon=True).start()
         with self._lock:
@@ -149,7 +157,7 @@ class WorkerPool:
         for w in exited:
             log.info("worker %s (pid %d) exited with %s", w.name, w.pid, w.returncode)
             if self.respawn and not w.stopping and w.returncode != 0:
-                self._spawn(w.name.rsplit("-", 1)[0])
+                self._spawn(w.name.rsplit("-", 1)[0], w.mode, w.concurrency)
         return exited
 
     def stop_all(self, timeout: float = 5.0) -> None:

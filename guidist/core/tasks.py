@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import importlib
 import math
 import random
@@ -47,6 +48,18 @@ def echo(x: Any = None) -> Any:
     return x
 
 
+def io_wait(seconds: float = 0.05) -> float:
+    """Block for seconds without using the CPU, like a network or disk call."""
+    time.sleep(float(seconds))
+    return float(seconds)
+
+
+async def aio_wait(seconds: float = 0.05) -> float:
+    """The async twin of io_wait: awaits instead of blocking."""
+    await asyncio.sleep(float(seconds))
+    return float(seconds)
+
+
 #: Names a person can type instead of a dotted path.
 BUILTINS: dict[str, Callable[..., Any]] = {
     "square": square,
@@ -54,6 +67,8 @@ BUILTINS: dict[str, Callable[..., Any]] = {
     "primes": primes,
     "fail": fail,
     "echo": echo,
+    "io_wait": io_wait,
+    "aio_wait": aio_wait,
 }
 
 

@@ -7,6 +7,9 @@ by ``prefetch``), so trivial tasks move in big batches while slow ones are not h
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures as cf
+import inspect
 import logging
 import os
 import pickle
@@ -23,6 +26,7 @@ from typing import Any
 from .broker import CMD_STOP, CMD_UNKNOWN, classic_result_text
 from .client import Client
 from .errors import AuthenticationFailed, GuidistError, ServerUnavailable
+from .executors import Executor, ProcessExecutor, default_concurrency, make_executor
 from .payload import MAX_PAYLOAD, mib, pack
 from .protocol import DEFAULT_TASK
 from .tasks import TaskNotFound, resolve
@@ -46,6 +50,8 @@ class WorkerConfig:
     give_up_after: float = 60.0  # seconds without a server before exiting non-zero
     exit_with_parent: bool = False  # local workers: leave as soon as the launcher is gone
     max_tasks: int | None = None  # exit after this many tasks (tests, recycling)
+    mode: str = "inline"  # inline | process | thread | async (see executors.py)
+    concurrency: int | None = None  # tasks at once in the concurrent modes (default per mode)
 
 
 class Worker:
@@ -65,6 +71,11 @@ class Worker:
         self._heartbeat_s = config.heartbeat_s
         self._parent = os.getppid()
         self._max_payload = MAX_PAYLOAD
+        self.mode = config.mode
+        self.concurrency = (1 if config.mode == "inline"
+                            else config.concurrency or default_concurrency(config.mode))
+        self._executor: Executor | None = None
+        self._inflight: dict[cf.Future, int] = {}
         self.processed = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -94,10 +105,13 @@ class Worker:
             return self._run_classic()
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
+        self._executor = make_executor(self.mode, self.concurrency)
         try:
             return self._loop()
         finally:
             self._stop.set()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
             beat.join(timeout=2)
 
     def _loop(self) -> int:
@@ -107,8 +121,10 @@ class Worker:
             try:
                 if self._id is None:
                     self._register()
-                cmd, groups = self._call_with_results("exchange", self._claim_size(),
-                                                      self.config.wait_s)
+                # With tasks in flight the claim must not wait on the server: their results
+                # are due back as soon as they finish.
+                cmd, groups = self._call_with_results(
+                    "exchange", self._claim_size(), 0.0 if self._inflight else self.config.wait_s)
             except ServerUnavailable as exc:
                 code = self._reconnect(exc)
                 if code is not None:
@@ -121,11 +137,17 @@ class Worker:
                 log.info("the server does not know this worker (restarted?); registering again")
                 self._id = None
                 continue
-            if groups:
-                self._run_groups(groups)
+            if self._executor is None:
+                if groups:
+                    self._run_groups(groups)
+            else:
+                self._start_groups(groups)
+                self._collect(self.config.wait_s)
             if cmd == CMD_STOP:
                 log.info("the server asked this worker to stop")
                 break
+        if self._inflight:
+            self._collect(None, drain=True)  # finish what runs; the server gets it all back
         self._leave()
         return EXIT_OK
 
@@ -136,7 +158,7 @@ class Worker:
         try:
             if self._pending:
                 self._send_results()
-            self._client.call("unregister_worker", self._id)
+            self._client.call("unregister_worker", self._id)  # releases anything still leased
         except GuidistError as exc:
             log.warning("could not say goodbye to the server: %s", exc)
         self._id = None
@@ -175,7 +197,7 @@ class Worker:
 
     def _register(self) -> None:
         reply = self._client.call("register_worker", self.name, socket.gethostname(),
-                                  os.getpid(), "inline", 1)
+                                  os.getpid(), self.mode, self.concurrency)
         self._id = reply["id"]
         self._max_payload = int(reply.get("max_payload", MAX_PAYLOAD))
         lease = float(reply.get("lease_timeout", 30.0))
@@ -203,7 +225,37 @@ class Worker:
     # ------------------------------------------------------------------ running
 
     def _claim_size(self) -> int:
+        if self._executor is not None:  # the prefetch follows the concurrency
+            return max(0, self.concurrency - len(self._inflight))
         return max(1, min(self._batch, self.config.prefetch))
+
+    def _start_groups(self, groups: list) -> None:
+        """Hand claimed tasks to the executor."""
+        assert self._executor is not None
+        for function, kwargs, ids, args_list in groups:
+            for tid, args in zip(ids, args_list):
+                self._inflight[self._executor.submit(function, args, kwargs)] = tid
+        self._current = next(iter(self._inflight.values()), None)
+
+    def _collect(self, timeout: float | None, drain: bool = False) -> None:
+        """Move finished tasks' outcomes to the pending results; wait up to timeout for one."""
+        if not self._inflight:
+            return
+        done, _ = cf.wait(list(self._inflight), timeout=timeout,
+                          return_when=cf.ALL_COMPLETED if drain else cf.FIRST_COMPLETED)
+        for fut in done:
+            tid = self._inflight.pop(fut)
+            if fut.cancelled():
+                continue  # never started: unregister gives it back to the queue
+            ok, value = fut.result()
+            self._pending.append((tid, ok, value))
+            self.processed += 1
+        self._current = next(iter(self._inflight.values()), None)
+        ex = self._executor
+        if isinstance(ex, ProcessExecutor) and ex.broken and not self._inflight:
+            log.warning("a task process died; starting a fresh process pool")
+            ex.shutdown(wait=False)
+            self._executor = make_executor(self.mode, self.concurrency)
 
     def _run_groups(self, groups: list) -> None:
         """Run every claimed task; stop early (handing the rest back) when asked to."""
@@ -243,7 +295,10 @@ class Worker:
     def _function(self, name: str) -> Callable[..., Any]:
         fn = self._functions.get(name)
         if fn is None:
-            fn = self._functions[name] = resolve(name)
+            fn = resolve(name)
+            if inspect.iscoroutinefunction(fn):
+                fn = _run_coroutine(fn)  # an async def in the inline mode: one loop per call
+            self._functions[name] = fn
         return fn
 
     def _send_results(self) -> None:
@@ -298,6 +353,13 @@ class Worker:
             results.put(value)
             self.processed += 1
         return EXIT_OK
+
+
+def _run_coroutine(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return asyncio.run(fn(*args, **kwargs))
+
+    return run
 
 
 def results_within(results: list, limit: int) -> list:
