@@ -1,0 +1,30 @@
+"""guidist.core is Qt-free: importing every core module (and the CLI) loads no Qt at all."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+CHECK = r"""
+import importlib, json, pkgutil, sys
+import guidist.core
+names = sorted(m.name for m in pkgutil.iter_modules(guidist.core.__path__, "guidist.core."))
+for name in names:
+    importlib.import_module(name)
+import guidist.cli
+bad = sorted(m for m in sys.modules
+             if m.split(".")[0] in {"PySide6", "pyqtgraph", "shiboken6", "PyQt5", "PyQt6"})
+print(json.dumps({"modules": names, "qt": bad}))
+"""
+
+
+def test_importing_the_core_loads_no_qt() -> None:
+    out = subprocess.run([sys.executable, "-c", CHECK], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "guidist.core.broker" in report["modules"] and "guidist.core.server" in report["modules"]
+    assert report["qt"] == []
