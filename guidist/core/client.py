@@ -59,6 +59,40 @@ class TaskIds(Sequence[int]):
         return f"TaskIds({self.ranges!r})"
 
 
+def _cached_connection(proxy: Any) -> Any:
+    """The socket multiprocessing caches for proxy's server address in this thread, if any."""
+    tls = getattr(proxy, "_tls", None)
+    return getattr(tls, "connection", None) if tls is not None else None
+
+
+def _connection_is_stale(proxy: Any) -> bool:
+    """True when the cached socket was closed by the server (idle and readable means EOF)."""
+    conn = _cached_connection(proxy)
+    if conn is None:
+        return False
+    try:
+        return bool(conn.poll(0))
+    except (OSError, EOFError, ValueError):
+        return True
+
+
+def _drop_stale_connection(proxy: Any, only_if_stale: bool) -> None:
+    """Close and forget this thread's cached socket so the next proxy call reconnects."""
+    if proxy is None or (only_if_stale and not _connection_is_stale(proxy)):
+        return
+    conn = _cached_connection(proxy)
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except OSError:
+        pass
+    try:
+        del proxy._tls.connection
+    except AttributeError:
+        pass
+
+
 def describe_address(address: tuple[str, int]) -> str:
     """"host:port" for messages."""
     return f"{address[0]}:{address[1]}"
@@ -125,12 +159,20 @@ class Client:
             except _CONNECTION_ERRORS as exc:
                 raise ServerUnavailable(f"The connection to {where} broke: {exc}.") from None
             self._manager = manager
+            # Another Client in this thread may have left a socket to a server that has since
+            # restarted in the cache our new proxies share; never send on that one.
+            _drop_stale_connection(self._broker or self._task_q, only_if_stale=True)
             return self
 
     def close(self) -> None:
         """Forget the connection; the next call connects again."""
         with self._lock:
             self._manager = self._broker = self._task_q = self._result_q = None
+
+    def _reset(self) -> None:
+        """After a connection error: drop this thread's cached socket too, then forget."""
+        _drop_stale_connection(self._broker or self._task_q, only_if_stale=False)
+        self.close()
 
     def __enter__(self) -> Client:
         return self.connect()
@@ -145,15 +187,25 @@ class Client:
             raise NotAGuidistServer(
                 f"{describe_address(self.address)} is a classic tutorial master: it has only "
                 f"a task queue and a result queue, so '{method}' is not available there.")
+        if _connection_is_stale(self._broker):
+            # The server closed our socket (it restarted, or dropped us): proxies to the old
+            # process are useless, so connect afresh before sending anything.
+            self._reset()
+            self.connect()
         try:
             return getattr(self._broker, method)(*args)
         except managers.RemoteError as exc:
             raise RemoteError(f"The server failed on {method}: {exc}") from None
         except _CONNECTION_ERRORS as exc:
-            self.close()
+            self._reset()
             raise ServerUnavailable(
                 f"Lost the connection to {describe_address(self.address)} ({type(exc).__name__}"
                 "); it will be retried on the next call.") from None
+        except Exception as exc:
+            # The broker raised (bad arguments, unknown state...): the manager re-raises the
+            # server's exception as is; give callers one type with the server's explanation.
+            raise RemoteError(f"The server refused {method}: {type(exc).__name__}: {exc}") \
+                from None
 
     # ------------------------------------------------------------------ submitting
 
@@ -211,7 +263,7 @@ class Client:
         try:
             return fn(*args)
         except _CONNECTION_ERRORS as exc:
-            self.close()
+            self._reset()
             raise ServerUnavailable(f"Lost the connection to {describe_address(self.address)}: "
                                     f"{exc}") from None
 

@@ -26,7 +26,8 @@ def test_builtins() -> None:
     assert tasks.fail(0.0) == "ok"
     with pytest.raises(RuntimeError, match="random failure"):
         tasks.fail(1.0)
-    assert set(tasks.BUILTINS) == {"square", "sleep", "primes", "fail", "echo"}
+    assert set(tasks.BUILTINS) == {"square", "sleep", "primes", "fail", "echo", "io_wait",
+                                   "aio_wait"}
 
 
 def test_resolve_builtin_and_dotted_path() -> None:
