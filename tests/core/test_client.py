@@ -92,11 +92,6 @@ def test_submit_many_progress_can_stop_early(client: Client) -> None:
     assert client.snapshot().count("queued") == 60
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "client.py Client.call maps only managers.RemoteError ('#TRACEBACK') to RemoteError; an "
-    "exception raised by the broker method itself comes back as '#ERROR' and is re-raised as "
-    "its own type (here ValueError), so callers such as the CLI see a raw exception. The fix "
-    "must not wrap the local pickling errors the worker's unpicklable-result path relies on."))
 def test_server_side_errors_are_remote_errors(client: Client) -> None:
     with pytest.raises(RemoteError, match="submit"):
         client.call("submit", "", [(1,)])
@@ -133,12 +128,6 @@ def test_lost_connection_then_reconnect_after_restart_on_the_same_port(
     c.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "multiprocessing caches one connection per (server address, thread) for every proxy "
-    "(BaseProxy._address_to_local). After a restart on the same address, a Client that "
-    "still holds proxies to the old server keeps that dead socket cached, so every new Client "
-    "in the same thread fails with ServerUnavailable (EOFError) forever. Client.call should "
-    "drop the thread's cached connection for the address when it sees a connection error."))
 def test_a_new_client_reaches_a_restarted_server_while_an_old_one_is_still_open(
         server_factory: Callable[..., ServerProcess]) -> None:
     server = server_factory()
