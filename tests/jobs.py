@@ -50,3 +50,14 @@ def slow_square(n: int, seconds: float = 0.01) -> int:
 def big_result(n_bytes: int) -> bytes:
     """Return n_bytes of data: a result that may be over the size limit."""
     return b"x" * int(n_bytes)
+
+
+def sleep_first_time(path: str, seconds: float = 30.0) -> str:
+    """The first run creates path and sleeps (a task to kill or stall mid-run); every later run
+    finds path and returns at once, so a requeued copy finishes quickly elsewhere."""
+    p = Path(path)
+    if p.exists():
+        return "again"
+    p.touch()
+    time.sleep(seconds)
+    return "first"
