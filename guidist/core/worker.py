@@ -91,14 +91,9 @@ class Worker:
 
     def run(self) -> int:
         """Connect (with back-off), then loop until stopped; returns the process exit code."""
-        try:
-            self._connect()
-        except AuthenticationFailed as exc:
-            log.error("%s", exc)
-            return EXIT_AUTH
-        except ServerUnavailable as exc:
-            log.error("%s", exc)
-            return EXIT_GAVE_UP
+        code = self._connect_or_exit_code()
+        if code is not None:
+            return code
         if self._stop.is_set():
             return EXIT_OK
         if self._client.kind == "classic":
@@ -185,13 +180,17 @@ class Worker:
         """After a lost connection: None to go on, or an exit code when giving up."""
         log.warning("%s", exc)
         self._client.close()
+        return self._connect_or_exit_code()
+
+    def _connect_or_exit_code(self) -> int | None:
+        """Connect with back-off; None on success, else the exit code (the error is logged)."""
         try:
             self._connect()
-        except ServerUnavailable as final:
-            log.error("%s", final)
+        except ServerUnavailable as exc:
+            log.error("%s", exc)
             return EXIT_GAVE_UP
-        except AuthenticationFailed as final:
-            log.error("%s", final)
+        except AuthenticationFailed as exc:
+            log.error("%s", exc)
             return EXIT_AUTH
         return None
 
