@@ -1,0 +1,826 @@
+"""The Redis backend: the broker's state (queue, leases, records, counters, series) in Redis.
+
+``RedisBroker`` has the in-memory ``Broker``'s public methods, semantics and return types, so
+the manager facade (``guidist serve --backend redis://...``), the window and the workers use it
+unchanged. Workers may also skip the facade and talk to Redis directly (``RedisClient``,
+``guidist worker --redis URL``): then no single Python process is in the path.
+
+Design notes:
+
+* Every state change is one Lua script (``redis_scripts``), so it is atomic whatever the number
+  of brokers, servers and workers sharing the Redis; a claim or a batch of results is one round
+  trip. The key layout is documented in ``redis_scripts``.
+* Leases are per worker, as in the in-memory broker: a sorted set holds each live worker's
+  deadline, a heartbeat or claim renews it, and ``reap()`` (the server's reaper, or any claim
+  at most once a second when no server runs) requeues an expired worker's tasks or buries them.
+* A call whose reply is lost (Redis restarting, a dropped connection) is retried with the same
+  token, and the scripts replay the previous answer: a claim is never leased twice to nobody,
+  a submit never queues twice.
+* Payloads are pickled into Redis: whoever can write to that Redis can run code on the workers,
+  the same trust model as the manager's authkey. The password comes from the URL and is never
+  logged (``redact_url``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .broker import CMD_OK, CMD_STOP, CMD_UNKNOWN, ClaimGroup, ResultItem
+from .client import Client
+from .errors import AuthenticationFailed, ServerUnavailable
+from .protocol import (
+    DEFAULT_TASK,
+    Event,
+    Snapshot,
+    Task,
+    TaskPage,
+    TaskState,
+    WorkerInfo,
+    WorkerState,
+)
+from .redis_scripts import SCRIPTS
+
+log = logging.getLogger(__name__)
+
+#: Environment variable holding the Redis URL (and its password), so it stays out of ``ps``.
+REDIS_URL_ENV = "GUIDIST_REDIS_URL"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+_ERROR_TEXT_LIMIT = 16_000
+_SEARCH_SCAN_LIMIT = 50_000  # fewer than in memory: every scanned task crosses the network
+_CHUNK = 5_000  # ids per script call for purge and retry_all, so Redis never blocks for long
+_ORDER = (TaskState.RUNNING, TaskState.QUEUED, TaskState.DONE, TaskState.FAILED, TaskState.DEAD,
+          TaskState.CANCELLED)
+_PICKLE = pickle.HIGHEST_PROTOCOL
+
+
+def is_redis_url(text: str | None) -> bool:
+    """True for redis://, rediss:// and unix:// URLs."""
+    return bool(text) and str(text).lower().startswith(REDIS_SCHEMES)
+
+
+def redact_url(url: str) -> str:
+    """The URL without user name and password, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "redis://<unparsable URL>"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def resolve_url(url: str | None) -> str:
+    """The URL given, else $GUIDIST_REDIS_URL; raises ValueError when neither is a Redis URL."""
+    url = url or os.environ.get(REDIS_URL_ENV)
+    if not url:
+        raise ValueError(f"no Redis URL: pass redis://HOST:PORT/DB or set {REDIS_URL_ENV}")
+    if not is_redis_url(url):
+        raise ValueError(f"{redact_url(url)!r} is not a Redis URL: write redis://HOST:PORT/DB "
+                         "(redis://:PASSWORD@HOST:PORT/DB with a password)")
+    return url
+
+
+def _s(b: bytes | str | None) -> str:
+    return b.decode("utf-8", "replace") if isinstance(b, bytes) else (b or "")
+
+
+def _loads(blob: bytes | None, what: str = "value") -> Any:
+    if not blob:
+        return None
+    try:
+        return pickle.loads(blob)
+    except Exception as exc:  # a class this process cannot import, for instance
+        return f"<{what} that cannot be unpickled here: {type(exc).__name__}: {exc}>"
+
+
+def _opt_float(b: bytes | None) -> float | None:
+    return float(b) if b else None
+
+
+def encode_results(results: Iterable[ResultItem] | None) -> list[Any]:
+    """Results as the scripts take them: quads (id, ok, payload, classic text).
+
+    Pickling happens here, before anything is sent, so an unpicklable result raises
+    (PicklingError or TypeError) with nothing changed, as over the manager connection.
+    """
+    out: list[Any] = []
+    for tid, ok, value in results or ():
+        if ok:
+            cand = "%d" % value if isinstance(value, int) else ""
+            out += [int(tid), "1", pickle.dumps(value, _PICKLE), cand]
+        else:
+            err = str(value)[:_ERROR_TEXT_LIMIT]
+            last = (err.strip().splitlines()[-1:] or [""])[0]
+            out += [int(tid), "0", err, last]
+    return out
+
+
+class _Waker:
+    """Wakes long-polling claims when a script publishes that tasks became claimable.
+
+    One pub/sub connection and thread per broker, started on the first wait; a claim that
+    misses a message still retries within a second, so a lost message costs latency only.
+    """
+
+    def __init__(self, redis: Any, channel: str) -> None:
+        self._redis = redis
+        self._channel = channel
+        self._cv = threading.Condition()
+        self._gen = 0
+        self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever a wake-up arrives; read before trying, pass to wait()."""
+        with self._cv:
+            return self._gen
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Wait until a wake-up newer than seen arrives, or timeout."""
+        self._start()
+        with self._cv:
+            if self._gen == seen:
+                self._cv.wait(max(0.0, timeout))
+
+    def _start(self) -> None:
+        with self._cv:
+            if self._thread is None and not self._closing.is_set():
+                self._thread = threading.Thread(target=self._listen, name="redis-waker",
+                                                daemon=True)
+                self._thread.start()
+
+    def _listen(self) -> None:
+        pubsub = None
+        while not self._closing.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(self._channel)
+                if pubsub.get_message(timeout=0.5) is not None:
+                    with self._cv:
+                        self._gen += 1
+                        self._cv.notify_all()
+            except Exception:  # Redis away: waits fall back to their timeout
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
+                pubsub = None
+                self._closing.wait(0.5)
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        """Stop the listener thread."""
+        self._closing.set()
+        with self._cv:
+            self._cv.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(2)
+
+
+class RedisClassicResults:
+    """The classic result queue (``get_result_queue``), kept in a Redis list."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self._broker = broker
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Next result, or raise queue.Empty (BLPOP in slices, so a timeout of None works)."""
+        key = self._broker._key("classic")
+        if not block:
+            item = self._broker._retrying(lambda: self._broker._redis.lpop(key))
+            if item is None:
+                raise queue.Empty
+            return self._decode(item)
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while True:
+            remaining = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if remaining <= 0:
+                raise queue.Empty
+            item = self._broker._retrying(
+                lambda r=remaining: self._broker._redis.blpop([key], timeout=max(r, 0.01)))
+            if item is not None:
+                return self._decode(item[1])
+
+    def get_nowait(self) -> Any:
+        """Next result without waiting."""
+        return self.get(False)
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Append a result as-is."""
+        blob = b"p" + pickle.dumps(item, _PICKLE)
+        self._broker._retrying(lambda: self._broker._redis.rpush(self._broker._key("classic"),
+                                                                  blob))
+
+    def put_nowait(self, item: Any) -> None:
+        """Same as put."""
+        self.put(item)
+
+    def qsize(self) -> int:
+        """Results waiting."""
+        return int(self._broker._retrying(
+            lambda: self._broker._redis.llen(self._broker._key("classic"))))
+
+    def empty(self) -> bool:
+        """True when no result waits."""
+        return self.qsize() == 0
+
+    @staticmethod
+    def _decode(item: bytes) -> Any:
+        kind, body = item[:1], item[1:]
+        if kind == b"s":
+            return body.decode("utf-8", "replace")
+        return _loads(body, "result")
+
+
+class RedisBroker:
+    """The broker interface with its state in Redis; safe to share between threads.
+
+    Settings left as None are read from the deployment (the first broker stored them), so a
+    worker on another machine need not repeat the server's lease timeout; given settings are
+    stored for everyone. ``clock`` (tests) replaces Redis's own TIME for deadlines and series.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        lease_timeout: float | None = None,
+        max_attempts: int | None = None,
+        default_task: str | None = None,
+        keep_done: int | None = None,
+        keep_failed: int | None = None,
+        keep_cancelled: int | None = None,
+        clock: Callable[[], float] | None = None,
+        namespace: str = "guidist",
+        retry_for: float = 30.0,
+        auto_reap: float = 1.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self._url = resolve_url(url)
+        self.where = redact_url(self._url)
+        self._clock = clock
+        self._prefix = f"{namespace}:"
+        self._retry_for = retry_for
+        self._auto_reap_ms = int(auto_reap * 1000)
+        self._errors = redis.exceptions
+        self._retry_tokens: dict[str, str] = {}
+        try:
+            self._redis = redis.Redis.from_url(
+                self._url, socket_connect_timeout=connect_timeout, socket_timeout=30.0,
+                retry=Retry(NoBackoff(), 0), health_check_interval=0)
+        except ValueError as exc:
+            raise ServerUnavailable(f"The Redis URL {self.where} is not valid: {exc}.") from None
+        self._scripts = {name: self._redis.register_script(src)
+                         for name, src in SCRIPTS.items()}
+        self._waker = _Waker(self._redis, self._key("wake"))
+        self.classic_results = RedisClassicResults(self)
+        given = {"lease_timeout": lease_timeout, "max_attempts": max_attempts,
+                 "default_task": default_task, "keep_done": keep_done,
+                 "keep_failed": keep_failed, "keep_cancelled": keep_cancelled}
+        defaults = {"lease_timeout": 30.0, "max_attempts": 3, "default_task": DEFAULT_TASK,
+                    "keep_done": 20_000, "keep_failed": 50_000, "keep_cancelled": 10_000}
+        args: list[Any] = []
+        for k, v in given.items():
+            if v is not None:
+                args += [k, v]
+        args.append("--")
+        for k, v in defaults.items():
+            args += [k, v]
+        self._config = self._decode_config(self._eval("init", args, retry_for=0.0))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _key(self, name: str) -> str:
+        return self._prefix + name
+
+    def _decode_config(self, flat: list) -> dict[str, str]:
+        return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    @property
+    def lease_timeout(self) -> float:
+        """Seconds without a heartbeat before a worker's leases are requeued."""
+        return float(self._config.get("lease_timeout", 30.0))
+
+    @property
+    def max_attempts(self) -> int:
+        """Lease expiries before a task is dead."""
+        return int(float(self._config.get("max_attempts", 3)))
+
+    @property
+    def default_task(self) -> str:
+        """The task a bare (classic) payload runs with."""
+        return self._config.get("default_task", DEFAULT_TASK)
+
+    def _now_arg(self) -> str:
+        return "" if self._clock is None else repr(float(self._clock()))
+
+    def _retrying(self, fn: Callable[[], Any], retry_for: float | None = None) -> Any:
+        """Run fn, retrying connection failures (Redis restarting) for up to retry_for s."""
+        errors = self._errors
+        limit = self._retry_for if retry_for is None else retry_for
+        start = time.monotonic()
+        delay = 0.05
+        while True:
+            try:
+                return fn()
+            except errors.AuthenticationError:
+                raise AuthenticationFailed(
+                    f"Redis at {self.where} refused the credentials: put the password in the URL "
+                    f"(redis://:PASSWORD@HOST:PORT/DB, or USER:PASSWORD@ with an ACL user) or in "
+                    f"{REDIS_URL_ENV}.") from None
+            except errors.ResponseError as exc:
+                if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+                    raise AuthenticationFailed(
+                        f"Redis at {self.where} needs a password: put it in the URL "
+                        f"(redis://:PASSWORD@HOST:PORT/DB) or in {REDIS_URL_ENV}.") from None
+                raise
+            except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
+                if time.monotonic() - start >= limit:
+                    raise ServerUnavailable(
+                        f"Cannot reach Redis at {self.where} ({type(exc).__name__}: "
+                        f"{_first_line(exc)}): start redis-server there, or check the URL "
+                        f"(--backend, --redis or {REDIS_URL_ENV}).") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _eval(self, name: str, args: list[Any], retry_for: float | None = None) -> Any:
+        argv = [self._prefix, self._now_arg(), *args]
+        script = self._scripts[name]
+        return self._retrying(lambda: script(keys=[], args=argv), retry_for)
+
+    def ping(self) -> None:
+        """Check that Redis answers; raises ServerUnavailable or AuthenticationFailed."""
+        self._retrying(self._redis.ping, retry_for=0.0)
+
+    def close(self) -> None:
+        """Stop the wake-up listener and close the connections."""
+        self._waker.close()
+        try:
+            self._redis.close()
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ submission
+
+    def submit(self, function: str, args_list: list, kwargs: dict | None = None,
+               classic: bool = False) -> tuple[int, int]:
+        """Queue one task per argument tuple; returns (first_id, count), ids are consecutive."""
+        if not isinstance(function, str) or not function:
+            raise ValueError("a task needs a function name such as 'square' or 'pkg.mod:func'")
+        if not isinstance(args_list, list):
+            args_list = list(args_list)
+        if not all(type(a) is tuple for a in args_list):
+            args_list = [a if type(a) is tuple else tuple(a) if isinstance(a, list) else (a,)
+                         for a in args_list]
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise ValueError("kwargs must be a dict")
+        n = len(args_list)
+        if n == 0:
+            last = self._retrying(lambda: self._redis.get(self._key("seq:task")))
+            return (int(last or 0) + 1, 0)
+        kw = pickle.dumps(kwargs, _PICKLE) if kwargs else b""
+        args: list[Any] = [uuid.uuid4().hex, function, kw, "1" if classic else "0", n]
+        dumps = pickle.dumps
+        square = classic and function == "square"
+        for a in args_list:
+            cp = ""
+            if square and len(a) == 1 and isinstance(a[0], int):
+                cp = "%d * %d = " % (a[0], a[0])
+            args += [dumps(a, _PICKLE), cp]
+        first = int(self._eval("submit", args))
+        return (first, n)
+
+    # ------------------------------------------------------------------ workers
+
+    def register_worker(self, name: str, host: str, pid: int, mode: str = "inline",
+                        concurrency: int = 1, kind: str = "guidist") -> dict[str, Any]:
+        """Add a worker; returns its id (sent with every later call) and the lease timeout."""
+        wid, lease, default = self._eval("register", [uuid.uuid4().hex, name, host, int(pid),
+                                                      mode, int(concurrency), kind])
+        self._config["lease_timeout"] = _s(lease)
+        self._config["default_task"] = _s(default)
+        return {"id": _s(wid), "lease_timeout": float(lease), "default_task": _s(default)}
+
+    def heartbeat(self, worker_id: str, current_task: int | None = None) -> str:
+        """Renew every lease the worker holds; returns 'ok', 'stop' or 'unknown'."""
+        return _s(self._eval("heartbeat", [worker_id,
+                                           "" if current_task is None else int(current_task)]))
+
+    def unregister_worker(self, worker_id: str) -> int:
+        """A worker leaves cleanly: its unfinished leases go back to the queue uncounted."""
+        self._retry_tokens.pop(worker_id, None)
+        return int(self._eval("unregister", [worker_id]))
+
+    def release(self, worker_id: str, ids: list[int] | None = None) -> int:
+        """Give leased tasks back without counting an attempt (the worker is stopping)."""
+        if ids is None:
+            return int(self._eval("release", [worker_id, "all"]))
+        return int(self._eval("release", [worker_id, "ids", *(int(i) for i in ids)]))
+
+    def request_stop(self, worker_ids: Iterable[str]) -> int:
+        """Ask workers to finish their batch and leave; they hear it on their next heartbeat."""
+        ids = list(worker_ids)
+        return int(self._eval("request_stop", ids)) if ids else 0
+
+    def forget_offline(self) -> int:
+        """Drop offline workers from the list."""
+        return int(self._eval("forget_offline", []))
+
+    def workers(self) -> tuple[WorkerInfo, ...]:
+        """Every known worker, offline ones included."""
+        return tuple(_worker_info(w) for w in self._eval("workers", []))
+
+    # ------------------------------------------------------------------ dispatch
+
+    def claim(self, worker_id: str, max_n: int, wait_s: float = 0.0) -> list[ClaimGroup]:
+        """Lease up to max_n tasks, waiting up to wait_s for the first one to appear."""
+        return self.exchange(worker_id, None, max_n, wait_s)[1]
+
+    def complete(self, worker_id: str, results: list[ResultItem]) -> int:
+        """Store a batch of results; returns how many were accepted (late duplicates are not)."""
+        payload = encode_results(results)
+        if not payload:
+            return 0
+        return int(self._eval("complete", [worker_id, *payload]))
+
+    def exchange(self, worker_id: str, results: list[ResultItem] | None, max_n: int,
+                 wait_s: float = 0.0) -> tuple[str, list[ClaimGroup]]:
+        """Report results and claim the next batch in one round trip: (command, groups)."""
+        payload = encode_results(results)
+        # A call that failed before its reply arrived is repeated with its token, so the
+        # script hands back what that call leased instead of leasing more to nobody.
+        token = self._retry_tokens.pop(worker_id, None) or uuid.uuid4().hex
+        deadline = time.monotonic() + max(wait_s, 0.0)
+        while True:
+            seen = self._waker.generation
+            try:
+                reply = self._eval("exchange", [worker_id, int(max_n), token,
+                                                self._auto_reap_ms, *payload])
+            except ServerUnavailable:
+                self._retry_tokens[worker_id] = token
+                raise
+            payload = []  # reported once; a long poll's later tries only claim
+            cmd = _s(reply[0])
+            groups = [_group(g) for g in reply[2:]]
+            if groups or cmd != CMD_OK or wait_s <= 0:
+                return cmd, groups
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return cmd, groups
+            self._waker.wait(seen, min(remaining, 1.0))
+            token = uuid.uuid4().hex
+
+    # ------------------------------------------------------------------ leases
+
+    def reap(self) -> int:
+        """Requeue the leases of workers whose heartbeat stopped; returns tasks requeued."""
+        return int(self._eval("reap", []))
+
+    # ------------------------------------------------------------------ control
+
+    def pause(self) -> None:
+        """Stop handing out tasks; workers keep polling."""
+        self._eval("pause", ["1"])
+
+    def resume(self) -> None:
+        """Hand out tasks again."""
+        self._eval("pause", ["0"])
+
+    def cancel(self, ids: Iterable[int]) -> int:
+        """Cancel queued tasks by id; running or finished ones are left alone."""
+        ids = [int(i) for i in ids]
+        return sum(int(self._eval("cancel", ids[i:i + _CHUNK]))
+                   for i in range(0, len(ids), _CHUNK))
+
+    def purge(self) -> int:
+        """Cancel everything that is queued (now: tasks submitted meanwhile are kept)."""
+        maxid = int(self._retrying(lambda: self._redis.get(self._key("seq:task"))) or 0)
+        total = 0
+        while True:
+            n, finished = self._eval("purge", [maxid, _CHUNK, total])
+            total += int(n)
+            if int(finished):
+                return total
+
+    def retry(self, ids: Iterable[int]) -> int:
+        """Queue failed or dead tasks again, with a fresh attempt count."""
+        ids = [int(i) for i in ids]
+        return sum(int(self._eval("retry", ids[i:i + _CHUNK]))
+                   for i in range(0, len(ids), _CHUNK))
+
+    def retry_all(self) -> int:
+        """Retry every failed and dead task still kept."""
+        def read() -> list:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zrange(self._key("fin:failed"), 0, -1)
+            pipe.zrange(self._key("fin:dead"), 0, -1)
+            return pipe.execute()
+
+        failed, dead = self._retrying(read)
+        return self.retry([int(i) for i in failed] + [int(i) for i in dead])
+
+    # ------------------------------------------------------------------ monitoring
+
+    def snapshot(self, series_since: int = 0, events_since: int = 0) -> Snapshot:
+        """Counts, workers, and the series points and events after the caller's cursors."""
+        (now, counters, queued, running, paused, series, last10, events, workers, started,
+         classic_len, default) = self._eval("snapshot", [int(series_since), int(events_since)])
+        c = self._decode_config(counters)
+        counts = {s.value: int(c.get(s.value, 0)) for s in TaskState}
+        counts[TaskState.QUEUED.value] = int(queued)
+        counts[TaskState.RUNNING.value] = int(running)
+        recent = [_point(p) for p in last10]
+        throughput = sum(p[2] + p[3] for p in recent) / 10 if recent else 0.0
+        return Snapshot(
+            time=float(now),
+            counts=counts,
+            submitted=int(c.get("submitted", 0)),
+            requeued=int(c.get("requeued", 0)),
+            paused=bool(int(paused)),
+            throughput=throughput,
+            workers=tuple(_worker_info(w) for w in workers),
+            series=tuple(_point(p) for p in reversed(series)),
+            events=tuple(_event(e) for e in reversed(events)),
+            default_task=_s(default),
+            started=float(started),
+            extra={"ignored_late": int(c.get("ignored_late", 0)),
+                   "classic_results": int(classic_len), "backend": self.where},
+        )
+
+    def get_task(self, task_id: int) -> Task | None:
+        """One task by id, wherever it is; None if unknown or pruned."""
+        h = self._retrying(lambda: self._redis.hgetall(self._key(f"t:{int(task_id)}")))
+        return _task(int(task_id), h) if h else None
+
+    def _segments(self, states: list[TaskState]) -> list[tuple[TaskState, str, int, bool]]:
+        """(state, key, size, newest_first) per sorted set making up the listing, in order."""
+        def read() -> tuple[list, list]:
+            lanes = sorted(_s(x) for x in self._redis.smembers(self._key("lanes")))
+            keys: list[tuple[TaskState, str, bool]] = []
+            for s in states:
+                if s is TaskState.RUNNING:
+                    keys.append((s, self._key("running"), False))
+                elif s is TaskState.QUEUED:
+                    keys.extend((s, self._key(f"q:{f}"), False) for f in lanes)
+                else:
+                    keys.append((s, self._key(f"fin:{s.value}"), True))
+            pipe = self._redis.pipeline(transaction=False)
+            for _, key, _ in keys:
+                pipe.zcard(key)
+            return keys, pipe.execute()
+
+        keys, sizes = self._retrying(read)
+        return [(s, key, int(n), rev) for (s, key, rev), n in zip(keys, sizes)]
+
+    def _fetch(self, ids: list[int]) -> list[Task]:
+        def read() -> list:
+            pipe = self._redis.pipeline(transaction=False)
+            for tid in ids:
+                pipe.hgetall(self._key(f"t:{tid}"))
+            return pipe.execute()
+
+        return [_task(tid, h) for tid, h in zip(ids, self._retrying(read)) if h]
+
+    def _ids(self, key: str, start: int, count: int, newest_first: bool) -> list[int]:
+        if count <= 0:
+            return []
+        end = start + count - 1
+        fn = self._redis.zrevrange if newest_first else self._redis.zrange
+        return [int(x) for x in self._retrying(lambda: fn(key, start, end))]
+
+    def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
+                   search: str | None = None) -> TaskPage:
+        """A page of tasks: running, then queued (oldest first), then finished (newest first)."""
+        limit = max(0, min(int(limit), 10_000))
+        offset = max(0, int(offset))
+        states = [TaskState(state)] if state else list(_ORDER)
+        segments = self._segments(states)
+        if search:
+            return self._search(segments, search.strip().lower(), offset, limit)
+        total = sum(size for _, _, size, _ in segments)
+        ids: list[int] = []
+        skip = offset
+        for _, key, size, rev in segments:
+            if len(ids) >= limit:
+                break
+            if skip >= size:
+                skip -= size
+                continue
+            ids.extend(self._ids(key, skip, min(limit - len(ids), size - skip), rev))
+            skip = 0
+        return TaskPage(total, offset, tuple(self._fetch(ids)))
+
+    def _iter_segment_tasks(self, segments: list) -> Iterator[Task]:
+        for _, key, size, rev in segments:
+            for start in range(0, size, 1000):
+                yield from self._fetch(self._ids(key, start, 1000, rev))
+
+    def _search(self, segments: list, needle: str, offset: int, limit: int) -> TaskPage:
+        """Substring search over id, function, args, result and error; scans a bounded number."""
+        matches: list[Task] = []
+        for scanned, t in enumerate(self._iter_segment_tasks(segments), 1):
+            if scanned > _SEARCH_SCAN_LIMIT:
+                break
+            hay = f"{t.id} {t.function} {t.args!r} {t.result!r} {t.error or ''}".lower()
+            if needle in hay:
+                matches.append(t)
+        return TaskPage(len(matches), offset, tuple(matches[offset:offset + limit]))
+
+    def results_since(self, cursor: int, limit: int = 1000) -> tuple[int, list[Task]]:
+        """Tasks finished after cursor (a sequence number), oldest first; returns (cursor, tasks)."""
+        rows = self._retrying(lambda: self._redis.zrangebyscore(
+            self._key("recent"), f"({int(cursor)}", "+inf", start=0, num=max(int(limit), 0),
+            withscores=True))
+        if not rows:
+            return cursor, []
+        tasks = self._fetch([int(m) for m, _ in rows])
+        return int(rows[-1][1]), tasks
+
+    def queued_count(self) -> int:
+        """Tasks waiting to be claimed."""
+        return int(self._eval("queued_count", []))
+
+    def events(self, since: int = 0) -> list[Event]:
+        """Events after a sequence number."""
+        rows = self._retrying(lambda: self._redis.zrangebyscore(
+            self._key("events"), f"({int(since)}", "+inf"))
+        return [_event(e) for e in rows]
+
+    # ------------------------------------------------------------------ classic facade
+
+    def classic_get(self, conn_key: str, block: bool = True, timeout: float | None = None) -> Any:
+        """Hand one default-task payload to a tutorial-style worker, or raise queue.Empty."""
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        wid = f"classic:{conn_key}"
+        token = self._retry_tokens.pop(wid, None) or uuid.uuid4().hex
+        while True:
+            seen = self._waker.generation
+            try:
+                reply = self._eval("classic_get", [conn_key, token])
+            except ServerUnavailable:
+                self._retry_tokens[wid] = token
+                raise
+            if reply:
+                args = _loads(reply[0], "argument")
+                kwargs = _loads(reply[1]) if reply[1] else None
+                return args[0] if len(args) == 1 and not kwargs else args
+            if not block:
+                raise queue.Empty
+            remaining = 1.0 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                raise queue.Empty
+            self._waker.wait(seen, min(remaining, 1.0))
+            token = uuid.uuid4().hex
+
+    def classic_put_result(self, conn_key: str, value: Any) -> None:
+        """A tutorial-style worker reports: it completes the oldest task its connection holds."""
+        self._eval("classic_put", [conn_key, *encode_results([(0, True, value)])])
+
+    def connection_closed(self, conn_key: str) -> None:
+        """A manager connection ended: a classic worker on it is gone, so requeue its tasks."""
+        self._eval("connection_closed", [conn_key])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _group(g: list) -> ClaimGroup:
+    fn, kw, ids, args = g
+    return (_s(fn), _loads(kw) if kw else None, [int(i) for i in ids],
+            [_loads(a, "argument") for a in args])
+
+
+def _point(member: bytes) -> tuple:
+    return tuple(int(float(x)) for x in _s(member).split(","))
+
+
+def _event(member: bytes) -> Event:
+    seq, when, kind, message = json.loads(member)
+    return Event(int(seq), float(when), str(kind), str(message))
+
+
+def _worker_info(w: list) -> WorkerInfo:
+    (wid, name, host, pid, kind, mode, conc, state, joined, seen, cur, done, failed, running,
+     first) = w
+    st = WorkerState(_s(state))
+    running = int(running)
+    if st is WorkerState.IDLE and running:
+        st = WorkerState.BUSY
+    current = int(cur) if cur else (int(first) if first else None)
+    return WorkerInfo(_s(wid), _s(name), _s(host), int(pid or 0), _s(kind), _s(mode),
+                      int(conc or 1), st, float(joined or 0), float(seen or 0), current, running,
+                      int(done or 0), int(failed or 0))
+
+
+def _task(tid: int, h: dict) -> Task:
+    kw = h.get(b"k")
+    return Task(
+        id=tid,
+        function=_s(h.get(b"f")),
+        args=_loads(h.get(b"a"), "argument") or (),
+        kwargs=_loads(kw) if kw else None,
+        state=TaskState(_s(h.get(b"st")) or "queued"),
+        attempts=int(h.get(b"n") or 0),
+        submitted=float(h.get(b"s") or 0),
+        started=_opt_float(h.get(b"b")),
+        finished=_opt_float(h.get(b"e")),
+        worker=_s(h.get(b"w")) or None,
+        result=_loads(h.get(b"r"), "result"),
+        error=_s(h.get(b"x")) or None,
+    )
+
+
+class RedisClient(Client):
+    """The Client API over a RedisBroker in this process: no manager server in the path.
+
+    A worker started with ``--redis`` uses it as its connection (``connect/close/call/kind``
+    like ``Client``), and the window or a script can use it to attach to a Redis deployment:
+    submit_many, snapshot, list_tasks and the controls all work as against a server.
+    """
+
+    def __init__(self, url: str | None = None, **broker_options: Any) -> None:
+        self._url = resolve_url(url)
+        parts = urlsplit(self._url)
+        self.address = (parts.hostname or parts.path or "localhost", parts.port or 6379)
+        self.where = redact_url(self._url)
+        self._options = broker_options
+        self._lock = threading.Lock()
+        self._broker_obj: RedisBroker | None = None
+        self._connected = False
+        self._manager = None
+        self._broker = None
+        self._task_q = self._result_q = None
+        self.kind: str | None = None
+
+    @property
+    def broker(self) -> RedisBroker:
+        """The RedisBroker behind this client (connecting first)."""
+        self.connect()
+        assert self._broker_obj is not None
+        return self._broker_obj
+
+    def connect(self) -> RedisClient:
+        """Reach Redis (the broker, and its retry tokens, survive reconnects)."""
+        with self._lock:
+            if self._connected:
+                return self
+            if self._broker_obj is None:
+                self._broker_obj = RedisBroker(self._url, **self._options)
+            else:
+                self._broker_obj.ping()
+            self._connected = True
+            self.kind = "guidist"
+            return self
+
+    def close(self) -> None:
+        """Mark the connection lost; the next call reaches Redis again."""
+        with self._lock:
+            self._connected = False
+
+    def shutdown(self) -> None:
+        """Close the broker's connections and its listener thread for good."""
+        with self._lock:
+            self._connected = False
+            broker, self._broker_obj = self._broker_obj, None
+        if broker is not None:
+            broker.close()
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call a broker method directly; lost connections raise ServerUnavailable."""
+        broker = self.broker
+        try:
+            return getattr(broker, method)(*args)
+        except ServerUnavailable:
+            self.close()
+            raise
+
+    def classic_result(self, timeout: float | None = None) -> Any:
+        """Read one result from the classic result queue."""
+        return self.broker.classic_results.get(True, timeout)

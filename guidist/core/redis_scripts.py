@@ -1,0 +1,808 @@
+"""The Lua scripts of the Redis backend: every state change is one script, so it is atomic.
+
+Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
+
+=====================  ====================================================================
+``P:config``           hash: lease_timeout, max_attempts, default_task, keep_* (shared by all)
+``P:started``          when this deployment's state was created
+``P:seq:task``         last task id handed out (INCRBY n gives n consecutive ids)
+``P:seq:worker``       worker id counter
+``P:t:<id>``           hash, one per task: f function, a pickled args, k pickled kwargs,
+                       s submitted, c "1" if it came in through the classic queue, cp the
+                       tutorial's "n * n = " prefix, st state, n attempts (present once
+                       claimed), w worker, b started, e finished, r pickled result, x error
+``P:lanes``            set of function names whose queue may hold tasks
+``P:q:<function>``     zset, score = id: the queued tasks of one function (FIFO by id)
+``P:running``          zset, score = id: every leased task
+``P:w:<worker>``       hash: name host pid kind mode conc joined seen cur done failed state stop
+``P:workers``          zset of worker ids by join order (offline ones stay until forgotten)
+``P:wdl``              zset worker id -> lease deadline; only live workers are in it
+``P:wl:<worker>``      zset of the task ids a worker holds (its leases)
+``P:lc:<worker>``      "token:id,id,..": the worker's last claim, replayed when a call is
+                       retried after a lost reply so no lease is orphaned
+``P:tok:<token>``      reply of a retried submit/register (expires after 10 minutes)
+``P:fin:<state>``      zset id -> result seq, for done/failed/dead/cancelled, capped (keep_*)
+``P:recent``           zset id -> result seq: results_since's window, capped
+``P:c``                hash of counters: submitted, requeued, ignored_late, done, failed,
+                       dead, cancelled, result_seq, event_seq
+``P:cur``              hash: the per-second bucket being filled (sec sub done fail req)
+``P:series``           zset sec -> "sec,sub,done,fail,req,queued,running,workers" (1 hour)
+``P:events``           zset seq -> JSON [seq, time, kind, message] (last 1000)
+``P:paused``           exists while dispatch is paused
+``P:classic``          list: the classic result queue ("s" + text or "p" + pickle)
+``P:wake``             pub/sub channel: published when tasks become claimable
+``P:reaplock``         rate limit of the reaping that claims do on the side
+=====================  ====================================================================
+
+Every script receives ARGV[1] = prefix and ARGV[2] = the caller's clock ("" to use the Redis
+server's TIME, so machines with skewed clocks agree on lease deadlines); its own arguments
+follow from ARGV[3].
+"""
+
+from __future__ import annotations
+
+PRELUDE = r"""
+local P = ARGV[1]
+local now = tonumber(ARGV[2])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local NOW = string.format('%.6f', now)
+local CFG = redis.call('HMGET', P .. 'config', 'lease_timeout', 'max_attempts', 'default_task',
+  'keep_done', 'keep_failed', 'keep_cancelled')
+local LEASE = tonumber(CFG[1]) or 30
+local MAXATT = tonumber(CFG[2]) or 3
+local DEFAULT = CFG[3] or 'square'
+local KEEP = {done = tonumber(CFG[4]) or 20000, failed = tonumber(CFG[5]) or 50000,
+  dead = tonumber(CFG[5]) or 50000, cancelled = tonumber(CFG[6]) or 10000}
+local KEEP_RECENT = math.max(KEEP.done, 1000)
+
+-- Counters are summed here and written once by flush(), so a batch costs one HINCRBY each.
+local CNT, BUCKET, TOUCHED = {}, {}, {}
+local SEQ = nil
+local function bump(field, n) CNT[field] = (CNT[field] or 0) + n end
+local function bucket(field, n) BUCKET[field] = (BUCKET[field] or 0) + n end
+local function next_seq()
+  if not SEQ then SEQ = tonumber(redis.call('HGET', P .. 'c', 'result_seq')) or 0 end
+  SEQ = SEQ + 1
+  return SEQ
+end
+
+local function zadd_ids(key, ids)
+  -- ZADD key id id ... (score = id), in chunks that stay below Lua's unpack limit
+  local args = {}
+  for _, id in ipairs(ids) do
+    args[#args + 1] = id
+    args[#args + 1] = id
+    if #args >= 2000 then redis.call('ZADD', key, unpack(args)); args = {} end
+  end
+  if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+end
+
+local function zrem_ids(key, ids)
+  local args = {}
+  for _, id in ipairs(ids) do
+    args[#args + 1] = id
+    if #args >= 1000 then redis.call('ZREM', key, unpack(args)); args = {} end
+  end
+  if #args > 0 then redis.call('ZREM', key, unpack(args)) end
+end
+
+local function queued_count()
+  local n = 0
+  for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
+    n = n + redis.call('ZCARD', P .. 'q:' .. f)
+  end
+  return n
+end
+
+local function tick()
+  -- close the per-second bucket(s) that ended before now
+  local sec = math.floor(now)
+  local cur = tonumber(redis.call('HGET', P .. 'cur', 'sec'))
+  if not cur then
+    redis.call('HSET', P .. 'cur', 'sec', sec, 'sub', 0, 'done', 0, 'fail', 0, 'req', 0)
+    redis.call('SETNX', P .. 'started', NOW)
+    return
+  end
+  if sec <= cur then return end
+  local b = redis.call('HMGET', P .. 'cur', 'sub', 'done', 'fail', 'req')
+  local tail = ',' .. queued_count() .. ',' .. redis.call('ZCARD', P .. 'running') .. ',' ..
+    redis.call('ZCARD', P .. 'wdl')
+  local series = P .. 'series'
+  redis.call('ZADD', series, cur, cur .. ',' .. (b[1] or 0) .. ',' .. (b[2] or 0) .. ',' ..
+    (b[3] or 0) .. ',' .. (b[4] or 0) .. tail)
+  local s = math.max(cur + 1, sec - 3600)
+  while s < sec do
+    redis.call('ZADD', series, s, s .. ',0,0,0,0' .. tail)
+    s = s + 1
+  end
+  redis.call('HSET', P .. 'cur', 'sec', sec, 'sub', 0, 'done', 0, 'fail', 0, 'req', 0)
+  redis.call('ZREMRANGEBYRANK', series, 0, -3601)
+end
+
+local function event(kind, msg)
+  local seq = redis.call('HINCRBY', P .. 'c', 'event_seq', 1)
+  redis.call('ZADD', P .. 'events', seq, cjson.encode({seq, now, kind, msg}))
+  redis.call('ZREMRANGEBYRANK', P .. 'events', 0, -1001)
+end
+
+local function finish(id, key, state, result, err, extra, classic, cp)
+  -- move one task into a finished state; classic tasks also answer on the classic queue
+  local h = {'st', state, 'e', NOW}
+  if result then h[#h + 1] = 'r'; h[#h + 1] = result end
+  if err then h[#h + 1] = 'x'; h[#h + 1] = err end
+  redis.call('HSET', key, unpack(h))
+  bump(state, 1)
+  if state == 'done' then bucket('done', 1) elseif state ~= 'cancelled' then bucket('fail', 1) end
+  local seq = next_seq()
+  redis.call('ZADD', P .. 'fin:' .. state, seq, id)
+  redis.call('ZADD', P .. 'recent', seq, id)
+  TOUCHED[state] = true
+  if classic == '1' and state ~= 'cancelled' then
+    local entry
+    if state == 'done' then
+      if cp and extra and extra ~= '' then entry = 's' .. cp .. extra else entry = 'p' .. result end
+    else
+      entry = 's' .. 'task ' .. id .. ' ' .. state .. ': ' .. (extra or '')
+    end
+    redis.call('RPUSH', P .. 'classic', entry)
+  end
+end
+
+local function flush()
+  -- write the summed counters, then cap the finished sets (a task record is deleted once
+  -- neither its finished set nor the recent-results window refers to it any more)
+  if SEQ then redis.call('HSET', P .. 'c', 'result_seq', SEQ) end
+  for f, n in pairs(CNT) do if n ~= 0 then redis.call('HINCRBY', P .. 'c', f, n) end end
+  for f, n in pairs(BUCKET) do if n ~= 0 then redis.call('HINCRBY', P .. 'cur', f, n) end end
+  CNT, BUCKET = {}, {}
+  for state, _ in pairs(TOUCHED) do
+    local fin = P .. 'fin:' .. state
+    local over = redis.call('ZCARD', fin) - KEEP[state]
+    if over > 0 then
+      local old = redis.call('ZPOPMIN', fin, over)
+      for j = 1, #old, 2 do
+        if not redis.call('ZSCORE', P .. 'recent', old[j]) then redis.call('DEL', P .. 't:' .. old[j]) end
+      end
+    end
+  end
+  if next(TOUCHED) then
+    local over = redis.call('ZCARD', P .. 'recent') - KEEP_RECENT
+    if over > 0 then
+      local old = redis.call('ZPOPMIN', P .. 'recent', over)
+      for j = 1, #old, 2 do
+        local oid = old[j]
+        local st = redis.call('HGET', P .. 't:' .. oid, 'st')
+        if st and st ~= 'queued' and st ~= 'running' and
+            not redis.call('ZSCORE', P .. 'fin:' .. st, oid) then
+          redis.call('DEL', P .. 't:' .. oid)
+        end
+      end
+    end
+  end
+  TOUCHED = {}
+end
+
+local function requeue(id, key, fn)
+  redis.call('HSET', key, 'st', 'queued')
+  redis.call('HDEL', key, 'w', 'b')
+  redis.call('ZADD', P .. 'q:' .. fn, id, id)
+  redis.call('SADD', P .. 'lanes', fn)
+end
+
+local function complete(wid, base)
+  -- results are ARGV quads from base: id, ok ("1"/"0"), pickled value or error text, and the
+  -- int text of the value (ok) or the error's last line (failed), for the classic queue
+  local wkey = P .. 'w:' .. wid
+  local wexists = redis.call('EXISTS', wkey) == 1
+  local accepted, ignored, done_n, failed_n = 0, 0, 0, 0
+  local running, by_holder = {}, {}
+  local i = base
+  while ARGV[i] do
+    local id, ok, payload, extra = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    i = i + 4
+    local key = P .. 't:' .. id
+    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp')
+    local accept = false
+    if t[1] == 'running' then
+      running[#running + 1] = id
+      if t[2] then
+        local l = by_holder[t[2]]
+        if not l then l = {}; by_holder[t[2]] = l end
+        l[#l + 1] = id
+      end
+      accept = true
+    elseif t[1] == 'queued' and t[4] then
+      -- its lease expired and it waits again: the first result wins
+      redis.call('ZREM', P .. 'q:' .. t[3], id)
+      accept = true
+    end
+    if accept then
+      if ok == '1' then
+        finish(id, key, 'done', payload, nil, extra, t[5], t[6])
+        done_n = done_n + 1
+      else
+        finish(id, key, 'failed', nil, payload, extra, t[5], t[6])
+        failed_n = failed_n + 1
+      end
+      if wexists then redis.call('HSET', key, 'w', wid) end
+      accepted = accepted + 1
+    else
+      ignored = ignored + 1
+    end
+  end
+  zrem_ids(P .. 'running', running)
+  for holder, ids in pairs(by_holder) do zrem_ids(P .. 'wl:' .. holder, ids) end
+  if wexists then
+    if done_n > 0 then redis.call('HINCRBY', wkey, 'done', done_n) end
+    if failed_n > 0 then redis.call('HINCRBY', wkey, 'failed', failed_n) end
+  end
+  bump('ignored_late', ignored)
+  return accepted
+end
+
+local function take_from(wid, fn, left, bound, groups, all_ids)
+  -- lease up to left tasks from one lane, only those older than bound (another lane's head)
+  local lane = P .. 'q:' .. fn
+  local ids
+  if bound then
+    ids = redis.call('ZRANGEBYSCORE', lane, '-inf', '(' .. bound, 'LIMIT', 0, left)
+  else
+    ids = redis.call('ZRANGE', lane, 0, left - 1)
+  end
+  if #ids == 0 then return 0 end
+  redis.call('ZREMRANGEBYRANK', lane, 0, #ids - 1)
+  if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'lanes', fn) end
+  local cur = nil
+  for _, id in ipairs(ids) do
+    local key = P .. 't:' .. id
+    local d = redis.call('HMGET', key, 'a', 'k')
+    redis.call('HSET', key, 'st', 'running', 'w', wid, 'b', NOW)
+    redis.call('HINCRBY', key, 'n', 1)
+    local kw = d[2] or ''
+    if cur == nil or cur[2] ~= kw then
+      cur = {fn, kw, {}, {}}
+      groups[#groups + 1] = cur
+    end
+    local n = tonumber(id)
+    cur[3][#cur[3] + 1] = n
+    cur[4][#cur[4] + 1] = d[1] or ''
+    all_ids[#all_ids + 1] = n
+  end
+  return #ids
+end
+
+local function take(wid, max_n, only_lane)
+  -- lease up to max_n queued tasks to wid, oldest id first across lanes
+  local groups, all_ids = {}, {}
+  if redis.call('EXISTS', P .. 'paused') == 1 or max_n <= 0 then return groups, all_ids end
+  local left = max_n
+  while left > 0 do
+    local heads = {}
+    local names = only_lane and {only_lane} or redis.call('SMEMBERS', P .. 'lanes')
+    for _, f in ipairs(names) do
+      local h = redis.call('ZRANGE', P .. 'q:' .. f, 0, 0, 'WITHSCORES')
+      if #h == 0 then
+        if not only_lane then redis.call('SREM', P .. 'lanes', f) end
+      else
+        heads[#heads + 1] = {f, tonumber(h[2])}
+      end
+    end
+    if #heads == 0 then break end
+    table.sort(heads, function(x, y) return x[2] < y[2] end)
+    local bound = nil
+    if heads[2] then bound = heads[2][2] end
+    local got = take_from(wid, heads[1][1], left, bound, groups, all_ids)
+    if got == 0 then break end
+    left = left - got
+  end
+  if #all_ids > 0 then
+    zadd_ids(P .. 'running', all_ids)
+    zadd_ids(P .. 'wl:' .. wid, all_ids)
+  end
+  return groups, all_ids
+end
+
+local function remember_claim(wid, token, ids)
+  if token ~= '' and #ids > 0 then
+    redis.call('SET', P .. 'lc:' .. wid, token .. ':' .. table.concat(ids, ','))
+  end
+end
+
+local function replay(wid, token)
+  -- the same call again after a lost reply: hand back what that call leased, if still held
+  if token == '' then return nil end
+  local v = redis.call('GET', P .. 'lc:' .. wid)
+  if not v then return nil end
+  local sep = string.find(v, ':', 1, true)
+  if not sep or string.sub(v, 1, sep - 1) ~= token then return nil end
+  local groups, cur = {}, nil
+  for id in string.gmatch(string.sub(v, sep + 1), '[^,]+') do
+    local d = redis.call('HMGET', P .. 't:' .. id, 'st', 'w', 'f', 'a', 'k')
+    if d[1] == 'running' and d[2] == wid then
+      local kw = d[5] or ''
+      if cur == nil or cur[1] ~= d[3] or cur[2] ~= kw then
+        cur = {d[3], kw, {}, {}}
+        groups[#groups + 1] = cur
+      end
+      cur[3][#cur[3] + 1] = tonumber(id)
+      cur[4][#cur[4] + 1] = d[4]
+    end
+  end
+  return groups
+end
+
+local function release_ids(wid, ids)
+  -- give leases back without counting the attempt
+  local wl = P .. 'wl:' .. wid
+  local back = 0
+  for _, id in ipairs(ids) do
+    if redis.call('ZREM', wl, id) == 1 then
+      local key = P .. 't:' .. id
+      local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n')
+      if t[1] == 'running' and t[2] == wid then
+        redis.call('ZREM', P .. 'running', id)
+        local n = tonumber(t[4]) or 0
+        if n > 0 then redis.call('HSET', key, 'n', n - 1) end
+        requeue(id, key, t[3])
+        back = back + 1
+      end
+    end
+  end
+  if back > 0 then redis.call('PUBLISH', P .. 'wake', 'r') end
+  return back
+end
+
+local function expire(wid, why)
+  -- mark a worker offline and requeue (or bury) every task it held
+  local wkey = P .. 'w:' .. wid
+  redis.call('HSET', wkey, 'state', 'offline')
+  redis.call('HDEL', wkey, 'cur')
+  redis.call('ZREM', P .. 'wdl', wid)
+  local ids = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)
+  redis.call('DEL', P .. 'wl:' .. wid, P .. 'lc:' .. wid)
+  local back, dead, running = 0, 0, {}
+  for _, id in ipairs(ids) do
+    local key = P .. 't:' .. id
+    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp')
+    if t[1] == 'running' and t[2] == wid then
+      running[#running + 1] = id
+      local n = tonumber(t[4]) or 0
+      if n >= MAXATT then
+        local err = string.format('lease expired %d times (its worker died or hung each time); '
+          .. 'last worker %s', n, wid)
+        finish(id, key, 'dead', nil, err, err, t[5], t[6])
+        dead = dead + 1
+      else
+        requeue(id, key, t[3])
+        back = back + 1
+      end
+    end
+  end
+  zrem_ids(P .. 'running', running)
+  bump('requeued', back)
+  bucket('req', back)
+  event('worker-offline', 'worker ' .. wid .. ' went offline (' .. why .. ')')
+  if back > 0 then
+    event('requeued', back .. ' task(s) of ' .. wid .. ' requeued')
+    redis.call('PUBLISH', P .. 'wake', 'e')
+  end
+  if dead > 0 then
+    event('dead', dead .. ' task(s) of ' .. wid .. ' are dead after ' .. MAXATT .. ' attempts')
+  end
+  return back + dead
+end
+
+local function reap()
+  local n = 0
+  local late = redis.call('ZRANGEBYSCORE', P .. 'wdl', '-inf', '(' .. NOW)
+  for _, wid in ipairs(late) do
+    local seen = tonumber(redis.call('HGET', P .. 'w:' .. wid, 'seen')) or now
+    n = n + expire(wid, string.format('no heartbeat for %.0f s', now - seen))
+  end
+  return n
+end
+
+local function workers_info()
+  local out = {}
+  for _, wid in ipairs(redis.call('ZRANGE', P .. 'workers', 0, -1)) do
+    local h = redis.call('HMGET', P .. 'w:' .. wid, 'name', 'host', 'pid', 'kind', 'mode', 'conc',
+      'state', 'joined', 'seen', 'cur', 'done', 'failed')
+    if h[7] then
+      local wl = P .. 'wl:' .. wid
+      local first = redis.call('ZRANGE', wl, 0, 0)[1] or ''
+      out[#out + 1] = {wid, h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '',
+        h[6] or '1', h[7], h[8] or '0', h[9] or '0', h[10] or '', h[11] or '0', h[12] or '0',
+        redis.call('ZCARD', wl), first}
+    end
+  end
+  return out
+end
+
+local function touch_worker(wid)
+  redis.call('HSET', P .. 'w:' .. wid, 'seen', NOW)
+  redis.call('ZADD', P .. 'wdl', now + LEASE, wid)
+end
+
+local function maybe_reap(auto_ms)
+  -- with no server process in the path, claims reap on the side (at most once per interval)
+  if auto_ms > 0 and redis.call('SET', P .. 'reaplock', '1', 'PX', auto_ms, 'NX') then reap() end
+end
+"""
+
+INIT = r"""
+-- ARGV[3..]: pairs to set, then "--", then pairs to set only if missing
+local i, mode = 3, 'set'
+while ARGV[i] do
+  if ARGV[i] == '--' then mode = 'setnx'; i = i + 1
+  else
+    if mode == 'set' then redis.call('HSET', P .. 'config', ARGV[i], ARGV[i + 1])
+    else redis.call('HSETNX', P .. 'config', ARGV[i], ARGV[i + 1]) end
+    i = i + 2
+  end
+end
+tick()
+return redis.call('HGETALL', P .. 'config')
+"""
+
+SUBMIT = r"""
+-- ARGV: token, function, kwargs blob ('' for none), classic, n, then n pairs (args blob, cp)
+local token = ARGV[3]
+if token ~= '' then
+  local prev = redis.call('GET', P .. 'tok:' .. token)
+  if prev then return tonumber(prev) end
+end
+tick()
+local fn, kw, classic, n = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local last = redis.call('INCRBY', P .. 'seq:task', n)
+local first = last - n + 1
+local ids = {}
+for i = 0, n - 1 do
+  local id = first + i
+  local h = {'f', fn, 'a', ARGV[8 + 2 * i], 's', NOW, 'st', 'queued'}
+  if kw ~= '' then h[#h + 1] = 'k'; h[#h + 1] = kw end
+  if classic == '1' then
+    h[#h + 1] = 'c'; h[#h + 1] = '1'
+    local cp = ARGV[9 + 2 * i]
+    if cp ~= '' then h[#h + 1] = 'cp'; h[#h + 1] = cp end
+  end
+  redis.call('HSET', P .. 't:' .. id, unpack(h))
+  ids[#ids + 1] = id
+end
+zadd_ids(P .. 'q:' .. fn, ids)
+redis.call('SADD', P .. 'lanes', fn)
+bump('submitted', n)
+bucket('sub', n)
+flush()
+if token ~= '' then redis.call('SET', P .. 'tok:' .. token, first, 'EX', 600) end
+redis.call('PUBLISH', P .. 'wake', 'q')
+return first
+"""
+
+REGISTER = r"""
+-- ARGV: token, name, host, pid, mode, concurrency, kind
+local token = ARGV[3]
+if token ~= '' then
+  local prev = redis.call('GET', P .. 'tok:' .. token)
+  if prev then return {prev, tostring(LEASE), DEFAULT} end
+end
+tick()
+local name, host, pid, mode, conc, kind = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local seq = redis.call('INCR', P .. 'seq:worker')
+local wid = name .. '#' .. seq
+redis.call('HSET', P .. 'w:' .. wid, 'name', name, 'host', host, 'pid', pid, 'kind', kind,
+  'mode', mode, 'conc', conc, 'joined', NOW, 'seen', NOW, 'done', 0, 'failed', 0,
+  'state', 'idle', 'stop', '0')
+redis.call('ZADD', P .. 'workers', seq, wid)
+redis.call('ZADD', P .. 'wdl', now + LEASE, wid)
+event('worker-joined', 'worker ' .. wid .. ' joined from ' .. host .. ' (pid ' .. pid .. ', ' ..
+  mode .. ')')
+if token ~= '' then redis.call('SET', P .. 'tok:' .. token, wid, 'EX', 600) end
+return {wid, tostring(LEASE), DEFAULT}
+"""
+
+HEARTBEAT = r"""
+-- ARGV: worker id, current task ('' for none)
+local wid, cur = ARGV[3], ARGV[4]
+local wkey = P .. 'w:' .. wid
+local st = redis.call('HGET', wkey, 'state')
+if not st or st == 'offline' then return 'unknown' end
+touch_worker(wid)
+if cur ~= '' then redis.call('HSET', wkey, 'cur', cur) else redis.call('HDEL', wkey, 'cur') end
+if redis.call('HGET', wkey, 'stop') == '1' then return 'stop' end
+return 'ok'
+"""
+
+EXCHANGE = r"""
+-- ARGV: worker id, max_n, token, auto-reap ms, then result quads
+-- reply: {command, accepted, group...}, group = {function, kwargs blob, {ids}, {args blobs}}
+local wid, max_n, token, auto_ms = ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+tick()
+local wkey = P .. 'w:' .. wid
+local st = redis.call('HGET', wkey, 'state')
+if not st or st == 'offline' then
+  local accepted = complete(wid, 7)
+  flush()
+  return {'unknown', accepted}
+end
+touch_worker(wid)
+local accepted = complete(wid, 7)
+maybe_reap(auto_ms)
+local reply = {'ok', accepted}
+if redis.call('HGET', wkey, 'stop') == '1' then
+  reply[1] = 'stop'
+else
+  local groups = replay(wid, token)
+  if not groups then
+    local ids
+    groups, ids = take(wid, max_n, nil)
+    remember_claim(wid, token, ids)
+  end
+  for _, g in ipairs(groups) do reply[#reply + 1] = g end
+end
+flush()
+return reply
+"""
+
+COMPLETE = r"""
+-- ARGV: worker id, then result quads
+tick()
+local accepted = complete(ARGV[3], 4)
+flush()
+return accepted
+"""
+
+UNREGISTER = r"""
+local wid = ARGV[3]
+local wkey = P .. 'w:' .. wid
+if redis.call('EXISTS', wkey) == 0 then return 0 end
+tick()
+local n = release_ids(wid, redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1))
+redis.call('DEL', wkey, P .. 'wl:' .. wid, P .. 'lc:' .. wid)
+redis.call('ZREM', P .. 'workers', wid)
+redis.call('ZREM', P .. 'wdl', wid)
+local msg = 'worker ' .. wid .. ' left'
+if n > 0 then msg = msg .. ', returning ' .. n .. ' task(s) to the queue' end
+event('worker-left', msg)
+return n
+"""
+
+RELEASE = r"""
+-- ARGV: worker id, 'all' or 'ids', ids...
+local wid = ARGV[3]
+if redis.call('EXISTS', P .. 'w:' .. wid) == 0 then return 0 end
+local ids
+if ARGV[4] == 'all' then
+  ids = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)
+else
+  ids = {}
+  local i = 5
+  while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
+end
+return release_ids(wid, ids)
+"""
+
+REQUEST_STOP = r"""
+local n, i = 0, 3
+while ARGV[i] do
+  local wkey = P .. 'w:' .. ARGV[i]
+  local st = redis.call('HGET', wkey, 'state')
+  if st and st ~= 'offline' then
+    redis.call('HSET', wkey, 'stop', '1', 'state', 'stopping')
+    n = n + 1
+  end
+  i = i + 1
+end
+return n
+"""
+
+FORGET_OFFLINE = r"""
+local n = 0
+for _, wid in ipairs(redis.call('ZRANGE', P .. 'workers', 0, -1)) do
+  local st = redis.call('HGET', P .. 'w:' .. wid, 'state')
+  if st == 'offline' or not st then
+    redis.call('DEL', P .. 'w:' .. wid, P .. 'wl:' .. wid, P .. 'lc:' .. wid)
+    redis.call('ZREM', P .. 'workers', wid)
+    if st then n = n + 1 end
+  end
+end
+return n
+"""
+
+WORKERS = r"""
+return workers_info()
+"""
+
+REAP = r"""
+tick()
+local n = reap()
+flush()
+return n
+"""
+
+PAUSE = r"""
+-- ARGV: '1' pause, '0' resume
+if ARGV[3] == '1' then
+  if redis.call('SET', P .. 'paused', '1', 'NX') then event('control', 'dispatch paused') end
+else
+  if redis.call('DEL', P .. 'paused') == 1 then
+    event('control', 'dispatch resumed')
+    redis.call('PUBLISH', P .. 'wake', 'p')
+  end
+end
+return 1
+"""
+
+CANCEL = r"""
+tick()
+local n, i = 0, 3
+while ARGV[i] do
+  local id = ARGV[i]
+  local key = P .. 't:' .. id
+  local t = redis.call('HMGET', key, 'st', 'f', 'c', 'cp')
+  if t[1] == 'queued' then
+    redis.call('ZREM', P .. 'q:' .. t[2], id)
+    finish(id, key, 'cancelled', nil, nil, nil, t[3], t[4])
+    n = n + 1
+  end
+  i = i + 1
+end
+if n > 0 then event('control', n .. ' queued task(s) cancelled') end
+flush()
+return n
+"""
+
+PURGE = r"""
+-- ARGV: highest id to purge, most tasks this call, tasks purged by earlier calls
+-- reply: {purged now, 1 when finished}
+local maxid, limit, total = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+tick()
+local n = 0
+for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
+  if n >= limit then break end
+  local lane = P .. 'q:' .. f
+  local ids = redis.call('ZRANGEBYSCORE', lane, '-inf', maxid, 'LIMIT', 0, limit - n)
+  if #ids > 0 then
+    redis.call('ZREMRANGEBYRANK', lane, 0, #ids - 1)
+    local plain = 0
+    for _, id in ipairs(ids) do
+      local key = P .. 't:' .. id
+      local t = redis.call('HMGET', key, 'n', 'c', 'cp')
+      if t[1] then
+        finish(id, key, 'cancelled', nil, nil, nil, t[2], t[3])
+      else
+        redis.call('DEL', key)  -- never claimed: counted, not kept (as the in-memory broker)
+        plain = plain + 1
+      end
+    end
+    bump('cancelled', plain)
+    n = n + #ids
+  end
+  if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'lanes', f) end
+end
+local finished = n < limit
+if finished then event('control', 'queue purged: ' .. (total + n) .. ' task(s) cancelled') end
+flush()
+return {n, finished and 1 or 0}
+"""
+
+RETRY = r"""
+tick()
+local n, i = 0, 3
+while ARGV[i] do
+  local id = ARGV[i]
+  local key = P .. 't:' .. id
+  local t = redis.call('HMGET', key, 'st', 'f')
+  if t[1] == 'failed' or t[1] == 'dead' then
+    redis.call('ZREM', P .. 'fin:' .. t[1], id)
+    bump(t[1], -1)
+    redis.call('HDEL', key, 'r', 'x', 'e', 'w', 'b')
+    redis.call('HSET', key, 'n', 0)
+    requeue(id, key, t[2])
+    n = n + 1
+  end
+  i = i + 1
+end
+if n > 0 then
+  event('control', n .. ' task(s) queued again for retry')
+  redis.call('PUBLISH', P .. 'wake', 't')
+end
+flush()
+return n
+"""
+
+SNAPSHOT = r"""
+-- ARGV: series cursor, events cursor
+local series_since, events_since = ARGV[3], ARGV[4]
+tick()
+local series = redis.call('ZREVRANGEBYSCORE', P .. 'series', '+inf', '(' .. series_since,
+  'LIMIT', 0, 900)
+local last10 = redis.call('ZREVRANGE', P .. 'series', 0, 9)
+local events = redis.call('ZREVRANGEBYSCORE', P .. 'events', '+inf', '(' .. events_since,
+  'LIMIT', 0, 500)
+return {NOW, redis.call('HGETALL', P .. 'c'), queued_count(), redis.call('ZCARD', P .. 'running'),
+  redis.call('EXISTS', P .. 'paused'), series, last10, events, workers_info(),
+  redis.call('GET', P .. 'started') or NOW, redis.call('LLEN', P .. 'classic'), DEFAULT}
+"""
+
+QUEUED_COUNT = r"""
+return queued_count()
+"""
+
+CLASSIC_GET = r"""
+-- ARGV: connection key, token; reply: {} or {args blob, kwargs blob}
+local wid, token = 'classic:' .. ARGV[3], ARGV[4]
+tick()
+local wkey = P .. 'w:' .. wid
+local st = redis.call('HGET', wkey, 'state')
+if not st then
+  local host = string.match(ARGV[3], '@(.*)$') or ARGV[3]
+  local seq = redis.call('INCR', P .. 'seq:worker')
+  redis.call('HSET', wkey, 'name', 'classic', 'host', host, 'pid', 0, 'kind', 'classic',
+    'mode', 'classic', 'conc', 1, 'joined', NOW, 'done', 0, 'failed', 0, 'state', 'idle',
+    'stop', '0')
+  redis.call('ZADD', P .. 'workers', seq, wid)
+  event('worker-joined', 'classic worker connected from ' .. host)
+elseif st == 'offline' then
+  redis.call('HSET', wkey, 'state', 'idle')
+end
+touch_worker(wid)
+local groups = replay(wid, token)
+if not groups then
+  local ids
+  groups, ids = take(wid, 1, DEFAULT)
+  remember_claim(wid, token, ids)
+end
+flush()
+if #groups == 0 then return {} end
+return {groups[1][4][1], groups[1][2]}
+"""
+
+CLASSIC_PUT = r"""
+-- ARGV: connection key, then one result quad; reply: 1 if it completed a classic-origin task
+local wid = 'classic:' .. ARGV[3]
+tick()
+local wkey = P .. 'w:' .. wid
+if redis.call('EXISTS', wkey) == 1 then
+  local tid = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, 0)[1]
+  if tid then
+    local classic = redis.call('HGET', P .. 't:' .. tid, 'c')
+    touch_worker(wid)
+    ARGV[4] = tid
+    complete(wid, 4)
+    flush()
+    if classic == '1' then return 1 end
+  end
+end
+redis.call('RPUSH', P .. 'classic', 'p' .. ARGV[6])
+return 0
+"""
+
+CONNECTION_CLOSED = r"""
+local wid = 'classic:' .. ARGV[3]
+local wkey = P .. 'w:' .. wid
+if redis.call('EXISTS', wkey) == 0 then return 0 end
+tick()
+if redis.call('ZCARD', P .. 'wl:' .. wid) > 0 then expire(wid, 'connection closed') end
+redis.call('DEL', wkey, P .. 'wl:' .. wid, P .. 'lc:' .. wid)
+redis.call('ZREM', P .. 'workers', wid)
+redis.call('ZREM', P .. 'wdl', wid)
+event('worker-left', 'classic worker ' .. wid .. ' disconnected')
+flush()
+return 1
+"""
+
+#: name -> full script source (prelude + body).
+SCRIPTS: dict[str, str] = {
+    name: PRELUDE + body for name, body in {
+        "init": INIT, "submit": SUBMIT, "register": REGISTER, "heartbeat": HEARTBEAT,
+        "exchange": EXCHANGE, "complete": COMPLETE, "unregister": UNREGISTER,
+        "release": RELEASE, "request_stop": REQUEST_STOP, "forget_offline": FORGET_OFFLINE,
+        "workers": WORKERS, "reap": REAP, "pause": PAUSE, "cancel": CANCEL, "purge": PURGE,
+        "retry": RETRY, "snapshot": SNAPSHOT, "queued_count": QUEUED_COUNT,
+        "classic_get": CLASSIC_GET, "classic_put": CLASSIC_PUT,
+        "connection_closed": CONNECTION_CLOSED,
+    }.items()
+}
