@@ -349,7 +349,11 @@ class Worker:
                 value: Any = classic_result_text(DEFAULT_TASK, (n,), fn(n))
             except Exception as exc:
                 value = f"task {n!r} failed: {exc!r}"
-            results.put(value)
+            try:
+                results.put(value)
+            except (EOFError, OSError) as exc:  # the master left between get and put
+                log.error("lost the tutorial master: %s", exc)
+                return EXIT_GAVE_UP
             self.processed += 1
         return EXIT_OK
 
