@@ -111,13 +111,26 @@ class RedisServer:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One redis-server (no persistence) for the session; tests use their own namespaces."""
+def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer | None]:
+    """One redis-server (no persistence) for the session, or None where Redis is missing.
+
+    Session-scoped fixtures start before the leftover-process check records the children, so
+    this server is not mistaken for one a test forgot; tests use their own namespaces.
+    """
     if not redis_available():
-        pytest.skip("needs redis-server and the redis package")
+        yield None
+        return
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def redis_server(shared_redis: RedisServer | None) -> RedisServer:
+    """The session's redis-server; skips the test where Redis is not installed."""
+    if shared_redis is None:
+        pytest.skip("needs redis-server and the redis package")
+    return shared_redis
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
                        tutorial's "n * n = " prefix, st state, n attempts (present once
                        claimed), w worker, b started, e finished, r pickled result, x error
 ``P:lanes``            set of function names whose queue may hold tasks
-``P:q:<function>``     zset, score = id: the queued tasks of one function (FIFO by id)
+``P:q:<function>``     zset, score = id (retried: the last id + 0.5): the queued tasks of one
+                       function, claimed lowest score first across all lanes
 ``P:running``          zset, score = id: every leased task
 ``P:w:<worker>``       hash: name host pid kind mode conc joined seen cur done failed state stop
 ``P:workers``          zset of worker ids by join order (offline ones stay until forgotten)
@@ -185,10 +186,12 @@ local function flush()
   TOUCHED = {}
 end
 
-local function requeue(id, key, fn)
+local function requeue(id, key, fn, score)
+  -- an expired or released lease keeps its id as score (near the front, as it is old); a
+  -- retried task goes behind everything submitted so far, as in the in-memory broker
   redis.call('HSET', key, 'st', 'queued')
   redis.call('HDEL', key, 'w', 'b')
-  redis.call('ZADD', P .. 'q:' .. fn, id, id)
+  redis.call('ZADD', P .. 'q:' .. fn, score or id, id)
   redis.call('SADD', P .. 'lanes', fn)
 end
 
@@ -657,7 +660,7 @@ return n
 PURGE = r"""
 -- ARGV: highest id to purge, most tasks this call, tasks purged by earlier calls
 -- reply: {purged now, 1 when finished}
-local maxid, limit, total = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local maxid, limit, total = tonumber(ARGV[3]) + 0.5, tonumber(ARGV[4]), tonumber(ARGV[5])
 tick()
 local n = 0
 for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
@@ -700,7 +703,7 @@ while ARGV[i] do
     bump(t[1], -1)
     redis.call('HDEL', key, 'r', 'x', 'e', 'w', 'b')
     redis.call('HSET', key, 'n', 0)
-    requeue(id, key, t[2])
+    requeue(id, key, t[2], (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5)
     n = n + 1
   end
   i = i + 1

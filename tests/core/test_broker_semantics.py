@@ -1,0 +1,477 @@
+"""One broker-semantics suite, run against both backends: in memory and Redis (a real server).
+
+Each test gets a fresh broker from ``make``, with a fake clock it can move to expire leases.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from guidist.core.broker import Broker
+from guidist.core.protocol import SERIES_FIELDS, TaskState, WorkerState
+from tests.redis_fixtures import RedisServer, needs_redis, shared_redis  # noqa: F401
+
+LEASE = 10.0
+
+
+class FakeClock:
+    """Wall-clock time that only moves when a test says so."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=needs_redis)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make(backend: str, clock: FakeClock,
+         shared_redis: RedisServer | None) -> Iterator[Callable]:
+    """make(**options) -> a fresh broker of the parametrized backend, on the fake clock."""
+    made: list[Any] = []
+
+    def factory(**options: Any) -> Any:
+        options.setdefault("lease_timeout", LEASE)
+        options.setdefault("max_attempts", 3)
+        if backend == "memory":
+            broker = Broker(clock=clock, **options)
+        else:
+            from guidist.core.redis_backend import RedisBroker
+
+            assert shared_redis is not None
+            ns = f"test-{uuid.uuid4().hex[:12]}"
+            broker = RedisBroker(shared_redis.url, clock=clock, namespace=ns, **options)
+        made.append(broker)
+        return broker
+
+    yield factory
+    for b in made:
+        close = getattr(b, "close", None)
+        if close is not None:
+            close()
+
+
+@pytest.fixture
+def broker(make: Callable) -> Any:
+    return make()
+
+
+def ids_of(groups: list) -> list[int]:
+    return [tid for _, _, ids, _ in groups for tid in ids]
+
+
+def register(broker: Any, name: str = "w") -> str:
+    return broker.register_worker(name, "host", 123)["id"]
+
+
+def counts(broker: Any) -> dict[str, int]:
+    return broker.snapshot().counts
+
+
+# ---------------------------------------------------------------------- claim and lease
+
+
+def test_submit_returns_consecutive_ids(broker: Any) -> None:
+    assert broker.submit("square", [(1,), (2,), (3,)]) == (1, 3)
+    assert broker.submit("square", [4, [5]]) == (4, 2)  # bare values and lists become tuples
+    assert broker.submit("square", [])[1] == 0
+    assert broker.queued_count() == 5
+    with pytest.raises(ValueError):
+        broker.submit("", [(1,)])
+
+
+def test_claim_leases_in_batches_oldest_first(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(5)])
+    w1, w2 = register(broker, "a"), register(broker, "b")
+    groups = broker.claim(w1, 3)
+    assert groups == [("square", None, [1, 2, 3], [(0,), (1,), (2,)])]
+    assert ids_of(broker.claim(w2, 10)) == [4, 5]
+    assert broker.claim(w1, 10) == []
+    t = broker.get_task(2)
+    assert (t.state, t.attempts, t.worker) == (TaskState.RUNNING, 1, w1)
+    c = counts(broker)
+    assert (c["queued"], c["running"]) == (0, 5)
+    info = {w.id: w for w in broker.workers()}
+    assert info[w1].running == 3 and info[w1].state is WorkerState.BUSY
+    assert info[w2].running == 2
+
+
+def test_claim_is_fifo_across_functions_and_keeps_kwargs(broker: Any) -> None:
+    broker.submit("square", [(1,), (2,)])
+    broker.submit("echo", [("a",)], {"sep": "-"})
+    broker.submit("square", [(3,)])
+    w = register(broker)
+    groups = broker.claim(w, 10)
+    assert groups == [("square", None, [1, 2], [(1,), (2,)]),
+                      ("echo", {"sep": "-"}, [3], [("a",)]),
+                      ("square", None, [4], [(3,)])]
+
+
+def test_exchange_reports_and_claims_in_one_call(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(4)])
+    w = register(broker)
+    cmd, groups = broker.exchange(w, None, 2)
+    assert cmd == "ok" and ids_of(groups) == [1, 2]
+    cmd, groups = broker.exchange(w, [(1, True, 0), (2, True, 1)], 5)
+    assert cmd == "ok" and ids_of(groups) == [3, 4]
+    assert counts(broker)["done"] == 2
+    assert broker.exchange("nobody#9", [], 5) == ("unknown", [])
+
+
+def test_claim_long_polls_until_work_arrives(broker: Any) -> None:
+    w = register(broker)
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(broker.claim(w, 5, 5.0)))
+    start = time.monotonic()
+    t.start()
+    time.sleep(0.2)
+    broker.submit("square", [(7,)])
+    t.join(5)
+    assert not t.is_alive()
+    assert ids_of(got[0]) == [1]
+    assert time.monotonic() - start < 3.0
+
+
+def test_claim_wait_ends_on_an_empty_queue(backend: str, broker: Any) -> None:
+    """wait_s is a duration: it must end even when the (injectable) wall clock stands still."""
+    if backend == "memory":
+        pytest.xfail("Broker.exchange measures wait_s with the injectable wall clock "
+                     "(self._clock), so a clock that does not move waits forever; "
+                     "time.monotonic() would not")
+    w = register(broker)
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(broker.claim(w, 5, 0.3)), daemon=True)
+    t.start()
+    t.join(3)
+    stuck = t.is_alive()
+    if stuck:
+        broker.submit("square", [(1,)])  # free the waiting thread before failing
+        t.join(3)
+    assert not stuck and got == [[]]
+
+
+# ---------------------------------------------------------------------- leases
+
+
+def test_heartbeat_renews_every_lease(broker: Any, clock: FakeClock) -> None:
+    broker.submit("square", [(1,), (2,)])
+    w = register(broker)
+    broker.claim(w, 2)
+    clock.advance(LEASE * 0.75)
+    assert broker.heartbeat(w, 1) == "ok"
+    clock.advance(LEASE * 0.75)
+    assert broker.reap() == 0
+    assert counts(broker)["running"] == 2
+    clock.advance(LEASE + 1)
+    assert broker.reap() == 2
+
+
+def test_requeue_on_expiry(broker: Any, clock: FakeClock) -> None:
+    broker.submit("square", [(i,) for i in range(3)])
+    w1 = register(broker, "dies")
+    broker.claim(w1, 2)
+    clock.advance(LEASE + 1)
+    assert broker.reap() == 2
+    c = counts(broker)
+    assert (c["queued"], c["running"]) == (3, 0)
+    snap = broker.snapshot()
+    assert snap.requeued == 2
+    assert {w.id: w.state for w in snap.workers}[w1] is WorkerState.OFFLINE
+    assert any(e.kind == "requeued" for e in snap.events)
+    assert broker.heartbeat(w1) == "unknown"
+    assert broker.exchange(w1, None, 5) == ("unknown", [])
+    t = broker.get_task(1)
+    assert (t.state, t.attempts, t.worker) == (TaskState.QUEUED, 1, None)
+    w2 = register(broker, "lives")
+    assert ids_of(broker.claim(w2, 10)) == [1, 2, 3]
+    assert broker.get_task(1).attempts == 2
+    assert broker.get_task(3).attempts == 1
+
+
+def test_dead_after_max_attempts(make: Callable, clock: FakeClock) -> None:
+    broker = make(max_attempts=2)
+    broker.submit("square", [(1,)])
+    for attempt in (1, 2):
+        w = register(broker, f"w{attempt}")
+        assert ids_of(broker.claim(w, 1)) == [1]
+        clock.advance(LEASE + 1)
+        assert broker.reap() == 1
+    t = broker.get_task(1)
+    assert t.state is TaskState.DEAD and t.attempts == 2
+    assert "lease expired 2 times" in (t.error or "")
+    c = counts(broker)
+    assert (c["dead"], c["queued"], c["running"]) == (0 + 1, 0, 0)
+    assert any(e.kind == "dead" for e in broker.events(0))
+
+
+def test_unregister_and_release_return_tasks_uncounted(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(4)])
+    w = register(broker)
+    broker.claim(w, 4)
+    assert broker.release(w, [1, 2, 99]) == 2
+    assert broker.get_task(1).attempts == 0
+    assert broker.get_task(1).state is TaskState.QUEUED
+    assert broker.unregister_worker(w) == 2
+    assert counts(broker)["queued"] == 4 and counts(broker)["running"] == 0
+    assert w not in {x.id for x in broker.workers()}
+    assert broker.unregister_worker(w) == 0
+
+
+def test_request_stop_reaches_the_worker(broker: Any) -> None:
+    broker.submit("square", [(1,)])
+    w = register(broker)
+    assert broker.request_stop([w, "nobody#1"]) == 1
+    assert broker.heartbeat(w) == "stop"
+    assert broker.exchange(w, None, 5) == ("stop", [])
+    assert {x.id: x.state for x in broker.workers()}[w] is WorkerState.STOPPING
+
+
+def test_forget_offline(broker: Any, clock: FakeClock) -> None:
+    w1 = register(broker, "a")
+    clock.advance(LEASE + 1)
+    w2 = register(broker, "b")
+    broker.reap()
+    assert broker.forget_offline() == 1
+    assert [w.id for w in broker.workers()] == [w2]
+    assert w1 != w2
+
+
+# ---------------------------------------------------------------------- results
+
+
+def test_exactly_one_stored_result(broker: Any, clock: FakeClock) -> None:
+    broker.submit("square", [(3,)])
+    slow = register(broker, "slow")
+    broker.claim(slow, 1)
+    clock.advance(LEASE + 1)
+    broker.reap()
+    fast = register(broker, "fast")
+    assert ids_of(broker.claim(fast, 1)) == [1]
+    assert broker.complete(fast, [(1, True, 9)]) == 1
+    assert broker.complete(slow, [(1, True, "late")]) == 0  # a late duplicate is ignored
+    assert broker.complete(fast, [(1, True, "again")]) == 0
+    t = broker.get_task(1)
+    assert (t.state, t.result, t.worker, t.attempts) == (TaskState.DONE, 9, fast, 2)
+    snap = broker.snapshot()
+    assert snap.counts["done"] == 1 and snap.extra["ignored_late"] == 2
+    cursor, tasks = broker.results_since(0)
+    assert [x.id for x in tasks] == [1]
+    assert broker.results_since(cursor) == (cursor, [])
+
+
+def test_late_result_for_a_requeued_task_wins_once(broker: Any, clock: FakeClock) -> None:
+    broker.submit("square", [(3,)])
+    w = register(broker)
+    broker.claim(w, 1)
+    clock.advance(LEASE + 1)
+    broker.reap()
+    assert counts(broker)["queued"] == 1
+    assert broker.complete(w, [(1, True, 9), (1, True, 10)]) == 1
+    c = counts(broker)
+    assert (c["queued"], c["done"]) == (0, 1)
+    assert broker.get_task(1).result == 9
+    other = register(broker, "other")
+    assert broker.claim(other, 5) == []
+
+
+def test_failure_keeps_its_traceback(broker: Any) -> None:
+    broker.submit("square", [(1,), (2,)])
+    w = register(broker)
+    broker.claim(w, 2)
+    tb = "Traceback (most recent call last):\n  ...\nValueError: boom"
+    assert broker.complete(w, [(1, False, tb), (2, True, 4)]) == 2
+    t = broker.get_task(1)
+    assert t.state is TaskState.FAILED and t.error == tb and t.result is None
+    info = {x.id: x for x in broker.workers()}[w]
+    assert (info.done, info.failed) == (1, 1)
+
+
+def test_finished_records_are_capped(make: Callable) -> None:
+    broker = make(keep_done=5)
+    broker.submit("square", [(i,) for i in range(20)])
+    w = register(broker)
+    broker.claim(w, 20)
+    broker.complete(w, [(i, True, i) for i in range(1, 21)])
+    page = broker.list_tasks("done", limit=100)
+    assert page.total == 5
+    assert [t.id for t in page.tasks] == [20, 19, 18, 17, 16]
+    assert counts(broker)["done"] == 20
+
+
+# ---------------------------------------------------------------------- control
+
+
+def test_cancel_only_queued(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(5)])
+    w = register(broker)
+    broker.claim(w, 1)
+    assert broker.cancel([1, 2, 3, 99]) == 2
+    assert broker.get_task(2).state is TaskState.CANCELLED
+    assert broker.get_task(1).state is TaskState.RUNNING
+    c = counts(broker)
+    assert (c["cancelled"], c["queued"], c["running"]) == (2, 2, 1)
+    assert ids_of(broker.claim(w, 10)) == [4, 5]
+    assert broker.cancel([2]) == 0
+
+
+def test_purge_cancels_everything_queued(broker: Any, clock: FakeClock) -> None:
+    broker.submit("square", [(i,) for i in range(6)])
+    broker.submit("echo", [(i,) for i in range(4)])
+    w = register(broker)
+    broker.claim(w, 2)
+    clock.advance(LEASE + 1)
+    broker.reap()  # two requeued records back in the queue
+    w2 = register(broker, "w2")
+    broker.claim(w2, 1)
+    assert broker.purge() == 9
+    c = counts(broker)
+    assert (c["queued"], c["cancelled"], c["running"]) == (0, 9, 1)
+    assert broker.claim(w2, 10) == []
+    assert broker.get_task(2).state is TaskState.CANCELLED
+    assert broker.submit("square", [(1,)])[1] == 1
+    assert ids_of(broker.claim(w2, 10)) == [11]
+
+
+def test_pause_and_resume(broker: Any) -> None:
+    broker.submit("square", [(1,), (2,)])
+    w = register(broker)
+    broker.pause()
+    assert broker.snapshot().paused
+    assert broker.claim(w, 5) == []
+    assert broker.exchange(w, None, 5) == ("ok", [])
+    broker.resume()
+    assert not broker.snapshot().paused
+    assert ids_of(broker.claim(w, 5)) == [1, 2]
+    kinds = [e.message for e in broker.events(0) if e.kind == "control"]
+    assert kinds == ["dispatch paused", "dispatch resumed"]
+
+
+def test_retry_failed_and_dead(make: Callable, clock: FakeClock) -> None:
+    broker = make(max_attempts=1)
+    broker.submit("square", [(1,), (2,), (3,)])
+    w = register(broker)
+    broker.claim(w, 3)
+    broker.complete(w, [(1, False, "boom"), (2, True, 4)])
+    clock.advance(LEASE + 1)
+    broker.reap()  # task 3 dies (one attempt allowed)
+    c = counts(broker)
+    assert (c["failed"], c["dead"], c["done"]) == (1, 1, 1)
+    assert broker.retry([1, 2]) == 1  # a done task is not retried
+    t = broker.get_task(1)
+    assert (t.state, t.attempts, t.error, t.result) == (TaskState.QUEUED, 0, None, None)
+    assert broker.retry_all() == 1
+    c = counts(broker)
+    assert (c["failed"], c["dead"], c["queued"]) == (0, 0, 2)
+    broker.submit("square", [(4,)])
+    w2 = register(broker, "w2")
+    assert ids_of(broker.claim(w2, 5)) == [1, 3, 4]  # retried tasks rejoin at the back
+    assert broker.get_task(3).attempts == 1
+
+
+# ---------------------------------------------------------------------- monitoring
+
+
+def test_snapshot_counters_and_series(broker: Any, clock: FakeClock) -> None:
+    clock.now = 2_000_000.0
+    broker.snapshot()
+    broker.submit("square", [(i,) for i in range(5)])
+    w = register(broker)
+    broker.claim(w, 3)
+    clock.advance(1)
+    broker.complete(w, [(1, True, 1), (2, False, "x")])
+    clock.advance(1)
+    snap = broker.snapshot()
+    assert snap.submitted == 5
+    assert snap.counts == {"queued": 2, "running": 1, "done": 1, "failed": 1, "dead": 0,
+                           "cancelled": 0}
+    assert snap.time == clock.now
+    pts = [dict(zip(SERIES_FIELDS, p)) for p in snap.series]
+    assert [p["t"] for p in pts][-2:] == [2_000_000, 2_000_001]
+    first, second = pts[-2], pts[-1]
+    assert (first["submitted"], first["queued"], first["running"], first["workers"]) == \
+        (5, 2, 3, 1)
+    assert (second["done"], second["failed"], second["running"]) == (1, 1, 1)
+    assert snap.throughput == pytest.approx(0.2)
+    assert snap.connected_workers == 1
+    later = broker.snapshot(series_since=snap.series[-1][0],
+                            events_since=snap.events[-1].seq)
+    assert later.series == () and later.events == ()
+    clock.advance(3)
+    assert [p[0] for p in broker.snapshot(series_since=2_000_001).series] == \
+        [2_000_002, 2_000_003, 2_000_004]
+
+
+def test_list_tasks_pages_by_state(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(10)])
+    w = register(broker)
+    broker.claim(w, 4)
+    broker.complete(w, [(1, True, 0), (2, True, 1)])
+    page = broker.list_tasks()
+    assert page.total == 10
+    assert [t.state for t in page.tasks][:2] == [TaskState.RUNNING] * 2
+    assert [t.id for t in page.tasks] == [3, 4, 5, 6, 7, 8, 9, 10, 2, 1]
+    page = broker.list_tasks(offset=3, limit=4)
+    assert [t.id for t in page.tasks] == [6, 7, 8, 9]
+    assert broker.list_tasks("queued", limit=2).tasks[1].id == 6
+    assert broker.list_tasks(TaskState.DONE).total == 2
+    found = broker.list_tasks(search="(7,)")
+    assert [t.id for t in found.tasks] == [8]
+    assert broker.get_task(999) is None
+
+
+# ---------------------------------------------------------------------- classic facade
+
+
+def test_classic_round_trip(broker: Any) -> None:
+    """A bare payload put by a tutorial master is run by a tutorial worker (and read back)."""
+    broker.submit(broker.default_task, [(7,)], classic=True)
+    assert broker.classic_get("1@host", block=False) == 7
+    broker.classic_put_result("1@host", "7 * 7 = 49")
+    assert broker.classic_results.get(True, 1.0) == "7 * 7 = 49"
+    t = broker.get_task(1)
+    assert (t.state, t.result) == (TaskState.DONE, "7 * 7 = 49")
+    with pytest.raises(queue.Empty):
+        broker.classic_get("1@host", block=True, timeout=0.1)
+    with pytest.raises(queue.Empty):
+        broker.classic_results.get(False)
+
+
+def test_classic_task_run_by_guidist_worker_answers_in_tutorial_format(broker: Any) -> None:
+    broker.submit("square", [(6,), (5,)], classic=True)
+    w = register(broker)
+    broker.claim(w, 2)
+    broker.complete(w, [(1, True, 36), (2, False, "Traceback\nValueError: no")])
+    assert broker.classic_results.get(True, 1.0) == "6 * 6 = 36"
+    assert broker.classic_results.get(True, 1.0) == "task 2 failed: ValueError: no"
+    assert broker.classic_results.qsize() == 0
+
+
+def test_classic_worker_disconnect_requeues(broker: Any) -> None:
+    broker.submit("square", [(1,), (2,)])
+    assert broker.classic_get("5@peer", block=False) == 1
+    assert {w.kind for w in broker.workers()} == {"classic"}
+    broker.connection_closed("5@peer")
+    assert broker.workers() == ()
+    assert broker.get_task(1).state is TaskState.QUEUED
+    broker.classic_put_result("6@other", "stray")  # no lease: passed through as-is
+    assert broker.classic_results.get(False) == "stray"
