@@ -38,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .broker import CMD_OK, CMD_STOP, CMD_UNKNOWN, ClaimGroup, ResultItem
 from .client import Client
 from .errors import AuthenticationFailed, ServerUnavailable
+from .payload import MAX_PAYLOAD, unpack
 from .protocol import (
     DEFAULT_TASK,
     Event,
@@ -271,6 +272,7 @@ class RedisBroker:
         keep_done: int | None = None,
         keep_failed: int | None = None,
         keep_cancelled: int | None = None,
+        max_payload: int | None = None,
         clock: Callable[[], float] | None = None,
         namespace: str = "guidist",
         retry_for: float = 30.0,
@@ -301,9 +303,11 @@ class RedisBroker:
         self.classic_results = RedisClassicResults(self)
         given = {"lease_timeout": lease_timeout, "max_attempts": max_attempts,
                  "default_task": default_task, "keep_done": keep_done,
-                 "keep_failed": keep_failed, "keep_cancelled": keep_cancelled}
+                 "keep_failed": keep_failed, "keep_cancelled": keep_cancelled,
+                 "max_payload": max_payload}
         defaults = {"lease_timeout": 30.0, "max_attempts": 3, "default_task": DEFAULT_TASK,
-                    "keep_done": 20_000, "keep_failed": 50_000, "keep_cancelled": 10_000}
+                    "keep_done": 20_000, "keep_failed": 50_000, "keep_cancelled": 10_000,
+                    "max_payload": MAX_PAYLOAD}
         args: list[Any] = []
         for k, v in given.items():
             if v is not None:
@@ -330,6 +334,11 @@ class RedisBroker:
     def max_attempts(self) -> int:
         """Lease expiries before a task is dead."""
         return int(float(self._config.get("max_attempts", 3)))
+
+    @property
+    def max_payload(self) -> int:
+        """Largest task argument or result, in bytes (workers learn it when registering)."""
+        return int(float(self._config.get("max_payload", MAX_PAYLOAD)))
 
     @property
     def default_task(self) -> str:
@@ -392,6 +401,7 @@ class RedisBroker:
         """Queue one task per argument tuple; returns (first_id, count), ids are consecutive."""
         if not isinstance(function, str) or not function:
             raise ValueError("a task needs a function name such as 'square' or 'pkg.mod:func'")
+        args_list = unpack(args_list)  # clients send batches pre-pickled (see payload.py)
         if not isinstance(args_list, list):
             args_list = list(args_list)
         if not all(type(a) is tuple for a in args_list):
@@ -424,7 +434,8 @@ class RedisBroker:
                                                       mode, int(concurrency), kind])
         self._config["lease_timeout"] = _s(lease)
         self._config["default_task"] = _s(default)
-        return {"id": _s(wid), "lease_timeout": float(lease), "default_task": _s(default)}
+        return {"id": _s(wid), "lease_timeout": float(lease), "default_task": _s(default),
+                "max_payload": self.max_payload}
 
     def heartbeat(self, worker_id: str, current_task: int | None = None) -> str:
         """Renew every lease the worker holds; returns 'ok', 'stop' or 'unknown'."""
@@ -463,7 +474,7 @@ class RedisBroker:
 
     def complete(self, worker_id: str, results: list[ResultItem]) -> int:
         """Store a batch of results; returns how many were accepted (late duplicates are not)."""
-        payload = encode_results(results)
+        payload = encode_results(unpack(results))
         if not payload:
             return 0
         return int(self._eval("complete", [worker_id, *payload]))
@@ -471,7 +482,7 @@ class RedisBroker:
     def exchange(self, worker_id: str, results: list[ResultItem] | None, max_n: int,
                  wait_s: float = 0.0) -> tuple[str, list[ClaimGroup]]:
         """Report results and claim the next batch in one round trip: (command, groups)."""
-        payload = encode_results(results)
+        payload = encode_results(unpack(results))
         # A call that failed before its reply arrived is repeated with its token, so the
         # script hands back what that call leased instead of leasing more to nobody.
         token = self._retry_tokens.pop(worker_id, None) or uuid.uuid4().hex
