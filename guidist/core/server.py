@@ -263,6 +263,7 @@ class ServerConfig:
     reap_interval: float = 0.5
     journal: str | None = None  # path of the SQLite journal; None keeps state in memory only
     max_payload: int = payload.MAX_PAYLOAD  # largest task argument or result, in bytes
+    backend: str | None = None  # redis://HOST:PORT/DB keeps the state in Redis (no journal)
     log_level: int = logging.WARNING
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -272,6 +273,10 @@ def build_broker(config: ServerConfig) -> Broker:
     kwargs = dict(lease_timeout=config.lease_timeout, max_attempts=config.max_attempts,
                   default_task=config.default_task, keep_done=config.keep_done,
                   keep_failed=config.keep_failed, max_payload=config.max_payload)
+    if config.backend:
+        from .redis_backend import RedisBroker  # same interface; Redis (AOF) is the journal
+
+        return RedisBroker(config.backend, **kwargs)  # type: ignore[return-value]
     if config.journal:
         from .store import open_journaled_broker
 
@@ -456,4 +461,8 @@ class ServerProcess:
         """The config without the key, for logs and the window."""
         d = asdict(self.config)
         d.pop("authkey", None)
+        if d.get("backend"):
+            from .redis_backend import redact_url
+
+            d["backend"] = redact_url(d["backend"])  # the URL may carry the Redis password
         return d

@@ -52,6 +52,7 @@ class WorkerConfig:
     max_tasks: int | None = None  # exit after this many tasks (tests, recycling)
     mode: str = "inline"  # inline | process | thread | async (see executors.py)
     concurrency: int | None = None  # tasks at once in the concurrent modes (default per mode)
+    redis_url: str | None = None  # talk to a Redis backend directly (address/authkey unused)
 
 
 class Worker:
@@ -62,7 +63,7 @@ class Worker:
         self.name = config.name or f"{socket.gethostname()}-{os.getpid()}"
         self._clock = clock
         self._stop = threading.Event()
-        self._client = Client(config.address, config.authkey)
+        self._client = self._new_client()
         self._id: str | None = None
         self._current: int | None = None
         self._pending: list[tuple[int, bool, Any]] = []  # results not yet accepted by a server
@@ -194,6 +195,14 @@ class Worker:
             return EXIT_AUTH
         return None
 
+    def _new_client(self) -> Client:
+        """A connection to the server, or straight to Redis when redis_url is set."""
+        if self.config.redis_url:
+            from .redis_backend import RedisClient
+
+            return RedisClient(self.config.redis_url)
+        return Client(self.config.address, self.config.authkey)
+
     def _register(self) -> None:
         reply = self._client.call("register_worker", self.name, socket.gethostname(),
                                   os.getpid(), self.mode, self.concurrency)
@@ -206,7 +215,7 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         """Renew leases from a second connection (proxies are not shared between threads)."""
-        client = Client(self.config.address, self.config.authkey)
+        client = self._new_client()
         while not self._stop.wait(self._heartbeat_s):
             if self.config.exit_with_parent and os.getppid() != self._parent:
                 log.warning("the process that launched this worker is gone; stopping")
