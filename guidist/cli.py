@@ -26,6 +26,7 @@ from .core.security import generate_key, is_loopback, parse_address, to_bytes
 from .core.tasks import as_args, check_task_name, parse_range, parse_value
 
 KEY_ENV = "GUIDIST_AUTHKEY"
+REDIS_ENV = "GUIDIST_REDIS_URL"  # the Redis URL (and password) stays out of process lists
 EXIT_USAGE = 2
 
 
@@ -72,6 +73,24 @@ def status_line(snap: Snapshot) -> str:
 # ---------------------------------------------------------------------- commands
 
 
+def _redis_url(value: str | None) -> str:
+    """A Redis URL from the option, else from $GUIDIST_REDIS_URL; CliError if there is none."""
+    from .core.redis_backend import resolve_url
+
+    try:
+        return resolve_url(value or None)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _backend_from(args: argparse.Namespace) -> str | None:
+    """None for the embedded (in-memory + journal) backend, else the Redis URL."""
+    choice = (getattr(args, "backend", None) or "memory").strip()
+    if choice == "memory":
+        return None
+    return _redis_url(None if choice == "redis" else choice)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run a headless server until Ctrl-C."""
     from .core.server import ServerProcess
@@ -79,20 +98,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     key = _key_from(args, required=False)
     generated = key is None
     key = key or generate_key()
-    journal = None if args.no_journal else (args.journal or str(default_journal_path()))
+    backend = _backend_from(args)
+    journal = None if args.no_journal or backend else (args.journal or
+                                                       str(default_journal_path()))
     server = ServerProcess(args.host, args.port, key, insist_weak_key=args.insecure,
                            lease_timeout=args.lease_timeout, max_attempts=args.max_attempts,
-                           journal=journal)
+                           journal=journal, backend=backend)
     host, port = server.start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     shown_host = host if not host.startswith("0.0.0.0") else _reachable_host()
-    print(f"guidist server listening on {host}:{port}"
-          + ("" if not journal else f" (journal {journal})"))
+    where = ""
+    if backend:
+        from .core.redis_backend import redact_url
+
+        where = f" (state in Redis at {redact_url(backend)})"
+    elif journal:
+        where = f" (journal {journal})"
+    print(f"guidist server listening on {host}:{port}{where}")
     if generated:
         print(f"key (generated): {key}")
     print(f"connect a worker:  {KEY_ENV}=<key> guidist worker --connect {shown_host}:{port}")
+    if backend:
+        print(f"or straight to Redis:  {REDIS_ENV}=<redis URL> guidist worker --redis")
     if is_loopback(host):
         print("only this machine can connect; use --host 0.0.0.0 to accept other machines")
     sys.stdout.flush()
@@ -128,15 +157,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Run one worker until stopped."""
     from .core.worker import Worker, WorkerConfig
 
-    config = WorkerConfig(address=_address(args.connect),
-                          authkey=to_bytes(_key_from(args, required=True)),
+    redis_url = None
+    if args.redis is not None or (args.connect is None and os.environ.get(REDIS_ENV)):
+        redis_url = _redis_url(args.redis)  # straight to Redis: no server, no authkey
+    elif args.connect is None:
+        raise CliError(f"pass --connect HOST:PORT (a guidist server) or --redis URL (a Redis "
+                       f"backend, also from {REDIS_ENV})")
+    config = WorkerConfig(address=_address(args.connect) if redis_url is None else ("", 0),
+                          authkey=(to_bytes(_key_from(args, required=True)) if redis_url is None
+                                   else b""),
                           name=args.name or "", prefetch=args.prefetch,
                           give_up_after=args.give_up_after, heartbeat_s=args.heartbeat,
                           exit_with_parent=args.exit_with_parent, max_tasks=args.max_tasks,
-                          mode=args.mode, concurrency=args.concurrency)
+                          mode=args.mode, concurrency=args.concurrency, redis_url=redis_url)
     worker = Worker(config)
     worker.install_signal_handlers()
-    logging.getLogger("guidist").info("worker %s connecting to %s", worker.name, args.connect)
+    if redis_url is not None:
+        from .core.redis_backend import redact_url
+
+        target = redact_url(redis_url)
+    else:
+        target = args.connect
+    logging.getLogger("guidist").info("worker %s connecting to %s", worker.name, target)
     return worker.run()
 
 
@@ -329,10 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="lease expiries before a task is dead")
     serve.add_argument("--journal", help="SQLite journal file (default: per-user data dir)")
     serve.add_argument("--no-journal", action="store_true", help="keep state in memory only")
+    serve.add_argument("--backend", metavar="memory|redis://HOST:PORT/DB",
+                       help="where the queue's state lives: memory (default, with the journal) "
+                            f"or a Redis URL ('redis' alone reads ${REDIS_ENV})")
     serve.add_argument("--interval", type=float, default=5.0, help="seconds between status lines")
 
     worker = sub.add_parser("worker", help="run a worker")
-    worker.add_argument("--connect", required=True, metavar="HOST:PORT")
+    worker.add_argument("--connect", metavar="HOST:PORT", help="the guidist server")
+    worker.add_argument("--redis", nargs="?", const="", metavar="URL",
+                        help=f"work straight from a Redis backend (URL default: ${REDIS_ENV})")
     _add_key(worker)
     worker.add_argument("--name", help="shown in the window (default: host-pid)")
     worker.add_argument("--prefetch", type=int, default=1000,
