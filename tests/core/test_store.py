@@ -1,0 +1,216 @@
+"""store: the SQLite journal, in-process with a real file: restore, counters, export, prune."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from guidist.core.broker import Broker
+from guidist.core.protocol import TaskState
+from guidist.core.store import iter_ledger, open_journaled_broker, prune_journal, write_export
+
+
+def ids_of(groups: list) -> list[int]:
+    return [tid for _fn, _kw, ids, _args in groups for tid in ids]
+
+
+def reopen(b: Broker, path: Path, **options: object) -> Broker:
+    b.close()
+    return open_journaled_broker(path, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "journal.sqlite"
+
+
+def test_journal_is_sqlite_in_wal_mode(path: Path) -> None:
+    b = open_journaled_broker(path)
+    b.submit("square", [(1,)])
+    b.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+
+def test_restart_restores_queued_running_and_finished(path: Path) -> None:
+    b = open_journaled_broker(path, lease_timeout=30)
+    b.submit("square", [(i,) for i in range(10)])  # 1..10
+    b.submit("echo", [("a",), ("b",)], kwargs=None)  # 11, 12
+    w = b.register_worker("w", "h", 1)["id"]
+    running = ids_of(b.claim(w, 5))  # 1..5
+    b.complete(w, [(1, True, 1), (2, False, "Traceback\nValueError: x")])
+    b.cancel([11])
+    before = b.snapshot()
+    b = reopen(b, path, lease_timeout=30)
+    snap = b.snapshot()
+    # Counters continue.
+    assert snap.submitted == before.submitted == 12
+    assert (snap.count("done"), snap.count("failed"), snap.count("cancelled")) == (1, 1, 1)
+    # Running at the "crash": queued again with the attempt counted.
+    assert snap.count("running") == 0
+    assert snap.count("queued") == 12 - 3
+    for tid in running[2:]:
+        t = b.get_task(tid)
+        assert (t.state, t.attempts) == (TaskState.QUEUED, 1)
+    assert b.get_task(6).attempts == 0
+    # Finished tasks are back in the listings, with results and errors.
+    assert b.get_task(1).result == 1 and b.get_task(1).state is TaskState.DONE
+    assert b.get_task(2).error.endswith("ValueError: x")
+    assert b.get_task(11).state is TaskState.CANCELLED
+    assert [t.id for t in b.list_tasks("done").tasks] == [1]
+    # New ids continue after the old ones, and everything can be run to the end.
+    assert b.submit("square", [(99,)]) == (13, 1)
+    w = b.register_worker("w2", "h", 2)["id"]
+    got = ids_of(b.claim(w, 100))
+    assert got[:3] == [3, 4, 5]  # the requeued ones first
+    assert sorted(got) == [3, 4, 5, 6, 7, 8, 9, 10, 12, 13]
+    b.complete(w, [(t, True, "ok") for t in got])
+    assert b.get_task(3).attempts == 2
+    b = reopen(b, path)
+    snap = b.snapshot()
+    assert snap.count("queued") == 0 and snap.count("done") == 11 and snap.submitted == 13
+    b.close()
+
+
+def test_a_second_restart_replays_only_the_checkpoint(path: Path) -> None:
+    b = open_journaled_broker(path)
+    b.submit("square", [(i,) for i in range(1000)])
+    for _ in range(3):
+        b = reopen(b, path)
+        assert b.snapshot().count("queued") == 1000
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT COUNT(*) FROM log").fetchone()[0] == 1
+    db.close()
+    b.close()
+
+
+def test_purge_retry_and_requeue_survive_a_restart(path: Path) -> None:
+    clock = [1000.0]
+    b = open_journaled_broker(path, lease_timeout=1, clock=lambda: clock[0])
+    b.submit("boom", [(1,), (2,)])
+    b.submit("square", [(i,) for i in range(5)])  # 3..7
+    w = b.register_worker("w", "h", 1)["id"]
+    b.claim(w, 3)  # 1, 2, 3
+    b.complete(w, [(1, False, "e"), (2, False, "e")])
+    clock[0] += 5
+    b.reap()  # 3 requeued (attempt 1)
+    b.retry([1])
+    assert b.purge() == 6  # 1 (retried), 3 (requeued), 4..7
+    b.retry([2])
+    b = reopen(b, path, lease_timeout=1, clock=lambda: clock[0])
+    snap = b.snapshot()
+    assert snap.count("queued") == 1 and snap.count("cancelled") == 6
+    assert snap.count("failed") == 0
+    assert [t.id for t in b.list_tasks("queued").tasks] == [2]
+    assert snap.requeued >= 1
+    b.close()
+
+
+def test_late_results_and_dead_tasks_are_journaled_once(path: Path) -> None:
+    clock = [1000.0]
+    b = open_journaled_broker(path, lease_timeout=1, max_attempts=1, clock=lambda: clock[0])
+    b.submit("crash", [(0,)])
+    w = b.register_worker("w", "h", 1)["id"]
+    b.claim(w, 1)
+    clock[0] += 5
+    b.reap()
+    assert b.get_task(1).state is TaskState.DEAD
+    assert b.complete(w, [(1, True, "late")]) == 0
+    b = reopen(b, path)
+    t = b.get_task(1)
+    assert (t.state, t.result) == (TaskState.DEAD, None)
+    assert b.snapshot().count("dead") == 1 and b.snapshot().count("done") == 0
+    b.close()
+
+
+def test_results_of_any_picklable_type_round_trip(path: Path) -> None:
+    b = open_journaled_broker(path)
+    values = [None, 3, 2**80, 1.5, "s", b"b", [1, 2], {"k": (1, 2)}, TaskState.DONE]
+    b.submit("echo", [(v,) for v in values])
+    w = b.register_worker("w", "h", 1)["id"]
+    got = ids_of(b.claim(w, 100))
+    b.complete(w, [(t, True, v) for t, v in zip(got, values)])
+    b = reopen(b, path)
+    assert [b.get_task(t).result for t in got] == values
+    b.close()
+
+
+def _ledger(path: Path) -> None:
+    b = open_journaled_broker(path)
+    b.submit("square", [(i,) for i in range(6)])
+    w = b.register_worker("w", "h", 1)["id"]
+    b.claim(w, 4)
+    b.complete(w, [(1, True, 0), (2, True, 1), (3, False, "Traceback\nValueError: 2, \"q\"")])
+    b.close()
+
+
+def test_iter_ledger_and_filters(path: Path) -> None:
+    _ledger(path)
+    all_tasks = list(iter_ledger(path))
+    assert sorted(t.id for t in all_tasks) == [1, 2, 3, 4, 5, 6]
+    states = {t.id: t.state.value for t in all_tasks}
+    assert states == {1: "done", 2: "done", 3: "failed", 4: "queued", 5: "queued", 6: "queued"}
+    assert [t.id for t in iter_ledger(path, ["failed"])] == [3]
+    assert sorted(t.id for t in iter_ledger(path, ["done", "queued"])) == [1, 2, 4, 5, 6]
+    with pytest.raises(ValueError):
+        list(iter_ledger(path, ["bogus"]))
+
+
+def test_export_csv_and_jsonl(path: Path) -> None:
+    _ledger(path)
+    out = io.StringIO()
+    assert write_export(iter_ledger(path), out, "jsonl") == 6
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[2]["result"] == 1 and by_id[2]["args"] == [1] and by_id[2]["state"] == "done"
+    assert by_id[3]["error"].endswith('ValueError: 2, "q"')
+    out = io.StringIO()
+    assert write_export(iter_ledger(path, ["failed", "done"]), out, "csv") == 3
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["id"] for r in rows] == ["1", "2", "3"]
+    assert rows[2]["error"].endswith('ValueError: 2, "q"')  # quoting survives the round trip
+    assert json.loads(rows[1]["args"]) == [1]
+    with pytest.raises(ValueError, match="unknown export format"):
+        write_export([], io.StringIO(), "xml")
+
+
+def test_prune_keeps_failures_longer(path: Path) -> None:
+    b = open_journaled_broker(path)
+    b.submit("square", [(i,) for i in range(20)])
+    w = b.register_worker("w", "h", 1)["id"]
+    got = ids_of(b.claim(w, 20))
+    b.complete(w, [(t, t % 4 != 0, "x") for t in got])  # 5 failures, 15 successes
+    b.close()
+    assert prune_journal(path, keep_done=3, keep_failed=10) == 12
+    states = [t.state.value for t in iter_ledger(path)]
+    assert states.count("done") == 3 and states.count("failed") == 5
+    time.sleep(0.01)
+    assert prune_journal(path, done_older_than=0, failed_older_than=3600) == 3
+    states = [t.state.value for t in iter_ledger(path)]
+    assert states.count("done") == 0 and states.count("failed") == 5
+
+
+def test_a_task_failed_then_retried_within_one_flush_is_only_queued_after_restart(
+        path: Path) -> None:
+    """Retry all right after a failure (inside one flush window): the journal must not keep
+    the stale 'failed' row next to the queued task."""
+    b = open_journaled_broker(path, flush_interval=3600)  # one flush, at close
+    b.submit("boom", [(1,)])
+    w = b.register_worker("w", "h", 1)["id"]
+    b.claim(w, 1)
+    b.complete(w, [(1, False, "Traceback\nValueError: boom 1")])
+    assert b.retry_all() == 1
+    b = reopen(b, path)
+    snap = b.snapshot()
+    assert (snap.count("queued"), snap.count("failed")) == (1, 0)
+    assert [(t.id, t.state.value) for t in iter_ledger(path)] == [(1, "queued")]
+    page = b.list_tasks(limit=10)
+    assert page.total == 1 and [t.state for t in page.tasks] == [TaskState.QUEUED]
+    b.close()
