@@ -154,20 +154,26 @@ class SqliteJournal:
         if not buf:
             return 0
         rows: list[tuple[str, bytes]] = []
-        finished: list[tuple] = []
+        # Apply finishes and requeues in buffer order: a task that failed and was retried in
+        # the same window must not keep its 'failed' row (the last change per id wins).
+        finished: dict[int, tuple] = {}
+        requeued: list[tuple[int]] = []
         for kind, data in buf:
             if kind == "finish":
                 for (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result,
                      error, classic) in data:
                     value, pickled = _encode_result(result)
-                    finished.append((tid, fn, pickle.dumps(args),
+                    finished[tid] = (tid, fn, pickle.dumps(args),
                                      None if kwargs is None else pickle.dumps(kwargs), state,
                                      attempts, sub, st, fin, worker, value, pickled, error,
-                                     int(bool(classic))))
+                                     int(bool(classic)))
                 rows.append(("finish", pickle.dumps([(d[0], d[4]) for d in data])))
             else:
+                if kind == "requeue":
+                    for d in data:
+                        finished.pop(d[0], None)
+                        requeued.append((d[0],))
                 rows.append((kind, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)))
-        requeued = [(d[0],) for kind, data in buf if kind == "requeue" for d in data]
         db = self._db
         db.execute("BEGIN")
         try:
@@ -176,7 +182,7 @@ class SqliteJournal:
                 db.executemany("DELETE FROM finished WHERE id = ?", requeued)
             if finished:
                 db.executemany("INSERT OR REPLACE INTO finished VALUES "
-                               "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", finished)
+                               "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", finished.values())
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
