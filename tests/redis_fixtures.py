@@ -137,3 +137,19 @@ def redis_server(shared_redis: RedisServer | None) -> RedisServer:
 def redis_namespace() -> str:
     """A namespace no other test uses, so tests share one Redis without seeing each other."""
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def stall_once(marker: str, n: int, seconds: float = 30.0) -> int:
+    """A task for kill tests (as "tests.redis_fixtures:stall_once"): the first run creates
+    marker and stalls so the test can kill its worker; any later run returns n * n at once."""
+    path = Path(marker)
+    if not path.exists():
+        path.touch()
+        time.sleep(seconds)
+    return n * n
+
+
+def slow_square(n: int, seconds: float = 0.001) -> int:
+    """n * n after a short sleep, so a run lasts long enough to disturb it."""
+    time.sleep(seconds)
+    return n * n

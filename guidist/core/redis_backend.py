@@ -779,16 +779,12 @@ class RedisClient(Client):
     def __init__(self, url: str | None = None, **broker_options: Any) -> None:
         self._url = resolve_url(url)
         parts = urlsplit(self._url)
-        self.address = (parts.hostname or parts.path or "localhost", parts.port or 6379)
+        # Client's own fields (address is only shown in messages; there is no manager)
+        super().__init__((parts.hostname or parts.path or "localhost", parts.port or 6379), b"")
         self.where = redact_url(self._url)
         self._options = broker_options
-        self._lock = threading.Lock()
         self._broker_obj: RedisBroker | None = None
         self._connected = False
-        self._manager = None
-        self._broker = None
-        self._task_q = self._result_q = None
-        self.kind: str | None = None
 
     @property
     def broker(self) -> RedisBroker:
@@ -806,6 +802,7 @@ class RedisClient(Client):
                 self._broker_obj = RedisBroker(self._url, **self._options)
             else:
                 self._broker_obj.ping()
+            self.max_payload = self._broker_obj.max_payload
             self._connected = True
             self.kind = "guidist"
             return self
