@@ -764,19 +764,20 @@ return {groups[1][4][1], groups[1][2]}
 """
 
 CLASSIC_PUT = r"""
--- ARGV: connection key, then one result quad; reply: 1 if it completed a classic-origin task
+-- ARGV: connection key, then one result quad; reply: 1 if it completed the task it held
+-- A classic task's result reaches the master through finish(); one submitted through the
+-- batched API is read from the ledger, so only a worker holding nothing feeds the queue.
 local wid = 'classic:' .. ARGV[3]
 tick()
 local wkey = P .. 'w:' .. wid
 if redis.call('EXISTS', wkey) == 1 then
   local tid = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, 0)[1]
   if tid then
-    local classic = redis.call('HGET', P .. 't:' .. tid, 'c')
     touch_worker(wid)
     ARGV[4] = tid
     complete(wid, 4)
     flush()
-    if classic == '1' then return 1 end
+    return 1
   end
 end
 redis.call('RPUSH', P .. 'classic', 'p' .. ARGV[6])

@@ -456,6 +456,14 @@ def test_classic_round_trip(broker: Any) -> None:
         broker.classic_results.get(False)
 
 
+def test_tutorial_worker_result_for_a_batched_task_stays_in_the_ledger(broker: Any) -> None:
+    broker.submit("square", [(3,)])  # submitted through the batched API, not the classic queue
+    assert broker.classic_get("2@host", block=False) == 3
+    broker.classic_put_result("2@host", "3 * 3 = 9")
+    assert broker.get_task(1).result == "3 * 3 = 9"
+    assert broker.classic_results.qsize() == 0
+
+
 def test_classic_task_run_by_guidist_worker_answers_in_tutorial_format(broker: Any) -> None:
     broker.submit("square", [(6,), (5,)], classic=True)
     w = register(broker)

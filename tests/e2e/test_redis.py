@@ -8,6 +8,7 @@ GUIDIST_REDIS_URL; the facade is a ServerProcess with backend=redis://... .
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from guidist.core.protocol import Task, TaskState
 from guidist.core.redis_backend import RedisBroker, RedisClient
 from guidist.core.server import ServerProcess
 from tests.conftest import TEST_KEY, wait_for
-from tests.e2e.conftest import cli_env, output_of, worker_argv
+from tests.e2e.conftest import cli_env, output_of, run_cli, script_argv, worker_argv
 from tests.redis_fixtures import RedisServer, needs_redis
 
 pytestmark = needs_redis
@@ -139,18 +140,23 @@ def test_sigkilled_direct_worker_loses_nothing(redis_srv: RedisServer, direct_wo
 
 
 def test_redis_restart_with_aof_loses_nothing_acknowledged(direct_worker: Callable,
+                                                            procs: Procs,
                                                             tmp_path: Path) -> None:
+    """SIGKILL Redis mid-run and start it again: a direct worker and a facade worker carry on."""
     d = tmp_path / "aof"
     d.mkdir()
     redis = RedisServer(d, aof=True, password=PASSWORD).start()
     client = RedisClient(redis.url, lease_timeout=10.0).connect()
-    worker = None
+    server = ServerProcess(authkey=TEST_KEY, backend=redis.url, lease_timeout=10.0)
+    workers: list[subprocess.Popen] = []
     try:
         n = 3000
         ids = list(client.submit_many("tests.redis_fixtures:slow_square", range(n),
                                       {"seconds": 0.001}))
-        worker = direct_worker(redis.url, "--name", "through-restart", "--prefetch",
-                               "100")
+        address = server.start()
+        workers = [direct_worker(redis.url, "--name", "direct", "--prefetch", "100"),
+                   procs(worker_argv(address, "--name", "facade", "--prefetch", "100",
+                                     "--give-up-after", "20"))]
         wait_for(lambda: client.snapshot().count("done") >= 300, timeout=30,
                  message="a tenth of the tasks to finish")
         acked = {t.id: t.result for t in all_tasks(client, "done")}
@@ -166,15 +172,43 @@ def test_redis_restart_with_aof_loses_nothing_acknowledged(direct_worker: Callab
         assert sorted(done) == ids
         assert all(done[i].result == r for i, r in acked.items())  # acknowledged: still there
         assert all(t.result == t.args[0] ** 2 for t in done.values())
-        out = stop_all([worker])[0]
-        assert worker.returncode == 0, out
-        assert PASSWORD not in out
+        assert {t.worker.split("#")[0] for t in done.values()} == {"direct", "facade"}
+        outs = stop_all(workers)
+        assert all(w.returncode == 0 for w in workers), outs
+        assert not any(PASSWORD in out for out in outs)
     finally:
         client.shutdown()
-        if worker is not None and worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
+        server.stop()
         redis.stop()
+
+
+def test_classic_queue_names_work_over_the_redis_facade(
+        redis_srv: RedisServer, procs: Procs, direct_worker: Callable) -> None:
+    """DESIGN.md compatibility 1 and 2 with the state in Redis."""
+    with ServerProcess(authkey=TEST_KEY, backend=redis_srv.url, lease_timeout=5.0) as server:
+        assert server.address is not None
+        host, port = server.address
+        out = run_cli("submit", "--connect", f"{host}:{port}", "--task", "square",
+                      "--range", "1..12")
+        assert "queued 12 square task(s), ids 1..12" in out.stdout, out.stderr
+        tutorial = procs(script_argv("task_worker.py", host, str(port), TEST_KEY, "12"))
+        text = output_of(tutorial)
+        assert tutorial.returncode == 0, text
+        c = Client(server.address, TEST_KEY).connect()
+        assert [c.get_task(i).result for i in (1, 12)] == ["1 * 1 = 1", "12 * 12 = 144"]
+        # A tutorial-style master puts bare payloads; a worker on Redis directly runs them and
+        # the master reads the tutorial's strings back through the facade.
+        worker = direct_worker(redis_srv.url, "--name", "direct")
+        master = procs(script_argv("task_master_client.py", host, str(port), TEST_KEY, "20"))
+        text = output_of(master)
+        assert master.returncode == 0, text
+        results = re.findall(r"^Result: (.*)$", text, re.M)
+        assert sorted(results) == sorted("%d * %d = %d" % (k, k, k * k) for k in range(1, 21))
+        snap = c.snapshot()
+        assert snap.count("done") == 32 and snap.extra["classic_results"] == 0
+        c.close()
+        stop_all([worker])
+    assert worker.returncode == 0
 
 
 def test_connection_errors_are_clear_and_keep_the_password_out(redis_srv: RedisServer) -> None:
