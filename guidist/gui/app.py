@@ -1,0 +1,198 @@
+"""The composition root: logging, the exception hook, QApplication, and the wiring of the window.
+
+``main(args)`` is what ``guidist gui`` (and plain ``guidist``) runs. ``build_window(args)`` does
+all the wiring without entering the event loop, so tests, benchmarks and the screenshot script
+drive the very window a person gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from ..core.security import generate_key
+from .controller import POLL_INTERVAL_MS, Controller
+from .dialogs import Preferences
+from .main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+KEY_ENV = "GUIDIST_AUTHKEY"
+ORGANIZATION = "guidist"
+APPLICATION = "guidist"
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+
+
+def app_icon() -> QIcon:
+    """The application icon from guidist/resources (SVG, with PNG sizes as a fallback)."""
+    icon = QIcon()
+    for size in (64, 256):
+        png = RESOURCES / f"guidist-{size}.png"
+        if png.exists():
+            icon.addFile(str(png))
+    svg = RESOURCES / "guidist.svg"
+    if svg.exists():
+        icon.addFile(str(svg))
+    return icon
+
+
+def journal_available() -> bool:
+    """True once the core has its SQLite journal (guidist.core.store)."""
+    try:
+        return importlib.util.find_spec("guidist.core.store") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def default_settings() -> QSettings:
+    """The per-user settings store."""
+    return QSettings(ORGANIZATION, APPLICATION)
+
+
+def load_preferences(settings: QSettings, args: argparse.Namespace) -> Preferences:
+    """Preferences from the settings, overridden by the command line."""
+    def value(key: str, default: Any, kind: type) -> Any:
+        raw = settings.value(key, default)
+        try:
+            if kind is bool:
+                return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true",
+                                                                               "yes")
+            return kind(raw)
+        except (TypeError, ValueError):
+            return default
+
+    available = journal_available()
+    prefs = Preferences(
+        lease_timeout=value("server/lease_timeout", 30.0, float),
+        max_attempts=value("server/max_attempts", 3, int),
+        use_journal=value("server/use_journal", available, bool),
+        journal_path=str(settings.value("server/journal_path", "") or ""),
+        autostart=value("server/autostart", False, bool),
+    )
+    if getattr(args, "lease_timeout", None):
+        prefs.lease_timeout = float(args.lease_timeout)
+    if getattr(args, "max_attempts", None):
+        prefs.max_attempts = int(args.max_attempts)
+    if not prefs.journal_path and available:
+        from ..cli import default_journal_path
+
+        prefs.journal_path = str(default_journal_path())
+    journal = getattr(args, "journal", None)
+    if journal:
+        prefs.use_journal, prefs.journal_path = True, str(journal)
+    elif getattr(args, "no_journal", False) or getattr(args, "demo", False):
+        # The demo's load is not worth keeping: it would come back at the next start.
+        prefs.use_journal = False
+    return prefs
+
+
+def build_window(args: argparse.Namespace, settings: QSettings | None = None,
+                 poll_ms: int | None = None) -> MainWindow:
+    """Wire controller and window from command-line arguments; needs a QApplication.
+
+    ``args`` has host, port, authkey, demo, journal, no_journal (as ``guidist gui`` parses
+    them) and may add lease_timeout, max_attempts and poll_ms. The server starts at once with
+    --demo, an explicit --port or --authkey, or the "start when the window opens" preference.
+    The window is not shown.
+    """
+    if QApplication.instance() is None:
+        raise RuntimeError("build_window needs a QApplication")
+    settings = settings if settings is not None else default_settings()
+    prefs = load_preferences(settings, args)
+    controller = Controller(poll_ms=poll_ms or getattr(args, "poll_ms", None)
+                            or POLL_INTERVAL_MS)
+    window = MainWindow(controller, settings, prefs, journal_available())
+    controller.setParent(window)
+    window.setWindowIcon(app_icon())
+
+    explicit_key = getattr(args, "authkey", None) or os.environ.get(KEY_ENV)
+    explicit_port = int(getattr(args, "port", 0) or 0)
+    try:
+        remembered_port = int(settings.value("server/port", 0) or 0)
+    except (TypeError, ValueError):
+        remembered_port = 0
+    host = getattr(args, "host", None) or "127.0.0.1"
+    window.server_bar.set_options(host, explicit_port or remembered_port,
+                                  explicit_key or generate_key())
+    if getattr(args, "demo", False):
+        window.start_demo()
+    elif explicit_port or getattr(args, "authkey", None) or prefs.autostart:
+        window.start_server()
+    return window
+
+
+# ---------------------------------------------------------------------- running
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException,
+                tb: TracebackType | None) -> None:
+    """Log an unhandled exception and show it, instead of silently losing it (or aborting)."""
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    log.critical("unhandled exception", exc_info=(exc_type, exc, tb))
+    app = QApplication.instance()
+    if app is None or threading.current_thread() is not threading.main_thread():
+        return
+    box = QMessageBox(QMessageBox.Icon.Critical, "guidist: unexpected error",
+                      f"Something went wrong: {exc_type.__name__}: {exc}\n\nThe window keeps "
+                      "running; please report this with the details below.")
+    box.setDetailedText("".join(traceback.format_exception(exc_type, exc, tb)))
+    box.exec()
+
+
+def install_excepthook() -> None:
+    """Route unhandled exceptions (GUI thread and others) to the log and an error dialog."""
+    sys.excepthook = _excepthook
+
+    def thread_hook(hook_args: threading.ExceptHookArgs) -> None:
+        log.critical("unhandled exception in thread %s",
+                     hook_args.thread.name if hook_args.thread else "?",
+                     exc_info=(hook_args.exc_type, hook_args.exc_value,
+                               hook_args.exc_traceback))
+
+    threading.excepthook = thread_hook
+
+
+def main(args: argparse.Namespace) -> int:
+    """Open the window and run until it closes; returns the exit code."""
+    level = logging.WARNING - 10 * min(int(getattr(args, "verbose", 0) or 0), 2)
+    logging.getLogger("guidist").setLevel(level)
+    QApplication.setOrganizationName(ORGANIZATION)
+    QApplication.setApplicationName(APPLICATION)
+    QApplication.setApplicationDisplayName("guidist")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setWindowIcon(app_icon())
+    install_excepthook()
+    window = build_window(args)
+    window.show()
+
+    # Ctrl-C in the terminal: stop everything without asking. Python runs signal handlers
+    # only between bytecodes, so a timer lets the interpreter in a few times a second.
+    def on_sigint(*_: object) -> None:
+        window.shutdown()
+        app.quit()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
+    try:
+        code = app.exec()
+    finally:
+        wake.stop()
+        window.shutdown()
+    return int(code)

@@ -1,0 +1,335 @@
+"""Dialogs: connect a remote worker, attach to a running server, preferences."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtGui import QFont, QFontDatabase, QGuiApplication
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.netinfo import reachable_addresses
+from ..core.security import parse_address
+from .remote_script import loopback_warning, worker_command, worker_script
+from .widgets import ErrorLabel
+
+
+def _copy_button(text_source: Callable[[], str], name: str, tooltip: str = "Copy to the clipboard") -> QToolButton:
+    b = QToolButton()
+    b.setText("Copy")
+    b.setObjectName(name)
+    b.setToolTip(tooltip)
+    b.clicked.connect(lambda: QGuiApplication.clipboard().setText(text_source()))
+    return b
+
+
+def _mono() -> QFont:
+    return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+
+
+class ConnectRemoteDialog(QDialog):
+    """Everything another machine needs to work for this server, ready to copy."""
+
+    def __init__(self, bind_host: str, port: int, key: str, parent: QWidget | None = None,
+                 addresses: list[str] | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("connectRemoteDialog")
+        self.setWindowTitle("Connect a remote worker")
+        self._key = key
+        self._port = int(port)
+
+        warning = loopback_warning(bind_host)
+        self.warning_label = QLabel(warning or "")
+        self.warning_label.setObjectName("remoteLoopbackWarning")
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setStyleSheet("background:#fff4e5; color:#663c00; border:1px solid "
+                                         "#e8850c; border-radius:3px; padding:6px;")
+        self.warning_label.setVisible(warning is not None)
+
+        if warning is not None:
+            choices = [bind_host]
+        elif bind_host in ("", "0.0.0.0", "::"):
+            choices = (addresses if addresses is not None else reachable_addresses()) or []
+            host_name = socket.gethostname()
+            if host_name and host_name not in choices:
+                choices.append(host_name)
+        else:
+            choices = [bind_host]
+        self.address_combo = QComboBox()
+        self.address_combo.setObjectName("remoteAddressCombo")
+        self.address_combo.setEditable(True)
+        self.address_combo.addItems(choices or ["THIS-MACHINE"])
+        self.address_combo.setToolTip("This machine's addresses: pick the one the other "
+                                      "machine can reach (usually the LAN address)")
+        self.address_combo.currentTextChanged.connect(self._update_texts)
+        self.port_edit = QLineEdit(str(port))
+        self.port_edit.setObjectName("remotePortEdit")
+        self.port_edit.setReadOnly(True)
+        self.port_edit.setMaximumWidth(80)
+
+        self.key_edit = QLineEdit(key)
+        self.key_edit.setObjectName("remoteKeyEdit")
+        self.key_edit.setReadOnly(True)
+        self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        show = QToolButton()
+        show.setText("Show")
+        show.setCheckable(True)
+        show.toggled.connect(lambda on: (
+            self.key_edit.setEchoMode(QLineEdit.EchoMode.Normal if on
+                                      else QLineEdit.EchoMode.Password),
+            show.setText("Hide" if on else "Show")))
+
+        self.command_edit = QLineEdit()
+        self.command_edit.setObjectName("remoteCommandEdit")
+        self.command_edit.setReadOnly(True)
+        self.command_edit.setFont(_mono())
+        self.command_edit.setMinimumWidth(520)
+
+        self.embed_check = QCheckBox("Put the key in the script (otherwise it reads "
+                                     "GUIDIST_AUTHKEY)")
+        self.embed_check.setObjectName("remoteEmbedKeyCheck")
+        self.embed_check.setChecked(True)
+        self.embed_check.toggled.connect(self._update_texts)
+        self.script_edit = QPlainTextEdit()
+        self.script_edit.setObjectName("remoteScriptEdit")
+        self.script_edit.setReadOnly(True)
+        self.script_edit.setFont(_mono())
+        self.script_edit.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.script_edit.setMinimumHeight(260)
+        save = QPushButton("Save…")
+        save.setObjectName("remoteSaveScriptButton")
+        save.clicked.connect(self._on_save)
+
+        where = QFormLayout()
+        addr_row = QHBoxLayout()
+        addr_row.addWidget(self.address_combo, 1)
+        addr_row.addWidget(QLabel("Port"))
+        addr_row.addWidget(self.port_edit)
+        where.addRow("Address", addr_row)
+        key_row = QHBoxLayout()
+        key_row.addWidget(self.key_edit, 1)
+        key_row.addWidget(show)
+        key_row.addWidget(_copy_button(lambda: self._key, "remoteCopyKeyButton",
+                                       "Copy the key"))
+        where.addRow("Key", key_row)
+
+        cmd_box = QGroupBox("With guidist installed there (pip install guidist)")
+        cmd_layout = QHBoxLayout(cmd_box)
+        cmd_layout.addWidget(self.command_edit, 1)
+        cmd_layout.addWidget(_copy_button(self.command_edit.text, "remoteCopyCommandButton"))
+
+        script_box = QGroupBox("With only Python there: a standard-library worker for "
+                               "\u201csquare (classic)\u201d tasks")
+        script_layout = QVBoxLayout(script_box)
+        script_layout.addWidget(self.embed_check)
+        script_layout.addWidget(self.script_edit, 1)
+        script_buttons = QHBoxLayout()
+        script_buttons.addStretch(1)
+        script_buttons.addWidget(_copy_button(self.script_edit.toPlainText,
+                                              "remoteCopyScriptButton"))
+        script_buttons.addWidget(save)
+        script_layout.addLayout(script_buttons)
+
+        note = QLabel("The key proves who may connect; it does not encrypt anything. Anyone "
+                      "with the key can run code on this machine and on its workers.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color:#666;")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        buttons.accepted.connect(self.accept)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.warning_label)
+        layout.addLayout(where)
+        layout.addWidget(cmd_box)
+        layout.addWidget(script_box, 1)
+        layout.addWidget(note)
+        layout.addWidget(buttons)
+        self.resize(720, 640)
+        self._update_texts()
+
+    @property
+    def host(self) -> str:
+        """The address the texts use."""
+        return self.address_combo.currentText().strip() or "THIS-MACHINE"
+
+    def _update_texts(self) -> None:
+        self.command_edit.setText(worker_command(self.host, self._port, self._key))
+        self.script_edit.setPlainText(worker_script(self.host, self._port, self._key,
+                                                    self.embed_check.isChecked()))
+
+    def _on_save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the worker script",
+                                              "guidist_worker.py", "Python (*.py)")
+        if path:
+            self.save_script(path)
+
+    def save_script(self, path: str) -> None:
+        """Write the script (owner-only permissions when it holds the key)."""
+        p = Path(path)
+        p.write_text(self.script_edit.toPlainText(), encoding="utf-8")
+        if self.embed_check.isChecked():
+            try:
+                p.chmod(0o600)
+            except OSError:
+                pass
+
+
+class AttachDialog(QDialog):
+    """Ask for HOST:PORT and the key of a server to monitor."""
+
+    def __init__(self, parent: QWidget | None = None, address: str = "",
+                 key: str = "") -> None:
+        super().__init__(parent)
+        self.setObjectName("attachDialog")
+        self.setWindowTitle("Attach to a running server")
+        self.address_edit = QLineEdit(address)
+        self.address_edit.setObjectName("attachAddressEdit")
+        self.address_edit.setPlaceholderText("HOST:PORT, e.g. 192.168.1.20:5000")
+        self.key_edit = QLineEdit(key)
+        self.key_edit.setObjectName("attachKeyEdit")
+        self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.key_edit.setPlaceholderText("the key the server was started with")
+        self.error_label = ErrorLabel()
+        self.error_label.setObjectName("attachErrorLabel")
+        intro = QLabel("Monitor a guidist server started elsewhere (<code>guidist serve</code>, "
+                       "another window), or an unmodified tutorial master, for which only the "
+                       "queue sizes are known.")
+        intro.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Address", self.address_edit)
+        form.addRow("Key", self.key_edit)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Attach")
+        buttons.accepted.connect(self._on_accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(self.error_label)
+        layout.addWidget(buttons)
+        self.address: tuple[str, int] | None = None
+        self.resize(460, 0)
+
+    def validate(self) -> bool:
+        """Check the fields; show what is wrong next to them."""
+        self.error_label.clear_error()
+        try:
+            host, port = parse_address(self.address_edit.text())
+        except ValueError as exc:
+            self.error_label.show_error(str(exc).capitalize() + ".", self.address_edit)
+            return False
+        if port == 0:
+            self.error_label.show_error("Add the port: HOST:PORT, e.g. 127.0.0.1:5000.",
+                                        self.address_edit)
+            return False
+        if not self.key_edit.text():
+            self.error_label.show_error("Type the server's key.", self.key_edit)
+            return False
+        self.address = (host, port)
+        return True
+
+    def _on_accept(self) -> None:
+        if self.validate():
+            self.accept()
+
+
+@dataclass
+class Preferences:
+    """Settings applied at the next server start."""
+
+    lease_timeout: float = 30.0
+    max_attempts: int = 3
+    use_journal: bool = False
+    journal_path: str = ""
+    autostart: bool = False
+
+
+class PreferencesDialog(QDialog):
+    """Server options that are not on the bar."""
+
+    def __init__(self, prefs: Preferences, journal_available: bool,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("preferencesDialog")
+        self.setWindowTitle("Preferences")
+        self.lease_spin = QDoubleSpinBox()
+        self.lease_spin.setObjectName("prefLeaseSpin")
+        self.lease_spin.setRange(1.0, 3600.0)
+        self.lease_spin.setDecimals(1)
+        self.lease_spin.setSuffix(" s")
+        self.lease_spin.setValue(prefs.lease_timeout)
+        self.lease_spin.setToolTip("Seconds without a heartbeat before a worker's tasks go "
+                                   "back to the queue")
+        self.attempts_spin = QSpinBox()
+        self.attempts_spin.setObjectName("prefAttemptsSpin")
+        self.attempts_spin.setRange(1, 100)
+        self.attempts_spin.setValue(prefs.max_attempts)
+        self.attempts_spin.setToolTip("Lease expiries before a task is declared dead")
+        self.journal_check = QCheckBox("Keep a journal (SQLite) so tasks survive a restart")
+        self.journal_check.setObjectName("prefJournalCheck")
+        self.journal_check.setChecked(prefs.use_journal and journal_available)
+        self.journal_edit = QLineEdit(prefs.journal_path)
+        self.journal_edit.setObjectName("prefJournalEdit")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._on_browse)
+        if not journal_available:
+            for w in (self.journal_check, self.journal_edit, browse):
+                w.setEnabled(False)
+            self.journal_check.setToolTip("This build has no journal support yet")
+        self.autostart_check = QCheckBox("Start the server when the window opens")
+        self.autostart_check.setObjectName("prefAutostartCheck")
+        self.autostart_check.setChecked(prefs.autostart)
+        form = QFormLayout()
+        form.addRow("Lease timeout", self.lease_spin)
+        form.addRow("Attempts before dead", self.attempts_spin)
+        form.addRow(self.journal_check)
+        row = QHBoxLayout()
+        row.addWidget(self.journal_edit, 1)
+        row.addWidget(browse)
+        form.addRow("Journal file", row)
+        form.addRow(self.autostart_check)
+        note = QLabel("Changes apply the next time the server starts.")
+        note.setStyleSheet("color:#666;")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(note)
+        layout.addWidget(buttons)
+
+    def preferences(self) -> Preferences:
+        """What the fields say."""
+        return Preferences(self.lease_spin.value(), self.attempts_spin.value(),
+                           self.journal_check.isChecked(), self.journal_edit.text().strip(),
+                           self.autostart_check.isChecked())
+
+    def _on_browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Journal file", self.journal_edit.text(),
+                                              "SQLite (*.sqlite *.db);;All files (*)",
+                                              options=QFileDialog.Option.DontConfirmOverwrite)
+        if path:
+            self.journal_edit.setText(path)
+

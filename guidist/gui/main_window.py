@@ -1,0 +1,691 @@
+"""The main window: lays the panels out, turns their requests into controller calls, and
+shows what the controller reports. It holds no connection and starts no process itself."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QGroupBox,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import __version__ as _version
+from ..core.protocol import Snapshot
+from ..core.security import is_loopback, key_weakness
+from .controller import (
+    Controller,
+    Mode,
+    Notice,
+    Phase,
+    ServerOptions,
+    Status,
+    SubmitOutcome,
+)
+from .dialogs import AttachDialog, ConnectRemoteDialog, Preferences, PreferencesDialog
+from .panels import EventLogDock, ServerBar, SubmitPanel, TasksPanel, TotalsPanel, WorkersPanel
+from .plots import WINDOWS, LivePlots
+from .style import fmt_int
+from .submission import SubmitJob
+from .widgets import Banner
+
+DEMO_WORKERS = 2
+
+_ACTION_WORDS = {
+    "cancel": "cancelled {} queued task(s)",
+    "purge": "purged the queue: {} task(s) cancelled",
+    "retry": "queued {} task(s) again",
+    "retry_all": "queued {} failed task(s) again",
+    "request_stop": "asked {} worker(s) to stop",
+    "forget_offline": "forgot {} offline worker(s)",
+    "pause": "dispatch paused",
+    "resume": "dispatch resumed",
+}
+
+
+class MainWindow(QMainWindow):
+    """The guidist window. Closing it stops local workers and the embedded server."""
+
+    def __init__(self, controller: Controller, settings: QSettings,
+                 prefs: Preferences | None = None, journal_available: bool = False,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.controller = controller
+        self.settings = settings
+        self.prefs = prefs or Preferences()
+        self.journal_available = journal_available
+        self.last_snapshot: Snapshot | None = None
+        self._demo_pending = False
+        self._shut_down = False
+        self._lost_banner = False
+        self._attach_address = str(settings.value("attach/address", "") or "")
+
+        self.server_bar = ServerBar()
+        self.banner = Banner()
+        self.submit_panel = SubmitPanel()
+        self.totals_panel = TotalsPanel()
+        self.plots = LivePlots()
+        self.workers_panel = WorkersPanel()
+        self.tasks_panel = TasksPanel()
+        self.event_dock = EventLogDock(self)
+        self._build_layout()
+        self._build_status_bar()
+        self._build_menus()
+        self._wire()
+        self._restore_settings()
+        self._on_status_changed(controller.status)
+
+    # ------------------------------------------------------------------ layout
+
+    def _build_layout(self) -> None:
+        plots_box = QGroupBox("Live")
+        plots_box.setObjectName("plotsBox")
+        box_layout = QVBoxLayout(plots_box)
+        box_layout.setContentsMargins(6, 4, 6, 6)
+        box_layout.addWidget(self.plots)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.submit_panel)
+        left_layout.addWidget(self.totals_panel, 1)
+        self.top_splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.top_splitter.setObjectName("topSplitter")
+        self.top_splitter.addWidget(left)
+        self.top_splitter.addWidget(plots_box)
+        self.top_splitter.setStretchFactor(0, 0)
+        self.top_splitter.setStretchFactor(1, 1)
+        self.top_splitter.setSizes([340, 940])
+        self.top_splitter.setChildrenCollapsible(False)
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(6, 6, 6, 0)
+        layout.setSpacing(6)
+        layout.addWidget(self.server_bar)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.top_splitter, 1)
+        self.setCentralWidget(central)
+
+        # Workers, tasks and the event log are docks: a person can rearrange, float or hide
+        # them, and the arrangement is remembered.
+        self.workers_dock = self._dock("Workers", "workersDock", self.workers_panel)
+        self.tasks_dock = self._dock("Tasks", "tasksDock", self.tasks_panel)
+        bottom = Qt.DockWidgetArea.BottomDockWidgetArea
+        self.addDockWidget(bottom, self.workers_dock)
+        self.splitDockWidget(self.workers_dock, self.tasks_dock, Qt.Orientation.Horizontal)
+        self.addDockWidget(bottom, self.event_dock)
+        self.tabifyDockWidget(self.workers_dock, self.event_dock)
+        self.workers_dock.raise_()
+        self.setDockNestingEnabled(True)
+        self.resize(1280, 800)
+
+    def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        return dock
+
+    def _default_dock_sizes(self) -> None:
+        self.resizeDocks([self.workers_dock, self.tasks_dock], [520, 760],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.workers_dock], [270], Qt.Orientation.Vertical)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.counts_label = QLabel()
+        self.counts_label.setObjectName("statusCountsLabel")
+        self.workers_label = QLabel()
+        self.workers_label.setObjectName("statusWorkersLabel")
+        self.rate_label = QLabel()
+        self.rate_label.setObjectName("statusRateLabel")
+        self.paused_label = QLabel("DISPATCH PAUSED")
+        self.paused_label.setObjectName("statusPausedLabel")
+        self.paused_label.setStyleSheet("color:#e8850c; font-weight:bold;")
+        self.paused_label.hide()
+        for w in (self.paused_label, self.counts_label, self.workers_label, self.rate_label):
+            bar.addPermanentWidget(w)
+        self._show_counts(None)
+
+    def _action(self, menu: Any, text: str, slot: Any, shortcut: Any = None,
+                name: str = "", tip: str = "", checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if name:
+            action.setObjectName(name)
+        if tip:
+            action.setStatusTip(tip)
+        action.setCheckable(checkable)
+        (action.toggled if checkable else action.triggered).connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        self.start_action = self._action(m, "&Start server", self.start_server, "Ctrl+R",
+                                         "startServerAction")
+        self.stop_action = self._action(m, "S&top server", self.stop_server, "Ctrl+Shift+R",
+                                        "stopServerAction")
+        self.attach_action = self._action(m, "&Attach to a running server…", self.attach,
+                                          "Ctrl+O", "attachAction")
+        m.addSeparator()
+        self.demo_action = self._action(
+            m, "Run the &demo", self.set_demo, "Ctrl+D", "demoAction",
+            "Start the server, 2 local workers and a steady mixed load", checkable=True)
+        m.addSeparator()
+        self._action(m, "Export plots as &PNG…", self.export_png, "Ctrl+Shift+E",
+                     "exportPngAction")
+        self._action(m, "Export series as &CSV…", self.export_csv, None, "exportCsvAction")
+        m.addSeparator()
+        self._action(m, "P&references…", self.edit_preferences, QKeySequence.StandardKey.Preferences,
+                     "preferencesAction")
+        m.addSeparator()
+        self._action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit, "quitAction")
+
+        m = mb.addMenu("&Tasks")
+        self._action(m, "&Enqueue", self.submit_panel.request_submit, "Ctrl+Return",
+                     "enqueueAction")
+        self._action(m, "Cancel the &submission", self._on_cancel_submit, None,
+                     "cancelSubmitAction")
+        m.addSeparator()
+        self._action(m, "&Pause or resume dispatch",
+                     lambda: self._on_pause_requested(not self._paused()), "Ctrl+Shift+P",
+                     "pauseDispatchAction")
+        self._action(m, "&Retry all failed", self._on_retry_all, None, "retryAllAction")
+        self._action(m, "P&urge queue…", self._on_purge, None, "purgeAction")
+        m.addSeparator()
+        self._action(m, "Re&fresh tasks", self.tasks_panel.refresh, "F5", "refreshTasksAction")
+        self._action(m, "&Find a task", self._focus_search, QKeySequence.StandardKey.Find,
+                     "findTaskAction")
+
+        m = mb.addMenu("&Workers")
+        self._action(m, "&Launch local workers",
+                     lambda: self.workers_panel.launch_button.click(), "Ctrl+L",
+                     "launchWorkersAction")
+        self._action(m, "&Stop all workers", self._on_stop_all_workers, None,
+                     "stopAllWorkersAction")
+        self._action(m, "&Forget offline workers", self._on_forget_offline, None,
+                     "forgetOfflineAction")
+        m.addSeparator()
+        self._action(m, "&Connect a remote worker…", self.connect_remote_worker, "Ctrl+K",
+                     "connectRemoteAction")
+
+        m = mb.addMenu("&View")
+        for dock in (self.workers_dock, self.tasks_dock, self.event_dock):
+            m.addAction(dock.toggleViewAction())
+        self._action(m, "Show the &event log", self._show_event_log, "Ctrl+E",
+                     "showEventLogAction")
+        m.addSeparator()
+        self.pause_plots_action = self._action(m, "&Pause plots", self.plots.set_paused,
+                                               "Ctrl+P", "pausePlotsAction", checkable=True)
+        self.plots.paused_changed.connect(self.pause_plots_action.setChecked)
+        m.addSeparator()
+        for i, (label, seconds) in enumerate(WINDOWS.items(), 1):
+            self._action(m, f"Last {label}", lambda _=False, s=seconds: self.plots.set_window(s),
+                         f"Ctrl+{i}", f"window{seconds}Action")
+
+        m = mb.addMenu("&Help")
+        self._action(m, "&About guidist", self.about, None, "aboutAction")
+        self._action(m, "About &Qt", QApplication.aboutQt, None, "aboutQtAction")
+
+    def _wire(self) -> None:
+        c = self.controller
+        c.status_changed.connect(self._on_status_changed)
+        c.snapshot.connect(self._on_snapshot)
+        c.local_workers_changed.connect(self._on_local_workers)
+        c.submit_progress.connect(self.submit_panel.on_progress)
+        c.submit_finished.connect(self._on_submit_finished)
+        c.page_loaded.connect(self.tasks_panel.model.on_page)
+        c.task_loaded.connect(self.tasks_panel.on_task_loaded)
+        c.action_done.connect(self._on_action_done)
+        c.notice.connect(self._on_notice)
+
+        sb = self.server_bar
+        sb.start_requested.connect(self._on_start_requested)
+        sb.stop_requested.connect(self.stop_server)
+        sb.attach_requested.connect(self.attach)
+        sb.warning.connect(lambda text: self.banner.show_message(text, "warning"))
+
+        sp = self.submit_panel
+        sp.submit_requested.connect(self._on_submit_requested)
+        sp.cancel_requested.connect(self._on_cancel_submit)
+
+        wp = self.workers_panel
+        wp.launch_requested.connect(c.launch_workers)
+        wp.stop_requested.connect(c.stop_workers)
+        wp.kill_requested.connect(c.kill_workers)
+        wp.stop_all_requested.connect(self._on_stop_all_workers)
+        wp.forget_offline_requested.connect(self._on_forget_offline)
+        wp.remote_requested.connect(self.connect_remote_worker)
+
+        tp = self.tasks_panel
+        tp.model.page_needed.connect(c.request_page)
+        tp.detail_requested.connect(c.request_task)
+        tp.cancel_requested.connect(self._on_cancel_tasks)
+        tp.retry_requested.connect(lambda ids: c.act("retry", ids))
+        tp.retry_all_requested.connect(self._on_retry_all)
+        tp.purge_requested.connect(self._on_purge)
+        tp.pause_requested.connect(self._on_pause_requested)
+
+    # ------------------------------------------------------------------ actions
+
+    def confirm(self, title: str, text: str) -> bool:
+        """Ask a yes/no question (tests replace this method)."""
+        answer = QMessageBox.question(self, title, text,
+                                      QMessageBox.StandardButton.Yes
+                                      | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def start_server(self) -> None:
+        """Start the embedded server with what the server bar says."""
+        self.server_bar.start_button.click()
+
+    def stop_server(self) -> None:
+        """Stop the embedded server (asking first if tasks would be lost), or detach."""
+        st = self.controller.status
+        if st.mode is Mode.EMBEDDED and self._unfinished() and not self.confirm(
+                "Stop the server?", f"{self._unfinished_text()} They are lost when the server "
+                "stops (unless it keeps a journal). Stop the server and its local workers?"):
+            return
+        self._demo_pending = False
+        self.demo_action.setChecked(False)
+        self.controller.disconnect_server()
+
+    def attach(self) -> None:
+        """Ask for a server to monitor and attach to it."""
+        if self.controller.status.mode is not Mode.NONE:
+            return
+        dialog = AttachDialog(self, self._attach_address)
+        if dialog.exec() and dialog.address is not None:
+            self._attach_address = dialog.address_edit.text().strip()
+            self.settings.setValue("attach/address", self._attach_address)
+            self.attach_to(dialog.address, dialog.key_edit.text())
+
+    def attach_to(self, address: tuple[str, int], key: str) -> None:
+        """Monitor a server elsewhere (no dialog)."""
+        self.plots.clear()
+        self.controller.attach(address, key)
+
+    def connect_remote_worker(self) -> ConnectRemoteDialog | None:
+        """Show what another machine needs to join (non-modal)."""
+        st = self.controller.status
+        if st.address is None:
+            self.banner.show_message("Start the server first: a remote worker needs its "
+                                     "address and key.", "info")
+            return None
+        bind = st.bind_host if st.mode is Mode.EMBEDDED and st.bind_host is not None \
+            else st.address[0]
+        dialog = ConnectRemoteDialog(bind, st.address[1], self.controller.key, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def set_demo(self, on: bool) -> None:
+        """Run (or stop) the demo: server, 2 local workers and a steady mixed load."""
+        if self.demo_action.isChecked() != on:
+            self.demo_action.setChecked(on)  # re-enters through toggled
+            return
+        if not on:
+            self._demo_pending = False
+            self.controller.set_demo(False)
+            return
+        st = self.controller.status
+        if st.mode is Mode.NONE:
+            self._demo_pending = True
+            self.start_server()
+        elif st.online:
+            self._begin_demo()
+        else:
+            self._demo_pending = True
+
+    def start_demo(self) -> None:
+        """Same as the File → Run the demo menu action."""
+        self.set_demo(True)
+
+    def _begin_demo(self) -> None:
+        self._demo_pending = False
+        if not self.controller.local_pids:
+            self.controller.launch_workers(DEMO_WORKERS)
+        self.controller.set_demo(True)
+        self.event_dock.add_note(time.time(), "control", "demo load started: square, sleep, "
+                                 "primes and fail tasks, a few hundred a second")
+
+    def export_png(self) -> None:
+        """Save the plots as a PNG image."""
+        path, _ = QFileDialog.getSaveFileName(self, "Export plots", "guidist-plots.png",
+                                              "PNG image (*.png)")
+        if path:
+            ok = self.plots.export_png(path)
+            self.statusBar().showMessage(f"Saved {path}" if ok else f"Could not save {path}",
+                                         5000)
+
+    def export_csv(self) -> None:
+        """Save the per-second series (up to an hour) as CSV."""
+        path, _ = QFileDialog.getSaveFileName(self, "Export series", "guidist-series.csv",
+                                              "CSV (*.csv)")
+        if path:
+            try:
+                n = self.plots.export_csv(path)
+            except OSError as exc:
+                self.banner.show_message(f"Could not save {path}: {exc.strerror}.")
+                return
+            self.statusBar().showMessage(f"Saved {n} seconds of data to {path}", 5000)
+
+    def edit_preferences(self) -> None:
+        """Edit lease timeout, attempts, journal, autostart."""
+        dialog = PreferencesDialog(self.prefs, self.journal_available, self)
+        if dialog.exec():
+            self.prefs = dialog.preferences()
+            self._save_prefs()
+
+    def about(self) -> None:
+        """Help → About."""
+        from PySide6 import __version__ as pyside_version
+        import pyqtgraph
+
+        QMessageBox.about(
+            self, "About guidist",
+            f"<h3>guidist {_version}</h3>"
+            "<p>A desktop monitor and controller for a Python master/worker task queue built "
+            "on <code>multiprocessing.managers</code>: start a server, launch or invite "
+            "workers, queue tasks and watch them flow.</p>"
+            "<p>Workers written like the classic <code>task_worker.py</code> tutorial work "
+            "unchanged.</p>"
+            f"<p style='color:#666'>PySide6 {pyside_version} · pyqtgraph "
+            f"{pyqtgraph.__version__}</p>")
+
+    def shutdown(self) -> None:
+        """Save settings, then stop the submission, polling, local workers and the server."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self._save_settings()
+        self.controller.shutdown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
+        """Ask when tasks are still queued or running, then stop everything."""
+        if not self._shut_down and self.controller.status.mode is Mode.EMBEDDED \
+                and self._unfinished() and not self.confirm(
+                    "Quit guidist?", f"{self._unfinished_text()} Quitting stops the server and "
+                    "the local workers. Quit anyway?"):
+            event.ignore()
+            return
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            self.shutdown()
+        finally:
+            QApplication.restoreOverrideCursor()
+        event.accept()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _unfinished(self) -> int:
+        snap = self.last_snapshot
+        return 0 if snap is None else snap.count("queued") + snap.count("running")
+
+    def _unfinished_text(self) -> str:
+        snap = self.last_snapshot
+        assert snap is not None
+        return (f"{fmt_int(snap.count('queued'))} task(s) are queued and "
+                f"{fmt_int(snap.count('running'))} running.")
+
+    def _paused(self) -> bool:
+        return bool(self.last_snapshot and self.last_snapshot.paused)
+
+    def _show_event_log(self) -> None:
+        self.event_dock.show()
+        self.event_dock.raise_()
+
+    def _focus_search(self) -> None:
+        self.tasks_panel.search_edit.setFocus()
+        self.tasks_panel.search_edit.selectAll()
+
+    def _show_counts(self, snap: Snapshot | None) -> None:
+        if snap is None:
+            self.counts_label.setText("no server")
+            self.workers_label.setText("")
+            self.rate_label.setText("")
+            self.paused_label.hide()
+            return
+        if snap.kind == "classic":
+            self.counts_label.setText(
+                f"classic master: {fmt_int(snap.count('queued'))} queued · "
+                f"{fmt_int(snap.extra.get('results_waiting', 0))} results waiting")
+            self.workers_label.setText("")
+            self.rate_label.setText("")
+            self.paused_label.hide()
+            return
+        c = snap.count
+        self.counts_label.setText(
+            f"{fmt_int(c('queued'))} queued · {fmt_int(c('running'))} running · "
+            f"{fmt_int(c('done'))} done · {fmt_int(c('failed'))} failed · "
+            f"{fmt_int(c('dead'))} dead · {fmt_int(c('cancelled'))} cancelled")
+        self.workers_label.setText(f"{snap.connected_workers} workers")
+        self.rate_label.setText(f"{snap.throughput:,.0f} tasks/s")
+        self.paused_label.setVisible(snap.paused)
+
+    # ------------------------------------------------------------------ slots
+
+    @Slot(object)
+    def _on_start_requested(self, fields: tuple[str, int, str]) -> None:
+        host, port, key = fields
+        insist = False
+        weakness = key_weakness(key.encode("utf-8"))
+        if weakness and not is_loopback(host):
+            if not self.confirm("Use a weak key?", f"The key is {weakness}, and other "
+                                "machines can reach this server: anyone who guesses the key "
+                                "can run code on this machine. Press No and then New for a "
+                                "random key. Use this key anyway?"):
+                self.server_bar.show_error(f"The key is {weakness}: press New for a random "
+                                           "one.", "key")
+                self._demo_pending = False
+                self.demo_action.setChecked(False)
+                return
+            insist = True
+        journal = None
+        if self.journal_available and self.prefs.use_journal and self.prefs.journal_path:
+            journal = self.prefs.journal_path
+        self.plots.clear()
+        self.controller.start_server(ServerOptions(
+            host=host, port=port, authkey=key, insist_weak_key=insist,
+            lease_timeout=self.prefs.lease_timeout, max_attempts=self.prefs.max_attempts,
+            journal=journal))
+
+    @Slot(object)
+    def _on_status_changed(self, status: Status) -> None:
+        self.server_bar.set_status(status)
+        online = status.online
+        guidist = online and status.kind == "guidist"
+        self.submit_panel.set_connected(online)
+        self.workers_panel.set_enabled(online)
+        self.tasks_panel.set_enabled(guidist)
+        idle = status.mode is Mode.NONE
+        self.start_action.setEnabled(idle)
+        self.attach_action.setEnabled(idle)
+        self.stop_action.setEnabled(not idle and status.phase is not Phase.STOPPING)
+        self.stop_action.setText("De&tach" if status.mode is Mode.ATTACHED else "S&top server")
+        title = "guidist"
+        if status.address is not None and not idle:
+            title += f" — {status.address[0]}:{status.address[1]}"
+        self.setWindowTitle(title)
+        if status.phase is Phase.LOST:
+            self._lost_banner = True
+            self.banner.show_message(
+                f"{status.message.removeprefix('Not answering: ')} The window keeps trying; "
+                "everything else stays usable.", "error")
+        elif self._lost_banner and status.phase is not Phase.LOST:
+            self._lost_banner = False
+            if self.banner.level == "error":
+                self.banner.dismiss()
+        if idle:
+            self.last_snapshot = None
+            self._show_counts(None)
+            self.totals_panel.set_snapshot(None)
+            self.workers_panel.set_workers((), (), 0.0)
+            if status.message and status.message not in ("Server stopped.", "Detached."):
+                self.server_bar.show_error(status.message, _field_of(status.message))
+            if self._demo_pending:
+                self._demo_pending = False
+                self.demo_action.setChecked(False)
+            if self.demo_action.isChecked():
+                self.demo_action.setChecked(False)
+        if online and self._demo_pending:
+            self._begin_demo()
+
+    @Slot(object)
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        self.last_snapshot = snap
+        self.plots.add_points(snap.series)
+        self.workers_panel.set_workers(snap.workers, self.controller.local_pids, snap.time)
+        self.event_dock.add_events(snap.events)
+        self.tasks_panel.on_snapshot(snap)
+        self.totals_panel.set_snapshot(snap)
+        self._show_counts(snap)
+
+    @Slot(object)
+    def _on_local_workers(self, pids: frozenset[int]) -> None:
+        self.workers_panel.set_local_pids(pids)
+
+    @Slot(object)
+    def _on_submit_requested(self, job: SubmitJob) -> None:
+        if self.controller.submit(job):
+            self.submit_panel.on_submit_started(job)
+            self.submit_panel.save_settings(self.settings)
+
+    def _on_cancel_submit(self) -> None:
+        if self.controller.submitting:
+            self.submit_panel.on_cancel_pressed()
+            self.controller.cancel_submit()
+
+    @Slot(object)
+    def _on_submit_finished(self, outcome: SubmitOutcome) -> None:
+        self.submit_panel.on_finished(outcome)
+        what = outcome.job.describe()
+        if outcome.error and outcome.field:
+            return  # bad input: shown next to the field, nothing was queued
+        if outcome.error:
+            self.event_dock.add_note(time.time(), "error", f"queued {fmt_int(outcome.sent)} "
+                                     f"task(s), then failed: {outcome.error}")
+            return
+        rate = outcome.sent / outcome.seconds if outcome.seconds > 0 else 0
+        verb = "cancelled after queueing" if outcome.cancelled else "queued"
+        text = f"{verb} {fmt_int(outcome.sent)} task(s): {what}"
+        if outcome.sent > 10_000 and rate:
+            text += f" ({rate:,.0f} tasks/s)"
+        self.event_dock.add_note(time.time(), "submit", text)
+        self.statusBar().showMessage(text.capitalize(), 5000)
+        self.tasks_panel.refresh()
+
+    @Slot(object)
+    def _on_action_done(self, payload: tuple[str, Any]) -> None:
+        action, value = payload
+        template = _ACTION_WORDS.get(action, action + " done")
+        text = template.format(value) if "{}" in template else template
+        self.event_dock.add_note(time.time(), "control", text)
+        self.statusBar().showMessage(text.capitalize(), 5000)
+        self.tasks_panel.refresh()
+
+    @Slot(object)
+    def _on_notice(self, notice: Notice) -> None:
+        self.event_dock.add_note(notice.time, notice.kind, notice.message)
+        if notice.kind == "error":
+            self.statusBar().showMessage(notice.message, 8000)
+            if not self._lost_banner:
+                self.banner.show_message(notice.message, "error")
+
+    def _on_cancel_tasks(self, ids: list[int]) -> None:
+        if self.confirm("Cancel tasks?", f"Cancel {len(ids)} queued task(s)? They will not "
+                        "run."):
+            self.controller.act("cancel", ids)
+
+    def _on_retry_all(self) -> None:
+        self.controller.act("retry_all")
+
+    def _on_purge(self) -> None:
+        snap = self.last_snapshot
+        n = snap.count("queued") if snap else 0
+        if self.confirm("Purge the queue?", f"Cancel all {fmt_int(n)} queued task(s)? "
+                        "Running tasks finish; nothing queued will run."):
+            self.controller.act("purge")
+
+    def _on_pause_requested(self, pause: bool) -> None:
+        self.controller.act("pause" if pause else "resume")
+
+    def _on_stop_all_workers(self) -> None:
+        self.controller.stop_all_workers()
+
+    def _on_forget_offline(self) -> None:
+        self.controller.act("forget_offline")
+
+    # ------------------------------------------------------------------ settings
+
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        state = s.value("window/state")
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state)
+        else:
+            self._default_dock_sizes()
+        value = s.value("window/splitter_top")
+        if isinstance(value, QByteArray) and not value.isEmpty():
+            self.top_splitter.restoreState(value)
+        self.submit_panel.restore_settings(s)
+        try:
+            self.plots.set_window(int(s.value("plots/window", 60)))
+            self.workers_panel.count_spin.setValue(int(s.value("workers/count", 2)))
+        except (TypeError, ValueError):
+            pass
+
+    def _save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.setValue("window/splitter_top", self.top_splitter.saveState())
+        s.setValue("server/port", self.server_bar.port_spin.value())
+        s.setValue("plots/window", self.plots.window_seconds)
+        s.setValue("workers/count", self.workers_panel.count_spin.value())
+        self.submit_panel.save_settings(s)
+        self._save_prefs()
+        s.sync()
+
+    def _save_prefs(self) -> None:
+        s = self.settings
+        p = self.prefs
+        s.setValue("server/lease_timeout", p.lease_timeout)
+        s.setValue("server/max_attempts", p.max_attempts)
+        s.setValue("server/use_journal", p.use_journal)
+        s.setValue("server/journal_path", p.journal_path)
+        s.setValue("server/autostart", p.autostart)
+
+
+def _field_of(message: str) -> str:
+    """Which server-bar field a start error is about."""
+    low = message.lower()
+    if "port" in low:
+        return "port"
+    if "key" in low:
+        return "key"
+    if "listen on" in low or "address" in low or "resolve" in low:
+        return "host"
+    return ""

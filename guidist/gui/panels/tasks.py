@@ -1,0 +1,319 @@
+"""The tasks panel: the virtual task table, filter and search, a detail pane, queue actions."""
+
+from __future__ import annotations
+
+import html
+import time
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...core.protocol import Snapshot, Task, TaskState
+from ..models import TasksModel
+from ..style import STATE_COLORS, fmt_clock, fmt_duration, fmt_int
+
+_STATES = [("All states", None)] + [(s.value, s.value) for s in TaskState]
+#: The table refreshes at most this often while live.
+REFRESH_SECONDS = 1.0
+
+
+class TasksPanel(QWidget):
+    """The server's task ledger, page by page, with the actions that apply to tasks."""
+
+    #: list[int]: cancel these queued tasks.
+    cancel_requested = Signal(object)
+    #: list[int]: retry these failed or dead tasks.
+    retry_requested = Signal(object)
+    retry_all_requested = Signal()
+    purge_requested = Signal()
+    #: bool: pause (True) or resume (False) dispatching.
+    pause_requested = Signal(bool)
+    #: int: fetch this task's details.
+    detail_requested = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("tasksPanel")
+        self.model = TasksModel(self)
+        self._enabled = False
+        self._last_refresh = 0.0
+        self._last_key: tuple = ()
+        self._shown_id: int | None = None
+        self._tracking = False
+
+        self.state_combo = QComboBox()
+        self.state_combo.setObjectName("taskStateCombo")
+        for label, value in _STATES:
+            self.state_combo.addItem(label, value)
+        self.state_combo.currentIndexChanged.connect(self._on_filter_changed)
+        self.search_edit = QLineEdit()
+        self.search_edit.setObjectName("taskSearchEdit")
+        self.search_edit.setPlaceholderText("Search id, function, arguments, result, error… "
+                                            "(Ctrl+F)")
+        self.search_edit.setClearButtonEnabled(True)
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(300)
+        self._search_timer.timeout.connect(self._on_filter_changed)
+        self.search_edit.textChanged.connect(self._search_timer.start)
+        self.live_check = QCheckBox("Live")
+        self.live_check.setObjectName("tasksLiveCheck")
+        self.live_check.setChecked(True)
+        self.live_check.setToolTip("Refresh the table every second while tasks move")
+        self.refresh_button = QToolButton()
+        self.refresh_button.setObjectName("tasksRefreshButton")
+        self.refresh_button.setText("Refresh")
+        self.refresh_button.setToolTip("Load the rows again now (F5)")
+        self.refresh_button.clicked.connect(self.refresh)
+        self.count_label = QLabel("0 tasks")
+        self.count_label.setObjectName("tasksCountLabel")
+        self.model.total_changed.connect(self._on_total_changed)
+        self.model.page_arrived.connect(self._keep_selection)
+
+        self.table = QTableView()
+        self.table.setObjectName("tasksTable")
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        vh = self.table.verticalHeader()
+        vh.hide()
+        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # a million rows stay cheap
+        vh.setDefaultSectionSize(22)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(True)
+        header.setHighlightSections(False)
+        for col, width in {TasksModel.COL_ID: 70, TasksModel.COL_STATE: 70,
+                           TasksModel.COL_FUNCTION: 70, TasksModel.COL_ARGS: 90,
+                           TasksModel.COL_ATTEMPTS: 60, TasksModel.COL_WORKER: 90,
+                           TasksModel.COL_SUBMITTED: 70, TasksModel.COL_DURATION: 70}.items():
+            header.resizeSection(col, width)
+        self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
+        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+
+        self.detail = QTextBrowser()
+        self.detail.setObjectName("taskDetailView")
+        self.detail.setOpenLinks(False)
+        self.detail.setPlaceholderText("Select a task to see its arguments, result or "
+                                       "traceback, times, attempts and worker.")
+        self.detail.setMinimumWidth(200)
+
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancelTasksButton")
+        self.cancel_button.setToolTip("Cancel the selected queued tasks")
+        self.cancel_button.clicked.connect(
+            lambda: self._emit_ids(self.cancel_requested, {TaskState.QUEUED}))
+        self.retry_button = QPushButton("Retry")
+        self.retry_button.setObjectName("retryTasksButton")
+        self.retry_button.setToolTip("Queue the selected failed or dead tasks again")
+        self.retry_button.clicked.connect(
+            lambda: self._emit_ids(self.retry_requested, {TaskState.FAILED, TaskState.DEAD}))
+        self.retry_all_button = QPushButton("Retry all failed")
+        self.retry_all_button.setObjectName("retryAllButton")
+        self.retry_all_button.clicked.connect(self.retry_all_requested)
+        self.purge_button = QPushButton("Purge queue")
+        self.purge_button.setObjectName("purgeQueueButton")
+        self.purge_button.setToolTip("Cancel every queued task")
+        self.purge_button.clicked.connect(self.purge_requested)
+        self.pause_button = QPushButton("Pause dispatch")
+        self.pause_button.setObjectName("pauseDispatchButton")
+        self.pause_button.setCheckable(True)
+        self.pause_button.setToolTip("Stop handing tasks to workers (they stay queued) "
+                                     "(Ctrl+Shift+P)")
+        self.pause_button.clicked.connect(self._on_pause_clicked)
+
+        top = QHBoxLayout()
+        top.addWidget(self.state_combo)
+        top.addWidget(self.search_edit, 1)
+        top.addWidget(self.live_check)
+        top.addWidget(self.refresh_button)
+        actions = QHBoxLayout()
+        actions.addWidget(self.count_label, 1)
+        for b in (self.cancel_button, self.retry_button, self.retry_all_button,
+                  self.purge_button, self.pause_button):
+            actions.addWidget(b)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("tasksSplitter")
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(self.detail)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addWidget(self.splitter, 1)
+        layout.addLayout(actions)
+        self.set_enabled(False)
+
+    # -- API
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Fetch and act only while a guidist server answers (a classic master has no ledger)."""
+        if enabled == self._enabled:
+            return
+        self._enabled = enabled
+        if enabled:
+            self.model.set_enabled(True)
+            self._last_refresh = time.monotonic()
+        else:
+            self.model.clear()
+            self.show_task(None)
+        for w in (self.state_combo, self.search_edit, self.refresh_button, self.live_check):
+            w.setEnabled(enabled)
+        self._update_buttons()
+
+    def on_snapshot(self, snap: Snapshot) -> None:
+        """Refresh the visible pages about once a second while something changed."""
+        self.pause_button.setChecked(snap.paused)
+        self.pause_button.setText("Resume dispatch" if snap.paused else "Pause dispatch")
+        self.retry_all_button.setEnabled(
+            self._enabled and (snap.count("failed") + snap.count("dead")) > 0)
+        self.purge_button.setEnabled(self._enabled and snap.count("queued") > 0)
+        key = (tuple(sorted(snap.counts.items())), snap.submitted, snap.requeued)
+        now = time.monotonic()
+        if not self._enabled or not self.live_check.isChecked() or key == self._last_key \
+                or now - self._last_refresh < REFRESH_SECONDS:
+            return
+        self._last_key = key
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Load the rows on screen again."""
+        self._last_refresh = time.monotonic()
+        self.model.refresh()
+        if self._shown_id is not None:
+            self.detail_requested.emit(self._shown_id)
+
+    def selected_tasks(self) -> list[Task]:
+        """Loaded tasks on the selected rows."""
+        out = []
+        for index in self.table.selectionModel().selectedRows():
+            task = self.model.task_at(index.row())
+            if task is not None:
+                out.append(task)
+        return out
+
+    def select_row(self, row: int) -> None:
+        """Make a row current and selected."""
+        index = self.model.index(row, 0)
+        self.table.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+            | QItemSelectionModel.SelectionFlag.Rows)
+
+    def show_task(self, task: Task | None) -> None:
+        """Render a task in the detail pane."""
+        self._shown_id = task.id if task is not None else None
+        if task is None:
+            self.detail.clear()
+            return
+        color = STATE_COLORS.get(task.state.value, "#000")
+        rows = [
+            ("State", f"<b style='color:{color}'>{task.state.value}</b>"),
+            ("Function", f"<code>{html.escape(task.function)}</code>"),
+            ("Arguments", f"<code>{html.escape(_args_text(task))}</code>"),
+            ("Attempts", str(task.attempts)),
+            ("Worker", html.escape(task.worker or "—")),
+            ("Submitted", fmt_clock(task.submitted) or "—"),
+            ("Started", fmt_clock(task.started) or "—"),
+            ("Finished", fmt_clock(task.finished) or "—"),
+        ]
+        if task.started and task.finished:
+            rows.append(("Took", fmt_duration(task.finished - task.started)))
+        table = "".join(f"<tr><td style='color:#666;padding-right:8px'>{k}</td><td>{v}</td>"
+                        "</tr>" for k, v in rows)
+        body = f"<h3 style='margin:0'>Task {task.id}</h3><table>{table}</table>"
+        if task.error:
+            body += ("<p style='margin-bottom:2px'><b style='color:#d62728'>Traceback</b></p>"
+                     f"<pre style='color:#611a15'>{html.escape(task.error)}</pre>")
+        elif task.state is TaskState.DONE:
+            body += ("<p style='margin-bottom:2px'><b>Result</b></p>"
+                     f"<pre>{html.escape(repr(task.result))}</pre>")
+        self.detail.setHtml(body)
+
+    def on_task_loaded(self, task: Task | None) -> None:
+        """Fresh details arrived; show them if that task is still the one selected."""
+        if task is not None and task.id == self._shown_id:
+            self.show_task(task)
+
+    # -- slots
+
+    def _on_filter_changed(self) -> None:
+        self._search_timer.stop()
+        self.model.set_filter(self.state_combo.currentData(), self.search_edit.text())
+        self.show_task(None)
+        self._update_buttons()
+
+    def _on_total_changed(self, total: int) -> None:
+        state = self.state_combo.currentData()
+        what = f"{state} tasks" if state else "tasks"
+        search = self.model.filter[1]
+        self.count_label.setText(f"{fmt_int(total)} {what}"
+                                 + (f" matching “{search}”" if search else ""))
+
+    def _keep_selection(self) -> None:
+        """Rows move as tasks change state: keep the selected task selected, by id."""
+        if self._shown_id is None or len(self.table.selectionModel().selectedRows()) > 1:
+            return
+        current = self.table.currentIndex()
+        if current.isValid():
+            task = self.model.task_at(current.row())
+            if task is not None and task.id == self._shown_id:
+                return
+        row = self.model.row_of(self._shown_id)
+        self._tracking = True
+        try:
+            if row is None:
+                self.table.selectionModel().clear()
+            else:
+                self.select_row(row)
+        finally:
+            self._tracking = False
+
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if self._tracking:
+            return
+        task = self.model.task_at(current.row()) if current.isValid() else None
+        self.show_task(task)
+        if task is not None:
+            self.detail_requested.emit(task.id)
+
+    def _on_pause_clicked(self, checked: bool) -> None:
+        self.pause_requested.emit(checked)
+
+    def _emit_ids(self, signal: Signal, states: set[TaskState]) -> None:
+        ids = [t.id for t in self.selected_tasks() if t.state in states]
+        if ids:
+            signal.emit(ids)  # type: ignore[attr-defined]
+
+    def _update_buttons(self) -> None:
+        chosen = self.selected_tasks() if self._enabled else []
+        self.cancel_button.setEnabled(any(t.state is TaskState.QUEUED for t in chosen))
+        self.retry_button.setEnabled(any(t.state in (TaskState.FAILED, TaskState.DEAD)
+                                         for t in chosen))
+        self.pause_button.setEnabled(self._enabled)
+        if not self._enabled:
+            self.retry_all_button.setEnabled(False)
+            self.purge_button.setEnabled(False)
+
+
+def _args_text(task: Task) -> str:
+    parts = [repr(a) for a in task.args]
+    parts += [f"{k}={v!r}" for k, v in (task.kwargs or {}).items()]
+    return ", ".join(parts) or "(none)"

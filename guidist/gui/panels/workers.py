@@ -1,0 +1,197 @@
+"""The workers panel: the table of workers, launching local ones, stopping and killing."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...core.protocol import WorkerInfo, WorkerState
+from ..models import WorkersModel
+from ..widgets import ErrorLabel
+
+
+class WorkersPanel(QWidget):
+    """Workers the server knows, local and remote, with the actions that apply to them."""
+
+    launch_requested = Signal(int)
+    #: list[WorkerInfo]: stop these gracefully.
+    stop_requested = Signal(object)
+    #: list[int]: SIGKILL these local pids.
+    kill_requested = Signal(object)
+    stop_all_requested = Signal()
+    forget_offline_requested = Signal()
+    remote_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("workersPanel")
+        self.model = WorkersModel(self)
+        self._enabled = False
+
+        self.count_spin = QSpinBox()
+        self.count_spin.setObjectName("workerCountSpin")
+        self.count_spin.setRange(1, 64)
+        self.count_spin.setValue(2)
+        self.count_spin.setToolTip("How many worker processes to start on this machine")
+        self.launch_button = QPushButton("Launch")
+        self.launch_button.setObjectName("launchWorkersButton")
+        self.launch_button.setToolTip("Start that many local worker processes (Ctrl+L)")
+        self.launch_button.clicked.connect(
+            lambda: self.launch_requested.emit(self.count_spin.value()))
+        self.remote_button = QPushButton("Connect a remote worker…")
+        self.remote_button.setObjectName("remoteWorkerButton")
+        self.remote_button.setToolTip("What another machine needs to join this server "
+                                      "(Ctrl+K)")
+        self.remote_button.clicked.connect(self.remote_requested)
+
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("stopWorkersButton")
+        self.stop_button.setToolTip("Stop the selected workers gracefully: each finishes its "
+                                    "task and hands back the rest (remote ones too)")
+        self.stop_button.clicked.connect(self._on_stop_clicked)
+        self.kill_button = QPushButton("Kill")
+        self.kill_button.setObjectName("killWorkersButton")
+        self.kill_button.setToolTip("SIGKILL the selected local workers, as a crash would: "
+                                    "watch their tasks come back to the queue once the lease "
+                                    "expires")
+        self.kill_button.clicked.connect(self._on_kill_clicked)
+        self.stop_all_button = QPushButton("Stop all")
+        self.stop_all_button.setObjectName("stopAllWorkersButton")
+        self.stop_all_button.setToolTip("Stop every local worker and ask remote ones to leave")
+        self.stop_all_button.clicked.connect(self.stop_all_requested)
+        self.forget_button = QPushButton("Forget offline")
+        self.forget_button.setObjectName("forgetOfflineButton")
+        self.forget_button.setToolTip("Remove offline workers from the list")
+        self.forget_button.clicked.connect(self.forget_offline_requested)
+
+        self.table = QTableView()
+        self.table.setObjectName("workersTable")
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(True)
+        header.setHighlightSections(False)
+        widths = {WorkersModel.COL_NAME: 66, WorkersModel.COL_WHERE: 48,
+                  WorkersModel.COL_STATE: 60, WorkersModel.COL_TASK: 84,
+                  WorkersModel.COL_DONE: 58, WorkersModel.COL_FAILED: 48,
+                  WorkersModel.COL_HEARTBEAT: 94, WorkersModel.COL_HOST: 70,
+                  WorkersModel.COL_PID: 50}
+        for col, width in widths.items():
+            header.resizeSection(col, width)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+
+        self.summary = QLabel()
+        self.summary.setObjectName("workersSummaryLabel")
+        self.summary.setStyleSheet("color: #555;")
+        self.hint = ErrorLabel()
+        self.hint.setObjectName("workersHintLabel")
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Local workers"))
+        top.addWidget(self.count_spin)
+        top.addWidget(self.launch_button)
+        top.addStretch(1)
+        top.addWidget(self.remote_button)
+        actions = QHBoxLayout()
+        actions.addWidget(self.summary, 1)
+        for b in (self.stop_button, self.kill_button, self.stop_all_button, self.forget_button):
+            actions.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.hint)
+        layout.addLayout(actions)
+        self.set_workers((), (), 0.0)
+        self.set_enabled(False)
+
+    # -- API
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Actions are available while a server answers."""
+        self._enabled = enabled
+        self._update_buttons()
+
+    def set_workers(self, workers: Sequence[WorkerInfo], local_pids: Collection[int],
+                    now: float) -> None:
+        """Refresh the table from a snapshot (selection is kept)."""
+        self.model.set_workers(workers, local_pids, now)
+        online = sum(1 for w in workers if w.state is not WorkerState.OFFLINE)
+        local = sum(1 for w in workers if self.model.is_local(w)
+                    and w.state is not WorkerState.OFFLINE)
+        offline = len(workers) - online
+        text = f"{online} connected ({local} local, {online - local} remote)"
+        if offline:
+            text += f", <span style='color:#d62728'>{offline} offline</span>"
+        self.summary.setText(text)
+        self._update_buttons()
+
+    def set_local_pids(self, pids: Collection[int]) -> None:
+        """Which pids this window launched."""
+        self.model.set_local_pids(pids)
+        self._update_buttons()
+
+    def selected_workers(self) -> list[WorkerInfo]:
+        """The workers on the selected rows."""
+        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
+        return [self.model.worker(r) for r in rows if r < self.model.rowCount()]
+
+    def select_worker(self, worker_id: str) -> bool:
+        """Select the row of a worker by id (for keyboard use and tests)."""
+        for row, w in enumerate(self.model.workers()):
+            if w.id == worker_id:
+                self.table.selectRow(row)
+                return True
+        return False
+
+    # -- slots
+
+    def _on_stop_clicked(self) -> None:
+        chosen = [w for w in self.selected_workers() if w.state is not WorkerState.OFFLINE]
+        if not chosen:
+            self.hint.show_error("Select the workers to stop first.")
+            return
+        self.hint.clear_error()
+        self.stop_requested.emit(chosen)
+
+    def _on_kill_clicked(self) -> None:
+        chosen = self.selected_workers()
+        local = [w.pid for w in chosen if self.model.is_local(w)
+                 and w.state is not WorkerState.OFFLINE]
+        if not local:
+            self.hint.show_error("Only workers this window launched can be killed; stop "
+                                 "remote workers with Stop." if chosen else
+                                 "Select the local workers to kill first.")
+            return
+        self.hint.clear_error()
+        self.kill_requested.emit(local)
+
+    def _update_buttons(self) -> None:
+        chosen = self.selected_workers()
+        on = self._enabled
+        self.launch_button.setEnabled(on)
+        self.remote_button.setEnabled(on)
+        self.stop_button.setEnabled(on and bool(chosen))
+        self.kill_button.setEnabled(on and any(self.model.is_local(w) for w in chosen))
+        self.stop_all_button.setEnabled(on and self.model.rowCount() > 0)
+        self.forget_button.setEnabled(on and any(w.state is WorkerState.OFFLINE
+                                                 for w in self.model.workers()))
