@@ -170,7 +170,11 @@ class Worker:
                 self._client.connect()
                 return
             except ServerUnavailable as exc:
-                if self._stop.is_set() or self._clock() - start > self.config.give_up_after:
+                # A local worker whose launcher died while it was still connecting must not
+                # linger for give_up_after: the heartbeat thread that checks is not running yet.
+                orphaned = self.config.exit_with_parent and os.getppid() != self._parent
+                if (self._stop.is_set() or orphaned
+                        or self._clock() - start > self.config.give_up_after):
                     raise ServerUnavailable(f"{exc} Gave up after "
                                             f"{self.config.give_up_after:.0f} s.") from None
                 log.info("%s Retrying in %.1f s.", exc, delay)
