@@ -102,7 +102,7 @@ class WorkerPool:
             cmd += ["--concurrency", str(concurrency)]
         cmd += list(self._extra_args)
         env = dict(os.environ, GUIDIST_AUTHKEY=self._authkey.decode("utf-8", "surrogateescape"),
-                   PYTHONUNBUFFERED="1")
+                   PYTHONUNBUFFERED="1", GUIDIST_PARENT_PID=str(os.getpid()))
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
                                 start_new_session=False)

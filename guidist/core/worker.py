@@ -70,7 +70,8 @@ class Worker:
         self._functions: dict[str, Callable[..., Any]] = {}
         self._batch = 8
         self._heartbeat_s = config.heartbeat_s
-        self._parent = os.getppid()
+        # The launcher's pid from the pool: getppid() is already 1 if it died during our start.
+        self._parent = int(os.environ.get("GUIDIST_PARENT_PID") or os.getppid())
         self._max_payload = MAX_PAYLOAD
         self.mode = config.mode
         self.concurrency = (1 if config.mode == "inline"
