@@ -14,6 +14,7 @@ import multiprocessing
 import signal
 import socket
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing import connection, managers
 from typing import Any
@@ -155,6 +156,8 @@ class GuidistServer(managers.Server):
         self._on_disconnect = on_disconnect
         self._closing = threading.Event()
         self._conn_seq = itertools.count(1)
+        self._handshakes: dict[Any, float] = {}  # connection -> deadline, while authenticating
+        self._handshakes_lock = threading.Lock()
 
     def shutdown(self, c: Any) -> None:
         """Refuse: only the process that owns the server may stop it."""
@@ -177,6 +180,10 @@ class GuidistServer(managers.Server):
     def _handle_request(self, c: Any) -> None:
         # The stdlib authenticates in this thread with no time limit, so a silent peer would
         # pin a thread forever; bound the handshake, then read without a limit again.
+        # SO_RCVTIMEO bounds each read; expire_handshakes() bounds the whole handshake, so a
+        # peer trickling one byte at a time cannot hold the thread either.
+        with self._handshakes_lock:
+            self._handshakes[c] = time.monotonic() + self.handshake_timeout
         try:
             transport.set_recv_timeout(c, self.handshake_timeout)
             connection.deliver_challenge(c, self.authkey)
@@ -186,6 +193,9 @@ class GuidistServer(managers.Server):
         except Exception as exc:
             log.info("dropped a connection that failed the handshake: %s", type(exc).__name__)
             return
+        finally:
+            with self._handshakes_lock:
+                self._handshakes.pop(c, None)
         request = None
         try:
             request = c.recv()
@@ -224,6 +234,17 @@ class GuidistServer(managers.Server):
             conn.close()
             if self._on_disconnect is not None:
                 self._on_disconnect(key)
+
+    def expire_handshakes(self) -> int:
+        """Cut connections whose handshake outlived its deadline; returns how many."""
+        now = time.monotonic()
+        # Under the lock: a connection still registered has not been closed, so its
+        # descriptor cannot have been reused by a newer connection.
+        with self._handshakes_lock:
+            late = [c for c, deadline in self._handshakes.items() if deadline < now]
+            for c in late:
+                transport.shutdown_socket(c)  # the blocked read returns EOF; the thread ends
+        return len(late)
 
     def close(self) -> None:
         """Stop accepting; connected clients see their connections drop when the process ends."""
@@ -307,7 +328,7 @@ def serve(config: ServerConfig, ready: Any = None, control: Any = None) -> None:
     server.stop_event = stop
     multiprocessing.current_process()._manager_server = server  # type: ignore[attr-defined]
     threading.Thread(target=server.accepter, name="accepter", daemon=True).start()
-    threading.Thread(target=_reap_loop, args=(broker, stop, config.reap_interval),
+    threading.Thread(target=_reap_loop, args=(broker, server, stop, config.reap_interval),
                      name="reaper", daemon=True).start()
     if ready is not None:
         ready.send(("ready", server.address))
@@ -338,10 +359,12 @@ def _wait_for_stop(control: Any, stop: threading.Event) -> None:
             return
 
 
-def _reap_loop(broker: Broker, stop: threading.Event, interval: float) -> None:
+def _reap_loop(broker: Broker, server: GuidistServer, stop: threading.Event,
+               interval: float) -> None:
     while not stop.wait(interval):
         try:
             broker.reap()
+            server.expire_handshakes()
         except Exception:
             log.exception("reaper failed")
 

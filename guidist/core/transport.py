@@ -62,6 +62,19 @@ def set_recv_timeout(conn: Any, seconds: float) -> None:
         s.detach()
 
 
+def shutdown_socket(conn: Any) -> None:
+    """Shut a connection's socket down from another thread (a blocked read sees EOF)."""
+    s = _socket_of(conn)
+    if s is None:
+        return
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        s.detach()
+
+
 def limit_message_size(conn: connection.Connection, max_bytes: int) -> None:
     """Make conn.recv() refuse (and drop the connection on) messages over max_bytes.
 

@@ -132,12 +132,6 @@ def test_connections_that_send_nothing_are_closed_after_the_handshake_timeout(
     still_serves(srv)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server.py GuidistServer._handle_request bounds the handshake with SO_RCVTIMEO, which "
-    "limits each recv() call, not the handshake as a whole: a peer that sends one byte every "
-    "0.3 s (under handshake_timeout) keeps an unauthenticated connection and its thread for "
-    "up to ~260 bytes * 0.3 s. A deadline for the whole handshake is needed so "
-    "unauthenticated connections cannot pile up threads (issue 5 item 7)."))
 def test_a_trickling_unauthenticated_connection_is_dropped_too(srv: ServerProcess) -> None:
     assert srv.address is not None
     with socket.create_connection(srv.address) as s:
