@@ -60,8 +60,8 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _ERROR_TEXT_LIMIT = 16_000
 _SEARCH_SCAN_LIMIT = 50_000  # fewer than in memory: every scanned task crosses the network
 _CHUNK = 5_000  # ids per script call for purge and retry_all, so Redis never blocks for long
-_ORDER = (TaskState.RUNNING, TaskState.QUEUED, TaskState.DONE, TaskState.FAILED, TaskState.DEAD,
-          TaskState.CANCELLED)
+_FINISHED = (TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED)
+_ORDER = (TaskState.RUNNING, TaskState.QUEUED, *_FINISHED)
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
 
@@ -112,20 +112,23 @@ def _opt_float(b: bytes | None) -> float | None:
 
 
 def encode_results(results: Iterable[ResultItem] | None) -> list[Any]:
-    """Results as the scripts take them: quads (id, ok, payload, classic text).
+    """Results as the scripts take them: one bytes element per result.
 
     Pickling happens here, before anything is sent, so an unpicklable result raises
     (PicklingError or TypeError) with nothing changed, as over the manager connection.
     """
-    out: list[Any] = []
+    out: list[bytes] = []
+    dumps = pickle.dumps
     for tid, ok, value in results or ():
         if ok:
-            cand = "%d" % value if isinstance(value, int) else ""
-            out += [int(tid), "1", pickle.dumps(value, _PICKLE), cand]
+            extra = b"%d" % value if isinstance(value, int) else b""
+            body = dumps(value, _PICKLE)
         else:
             err = str(value)[:_ERROR_TEXT_LIMIT]
-            last = (err.strip().splitlines()[-1:] or [""])[0]
-            out += [int(tid), "0", err, last]
+            extra = (err.strip().splitlines()[-1:] or [""])[0].encode("utf-8", "replace")
+            body = err.encode("utf-8", "replace")
+        # one element per result: "<id>:<ok>:<len>:" + extra + payload (see redis_scripts)
+        out.append(b"%d:%d:%d:%b%b" % (int(tid), 1 if ok else 0, len(extra), extra, body))
     return out
 
 
@@ -417,11 +420,14 @@ class RedisBroker:
         args: list[Any] = [uuid.uuid4().hex, function, kw, "1" if classic else "0", n]
         dumps = pickle.dumps
         square = classic and function == "square"
-        for a in args_list:
-            cp = ""
-            if square and len(a) == 1 and isinstance(a[0], int):
-                cp = "%d * %d = " % (a[0], a[0])
-            args += [dumps(a, _PICKLE), cp]
+        if classic:  # each task also carries the tutorial's "n * n = " prefix (or "")
+            for a in args_list:
+                cp = ""
+                if square and len(a) == 1 and isinstance(a[0], int):
+                    cp = "%d * %d = " % (a[0], a[0])
+                args += [dumps(a, _PICKLE), cp]
+        else:
+            args += [dumps(a, _PICKLE) for a in args_list]
         first = int(self._eval("submit", args))
         return (first, n)
 
@@ -664,13 +670,20 @@ class RedisBroker:
 
     def results_since(self, cursor: int, limit: int = 1000) -> tuple[int, list[Task]]:
         """Tasks finished after cursor (a sequence number), oldest first; returns (cursor, tasks)."""
-        rows = self._retrying(lambda: self._redis.zrangebyscore(
-            self._key("recent"), f"({int(cursor)}", "+inf", start=0, num=max(int(limit), 0),
-            withscores=True))
+        limit = max(int(limit), 0)
+
+        def read() -> list:
+            pipe = self._redis.pipeline(transaction=False)
+            for s in _FINISHED:
+                pipe.zrangebyscore(self._key(f"fin:{s.value}"), f"({int(cursor)}", "+inf",
+                                   start=0, num=limit, withscores=True)
+            return pipe.execute()
+
+        # The finished sets are scored by result sequence: merge them, oldest first.
+        rows = sorted((seq, int(m)) for part in self._retrying(read) for m, seq in part)[:limit]
         if not rows:
             return cursor, []
-        tasks = self._fetch([int(m) for m, _ in rows])
-        return int(rows[-1][1]), tasks
+        return int(rows[-1][0]), self._fetch([tid for _, tid in rows])
 
     def queued_count(self) -> int:
         """Tasks waiting to be claimed."""

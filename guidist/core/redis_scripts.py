@@ -22,8 +22,8 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:lc:<worker>``      "token:id,id,..": the worker's last claim, replayed when a call is
                        retried after a lost reply so no lease is orphaned
 ``P:tok:<token>``      reply of a retried submit/register (expires after 10 minutes)
-``P:fin:<state>``      zset id -> result seq, for done/failed/dead/cancelled, capped (keep_*)
-``P:recent``           zset id -> result seq: results_since's window, capped
+``P:fin:<state>``      zset id -> result seq, for done/failed/dead/cancelled, capped (keep_*);
+                       a record leaving its set is deleted; results_since merges these sets
 ``P:c``                hash of counters: submitted, requeued, ignored_late, done, failed,
                        dead, cancelled, result_seq, event_seq
 ``P:cur``              hash: the per-second bucket being filled (sec sub done fail req)
@@ -57,7 +57,6 @@ local MAXATT = tonumber(CFG[2]) or 3
 local DEFAULT = CFG[3] or 'square'
 local KEEP = {done = tonumber(CFG[4]) or 20000, failed = tonumber(CFG[5]) or 50000,
   dead = tonumber(CFG[5]) or 50000, cancelled = tonumber(CFG[6]) or 10000}
-local KEEP_RECENT = math.max(KEEP.done, 1000)
 
 -- Counters are summed here and written once by flush(), so a batch costs one HINCRBY each.
 local CNT, BUCKET, TOUCHED = {}, {}, {}
@@ -129,18 +128,22 @@ local function event(kind, msg)
   redis.call('ZREMRANGEBYRANK', P .. 'events', 0, -1001)
 end
 
-local function finish(id, key, state, result, err, extra, classic, cp)
+local FIN = {}  -- state -> {seq, id, seq, id, ...} added to the finished sets by flush()
+
+local function finish(id, key, state, result, err, extra, classic, cp, wid)
   -- move one task into a finished state; classic tasks also answer on the classic queue
   local h = {'st', state, 'e', NOW}
   if result then h[#h + 1] = 'r'; h[#h + 1] = result end
   if err then h[#h + 1] = 'x'; h[#h + 1] = err end
+  if wid then h[#h + 1] = 'w'; h[#h + 1] = wid end
   redis.call('HSET', key, unpack(h))
   bump(state, 1)
   if state == 'done' then bucket('done', 1) elseif state ~= 'cancelled' then bucket('fail', 1) end
   local seq = next_seq()
-  redis.call('ZADD', P .. 'fin:' .. state, seq, id)
-  redis.call('ZADD', P .. 'recent', seq, id)
-  TOUCHED[state] = true
+  local l = FIN[state]
+  if not l then l = {}; FIN[state] = l end
+  l[#l + 1] = seq
+  l[#l + 1] = id
   if classic == '1' and state ~= 'cancelled' then
     local entry
     if state == 'done' then
@@ -152,38 +155,35 @@ local function finish(id, key, state, result, err, extra, classic, cp)
   end
 end
 
+local function zadd_pairs(key, pairs_)
+  local n = #pairs_
+  for i = 1, n, 2000 do
+    redis.call('ZADD', key, unpack(pairs_, i, math.min(i + 1999, n)))
+  end
+end
+
 local function flush()
-  -- write the summed counters, then cap the finished sets (a task record is deleted once
-  -- neither its finished set nor the recent-results window refers to it any more)
+  -- write the summed counters and the finished sets, then cap them: a record is deleted when
+  -- it leaves its finished set (results_since reads these sets, scored by result sequence)
   if SEQ then redis.call('HSET', P .. 'c', 'result_seq', SEQ) end
   for f, n in pairs(CNT) do if n ~= 0 then redis.call('HINCRBY', P .. 'c', f, n) end end
   for f, n in pairs(BUCKET) do if n ~= 0 then redis.call('HINCRBY', P .. 'cur', f, n) end end
   CNT, BUCKET = {}, {}
-  for state, _ in pairs(TOUCHED) do
+  for state, l in pairs(FIN) do
     local fin = P .. 'fin:' .. state
+    zadd_pairs(fin, l)
     local over = redis.call('ZCARD', fin) - KEEP[state]
     if over > 0 then
-      local old = redis.call('ZPOPMIN', fin, over)
-      for j = 1, #old, 2 do
-        if not redis.call('ZSCORE', P .. 'recent', old[j]) then redis.call('DEL', P .. 't:' .. old[j]) end
+      local old = redis.call('ZRANGE', fin, 0, over - 1)
+      redis.call('ZREMRANGEBYRANK', fin, 0, over - 1)
+      for i = 1, #old, 1000 do
+        local keys = {}
+        for j = i, math.min(i + 999, #old) do keys[#keys + 1] = P .. 't:' .. old[j] end
+        redis.call('UNLINK', unpack(keys))
       end
     end
   end
-  if next(TOUCHED) then
-    local over = redis.call('ZCARD', P .. 'recent') - KEEP_RECENT
-    if over > 0 then
-      local old = redis.call('ZPOPMIN', P .. 'recent', over)
-      for j = 1, #old, 2 do
-        local oid = old[j]
-        local st = redis.call('HGET', P .. 't:' .. oid, 'st')
-        if st and st ~= 'queued' and st ~= 'running' and
-            not redis.call('ZSCORE', P .. 'fin:' .. st, oid) then
-          redis.call('DEL', P .. 't:' .. oid)
-        end
-      end
-    end
-  end
-  TOUCHED = {}
+  FIN = {}
 end
 
 local function requeue(id, key, fn, score)
@@ -195,17 +195,28 @@ local function requeue(id, key, fn, score)
   redis.call('SADD', P .. 'lanes', fn)
 end
 
-local function complete(wid, base)
-  -- results are ARGV quads from base: id, ok ("1"/"0"), pickled value or error text, and the
-  -- int text of the value (ok) or the error's last line (failed), for the classic queue
+local function parse_results(base)
+  -- one ARGV element per result: "<id>:<ok>:<len>:" .. extra (len bytes) .. payload, where
+  -- payload is the pickled value (ok) or the error text, and extra the value's int text (ok,
+  -- for the tutorial's string) or the error's last line (failed)
+  local items, i = {}, base
+  while ARGV[i] do
+    local s = ARGV[i]
+    local id, ok, len, pos = string.match(s, '^(%d+):(%d):(%d+):()')
+    len = tonumber(len)
+    items[#items + 1] = {id, ok, string.sub(s, pos + len), string.sub(s, pos, pos + len - 1)}
+    i = i + 1
+  end
+  return items
+end
+
+local function complete(wid, items)
   local wkey = P .. 'w:' .. wid
   local wexists = redis.call('EXISTS', wkey) == 1
   local accepted, ignored, done_n, failed_n = 0, 0, 0, 0
   local running, by_holder = {}, {}
-  local i = base
-  while ARGV[i] do
-    local id, ok, payload, extra = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    i = i + 4
+  for _, item in ipairs(items) do
+    local id, ok, payload, extra = item[1], item[2], item[3], item[4]
     local key = P .. 't:' .. id
     local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp')
     local accept = false
@@ -223,14 +234,14 @@ local function complete(wid, base)
       accept = true
     end
     if accept then
+      -- the worker that delivered the result is recorded, as in memory
       if ok == '1' then
-        finish(id, key, 'done', payload, nil, extra, t[5], t[6])
+        finish(id, key, 'done', payload, nil, extra, t[5], t[6], wid)
         done_n = done_n + 1
       else
-        finish(id, key, 'failed', nil, payload, extra, t[5], t[6])
+        finish(id, key, 'failed', nil, payload, extra, t[5], t[6], wid)
         failed_n = failed_n + 1
       end
-      if wexists then redis.call('HSET', key, 'w', wid) end
       accepted = accepted + 1
     else
       ignored = ignored + 1
@@ -261,9 +272,8 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   local cur = nil
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
-    local d = redis.call('HMGET', key, 'a', 'k')
-    redis.call('HSET', key, 'st', 'running', 'w', wid, 'b', NOW)
-    redis.call('HINCRBY', key, 'n', 1)
+    local d = redis.call('HMGET', key, 'a', 'k', 'n')
+    redis.call('HSET', key, 'st', 'running', 'w', wid, 'b', NOW, 'n', (tonumber(d[3]) or 0) + 1)
     local kw = d[2] or ''
     if cur == nil or cur[2] ~= kw then
       cur = {fn, kw, {}, {}}
@@ -451,7 +461,8 @@ return redis.call('HGETALL', P .. 'config')
 """
 
 SUBMIT = r"""
--- ARGV: token, function, kwargs blob ('' for none), classic, n, then n pairs (args blob, cp)
+-- ARGV: token, function, kwargs blob ('' for none), classic, n, then per task the args blob
+-- (and, for classic submissions, the tutorial's "n * n = " prefix or '')
 local token = ARGV[3]
 if token ~= '' then
   local prev = redis.call('GET', P .. 'tok:' .. token)
@@ -462,13 +473,15 @@ local fn, kw, classic, n = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
 local last = redis.call('INCRBY', P .. 'seq:task', n)
 local first = last - n + 1
 local ids = {}
+local stride = 1
+if classic == '1' then stride = 2 end
 for i = 0, n - 1 do
   local id = first + i
-  local h = {'f', fn, 'a', ARGV[8 + 2 * i], 's', NOW, 'st', 'queued'}
+  local h = {'f', fn, 'a', ARGV[8 + stride * i], 's', NOW, 'st', 'queued'}
   if kw ~= '' then h[#h + 1] = 'k'; h[#h + 1] = kw end
   if classic == '1' then
     h[#h + 1] = 'c'; h[#h + 1] = '1'
-    local cp = ARGV[9 + 2 * i]
+    local cp = ARGV[9 + stride * i]
     if cp ~= '' then h[#h + 1] = 'cp'; h[#h + 1] = cp end
   end
   redis.call('HSET', P .. 't:' .. id, unpack(h))
@@ -526,12 +539,12 @@ tick()
 local wkey = P .. 'w:' .. wid
 local st = redis.call('HGET', wkey, 'state')
 if not st or st == 'offline' then
-  local accepted = complete(wid, 7)
+  local accepted = complete(wid, parse_results(7))
   flush()
   return {'unknown', accepted}
 end
 touch_worker(wid)
-local accepted = complete(wid, 7)
+local accepted = complete(wid, parse_results(7))
 maybe_reap(auto_ms)
 local reply = {'ok', accepted}
 if redis.call('HGET', wkey, 'stop') == '1' then
@@ -552,7 +565,7 @@ return reply
 COMPLETE = r"""
 -- ARGV: worker id, then result quads
 tick()
-local accepted = complete(ARGV[3], 4)
+local accepted = complete(ARGV[3], parse_results(4))
 flush()
 return accepted
 """
@@ -769,18 +782,19 @@ CLASSIC_PUT = r"""
 -- batched API is read from the ledger, so only a worker holding nothing feeds the queue.
 local wid = 'classic:' .. ARGV[3]
 tick()
+local items = parse_results(4)
 local wkey = P .. 'w:' .. wid
 if redis.call('EXISTS', wkey) == 1 then
   local tid = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, 0)[1]
   if tid then
     touch_worker(wid)
-    ARGV[4] = tid
-    complete(wid, 4)
+    items[1][1] = tid
+    complete(wid, items)
     flush()
     return 1
   end
 end
-redis.call('RPUSH', P .. 'classic', 'p' .. ARGV[6])
+redis.call('RPUSH', P .. 'classic', 'p' .. items[1][3])
 return 0
 """
 

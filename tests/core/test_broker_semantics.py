@@ -306,6 +306,21 @@ def test_failure_keeps_its_traceback(broker: Any) -> None:
     assert (info.done, info.failed) == (1, 1)
 
 
+def test_results_since_pages_in_finishing_order(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(5)])
+    w = register(broker)
+    broker.claim(w, 5)
+    broker.complete(w, [(3, True, 4), (1, False, "x")])
+    broker.cancel([])  # nothing: a no-op must not disturb the sequence
+    broker.complete(w, [(2, True, 1), (5, True, 16)])
+    cursor, tasks = broker.results_since(0, limit=3)
+    assert [t.id for t in tasks] == [3, 1, 2]
+    assert [t.state for t in tasks] == [TaskState.DONE, TaskState.FAILED, TaskState.DONE]
+    cursor, tasks = broker.results_since(cursor, limit=3)
+    assert [t.id for t in tasks] == [5]
+    assert broker.results_since(cursor) == (cursor, [])
+
+
 def test_finished_records_are_capped(make: Callable) -> None:
     broker = make(keep_done=5)
     broker.submit("square", [(i,) for i in range(20)])
