@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .broker import CMD_OK, CMD_STOP, CMD_UNKNOWN, ClaimGroup, ResultItem
+from .broker import CMD_OK, ClaimGroup, ResultItem
 from .client import Client
 from .errors import AuthenticationFailed, ServerUnavailable
 from .payload import MAX_PAYLOAD, unpack
@@ -294,6 +294,7 @@ class RedisBroker:
         self._auto_reap_ms = int(auto_reap * 1000)
         self._errors = redis.exceptions
         self._retry_tokens: dict[str, str] = {}
+        self._reap_warned = -1e9
         try:
             self._redis = redis.Redis.from_url(
                 self._url, socket_connect_timeout=connect_timeout, socket_timeout=30.0,
@@ -515,8 +516,19 @@ class RedisBroker:
     # ------------------------------------------------------------------ leases
 
     def reap(self) -> int:
-        """Requeue the leases of workers whose heartbeat stopped; returns tasks requeued."""
-        return int(self._eval("reap", []))
+        """Requeue the leases of workers whose heartbeat stopped; returns tasks requeued.
+
+        Reaping is periodic, so while Redis is unreachable this returns 0 at once (with a
+        warning now and then) instead of holding up the server's reaper loop.
+        """
+        try:
+            return int(self._eval("reap", [], retry_for=0.5))
+        except ServerUnavailable as exc:
+            now = time.monotonic()
+            if now - self._reap_warned > 30:
+                self._reap_warned = now
+                log.warning("reaping skipped: %s", exc)
+            return 0
 
     # ------------------------------------------------------------------ control
 
@@ -669,7 +681,7 @@ class RedisBroker:
         return TaskPage(len(matches), offset, tuple(matches[offset:offset + limit]))
 
     def results_since(self, cursor: int, limit: int = 1000) -> tuple[int, list[Task]]:
-        """Tasks finished after cursor (a sequence number), oldest first; returns (cursor, tasks)."""
+        """Tasks finished after cursor (a result sequence number), oldest first: (cursor, tasks)."""
         limit = max(int(limit), 0)
 
         def read() -> list:

@@ -20,7 +20,7 @@ import pytest
 
 from guidist.core.client import Client
 from guidist.core.errors import AuthenticationFailed, ServerUnavailable
-from guidist.core.protocol import Task, TaskState
+from guidist.core.protocol import Task
 from guidist.core.redis_backend import RedisBroker, RedisClient
 from guidist.core.server import ServerProcess
 from tests.conftest import TEST_KEY, wait_for
