@@ -66,6 +66,7 @@ class SubmitPanel(QGroupBox):
         self._submitting = False
         self._rows_path: str | None = None
         self._values: dict[str, dict[str, str]] = {}  # per preset: what the person typed
+        self._shown_preset: str | None = None
 
         self.preset_combo = QComboBox()
         self.preset_combo.setObjectName("taskPresetCombo")
@@ -352,8 +353,12 @@ class SubmitPanel(QGroupBox):
         except (TypeError, ValueError):
             pass
         preset = str(settings.value("submit/preset", "square") or "square")
+        if preset not in PRESETS:
+            preset = "square"
+        self._shown_preset = None  # the fields still hold defaults: do not store them
         if preset == self.preset:
             self._load_values(preset)
+            self._shown_preset = preset
         else:
             self.set_preset(preset)
 
@@ -379,7 +384,7 @@ class SubmitPanel(QGroupBox):
         self._on_mode_changed()
 
     def _on_preset_changed(self) -> None:
-        previous = getattr(self, "_shown_preset", None)
+        previous = self._shown_preset
         if previous is not None and previous != self.preset:
             self._values[previous] = {"mode": self.mode, "value": self.value_edit.text(),
                                       "start": self.start_edit.text(),

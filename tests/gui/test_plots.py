@@ -1,0 +1,69 @@
+"""The live plots: ring buffer, one setData per curve, windows, pause, export."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+
+from guidist.core.protocol import SERIES_FIELDS
+from guidist.gui.plots import LivePlots, SeriesBuffer
+
+
+def _points(first: int, n: int) -> list[tuple]:
+    # t, submitted, done, failed, requeued, queued, running, workers
+    return [(t, 10, t % 7, 1, 0, 100 - t % 50, 3, 2) for t in range(first, first + n)]
+
+
+def test_ring_buffer_keeps_the_newest_points_in_order() -> None:
+    buf = SeriesBuffer(capacity=10)
+    assert len(buf) == 0 and buf.view().shape == (0, len(SERIES_FIELDS))
+    assert buf.extend(_points(1, 4)) == 4
+    assert buf.extend(_points(3, 3)) == 1  # seconds already held are ignored
+    assert list(buf.column("t")) == [1, 2, 3, 4, 5]
+    buf.extend(_points(6, 12))
+    assert len(buf) == 10
+    assert list(buf.column("t")) == list(range(8, 18))
+    assert list(buf.column("t", last=3)) == [15, 16, 17]
+    view = buf.view()
+    assert view.base is not None  # a view into the preallocated array, not a copy
+    buf.clear()
+    assert len(buf) == 0 and buf.extend(_points(1, 1)) == 1
+
+
+def test_plots_draw_the_window_and_follow_pause(qtbot) -> None:
+    plots = LivePlots(capacity=1200)
+    qtbot.addWidget(plots)
+    plots.resize(800, 500)
+    plots.show()
+    assert plots.throughput_plot.objectName() == "throughputPlot"
+    assert plots.queue_plot.objectName() == "queueDepthPlot"
+    plots.add_points(_points(1000, 900))
+    x, y = plots.curves["done"].getData()
+    assert len(x) == 60  # the 1-minute window
+    assert np.array_equal(y, plots.buffer.column("done", 60))
+    plots.set_window(600)
+    assert plots.window_combo.currentText() == "10 min"
+    assert len(plots.curves["queued"].getData()[0]) == 600
+    assert "done/s" in plots.rate_label.text()
+
+    plots.pause_button.click()
+    assert plots.paused and plots.pause_button.text() == "Resume"
+    plots.add_points(_points(1900, 5))
+    assert plots.curves["done"].getData()[0][-1] == 1899 + 0.5  # frozen while paused
+    assert len(plots.buffer) == 905  # but the data kept coming
+    plots.set_paused(False)
+    assert plots.curves["done"].getData()[0][-1] == 1904 + 0.5
+
+
+def test_export_csv_and_png(qtbot, tmp_path) -> None:
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.resize(600, 400)
+    plots.show()
+    plots.add_points(_points(50, 30))
+    n = plots.export_csv(tmp_path / "series.csv")
+    rows = list(csv.reader((tmp_path / "series.csv").open()))
+    assert n == 30 and rows[0] == list(SERIES_FIELDS) and rows[1][0] == "50"
+    assert plots.export_png(tmp_path / "plots.png")
+    assert (tmp_path / "plots.png").stat().st_size > 1000
