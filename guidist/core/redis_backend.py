@@ -807,6 +807,9 @@ class RedisClient(Client):
         # Client's own fields (address is only shown in messages; there is no manager)
         super().__init__((parts.hostname or parts.path or "localhost", parts.port or 6379), b"")
         self.where = redact_url(self._url)
+        # A window or a worker surfaces a Redis outage after 5 s (the worker then reconnects
+        # with back-off and replays its claim); the server's facade rides out 30 s instead.
+        broker_options.setdefault("retry_for", 5.0)
         self._options = broker_options
         self._broker_obj: RedisBroker | None = None
         self._connected = False

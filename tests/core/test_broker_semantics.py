@@ -498,3 +498,64 @@ def test_classic_worker_disconnect_requeues(broker: Any) -> None:
     assert broker.get_task(1).state is TaskState.QUEUED
     broker.classic_put_result("6@other", "stray")  # no lease: passed through as-is
     assert broker.classic_results.get(False) == "stray"
+
+
+# ---------------------------------------------------------------------- Redis only
+
+
+@pytest.fixture
+def rbroker(backend: str, make: Callable) -> Any:
+    if backend != "redis":
+        pytest.skip("Redis backend only")
+    return make()
+
+
+def test_redis_claim_replayed_after_a_lost_reply(rbroker: Any) -> None:
+    """A call retried with its token gets the same lease back: none is orphaned."""
+    rbroker.submit("square", [(i,) for i in range(6)])
+    w = register(rbroker)
+    rbroker._retry_tokens[w] = "lost-reply"
+    first = rbroker.claim(w, 3)
+    rbroker._retry_tokens[w] = "lost-reply"  # as if that reply never arrived
+    assert rbroker.claim(w, 3) == first
+    assert ids_of(rbroker.claim(w, 10)) == [4, 5, 6]  # a fresh token claims anew
+    assert counts(rbroker)["running"] == 6
+
+
+def test_redis_submit_replayed_after_a_lost_reply(rbroker: Any) -> None:
+    import pickle
+
+    args = ["tok-1", "square", b"", "0", 2, pickle.dumps((1,)), pickle.dumps((2,))]
+    assert rbroker._eval("submit", args) == rbroker._eval("submit", args) == 1
+    assert rbroker.queued_count() == 2
+
+
+def test_redis_claims_reap_when_no_server_runs(rbroker: Any, clock: FakeClock) -> None:
+    rbroker.submit("square", [(1,), (2,)])
+    dead = register(rbroker, "dead")
+    rbroker.claim(dead, 2)
+    clock.advance(LEASE + 1)
+    alive = register(rbroker, "alive")
+    rbroker._redis.delete(rbroker._key("reaplock"))
+    assert ids_of(rbroker.claim(alive, 5)) == [1, 2]  # no reap() call: the claim did it
+
+
+def test_redis_settings_are_shared_by_the_deployment(rbroker: Any) -> None:
+    from guidist.core.redis_backend import RedisBroker
+
+    other = RedisBroker(rbroker._url, namespace=rbroker._prefix[:-1])
+    try:
+        assert other.lease_timeout == LEASE and other.max_attempts == 3
+        assert other.register_worker("x", "h", 1)["lease_timeout"] == LEASE
+    finally:
+        other.close()
+
+
+def test_redact_url_drops_credentials() -> None:
+    from guidist.core.redis_backend import redact_url, resolve_url
+
+    assert redact_url("redis://user:s3cret@db.example:6380/2") == "redis://db.example:6380/2"
+    assert redact_url("redis://:s3cret@[::1]:6379/0") == "redis://[::1]:6379/0"
+    with pytest.raises(ValueError) as exc:
+        resolve_url("http://:s3cret@host/0")
+    assert "s3cret" not in str(exc.value)
