@@ -51,7 +51,7 @@ class ConnectRemoteDialog(QDialog):
     """Everything another machine needs to work for this server, ready to copy."""
 
     def __init__(self, bind_host: str, port: int, key: str, parent: QWidget | None = None,
-                 addresses: list[str] | None = None) -> None:
+                 addresses: list[str] | None = None, attached: bool = False) -> None:
         super().__init__(parent)
         self.setObjectName("connectRemoteDialog")
         self.setWindowTitle("Connect a remote worker")
@@ -59,6 +59,12 @@ class ConnectRemoteDialog(QDialog):
         self._port = int(port)
 
         warning = loopback_warning(bind_host)
+        if attached and warning is not None:
+            # We reach someone else's server through loopback; how it listens is unknown.
+            warning = (f"This window reaches the server through {bind_host}. Other machines "
+                       "can connect only if that server listens on a network address "
+                       "(guidist serve --host 0.0.0.0); use this machine's address below.")
+            bind_host = "0.0.0.0"
         self.warning_label = QLabel(warning or "")
         self.warning_label.setObjectName("remoteLoopbackWarning")
         self.warning_label.setWordWrap(True)

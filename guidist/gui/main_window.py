@@ -257,6 +257,9 @@ class MainWindow(QMainWindow):
         c.action_done.connect(self._on_action_done)
         c.notice.connect(self._on_notice)
 
+        self.plots.export_png_requested.connect(self.export_png)
+        self.plots.export_csv_requested.connect(self.export_csv)
+
         sb = self.server_bar
         sb.start_requested.connect(self._on_start_requested)
         sb.stop_requested.connect(self.stop_server)
@@ -331,9 +334,10 @@ class MainWindow(QMainWindow):
             self.banner.show_message("Start the server first: a remote worker needs its "
                                      "address and key.", "info")
             return None
-        bind = st.bind_host if st.mode is Mode.EMBEDDED and st.bind_host is not None \
-            else st.address[0]
-        dialog = ConnectRemoteDialog(bind, st.address[1], self.controller.key, self)
+        attached = st.mode is Mode.ATTACHED
+        bind = st.address[0] if attached or st.bind_host is None else st.bind_host
+        dialog = ConnectRemoteDialog(bind, st.address[1], self.controller.key, self,
+                                     attached=attached)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog

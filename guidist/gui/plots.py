@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QSizePolicy,
     QToolButton,
     QVBoxLayout,
@@ -36,6 +37,19 @@ CAPACITY = 3600
 WINDOWS: dict[str, int] = {"1 min": 60, "10 min": 600}
 
 _COL = {name: i for i, name in enumerate(SERIES_FIELDS)}
+#: Curves that are counts per second (smoothed on request); the others are gauges.
+_RATES = ("done", "failed")
+SMOOTH_SECONDS = 5
+
+
+def _trailing_mean(y: np.ndarray, width: int) -> np.ndarray:
+    """Mean of each point and the width-1 before it (fewer at the start)."""
+    if len(y) == 0:
+        return y
+    c = np.cumsum(np.insert(y, 0, 0.0))
+    idx = np.arange(1, len(y) + 1)
+    lo = np.maximum(idx - width, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
 
 
 class SeriesBuffer:
@@ -123,6 +137,9 @@ class LivePlots(QWidget):
 
     #: bool: plots paused (True) or following the data again (False).
     paused_changed = Signal(bool)
+    #: The person chose Export → PNG or CSV (the window asks where to save).
+    export_png_requested = Signal()
+    export_csv_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None, capacity: int = CAPACITY) -> None:
         super().__init__(parent)
@@ -142,10 +159,24 @@ class LivePlots(QWidget):
         self.pause_button.setToolTip("Freeze the plots to look closely (data keep coming in); "
                                      "while paused you can zoom with the mouse")
         self.pause_button.toggled.connect(self.set_paused)
+        self.smooth_button = QToolButton()
+        self.smooth_button.setObjectName("plotSmoothButton")
+        self.smooth_button.setText("Smooth")
+        self.smooth_button.setCheckable(True)
+        self.smooth_button.setChecked(True)
+        self.smooth_button.setToolTip(f"Show throughput as a {SMOOTH_SECONDS}-second moving "
+                                      "average (workers report in batches, so raw per-second "
+                                      "counts are spiky); queue depth is never smoothed")
+        self.smooth_button.toggled.connect(lambda _on: self.redraw())
         self.export_button = QToolButton()
         self.export_button.setObjectName("plotExportButton")
         self.export_button.setText("Export")
         self.export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.export_button.setToolTip("Save the plots as an image, or the data as CSV")
+        export_menu = QMenu(self.export_button)
+        export_menu.addAction("Plots as PNG image…", self.export_png_requested.emit)
+        export_menu.addAction("Series as CSV (last hour)…", self.export_csv_requested.emit)
+        self.export_button.setMenu(export_menu)
         self.rate_label = QLabel()
         self.rate_label.setObjectName("plotRateLabel")
         self.rate_label.setTextFormat(Qt.TextFormat.RichText)
@@ -155,6 +186,7 @@ class LivePlots(QWidget):
         bar.addWidget(self.rate_label, 1)
         bar.addWidget(QLabel("Window"))
         bar.addWidget(self.window_combo)
+        bar.addWidget(self.smooth_button)
         bar.addWidget(self.pause_button)
         bar.addWidget(self.export_button)
 
@@ -163,7 +195,7 @@ class LivePlots(QWidget):
         self.workers_plot = _plot_widget("workersPlot", "workers")
         self.queue_plot.setXLink(self.throughput_plot)
         self.workers_plot.setXLink(self.throughput_plot)
-        self.workers_plot.getPlotItem().getViewBox().setLimits(yMin=0, minYRange=2)
+        self.workers_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
         self.curves: dict[str, Any] = {
             "done": self._curve(self.throughput_plot, "done per second", STATE_COLORS["done"]),
             "failed": self._curve(self.throughput_plot, "failed per second",
@@ -216,14 +248,22 @@ class LivePlots(QWidget):
 
     def redraw(self) -> None:
         """One setData per curve over the visible window."""
-        data = self.buffer.view(self.window_seconds)
-        t = data[:, _COL["t"]] + 0.5  # a point stands for the middle of its second
+        n = self.window_seconds
+        smooth = self.smooth_button.isChecked()
+        # Smoothing needs the seconds just before the window too.
+        data = self.buffer.view(n + (SMOOTH_SECONDS - 1 if smooth else 0))
+        shown = data[-n:]
+        t = shown[:, _COL["t"]] + 0.5  # a point stands for the middle of its second
         for name, curve in self.curves.items():
-            curve.setData(t, data[:, _COL[name]])
+            y = data[:, _COL[name]]
+            if smooth and name in _RATES:
+                y = _trailing_mean(y, SMOOTH_SECONDS)
+            curve.setData(t, y[-n:])
         if len(t):
             end = t[-1] + 0.5
-            self.throughput_plot.getPlotItem().setXRange(end - self.window_seconds, end,
-                                                         padding=0)
+            self.throughput_plot.getPlotItem().setXRange(end - n, end, padding=0)
+            top = float(shown[:, _COL["workers"]].max())
+            self.workers_plot.getPlotItem().setYRange(0, max(2.0, top + 1.0), padding=0)
         self._update_rate_label()
 
     def set_window(self, seconds: int) -> None:
@@ -244,7 +284,7 @@ class LivePlots(QWidget):
         for w in (self.throughput_plot, self.queue_plot, self.workers_plot):
             w.getPlotItem().setMouseEnabled(x=paused, y=paused)
         if not paused:
-            for w in (self.throughput_plot, self.queue_plot, self.workers_plot):
+            for w in (self.throughput_plot, self.queue_plot):
                 w.getPlotItem().enableAutoRange(axis="y", enable=True)
             self.redraw()
         self.paused_changed.emit(paused)

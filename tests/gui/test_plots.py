@@ -41,7 +41,13 @@ def test_plots_draw_the_window_and_follow_pause(qtbot) -> None:
     plots.add_points(_points(1000, 900))
     x, y = plots.curves["done"].getData()
     assert len(x) == 60  # the 1-minute window
-    assert np.array_equal(y, plots.buffer.column("done", 60))
+    raw = plots.buffer.column("done", 64)
+    # Throughput is a 5-second trailing mean by default; gauges are never smoothed.
+    assert np.allclose(y, [raw[i - 4:i + 1].mean() for i in range(4, 64)])
+    assert np.array_equal(plots.curves["queued"].getData()[1],
+                          plots.buffer.column("queued", 60))
+    plots.smooth_button.setChecked(False)
+    assert np.array_equal(plots.curves["done"].getData()[1], plots.buffer.column("done", 60))
     plots.set_window(600)
     assert plots.window_combo.currentText() == "10 min"
     assert len(plots.curves["queued"].getData()[0]) == 600

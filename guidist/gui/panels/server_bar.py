@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QGuiApplication, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -122,14 +122,21 @@ class ServerBar(QFrame):
         self.error_label = ErrorLabel()
         self.error_label.setObjectName("serverErrorLabel")
 
-        row = QHBoxLayout()
+        # Two halves: state and buttons, then the address and key fields. They sit on one
+        # row when the window is wide enough and wrap onto two when it is not.
+        self._state_half = QWidget()
+        row = QHBoxLayout(self._state_half)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(6)
         row.addWidget(self.light)
         row.addWidget(self.status_label, 1)
         row.addWidget(self.start_button)
         row.addWidget(self.stop_button)
-        row.addSpacing(4)
+        row.addWidget(self.attach_button)
+        self._fields_half = QWidget()
+        row = QHBoxLayout(self._fields_half)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(6)
         row.addWidget(QLabel("Host"))
         row.addWidget(self.host_combo)
         row.addWidget(self.remote_check)
@@ -138,17 +145,46 @@ class ServerBar(QFrame):
         row.addWidget(self.port_spin)
         row.addSpacing(4)
         row.addWidget(QLabel("Key"))
-        row.addWidget(self.key_edit)
+        row.addWidget(self.key_edit, 1)
         for b in (self.show_key_button, self.copy_key_button, self.regen_key_button):
             row.addWidget(b)
-        row.addSpacing(4)
-        row.addWidget(self.attach_button)
-        grid = QGridLayout(self)
-        grid.setContentsMargins(8, 5, 8, 5)
-        grid.setVerticalSpacing(2)
-        grid.addLayout(row, 0, 0)
-        grid.addWidget(self.error_label, 1, 0)
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(8, 5, 8, 5)
+        self._grid.setHorizontalSpacing(12)
+        self._grid.setVerticalSpacing(4)
+        self._wrapped = True
+        self._arrange(wrapped=False)
         self.set_status(Status())
+
+    # -- layout
+
+    def _arrange(self, wrapped: bool) -> None:
+        if wrapped == self._wrapped:
+            return
+        self._wrapped = wrapped
+        for w in (self._state_half, self._fields_half, self.error_label):
+            self._grid.removeWidget(w)
+        self._grid.addWidget(self._state_half, 0, 0)
+        if wrapped:
+            self._grid.addWidget(self._fields_half, 1, 0)
+            self._grid.addWidget(self.error_label, 2, 0)
+        else:
+            self._grid.addWidget(self._fields_half, 0, 1)
+            self._grid.addWidget(self.error_label, 1, 0, 1, 2)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        """Narrow enough for two rows; resizeEvent picks one or two."""
+        hint = super().minimumSizeHint()
+        width = max(self._state_half.minimumSizeHint().width(),
+                    self._fields_half.minimumSizeHint().width()) + 16
+        return QSize(width, hint.height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt name)
+        """One row when both halves fit, two otherwise."""
+        need = (self._state_half.minimumSizeHint().width()
+                + self._fields_half.minimumSizeHint().width() + 16 + 12)
+        self._arrange(wrapped=event.size().width() < need)
+        super().resizeEvent(event)
 
     # -- API
 

@@ -82,6 +82,9 @@ class SubmitPanel(QGroupBox):
         self.help_label.setObjectName("presetHelpLabel")
         self.help_label.setWordWrap(True)
         self.help_label.setStyleSheet("color: #666;")
+        # A wrapped label in a form row does not get its height for the width it ends up
+        # with; reserve two lines so the text is never clipped.
+        self.help_label.setMinimumHeight(2 * self.help_label.fontMetrics().lineSpacing() + 2)
 
         self.mode_combo = QComboBox()
         self.mode_combo.setObjectName("argsModeCombo")
@@ -187,6 +190,7 @@ class SubmitPanel(QGroupBox):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Task", self.preset_combo)
+        form.addRow(self.help_label)
         form.addRow("Function", self.function_edit)
         form.addRow("Arguments", self.mode_combo)
         form.addRow("Tasks", self.count_spin)
@@ -196,7 +200,6 @@ class SubmitPanel(QGroupBox):
         buttons.addWidget(self.progress, 1)
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.help_label)
         layout.addLayout(form)
         layout.addWidget(self.stack)
         layout.addWidget(self.summary_label)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTableView,
     QTextBrowser,
@@ -82,6 +83,7 @@ class TasksPanel(QWidget):
         self.refresh_button.clicked.connect(self.refresh)
         self.count_label = QLabel("0 tasks")
         self.count_label.setObjectName("tasksCountLabel")
+        self.count_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.model.total_changed.connect(self._on_total_changed)
         self.model.page_arrived.connect(self._keep_selection)
 

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QTableView,
     QVBoxLayout,
@@ -102,6 +103,8 @@ class WorkersPanel(QWidget):
         self.summary = QLabel()
         self.summary.setObjectName("workersSummaryLabel")
         self.summary.setStyleSheet("color: #555;")
+        self.summary.setMinimumWidth(0)
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.hint = ErrorLabel()
         self.hint.setObjectName("workersHintLabel")
 
@@ -139,7 +142,9 @@ class WorkersPanel(QWidget):
         local = sum(1 for w in workers if self.model.is_local(w)
                     and w.state is not WorkerState.OFFLINE)
         offline = len(workers) - online
-        text = f"{online} connected ({local} local, {online - local} remote)"
+        text = f"{online} connected · {local} local"
+        if online - local:
+            text += f" · {online - local} remote"
         if offline:
             text += f", <span style='color:#d62728'>{offline} offline</span>"
         self.summary.setText(text)
