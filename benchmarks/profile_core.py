@@ -294,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
                "server": server_a, "worker": worker_a,
                "raw": {"server": str(server_raw.relative_to(RESULTS.parent.parent)),
                        "worker": str(worker_raw.relative_to(RESULTS.parent.parent))}}
-    return finish(NAME + ("_journal" if args.journal else ""), payload, args.no_save)
+    name = NAME + ("_journal" if args.journal else "")
+    if args.server_gc and args.server_gc != "default":
+        name += "_gc-" + re.sub(r"[^A-Za-z0-9]+", "-", args.server_gc).strip("-")
+    return finish(name, payload, args.no_save)
 
 
 if __name__ == "__main__":

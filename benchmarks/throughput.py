@@ -76,10 +76,11 @@ def run_classic(n: int) -> dict[str, Any]:
 
 
 def run_guidist(n: int, journal: bool, server_gc: str | None = None,
-                worker_args: tuple[str, ...] = ()) -> dict[str, Any]:
+                worker_args: tuple[str, ...] = (),
+                server_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """(b) guidist end to end: submit n squares, until the server stored the last result."""
-    with guidist_stack(WORKERS, journal=journal, server_gc=server_gc,
-                       worker_args=worker_args) as (_server, _pool, client):
+    with guidist_stack(WORKERS, journal=journal, server_gc=server_gc, worker_args=worker_args,
+                       **(server_options or {})) as (_server, _pool, client):
         def finished() -> int:
             snap = client.snapshot()
             return snap.count("done") + snap.count("failed") + snap.count("dead")
@@ -103,6 +104,7 @@ def run_guidist(n: int, journal: bool, server_gc: str | None = None,
             # Stored is not yet durable: the journal writes in the background. Also time the
             # moment every result is in the SQLite file (polled every 0.1 s from a reader).
             path = _server.config.journal
+            out["journal_rows_when_stored"] = _journal_rows(path)
             wait_until(lambda: _journal_rows(path) >= n, 120 + n / 1_000,
                        "the journal to hold every result", interval=0.1)
             durable = time.time() - t0
@@ -220,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         tps = per_variant[bn]["tasks_per_s"]["median"]
         print(f"{bn.split(', ', 1)[1]}: guidist median {fmt(tps)} tasks/s, target >= 100,000: "
               f"{verdict(tps, TARGET_TPS)}")
+    if "b  guidist, journal on" in res:
+        lag = summary([r["journal_rows_when_stored"] / r["tasks"]
+                       for r in res["b  guidist, journal on"]])
+        print(f"journal on: when the last result was stored, the journal held "
+              f"{100 * lag['median']:.0f}% of them (median; {100 * lag['min']:.0f}–"
+              f"{100 * lag['max']:.0f}%); the rest was still buffered in memory")
 
     payload = {
         "figure": FIGURE, "name": NAME, "quick": args.quick, "rounds": rounds,
