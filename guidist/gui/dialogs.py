@@ -243,7 +243,7 @@ class AttachDialog(QDialog):
         try:
             host, port = parse_address(self.address_edit.text())
         except ValueError as exc:
-            self.error_label.show_error(str(exc).capitalize() + ".", self.address_edit)
+            self.error_label.show_error(_sentence(str(exc)), self.address_edit)
             return False
         if port == 0:
             self.error_label.show_error("Add the port: HOST:PORT, e.g. 127.0.0.1:5000.",
@@ -339,3 +339,8 @@ class PreferencesDialog(QDialog):
         if path:
             self.journal_edit.setText(path)
 
+
+def _sentence(text: str) -> str:
+    """Capital first letter and a final full stop, leaving the rest as it is."""
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")

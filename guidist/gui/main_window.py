@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from .. import __version__ as _version
 from ..core.protocol import Snapshot
-from ..core.security import is_loopback, key_weakness
+from ..core.security import key_weakness
 from .controller import (
     Controller,
     Mode,
@@ -36,6 +36,7 @@ from .controller import (
 from .dialogs import AttachDialog, ConnectRemoteDialog, Preferences, PreferencesDialog
 from .panels import EventLogDock, ServerBar, SubmitPanel, TasksPanel, TotalsPanel, WorkersPanel
 from .plots import WINDOWS, LivePlots
+from .remote_script import is_loopback_literal
 from .style import fmt_int
 from .submission import SubmitJob
 from .widgets import Banner
@@ -493,7 +494,7 @@ class MainWindow(QMainWindow):
         host, port, key = fields
         insist = False
         weakness = key_weakness(key.encode("utf-8"))
-        if weakness and not is_loopback(host):
+        if weakness and not is_loopback_literal(host):
             if not self.confirm("Use a weak key?", f"The key is {weakness}, and other "
                                 "machines can reach this server: anyone who guesses the key "
                                 "can run code on this machine. Press No and then New for a "
@@ -595,7 +596,7 @@ class MainWindow(QMainWindow):
         if outcome.sent > 10_000 and rate:
             text += f" ({rate:,.0f} tasks/s)"
         self.event_dock.add_note(time.time(), "submit", text)
-        self.statusBar().showMessage(text.capitalize(), 5000)
+        self.statusBar().showMessage(text[:1].upper() + text[1:], 5000)
         self.tasks_panel.refresh()
 
     @Slot(object)
@@ -604,7 +605,7 @@ class MainWindow(QMainWindow):
         template = _ACTION_WORDS.get(action, action + " done")
         text = template.format(value) if "{}" in template else template
         self.event_dock.add_note(time.time(), "control", text)
-        self.statusBar().showMessage(text.capitalize(), 5000)
+        self.statusBar().showMessage(text[:1].upper() + text[1:], 5000)
         self.tasks_panel.refresh()
 
     @Slot(object)

@@ -6,8 +6,7 @@ Qt-free, so the texts are tested (and the script is run against a real server) w
 from __future__ import annotations
 
 import shlex
-
-from ..core.security import is_loopback
+import ipaddress
 
 KEY_ENV = "GUIDIST_AUTHKEY"
 
@@ -87,11 +86,22 @@ def worker_script(host: str, port: int, key: str, embed_key: bool = True,
                           key_literal=repr(key) if embed_key else '""')
 
 
+def is_loopback_literal(host: str) -> bool:
+    """True for "localhost" and loopback IP literals; never resolves a name (so it never
+    blocks the GUI thread on DNS). Other names count as reachable from elsewhere."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def loopback_warning(bind_host: str) -> str | None:
     """A sentence saying other machines cannot connect, or None when they can."""
     if bind_host in ("", "0.0.0.0", "::"):
         return None
-    if is_loopback(bind_host):
+    if is_loopback_literal(bind_host):
         return (f"The server listens on {bind_host} only, so other machines cannot connect. "
                 "Stop it, tick \u201cAllow remote workers\u201d and start it again.")
     return None

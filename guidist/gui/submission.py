@@ -19,6 +19,9 @@ from typing import Any
 from ..core.tasks import as_args, check_task_name, parse_value
 
 MAX_TASKS = 10_000_000
+#: Pasted text up to this size is checked at once on Enqueue; bigger pastes (and files) are
+#: checked by the submit thread before anything is sent, so the window never stalls.
+PRECHECK_CHARS = 200_000
 
 #: How the arguments of the tasks are made.
 MODE_FIXED, MODE_RANGE, MODE_RANDOM, MODE_ROWS = "fixed", "range", "random", "rows"
@@ -184,7 +187,7 @@ def build_job(preset_key: str, *, mode: str, count: int, function: str = "", val
         try:
             fn = check_task_name(function)
         except ValueError as exc:
-            raise InputError(FIELD_FUNCTION, str(exc).capitalize() + ".") from None
+            raise InputError(FIELD_FUNCTION, _sentence(str(exc))) from None
     else:
         fn = preset.function
     if mode not in MODES:
@@ -233,9 +236,9 @@ def build_job(preset_key: str, *, mode: str, count: int, function: str = "", val
     if not rows_text.strip() and not rows_path:
         raise InputError(FIELD_ROWS, "Paste one task per line (a value, a CSV row or a JSON "
                          "line), or load a CSV or JSON-lines file.")
-    if rows_path is None:
-        parse_rows(rows_text)  # pasted text is small: check it now, next to the field
-    elif not Path(rows_path).is_file():
+    if rows_path is None and len(rows_text) <= PRECHECK_CHARS:
+        parse_rows(rows_text)  # check pasted text now, next to the field
+    elif rows_path is not None and not Path(rows_path).is_file():
         raise InputError(FIELD_ROWS, f"Cannot read {rows_path}: no such file.")
     return SubmitJob(fn, mode, rows_text=rows_text or None, rows_path=rows_path)
 
@@ -288,3 +291,9 @@ def _csv_rows(text: str, name: str, first_line: int = 1) -> Iterator[tuple[tuple
             yield tuple(parse_value(c) for c in row), None
         except ValueError as exc:
             raise InputError(FIELD_ROWS, f"{name} {lineno}: {exc}.") from None
+
+
+def _sentence(text: str) -> str:
+    """Capital first letter and a final full stop, leaving the rest as it is."""
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
