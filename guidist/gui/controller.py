@@ -166,7 +166,7 @@ class _ThreadWorker(QObject):
         """A timer owned by this object, so it lives (and fires) on this thread."""
         timer = QTimer(self)
         timer.setInterval(interval_ms)
-        timer.timeout.connect(slot)
+        timer.timeout.connect(partial(self._on_call, slot))  # a bug is reported, not raised
         self._timers.append(timer)
         return timer
 
@@ -598,6 +598,10 @@ class Controller(QObject):
         self._submitter.finished.connect(self._on_submit_finished)
         for thread in self._threads:
             thread.start()
+        app = QCoreApplication.instance()
+        if app is not None:
+            # Never let Qt destroy a running QThread (that aborts the process).
+            app.aboutToQuit.connect(self.shutdown)
 
     # -- properties
 

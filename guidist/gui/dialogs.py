@@ -325,6 +325,7 @@ class PreferencesDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(note)
         layout.addWidget(buttons)
+        self.setMinimumWidth(520)
 
     def preferences(self) -> Preferences:
         """What the fields say."""

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import shlex
 import ipaddress
+import json
 
 KEY_ENV = "GUIDIST_AUTHKEY"
 
 _SCRIPT = '''\
 #!/usr/bin/env python3
-"""A guidist worker that needs nothing but Python 3 (the shape of the classic task_worker.py).
+"""A guidist worker that needs nothing but Python 3.
 
-Copy this file to any machine that can reach {host}:{port} and run:  python3 {filename}
-It takes integers from the server's task queue and puts back "n * n = n*n" strings, so it
-runs the "square (classic)" tasks queued from the window or with `guidist submit`.
-Anyone holding the key can run code on the server and on its workers: keep this file private.
+It has the shape of the classic task_worker.py. Copy it to any machine that
+can reach {host}:{port} and run:  python3 {filename}
+
+It takes integers from the server's task queue and puts back "n * n = n*n"
+strings, so it runs the "square (classic)" tasks queued from the window or
+with `guidist submit`. Anyone holding the key can run code on the server and
+on its workers: keep this file private.
 """
 
 import os
@@ -26,7 +30,7 @@ import sys
 import time
 from multiprocessing.managers import BaseManager
 
-SERVER = os.environ.get("GUIDIST_SERVER", {host!r})
+SERVER = os.environ.get("GUIDIST_SERVER", {host_literal})
 PORT = int(os.environ.get("GUIDIST_PORT", "{port}"))
 AUTHKEY = os.environ.get("{key_env}", {key_literal}).encode("utf-8")
 
@@ -83,7 +87,13 @@ def worker_script(host: str, port: int, key: str, embed_key: bool = True,
                   filename: str = "guidist_worker.py") -> str:
     """The stdlib-only worker script, ready to save; without the key it reads GUIDIST_AUTHKEY."""
     return _SCRIPT.format(host=host, port=int(port), key_env=KEY_ENV, filename=filename,
-                          key_literal=repr(key) if embed_key else '""')
+                          host_literal=_literal(host),
+                          key_literal=_literal(key) if embed_key else '""')
+
+
+def _literal(text: str) -> str:
+    """A double-quoted Python string literal (JSON's escapes are valid Python)."""
+    return json.dumps(text)
 
 
 def is_loopback_literal(host: str) -> bool:

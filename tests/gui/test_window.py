@@ -410,7 +410,7 @@ def test_connect_remote_worker_dialog(qtbot, window: MainWindow) -> None:
     assert f"GUIDIST_AUTHKEY={win.controller.key}" in dialog.command_edit.text()
     script = dialog.script_edit.toPlainText()
     assert "get_task_queue" in script and "queue.Empty" in script
-    assert repr(win.controller.key) in script
+    assert f'"{win.controller.key}"' in script
     dialog.embed_check.setChecked(False)
     assert win.controller.key not in dialog.script_edit.toPlainText()
     dialog.close()
