@@ -131,6 +131,8 @@ def build_window(args: argparse.Namespace, settings: QSettings | None = None,
         window.start_demo()
     elif explicit_port or getattr(args, "authkey", None) or prefs.autostart:
         window.start_server()
+    else:
+        window.show_welcome()
     return window
 
 

@@ -34,7 +34,8 @@ from .remote_script import loopback_warning, worker_command, worker_script
 from .widgets import ErrorLabel
 
 
-def _copy_button(text_source: Callable[[], str], name: str, tooltip: str = "Copy to the clipboard") -> QToolButton:
+def _copy_button(text_source: Callable[[], str], name: str,
+                 tooltip: str = "Copy to the clipboard") -> QToolButton:
     b = QToolButton()
     b.setText("Copy")
     b.setObjectName(name)

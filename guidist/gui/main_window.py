@@ -195,8 +195,8 @@ class MainWindow(QMainWindow):
                      "exportPngAction")
         self._action(m, "Export series as &CSV…", self.export_csv, None, "exportCsvAction")
         m.addSeparator()
-        self._action(m, "P&references…", self.edit_preferences, QKeySequence.StandardKey.Preferences,
-                     "preferencesAction")
+        self._action(m, "P&references…", self.edit_preferences,
+                     QKeySequence.StandardKey.Preferences, "preferencesAction")
         m.addSeparator()
         self._action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit, "quitAction")
 
@@ -417,6 +417,13 @@ class MainWindow(QMainWindow):
             f"<p style='color:#666'>PySide6 {pyside_version} · pyqtgraph "
             f"{pyqtgraph.__version__}</p>")
 
+    def show_welcome(self) -> None:
+        """A first hint for a window that opens without a server."""
+        self.banner.show_message(
+            "No server yet. Press <b>Start</b> (Ctrl+R) to run a queue server here, "
+            "<b>File → Run the demo</b> (Ctrl+D) to watch one at work, or <b>Attach…</b> "
+            "(Ctrl+O) to monitor a server that already runs elsewhere.", "info")
+
     def shutdown(self) -> None:
         """Save settings, then stop the submission, polling, local workers and the server."""
         if self._shut_down:
@@ -552,6 +559,8 @@ class MainWindow(QMainWindow):
                 self.demo_action.setChecked(False)
             if self.demo_action.isChecked():
                 self.demo_action.setChecked(False)
+        if online and self.banner.level == "info":
+            self.banner.dismiss()  # the getting-started hint has done its job
         if online and self._demo_pending:
             self._begin_demo()
 

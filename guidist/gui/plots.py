@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,7 @@ class LivePlots(QWidget):
         plots_layout.addWidget(self.queue_plot, 5)
         plots_layout.addWidget(self.workers_plot, 3)
         layout.addWidget(self.plots_area, 1)
-        self._update_rate_label()
+        self.redraw()
 
     @staticmethod
     def _curve(widget: pg.PlotWidget, name: str, color: str, fill: bool = False) -> Any:
@@ -259,11 +260,10 @@ class LivePlots(QWidget):
             if smooth and name in _RATES:
                 y = _trailing_mean(y, SMOOTH_SECONDS)
             curve.setData(t, y[-n:])
-        if len(t):
-            end = t[-1] + 0.5
-            self.throughput_plot.getPlotItem().setXRange(end - n, end, padding=0)
-            top = float(shown[:, _COL["workers"]].max())
-            self.workers_plot.getPlotItem().setYRange(0, max(2.0, top + 1.0), padding=0)
+        end = t[-1] + 0.5 if len(t) else float(int(time.time()))  # empty: show the clock
+        self.throughput_plot.getPlotItem().setXRange(end - n, end, padding=0)
+        top = float(shown[:, _COL["workers"]].max()) if len(t) else 0.0
+        self.workers_plot.getPlotItem().setYRange(0, max(2.0, top + 1.0), padding=0)
         self._update_rate_label()
 
     def set_window(self, seconds: int) -> None:

@@ -1,4 +1,4 @@
-"""What the submit panel asks for, as plain data: presets, validated jobs and their argument streams.
+"""What the submit panel asks for, as plain data: presets, validated jobs, argument streams.
 
 Qt-free, so the parsing is tested without a window. A job is a recipe, not a list: the submit
 thread iterates it lazily, so a million tasks are never held as one list in the window.

@@ -111,7 +111,7 @@ class ServerBar(QFrame):
         self.regen_key_button.setText("New")
         self.regen_key_button.setToolTip("Generate a new random key (takes effect at the next "
                                          "start)")
-        self.regen_key_button.clicked.connect(lambda: self.key_edit.setText(generate_key()))
+        self.regen_key_button.clicked.connect(self._on_regenerate)
 
         self.attach_button = QPushButton("Attach…")
         self.attach_button.setObjectName("serverAttachButton")
@@ -198,6 +198,7 @@ class ServerBar(QFrame):
         self.host_combo.setCurrentText(host)
         self.port_spin.setValue(int(port))
         self.key_edit.setText(key)
+        self.key_edit.setCursorPosition(0)
 
     def set_status(self, status: Status) -> None:
         """Reflect the controller's status: light, sentence, which fields may change."""
@@ -258,6 +259,10 @@ class ServerBar(QFrame):
             self.remote_check.blockSignals(True)
             self.remote_check.setChecked(remote)
             self.remote_check.blockSignals(False)
+
+    def _on_regenerate(self) -> None:
+        self.key_edit.setText(generate_key())
+        self.key_edit.setCursorPosition(0)
 
     def _on_show_key(self, shown: bool) -> None:
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Normal if shown

@@ -51,7 +51,7 @@ class TasksPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("tasksPanel")
         self.model = TasksModel(self)
-        self._enabled = False
+        self._enabled: bool | None = None  # neither yet: the first set_enabled applies
         self._last_refresh = 0.0
         self._last_key: tuple = ()
         self._shown_id: int | None = None
@@ -112,8 +112,9 @@ class TasksPanel(QWidget):
         self.detail = QTextBrowser()
         self.detail.setObjectName("taskDetailView")
         self.detail.setOpenLinks(False)
-        self.detail.setPlaceholderText("Select a task to see its arguments, result or "
-                                       "traceback, times, attempts and worker.")
+        self.detail.setPlaceholderText("Select a task for its details.")
+        self.detail.setToolTip("Arguments, result or traceback, times, attempts and worker of "
+                               "the selected task")
         self.detail.setMinimumWidth(200)
 
         self.cancel_button = QPushButton("Cancel")
