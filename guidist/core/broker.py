@@ -361,9 +361,10 @@ class Broker:
             if w.stop:
                 return CMD_STOP, []
             groups = self._take(w, max_n, now)
-            deadline = now + wait_s
+            # Waiting is real time, whatever clock the ledger uses (tests inject a fake one).
+            deadline = time.monotonic() + wait_s
             while not groups and wait_s > 0:
-                remaining = deadline - self._clock()
+                remaining = deadline - time.monotonic()
                 if remaining <= 0 or w.stop or worker_id not in self._workers:
                     break
                 self._cv.wait(remaining)
@@ -382,6 +383,17 @@ class Broker:
             lane_name = self._oldest_lane()
             if lane_name is None:
                 break
+            head = self._lanes[lane_name][0]
+            if type(head) is _Record and head.attempts > 0 and head.state is QUEUED:
+                # Its worker died holding it. Hand it out alone: if it is the task that kills
+                # workers, only it piles up attempts, not the neighbours of its old batch.
+                if groups:
+                    break
+                taken = self._take_from_lane(lane_name, 1, w, now)
+                if taken is not None:
+                    groups.append(taken)
+                    break
+                continue
             taken = self._take_from_lane(lane_name, left, w, now)
             if taken is not None:
                 groups.append(taken)

@@ -258,7 +258,10 @@ local function complete(wid, items)
 end
 
 local function take_from(wid, fn, left, bound, groups, all_ids)
-  -- lease up to left tasks from one lane, only those older than bound (another lane's head)
+  -- lease up to left tasks from one lane, only those older than bound (another lane's head).
+  -- A task whose worker died holding it (attempts > 0) is handed out alone, as the in-memory
+  -- broker does, so a task that kills workers only piles up attempts on itself.
+  -- Returns the number leased and whether the claim must stop here.
   local lane = P .. 'q:' .. fn
   local ids
   if bound then
@@ -266,14 +269,19 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   else
     ids = redis.call('ZRANGE', lane, 0, left - 1)
   end
-  if #ids == 0 then return 0 end
-  redis.call('ZREMRANGEBYRANK', lane, 0, #ids - 1)
-  if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'lanes', fn) end
+  if #ids == 0 then return 0, true end
   local cur = nil
+  local taken = {}
+  local stop = false
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
     local d = redis.call('HMGET', key, 'a', 'k', 'n')
-    redis.call('HSET', key, 'st', 'running', 'w', wid, 'b', NOW, 'n', (tonumber(d[3]) or 0) + 1)
+    local attempts = tonumber(d[3]) or 0
+    if attempts > 0 then
+      stop = true
+      if #all_ids > 0 then break end
+    end
+    redis.call('HSET', key, 'st', 'running', 'w', wid, 'b', NOW, 'n', attempts + 1)
     local kw = d[2] or ''
     if cur == nil or cur[2] ~= kw then
       cur = {fn, kw, {}, {}}
@@ -283,8 +291,12 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
     cur[3][#cur[3] + 1] = n
     cur[4][#cur[4] + 1] = d[1] or ''
     all_ids[#all_ids + 1] = n
+    taken[#taken + 1] = id
+    if stop then break end
   end
-  return #ids
+  if #taken > 0 then redis.call('ZREM', lane, unpack(taken)) end
+  if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'lanes', fn) end
+  return #taken, stop
 end
 
 local function take(wid, max_n, only_lane)
@@ -307,9 +319,9 @@ local function take(wid, max_n, only_lane)
     table.sort(heads, function(x, y) return x[2] < y[2] end)
     local bound = nil
     if heads[2] then bound = heads[2][2] end
-    local got = take_from(wid, heads[1][1], left, bound, groups, all_ids)
-    if got == 0 then break end
+    local got, stop = take_from(wid, heads[1][1], left, bound, groups, all_ids)
     left = left - got
+    if stop or got == 0 then break end
   end
   if #all_ids > 0 then
     zadd_ids(P .. 'running', all_ids)

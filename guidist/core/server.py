@@ -362,11 +362,11 @@ def _wait_for_stop(control: Any, stop: threading.Event) -> None:
 def _reap_loop(broker: Broker, server: GuidistServer, stop: threading.Event,
                interval: float) -> None:
     while not stop.wait(interval):
-        try:
-            broker.reap()
-            server.expire_handshakes()
-        except Exception:
-            log.exception("reaper failed")
+        for step in (broker.reap, server.expire_handshakes):
+            try:
+                step()
+            except Exception:  # one failing (Redis away) must not stop the other
+                log.exception("%s failed", getattr(step, "__name__", "reaper step"))
 
 
 def _describe_bind_error(exc: BaseException, config: ServerConfig) -> tuple[str, str]:

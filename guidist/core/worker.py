@@ -25,7 +25,7 @@ from typing import Any
 
 from .broker import CMD_STOP, CMD_UNKNOWN, classic_result_text
 from .client import Client
-from .errors import AuthenticationFailed, GuidistError, ServerUnavailable
+from .errors import AuthenticationFailed, GuidistError, RemoteError, ServerUnavailable
 from .executors import Executor, ProcessExecutor, default_concurrency, make_executor
 from .payload import MAX_PAYLOAD, mib, pack
 from .protocol import DEFAULT_TASK
@@ -78,6 +78,7 @@ class Worker:
                             else config.concurrency or default_concurrency(config.mode))
         self._executor: Executor | None = None
         self._inflight: dict[cf.Future, int] = {}
+        self._trouble_since: float | None = None
         self.processed = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -130,6 +131,14 @@ class Worker:
             except AuthenticationFailed as exc:
                 log.error("%s", exc)
                 return EXIT_AUTH
+            except RemoteError as exc:
+                # The server is up but failing (e.g. its Redis is away): keep our results,
+                # back off, and give up only after give_up_after, like a lost connection.
+                code = self._server_trouble(exc)
+                if code is not None:
+                    return code
+                continue
+            self._trouble_since = None
             if cmd == CMD_UNKNOWN:
                 log.info("the server does not know this worker (restarted?); registering again")
                 self._id = None
@@ -187,6 +196,18 @@ class Worker:
         log.warning("%s", exc)
         self._client.close()
         return self._connect_or_exit_code()
+
+    def _server_trouble(self, exc: Exception) -> int | None:
+        """Back off after a server-side failure; an exit code once it lasted too long."""
+        now = self._clock()
+        if self._trouble_since is None:
+            self._trouble_since = now
+        if now - self._trouble_since > self.config.give_up_after:
+            log.error("%s Gave up after %.0f s.", exc, self.config.give_up_after)
+            return EXIT_GAVE_UP
+        log.warning("%s Retrying.", exc)
+        self._stop.wait(min(2.0, 0.1 + now - self._trouble_since))
+        return None
 
     def _connect_or_exit_code(self) -> int | None:
         """Connect with back-off; None on success, else the exit code (the error is logged)."""

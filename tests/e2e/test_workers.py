@@ -121,14 +121,6 @@ def test_a_task_that_always_kills_its_worker_goes_dead_and_the_rest_finish(
     c.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A worker claims a batch (8 at first, then up to --prefetch) and reports results only at "
-    "its next exchange, so when a task kills it, every other task of that batch -- including "
-    "ones it already ran -- has its lease expire and an attempt counted (broker.py _expire). "
-    "The next worker claims the same batch, dies on the same task, and after max_attempts the "
-    "innocent tasks go dead with it. Issue 5 item 2 requires the other tasks to finish. The "
-    "broker knows the crashing task (heartbeat current_task); counting the attempt only for it, "
-    "or isolating requeued tasks one per claim, would fix it."))
 def test_a_killer_task_does_not_take_its_batch_neighbours_with_it(
         server_factory: Callable[..., ServerProcess],
         pool_factory: Callable[..., WorkerPool]) -> None:
