@@ -139,6 +139,8 @@ def parse_raw(path: Path, thread_filter: str | None = None) -> list[tuple[list[s
         frames = stack.split(";")
         if frames and frames[0].startswith("thread ("):
             frames = frames[1:]
+        if not frames:  # a thread py-spy caught with no Python frame
+            continue
         if thread_filter and not any(thread_filter in f for f in frames):
             continue
         stacks.append((frames, int(count)))
