@@ -50,9 +50,30 @@ def main() -> int:
         window.show()
         try:
             run_for(app, window, opts.seconds, QEventLoop, QTimer)
-            # Freeze the table for the picture, so the selected row stays where it is.
-            window.tasks_panel.live_check.setChecked(False)
-            window.tasks_panel.select_row(0)
+            # Freeze the table for the picture and show where running and queued tasks give
+            # way to finished ones, with a failed task selected (its traceback in the pane).
+            panel = window.tasks_panel
+            panel.live_check.setChecked(False)
+            snap = window.last_snapshot
+            start = snap.count("running") + snap.count("queued") if snap else 0
+            panel.refresh()
+            chosen = None
+            for _ in range(6):  # rows move while tasks finish: look around until found
+                page = range(max(0, start - 100), start + 100)
+                for r in page:
+                    panel.model.task_at(r)
+                run_for(app, window, 0.5, QEventLoop, QTimer)
+                rows = [(r, panel.model.task_at(r)) for r in page]
+                finished = [(r, t) for r, t in rows if t is not None and t.finished]
+                failed = [(r, t) for r, t in finished if t.error]
+                if failed or finished:
+                    chosen = (failed or finished)[0][0]
+                    break
+                start += 150
+            if chosen is not None:
+                panel.select_row(chosen)
+                panel.table.scrollTo(panel.model.index(max(0, chosen - 3), 0),
+                                     panel.table.ScrollHint.PositionAtTop)
             run_for(app, window, 0.5, QEventLoop, QTimer)
             out = Path(opts.output)
             out.parent.mkdir(parents=True, exist_ok=True)
