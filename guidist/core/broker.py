@@ -72,7 +72,9 @@ class Journal(Protocol):
                   when: float, classic: bool) -> None: ...
     def claimed(self, ids: list[int], attempts: int) -> None: ...
     def requeued(self, records: list[_Record]) -> None: ...
+    def done(self, records: list[_Record]) -> None: ...
     def finished(self, records: list[_Record]) -> None: ...
+    def throttle(self) -> None: ...
     def cancelled_ids(self, ids: Iterable[int], when: float) -> None: ...
 
 
@@ -82,7 +84,10 @@ class NullJournal:
     def submitted(self, *args: Any) -> None:
         """Ignore a submission."""
 
-    claimed = requeued = finished = cancelled_ids = submitted
+    claimed = requeued = done = finished = cancelled_ids = submitted
+
+    def throttle(self) -> None:
+        """Never hold anyone back."""
 
 
 class _Batch:
@@ -262,6 +267,7 @@ class Broker:
             self._bucket[0] += n
             self._journal.submitted(first, function, args_list, kwargs or None, now, classic)
             self._cv.notify_all()
+        self._journal.throttle()  # outside the lock: wait while the journal is behind
         return (first, n)
 
     # ------------------------------------------------------------------ workers
@@ -342,12 +348,16 @@ class Broker:
         """Store a batch of results; returns how many were accepted (late duplicates are not)."""
         results = unpack(results)
         with self._cv:
-            return self._complete_locked(worker_id, results, self._clock())
+            accepted = self._complete_locked(worker_id, results, self._clock())
+        self._journal.throttle()
+        return accepted
 
     def exchange(self, worker_id: str, results: list[ResultItem] | None, max_n: int,
                  wait_s: float = 0.0) -> tuple[str, list[ClaimGroup]]:
         """Report results and claim the next batch in one round trip: (command, groups)."""
         results = unpack(results)
+        if results:
+            self._journal.throttle()  # before taking more work, if the journal is behind
         with self._cv:
             now = self._clock()
             w = self._workers.get(worker_id)
@@ -469,8 +479,8 @@ class Broker:
         recent = self._recent.append
         classic_put = self.classic_results.put
         n_running = n_queued = n_done = n_failed = 0
-        finished: list[_Record] = []
-        keep = finished.append
+        done: list[_Record] = []
+        failed: list[_Record] = []
         for tid, ok, value in results:
             rec = running_pop(tid, None)
             if rec is not None:
@@ -493,16 +503,16 @@ class Broker:
                 rec.result = value
                 done_store[tid] = rec
                 recent(rec)
-                n_done += 1
+                done.append(rec)
                 if rec.classic:
                     classic_put(classic_result_text(rec.function, rec.args, value))
             else:
                 self._finish(rec, FAILED, now, error=str(value)[:_ERROR_TEXT_LIMIT])
-                n_failed += 1
-            keep(rec)
+                failed.append(rec)
         counts = self._counts
         counts[RUNNING] -= n_running
         counts[QUEUED] -= n_queued
+        n_done, n_failed = len(done), len(failed)
         if n_done:
             counts[DONE] += n_done
             self._bucket[1] += n_done
@@ -513,9 +523,11 @@ class Broker:
         if w is not None:
             w.done += n_done
             w.failed += n_failed
-        if finished:
-            self._journal.finished(finished)
-        return len(finished)
+        if done:
+            self._journal.done(done)  # done records never change again: no copy needed
+        if failed:
+            self._journal.finished(failed)
+        return n_done + n_failed
 
     def _finish(self, rec: _Record, state: TaskState, now: float, result: Any = None,
                 error: str | None = None) -> None:
@@ -849,7 +861,10 @@ class Broker:
                 if skip >= item.alive:
                     skip -= item.alive
                     continue
-                for i in range(item.pos, len(item.items)):
+                start = item.pos
+                if not item.holes:  # no cancelled items: jump straight to the page
+                    start, skip = start + skip, 0
+                for i in range(start, len(item.items)):
                     args = item.items[i]
                     if args is _HOLE:
                         continue

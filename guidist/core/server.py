@@ -8,6 +8,7 @@ The registered callables are module-level functions returning module-level singl
 from __future__ import annotations
 
 import errno
+import gc
 import itertools
 import logging
 import multiprocessing
@@ -324,6 +325,11 @@ def serve(config: ServerConfig, ready: Any = None, control: Any = None) -> None:
             ready.close()
             return
         raise
+    # Every task allocates a few tracked objects, so the default thresholds run a young
+    # collection hundreds of times a second and full ones of tens of ms (measured: 28-31% of
+    # the server's time). Freeze what startup made and collect far less often.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
     stop = threading.Event()
     server.stop_event = stop
     multiprocessing.current_process()._manager_server = server  # type: ignore[attr-defined]

@@ -1,19 +1,22 @@
 """Durable journal (SQLite, standard library) of every submit, state change and result.
 
-How it stays cheap: the broker calls the journal under its lock, and the journal only copies
-what it needs into a buffer. A writer thread flushes the buffer every ``flush_interval`` seconds
-in ONE transaction (WAL mode, ``synchronous=NORMAL``): submits, claims and requeues go into an
-append-only ``log`` table as one pickled row per batch, and finished tasks into the ``finished``
-table, one row each (that is the queryable ledger ``guidist export`` reads).
+How it stays cheap: the broker calls the journal under its lock, and the journal only keeps
+references (or small copies) in a buffer. A writer thread flushes the buffer every
+``flush_interval`` seconds in ONE transaction (WAL mode, ``synchronous=NORMAL``): submits, claims
+and requeues go into an append-only ``log`` table as one pickled row per batch, successes into
+the ``done`` table as one row per completed batch, and failed, dead or cancelled tasks into the
+``finished`` table, one row each. ``done`` and ``finished`` are the ledger ``guidist export``
+reads. When the writer falls behind (the oldest unwritten change is older than ``max_lag``),
+submits and completions wait for it: that back-pressure is what bounds what a crash can lose.
 
 On restart the log is replayed: queued tasks are queued again, running ones are requeued with
 their attempt counted, finished ones come back from ``finished``, and the counters go on. The
 log is then replaced by one checkpoint row, so a restart never replays more than one run.
 
-If the server is killed, at most the last ``flush_interval`` of changes is lost; since a
+If the server is killed, at most the last ``max_lag`` (0.5 s) of changes is lost; since a
 submit is journaled before its tasks can be claimed and results after they are stored, the
 worst case after a restart is that a task runs twice — never that a submitted task is missing
-(provided the submitter saw its ids at least ``flush_interval`` before the crash).
+(provided the submitter saw its ids at least ``max_lag`` before the crash).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from .protocol import Task, TaskState
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL = 0.25  # seconds of changes a SIGKILL of the server can lose
+FLUSH_INTERVAL = 0.25  # seconds between writes
+MAX_LAG = 0.5  # producers wait when the oldest unwritten change is older: what a SIGKILL loses
 _NATIVE = (int, float, str, bytes, type(None))
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -59,6 +63,12 @@ CREATE TABLE IF NOT EXISTS finished (
     classic INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS finished_state ON finished(state, finished);
+CREATE TABLE IF NOT EXISTS done (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    n INTEGER NOT NULL,
+    finished REAL NOT NULL,
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
 
@@ -90,12 +100,17 @@ def _decode_result(value: Any, pickled: int) -> Any:
 class SqliteJournal:
     """The broker's journal: buffers under the broker lock, writes from its own thread."""
 
-    def __init__(self, path: str | Path, flush_interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(self, path: str | Path, flush_interval: float = FLUSH_INTERVAL,
+                 max_lag: float = MAX_LAG) -> None:
         self.path = Path(path)
         self.flush_interval = flush_interval
+        self.max_lag = max(max_lag, flush_interval)
         self._db = _connect(self.path)
         self._buf: list[tuple[str, Any]] = []
         self._buf_lock = threading.Lock()
+        self._saved = threading.Condition(self._buf_lock)  # notified after every commit
+        self._oldest: float | None = None  # when the oldest buffered change arrived
+        self._writing_since: float | None = None  # the oldest change of the flush under way
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -119,8 +134,13 @@ class SqliteJournal:
         self._add("requeue", [(r.id, r.attempts, r.function, r.args, r.kwargs, r.submitted,
                                r.classic) for r in records])
 
+    def done(self, records: list[_Record]) -> None:
+        """Record a batch of successes: O(1) under the broker lock (done records never change),
+        written later as one row for the whole batch."""
+        self._add("done", records)
+
     def finished(self, records: list[_Record]) -> None:
-        """Record finished tasks with their results."""
+        """Record failed, dead or cancelled tasks (copied: a retry changes the record)."""
         self._add("finish", [(r.id, r.function, r.args, r.kwargs, r.state.value, r.attempts,
                               r.submitted, r.started, r.finished, r.worker, r.result, r.error,
                               r.classic) for r in records])
@@ -131,7 +151,30 @@ class SqliteJournal:
 
     def _add(self, kind: str, data: Any) -> None:
         with self._buf_lock:
+            if self._oldest is None:
+                self._oldest = time.monotonic()
             self._buf.append((kind, data))
+
+    def lag(self) -> float:
+        """Age in seconds of the oldest change not yet committed (0 when all are)."""
+        with self._buf_lock:
+            return self._lag_locked(time.monotonic())
+
+    def _lag_locked(self, now: float) -> float:
+        marks = [t for t in (self._oldest, self._writing_since) if t is not None]
+        return now - min(marks) if marks else 0.0
+
+    def throttle(self) -> None:
+        """Block the caller while unwritten changes are older than max_lag.
+
+        This is the back-pressure that keeps the promise "a crash loses at most max_lag
+        seconds": without it the writer fell behind under full load and the backlog grew
+        without bound. Called by the broker outside its lock.
+        """
+        with self._buf_lock:
+            while (not self._stop.is_set() and self._thread is not None
+                   and self._lag_locked(time.monotonic()) > self.max_lag):
+                self._saved.wait(0.05)
 
     # -------------------------------------------------------------- writer
 
@@ -141,25 +184,38 @@ class SqliteJournal:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_interval):
+        wait = self.flush_interval
+        while not self._stop.wait(wait):
             try:
                 self.flush()
             except Exception:
                 log.exception("journal flush failed; will retry")
+            # Behind (changes piled up while writing)? Write again at once.
+            wait = 0.0 if self.lag() >= self.flush_interval else self.flush_interval
 
     def flush(self) -> int:
         """Write everything buffered in one transaction; returns the number of entries."""
         with self._buf_lock:
             buf, self._buf = self._buf, []
+            self._writing_since, self._oldest = self._oldest, None
         if not buf:
+            with self._saved:
+                self._writing_since = None
+                self._saved.notify_all()
             return 0
         rows: list[tuple[str, bytes]] = []
+        done_rows: list[tuple[int, float, bytes]] = []
         # Apply finishes and requeues in buffer order: a task that failed and was retried in
         # the same window must not keep its 'failed' row (the last change per id wins).
         finished: dict[int, tuple] = {}
         requeued: list[tuple[int]] = []
         for kind, data in buf:
-            if kind == "finish":
+            if kind == "done":
+                done_rows.append((len(data), data[-1].finished or 0.0, pickle.dumps(
+                    [(r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.started,
+                      r.finished, r.worker, r.result) for r in data],
+                    protocol=pickle.HIGHEST_PROTOCOL)))
+            elif kind == "finish":
                 for (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result,
                      error, classic) in data:
                     value, pickled = _encode_result(result)
@@ -183,12 +239,19 @@ class SqliteJournal:
             if finished:
                 db.executemany("INSERT OR REPLACE INTO finished VALUES "
                                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", finished.values())
+            if done_rows:
+                db.executemany("INSERT INTO done(n, finished, data) VALUES (?, ?, ?)",
+                               done_rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             with self._buf_lock:
                 self._buf[:0] = buf  # keep them for the next try
+                self._oldest, self._writing_since = self._writing_since, None
             raise
+        with self._saved:
+            self._writing_since = None
+            self._saved.notify_all()
         return len(buf)
 
     def close(self) -> None:
@@ -215,7 +278,14 @@ class SqliteJournal:
     def _finished_tasks(self, broker: Broker) -> list[Task]:
         """The newest finished tasks per state, as many as the broker keeps in memory."""
         out: list[Task] = []
-        for st in (TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED):
+        keep = broker.keep_limit(TaskState.DONE)
+        newest: list[Task] = []
+        for (blob,) in self._db.execute("SELECT data FROM done ORDER BY seq DESC"):
+            newest.extend(reversed([_done_to_task(d) for d in pickle.loads(blob)]))
+            if len(newest) >= keep:
+                break
+        out.extend(reversed(newest[:keep]))
+        for st in (TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED):
             rows = self._db.execute(
                 "SELECT * FROM finished WHERE state=? ORDER BY finished DESC, id DESC LIMIT ?",
                 (st.value, broker.keep_limit(st))).fetchall()
@@ -224,9 +294,10 @@ class SqliteJournal:
 
     def _checkpoint(self, state: _ReplayState) -> None:
         """Replace the log by one row holding the live (queued) tasks and the counters."""
+        done_seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM done").fetchone()[0]
         data = pickle.dumps({"live": state.live_rows(), "next_id": state.next_id,
                              "submitted": state.submitted, "requeued": state.requeued,
-                             "purged": state.purged},
+                             "purged": state.purged, "done_seq": done_seq},
                             protocol=pickle.HIGHEST_PROTOCOL)
         db = self._db
         db.execute("BEGIN")
@@ -258,6 +329,8 @@ class _ReplayState:
         counts = {s.value: 0 for s in TaskState}
         for state, n in db.execute("SELECT state, COUNT(*) FROM finished GROUP BY state"):
             counts[state] = n
+        counts[TaskState.DONE.value] += db.execute(
+            "SELECT COALESCE(SUM(n), 0) FROM done").fetchone()[0]
         counts[TaskState.CANCELLED.value] += self.purged
         counts[TaskState.QUEUED.value] = len(self.live)
         return counts
@@ -266,9 +339,11 @@ class _ReplayState:
 def _replay(db: sqlite3.Connection) -> _ReplayState:
     """Rebuild live tasks from the log; everything running at the crash is queued again."""
     st = _ReplayState()
+    done_seq = 0
     for kind, blob in db.execute("SELECT kind, data FROM log ORDER BY seq"):
         data = pickle.loads(blob)
         if kind == "checkpoint":
+            done_seq = data.get("done_seq", 0)
             for tid, fn, args, kwargs, attempts, sub, classic in data["live"]:
                 st.live[tid] = [fn, args, kwargs, attempts, sub, classic]
             st.next_id = data["next_id"]
@@ -298,7 +373,19 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
             for tid in ids:
                 st.live.pop(tid, None)
             st.purged += len(ids)
+    # Successes live in their own table, one row per batch; a done task is never requeued
+    # again, so removing them after the log is right whatever the order. Rows from before
+    # the checkpoint were already taken out of its live set.
+    for (blob,) in db.execute("SELECT data FROM done WHERE seq > ?", (done_seq,)):
+        for d in pickle.loads(blob):
+            st.live.pop(d[0], None)
     return st
+
+
+def _done_to_task(d: tuple) -> Task:
+    tid, fn, args, kwargs, attempts, sub, started, fin, worker, result = d
+    return Task(tid, fn, args, kwargs, TaskState.DONE, attempts, sub, started, fin, worker,
+                result)
 
 
 def _row_to_task(row: tuple) -> Task:
@@ -332,6 +419,10 @@ def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterat
     db = _connect(path)
     try:
         wanted = {TaskState(s).value for s in states} if states else None
+        if wanted is None or TaskState.DONE.value in wanted:
+            for (blob,) in db.execute("SELECT data FROM done ORDER BY seq"):
+                for d in pickle.loads(blob):
+                    yield _done_to_task(d)
         for row in db.execute("SELECT * FROM finished ORDER BY id"):
             if wanted is None or row[4] in wanted:
                 yield _row_to_task(row)
@@ -373,6 +464,12 @@ def write_export(tasks: Iterable[Task], out: IO[str], fmt: str) -> int:
     return n
 
 
+def _deleted_tasks(db: sqlite3.Connection, where: str, params: tuple) -> int:
+    n = db.execute(f"SELECT COALESCE(SUM(n), 0) FROM done WHERE {where}", params).fetchone()[0]
+    db.execute(f"DELETE FROM done WHERE {where}", params)
+    return int(n)
+
+
 def prune_journal(path: str | Path, done_older_than: float | None = None,
                   failed_older_than: float | None = None, keep_done: int | None = None,
                   keep_failed: int | None = None) -> int:
@@ -382,6 +479,24 @@ def prune_journal(path: str | Path, done_older_than: float | None = None,
     deleted = 0
     try:
         db.execute("BEGIN")
+        # Successes are stored a batch per row: prune whole rows, by age and by count.
+        if done_older_than is not None:
+            deleted += _deleted_tasks(db, "finished < ?", (now - done_older_than,))
+        if keep_done is not None:
+            kept = 0
+            for seq, n in db.execute("SELECT seq, n FROM done ORDER BY seq DESC").fetchall():
+                if kept + n > keep_done:
+                    room = keep_done - kept  # keep the newest `room` tasks of this batch
+                    if room > 0:
+                        (blob,) = db.execute("SELECT data FROM done WHERE seq = ?",
+                                             (seq,)).fetchone()
+                        db.execute("UPDATE done SET n = ?, data = ? WHERE seq = ?",
+                                   (room, pickle.dumps(pickle.loads(blob)[-room:]), seq))
+                        deleted += n - room
+                    deleted += _deleted_tasks(db, "seq < ?" if room > 0 else "seq <= ?",
+                                              (seq,))
+                    break
+                kept += n
         for states, age, keep in (((TaskState.DONE.value, TaskState.CANCELLED.value),
                                    done_older_than, keep_done),
                                   ((TaskState.FAILED.value, TaskState.DEAD.value),
