@@ -99,8 +99,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     generated = key is None
     key = key or generate_key()
     backend = _backend_from(args)
-    journal = None if args.no_journal or backend else (args.journal or
-                                                       str(default_journal_path()))
+    journal = None if args.no_journal or backend else (
+        args.journal or str(default_journal_path(f"serve-{args.port}")))
     server = ServerProcess(args.host, args.port, key, insist_weak_key=args.insecure,
                            lease_timeout=args.lease_timeout, max_attempts=args.max_attempts,
                            journal=journal, backend=backend)
@@ -146,11 +146,36 @@ def _reachable_host() -> str:
     return addrs[0] if addrs else "THIS-MACHINE"
 
 
-def default_journal_path() -> Path:
-    """Where the window and ``guidist serve`` keep their journal unless told otherwise."""
+def journal_dir() -> Path:
+    """The per-user folder that holds the default journals."""
     import platformdirs
 
-    return Path(platformdirs.user_data_dir("guidist", appauthor=False)) / "journal.sqlite"
+    return Path(platformdirs.user_data_dir("guidist", appauthor=False))
+
+
+def default_journal_path(name: str = "window") -> Path:
+    """The default journal of one server: "window", or "serve-PORT" for ``guidist serve``.
+
+    One file per server, so the window and a headless server (or two on different ports) never
+    share one; restarting on the same port finds its own journal again.
+    """
+    return journal_dir() / f"{name}.sqlite"
+
+
+def _journal_arg(args: argparse.Namespace) -> Path:
+    """--journal, or the only default journal there is; a clear error otherwise."""
+    if args.journal:
+        path = Path(args.journal)
+        if not path.exists():
+            raise CliError(f"no journal at {path}")
+        return path
+    found = sorted(journal_dir().glob("*.sqlite"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise CliError(f"no journal in {journal_dir()}: pass --journal PATH (or --connect)")
+    names = ", ".join(p.name for p in found)
+    raise CliError(f"several journals in {journal_dir()} ({names}): pass --journal PATH")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -279,10 +304,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.connect:
         tasks = _live_tasks(_client(args), states)
     else:
-        path = Path(args.journal) if args.journal else default_journal_path()
-        if not path.exists():
-            raise CliError(f"no journal at {path}: pass --journal PATH or --connect HOST:PORT")
-        tasks = iter_ledger(path, states)
+        tasks = iter_ledger(_journal_arg(args), states)
     if args.output and args.output != "-":
         try:
             out = open(args.output, "w", encoding="utf-8", newline="")
@@ -312,9 +334,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Delete old finished tasks from a journal's ledger (failures are kept longer)."""
     from .core.store import prune_journal
 
-    path = Path(args.journal) if args.journal else default_journal_path()
-    if not path.exists():
-        raise CliError(f"no journal at {path}")
+    path = _journal_arg(args)
     day = 86400.0
     n = prune_journal(path, done_older_than=args.done_days * day,
                       failed_older_than=args.failed_days * day, keep_done=args.keep_done,

@@ -35,5 +35,9 @@ class RemoteError(GuidistError):
     """The server raised while handling the request; the message carries its explanation."""
 
 
+class JournalInUse(GuidistError):
+    """Another running server already writes to this journal file."""
+
+
 class PayloadTooLarge(GuidistError):
     """A task argument or result is over the size limit (16 MiB by default)."""

@@ -22,7 +22,13 @@ from typing import Any
 
 from . import payload, transport
 from .broker import Broker
-from .errors import AddressUnavailable, GuidistError, PortInUse, ServerUnavailable
+from .errors import (
+    AddressUnavailable,
+    GuidistError,
+    JournalInUse,
+    PortInUse,
+    ServerUnavailable,
+)
 from .protocol import DEFAULT_TASK
 from .security import check_key, to_bytes
 
@@ -378,6 +384,8 @@ def _reap_loop(broker: Broker, server: GuidistServer, stop: threading.Event,
 def _describe_bind_error(exc: BaseException, config: ServerConfig) -> tuple[str, str]:
     """Turn a bind failure into (error class name, one sentence saying what to do)."""
     where = f"{config.host}:{config.port}"
+    if isinstance(exc, GuidistError):  # already a sentence for people (e.g. JournalInUse)
+        return (type(exc).__name__, str(exc))
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return ("PortInUse", f"Port {config.port} on {config.host} is already in use; stop the "
                 "program using it or choose another port (0 picks a free one).")
@@ -397,7 +405,7 @@ def _server_main(config: ServerConfig, ready: Any, control: Any) -> None:
 
 
 _ERRORS = {"PortInUse": PortInUse, "AddressUnavailable": AddressUnavailable,
-           "GuidistError": GuidistError}
+           "GuidistError": GuidistError, "JournalInUse": JournalInUse}
 
 
 class ServerProcess:

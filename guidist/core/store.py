@@ -24,8 +24,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import pickle
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .broker import Broker, _Record
+from .errors import JournalInUse
 from .protocol import Task, TaskState
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,36 @@ def _connect(path: str | Path) -> sqlite3.Connection:
     return db
 
 
+def _lock_journal(path: Path) -> IO[str]:
+    """Hold an exclusive lock on path + ".lock" for this process's life (released on exit,
+    even by SIGKILL), so two servers can never write one journal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(f"{path}.lock", "a+", encoding="utf-8")
+    try:
+        if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+            import msvcrt
+
+            f.seek(0)
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise JournalInUse(
+            f"The journal {path} is in use by another guidist server (pid {holder}): stop "
+            "that server, or choose another file with --journal PATH (or --no-journal)."
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
 def _encode_result(value: Any) -> tuple[Any, int]:
     """Store plain values natively (readable with any SQLite tool); pickle the rest."""
     if type(value) in _NATIVE and not (type(value) is int and not -2**63 <= value < 2**63):
@@ -105,6 +138,7 @@ class SqliteJournal:
         self.path = Path(path)
         self.flush_interval = flush_interval
         self.max_lag = max(max_lag, flush_interval)
+        self._lock_file = _lock_journal(self.path)
         self._db = _connect(self.path)
         self._buf: list[tuple[str, Any]] = []
         self._buf_lock = threading.Lock()
@@ -263,6 +297,7 @@ class SqliteJournal:
             self.flush()
         finally:
             self._db.close()
+            self._lock_file.close()  # releases the lock
 
     # -------------------------------------------------------------- restore
 

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_GAVE_UP, EXIT_AUTH = 0, 3, 4
 _BATCH_SECONDS = 0.1  # aim for this much work per claim
+_REPORT_SECONDS = 0.2  # a batch that runs longer (a slow task in it) reports what is done
 
 
 @dataclass
@@ -293,18 +294,19 @@ class Worker:
 
     def _run_groups(self, groups: list) -> None:
         """Run every claimed task; stop early (handing the rest back) when asked to."""
-        started = time.perf_counter()
+        clock = time.perf_counter
+        started = clock()
+        report_at = started + _REPORT_SECONDS
         ran = 0
-        results = self._pending
+        stopping = self._stop.is_set
         for function, kwargs, ids, args_list in groups:
             try:
                 fn = self._function(function)
             except TaskNotFound as exc:
-                results.extend((tid, False, f"TaskNotFound: {exc}") for tid in ids)
+                self._pending.extend((tid, False, f"TaskNotFound: {exc}") for tid in ids)
                 continue
             kw = kwargs or {}
-            stopping = self._stop.is_set
-            add = results.append
+            add = self._pending.append
             for tid, args in zip(ids, args_list):
                 if stopping():
                     break
@@ -314,17 +316,31 @@ class Worker:
                 except Exception:
                     add((tid, False, traceback.format_exc()))
                 ran += 1
+                if clock() > report_at:
+                    # A slow task in a big batch must not hold back the fast ones' results.
+                    self._report_partial()
+                    add = self._pending.append
+                    report_at = clock() + _REPORT_SECONDS
         self._current = None
         self.processed += ran
-        elapsed = time.perf_counter() - started
+        elapsed = clock() - started
         if ran:
             per_task = elapsed / ran
             self._batch = int(max(1, min(self.config.prefetch,
                                          _BATCH_SECONDS / per_task if per_task > 0 else 1e9)))
-        self._pending = results
         if self._stop.is_set():
-            self._send_results()
-            self._client.call("release", self._id, None)
+            try:
+                self._send_results()
+                self._client.call("release", self._id, None)
+            except GuidistError as exc:
+                log.warning("could not hand tasks back while stopping: %s", exc)
+
+    def _report_partial(self) -> None:
+        """Send the results so far; on failure keep them for the next exchange."""
+        try:
+            self._call_with_results("complete")
+        except GuidistError as exc:
+            log.info("could not report part of a batch yet: %s", exc)
 
     def _function(self, name: str) -> Callable[..., Any]:
         fn = self._functions.get(name)

@@ -216,3 +216,16 @@ def test_a_task_failed_then_retried_within_one_flush_is_only_queued_after_restar
     page = b.list_tasks(limit=10)
     assert page.total == 1 and [t.state for t in page.tasks] == [TaskState.QUEUED]
     b.close()
+
+
+def test_a_journal_in_use_by_another_server_is_refused(tmp_path: Path) -> None:
+    from guidist.core.errors import JournalInUse
+
+    path = tmp_path / "j.sqlite"
+    first = open_journaled_broker(path)
+    try:
+        with pytest.raises(JournalInUse, match="in use by another guidist server"):
+            open_journaled_broker(path)
+    finally:
+        first.close()
+    open_journaled_broker(path).close()  # free again once the first one closed
