@@ -34,13 +34,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .broker import Broker, _Record
+from .broker import _HOLE, Broker, _Record
 from .errors import JournalInUse
 from .protocol import Task, TaskState
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.25  # seconds between writes
+CHECKPOINT_ROWS = 2_000  # log rows after which the running server compacts the log...
+CHECKPOINT_SECONDS = 30.0  # ...but not more often than this
 MAX_LAG = 0.5  # producers wait when the oldest unwritten change is older: what a SIGKILL loses
 _NATIVE = (int, float, str, bytes, type(None))
 _SCHEMA = """
@@ -145,6 +147,10 @@ class SqliteJournal:
         self._saved = threading.Condition(self._buf_lock)  # notified after every commit
         self._oldest: float | None = None  # when the oldest buffered change arrived
         self._writing_since: float | None = None  # the oldest change of the flush under way
+        self._broker: Broker | None = None  # set by open_journaled_broker, for checkpoints
+        self._rows_since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._purged = 0  # tasks purged so far (never got a record), for checkpoints
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -182,6 +188,10 @@ class SqliteJournal:
     def cancelled_ids(self, ids: Iterable[int], when: float) -> None:
         """Record a purge: tasks that never got a record."""
         self._add("cancel", (list(ids), when))
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        """Record a snapshot of the live tasks; older log rows are dropped when it is written."""
+        self._add("checkpoint", state)
 
     def _add(self, kind: str, data: Any) -> None:
         with self._buf_lock:
@@ -226,6 +236,15 @@ class SqliteJournal:
                 log.exception("journal flush failed; will retry")
             # Behind (changes piled up while writing)? Write again at once.
             wait = 0.0 if self.lag() >= self.flush_interval else self.flush_interval
+            if (self._broker is not None and self._rows_since_checkpoint > CHECKPOINT_ROWS
+                    and time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS):
+                # Compact while running, so the log (and a restart's replay) stays small.
+                self._last_checkpoint = time.monotonic()
+                self._rows_since_checkpoint = 0
+                try:
+                    self._broker.journal_checkpoint()
+                except Exception:
+                    log.exception("journal checkpoint failed")
 
     def flush(self) -> int:
         """Write everything buffered in one transaction; returns the number of entries."""
@@ -243,39 +262,40 @@ class SqliteJournal:
         # the same window must not keep its 'failed' row (the last change per id wins).
         finished: dict[int, tuple] = {}
         requeued: list[tuple[int]] = []
-        for kind, data in buf:
-            if kind == "done":
-                done_rows.append((len(data), data[-1].finished or 0.0, pickle.dumps(
-                    [(r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.started,
-                      r.finished, r.worker, r.result) for r in data],
-                    protocol=pickle.HIGHEST_PROTOCOL)))
-            elif kind == "finish":
-                for (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result,
-                     error, classic) in data:
-                    value, pickled = _encode_result(result)
-                    finished[tid] = (tid, fn, pickle.dumps(args),
-                                     None if kwargs is None else pickle.dumps(kwargs), state,
-                                     attempts, sub, st, fin, worker, value, pickled, error,
-                                     int(bool(classic)))
-                rows.append(("finish", pickle.dumps([(d[0], d[4]) for d in data])))
-            else:
-                if kind == "requeue":
-                    for d in data:
-                        finished.pop(d[0], None)
-                        requeued.append((d[0],))
-                rows.append((kind, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)))
+        purged = self._purged
         db = self._db
         db.execute("BEGIN")
         try:
-            db.executemany("INSERT INTO log(kind, data) VALUES (?, ?)", rows)
-            if requeued:  # a retried task is not finished any more
-                db.executemany("DELETE FROM finished WHERE id = ?", requeued)
-            if finished:
-                db.executemany("INSERT OR REPLACE INTO finished VALUES "
-                               "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", finished.values())
-            if done_rows:
-                db.executemany("INSERT INTO done(n, finished, data) VALUES (?, ?, ?)",
-                               done_rows)
+            for kind, data in buf:
+                if kind == "checkpoint":
+                    # Everything before it in the buffer is part of the snapshot: write that,
+                    # then the snapshot, then drop the log rows it replaces.
+                    self._write(rows, requeued, finished, done_rows)
+                    rows, requeued, finished, done_rows = [], [], {}, []
+                    self._write_checkpoint(data, purged)
+                elif kind == "done":
+                    done_rows.append((len(data), data[-1].finished or 0.0, pickle.dumps(
+                        [(r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted,
+                          r.started, r.finished, r.worker, r.result) for r in data],
+                        protocol=pickle.HIGHEST_PROTOCOL)))
+                elif kind == "finish":
+                    for (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result,
+                         error, classic) in data:
+                        value, pickled = _encode_result(result)
+                        finished[tid] = (tid, fn, pickle.dumps(args),
+                                         None if kwargs is None else pickle.dumps(kwargs),
+                                         state, attempts, sub, st, fin, worker, value, pickled,
+                                         error, int(bool(classic)))
+                    rows.append(("finish", pickle.dumps([(d[0], d[4]) for d in data])))
+                else:
+                    if kind == "requeue":
+                        for d in data:
+                            finished.pop(d[0], None)
+                            requeued.append((d[0],))
+                    elif kind == "cancel":
+                        purged += len(data[0])
+                    rows.append((kind, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)))
+            self._write(rows, requeued, finished, done_rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -283,10 +303,38 @@ class SqliteJournal:
                 self._buf[:0] = buf  # keep them for the next try
                 self._oldest, self._writing_since = self._writing_since, None
             raise
+        self._purged = purged
         with self._saved:
             self._writing_since = None
             self._saved.notify_all()
         return len(buf)
+
+    def _write(self, rows: list, requeued: list, finished: dict, done_rows: list) -> None:
+        """Insert one segment of a flush (inside the flush's transaction)."""
+        db = self._db
+        db.executemany("INSERT INTO log(kind, data) VALUES (?, ?)", rows)
+        if requeued:  # a retried task is not finished any more
+            db.executemany("DELETE FROM finished WHERE id = ?", requeued)
+        if finished:
+            db.executemany("INSERT OR REPLACE INTO finished VALUES "
+                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", finished.values())
+        if done_rows:
+            db.executemany("INSERT INTO done(n, finished, data) VALUES (?, ?, ?)", done_rows)
+        self._rows_since_checkpoint += len(rows) + len(done_rows)
+
+    def _write_checkpoint(self, state: dict[str, Any], purged: int) -> None:
+        """Write a running server's snapshot and drop the log rows before it."""
+        db = self._db
+        done_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM done").fetchone()[0]
+        batches = [(first, fn, kw, [None if a is _HOLE else a for a in items], sub, classic)
+                   for first, fn, kw, items, sub, classic in state["batches"]]
+        blob = pickle.dumps({"batches": batches, "records": state["records"],
+                             "next_id": state["next_id"], "submitted": state["submitted"],
+                             "requeued": state["requeued"], "purged": purged,
+                             "done_seq": done_seq}, protocol=pickle.HIGHEST_PROTOCOL)
+        seq = db.execute("INSERT INTO log(kind, data) VALUES ('checkpoint', ?)",
+                         (blob,)).lastrowid
+        db.execute("DELETE FROM log WHERE seq < ?", (seq,))
 
     def close(self) -> None:
         """Stop the writer, flush what is left, and close the file."""
@@ -304,6 +352,7 @@ class SqliteJournal:
     def restore_into(self, broker: Broker) -> dict[str, int]:
         """Replay the journal into a fresh broker, then compact the log to one checkpoint."""
         state = _replay(self._db)
+        self._purged = state.purged
         broker.restore(queued=state.queued_tasks(), finished=self._finished_tasks(broker),
                        counts=state.counts(self._db), submitted=state.submitted,
                        requeued=state.requeued, next_id=state.next_id)
@@ -379,7 +428,14 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
         data = pickle.loads(blob)
         if kind == "checkpoint":
             done_seq = data.get("done_seq", 0)
-            for tid, fn, args, kwargs, attempts, sub, classic in data["live"]:
+            st.live = {}
+            for tid, fn, args, kwargs, attempts, sub, classic in data.get("live", ()):
+                st.live[tid] = [fn, args, kwargs, attempts, sub, classic]
+            for first, fn, kwargs, items, sub, classic in data.get("batches", ()):
+                for i, args in enumerate(items):
+                    if args is not None:  # None marks a task cancelled inside its batch
+                        st.live[first + i] = [fn, args, kwargs, 0, sub, classic]
+            for tid, fn, args, kwargs, attempts, sub, classic in data.get("records", ()):
                 st.live[tid] = [fn, args, kwargs, attempts, sub, classic]
             st.next_id = data["next_id"]
             st.submitted, st.requeued = data["submitted"], data["requeued"]
@@ -437,6 +493,7 @@ def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERV
     journal = SqliteJournal(path, flush_interval)
     broker = Broker(journal=journal, **broker_options)
     info = journal.restore_into(broker)
+    journal._broker = broker
     if info["queued"]:
         log.info("restored %d queued task(s) from %s", info["queued"], path)
     journal.start()

@@ -229,3 +229,35 @@ def test_a_journal_in_use_by_another_server_is_refused(tmp_path: Path) -> None:
     finally:
         first.close()
     open_journaled_broker(path).close()  # free again once the first one closed
+
+
+def test_a_checkpoint_while_running_compacts_the_log_and_loses_nothing(path: Path) -> None:
+    b = open_journaled_broker(path)
+    b.submit("square", [(i,) for i in range(10)])  # ids 1..10
+    assert b.cancel([2]) == 1  # a hole inside the batch
+    w = b.register_worker("w", "h", 1)["id"]
+    running = ids_of(b.claim(w, 4))
+    assert running == [1, 3, 4, 5]
+    b.complete(w, [(1, True, 1)])
+    b.journal_checkpoint()
+    b.submit("echo", [("after",)])  # id 11, after the snapshot
+    b.complete(w, [(3, True, 9)])  # running in the snapshot, done after it
+    b._journal.flush()  # type: ignore[attr-defined]
+    db = sqlite3.connect(path)
+    kinds = [k for (k,) in db.execute("SELECT kind FROM log ORDER BY seq")]
+    db.close()
+    assert kinds[0] == "checkpoint" and kinds.count("checkpoint") == 1
+    assert kinds[1:] == ["submit"]  # everything before the snapshot was dropped
+
+    b = reopen(b, path)
+    assert b.get_task(1).state is TaskState.DONE and b.get_task(3).result == 9
+    assert b.get_task(2).state is TaskState.CANCELLED
+    for tid in (4, 5):  # running at the snapshot: queued again, the attempt counted
+        t = b.get_task(tid)
+        assert (t.state, t.attempts) == (TaskState.QUEUED, 1)
+    assert b.get_task(11).args == ("after",)
+    snap = b.snapshot()
+    assert (snap.count("queued"), snap.count("done"), snap.count("cancelled")) == (8, 2, 1)
+    assert snap.submitted == 11
+    assert b.submit("square", [(0,)]) == (12, 1)
+    b.close()
