@@ -58,8 +58,11 @@ class WorkerPool:
 
     def __init__(self, address: tuple[str, int], authkey: str | bytes, *, respawn: bool = False,
                  prefetch: int | None = None, extra_args: tuple[str, ...] = (),
-                 give_up_after: float = 15.0) -> None:
+                 give_up_after: float = 15.0, redis_url: str | None = None) -> None:
         self.address = address
+        # Set: workers go straight to Redis (``worker --redis``); the URL, which may hold a
+        # password, travels in the environment like the key.
+        self._redis_url = redis_url
         self._authkey = to_bytes(authkey)
         self.respawn = respawn
         self._prefetch = prefetch
@@ -90,9 +93,12 @@ class WorkerPool:
         with self._lock:
             self._seq += 1
             name = f"{prefix}-{self._seq}"
-        host, port = self.address
-        cmd = [sys.executable, "-m", "guidist", "worker", "--connect", f"{host}:{port}",
-               "--name", name, "--exit-with-parent",
+        if self._redis_url:
+            target = ["--redis"]
+        else:
+            host, port = self.address
+            target = ["--connect", f"{host}:{port}"]
+        cmd = [sys.executable, "-m", "guidist", "worker", *target, "--name", name, "--exit-with-parent",
                "--give-up-after", str(self._give_up_after)]
         if self._prefetch:
             cmd += ["--prefetch", str(self._prefetch)]
@@ -103,6 +109,8 @@ class WorkerPool:
         cmd += list(self._extra_args)
         env = dict(os.environ, GUIDIST_AUTHKEY=self._authkey.decode("utf-8", "surrogateescape"),
                    PYTHONUNBUFFERED="1", GUIDIST_PARENT_PID=str(os.getpid()))
+        if self._redis_url:
+            env["GUIDIST_REDIS_URL"] = self._redis_url
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
                                 start_new_session=False)

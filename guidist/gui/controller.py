@@ -68,6 +68,58 @@ class ServerOptions:
     lease_timeout: float = 30.0
     max_attempts: int = 3
     journal: str | None = None
+    backend: str | None = None  # a Redis URL keeps the state in Redis (then no journal)
+
+
+#: Where a client connects: (host, port) of a guidist server, or a Redis URL.
+Target = tuple[str, int] | str
+
+
+def make_client(target: Target, key: str = "") -> Client:
+    """A Client for a server address, or a RedisClient for a Redis URL (same calls)."""
+    if isinstance(target, str):
+        from ..core.redis_backend import RedisClient  # needs the optional redis package
+
+        try:
+            return RedisClient(target)
+        except ValueError as exc:
+            raise GuidistError(str(exc)) from None
+    return Client(target, key)
+
+
+def close_client(client: Client) -> None:
+    """Drop a client's connection; a RedisClient also ends its connections and listener."""
+    shutdown = getattr(client, "shutdown", None)
+    if isinstance(client, Client) and type(client).__name__ == "RedisClient" and shutdown:
+        shutdown()
+    else:
+        client.close()
+
+
+def scrub(text: str, url: str | None) -> str:
+    """text without the password (and user name) of url, for anything shown or logged."""
+    if not url:
+        return text
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        secrets_ = [x for x in (parts.password, parts.username) if x]
+    except ValueError:
+        return text.replace(url, "<redis URL>")
+    text = text.replace(url, redact(url))
+    for secret in secrets_:
+        for form in {secret, unquote(secret)}:
+            if len(form) >= 3:
+                text = text.replace(form, "***")
+    return text
+
+
+def redact(url: str) -> str:
+    """A Redis URL without its credentials."""
+    from ..core.redis_backend import redact_url
+
+    return redact_url(url)
 
 
 class Mode(str, Enum):
@@ -99,6 +151,7 @@ class Status:
     bind_host: str | None = None  # what the embedded server listens on
     kind: str | None = None  # "guidist" or "classic" once known
     message: str = ""
+    redis: str | None = None  # the Redis URL without credentials, on a Redis deployment
 
     @property
     def online(self) -> bool:
@@ -218,10 +271,10 @@ class _Session(_ThreadWorker):
 
     # -- connection
 
-    def attach(self, generation: int, address: tuple[str, int], key: str) -> None:
-        """Monitor a server from now on; the first poll happens at once."""
+    def attach(self, generation: int, target: Target, key: str) -> None:
+        """Monitor a server (or a Redis deployment) from now on; the first poll is at once."""
         self.close()
-        self._client = Client(address, key)
+        self._client = make_client(target, key)
         self._generation = generation
         self._series_cursor = self._events_cursor = 0
         self._server_started = 0.0
@@ -242,7 +295,7 @@ class _Session(_ThreadWorker):
 
     def close(self) -> None:
         if self._client is not None:
-            self._client.close()
+            close_client(self._client)
         self._client = None
 
     def _poll(self) -> None:
@@ -370,20 +423,25 @@ class _Ops(_ThreadWorker):
             self.server_failed.emit("The server is already running.")
             return
         try:
+            if options.backend:
+                make_client(options.backend).connect()  # a clear error if Redis is not there
             server = ServerProcess(options.host, options.port, options.authkey,
                                    insist_weak_key=options.insist_weak_key,
                                    lease_timeout=options.lease_timeout,
-                                   max_attempts=options.max_attempts, journal=options.journal)
+                                   max_attempts=options.max_attempts,
+                                   journal=None if options.backend else options.journal,
+                                   backend=options.backend)
             host, port = server.start()
         except GuidistError as exc:
-            self.server_failed.emit(str(exc))
+            self.server_failed.emit(scrub(str(exc), options.backend))
             return
         except Exception as exc:
-            log.exception("server start failed")
-            self.server_failed.emit(f"The server could not start: {exc}")
+            log.error("server start failed: %s", scrub(repr(exc), options.backend))
+            self.server_failed.emit(scrub(f"The server could not start: {exc}",
+                                          options.backend))
             return
         self._server = server
-        self.set_target((connect_host(host), port), options.authkey)
+        self.set_target((connect_host(host), port), options.authkey, options.backend)
         self.server_started.emit((options.host, (host, port)))
 
     def stop_server(self) -> None:
@@ -394,18 +452,24 @@ class _Ops(_ThreadWorker):
             self._server = None
         self.server_stopped.emit()
 
-    def set_target(self, address: tuple[str, int] | None, key: str = "") -> None:
-        """Where local workers connect (a new server stops the old server's workers)."""
+    def set_target(self, address: tuple[str, int] | None, key: str = "",
+                   redis_url: str | None = None) -> None:
+        """Where local workers connect (a new server stops the old server's workers); with
+        redis_url they work straight from Redis."""
         self._stop_pool()
-        self._pool = WorkerPool(address, key) if address is not None else None
+        self._pool = WorkerPool(address or ("", 0), key, redis_url=redis_url) \
+            if address is not None or redis_url else None
 
-    def launch(self, n: int) -> None:
-        """Start n local worker processes."""
+    def launch(self, n: int, mode: str = "inline", concurrency: int | None = None) -> None:
+        """Start n local worker processes running tasks in that mode."""
         if self._pool is None:
             raise GuidistError("Start or attach to a server before launching workers.")
-        started = self._pool.launch(n)
+        started = self._pool.launch(n, mode=mode,
+                                    concurrency=None if mode == "inline" else concurrency)
         names = ", ".join(f"{w.name} (pid {w.pid})" for w in started)
-        self.notice.emit(Notice("control", f"launched {len(started)} local worker(s): {names}"))
+        how = mode if mode == "inline" or not concurrency else f"{mode} ×{concurrency}"
+        self.notice.emit(Notice("control", f"launched {len(started)} local {how} worker(s): "
+                                f"{names}"))
         self._publish()
 
     def stop_workers(self, pids: list[int] | None) -> None:
@@ -464,14 +528,14 @@ class _Submitter(_ThreadWorker):
         super().__init__()
         self._client: Client | None = None
 
-    def set_target(self, address: tuple[str, int] | None, key: str = "") -> None:
+    def set_target(self, target: Target | None, key: str = "") -> None:
         """Where tasks go."""
         self.close()
-        self._client = Client(address, key) if address is not None else None
+        self._client = make_client(target, key) if target is not None else None
 
     def close(self) -> None:
         if self._client is not None:
-            self._client.close()
+            close_client(self._client)
         self._client = None
 
     def submit(self, job: SubmitJob, cancel: threading.Event) -> None:
@@ -563,6 +627,7 @@ class Controller(QObject):
         self.last_snapshot: Snapshot | None = None
         self.demo_running = False
         self._key = ""
+        self._redis_url: str | None = None  # never logged or shown; see redis_url
         self._generation = itertools.count(1)
         self._session_generation = 0
         self._submitting: threading.Event | None = None
@@ -611,6 +676,11 @@ class Controller(QObject):
         return self._key
 
     @property
+    def redis_url(self) -> str | None:
+        """The Redis URL of the deployment shown, with its password (never logged)."""
+        return self._redis_url
+
+    @property
     def submitting(self) -> bool:
         """True while a submission runs."""
         return self._submitting is not None
@@ -622,8 +692,12 @@ class Controller(QObject):
         if self.status.mode is not Mode.NONE or self._shut_down:
             return
         self._key = options.authkey
+        self._redis_url = options.backend
+        redis = redact(options.backend) if options.backend else None
+        where = f" with Redis at {redis}" if redis else ""
         self._set_status(Status(Mode.EMBEDDED, Phase.STARTING, bind_host=options.host,
-                                message=f"Starting on {options.host}:{options.port or 'any'}…"))
+                                message=f"Starting on {options.host}:{options.port or 'any'}"
+                                        f"{where}…", redis=redis))
         self._to_ops.emit(partial(self._ops.start_server, options))
 
     def attach(self, address: tuple[str, int], key: str) -> None:
@@ -631,10 +705,30 @@ class Controller(QObject):
         if self.status.mode is not Mode.NONE or self._shut_down:
             return
         self._key = key
+        self._redis_url = None
         self._set_status(Status(Mode.ATTACHED, Phase.CONNECTING, address=address,
                                 message=f"Connecting to {address[0]}:{address[1]}…"))
         self._connect_all(address, key)
         self._to_ops.emit(partial(self._ops.set_target, address, key))
+
+    def attach_redis(self, url: str) -> None:
+        """Monitor and control a Redis deployment directly (no guidist server in the path)."""
+        if self.status.mode is not Mode.NONE or self._shut_down:
+            return
+        from urllib.parse import urlsplit
+
+        self._key = ""
+        self._redis_url = url
+        redis = redact(url)
+        try:
+            parts = urlsplit(url)
+            address = (parts.hostname or "localhost", parts.port or 6379)
+        except ValueError:
+            address = ("localhost", 6379)
+        self._set_status(Status(Mode.ATTACHED, Phase.CONNECTING, address=address,
+                                message=f"Connecting to Redis at {redis}…", redis=redis))
+        self._connect_all(url, "")
+        self._to_ops.emit(partial(self._ops.set_target, None, "", url))
 
     def disconnect_server(self) -> None:
         """Stop the embedded server (and its local workers), or detach from an attached one."""
@@ -654,17 +748,19 @@ class Controller(QObject):
             self._to_ops.emit(partial(self._ops.set_target, None))
             self._set_status(Status(message="Detached."))
 
-    def _connect_all(self, address: tuple[str, int], key: str) -> None:
+    def _connect_all(self, target: Target, key: str) -> None:
         self._session_generation = next(self._generation)
-        self._to_session.emit(partial(self._session.attach, self._session_generation, address,
+        self._to_session.emit(partial(self._session.attach, self._session_generation, target,
                                       key))
-        self._to_submitter.emit(partial(self._submitter.set_target, address, key))
+        self._to_submitter.emit(partial(self._submitter.set_target, target, key))
 
     # -- workers
 
-    def launch_workers(self, n: int) -> None:
-        """Start n local worker processes for the current server."""
-        self._to_ops.emit(partial(self._ops.launch, int(n)))
+    def launch_workers(self, n: int, mode: str = "inline",
+                       concurrency: int | None = None) -> None:
+        """Start n local worker processes for the current server, running tasks in mode
+        (inline, process, thread, async) with that many at once."""
+        self._to_ops.emit(partial(self._ops.launch, int(n), mode, concurrency))
 
     def stop_workers(self, workers: list[WorkerInfo]) -> None:
         """Stop workers gracefully: local ones by signal, remote ones through the server."""
@@ -763,12 +859,14 @@ class Controller(QObject):
         bind_host, (host, port) = payload
         address = (connect_host(host), port)
         self._set_status(Status(Mode.EMBEDDED, Phase.CONNECTING, address=address,
-                                bind_host=bind_host, message=f"Listening on {host}:{port}"))
+                                bind_host=bind_host, message=f"Listening on {host}:{port}",
+                                redis=self.status.redis))
         self.notice.emit(Notice("control", f"server started on {host}:{port}"))
         self._connect_all(address, self._key)
 
     @Slot(str)
     def _on_server_failed(self, message: str) -> None:
+        self._redis_url = None
         self._set_status(Status(message=message))
         self.notice.emit(Notice("error", message))
 
@@ -790,6 +888,10 @@ class Controller(QObject):
             if st.mode is Mode.EMBEDDED:
                 message = f"Running · {st.bind_host or where.rsplit(':', 1)[0]}:" \
                           f"{st.address[1] if st.address else ''}"
+                if st.redis:
+                    message += f" · Redis {st.redis}"
+            elif st.redis:
+                message = f"Attached · Redis {st.redis}"
             elif snap.kind == "classic":
                 message = f"Attached · classic master {where}"
             else:
@@ -805,6 +907,7 @@ class Controller(QObject):
         generation, message, first_contact = payload
         if generation != self._session_generation or self._shut_down:
             return
+        message = scrub(message, self._redis_url)
         if first_contact and self.status.mode is Mode.ATTACHED:
             # Wrong address or key: give up at once rather than retry forever.
             self._to_submitter.emit(partial(self._submitter.set_target, None))
@@ -833,4 +936,6 @@ class Controller(QObject):
 
     @Slot(object)
     def _on_worker_notice(self, notice: Notice) -> None:
+        if self._redis_url:
+            notice = dataclasses.replace(notice, message=scrub(notice.message, self._redis_url))
         self.notice.emit(notice)

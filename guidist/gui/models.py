@@ -36,13 +36,21 @@ _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 # ---------------------------------------------------------------------- workers
 
 
+def fmt_mode(w: WorkerInfo) -> str:
+    """How a worker runs its tasks: "inline", or "thread ×32" (classic workers: empty)."""
+    if w.kind == "classic":
+        return ""
+    mode = w.mode or "inline"
+    return mode if mode == "inline" and w.concurrency <= 1 else f"{mode} ×{w.concurrency}"
+
+
 class WorkersModel(QAbstractTableModel):
     """The workers the server knows, updated in place so selections survive refreshes."""
 
-    COL_NAME, COL_WHERE, COL_STATE, COL_TASK, COL_DONE, COL_FAILED, COL_HEARTBEAT, \
-        COL_HOST, COL_PID = range(9)
-    HEADERS = ("Name", "Where", "State", "Current task", "Done", "Failed", "Last heartbeat",
-               "Host", "PID")
+    COL_NAME, COL_WHERE, COL_MODE, COL_STATE, COL_TASK, COL_DONE, COL_FAILED, \
+        COL_HEARTBEAT, COL_HOST, COL_PID = range(10)
+    HEADERS = ("Name", "Where", "Mode", "State", "Current task", "Done", "Failed",
+               "Last heartbeat", "Host", "PID")
     WorkerRole = Qt.ItemDataRole.UserRole + 1
 
     def __init__(self, parent: Any = None) -> None:
@@ -99,6 +107,8 @@ class WorkersModel(QAbstractTableModel):
             return w.name
         if col == self.COL_WHERE:
             return self.where(w)
+        if col == self.COL_MODE:
+            return fmt_mode(w)
         if col == self.COL_STATE:
             return "OFFLINE" if w.state is WorkerState.OFFLINE else w.state.value
         if col == self.COL_TASK:

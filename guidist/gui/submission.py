@@ -78,24 +78,56 @@ class Preset:
     needs_arg: bool = False
     check: Callable[[Any], None] | None = None
     help: str = ""
+    fits: str = ""  # the worker mode that suits the task (see worker_hint)
 
 
 PRESETS: dict[str, Preset] = {p.key: p for p in (
     Preset("square", "square (classic)", "square", MODE_RANGE, value="7", start="1",
            low="1", high="10000", needs_arg=True, check=_number("n", integer=True),
-           help="n × n, the tutorial's task; tutorial-style workers run it too."),
+           help="n × n, the tutorial's task; tutorial-style workers run it too.",
+           fits="inline"),
     Preset("sleep", "sleep", "sleep", MODE_RANDOM, value="0.1", low="0.05", high="0.5",
            check=_number("seconds", 0, 3600),
-           help="Sleep for the given seconds: stands in for I/O-bound work."),
+           help="Sleep for the given seconds: stands in for I/O-bound work.", fits="thread"),
     Preset("primes", "primes (CPU)", "primes", MODE_FIXED, value="20000", low="5000",
            high="50000", check=_number("limit", 2, 10_000_000, integer=True),
-           help="Count primes below the limit by trial division: CPU-bound work."),
+           help="Count primes below the limit by trial division: CPU-bound work.",
+           fits="process"),
+    Preset("io_wait", "io_wait (I/O, blocking)", "io_wait", MODE_RANDOM, value="0.05",
+           low="0.02", high="0.1", check=_number("seconds", 0, 3600),
+           help="Block for the given seconds without using the CPU, like a network call.",
+           fits="thread"),
+    Preset("aio_wait", "aio_wait (async I/O)", "aio_wait", MODE_RANDOM, value="0.05",
+           low="0.02", high="0.1", check=_number("seconds", 0, 3600),
+           help="An async def that awaits the given seconds: I/O on an event loop.",
+           fits="async"),
     Preset("fail", "fail (random failures)", "fail", MODE_FIXED, value="0.3", low="0.1",
            high="0.9", check=_number("probability", 0, 1),
-           help="Raise with the given probability, to watch failures and retries."),
+           help="Raise with the given probability, to watch failures and retries.",
+           fits="inline"),
     Preset("custom", "custom function…", None, MODE_FIXED, value="",
            help="Any importable 'package.module:function' the workers can import."),
 )}
+
+
+#: Why a worker mode suits a kind of task: the tutorial's claim, one line each.
+_MODE_REASONS: dict[str, str] = {
+    "inline": "tiny tasks run fastest one at a time",
+    "process": "CPU-bound, a process per core (threads do not help: the GIL)",
+    "thread": "blocking I/O, many threads wait at once (async fits too)",
+    "async": "async def, one event loop awaits many at once",
+}
+
+
+def worker_hint(preset: str, mode: str | None = None) -> str:
+    """One line (rich text) saying which worker mode fits a preset's tasks; ✓ when mode does."""
+    p = PRESETS.get(preset)
+    if p is None or not p.fits:
+        return "For custom tasks: <b>process</b> if CPU-bound, <b>thread</b> or <b>async</b> " \
+               "if they wait on I/O."
+    name = p.label.split(" (")[0]
+    ok = mode == p.fits or (p.fits == "thread" and mode == "async")
+    return f"For {name}: <b>{p.fits}</b> — {_MODE_REASONS[p.fits]}{' ✓' if ok else ''}"
 
 
 @dataclass(frozen=True)

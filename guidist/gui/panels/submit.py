@@ -58,6 +58,8 @@ class SubmitPanel(QGroupBox):
     submit_requested = Signal(object)
     #: The person pressed Cancel during a submission.
     cancel_requested = Signal()
+    #: str: the key of the preset now chosen (the workers panel's hint follows it).
+    preset_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Submit tasks", parent)
@@ -395,6 +397,7 @@ class SubmitPanel(QGroupBox):
                                       "high": self.high_edit.text()}
         self._shown_preset = self.preset
         self._load_values(self.preset)
+        self.preset_changed.emit(self.preset)
 
     def _on_mode_changed(self) -> None:
         current = _PAGES.get(self.mode, 0)

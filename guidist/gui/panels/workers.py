@@ -7,6 +7,7 @@ from collections.abc import Collection, Sequence
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -18,15 +19,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...core.executors import default_concurrency
 from ...core.protocol import WorkerInfo, WorkerState
 from ..models import WorkersModel
+from ..submission import PRESETS, worker_hint
 from ..widgets import ErrorLabel
+
+
+#: Worker execution modes (``guidist worker --mode``), with what each is for.
+WORKER_MODES: dict[str, str] = {
+    "inline": "one task at a time in the worker: fastest for tiny tasks",
+    "process": "a pool of processes: CPU-bound tasks, one per core",
+    "thread": "a pool of threads: blocking I/O (network, disk)",
+    "async": "one event loop: async def tasks and I/O-bound work",
+}
 
 
 class WorkersPanel(QWidget):
     """Workers the server knows, local and remote, with the actions that apply to them."""
 
-    launch_requested = Signal(int)
+    #: (count, mode, concurrency): start local workers.
+    launch_requested = Signal(int, str, int)
     #: list[WorkerInfo]: stop these gracefully.
     stop_requested = Signal(object)
     #: list[int]: SIGKILL these local pids.
@@ -46,11 +59,34 @@ class WorkersPanel(QWidget):
         self.count_spin.setRange(1, 64)
         self.count_spin.setValue(2)
         self.count_spin.setToolTip("How many worker processes to start on this machine")
+        self.mode_combo = QComboBox()
+        self.mode_combo.setObjectName("workerModeCombo")
+        for i, (mode, what) in enumerate(WORKER_MODES.items()):
+            self.mode_combo.addItem(mode, mode)
+            self.mode_combo.setItemData(i, what, Qt.ItemDataRole.ToolTipRole)
+        self.mode_combo.setToolTip("How each worker runs its tasks: inline (one at a time), "
+                                   "process (CPU-bound), thread (blocking I/O), async (async "
+                                   "def, I/O)")
+        self.concurrency_spin = QSpinBox()
+        self.concurrency_spin.setObjectName("workerConcurrencySpin")
+        self.concurrency_spin.setRange(1, 1024)
+        self.concurrency_spin.setPrefix("×")
+        self.concurrency_spin.setToolTip("Tasks each worker runs at once (default: cores for "
+                                         "process, 32 threads, 64 coroutines)")
+        self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
         self.launch_button = QPushButton("Launch")
         self.launch_button.setObjectName("launchWorkersButton")
         self.launch_button.setToolTip("Start that many local worker processes (Ctrl+L)")
         self.launch_button.clicked.connect(
-            lambda: self.launch_requested.emit(self.count_spin.value()))
+            lambda: self.launch_requested.emit(self.count_spin.value(), self.mode,
+                                               self.concurrency_spin.value()))
+        self._preset = "square"
+        self.mode_hint = QLabel()
+        self.mode_hint.setObjectName("workerModeHintLabel")
+        self.mode_hint.setStyleSheet("color: #555;")
+        self.mode_hint.setWordWrap(True)
+        self.mode_hint.setTextFormat(Qt.TextFormat.RichText)
+        self.mode_hint.setToolTip("Which worker mode fits the task chosen under Submit tasks")
         self.remote_button = QPushButton("Connect a remote worker…")
         self.remote_button.setObjectName("remoteWorkerButton")
         self.remote_button.setToolTip("What another machine needs to join this server "
@@ -91,6 +127,7 @@ class WorkersPanel(QWidget):
         header.setStretchLastSection(True)
         header.setHighlightSections(False)
         widths = {WorkersModel.COL_NAME: 66, WorkersModel.COL_WHERE: 48,
+                  WorkersModel.COL_MODE: 70,
                   WorkersModel.COL_STATE: 60, WorkersModel.COL_TASK: 84,
                   WorkersModel.COL_DONE: 58, WorkersModel.COL_FAILED: 48,
                   WorkersModel.COL_HEARTBEAT: 94, WorkersModel.COL_HOST: 70,
@@ -111,6 +148,8 @@ class WorkersPanel(QWidget):
         top = QHBoxLayout()
         top.addWidget(QLabel("Local workers"))
         top.addWidget(self.count_spin)
+        top.addWidget(self.mode_combo)
+        top.addWidget(self.concurrency_spin)
         top.addWidget(self.launch_button)
         top.addStretch(1)
         top.addWidget(self.remote_button)
@@ -121,13 +160,33 @@ class WorkersPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
+        layout.addWidget(self.mode_hint)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.hint)
         layout.addLayout(actions)
+        self._on_mode_changed()
         self.set_workers((), (), 0.0)
         self.set_enabled(False)
 
     # -- API
+
+    @property
+    def mode(self) -> str:
+        """The execution mode new local workers get."""
+        return str(self.mode_combo.currentData())
+
+    def set_mode(self, mode: str, concurrency: int | None = None) -> None:
+        """Choose the mode (its default concurrency unless one is given)."""
+        i = self.mode_combo.findData(mode)
+        if i >= 0:
+            self.mode_combo.setCurrentIndex(i)
+        if concurrency:
+            self.concurrency_spin.setValue(int(concurrency))
+
+    def set_task_preset(self, preset: str) -> None:
+        """The task chosen in the submit panel: the hint says which mode fits it."""
+        self._preset = preset if preset in PRESETS else "custom"
+        self._update_hint()
 
     def set_enabled(self, enabled: bool) -> None:
         """Actions are available while a server answers."""
@@ -169,6 +228,15 @@ class WorkersPanel(QWidget):
         return False
 
     # -- slots
+
+    def _on_mode_changed(self) -> None:
+        mode = self.mode
+        self.concurrency_spin.setValue(default_concurrency(mode))
+        self.concurrency_spin.setEnabled(mode != "inline")  # inline runs one at a time
+        self._update_hint()
+
+    def _update_hint(self) -> None:
+        self.mode_hint.setText(worker_hint(self._preset, self.mode))
 
     def _on_stop_clicked(self) -> None:
         chosen = [w for w in self.selected_workers() if w.state is not WorkerState.OFFLINE]
