@@ -47,6 +47,13 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL_MS = 200
 #: How often to retry while the server does not answer.
 RETRY_INTERVAL_MS = 1000
+#: The demo alternates a CPU-bound and an I/O-bound phase of this many seconds.
+DEMO_PHASE_S = 20.0
+
+
+def demo_phase(elapsed: float) -> str:
+    """"cpu" or "io": which load the demo queues elapsed seconds after it started."""
+    return "cpu" if int(elapsed // DEMO_PHASE_S) % 2 == 0 else "io"
 
 
 def connect_host(host: str) -> str:
@@ -379,21 +386,25 @@ class _Session(_ThreadWorker):
             self._demo_timer.stop()
 
     def _feed_demo(self) -> None:
-        """A few hundred tasks a second that swell and ebb, so the queue fills and drains."""
+        """Alternating phases of DEMO_PHASE_S seconds: CPU-bound primes, then blocking I/O
+        (io_wait), each swelling and ebbing, with a few squares and failures throughout."""
         client = self._client
         if client is None or client.kind == "classic":
             return
         rng = self._demo_rng
-        phase = math.sin(2 * math.pi * (time.monotonic() - self._demo_start) / 40.0)
+        elapsed = time.monotonic() - self._demo_start
+        cpu = demo_phase(elapsed) == "cpu"
+        swell = math.sin(math.pi * (elapsed % DEMO_PHASE_S) / DEMO_PHASE_S)  # 0 → 1 → 0
         try:
             client.submit_many("square", [(rng.randint(1, 100_000),)
-                                          for _ in range(40 + int(25 * phase))])
-            n_sleep = max(0, int(round(6 + 6 * phase)))
-            if n_sleep:
-                client.submit_many("sleep", [(round(rng.uniform(0.02, 0.08), 3),)
-                                             for _ in range(n_sleep)])
-            client.submit_many("primes", [(rng.randint(5_000, 15_000),)])
-            client.submit_many("fail", [(0.25,) for _ in range(4)])
+                                          for _ in range(10 + int(10 * swell))])
+            if cpu:
+                client.submit_many("primes", [(rng.randint(10_000, 25_000),)
+                                              for _ in range(6 + int(10 * swell))])
+            else:
+                client.submit_many("io_wait", [(round(rng.uniform(0.02, 0.1), 3),)
+                                               for _ in range(20 + int(40 * swell))])
+            client.submit_many("fail", [(0.25,) for _ in range(3)])
         except GuidistError:
             pass  # the poll reports the lost server; the load resumes when it is back
 

@@ -30,8 +30,14 @@ from PySide6.QtWidgets import (
 
 from ..core.netinfo import reachable_addresses
 from ..core.security import parse_address
-from .remote_script import loopback_warning, worker_command, worker_script
-from .widgets import ErrorLabel
+from .remote_script import (
+    is_loopback_literal,
+    loopback_warning,
+    redis_worker_command,
+    worker_command,
+    worker_script,
+)
+from .widgets import ErrorLabel, SecretUrlEdit
 
 
 def _copy_button(text_source: Callable[[], str], name: str,
@@ -201,26 +207,92 @@ class ConnectRemoteDialog(QDialog):
                 pass
 
 
+class RedisWorkerDialog(QDialog):
+    """What another machine runs to work straight from a Redis deployment, ready to copy.
+
+    The URL is shown without its password; Copy puts the complete line on the clipboard.
+    """
+
+    def __init__(self, url: str, parent: QWidget | None = None, mode: str = "inline",
+                 concurrency: int | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("redisWorkerDialog")
+        self.setWindowTitle("Connect a remote worker")
+        self._url = url
+        self._mode = mode
+        self._concurrency = concurrency
+        from urllib.parse import urlsplit
+
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError:
+            host = ""
+        self.warning_label = QLabel(
+            f"This Redis listens on {host}: other machines cannot reach it. Use a Redis they "
+            "can reach (bind it to a network address, with a password)."
+            if host and is_loopback_literal(host) else "")
+        self.warning_label.setObjectName("redisLoopbackWarning")
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setStyleSheet("background:#fff4e5; color:#663c00; border:1px solid "
+                                         "#e8850c; border-radius:3px; padding:6px;")
+        self.warning_label.setVisible(bool(self.warning_label.text()))
+        intro = QLabel("This queue keeps its state in Redis, so a worker on another machine "
+                       "talks to Redis directly, with no guidist server in between. With "
+                       "guidist installed there (pip install 'guidist[redis]'), run:")
+        intro.setWordWrap(True)
+        self.command_edit = QLineEdit(redis_worker_command(url, True, mode, concurrency))
+        self.command_edit.setObjectName("redisCommandEdit")
+        self.command_edit.setReadOnly(True)
+        self.command_edit.setFont(_mono())
+        self.command_edit.setMinimumWidth(520)
+        self.command_edit.setToolTip("The password is hidden here; Copy copies the whole line")
+        row = QHBoxLayout()
+        row.addWidget(self.command_edit, 1)
+        row.addWidget(_copy_button(self.full_command, "redisCopyCommandButton",
+                                   "Copy the command, password included"))
+        note = QLabel("Whoever can write to this Redis can run code on every worker: keep the "
+                      "URL and its password private, and Redis off untrusted networks. "
+                      "Add --mode process for CPU-bound tasks, --mode thread or async for I/O.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color:#666;")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        buttons.accepted.connect(self.accept)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.warning_label)
+        layout.addWidget(intro)
+        layout.addLayout(row)
+        layout.addWidget(note)
+        layout.addWidget(buttons)
+        self.resize(720, 0)
+
+    def full_command(self) -> str:
+        """The command with the complete URL (what Copy puts on the clipboard)."""
+        return redis_worker_command(self._url, False, self._mode, self._concurrency)
+
+
 class AttachDialog(QDialog):
-    """Ask for HOST:PORT and the key of a server to monitor."""
+    """Ask for HOST:PORT and the key of a server to monitor, or a Redis URL."""
 
     def __init__(self, parent: QWidget | None = None, address: str = "",
                  key: str = "") -> None:
         super().__init__(parent)
         self.setObjectName("attachDialog")
         self.setWindowTitle("Attach to a running server")
-        self.address_edit = QLineEdit(address)
+        self.address_edit = SecretUrlEdit(address)
         self.address_edit.setObjectName("attachAddressEdit")
-        self.address_edit.setPlaceholderText("HOST:PORT, e.g. 192.168.1.20:5000")
+        self.address_edit.setPlaceholderText("HOST:PORT, e.g. 192.168.1.20:5000, or "
+                                             "redis://:password@host:6379/0")
         self.key_edit = QLineEdit(key)
         self.key_edit.setObjectName("attachKeyEdit")
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.key_edit.setPlaceholderText("the key the server was started with")
+        self.key_edit.setPlaceholderText("the key the server was started with (not for Redis)")
         self.error_label = ErrorLabel()
         self.error_label.setObjectName("attachErrorLabel")
         intro = QLabel("Monitor a guidist server started elsewhere (<code>guidist serve</code>, "
-                       "another window), or an unmodified tutorial master, for which only the "
-                       "queue sizes are known.")
+                       "another window), an unmodified tutorial master, for which only the "
+                       "queue sizes are known, or a Redis deployment (its <code>redis://</code> "
+                       "URL; no key).")
         intro.setWordWrap(True)
         form = QFormLayout()
         form.addRow("Address", self.address_edit)
@@ -236,13 +308,19 @@ class AttachDialog(QDialog):
         layout.addWidget(self.error_label)
         layout.addWidget(buttons)
         self.address: tuple[str, int] | None = None
+        self.redis_url: str | None = None
         self.resize(460, 0)
 
     def validate(self) -> bool:
         """Check the fields; show what is wrong next to them."""
         self.error_label.clear_error()
+        self.address = self.redis_url = None
+        text = self.address_edit.url()
+        if text.lower().startswith(("redis://", "rediss://", "unix://")):
+            self.redis_url = text
+            return True
         try:
-            host, port = parse_address(self.address_edit.text())
+            host, port = parse_address(text)
         except ValueError as exc:
             self.error_label.show_error(_sentence(str(exc)), self.address_edit)
             return False

@@ -22,9 +22,12 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__ as _version
+from ..core.executors import default_concurrency
 from ..core.protocol import Snapshot
+from ..core.redis_backend import redact_url
 from ..core.security import key_weakness
 from .controller import (
+    DEMO_PHASE_S,
     Controller,
     Mode,
     Notice,
@@ -33,7 +36,13 @@ from .controller import (
     Status,
     SubmitOutcome,
 )
-from .dialogs import AttachDialog, ConnectRemoteDialog, Preferences, PreferencesDialog
+from .dialogs import (
+    AttachDialog,
+    ConnectRemoteDialog,
+    Preferences,
+    PreferencesDialog,
+    RedisWorkerDialog,
+)
 from .panels import EventLogDock, ServerBar, SubmitPanel, TasksPanel, TotalsPanel, WorkersPanel
 from .plots import WINDOWS, LivePlots
 from .remote_script import is_loopback_literal
@@ -41,7 +50,8 @@ from .style import fmt_int
 from .submission import SubmitJob
 from .widgets import Banner
 
-DEMO_WORKERS = 2
+#: The demo's local workers: processes for its CPU phase, threads for its I/O phase.
+DEMO_WORKER_MODES = ("process", "thread")
 
 _ACTION_WORDS = {
     "cancel": "cancelled {} queued task(s)",
@@ -189,7 +199,8 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         self.demo_action = self._action(
             m, "Run the &demo", self.set_demo, "Ctrl+D", "demoAction",
-            "Start the server, 2 local workers and a steady mixed load", checkable=True)
+            "Start the server, a process and a thread worker, and a load that alternates "
+            "CPU-bound and I/O-bound phases", checkable=True)
         m.addSeparator()
         self._action(m, "Export plots as &PNG…", self.export_png, "Ctrl+Shift+E",
                      "exportPngAction")
@@ -270,6 +281,7 @@ class MainWindow(QMainWindow):
         sp = self.submit_panel
         sp.submit_requested.connect(self._on_submit_requested)
         sp.cancel_requested.connect(self._on_cancel_submit)
+        sp.preset_changed.connect(self.workers_panel.set_task_preset)
 
         wp = self.workers_panel
         wp.launch_requested.connect(c.launch_workers)
@@ -318,7 +330,14 @@ class MainWindow(QMainWindow):
         if self.controller.status.mode is not Mode.NONE:
             return
         dialog = AttachDialog(self, self._attach_address)
-        if dialog.exec() and dialog.address is not None:
+        if not dialog.exec():
+            return
+        if dialog.redis_url is not None:
+            # Remember where, never the password.
+            self._attach_address = redact_url(dialog.redis_url)
+            self.settings.setValue("attach/address", self._attach_address)
+            self.attach_redis(dialog.redis_url)
+        elif dialog.address is not None:
             self._attach_address = dialog.address_edit.text().strip()
             self.settings.setValue("attach/address", self._attach_address)
             self.attach_to(dialog.address, dialog.key_edit.text())
@@ -328,9 +347,21 @@ class MainWindow(QMainWindow):
         self.plots.clear()
         self.controller.attach(address, key)
 
-    def connect_remote_worker(self) -> ConnectRemoteDialog | None:
+    def attach_redis(self, url: str) -> None:
+        """Monitor a Redis deployment (no dialog)."""
+        self.plots.clear()
+        self.controller.attach_redis(url)
+
+    def connect_remote_worker(self) -> ConnectRemoteDialog | RedisWorkerDialog | None:
         """Show what another machine needs to join (non-modal)."""
         st = self.controller.status
+        url = self.controller.redis_url
+        if url and st.mode is not Mode.NONE:
+            redis_dialog = RedisWorkerDialog(url, self, mode=self.workers_panel.mode,
+                                             concurrency=self.workers_panel.concurrency)
+            redis_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            redis_dialog.show()
+            return redis_dialog
         if st.address is None:
             self.banner.show_message("Start the server first: a remote worker needs its "
                                      "address and key.", "info")
@@ -344,7 +375,7 @@ class MainWindow(QMainWindow):
         return dialog
 
     def set_demo(self, on: bool) -> None:
-        """Run (or stop) the demo: server, 2 local workers and a steady mixed load."""
+        """Run (or stop) the demo: server, a process and a thread worker, alternating load."""
         if self.demo_action.isChecked() != on:
             self.demo_action.setChecked(on)  # re-enters through toggled
             return
@@ -368,10 +399,14 @@ class MainWindow(QMainWindow):
     def _begin_demo(self) -> None:
         self._demo_pending = False
         if not self.controller.local_pids:
-            self.controller.launch_workers(DEMO_WORKERS)
+            # One worker of each kind the two phases need: the plots show which carries what.
+            for mode in DEMO_WORKER_MODES:
+                self.controller.launch_workers(1, mode, default_concurrency(mode))
         self.controller.set_demo(True)
-        self.event_dock.add_note(time.time(), "control", "demo load started: square, sleep, "
-                                 "primes and fail tasks, a few hundred a second")
+        self.event_dock.add_note(time.time(), "control", f"demo load started: "
+                                 f"{DEMO_PHASE_S:.0f} s of CPU-bound primes, then "
+                                 f"{DEMO_PHASE_S:.0f} s of blocking I/O (io_wait), in turn, "
+                                 "with squares and some failures throughout")
 
     def export_png(self) -> None:
         """Save the plots as a PNG image."""
@@ -497,8 +532,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ slots
 
     @Slot(object)
-    def _on_start_requested(self, fields: tuple[str, int, str]) -> None:
-        host, port, key = fields
+    def _on_start_requested(self, fields: tuple[str, int, str, str | None]) -> None:
+        host, port, key, backend = fields
         insist = False
         weakness = key_weakness(key.encode("utf-8"))
         if weakness and not is_loopback_literal(host):
@@ -513,13 +548,15 @@ class MainWindow(QMainWindow):
                 return
             insist = True
         journal = None
-        if self.journal_available and self.prefs.use_journal and self.prefs.journal_path:
+        if backend:
+            pass  # Redis keeps the state (and its AOF the durability): no journal
+        elif self.journal_available and self.prefs.use_journal and self.prefs.journal_path:
             journal = self.prefs.journal_path
         self.plots.clear()
         self.controller.start_server(ServerOptions(
             host=host, port=port, authkey=key, insist_weak_key=insist,
             lease_timeout=self.prefs.lease_timeout, max_attempts=self.prefs.max_attempts,
-            journal=journal))
+            journal=journal, backend=backend))
 
     @Slot(object)
     def _on_status_changed(self, status: Status) -> None:
@@ -668,8 +705,13 @@ class MainWindow(QMainWindow):
         try:
             self.plots.set_window(int(s.value("plots/window", 60)))
             self.workers_panel.count_spin.setValue(int(s.value("workers/count", 2)))
+            mode = str(s.value("workers/mode", "inline") or "inline")
+            self.workers_panel.set_mode(mode, int(s.value("workers/concurrency", 0) or 0))
         except (TypeError, ValueError):
             pass
+        self.workers_panel.set_task_preset(self.submit_panel.preset)
+        if str(s.value("server/backend", "")) == "redis":
+            self.server_bar.set_backend("redis")
 
     def _save_settings(self) -> None:
         s = self.settings
@@ -679,6 +721,10 @@ class MainWindow(QMainWindow):
         s.setValue("server/port", self.server_bar.port_spin.value())
         s.setValue("plots/window", self.plots.window_seconds)
         s.setValue("workers/count", self.workers_panel.count_spin.value())
+        s.setValue("workers/mode", self.workers_panel.mode)
+        s.setValue("workers/concurrency", self.workers_panel.concurrency)
+        s.setValue("server/backend", self.server_bar.backend)  # the URL is not stored: it
+        # may hold a password
         self.submit_panel.save_settings(s)
         self._save_prefs()
         s.sync()
@@ -696,6 +742,8 @@ class MainWindow(QMainWindow):
 def _field_of(message: str) -> str:
     """Which server-bar field a start error is about."""
     low = message.lower()
+    if "redis" in low:
+        return "redis"
     if "port" in low:
         return "port"
     if "key" in low:

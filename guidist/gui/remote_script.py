@@ -10,6 +10,7 @@ import ipaddress
 import json
 
 KEY_ENV = "GUIDIST_AUTHKEY"
+REDIS_ENV = "GUIDIST_REDIS_URL"
 
 _SCRIPT = '''\
 #!/usr/bin/env python3
@@ -81,6 +82,22 @@ def worker_command(host: str, port: int, key: str, shell_key: bool = True) -> st
     if shell_key:
         return f"{KEY_ENV}={shlex.quote(key)} guidist worker --connect {target}"
     return f"guidist worker --connect {target}"
+
+
+def redis_worker_command(url: str, shown: bool = False, mode: str = "inline",
+                         concurrency: int | None = None) -> str:
+    """The line that starts a worker straight on a Redis deployment; with shown=True the URL
+    has no credentials (for the screen), else it is complete (for the clipboard)."""
+    if shown:
+        from ..core.redis_backend import redact_url
+
+        url = redact_url(url)
+    line = f"{REDIS_ENV}={shlex.quote(url)} guidist worker --redis"
+    if mode and mode != "inline":
+        line += f" --mode {mode}"
+        if concurrency:
+            line += f" --concurrency {int(concurrency)}"
+    return line
 
 
 def worker_script(host: str, port: int, key: str, embed_key: bool = True,

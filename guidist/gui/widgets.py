@@ -1,9 +1,13 @@
-"""Small widgets the panels share: a status light, an inline error label, a banner."""
+"""Small widgets the panels share: a status light, an inline error label, a banner, and a
+URL field that hides the password it holds."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtGui import QFocusEvent
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QLineEdit, QToolButton, QWidget
 
 from .style import LIGHT_COLORS
 
@@ -110,3 +114,64 @@ class Banner(QFrame):
     def text(self) -> str:
         """The sentence shown (empty when hidden)."""
         return "" if self.isHidden() else self.label.text()
+
+
+MASK = "••••"
+
+
+def mask_password(url: str) -> str:
+    """url with its password replaced by dots (host, port and database stay readable)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password or "@" not in parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit((parts.scheme, f"{user}:{MASK}@{hostport}", parts.path, parts.query,
+                       parts.fragment))
+
+
+class SecretUrlEdit(QLineEdit):
+    """A line edit for a URL that may hold a password: shown in full only while it is being
+    edited; otherwise the password is dots. ``url()`` is always the full text."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.textChanged.connect(self._on_changed)
+        self.set_url(text)
+
+    def url(self) -> str:
+        """The whole URL, password included."""
+        return self._full.strip()
+
+    def set_url(self, url: str) -> None:
+        """Hold url; show it masked unless the field is being edited."""
+        self._full = url
+        shown = url if self.hasFocus() else mask_password(url)
+        if shown == self.text():
+            return
+        self.setText(shown)
+        self.setCursorPosition(0)
+
+    def _on_changed(self, text: str) -> None:
+        # Typed or set with setText: that is the URL now. The masked form is only a view.
+        if text != mask_password(self._full) or MASK not in text:
+            self._full = text
+
+    def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802 (Qt name)
+        """Editing: show the real text."""
+        if self.text() != self._full:
+            self.setText(self._full)
+        super().focusInEvent(event)
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:  # noqa: N802 (Qt name)
+        """Done editing: hide the password again."""
+        super().focusOutEvent(event)
+        masked = mask_password(self._full)
+        if masked != self.text():
+            self.setText(masked)
+            self.setCursorPosition(0)

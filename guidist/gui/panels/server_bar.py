@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QResizeEvent
 from PySide6.QtWidgets import (
@@ -21,10 +23,13 @@ from PySide6.QtWidgets import (
 
 from ...core.security import generate_key
 from ..controller import Mode, Phase, Status
-from ..widgets import ErrorLabel, StatusLight
+from ..widgets import ErrorLabel, SecretUrlEdit, StatusLight
 
 LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"
+REDIS_URL_ENV = "GUIDIST_REDIS_URL"
+REDIS_PLACEHOLDER = "redis://:password@host:6379/0"
+BACKEND_EMBEDDED, BACKEND_REDIS = "embedded", "redis"
 
 REMOTE_WARNING = (
     "Workers on other machines can now connect to this server once it starts. The key only "
@@ -34,9 +39,11 @@ REMOTE_WARNING = (
 
 
 class ServerBar(QFrame):
-    """One row: status light, Start/Stop, host, "other machines" switch, port, key, Attach."""
+    """One row: status light, Start/Stop, Attach, backend, host, "other machines" switch,
+    port, key."""
 
-    #: (host, port, key): the person asked to start the embedded server.
+    #: (host, port, key, backend): the person asked to start the embedded server; backend is
+    #: None for the embedded state, or the Redis URL (password included).
     start_requested = Signal(object)
     #: Stop the embedded server (or detach from an attached one).
     stop_requested = Signal()
@@ -113,6 +120,23 @@ class ServerBar(QFrame):
                                          "start)")
         self.regen_key_button.clicked.connect(self._on_regenerate)
 
+        self.backend_combo = QComboBox()
+        self.backend_combo.setObjectName("serverBackendCombo")
+        self.backend_combo.addItem("Embedded", BACKEND_EMBEDDED)
+        self.backend_combo.addItem("Redis", BACKEND_REDIS)
+        self.backend_combo.setToolTip(
+            "Where the queue's state lives. Embedded: in the server process (with the "
+            "journal), right for one machine. Redis: in a Redis server, for deployments that "
+            "outgrow one process; workers may then talk to Redis directly.")
+        self.redis_edit = SecretUrlEdit(os.environ.get(REDIS_URL_ENV, ""))
+        self.redis_edit.setObjectName("serverRedisUrlEdit")
+        self.redis_edit.setPlaceholderText(REDIS_PLACEHOLDER)
+        self.redis_edit.setMinimumWidth(200)
+        self.redis_edit.setToolTip("The Redis server holding the queue: redis://HOST:PORT/DB, "
+                                   "with :PASSWORD@ before the host if it needs one (shown "
+                                   f"only while you edit; also read from ${REDIS_URL_ENV})")
+        self.backend_combo.currentIndexChanged.connect(self._on_backend_changed)
+
         self.attach_button = QPushButton("Attach…")
         self.attach_button.setObjectName("serverAttachButton")
         self.attach_button.setToolTip("Monitor a server that is already running elsewhere "
@@ -137,6 +161,9 @@ class ServerBar(QFrame):
         row = QHBoxLayout(self._fields_half)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(6)
+        row.addWidget(self.backend_combo)
+        row.addWidget(self.redis_edit, 2)
+        row.addSpacing(4)
         row.addWidget(QLabel("Host"))
         row.addWidget(self.host_combo)
         row.addWidget(self.remote_check)
@@ -154,6 +181,7 @@ class ServerBar(QFrame):
         self._grid.setVerticalSpacing(4)
         self._wrapped = True
         self._arrange(wrapped=False)
+        self._on_backend_changed()
         self.set_status(Status())
 
     # -- layout
@@ -193,6 +221,23 @@ class ServerBar(QFrame):
         return self.host_combo.currentText().strip(), self.port_spin.value(), \
             self.key_edit.text()
 
+    @property
+    def backend(self) -> str:
+        """"embedded" or "redis"."""
+        return str(self.backend_combo.currentData())
+
+    def set_backend(self, backend: str, url: str | None = None) -> None:
+        """Choose the backend (and the Redis URL)."""
+        i = self.backend_combo.findData(backend)
+        if i >= 0:
+            self.backend_combo.setCurrentIndex(i)
+        if url is not None:
+            self.redis_edit.set_url(url)
+
+    def redis_url(self) -> str:
+        """The Redis URL as typed, password included (never show or log it)."""
+        return self.redis_edit.url()
+
     def set_options(self, host: str, port: int, key: str) -> None:
         """Fill the fields (from the command line, settings, or a generated key)."""
         self.host_combo.setCurrentText(host)
@@ -217,7 +262,7 @@ class ServerBar(QFrame):
         self.stop_button.setEnabled(not idle and phase is not Phase.STOPPING)
         self.stop_button.setText("Detach" if status.mode is Mode.ATTACHED else "Stop")
         for w in (self.host_combo, self.remote_check, self.port_spin, self.key_edit,
-                  self.regen_key_button):
+                  self.regen_key_button, self.backend_combo, self.redis_edit):
             w.setEnabled(idle)
         if not idle:
             self.error_label.clear_error()
@@ -225,7 +270,7 @@ class ServerBar(QFrame):
     def show_error(self, message: str, field: str = "") -> None:
         """A message next to the fields (field: host, port or key)."""
         widget = {"host": self.host_combo, "port": self.port_spin,
-                  "key": self.key_edit}.get(field)
+                  "key": self.key_edit, "redis": self.redis_edit}.get(field)
         self.error_label.show_error(message, widget)
 
     def clear_error(self) -> None:
@@ -241,10 +286,23 @@ class ServerBar(QFrame):
             self.show_error("Type the address to listen on: 127.0.0.1 for this machine only, "
                             "0.0.0.0 for every interface.", "host")
             return
+        backend = None
+        if self.backend == BACKEND_REDIS:
+            from ...core.redis_backend import is_redis_url
+
+            backend = self.redis_url()
+            if not is_redis_url(backend):
+                self.show_error(f"Type the Redis URL: redis://HOST:PORT/DB, e.g. "
+                                f"{REDIS_PLACEHOLDER}.", "redis")
+                return
         if not key:
             self.key_edit.setText(generate_key())
             key = self.key_edit.text()
-        self.start_requested.emit((host, port, key))
+        self.start_requested.emit((host, port, key, backend))
+
+    def _on_backend_changed(self) -> None:
+        self.redis_edit.setVisible(self.backend == BACKEND_REDIS)
+        self.error_label.clear_error()
 
     def _on_remote_toggled(self, on: bool) -> None:
         want = ALL_INTERFACES if on else LOOPBACK

@@ -175,6 +175,11 @@ class WorkersPanel(QWidget):
         """The execution mode new local workers get."""
         return str(self.mode_combo.currentData())
 
+    @property
+    def concurrency(self) -> int:
+        """Tasks each new local worker runs at once."""
+        return self.concurrency_spin.value()
+
     def set_mode(self, mode: str, concurrency: int | None = None) -> None:
         """Choose the mode (its default concurrency unless one is given)."""
         i = self.mode_combo.findData(mode)
