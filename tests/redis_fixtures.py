@@ -110,12 +110,14 @@ class RedisServer:
             proc.wait(5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer | None]:
-    """One redis-server (no persistence) for the session, or None where Redis is missing.
+    """One redis-server (no persistence) per test module, or None where Redis is missing.
 
-    Session-scoped fixtures start before the leftover-process check records the children, so
-    this server is not mistaken for one a test forgot; tests use their own namespaces.
+    Module-scoped fixtures start before the leftover-process check records the children, so
+    this server is not mistaken for one a test forgot; tests use their own namespaces. Module
+    scope (not session) stops it when its module is done, so later modules that check that
+    nothing at all is left running (the window's close test) see no stray redis-server.
     """
     if not redis_available():
         yield None
