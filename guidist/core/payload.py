@@ -33,6 +33,21 @@ def unpack(obj: Any) -> Any:
     return pickle.loads(obj) if type(obj) is bytes else obj
 
 
+def unpack_submission(function: Any, args_list: Any, kwargs: Any) -> list[tuple]:
+    """Check a submit call's arguments (either backend) and return its list of arg tuples."""
+    if not isinstance(function, str) or not function:
+        raise ValueError("a task needs a function name such as 'square' or 'pkg.mod:func'")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ValueError("kwargs must be a dict")
+    args_list = unpack(args_list)  # clients send batches pre-pickled
+    if not isinstance(args_list, list):
+        args_list = list(args_list)
+    if not all(type(a) is tuple for a in args_list):
+        args_list = [a if type(a) is tuple else tuple(a) if isinstance(a, list) else (a,)
+                     for a in args_list]
+    return args_list
+
+
 def mib(n: int) -> str:
     """Bytes as MiB for messages."""
     return f"{n / 2**20:.1f} MiB"

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .broker import CMD_OK, ClaimGroup, ResultItem
 from .client import Client
 from .errors import AuthenticationFailed, ServerUnavailable
-from .payload import MAX_PAYLOAD, unpack
+from .payload import MAX_PAYLOAD, unpack, unpack_submission
 from .protocol import (
     DEFAULT_TASK,
     Event,
@@ -403,16 +403,7 @@ class RedisBroker:
     def submit(self, function: str, args_list: list, kwargs: dict | None = None,
                classic: bool = False) -> tuple[int, int]:
         """Queue one task per argument tuple; returns (first_id, count), ids are consecutive."""
-        if not isinstance(function, str) or not function:
-            raise ValueError("a task needs a function name such as 'square' or 'pkg.mod:func'")
-        args_list = unpack(args_list)  # clients send batches pre-pickled (see payload.py)
-        if not isinstance(args_list, list):
-            args_list = list(args_list)
-        if not all(type(a) is tuple for a in args_list):
-            args_list = [a if type(a) is tuple else tuple(a) if isinstance(a, list) else (a,)
-                         for a in args_list]
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise ValueError("kwargs must be a dict")
+        args_list = unpack_submission(function, args_list, kwargs)
         n = len(args_list)
         if n == 0:
             last = self._retrying(lambda: self._redis.get(self._key("seq:task")))
