@@ -161,6 +161,9 @@ class SecretUrlEdit(QLineEdit):
         # Typed or set with setText: that is the URL now. The masked form is only a view.
         if text != mask_password(self._full) or MASK not in text:
             self._full = text
+            if not self.hasFocus() and mask_password(text) != text:
+                self.setText(mask_password(text))  # set from code: hide it at once
+                self.setCursorPosition(0)
 
     def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802 (Qt name)
         """Editing: show the real text."""
