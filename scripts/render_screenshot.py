@@ -4,8 +4,9 @@ Run it under a virtual display so the window is drawn exactly as on a desktop:
 
     xvfb-run -a -s "-screen 0 1280x800x24" python scripts/render_screenshot.py
 
-It starts the demo (embedded server, 2 local workers, a steady mixed load), waits until the
-plots hold enough seconds of data, selects a task so the detail pane shows something, grabs
+It starts the demo (embedded server, a process-mode and a thread-mode local worker, a load
+that alternates 20 s of CPU-bound primes and 20 s of blocking I/O), waits until the plots hold
+both phases, selects a task so the detail pane shows something, grabs
 the window with Qt, then stops everything it started. Settings go to a temporary file, so
 your own window's settings are untouched.
 """
@@ -26,8 +27,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=str(REPO / "docs" / "screenshot.png"))
     parser.add_argument("--seconds", type=float, default=52.0,
-                        help="how long the demo runs before the capture (at 52 s the demo load "
-                        "peaks while the 1-minute plots are nearly full)")
+                        help="how long the demo runs before the capture (at 52 s the 1-minute "
+                        "plots show a CPU phase, an I/O phase and the next CPU phase)")
     parser.add_argument("--size", default="1280x800", help="window size, WIDTHxHEIGHT")
     opts = parser.parse_args()
     width, height = (int(v) for v in opts.size.lower().split("x"))
@@ -48,6 +49,9 @@ def main() -> int:
         window = build_window(args, settings)
         window.resize(width, height)
         window.show()
+        # Show the launch controls as a person would set them for the CPU-bound preset.
+        window.submit_panel.set_preset("primes")
+        window.workers_panel.set_mode("process")
         try:
             run_for(app, window, opts.seconds, QEventLoop, QTimer)
             # Freeze the table for the picture and show where running and queued tasks give
