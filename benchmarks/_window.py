@@ -1,0 +1,243 @@
+"""What the window figures (3, 4, 5-window) share: an offscreen window, waits, a tick recorder.
+
+Import this only from a window figure: it sets ``QT_QPA_PLATFORM=offscreen`` (unless a platform
+was chosen) and imports PySide6. Waiting never sleeps blindly and never calls the server from the
+GUI thread: a local ``QEventLoop`` runs until a predicate over the window's own state (its last
+snapshot, its controller status) holds, so the measured event loop only does what the window
+itself does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from .common import percentile  # noqa: E402
+
+TICK_MS = 10
+
+
+def application() -> QApplication:
+    """The process's QApplication (created once)."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(["guidist-bench"])
+    return app  # type: ignore[return-value]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
+             interval_ms: int = 25) -> Any:
+    """Run the Qt event loop until predicate() is truthy (checked every interval_ms)."""
+    value = predicate()
+    if value:
+        return value
+    loop = QEventLoop()
+    deadline = time.monotonic() + timeout
+    state: dict[str, Any] = {}
+
+    def check() -> None:
+        v = predicate()
+        if v:
+            state["value"] = v
+            loop.quit()
+        elif time.monotonic() > deadline:
+            loop.quit()
+
+    timer = QTimer()
+    timer.setInterval(interval_ms)
+    timer.timeout.connect(check)
+    timer.start()
+    loop.exec()
+    timer.stop()
+    if "value" not in state:
+        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+    return state["value"]
+
+
+def run_for(seconds: float) -> None:
+    """Run the Qt event loop for a while (for measuring, never for correctness)."""
+    loop = QEventLoop()
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    loop.exec()
+
+
+def window_args(**overrides: Any) -> argparse.Namespace:
+    """Arguments as ``guidist gui`` parses them: loopback, port 0, no journal."""
+    values: dict[str, Any] = dict(host="127.0.0.1", port=0, authkey=None, demo=False,
+                                  journal=None, no_journal=True, verbose=0)
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+@contextlib.contextmanager
+def open_window(poll_ms: int | None = None, size: tuple[int, int] = (1400, 900)) -> Iterator[Any]:
+    """A real MainWindow, shown offscreen, with a settings file of its own; shut down after."""
+    from guidist.gui.app import build_window
+
+    application()
+    with tempfile.TemporaryDirectory(prefix="guidist-bench-gui-") as tmp:
+        settings = QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat)
+        window = build_window(window_args(), settings, poll_ms=poll_ms)
+        window.confirm = lambda title, text: True  # never a modal question in a benchmark
+        window.resize(*size)
+        window.show()
+        try:
+            yield window
+        finally:
+            window.shutdown()
+            window.close()
+            window.deleteLater()
+            QApplication.processEvents()
+
+
+def child(window: Any, cls: type, name: str) -> Any:
+    """A widget of the window by objectName (fails loudly if the window renamed it)."""
+    w = window.findChild(cls, name)
+    if w is None:
+        raise LookupError(f"no {cls.__name__} named {name!r} in the window")
+    return w
+
+
+def start_server(window: Any, timeout: float = 60) -> tuple[str, int]:
+    """Press Start in the server bar; wait until the window's first snapshot arrived."""
+    from PySide6.QtWidgets import QPushButton
+
+    child(window, QPushButton, "serverStartButton").click()
+    wait_for(lambda: window.controller.status.online and window.last_snapshot is not None,
+             timeout, "the embedded server to answer")
+    return window.controller.status.address
+
+
+def attach(window: Any, address: tuple[str, int], key: str, timeout: float = 60) -> None:
+    """Monitor a server this window did not start."""
+    window.attach_to(address, key)
+    wait_for(lambda: window.controller.status.online and window.last_snapshot is not None,
+             timeout, "the attached server to answer")
+
+
+def launch_workers(window: Any, n: int, timeout: float = 60) -> None:
+    """Set the worker count, press Launch, wait until the snapshot shows n workers."""
+    from PySide6.QtWidgets import QPushButton, QSpinBox
+
+    child(window, QSpinBox, "workerCountSpin").setValue(n)
+    child(window, QPushButton, "launchWorkersButton").click()
+    wait_for(lambda: window.last_snapshot is not None
+             and window.last_snapshot.connected_workers >= n, timeout, f"{n} workers")
+
+
+class TickRecorder:
+    """A 10 ms precise QTimer on the GUI thread; records the gaps between its ticks.
+
+    ``mark(name)`` starts a new phase; gaps are attributed to the phase in which the tick that
+    ends them fell.
+    """
+
+    def __init__(self, interval_ms: int = TICK_MS) -> None:
+        self.interval_ms = interval_ms
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._tick)
+        self._last: float | None = None
+        self._last_cpu = 0.0
+        self.phase = "start"
+        self.gaps: dict[str, list[float]] = {}
+        #: GUI-thread CPU time spent inside each gap (ms): a long gap with little CPU is
+        #: starvation (the GIL held by another thread, or no core free); with CPU ~ the gap,
+        #: the GUI thread itself was busy.
+        self.cpu: dict[str, list[float]] = {}
+        #: Run-queue wait of the GUI thread inside each gap (ms, /proc/thread-self/schedstat):
+        #: runnable but no core free. The rest of a gap (gap - cpu - runq) is sleeping: idle
+        #: in the event loop or waiting for the GIL.
+        self.runq: dict[str, list[float]] = {}
+        self._last_runq = 0.0
+
+    def start(self) -> None:
+        self._last = None
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+        self._last = None
+
+    def mark(self, phase: str) -> None:
+        self.phase = phase
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        cpu = time.thread_time()
+        runq = _runq_ns() / 1e6
+        if self._last is not None:
+            self.gaps.setdefault(self.phase, []).append((now - self._last) * 1000.0)
+            self.cpu.setdefault(self.phase, []).append((cpu - self._last_cpu) * 1000.0)
+            self.runq.setdefault(self.phase, []).append(runq - self._last_runq)
+        self._last = now
+        self._last_cpu = cpu
+        self._last_runq = runq
+
+    def stats(self, phase: str | None = None) -> dict[str, Any]:
+        """p50/p99/max of the gaps of a phase (all phases when None), and the blocked time."""
+        if phase is None:
+            gaps = [g for v in self.gaps.values() for g in v]
+            cpu = [c for v in self.cpu.values() for c in v]
+            runq = [c for v in self.runq.values() for c in v]
+        else:
+            gaps = list(self.gaps.get(phase, []))
+            cpu = list(self.cpu.get(phase, []))
+            runq = list(self.runq.get(phase, []))
+        return gap_stats(gaps, self.interval_ms, cpu, runq)
+
+
+def _runq_ns() -> float:
+    """Time this thread spent runnable but not running, in ns (0 where not available)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return float(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def gap_stats(gaps: list[float], interval_ms: float = TICK_MS,
+              cpu: list[float] | None = None,
+              runq: list[float] | None = None) -> dict[str, Any]:
+    """Summary of tick gaps in ms: percentiles and the time the loop was late beyond a tick."""
+    s = sorted(gaps)
+    if not s:
+        return {"ticks": 0, "p50_ms": None, "p99_ms": None, "max_ms": None,
+                "blocked_ms": None, "over_20ms": 0, "over_50ms": 0, "span_s": 0.0}
+    span = sum(s) / 1000.0
+    blocked = sum(g - interval_ms for g in s if g > interval_ms)
+    return {"ticks": len(s), "span_s": span, "p50_ms": percentile(s, 50),
+            "p99_ms": percentile(s, 99), "max_ms": s[-1], "blocked_ms": blocked,
+            "blocked_share": blocked / (span * 1000.0) if span else None,
+            "over_20ms": sum(1 for g in s if g > 20), "over_50ms": sum(1 for g in s if g > 50),
+            "worst10_ms": [round(g, 1) for g in s[-10:]], **_cpu_split(gaps, cpu, runq)}
+
+
+def _cpu_split(gaps: list[float], cpu: list[float] | None,
+               runq: list[float] | None = None) -> dict[str, Any]:
+    """Of the gaps over 20 ms: GUI-thread CPU, run-queue wait (no core), and the rest."""
+    if not cpu or len(cpu) != len(gaps):
+        return {}
+    runq = runq if runq and len(runq) == len(gaps) else [0.0] * len(gaps)
+    long = [(g, c, q) for g, c, q in zip(gaps, cpu, runq) if g > 20]
+    late = sum(g for g, _, _ in long)
+    busy = sum(min(c, g) for g, c, _ in long)
+    queued = sum(min(q, g) for g, _, q in long)
+    worst = sorted(zip(gaps, cpu, runq), reverse=True)[:10]
+    return {"long_gaps_ms": late, "long_gaps_gui_cpu_ms": busy, "long_gaps_runq_ms": queued,
+            "long_gaps_gui_cpu_share": busy / late if late else None,
+            "long_gaps_runq_share": queued / late if late else None,
+            "worst10_gap_cpu_runq_ms": [[round(g, 1), round(c, 1), round(q, 1)]
+                                        for g, c, q in worst]}

@@ -1,0 +1,240 @@
+"""Figure 4: the window's responsiveness while tasks flow at full speed.
+
+    python -m benchmarks.window_responsiveness [--quick] [--rounds N] [--tasks N]
+
+One process holds the real window (offscreen), built by ``build_window`` and driven through its
+widgets: Start in the server bar (the embedded server), 2 local workers from the workers panel.
+A 10 ms precise ``QTimer`` on the GUI thread records the gap between its ticks; a gap longer
+than 10 ms is time the event loop was busy (or starved of the GIL) and could not react to a
+person. Two phases per round, in rotating order, each on the same window:
+
+* idle       2 workers, no tasks, for a few seconds: the floor of the timer on this machine;
+* full load  a separate process submits N square tasks with ``Client.submit_many`` (so the
+             window's process does only what the window does), and the phase lasts from just
+             before that submit until the window's own snapshot shows every task done, while
+             the plots, the tables and the status bar update at the normal poll rate.
+
+Reported per phase: p50, p99 and max of the gaps (pooled over rounds, and per round), the ms
+the loop was blocked beyond the 10 ms tick, and the throughput of the load (server finish
+stamp of the last task, as figure 1). Target: p99 <= 20 ms and max <= 50 ms under full load.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from .common import (
+    finish,
+    fmt,
+    machine_info,
+    machine_line,
+    parser,
+    summary,
+    table,
+    verdict,
+)
+
+FIGURE = "4"
+REQUIRES = ("PySide6", "pyqtgraph")
+NAME = "window_responsiveness"
+WORKERS = 2
+FULL = {"tasks": 1_000_000, "idle_s": 4.0, "rounds": 3}
+QUICK = {"tasks": 30_000, "idle_s": 1.0, "rounds": 1}
+TARGET_P99_MS, TARGET_MAX_MS = 20.0, 50.0
+
+_SUBMITTER = """
+import os, sys
+from guidist.core.client import Client
+host, port, n = os.environ["BENCH_HOST"], int(os.environ["BENCH_PORT"]), int(sys.argv[1])
+c = Client((host, port), os.environ["BENCH_KEY"]).connect()
+c.submit_many("square", range(n))
+c.close()
+"""
+
+
+def external_submit(address: tuple[str, int], key: str, n: int) -> subprocess.Popen:
+    """Submit n squares from another process (the key goes by environment, never argv)."""
+    env = dict(os.environ, BENCH_HOST=address[0], BENCH_PORT=str(address[1]), BENCH_KEY=key)
+    return subprocess.Popen([sys.executable, "-c", _SUBMITTER, str(n)], env=env)
+
+
+def last_finished(address: tuple[str, int], key: str, n: int) -> float | None:
+    """The server's finish stamp of the n-th stored result (called after the measurement)."""
+    from guidist.core.client import Client
+
+    c = Client(address, key).connect()
+    try:
+        _cursor, last = c.results_since(n - 1, 1)
+        return last[0].finished if last and last[0].finished else None
+    finally:
+        c.close()
+
+
+def _renice(pids: Any, nice: int) -> None:
+    """Set the nice value of the window's local workers (a variant, not a guidist change)."""
+    import psutil
+
+    for pid in pids:
+        try:
+            psutil.Process(pid).nice(nice)
+        except (psutil.Error, OSError):
+            pass
+
+
+def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> dict[str, Any]:
+    """One window, both phases in the given order (cProfile on the GUI thread if given)."""
+    from . import _window as W
+
+    out: dict[str, Any] = {}
+    with W.open_window() as window:
+        address = W.start_server(window)
+        key = window.controller.key
+        W.launch_workers(window, WORKERS)
+        W.run_for(1.0)  # let the first plots and tables settle (not measured)
+        rec = W.TickRecorder()
+        done_before = 0
+        for phase in order:
+            rec.mark(phase)
+            if profiler is not None:
+                profiler.enable()
+            if phase == "idle":
+                rec.start()
+                W.run_for(sizes["idle_s"])
+                rec.stop()
+                if profiler is not None:
+                    profiler.disable()
+                out[phase] = rec.stats(phase)
+                continue
+            n = sizes["tasks"]
+            nice = 0
+            if phase.startswith("full load, workers nice"):
+                nice = int(phase.rsplit(" ", 1)[1])
+            _renice(window.controller.local_pids, nice)
+            snap = window.last_snapshot
+            done_before = snap.count("done") + snap.count("failed") + snap.count("dead")
+            rec.start()
+            t0 = time.time()
+            proc = external_submit(address, key, n)
+            try:
+                W.wait_for(lambda: (s := window.last_snapshot) is not None and
+                           s.count("done") + s.count("failed") + s.count("dead")
+                           >= done_before + n, 120 + n / 5_000, f"{n} tasks done", 50)
+            finally:
+                rec.stop()
+                if profiler is not None:
+                    profiler.disable()
+                proc.wait(timeout=60)
+            end = last_finished(address, key, done_before + n) or time.time()
+            stats = rec.stats(phase)
+            stats.update(tasks=n, seconds=end - t0, tasks_per_s=n / (end - t0))
+            out[phase] = stats
+    return out
+
+
+def _share(rs: list[dict[str, Any]]) -> str:
+    """Share of the time in gaps over 20 ms that the GUI thread itself spent on the CPU."""
+    late = sum(x.get("long_gaps_ms") or 0 for x in rs)
+    busy = sum(x.get("long_gaps_gui_cpu_ms") or 0 for x in rs)
+    queued = sum(x.get("long_gaps_runq_ms") or 0 for x in rs)
+    return f"{100 * busy / late:.0f} % / {100 * queued / late:.0f} %" if late else "—"
+
+
+def profile(sizes: dict[str, Any]) -> int:
+    """Where the GUI thread spends its time over an idle and a full-load phase."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    res = run_round(sizes, ["idle", "full load"], prof)
+    for ph, s in res.items():
+        print(f"{ph}: p50={fmt(s['p50_ms'])} p99={fmt(s['p99_ms'])} max={fmt(s['max_ms'])} ms; "
+              f"long gaps (>20 ms) {fmt(s.get('long_gaps_ms'))} ms, of which GUI-thread CPU "
+              f"{fmt(s.get('long_gaps_gui_cpu_ms'))} ms, run-queue {fmt(s.get('long_gaps_runq_ms'))} ms;"
+              f" worst [gap, cpu, runq] {s.get('worst10_gap_cpu_runq_ms')}")
+    st = pstats.Stats(prof)
+    st.sort_stats("tottime").print_stats(25)
+    st.sort_stats("cumulative").print_stats(40)
+    finish(NAME + ".profile", {"quick": True}, True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run figure 4 and print its table."""
+    p = parser(__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", type=int, default=None, help="square tasks in the load phase")
+    p.add_argument("--nice-workers", type=int, default=None, metavar="N",
+                   help="add a full-load phase with the local workers at nice N (a proposed "
+                        "fix: the window and server keep a core)")
+    p.add_argument("--profile", action="store_true",
+                   help="one round with cProfile on the GUI thread; print where it spends time "
+                        "(the gaps are then inflated by the profiler; nothing is saved)")
+    args = p.parse_args(argv)
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.tasks:
+        sizes["tasks"] = args.tasks
+    if args.profile:
+        return profile(sizes)
+    rounds = args.rounds or sizes["rounds"]
+    info = machine_info()
+    print(f"Figure 4 — window responsiveness (10 ms QTimer gaps), {WORKERS} workers, "
+          f"{sizes['tasks']:,} square tasks, {rounds} round{'s' * (rounds != 1)}"
+          f"{', quick' if args.quick else ''}")
+    print(machine_line(info))
+
+    phases = ["idle", "full load"]
+    if args.nice_workers is not None:
+        phases.append(f"full load, workers nice {args.nice_workers}")
+    runs: dict[str, list[dict[str, Any]]] = {ph: [] for ph in phases}
+    for r in range(rounds):
+        order = phases[r % len(phases):] + phases[:r % len(phases)]
+        res = run_round(sizes, order)
+        for ph in phases:
+            res[ph]["round"] = r
+            runs[ph].append(res[ph])
+            s = res[ph]
+            extra = f"  {s['tasks_per_s']:,.0f} tasks/s" if "tasks_per_s" in s else ""
+            print(f"  round {r + 1}/{rounds}  {ph:<24} p50={fmt(s['p50_ms'])} "
+                  f"p99={fmt(s['p99_ms'])} max={fmt(s['max_ms'])} ms  "
+                  f"blocked={fmt(s['blocked_ms'])} ms over {s['span_s']:.1f} s{extra}; "
+                  f"worst [gap, GUI cpu, run-queue] ms {s.get('worst10_gap_cpu_runq_ms', [])[:4]}")
+
+    rows, per_phase = [], {}
+    for ph in phases:
+        rs = runs[ph]
+        pooled = {k: summary([x[k] for x in rs]) for k in ("p50_ms", "p99_ms", "max_ms")}
+        blocked = sum(x["blocked_ms"] or 0 for x in rs)
+        span = sum(x["span_s"] for x in rs)
+        tps = summary([x["tasks_per_s"] for x in rs if "tasks_per_s" in x])
+        per_phase[ph] = {"per_round": rs, "summary": pooled, "blocked_ms_total": blocked,
+                         "span_s_total": span, "tasks_per_s": tps}
+        rows.append([ph, fmt(pooled["p50_ms"]["median"]), fmt(pooled["p99_ms"]["median"]),
+                     f"{fmt(pooled['p99_ms']['min'])} – {fmt(pooled['p99_ms']['max'])}",
+                     fmt(pooled["max_ms"]["max"]),
+                     f"{fmt(blocked)} / {span:.1f} s",
+                     sum(x["over_20ms"] for x in rs), sum(x["over_50ms"] for x in rs),
+                     _share(rs), fmt(tps["median"]) if tps["n"] else "—"])
+    print()
+    print(table(["phase", "p50 ms", "p99 ms (median)", "p99 min – max", "max ms (worst)",
+                 "blocked >10ms", "gaps>20", "gaps>50", "in gaps>20: GUI cpu / run-queue",
+                 "tasks/s"], rows))
+    load = per_phase["full load"]["summary"]
+    p99, mx = load["p99_ms"]["max"], load["max_ms"]["max"]
+    print(f"\ntarget under full load (worst round): p99 <= {TARGET_P99_MS:g} ms: "
+          f"{verdict(p99, TARGET_P99_MS, False)};  max <= {TARGET_MAX_MS:g} ms: "
+          f"{verdict(mx, TARGET_MAX_MS, False)}")
+    payload = {"name": NAME, "figure": FIGURE, "quick": args.quick, "machine": info,
+               "sizes": sizes, "rounds": rounds, "phases": per_phase,
+               "targets": {"p99_ms": TARGET_P99_MS, "max_ms": TARGET_MAX_MS,
+                           "p99_met": verdict(p99, TARGET_P99_MS, False),
+                           "max_met": verdict(mx, TARGET_MAX_MS, False)},
+               "method": __doc__}
+    name = NAME if args.nice_workers is None else f"{NAME}.nice{args.nice_workers}"
+    return finish(name, payload, args.no_save)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
