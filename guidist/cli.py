@@ -194,7 +194,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
                           name=args.name or "", prefetch=args.prefetch,
                           give_up_after=args.give_up_after, heartbeat_s=args.heartbeat,
                           exit_with_parent=args.exit_with_parent, max_tasks=args.max_tasks,
-                          mode=args.mode, concurrency=args.concurrency, redis_url=redis_url)
+                          mode=args.mode, concurrency=args.concurrency,
+                          functions=tuple(n.strip() for n in (args.tasks or "").split(",")
+                                          if n.strip()), redis_url=redis_url)
     worker = Worker(config)
     worker.install_signal_handlers()
     if redis_url is not None:
@@ -414,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="inline: one task at a time, fastest for tiny tasks; process: N "
                              "processes for CPU-bound work; thread: N threads for blocking I/O;"
                              " async: an event loop for async def / I/O-bound tasks")
+    worker.add_argument("--tasks", metavar="NAME[,NAME...]",
+                        help="claim only tasks of these functions (default: all)")
     worker.add_argument("--concurrency", type=int,
                         help="tasks at once (default: cores for process, 32 thread, 64 async)")
 

@@ -147,7 +147,8 @@ class _Worker:
     """Server-side bookkeeping for one connected worker (guidist or classic)."""
 
     __slots__ = ("id", "name", "host", "pid", "kind", "mode", "concurrency", "joined",
-                 "last_seen", "current_task", "done", "failed", "leases", "state", "stop")
+                 "last_seen", "current_task", "done", "failed", "leases", "state", "stop",
+                 "functions")
 
     def __init__(self, id: str, name: str, host: str, pid: int, kind: str, mode: str,
                  concurrency: int, now: float) -> None:
@@ -159,6 +160,7 @@ class _Worker:
         self.leases: dict[int, _Record] = {}
         self.state = WorkerState.IDLE
         self.stop = False
+        self.functions: frozenset[str] | None = None  # None: claims every function
 
     def info(self) -> WorkerInfo:
         """Freeze into the public dataclass."""
@@ -170,7 +172,8 @@ class _Worker:
             current = next(iter(self.leases))
         return WorkerInfo(self.id, self.name, self.host, self.pid, self.kind, self.mode,
                           self.concurrency, state, self.joined, self.last_seen, current,
-                          len(self.leases), self.done, self.failed)
+                          len(self.leases), self.done, self.failed,
+                          tuple(sorted(self.functions)) if self.functions else ())
 
 
 def _live_row(r: _Record) -> tuple:
@@ -270,13 +273,19 @@ class Broker:
     # ------------------------------------------------------------------ workers
 
     def register_worker(self, name: str, host: str, pid: int, mode: str = "inline",
-                        concurrency: int = 1, kind: str = "guidist") -> dict[str, Any]:
-        """Add a worker; returns its id (sent with every later call) and the lease timeout."""
+                        concurrency: int = 1, kind: str = "guidist",
+                        functions: list[str] | None = None) -> dict[str, Any]:
+        """Add a worker; returns its id (sent with every later call) and the lease timeout.
+
+        With functions, the worker only ever claims tasks of those functions (a process-mode
+        worker for the CPU-bound ones, a thread-mode one for I/O, say).
+        """
         with self._lock:
             now = self._clock()
             wid = f"{name}#{next(self._worker_seq)}"
-            self._workers[wid] = _Worker(wid, name, host, int(pid), kind, mode,
-                                         int(concurrency), now)
+            w = _Worker(wid, name, host, int(pid), kind, mode, int(concurrency), now)
+            w.functions = frozenset(functions) if functions else None
+            self._workers[wid] = w
             self._event("worker-joined", f"worker {wid} joined from {host} (pid {pid}, {mode})")
             return {"id": wid, "lease_timeout": self.lease_timeout,
                     "default_task": self.default_task, "max_payload": self.max_payload}
@@ -387,7 +396,7 @@ class Broker:
         groups: list[ClaimGroup] = []
         left = max_n
         while left > 0 and self._counts[QUEUED] > 0:
-            lane_name = self._oldest_lane()
+            lane_name = self._oldest_lane(w.functions)
             if lane_name is None:
                 break
             head = self._lanes[lane_name][0]
@@ -407,12 +416,15 @@ class Broker:
                 left -= len(taken[2])
         return groups
 
-    def _oldest_lane(self) -> str | None:
-        """Name of the lane whose head has the smallest id (FIFO across functions)."""
+    def _oldest_lane(self, only: frozenset[str] | None = None) -> str | None:
+        """Name of the lane whose head has the smallest id (FIFO across functions), among
+        the functions in only (all when None)."""
         best, best_id = None, None
         for name, lane in list(self._lanes.items()):
             if not lane:
                 del self._lanes[name]
+                continue
+            if only is not None and name not in only:
                 continue
             head = lane[0]
             hid = head.id if type(head) is _Record else head.first_id + head.pos

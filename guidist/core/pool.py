@@ -36,6 +36,7 @@ class LocalWorker:
     stopping: bool = False
     mode: str = "inline"
     concurrency: int | None = None
+    functions: tuple[str, ...] = ()
 
     @property
     def pid(self) -> int:
@@ -84,12 +85,17 @@ class WorkerPool:
         return {w.pid for w in self.workers if w.alive}
 
     def launch(self, n: int = 1, prefix: str = "local", mode: str = "inline",
-               concurrency: int | None = None) -> list[LocalWorker]:
-        """Start n workers; returns them (they register with the server within a second)."""
-        return [self._spawn(prefix, mode, concurrency) for _ in range(max(0, int(n)))]
+               concurrency: int | None = None,
+               functions: tuple[str, ...] = ()) -> list[LocalWorker]:
+        """Start n workers; returns them (they register with the server within a second).
 
-    def _spawn(self, prefix: str, mode: str = "inline",
-               concurrency: int | None = None) -> LocalWorker:
+        functions limits what they claim (empty: every task function).
+        """
+        return [self._spawn(prefix, mode, concurrency, functions)
+                for _ in range(max(0, int(n)))]
+
+    def _spawn(self, prefix: str, mode: str = "inline", concurrency: int | None = None,
+               functions: tuple[str, ...] = ()) -> LocalWorker:
         with self._lock:
             self._seq += 1
             name = f"{prefix}-{self._seq}"
@@ -106,6 +112,8 @@ class WorkerPool:
             cmd += ["--mode", mode]
         if concurrency:
             cmd += ["--concurrency", str(concurrency)]
+        if functions:
+            cmd += ["--tasks", ",".join(functions)]
         cmd += list(self._extra_args)
         env = dict(os.environ, GUIDIST_AUTHKEY=self._authkey.decode("utf-8", "surrogateescape"),
                    PYTHONUNBUFFERED="1", GUIDIST_PARENT_PID=str(os.getpid()))
@@ -114,7 +122,8 @@ class WorkerPool:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
                                 start_new_session=False)
-        worker = LocalWorker(name, proc, time.time(), mode=mode, concurrency=concurrency)
+        worker = LocalWorker(name, proc, time.time(), mode=mode, concurrency=concurrency,
+                             functions=tuple(functions))
         threading.Thread(target=_pump, args=(proc.stdout, worker.log), name=f"log-{name}",
                          daemon=True).start()
         with self._lock:
@@ -165,7 +174,7 @@ class WorkerPool:
         for w in exited:
             log.info("worker %s (pid %d) exited with %s", w.name, w.pid, w.returncode)
             if self.respawn and not w.stopping and w.returncode != 0:
-                self._spawn(w.name.rsplit("-", 1)[0], w.mode, w.concurrency)
+                self._spawn(w.name.rsplit("-", 1)[0], w.mode, w.concurrency, w.functions)
         return exited
 
     def stop_all(self, timeout: float = 5.0) -> None:

@@ -99,6 +99,7 @@ class WorkerInfo:
     running: int = 0
     done: int = 0
     failed: int = 0
+    functions: tuple[str, ...] = ()  # the only task functions it claims; () means all
 
 
 @dataclass(frozen=True)

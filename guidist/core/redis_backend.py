@@ -426,10 +426,14 @@ class RedisBroker:
     # ------------------------------------------------------------------ workers
 
     def register_worker(self, name: str, host: str, pid: int, mode: str = "inline",
-                        concurrency: int = 1, kind: str = "guidist") -> dict[str, Any]:
-        """Add a worker; returns its id (sent with every later call) and the lease timeout."""
+                        concurrency: int = 1, kind: str = "guidist",
+                        functions: list[str] | None = None) -> dict[str, Any]:
+        """Add a worker; returns its id (sent with every later call) and the lease timeout.
+
+        With functions, the worker only ever claims tasks of those functions."""
         wid, lease, default = self._eval("register", [uuid.uuid4().hex, name, host, int(pid),
-                                                      mode, int(concurrency), kind])
+                                                      mode, int(concurrency), kind,
+                                                      ",".join(functions or ())])
         self._config["lease_timeout"] = _s(lease)
         self._config["default_task"] = _s(default)
         return {"id": _s(wid), "lease_timeout": float(lease), "default_task": _s(default),
@@ -755,7 +759,7 @@ def _event(member: bytes) -> Event:
 
 def _worker_info(w: list) -> WorkerInfo:
     (wid, name, host, pid, kind, mode, conc, state, joined, seen, cur, done, failed, running,
-     first) = w
+     first, fns) = w
     st = WorkerState(_s(state))
     running = int(running)
     if st is WorkerState.IDLE and running:
@@ -763,7 +767,8 @@ def _worker_info(w: list) -> WorkerInfo:
     current = int(cur) if cur else (int(first) if first else None)
     return WorkerInfo(_s(wid), _s(name), _s(host), int(pid or 0), _s(kind), _s(mode),
                       int(conc or 1), st, float(joined or 0), float(seen or 0), current, running,
-                      int(done or 0), int(failed or 0))
+                      int(done or 0), int(failed or 0),
+                      tuple(sorted(f for f in _s(fns).split(",") if f)))
 
 
 def _task(tid: int, h: dict) -> Task:

@@ -304,6 +304,13 @@ local function take(wid, max_n, only_lane)
   local groups, all_ids = {}, {}
   if redis.call('EXISTS', P .. 'paused') == 1 or max_n <= 0 then return groups, all_ids end
   local left = max_n
+  -- a worker registered with a list of functions claims only those
+  local allowed = nil
+  local fns = redis.call('HGET', P .. 'w:' .. wid, 'fns')
+  if fns and fns ~= '' then
+    allowed = {}
+    for f in string.gmatch(fns, '[^,]+') do allowed[f] = true end
+  end
   while left > 0 do
     local heads = {}
     local names = only_lane and {only_lane} or redis.call('SMEMBERS', P .. 'lanes')
@@ -311,7 +318,7 @@ local function take(wid, max_n, only_lane)
       local h = redis.call('ZRANGE', P .. 'q:' .. f, 0, 0, 'WITHSCORES')
       if #h == 0 then
         if not only_lane then redis.call('SREM', P .. 'lanes', f) end
-      else
+      elseif allowed == nil or allowed[f] then
         heads[#heads + 1] = {f, tonumber(h[2])}
       end
     end
@@ -434,13 +441,13 @@ local function workers_info()
   local out = {}
   for _, wid in ipairs(redis.call('ZRANGE', P .. 'workers', 0, -1)) do
     local h = redis.call('HMGET', P .. 'w:' .. wid, 'name', 'host', 'pid', 'kind', 'mode', 'conc',
-      'state', 'joined', 'seen', 'cur', 'done', 'failed')
+      'state', 'joined', 'seen', 'cur', 'done', 'failed', 'fns')
     if h[7] then
       local wl = P .. 'wl:' .. wid
       local first = redis.call('ZRANGE', wl, 0, 0)[1] or ''
       out[#out + 1] = {wid, h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '',
         h[6] or '1', h[7], h[8] or '0', h[9] or '0', h[10] or '', h[11] or '0', h[12] or '0',
-        redis.call('ZCARD', wl), first}
+        redis.call('ZCARD', wl), first, h[13] or ''}
     end
   end
   return out
@@ -518,11 +525,12 @@ if token ~= '' then
 end
 tick()
 local name, host, pid, mode, conc, kind = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local fns = ARGV[10] or ''
 local seq = redis.call('INCR', P .. 'seq:worker')
 local wid = name .. '#' .. seq
 redis.call('HSET', P .. 'w:' .. wid, 'name', name, 'host', host, 'pid', pid, 'kind', kind,
   'mode', mode, 'conc', conc, 'joined', NOW, 'seen', NOW, 'done', 0, 'failed', 0,
-  'state', 'idle', 'stop', '0')
+  'state', 'idle', 'stop', '0', 'fns', fns)
 redis.call('ZADD', P .. 'workers', seq, wid)
 redis.call('ZADD', P .. 'wdl', now + LEASE, wid)
 event('worker-joined', 'worker ' .. wid .. ' joined from ' .. host .. ' (pid ' .. pid .. ', ' ..

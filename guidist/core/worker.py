@@ -53,6 +53,7 @@ class WorkerConfig:
     max_tasks: int | None = None  # exit after this many tasks (tests, recycling)
     mode: str = "inline"  # inline | process | thread | async (see executors.py)
     concurrency: int | None = None  # tasks at once in the concurrent modes (default per mode)
+    functions: tuple[str, ...] = ()  # claim only tasks of these functions (empty: all)
     redis_url: str | None = None  # talk to a Redis backend directly (address/authkey unused)
 
 
@@ -232,7 +233,8 @@ class Worker:
 
     def _register(self) -> None:
         reply = self._client.call("register_worker", self.name, socket.gethostname(),
-                                  os.getpid(), self.mode, self.concurrency)
+                                  os.getpid(), self.mode, self.concurrency, "guidist",
+                                  list(self.config.functions) or None)
         self._id = reply["id"]
         self._max_payload = int(reply.get("max_payload", MAX_PAYLOAD))
         lease = float(reply.get("lease_timeout", 30.0))

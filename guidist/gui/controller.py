@@ -471,12 +471,15 @@ class _Ops(_ThreadWorker):
         self._pool = WorkerPool(address or ("", 0), key, redis_url=redis_url) \
             if address is not None or redis_url else None
 
-    def launch(self, n: int, mode: str = "inline", concurrency: int | None = None) -> None:
-        """Start n local worker processes running tasks in that mode."""
+    def launch(self, n: int, mode: str = "inline", concurrency: int | None = None,
+               functions: tuple[str, ...] = ()) -> None:
+        """Start n local worker processes running tasks in that mode (only functions' tasks,
+        when given)."""
         if self._pool is None:
             raise GuidistError("Start or attach to a server before launching workers.")
         started = self._pool.launch(n, mode=mode,
-                                    concurrency=None if mode == "inline" else concurrency)
+                                    concurrency=None if mode == "inline" else concurrency,
+                                    functions=functions)
         names = ", ".join(f"{w.name} (pid {w.pid})" for w in started)
         how = mode if mode == "inline" or not concurrency else f"{mode} ×{concurrency}"
         self.notice.emit(Notice("control", f"launched {len(started)} local {how} worker(s): "
@@ -767,11 +770,12 @@ class Controller(QObject):
 
     # -- workers
 
-    def launch_workers(self, n: int, mode: str = "inline",
-                       concurrency: int | None = None) -> None:
+    def launch_workers(self, n: int, mode: str = "inline", concurrency: int | None = None,
+                       functions: tuple[str, ...] = ()) -> None:
         """Start n local worker processes for the current server, running tasks in mode
-        (inline, process, thread, async) with that many at once."""
-        self._to_ops.emit(partial(self._ops.launch, int(n), mode, concurrency))
+        (inline, process, thread, async) with that many at once, claiming only functions'
+        tasks when given."""
+        self._to_ops.emit(partial(self._ops.launch, int(n), mode, concurrency, functions))
 
     def stop_workers(self, workers: list[WorkerInfo]) -> None:
         """Stop workers gracefully: local ones by signal, remote ones through the server."""

@@ -52,6 +52,8 @@ from .widgets import Banner
 
 #: The demo's local workers: processes for its CPU phase, threads for its I/O phase.
 DEMO_WORKER_MODES = ("process", "thread")
+#: What each demo worker claims: CPU-bound work to the processes, the rest to the threads.
+DEMO_WORKER_TASKS = {"process": ("primes",), "thread": ("square", "io_wait", "sleep", "fail")}
 
 _ACTION_WORDS = {
     "cancel": "cancelled {} queued task(s)",
@@ -400,8 +402,11 @@ class MainWindow(QMainWindow):
         self._demo_pending = False
         if not self.controller.local_pids:
             # One worker of each kind the two phases need: the plots show which carries what.
+            # Each claims only what its mode suits: without this the thread worker, with 32
+            # free slots, grabbed the CPU-bound primes and the process worker sat idle.
             for mode in DEMO_WORKER_MODES:
-                self.controller.launch_workers(1, mode, default_concurrency(mode))
+                self.controller.launch_workers(1, mode, default_concurrency(mode),
+                                               DEMO_WORKER_TASKS[mode])
         self.controller.set_demo(True)
         self.event_dock.add_note(time.time(), "control", f"demo load started: "
                                  f"{DEMO_PHASE_S:.0f} s of CPU-bound primes, then "

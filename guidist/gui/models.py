@@ -37,11 +37,13 @@ _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
 def fmt_mode(w: WorkerInfo) -> str:
-    """How a worker runs its tasks: "inline", or "thread ×32" (classic workers: empty)."""
+    """How a worker runs its tasks: "inline", "thread ×32", "process ×2: primes" (classic
+    workers: empty); the names are the only task functions it claims, when limited."""
     if w.kind == "classic":
         return ""
     mode = w.mode or "inline"
-    return mode if mode == "inline" and w.concurrency <= 1 else f"{mode} ×{w.concurrency}"
+    text = mode if mode == "inline" and w.concurrency <= 1 else f"{mode} ×{w.concurrency}"
+    return f"{text}: {', '.join(w.functions)}" if w.functions else text
 
 
 class WorkersModel(QAbstractTableModel):

@@ -566,3 +566,16 @@ def test_redact_url_drops_credentials() -> None:
     with pytest.raises(ValueError) as exc:
         resolve_url("http://:s3cret@host/0")
     assert "s3cret" not in str(exc.value)
+
+
+def test_a_worker_with_a_function_list_claims_only_those(broker: Any) -> None:
+    broker.submit("primes", [(10,), (20,)])  # ids 1, 2
+    broker.submit("io_wait", [(0.1,)])  # id 3
+    broker.submit("square", [(4,)])  # id 4
+    cpu = broker.register_worker("cpu", "h", 1, "process", 2, "guidist", ["primes"])["id"]
+    io = broker.register_worker("io", "h", 2, "thread", 8, "guidist", ["io_wait", "square"])["id"]
+    assert ids_of(broker.claim(io, 10)) == [3, 4]
+    assert ids_of(broker.claim(io, 10)) == []  # the primes are not for it
+    assert ids_of(broker.claim(cpu, 10)) == [1, 2]
+    info = {w.id: w.functions for w in broker.workers()}
+    assert info == {cpu: ("primes",), io: ("io_wait", "square")}

@@ -87,3 +87,16 @@ def test_killing_a_process_mode_worker_requeues_and_leaves_no_children(
         assert task.state is TaskState.DONE
         assert task.worker.startswith("rescuer")
         assert task.attempts == 2
+
+
+def test_a_worker_limited_to_some_functions_leaves_the_others(server, client, pool_factory):
+    pool = pool_factory(server)
+    pool.launch(1, functions=("square",))
+    _wait_workers(client, 1)
+    assert client.workers()[0].functions == ("square",)
+    squares = client.submit_many("square", range(50))
+    echo = client.submit("echo", "not for it")
+    wait_for(lambda: client.snapshot().count("done") == 50, timeout=30,
+             message="the squares to be done")
+    assert client.get_task(squares[-1]).result == 49 * 49
+    assert client.get_task(echo).state is TaskState.QUEUED
