@@ -37,13 +37,13 @@ _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
 def fmt_mode(w: WorkerInfo) -> str:
-    """How a worker runs its tasks: "inline", "thread ×32", "process ×2: primes" (classic
-    workers: empty); the names are the only task functions it claims, when limited."""
+    """How a worker runs its tasks: "inline", or "thread ×32" (classic workers: empty); a
+    worker limited to some task functions gets a "*" (the tooltip names them)."""
     if w.kind == "classic":
         return ""
     mode = w.mode or "inline"
     text = mode if mode == "inline" and w.concurrency <= 1 else f"{mode} ×{w.concurrency}"
-    return f"{text}: {', '.join(w.functions)}" if w.functions else text
+    return f"{text} *" if w.functions else text
 
 
 class WorkersModel(QAbstractTableModel):
@@ -100,7 +100,9 @@ class WorkersModel(QAbstractTableModel):
                 self.COL_TASK, self.COL_DONE, self.COL_FAILED, self.COL_PID):
             return _RIGHT
         if role == Qt.ItemDataRole.ToolTipRole:
+            claims = ", ".join(w.functions) if w.functions else "every task function"
             return (f"{w.id} — {w.kind} worker, {w.mode}, concurrency {w.concurrency}\n"
+                    f"claims: {claims}\n"
                     f"joined {fmt_clock(w.joined)}, last heartbeat {fmt_clock(w.last_seen)}")
         return None
 
