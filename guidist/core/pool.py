@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+
+import psutil
 from collections import deque
 from dataclasses import dataclass, field
 from typing import IO
@@ -59,8 +61,12 @@ class WorkerPool:
 
     def __init__(self, address: tuple[str, int], authkey: str | bytes, *, respawn: bool = False,
                  prefetch: int | None = None, extra_args: tuple[str, ...] = (),
-                 give_up_after: float = 15.0, redis_url: str | None = None) -> None:
+                 give_up_after: float = 15.0, redis_url: str | None = None,
+                 nice: int = 0) -> None:
         self.address = address
+        # Above 0: workers run at a lower priority (POSIX niceness), so on a busy laptop the
+        # window and the server keep a core; the workers still get every idle cycle.
+        self._nice = nice
         # Set: workers go straight to Redis (``worker --redis``); the URL, which may hold a
         # password, travels in the environment like the key.
         self._redis_url = redis_url
@@ -122,6 +128,8 @@ class WorkerPool:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
                                 start_new_session=False)
+        if self._nice > 0:
+            _lower_priority(proc.pid, self._nice)
         worker = LocalWorker(name, proc, time.time(), mode=mode, concurrency=concurrency,
                              functions=tuple(functions))
         threading.Thread(target=_pump, args=(proc.stdout, worker.log), name=f"log-{name}",
@@ -180,6 +188,18 @@ class WorkerPool:
     def stop_all(self, timeout: float = 5.0) -> None:
         """Stop every worker; nothing is left running afterwards."""
         self.stop(None, timeout)
+
+
+def _lower_priority(pid: int, nice: int) -> None:
+    """Lower a process's scheduling priority (best effort: it may already have exited)."""
+    try:
+        p = psutil.Process(pid)
+        if sys.platform == "win32":  # pragma: no cover - Windows only
+            p.nice(psutil.BELOW_NORMAL_PRIORITY_CLASS)
+        else:
+            p.nice(nice)
+    except (psutil.Error, OSError) as exc:
+        log.debug("could not lower the priority of %d: %s", pid, exc)
 
 
 def _pump(stream: IO[str] | None, sink: deque[str]) -> None:

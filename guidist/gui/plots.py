@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import math
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,8 +103,31 @@ class SeriesBuffer:
         self.last_t = -math.inf
 
 
+def _nice_ceiling(value: float) -> float:
+    """The next of 1, 2, 2.5, 5 × 10^k at or above value (at least 2): steady axis ranges."""
+    value = max(value, 2.0)
+    exp = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if step * exp >= value:
+            return float(step * exp)
+    return float(10 * exp)
+
+
+class _AgoAxis(pg.AxisItem):
+    """Seconds before now ("-1:30", "-20 s", "now"): the x range stays fixed, so the ticks are
+    computed and drawn once, not every second as a clock axis scrolling with the data was
+    (measured: most of a 30-45 ms redraw burst once a second)."""
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        out = []
+        for v in values:
+            s = int(round(-v))
+            out.append("now" if s == 0 else f"-{s // 60}:{s % 60:02d}" if s >= 60 else f"-{s} s")
+        return out
+
+
 def _plot_widget(name: str, left: str, time_axis: bool = True) -> pg.PlotWidget:
-    w = pg.PlotWidget(background="w", axisItems={"bottom": pg.DateAxisItem()})
+    w = pg.PlotWidget(background="w", axisItems={"bottom": _AgoAxis("bottom")})
     w.setObjectName(name)
     item = w.getPlotItem()
     item.setClipToView(True)
@@ -125,8 +147,10 @@ def _plot_widget(name: str, left: str, time_axis: bool = True) -> pg.PlotWidget:
                             brush=pg.mkBrush(255, 255, 255, 210), colCount=2)
     legend.setZValue(10)
     item.setMouseEnabled(x=False, y=False)
-    item.enableAutoRange(axis="y", enable=True)
-    item.setAutoVisible(y=True)
+    # Y ranges are set by redraw() from the data, rounded up so they rarely change: pyqtgraph's
+    # auto-range recomputed bounds and re-laid the axes on every tick (part of a measured
+    # 30-45 ms redraw once a second).
+    item.enableAutoRange(axis="y", enable=False)
     item.getViewBox().setLimits(yMin=0)
     w.setMinimumHeight(70)
     w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -196,7 +220,8 @@ class LivePlots(QWidget):
         self.workers_plot = _plot_widget("workersPlot", "workers")
         self.queue_plot.setXLink(self.throughput_plot)
         self.workers_plot.setXLink(self.throughput_plot)
-        self.workers_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
+        self._y_tops: dict[str, float] = {}
+        self._x_window = 0  # the x range last set (seconds); set again only when it changes
         self.curves: dict[str, Any] = {
             "done": self._curve(self.throughput_plot, "done per second", STATE_COLORS["done"]),
             "failed": self._curve(self.throughput_plot, "failed per second",
@@ -254,17 +279,35 @@ class LivePlots(QWidget):
         # Smoothing needs the seconds just before the window too.
         data = self.buffer.view(n + (SMOOTH_SECONDS - 1 if smooth else 0))
         shown = data[-n:]
+        # x is seconds before the end of the newest second (the pyqtgraph scrolling-plot
+        # idiom): the curves move, the axes stay put.
         t = shown[:, _COL["t"]] + 0.5  # a point stands for the middle of its second
+        if len(t):
+            t = t - (t[-1] + 0.5)
+        tops: dict[str, float] = {}
         for name, curve in self.curves.items():
             y = data[:, _COL[name]]
             if smooth and name in _RATES:
                 y = _trailing_mean(y, SMOOTH_SECONDS)
-            curve.setData(t, y[-n:])
-        end = t[-1] + 0.5 if len(t) else float(int(time.time()))  # empty: show the clock
-        self.throughput_plot.getPlotItem().setXRange(end - n, end, padding=0)
-        top = float(shown[:, _COL["workers"]].max()) if len(t) else 0.0
-        self.workers_plot.getPlotItem().setYRange(0, max(2.0, top + 1.0), padding=0)
+            y = y[-n:]
+            curve.setData(t, y)
+            tops[name] = float(np.nanmax(y)) if len(y) else 0.0
+        if self._x_window != n:
+            self._x_window = n
+            self.throughput_plot.getPlotItem().setXRange(-n, 0, padding=0)
+        self._set_y_top(self.throughput_plot,
+                        _nice_ceiling(1.1 * max(tops["done"], tops["failed"])))
+        self._set_y_top(self.queue_plot, _nice_ceiling(1.1 * max(tops["queued"],
+                                                                 tops["running"])))
+        self._set_y_top(self.workers_plot, _nice_ceiling(tops["workers"] + 1.0))
         self._update_rate_label()
+
+    def _set_y_top(self, plot: pg.PlotWidget, top: float) -> None:
+        """Set a plot's Y range only when it changes (each change re-lays its axes)."""
+        name = plot.objectName()
+        if self._y_tops.get(name) != top:
+            self._y_tops[name] = top
+            plot.getPlotItem().setYRange(0, top, padding=0)
 
     def set_window(self, seconds: int) -> None:
         """Show the last `seconds` of history (60 or 600)."""
@@ -284,8 +327,8 @@ class LivePlots(QWidget):
         for w in (self.throughput_plot, self.queue_plot, self.workers_plot):
             w.getPlotItem().setMouseEnabled(x=paused, y=paused)
         if not paused:
-            for w in (self.throughput_plot, self.queue_plot):
-                w.getPlotItem().enableAutoRange(axis="y", enable=True)
+            self._y_tops.clear()  # the user may have zoomed: set the ranges again
+            self._x_window = 0
             self.redraw()
         self.paused_changed.emit(paused)
 
