@@ -116,7 +116,9 @@ def _journal_rows(path: str) -> int:
     """Finished tasks in a journal file, read from a separate read-only connection."""
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
-        return int(con.execute("SELECT count(*) FROM finished").fetchone()[0])
+        # Successes are stored a completed batch per row in `done`; the rest in `finished`.
+        done = con.execute("SELECT COALESCE(SUM(n), 0) FROM done").fetchone()[0]
+        return int(done) + int(con.execute("SELECT count(*) FROM finished").fetchone()[0])
     except sqlite3.OperationalError:  # the table is created by the server's first connect
         return 0
     finally:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .core.client import Client
+from .core.client import Client, iter_tasks
 from .core.errors import GuidistError
 from .core.protocol import Snapshot, TaskState
 from .core.security import generate_key, is_loopback, parse_address, to_bytes
@@ -304,7 +304,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     fmt = args.format or ("csv" if (args.output or "").lower().endswith(".csv") else "jsonl")
     states = args.state or None
     if args.connect:
-        tasks = _live_tasks(_client(args), states)
+        client = _client(args)
+        tasks = (t for state in (states or [None]) for t in iter_tasks(client, state))
     else:
         tasks = iter_ledger(_journal_arg(args), states)
     if args.output and args.output != "-":
@@ -318,18 +319,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         n = write_export(tasks, sys.stdout, fmt)
     return 0
-
-
-def _live_tasks(client: Client, states: list[str] | None) -> Iterator[Any]:
-    """Page through a live server's listings (what it holds in memory)."""
-    for state in states or [None]:
-        offset = 0
-        while True:
-            page = client.list_tasks(state, offset, 5000)
-            yield from page.tasks
-            offset += len(page.tasks)
-            if not page.tasks or offset >= page.total:
-                break
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

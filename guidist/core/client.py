@@ -93,6 +93,20 @@ def _drop_stale_connection(proxy: Any, only_if_stale: bool) -> None:
         pass
 
 
+def iter_tasks(client: Any, state: TaskState | str | None = None, search: str | None = None,
+               page: int = 5000) -> Iterator[Task]:
+    """Every task a server lists (what it holds in memory), page by page, for exports.
+
+    Works with any client that has list_tasks (the manager Client or the Redis one)."""
+    offset = 0
+    while True:
+        got = client.list_tasks(state, offset, page, search)
+        yield from got.tasks
+        offset += len(got.tasks)
+        if not got.tasks or offset >= got.total:
+            return
+
+
 def describe_address(address: tuple[str, int]) -> str:
     """"host:port" for messages."""
     return f"{address[0]}:{address[1]}"

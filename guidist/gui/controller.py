@@ -33,7 +33,7 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
-from ..core.client import SUBMIT_CHUNK, Client
+from ..core.client import SUBMIT_CHUNK, Client, iter_tasks
 from ..core.errors import GuidistError
 from ..core.pool import WorkerPool
 from ..core.protocol import Snapshot, WorkerInfo
@@ -368,6 +368,20 @@ class _Session(_ThreadWorker):
         """Fetch one task with its result or traceback."""
         if self._client is not None:
             self.task_loaded.emit(self._client.get_task(task_id))
+
+    def export_tasks(self, path: str, state: str | None, search: str | None) -> None:
+        """Write the server's tasks (those matching the filter) to path as CSV or JSON lines."""
+        if self._client is None:
+            raise GuidistError("Not connected to a server.")
+        from ..core.store import write_export
+
+        fmt = "csv" if path.lower().endswith(".csv") else "jsonl"
+        try:
+            with open(path, "w", encoding="utf-8", newline="") as out:
+                n = write_export(iter_tasks(self._client, state, search or None), out, fmt)
+        except OSError as exc:
+            raise GuidistError(f"Could not write {path}: {exc.strerror}.") from None
+        self.notice.emit(Notice("control", f"exported {n} task(s) to {path}"))
 
     def act(self, action: str, *args: Any) -> None:
         """Run a control call (cancel, retry, retry_all, purge, pause, resume, request_stop…)."""
@@ -829,6 +843,12 @@ class Controller(QObject):
     def request_task(self, task_id: int) -> None:
         """Fetch one task's details (answer: task_loaded)."""
         self._to_session.emit(partial(self._session.load_task, int(task_id)))
+
+    def export_tasks(self, path: str, state: str | None = None,
+                     search: str | None = None) -> None:
+        """Export the listed tasks (filtered like the tasks table) off the GUI thread; the
+        outcome comes as a notice."""
+        self._to_session.emit(partial(self._session.export_tasks, path, state, search))
 
     def act(self, action: str, *args: Any) -> None:
         """A control call on the server: cancel, retry, retry_all, purge, pause, resume,

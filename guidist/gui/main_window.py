@@ -207,6 +207,8 @@ class MainWindow(QMainWindow):
         self._action(m, "Export plots as &PNG…", self.export_png, "Ctrl+Shift+E",
                      "exportPngAction")
         self._action(m, "Export series as &CSV…", self.export_csv, None, "exportCsvAction")
+        self._action(m, "Export &tasks (CSV or JSON lines)…", self.export_tasks, None,
+                     "exportTasksAction")
         m.addSeparator()
         self._action(m, "P&references…", self.edit_preferences,
                      QKeySequence.StandardKey.Preferences, "preferencesAction")
@@ -433,6 +435,18 @@ class MainWindow(QMainWindow):
                 self.banner.show_message(f"Could not save {path}: {exc.strerror}.")
                 return
             self.statusBar().showMessage(f"Saved {n} seconds of data to {path}", 5000)
+
+    def export_tasks(self) -> None:
+        """Save the tasks the server lists, filtered like the tasks table, as CSV or JSONL."""
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export tasks", "guidist-tasks.csv",
+            "CSV (*.csv);;JSON lines (*.jsonl)")
+        if not path:
+            return
+        if "jsonl" in chosen and not path.lower().endswith(".jsonl"):
+            path += ".jsonl"
+        state, search = self.tasks_panel.current_filter()
+        self.controller.export_tasks(path, state, search)
 
     def edit_preferences(self) -> None:
         """Edit lease timeout, attempts, journal, autostart."""

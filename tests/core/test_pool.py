@@ -64,7 +64,7 @@ def test_worker_output_is_captured_in_a_bounded_log(server: ServerProcess, clien
 
 
 PARENT = textwrap.dedent("""
-    import sys, time
+    import sys, threading
     from guidist.core.pool import WorkerPool
     from guidist.core.server import ServerProcess
     if __name__ == "__main__":
@@ -73,7 +73,7 @@ PARENT = textwrap.dedent("""
         pool = WorkerPool(address, sys.argv[1], give_up_after=60.0)
         workers = pool.launch(2)
         print(address[1], s.pid, *[w.pid for w in workers], flush=True)
-        time.sleep(120)
+        threading.Event().wait(120)  # until the test kills this launcher (bounded)
 """)
 
 

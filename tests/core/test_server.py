@@ -112,13 +112,13 @@ def test_start_twice_is_refused(server: ServerProcess) -> None:
 
 
 OWNER = textwrap.dedent("""
-    import sys, time
+    import sys, threading
     from guidist.core.server import ServerProcess
     if __name__ == "__main__":
         s = ServerProcess("127.0.0.1", 0, sys.argv[1])
         host, port = s.start()
         print(s.pid, port, flush=True)
-        time.sleep(120)
+        threading.Event().wait(120)  # until the test kills this owner (bounded)
 """)
 
 

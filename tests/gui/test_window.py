@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
 import time
 
@@ -461,3 +463,32 @@ def test_stop_server_returns_to_idle(qtbot, window: MainWindow) -> None:
     # It starts again (on the same key), and the window follows.
     start_server(qtbot, win)
     assert win.controller.status.online
+
+
+def test_export_the_listed_tasks_from_the_window(qtbot, window: MainWindow, tmp_path) -> None:
+    win = window
+    start_server(qtbot, win)
+    launch_workers(qtbot, win, 1)
+    _enqueue(win, "square", "range", 30, start="1")
+    qtbot.waitUntil(lambda: "30 done" in win.counts_label.text(), timeout=WAIT_MS)
+    _enqueue(win, "fail", "fixed", 5, value="1.0")  # one submission at a time
+    qtbot.waitUntil(lambda: "5 failed" in win.counts_label.text(), timeout=WAIT_MS)
+
+    path = tmp_path / "failed.jsonl"
+    win.controller.export_tasks(str(path), "failed", None)  # what File → Export tasks… does
+    qtbot.waitUntil(lambda: path.exists() and len(path.read_text().splitlines()) == 5,
+                    timeout=WAIT_MS)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert {r["state"] for r in rows} == {"failed"} and all("RuntimeError" in r["error"]
+                                                             for r in rows)
+    csv_path = tmp_path / "all.csv"
+    win.controller.export_tasks(str(csv_path))
+    # Tracebacks span lines inside quoted CSV fields: count records, not lines.
+    qtbot.waitUntil(lambda: csv_path.exists() and len(_csv_rows(csv_path)) == 36,
+                    timeout=WAIT_MS)
+    assert _csv_rows(csv_path)[0][:3] == ["id", "function", "args"]
+
+
+def _csv_rows(path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))

@@ -197,6 +197,10 @@ class TasksPanel(QWidget):
         self._last_key = key
         self.refresh()
 
+    def current_filter(self) -> tuple[str | None, str]:
+        """(state or None for all, search text): what the table lists now."""
+        return self.state_combo.currentData(), self.search_edit.text().strip()
+
     def refresh(self) -> None:
         """Load the rows on screen again."""
         self._last_refresh = time.monotonic()
