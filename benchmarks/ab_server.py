@@ -20,7 +20,6 @@ from typing import Any
 
 from .common import (
     finish,
-    fmt,
     fmt_summary,
     interleaved,
     machine_info,

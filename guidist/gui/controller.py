@@ -33,7 +33,7 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
-from ..core.client import SUBMIT_CHUNK, Client, iter_tasks
+from ..core.client import Client, iter_tasks
 from ..core.errors import GuidistError
 from ..core.pool import WorkerPool
 from ..core.protocol import Snapshot, WorkerInfo
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL_MS = 200
 #: How often to retry while the server does not answer.
 RETRY_INTERVAL_MS = 1000
+#: Tasks per submit call from the window (smaller than the CLI's: see _Submitter).
+GUI_SUBMIT_CHUNK = 5_000
 #: Scheduling niceness of the workers the window launches (0: same priority as the window).
 LOCAL_WORKER_NICE = 10
 #: The demo alternates a CPU-bound and an I/O-bound phase of this many seconds.
@@ -597,8 +599,10 @@ class _Submitter(_ThreadWorker):
             if total is None:
                 total = sum(len(a) for _, a in groups)  # type: ignore[arg-type]
             self.progress.emit(SubmitProgress(0, total))
+            # Pickling a chunk holds the GIL the GUI thread needs: 5,000 tasks (~2 ms) keeps
+            # the window smooth while a million go out (20,000 showed 40-55 ms gaps).
             chunk = 500 if self._client.kind == "classic" else \
-                max(1_000, min(SUBMIT_CHUNK, (total or 0) // 50))
+                max(1_000, min(GUI_SUBMIT_CHUNK, (total or 0) // 50))
             for kwargs, args in groups:
                 if cancel.is_set():
                     break

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
 
 from guidist.core.client import Client
 from guidist.core.server import ServerProcess
