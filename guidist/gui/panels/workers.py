@@ -127,8 +127,8 @@ class WorkersPanel(QWidget):
         header.setStretchLastSection(True)
         header.setHighlightSections(False)
         widths = {WorkersModel.COL_NAME: 60, WorkersModel.COL_WHERE: 44,
-                  WorkersModel.COL_MODE: 84,
-                  WorkersModel.COL_STATE: 60, WorkersModel.COL_TASK: 84,
+                  WorkersModel.COL_MODE: 100,
+                  WorkersModel.COL_STATE: 60, WorkersModel.COL_TASK: 76,
                   WorkersModel.COL_DONE: 58, WorkersModel.COL_FAILED: 48,
                   WorkersModel.COL_HEARTBEAT: 94, WorkersModel.COL_HOST: 70,
                   WorkersModel.COL_PID: 50}
