@@ -46,7 +46,26 @@ def fmt_mode(w: WorkerInfo) -> str:
     return f"{text} *" if w.functions else text
 
 
-class WorkersModel(QAbstractTableModel):
+class _RowsModel(QAbstractTableModel):
+    """A flat table over self._rows with fixed HEADERS: the Qt methods both list models share."""
+
+    HEADERS: tuple[str, ...] = ()
+    _rows: list
+
+    def rowCount(self, parent: _Index = _NO_INDEX) -> int:  # noqa: N802 (Qt name)
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: _Index = _NO_INDEX) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.HEADERS[section]
+        return None
+
+
+class WorkersModel(_RowsModel):
     """The workers the server knows, updated in place so selections survive refreshes."""
 
     COL_NAME, COL_WHERE, COL_MODE, COL_STATE, COL_TASK, COL_DONE, COL_FAILED, \
@@ -62,18 +81,6 @@ class WorkersModel(QAbstractTableModel):
         self._now = 0.0
 
     # -- Qt interface
-
-    def rowCount(self, parent: _Index = _NO_INDEX) -> int:  # noqa: N802 (Qt name)
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: _Index = _NO_INDEX) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.HEADERS[section]
-        return None
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= len(self._rows):
@@ -465,7 +472,7 @@ class TasksModel(QAbstractTableModel):
 # ---------------------------------------------------------------------- events
 
 
-class EventLogModel(QAbstractTableModel):
+class EventLogModel(_RowsModel):
     """The event log: server events and the window's own notes, newest last, capped."""
 
     COL_TIME, COL_KIND, COL_MESSAGE = range(3)
@@ -476,18 +483,6 @@ class EventLogModel(QAbstractTableModel):
         super().__init__(parent)
         self.max_rows = max_rows
         self._rows: list[tuple[float, str, str]] = []
-
-    def rowCount(self, parent: _Index = _NO_INDEX) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: _Index = _NO_INDEX) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.HEADERS[section]
-        return None
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= len(self._rows):
