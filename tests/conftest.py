@@ -36,6 +36,20 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
         time.sleep(interval)
 
 
+class FakeClock:
+    """A wall clock that only moves when a test says so (brokers take an injectable clock)."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self.now += seconds
+
+
 def _children() -> list[psutil.Process]:
     out = []
     for p in psutil.Process().children(recursive=True):

@@ -12,26 +12,14 @@ import pytest
 
 from guidist.core.broker import CMD_OK, CMD_STOP, CMD_UNKNOWN, Broker, classic_result_text
 from guidist.core.protocol import TaskState, WorkerState
+from tests.conftest import FakeClock
 
 LEASE = 2.0
 
 
-class FakeClock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self, start: float = 1_000_000.25) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_000_000.25)  # a quarter past a whole second: buckets are whole seconds
 
 
 @pytest.fixture

@@ -16,27 +16,15 @@ import pytest
 
 from guidist.core.broker import Broker
 from guidist.core.protocol import SERIES_FIELDS, TaskState, WorkerState
+from tests.conftest import FakeClock
 from tests.redis_fixtures import RedisServer, needs_redis, shared_redis  # noqa: F401
 
 LEASE = 10.0
 
 
-class FakeClock:
-    """Wall-clock time that only moves when a test says so."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_000_000.0)
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=needs_redis)])
