@@ -40,6 +40,17 @@ from .remote_script import (
 from .widgets import ErrorLabel, SecretUrlEdit
 
 
+def _note_and_close(dialog: QDialog, text: str) -> tuple[QLabel, QDialogButtonBox]:
+    """The grey security note and the Close button the two join dialogs end with."""
+    note = QLabel(text)
+    note.setWordWrap(True)
+    note.setStyleSheet("color:#666;")
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(dialog.reject)
+    buttons.accepted.connect(dialog.accept)
+    return note, buttons
+
+
 def _copy_button(text_source: Callable[[], str], name: str,
                  tooltip: str = "Copy to the clipboard") -> QToolButton:
     b = QToolButton()
@@ -163,13 +174,9 @@ class ConnectRemoteDialog(QDialog):
         script_buttons.addWidget(save)
         script_layout.addLayout(script_buttons)
 
-        note = QLabel("The key proves who may connect; it does not encrypt anything. Anyone "
-                      "with the key can run code on this machine and on its workers.")
-        note.setWordWrap(True)
-        note.setStyleSheet("color:#666;")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        buttons.accepted.connect(self.accept)
+        note, buttons = _note_and_close(
+            self, "The key proves who may connect; it does not encrypt anything. Anyone "
+                  "with the key can run code on this machine and on its workers.")
         layout = QVBoxLayout(self)
         layout.addWidget(self.warning_label)
         layout.addLayout(where)
@@ -250,14 +257,10 @@ class RedisWorkerDialog(QDialog):
         row.addWidget(self.command_edit, 1)
         row.addWidget(_copy_button(self.full_command, "redisCopyCommandButton",
                                    "Copy the command, password included"))
-        note = QLabel("Whoever can write to this Redis can run code on every worker: keep the "
-                      "URL and its password private, and Redis off untrusted networks. "
-                      "Add --mode process for CPU-bound tasks, --mode thread or async for I/O.")
-        note.setWordWrap(True)
-        note.setStyleSheet("color:#666;")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        buttons.accepted.connect(self.accept)
+        note, buttons = _note_and_close(
+            self, "Whoever can write to this Redis can run code on every worker: keep the "
+                  "URL and its password private, and Redis off untrusted networks. "
+                  "Add --mode process for CPU-bound tasks, --mode thread or async for I/O.")
         layout = QVBoxLayout(self)
         layout.addWidget(self.warning_label)
         layout.addWidget(intro)

@@ -47,7 +47,8 @@ def fmt_mode(w: WorkerInfo) -> str:
 
 
 class _RowsModel(QAbstractTableModel):
-    """A flat table over self._rows with fixed HEADERS: the Qt methods both list models share."""
+    """A table with fixed HEADERS over self._rows: the Qt methods the three models share
+    (the virtual tasks model counts its rows itself)."""
 
     HEADERS: tuple[str, ...] = ()
     _rows: list
@@ -218,7 +219,7 @@ class _Page:
     tasks: tuple[Task, ...]
 
 
-class TasksModel(QAbstractTableModel):
+class TasksModel(_RowsModel):
     """A virtual view of the server's task ledger, fetched a page at a time and cached.
 
     Rows not loaded yet show a placeholder; asking for them (the view painting them) emits
@@ -261,16 +262,7 @@ class TasksModel(QAbstractTableModel):
     # -- Qt interface
 
     def rowCount(self, parent: _Index = _NO_INDEX) -> int:  # noqa: N802
-        return 0 if parent.isValid() else self._total
-
-    def columnCount(self, parent: _Index = _NO_INDEX) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.HEADERS[section]
-        return None
+        return 0 if parent.isValid() else self._total  # virtual: the server's total
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
