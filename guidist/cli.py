@@ -92,18 +92,21 @@ def _backend_from(args: argparse.Namespace) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run a headless server until Ctrl-C."""
+    """Run a headless server until Ctrl-C; exits 1 if the server process dies under it."""
     from .core.server import ServerProcess
 
     key = _key_from(args, required=False)
-    generated = key is None
-    key = key or generate_key()
+    # An empty key given on purpose (GUIDIST_AUTHKEY="") is checked like any weak key: on
+    # loopback it is replaced by a random key that is shown, elsewhere it is refused.
+    generated = not key and (key is None or is_loopback(args.host))
+    key = generate_key() if generated else key
     backend = _backend_from(args)
     journal = None if args.no_journal or backend else (
         args.journal or str(default_journal_path(f"serve-{args.port}")))
     server = ServerProcess(args.host, args.port, key, insist_weak_key=args.insecure,
                            lease_timeout=args.lease_timeout, max_attempts=args.max_attempts,
-                           journal=journal, backend=backend)
+                           journal=journal, backend=backend,
+                           task_timeout=args.task_timeout)
     host, port = server.start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -126,17 +129,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("only this machine can connect; use --host 0.0.0.0 to accept other machines")
     sys.stdout.flush()
     client = Client((host if host != "0.0.0.0" else "127.0.0.1", port), key)
+    died: str | None = None
     try:
-        while not stop.wait(args.interval):
+        next_status = time.monotonic() + args.interval
+        # Wake often to notice a dead server process at once (SIGKILL, the OOM killer): a
+        # supervisor must see this command exit, not a stream of "status unavailable".
+        while not stop.wait(min(0.2, args.interval)):
+            died = server.death()
+            if died is not None:
+                break
+            if time.monotonic() < next_status:
+                continue
+            next_status = time.monotonic() + args.interval
             try:
-                print(time.strftime("%H:%M:%S ") + status_line(client.snapshot()), flush=True)
+                snap = client.snapshot()
             except GuidistError as exc:
                 print(f"status unavailable: {exc}", flush=True)
+                continue
+            print(time.strftime("%H:%M:%S ") + status_line(snap), flush=True)
+            trouble = journal_trouble(snap)
+            if trouble:
+                print(trouble, flush=True)
     finally:
         client.close()
         server.stop()
-        print("server stopped", flush=True)
+    if died is not None:
+        print(f"guidist serve: error: {died}", file=sys.stderr, flush=True)
+        return 1
+    print("server stopped", flush=True)
     return 0
+
+
+def journal_trouble(snap: Snapshot) -> str | None:
+    """A line saying the journal cannot be written, and where, or None when all is well."""
+    info = snap.extra.get("journal") if snap.extra else None
+    if not info or not info.get("error"):
+        return None
+    return (f"JOURNAL ERROR: cannot write {info['path']} ({info['error']}) for "
+            f"{info.get('failing_for', 0):.0f} s: submits are refused; "
+            f"{info.get('unwritten', 0)} change(s) wait in memory and are retried every second")
 
 
 def _reachable_host() -> str:
@@ -386,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where the queue's state lives: memory (default, with the journal) "
                             f"or a Redis URL ('redis' alone reads ${REDIS_ENV})")
     serve.add_argument("--interval", type=float, default=5.0, help="seconds between status lines")
+    serve.add_argument("--task-timeout", type=float, metavar="SECONDS",
+                       help="fail a task that runs longer than this (a process-mode worker "
+                            "kills and replaces its child); submit --timeout overrides it")
 
     worker = sub.add_parser("worker", help="run a worker")
     worker.add_argument("--connect", metavar="HOST:PORT", help="the guidist server")

@@ -61,3 +61,23 @@ def sleep_first_time(path: str, seconds: float = 30.0) -> str:
     p.touch()
     time.sleep(seconds)
     return "first"
+
+
+def mark(directory: str, n: int) -> int:
+    """Leave a file named n in directory (a side effect a test can see), return n."""
+    Path(directory, str(n)).touch()
+    return n
+
+
+def hang(seconds: float = 3600.0) -> str:
+    """Sleep far longer than any test: a task that hangs."""
+    time.sleep(seconds)
+    return "woke"
+
+
+def spin(seconds: float = 3600.0) -> str:
+    """Busy-loop in Python for seconds: a hung task that holds the CPU."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "spun"

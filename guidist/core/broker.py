@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from .payload import MAX_PAYLOAD, unpack, unpack_submission
+from .payload import MAX_PAYLOAD, pack, unpack, unpack_submission
 from .protocol import (
     DEFAULT_TASK,
     Event,
@@ -69,7 +69,8 @@ class Journal(Protocol):
     """What the broker tells a durable store; called under the broker lock, so it must only buffer."""
 
     def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
-                  when: float, classic: bool) -> None: ...
+                  when: float, classic: bool) -> int | None: ...
+    def wait_durable(self, ticket: int) -> None: ...
     def claimed(self, ids: list[int], attempts: int) -> None: ...
     def requeued(self, records: list[_Record]) -> None: ...
     def done(self, records: list[_Record]) -> None: ...
@@ -83,9 +84,12 @@ class NullJournal:
     """A journal that forgets everything: the in-memory-only mode."""
 
     def submitted(self, *args: Any) -> None:
-        """Ignore a submission."""
+        """Ignore a submission (no ticket: its tasks are claimable at once)."""
 
     claimed = requeued = done = finished = cancelled_ids = checkpoint = submitted
+
+    def wait_durable(self, ticket: int) -> None:
+        """Nothing to wait for."""
 
     def throttle(self) -> None:
         """Never hold anyone back."""
@@ -94,10 +98,11 @@ class NullJournal:
 class _Batch:
     """A run of queued tasks with consecutive ids, exactly as one submit call delivered them."""
 
-    __slots__ = ("first_id", "function", "kwargs", "items", "pos", "holes", "submitted", "classic")
+    __slots__ = ("first_id", "function", "kwargs", "items", "pos", "holes", "submitted", "classic",
+                 "task_bytes")
 
     def __init__(self, first_id: int, function: str, kwargs: dict | None, items: list,
-                 submitted: float, classic: bool) -> None:
+                 submitted: float, classic: bool, task_bytes: int = 1) -> None:
         self.first_id = first_id
         self.function = function
         self.kwargs = kwargs
@@ -106,6 +111,7 @@ class _Batch:
         self.holes = 0  # cancelled/finished items at or after pos
         self.submitted = submitted
         self.classic = classic
+        self.task_bytes = max(1, task_bytes)  # pickled size of one task's arguments (average)
 
     @property
     def alive(self) -> int:
@@ -206,8 +212,10 @@ class Broker:
         journal: Journal | None = None,
         first_id: int = 1,
         max_payload: int = MAX_PAYLOAD,
+        task_timeout: float | None = None,
     ) -> None:
         self.max_payload = max_payload
+        self.task_timeout = task_timeout  # default limit per task run (workers enforce it)
         self.lease_timeout = lease_timeout
         self.max_attempts = max_attempts
         self.default_task = default_task
@@ -243,32 +251,65 @@ class Broker:
         self._sec = int(self._started)
         self._bucket = [0, 0, 0, 0]  # submitted, done, failed, requeued in the current second
         self.classic_results: queue.Queue = queue.Queue()
+        self._pending: dict[int, _Batch] = {}  # journal ticket -> batch waiting for its commit
 
     # ------------------------------------------------------------------ submission
 
     def submit(self, function: str, args_list: list, kwargs: dict | None = None,
                classic: bool = False) -> tuple[int, int]:
-        """Queue one task per argument tuple; returns (first_id, count), ids are consecutive."""
-        args_list = unpack_submission(function, args_list, kwargs)
+        """Queue one task per argument tuple; returns (first_id, count), ids are consecutive.
+
+        With a journal, this returns once the submit is committed, and its tasks can be
+        claimed only from then on: a crash after the reply never loses them, and no worker
+        ever runs a task a restart would not know. The wait is outside the lock, so other
+        calls go on meanwhile, and concurrent submits share one commit.
+        """
+        args_list, size = unpack_submission(function, args_list, kwargs, self.max_payload)
         n = len(args_list)
         if n == 0:
             return (self._next_id, 0)
         with self._cv:
             now = self._clock()
-            self._tick(now)
             first = self._next_id
+            batch = _Batch(first, function, kwargs or None, args_list, now, classic,
+                           size // n + 1)
+            # May raise JournalUnavailable (the disk is full): then nothing has changed.
+            ticket = self._journal.submitted(first, function, args_list, kwargs or None, now,
+                                             classic)
             self._next_id += n
-            batch = _Batch(first, function, kwargs or None, args_list, now, classic)
-            self._lanes.setdefault(function, deque()).append(batch)
-            self._batches.append(batch)
-            self._batch_starts.append(first)
-            self._counts[QUEUED] += n
-            self._submitted += n
-            self._bucket[0] += n
-            self._journal.submitted(first, function, args_list, kwargs or None, now, classic)
-            self._cv.notify_all()
-        self._journal.throttle()  # outside the lock: wait while the journal is behind
+            if ticket is None:
+                self._enqueue_locked(batch)
+                return (first, n)
+            self._pending[ticket] = batch
+        try:
+            self._journal.wait_durable(ticket)
+        except BaseException:
+            with self._cv:
+                self._pending.pop(ticket, None)  # refused: as if it never came
+            raise
+        with self._cv:
+            if self._pending.pop(ticket, None) is not None:
+                self._enqueue_locked(batch)
         return (first, n)
+
+    def _enqueue_locked(self, batch: _Batch) -> None:
+        """Make a submitted batch claimable (and count it)."""
+        self._tick(self._clock())
+        n = len(batch.items)
+        self._lanes.setdefault(batch.function, deque()).append(batch)
+        # Batches become claimable in commit order, which for submits sharing one commit
+        # need not be id order: keep the id index sorted for bisect.
+        if self._batch_starts and batch.first_id < self._batch_starts[-1]:
+            i = bisect.bisect(self._batch_starts, batch.first_id)
+            self._batches.insert(i, batch)
+            self._batch_starts.insert(i, batch.first_id)
+        else:
+            self._batches.append(batch)
+            self._batch_starts.append(batch.first_id)
+        self._counts[QUEUED] += n
+        self._submitted += n
+        self._bucket[0] += n
+        self._cv.notify_all()
 
     # ------------------------------------------------------------------ workers
 
@@ -390,30 +431,52 @@ class Broker:
             return (CMD_STOP if w.stop else CMD_OK), groups
 
     def _take(self, w: _Worker, max_n: int, now: float) -> list[ClaimGroup]:
-        """Move up to max_n queued tasks into w's leases, oldest id first across lanes."""
+        """Move up to max_n queued tasks into w's leases, oldest id first across lanes.
+
+        The claim is also bounded by bytes (about max_payload of arguments, at least one task):
+        a thousand tasks of 2 MiB each must not make a 2 GB reply.
+        """
         if self._paused or self._counts[QUEUED] == 0 or max_n <= 0:
             return []
         groups: list[ClaimGroup] = []
         left = max_n
+        budget = self.max_payload
         while left > 0 and self._counts[QUEUED] > 0:
             lane_name = self._oldest_lane(w.functions)
             if lane_name is None:
                 break
             head = self._lanes[lane_name][0]
-            if type(head) is _Record and head.attempts > 0 and head.state is QUEUED:
-                # Its worker died holding it. Hand it out alone: if it is the task that kills
-                # workers, only it piles up attempts, not the neighbours of its old batch.
-                if groups:
+            if type(head) is _Record:
+                size = len(pack(head.args))  # records are few (requeued or retried tasks)
+                if groups and size > budget:
                     break
+                if head.attempts > 0 and head.state is QUEUED:
+                    # Its worker died holding it. Hand it out alone: if it is the task that
+                    # kills workers, only it piles up attempts, not the neighbours of its
+                    # old batch.
+                    if groups:
+                        break
+                    taken = self._take_from_lane(lane_name, 1, w, now)
+                    if taken is not None:
+                        groups.append(taken)
+                        break
+                    continue
                 taken = self._take_from_lane(lane_name, 1, w, now)
                 if taken is not None:
                     groups.append(taken)
-                    break
+                    left -= 1
+                    budget -= size
                 continue
-            taken = self._take_from_lane(lane_name, left, w, now)
+            k = min(left, budget // head.task_bytes)
+            if k <= 0:
+                if groups:
+                    break
+                k = 1
+            taken = self._take_from_lane(lane_name, k, w, now)
             if taken is not None:
                 groups.append(taken)
                 left -= len(taken[2])
+                budget -= len(taken[2]) * head.task_bytes
         return groups
 
     def _oldest_lane(self, only: frozenset[str] | None = None) -> str | None:
@@ -781,9 +844,16 @@ class Broker:
                 events=events,
                 default_task=self.default_task,
                 started=self._started,
-                extra={"ignored_late": self._ignored_late,
-                       "classic_results": self.classic_results.qsize()},
+                extra=self._snapshot_extra(),
             )
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"ignored_late": self._ignored_late,
+                                 "classic_results": self.classic_results.qsize()}
+        status = getattr(self._journal, "status", None)
+        if status is not None:
+            extra["journal"] = status()  # path, error (disk full...), lag
+        return extra
 
     def _throughput(self, seconds: int = 10) -> float:
         pts = list(itertools.islice(reversed(self._series), seconds))
@@ -1002,7 +1072,8 @@ class Broker:
             def flush_run() -> None:
                 if run:
                     fn, kwargs, sub, classic = run_key  # type: ignore[misc]
-                    b = _Batch(run_first, fn, kwargs, list(run), sub, classic)
+                    b = _Batch(run_first, fn, kwargs, list(run), sub, classic,
+                               len(pack(run)) // len(run) + 1)  # for the claim byte budget
                     self._lanes.setdefault(fn, deque()).append(b)
                     self._batches.append(b)
                     self._batch_starts.append(run_first)
@@ -1059,8 +1130,13 @@ class Broker:
                         batches.append((item.first_id + item.pos, item.function, item.kwargs,
                                         item.items[item.pos:], item.submitted, item.classic))
             records.extend(_live_row(r) for r in self._running.values())
+            # Batches waiting for their commit: their submit row is older than this
+            # checkpoint, which replaces it, so the checkpoint must carry them.
+            pending = [(ticket, (b.first_id, b.function, b.kwargs, list(b.items), b.submitted,
+                                 b.classic)) for ticket, b in self._pending.items()]
             self._journal.checkpoint({"batches": batches, "records": records,
-                                      "next_id": self._next_id, "submitted": self._submitted,
+                                      "pending": pending, "next_id": self._next_id,
+                                      "submitted": self._submitted,
                                       "requeued": self._requeued_total})
 
     def close(self) -> None:

@@ -10,7 +10,14 @@ from multiprocessing import AuthenticationError, managers
 from typing import Any, overload
 
 from . import transport
-from .errors import AuthenticationFailed, NotAGuidistServer, RemoteError, ServerUnavailable
+from .errors import (
+    AuthenticationFailed,
+    JournalUnavailable,
+    NotAGuidistServer,
+    PayloadTooLarge,
+    RemoteError,
+    ServerUnavailable,
+)
 from .payload import MAX_PAYLOAD, mib, pack_batches
 from .protocol import Snapshot, Task, TaskPage, TaskState, WorkerInfo
 from .security import to_bytes
@@ -215,6 +222,8 @@ class Client:
             raise ServerUnavailable(
                 f"Lost the connection to {describe_address(self.address)} ({type(exc).__name__}"
                 "); it will be retried on the next call.") from None
+        except (JournalUnavailable, PayloadTooLarge):
+            raise  # the server's own sentence for people: a full journal, a batch too large
         except Exception as exc:
             # The broker raised (bad arguments, unknown state...): the manager re-raises the
             # server's exception as is; give callers one type with the server's explanation.

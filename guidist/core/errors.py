@@ -41,3 +41,11 @@ class JournalInUse(GuidistError):
 
 class PayloadTooLarge(GuidistError):
     """A task argument or result is over the size limit (16 MiB by default)."""
+
+
+class JournalUnavailable(GuidistError):
+    """The journal cannot be written (disk full, read-only, removed): submits are refused."""
+
+
+class JournalUnreadable(GuidistError):
+    """A journal file is damaged or cannot be opened; the message names the file."""

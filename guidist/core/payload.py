@@ -33,19 +33,45 @@ def unpack(obj: Any) -> Any:
     return pickle.loads(obj) if type(obj) is bytes else obj
 
 
-def unpack_submission(function: Any, args_list: Any, kwargs: Any) -> list[tuple]:
-    """Check a submit call's arguments (either backend) and return its list of arg tuples."""
+def unpack_submission(function: Any, args_list: Any, kwargs: Any,
+                      max_payload: int = MAX_PAYLOAD) -> tuple[list[tuple], int]:
+    """Check a submit call's arguments (either backend): returns its list of arg tuples and
+    their pickled size in bytes.
+
+    The size limit is enforced here too, not only by the bundled client: a batch within the
+    limit cannot hold an argument over it, and a batch over it is refused whole (the client
+    splits its batches below the limit), so a foreign client cannot make the server hold a
+    task no worker may report on.
+    """
     if not isinstance(function, str) or not function:
         raise ValueError("a task needs a function name such as 'square' or 'pkg.mod:func'")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise ValueError("kwargs must be a dict")
-    args_list = unpack(args_list)  # clients send batches pre-pickled
+    if type(args_list) is bytes:  # clients send batches pre-pickled: the size is known
+        size = len(args_list)
+        _check_batch_size(size, max_payload)
+        args_list = pickle.loads(args_list)
+    else:  # sent unpacked (a classic put, an in-process caller): measure it
+        if not isinstance(args_list, list):
+            args_list = list(args_list)
+        size = len(pack(args_list))
+        _check_batch_size(size, max_payload)
+    if kwargs:
+        _check_batch_size(size + len(pack(kwargs)), max_payload)
     if not isinstance(args_list, list):
         args_list = list(args_list)
     if not all(type(a) is tuple for a in args_list):
         args_list = [a if type(a) is tuple else tuple(a) if isinstance(a, list) else (a,)
                      for a in args_list]
-    return args_list
+    return args_list, size
+
+
+def _check_batch_size(size: int, max_payload: int) -> None:
+    if size > max_payload:
+        raise PayloadTooLarge(
+            f"A submit of {mib(size)} is over the server's {mib(max_payload)} limit: send "
+            f"batches of at most {mib(max_payload)}, each argument below it (pass a file path "
+            "or URL instead of the data). Nothing of this batch was queued.")
 
 
 def mib(n: int) -> str:

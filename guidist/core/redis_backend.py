@@ -276,6 +276,7 @@ class RedisBroker:
         keep_failed: int | None = None,
         keep_cancelled: int | None = None,
         max_payload: int | None = None,
+        task_timeout: float | None = None,
         clock: Callable[[], float] | None = None,
         namespace: str = "guidist",
         retry_for: float = 30.0,
@@ -308,10 +309,10 @@ class RedisBroker:
         given = {"lease_timeout": lease_timeout, "max_attempts": max_attempts,
                  "default_task": default_task, "keep_done": keep_done,
                  "keep_failed": keep_failed, "keep_cancelled": keep_cancelled,
-                 "max_payload": max_payload}
+                 "max_payload": max_payload, "task_timeout": task_timeout}
         defaults = {"lease_timeout": 30.0, "max_attempts": 3, "default_task": DEFAULT_TASK,
                     "keep_done": 20_000, "keep_failed": 50_000, "keep_cancelled": 10_000,
-                    "max_payload": MAX_PAYLOAD}
+                    "max_payload": MAX_PAYLOAD, "task_timeout": 0}
         args: list[Any] = []
         for k, v in given.items():
             if v is not None:
@@ -343,6 +344,12 @@ class RedisBroker:
     def max_payload(self) -> int:
         """Largest task argument or result, in bytes (workers learn it when registering)."""
         return int(float(self._config.get("max_payload", MAX_PAYLOAD)))
+
+    @property
+    def task_timeout(self) -> float | None:
+        """Seconds a task may run before its worker fails it (None: no limit)."""
+        value = float(self._config.get("task_timeout") or 0)
+        return value if value > 0 else None
 
     @property
     def default_task(self) -> str:
@@ -403,7 +410,7 @@ class RedisBroker:
     def submit(self, function: str, args_list: list, kwargs: dict | None = None,
                classic: bool = False) -> tuple[int, int]:
         """Queue one task per argument tuple; returns (first_id, count), ids are consecutive."""
-        args_list = unpack_submission(function, args_list, kwargs)
+        args_list, _size = unpack_submission(function, args_list, kwargs, self.max_payload)
         n = len(args_list)
         if n == 0:
             last = self._retrying(lambda: self._redis.get(self._key("seq:task")))

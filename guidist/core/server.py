@@ -291,6 +291,7 @@ class ServerConfig:
     reap_interval: float = 0.5
     journal: str | None = None  # path of the SQLite journal; None keeps state in memory only
     max_payload: int = payload.MAX_PAYLOAD  # largest task argument or result, in bytes
+    task_timeout: float | None = None  # seconds a task may run (None: no limit)
     backend: str | None = None  # redis://HOST:PORT/DB keeps the state in Redis (no journal)
     log_level: int = logging.WARNING
     extra: dict[str, Any] = field(default_factory=dict)
@@ -300,7 +301,8 @@ def build_broker(config: ServerConfig) -> Broker:
     """The broker for a config, with its journal (restored from disk when it exists)."""
     kwargs = dict(lease_timeout=config.lease_timeout, max_attempts=config.max_attempts,
                   default_task=config.default_task, keep_done=config.keep_done,
-                  keep_failed=config.keep_failed, max_payload=config.max_payload)
+                  keep_failed=config.keep_failed, max_payload=config.max_payload,
+                  task_timeout=config.task_timeout)
     if config.backend:
         from .redis_backend import RedisBroker  # same interface; Redis (AOF) is the journal
 
@@ -429,6 +431,24 @@ class ServerProcess:
     def pid(self) -> int | None:
         """The server process id, once started."""
         return self._process.pid if self._process is not None else None
+
+    def death(self) -> str | None:
+        """If the started server process has died on its own, a sentence saying how; else None."""
+        proc = self._process
+        if proc is None or proc.is_alive():
+            return None
+        code = proc.exitcode
+        if code is not None and code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+            if -code == signal.SIGKILL:
+                how += " (by someone, or by the out-of-memory killer)"
+        else:
+            how = f"exited with code {code}"
+        return (f"the server process (pid {proc.pid}) {how}; its clients lost their "
+                "connection. Restart it (with the same journal nothing acknowledged is lost).")
 
     def start(self, timeout: float = 30.0) -> tuple[str, int]:
         """Start the process and return (host, port) once it listens; raises a GuidistError."""

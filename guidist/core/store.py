@@ -1,22 +1,34 @@
 """Durable journal (SQLite, standard library) of every submit, state change and result.
 
 How it stays cheap: the broker calls the journal under its lock, and the journal only keeps
-references (or small copies) in a buffer. A writer thread flushes the buffer every
-``flush_interval`` seconds in ONE transaction (WAL mode, ``synchronous=NORMAL``): submits, claims
-and requeues go into an append-only ``log`` table as one pickled row per batch, successes into
-the ``done`` table as one row per completed batch, and failed, dead or cancelled tasks into the
-``finished`` table, one row each. ``done`` and ``finished`` are the ledger ``guidist export``
-reads. When the writer falls behind (the oldest unwritten change is older than ``max_lag``),
-submits and completions wait for it: that back-pressure is what bounds what a crash can lose.
+references (or small copies) in a buffer. A writer thread writes the buffer in ONE transaction
+(WAL mode, ``synchronous=NORMAL``): submits, claims and requeues go into an append-only ``log``
+table as one pickled row per batch, successes into the ``done`` table as one row per completed
+batch, and failed, dead or cancelled tasks into the ``finished`` table, one row each. ``done``
+and ``finished`` are the ledger ``guidist export`` reads.
+
+Submits use group commit: ``submitted`` hands the broker a ticket, and the broker waits
+(outside its lock) until the transaction holding that ticket is committed before its tasks can
+be claimed and before the submit returns. A waiting submit wakes the writer at once, and every
+submit that arrives while one transaction is being written shares the next one, so the cost is
+one commit per burst of submits, never one per task. Everything else (claims, results, requeues)
+is written every ``flush_interval`` seconds; when the writer falls behind (the oldest unwritten
+change is older than ``max_lag``) completions wait for it, which bounds what a crash can lose.
+
+When a write fails (the disk is full, the file became read-only), SQLite has already rolled the
+transaction back: the changes go back into the buffer and are retried every ``RETRY_INTERVAL``,
+the submits of the failed transaction are refused (their callers get ``JournalUnavailable`` and
+nothing of them is kept), and new submits are refused at once until a write succeeds again. The
+reason is in ``status()``, which the snapshot carries to the window and ``guidist serve``.
 
 On restart the log is replayed: queued tasks are queued again, running ones are requeued with
 their attempt counted, finished ones come back from ``finished``, and the counters go on. The
 log is then replaced by one checkpoint row, so a restart never replays more than one run.
 
-If the server is killed, at most the last ``max_lag`` (0.5 s) of changes is lost; since a
-submit is journaled before its tasks can be claimed and results after they are stored, the
-worst case after a restart is that a task runs twice — never that a submitted task is missing
-(provided the submitter saw its ids at least ``max_lag`` before the crash).
+If the server process is killed, no acknowledged submit is lost; the last ``max_lag`` (0.5 s)
+of claims and results may be, so a task may run twice, never go missing. ``synchronous=NORMAL``
+does not sync the WAL on every commit: an operating-system crash or power cut can also lose the
+last commits before SQLite's next WAL checkpoint.
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .broker import _HOLE, Broker, _Record
-from .errors import JournalInUse
+from .errors import JournalInUse, JournalUnavailable, JournalUnreadable
 from .protocol import Task, TaskState
 
 log = logging.getLogger(__name__)
@@ -44,6 +56,7 @@ FLUSH_INTERVAL = 0.25  # seconds between writes
 CHECKPOINT_ROWS = 2_000  # log rows after which the running server compacts the log...
 CHECKPOINT_SECONDS = 30.0  # ...but not more often than this
 MAX_LAG = 0.5  # producers wait when the oldest unwritten change is older: what a SIGKILL loses
+RETRY_INTERVAL = 1.0  # seconds between attempts while the journal cannot be written
 _NATIVE = (int, float, str, bytes, type(None))
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -88,34 +101,59 @@ def _connect(path: str | Path) -> sqlite3.Connection:
     return db
 
 
-def _lock_journal(path: Path) -> IO[str]:
-    """Hold an exclusive lock on path + ".lock" for this process's life (released on exit,
-    even by SIGKILL), so two servers can never write one journal."""
+def _lock_journal(path: Path) -> tuple[IO[bytes], IO[str] | None]:
+    """Hold an exclusive lock on the journal file itself for this process's life (released on
+    exit, even by SIGKILL), so two servers can never write one journal, whatever path (a
+    symlink, a hard link, another mount of the directory) each of them was given.
+
+    Returns the locked file and, beside it, the note naming the holder's pid for messages.
+    flock on the database file does not interfere with SQLite's own (fcntl) locks; on Windows,
+    where locks are mandatory and would block SQLite's reads, the note file is locked instead.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    f = open(f"{path}.lock", "a+", encoding="utf-8")
+    note_path = f"{path.resolve()}.lock"
+    target = open(note_path if sys.platform == "win32" else path, "a+b")
     try:
         if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
             import msvcrt
 
-            f.seek(0)
-            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+            target.seek(0)
+            msvcrt.locking(target.fileno(), msvcrt.LK_NBLCK, 1)
+            target.truncate()
+            target.write(str(os.getpid()).encode())
+            target.flush()
+            return target, None
         else:
             import fcntl
 
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(target.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        f.seek(0)
-        holder = f.read().strip() or "unknown"
-        f.close()
+        target.close()
+        try:
+            holder = Path(note_path).read_text(encoding="utf-8").strip() or "unknown"
+        except OSError:
+            holder = "unknown"
         raise JournalInUse(
             f"The journal {path} is in use by another guidist server (pid {holder}): stop "
             "that server, or choose another file with --journal PATH (or --no-journal)."
         ) from None
-    f.seek(0)
-    f.truncate()
-    f.write(str(os.getpid()))
-    f.flush()
-    return f
+    note: IO[str] | None = None
+    try:  # only informative: a read-only directory must not stop the server
+        note = open(note_path, "w", encoding="utf-8")
+        note.write(str(os.getpid()))
+        note.flush()
+    except OSError:
+        note = None
+    return target, note
+
+
+def _describe_write_error(exc: BaseException) -> str:
+    """A short reason for a failed write ("database or disk is full", "No space left...")."""
+    if isinstance(exc, sqlite3.Error):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _encode_result(value: Any) -> tuple[Any, int]:
@@ -140,11 +178,23 @@ class SqliteJournal:
         self.path = Path(path)
         self.flush_interval = flush_interval
         self.max_lag = max(max_lag, flush_interval)
-        self._lock_file = _lock_journal(self.path)
-        self._db = _connect(self.path)
-        self._buf: list[tuple[str, Any]] = []
+        self._lock_file, self._lock_note = _lock_journal(self.path)
+        try:
+            self._db = _connect(self.path)
+        except BaseException:
+            self._release_lock()
+            raise
+        self._buf: list[tuple[int, str, Any]] = []  # (ticket, kind, data)
         self._buf_lock = threading.Lock()
-        self._saved = threading.Condition(self._buf_lock)  # notified after every commit
+        self._saved = threading.Condition(self._buf_lock)  # notified after every write attempt
+        self._ticket = 0  # the last ticket handed out (one per change)
+        self._durable = 0  # every change up to this ticket is committed
+        self._refused: dict[int, str] = {}  # submit tickets a failed write dropped -> why
+        self._dropped: set[int] = set()  # every submit ticket ever refused (for checkpoints)
+        self._failure: str | None = None  # why the last write failed; None while all is well
+        self._failing_since: float | None = None
+        self._closed = False
+        self._wake = threading.Event()  # a submit waits for its commit: write now
         self._oldest: float | None = None  # when the oldest buffered change arrived
         self._writing_since: float | None = None  # the oldest change of the flush under way
         self._broker: Broker | None = None  # set by open_journaled_broker, for checkpoints
@@ -157,9 +207,18 @@ class SqliteJournal:
     # -------------------------------------------------------------- broker hooks (under lock)
 
     def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
-                  when: float, classic: bool) -> None:
-        """Record a submitted batch (copied: the broker later punches holes into its list)."""
-        self._add("submit", (first_id, function, kwargs, list(args_list), when, classic))
+                  when: float, classic: bool) -> int:
+        """Record a submitted batch; returns the ticket to pass to ``wait_durable``.
+
+        Raises JournalUnavailable, before anything is buffered, while writes are failing.
+        The list is not copied: the broker keeps the batch out of its lanes (so nothing can
+        punch holes into it) until this change is committed.
+        """
+        with self._buf_lock:
+            if self._failure is not None or self._closed:
+                raise JournalUnavailable(self._refusal_locked())
+            return self._add_locked("submit", (first_id, function, kwargs, args_list, when,
+                                               classic))
 
     def claimed(self, ids: list[int], attempts: int) -> None:
         """Record leases (ids all at the same attempt), so a restart counts the attempt."""
@@ -193,11 +252,57 @@ class SqliteJournal:
         """Record a snapshot of the live tasks; older log rows are dropped when it is written."""
         self._add("checkpoint", state)
 
-    def _add(self, kind: str, data: Any) -> None:
+    def _add(self, kind: str, data: Any) -> int:
         with self._buf_lock:
-            if self._oldest is None:
-                self._oldest = time.monotonic()
-            self._buf.append((kind, data))
+            return self._add_locked(kind, data)
+
+    def _add_locked(self, kind: str, data: Any) -> int:
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+        self._ticket += 1
+        self._buf.append((self._ticket, kind, data))
+        return self._ticket
+
+    # -------------------------------------------------------------- waiting for the disk
+
+    def wait_durable(self, ticket: int) -> None:
+        """Block until the change with this ticket is committed (group commit: the writer is
+        woken at once, and every submit waiting meanwhile shares its transaction).
+
+        Raises JournalUnavailable when the write failed: the change was dropped, so the
+        caller must treat its submit as never made. Called by the broker outside its lock.
+        """
+        if self._thread is None:  # no writer (a journal used without start()): write here
+            try:
+                self.flush()
+            except Exception:
+                pass  # the refusal below says why
+        self._wake.set()
+        with self._saved:
+            while self._durable < ticket or ticket in self._refused:
+                why = self._refused.pop(ticket, None)
+                if why is not None:
+                    raise JournalUnavailable(why)
+                if self._closed and self._durable < ticket:
+                    raise JournalUnavailable(self._refusal_locked())
+                self._saved.wait(0.5)
+
+    def _refusal_locked(self) -> str:
+        """The sentence a refused submit gets."""
+        if self._closed:
+            return "The server is stopping: nothing was queued. Submit again once it is back."
+        return (f"The journal {self.path} cannot be written ({self._failure}): nothing was "
+                "queued. Free space on that disk (or fix the file's permissions); submits are "
+                "accepted again as soon as the journal can be written.")
+
+    def status(self) -> dict[str, Any]:
+        """The journal's health for the snapshot: path, error (None when fine), lag, backlog."""
+        with self._buf_lock:
+            now = time.monotonic()
+            return {"path": str(self.path), "error": self._failure,
+                    "failing_for": (now - self._failing_since
+                                    if self._failing_since is not None else 0.0),
+                    "lag": self._lag_locked(now), "unwritten": len(self._buf)}
 
     def lag(self) -> float:
         """Age in seconds of the oldest change not yet committed (0 when all are)."""
@@ -212,11 +317,15 @@ class SqliteJournal:
         """Block the caller while unwritten changes are older than max_lag.
 
         This is the back-pressure that keeps the promise "a crash loses at most max_lag
-        seconds": without it the writer fell behind under full load and the backlog grew
-        without bound. Called by the broker outside its lock.
+        seconds of results": without it the writer fell behind under full load and the
+        backlog grew without bound. While writes fail it does not hold anyone back: waiting
+        would wedge every worker until the disk is freed, and what is buffered meanwhile is
+        results of tasks that are durable already (the worst a crash then does is rerun them).
+        Called by the broker outside its lock.
         """
         with self._buf_lock:
             while (not self._stop.is_set() and self._thread is not None
+                   and self._failure is None
                    and self._lag_locked(time.monotonic()) > self.max_lag):
                 self._saved.wait(0.05)
 
@@ -229,11 +338,18 @@ class SqliteJournal:
 
     def _run(self) -> None:
         wait = self.flush_interval
-        while not self._stop.wait(wait):
+        while not self._stop.is_set():
+            self._wake.wait(wait)
+            # Cleared before the buffer is taken: a submit added after this point sets it
+            # again and gets the next transaction.
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.flush()
             except Exception:
-                log.exception("journal flush failed; will retry")
+                wait = RETRY_INTERVAL  # logged by flush; the changes are kept for the retry
+                continue
             # Behind (changes piled up while writing)? Write again at once.
             wait = 0.0 if self.lag() >= self.flush_interval else self.flush_interval
             if (self._broker is not None and self._rows_since_checkpoint > CHECKPOINT_ROWS
@@ -247,7 +363,12 @@ class SqliteJournal:
                     log.exception("journal checkpoint failed")
 
     def flush(self) -> int:
-        """Write everything buffered in one transaction; returns the number of entries."""
+        """Write everything buffered in one transaction; returns the number of entries.
+
+        On failure the changes are put back for the next try, except the submits, which are
+        refused (their callers are still waiting and hear why), and checkpoints, which are
+        redone later; then the error is raised.
+        """
         with self._buf_lock:
             buf, self._buf = self._buf, []
             self._writing_since, self._oldest = self._oldest, None
@@ -256,6 +377,23 @@ class SqliteJournal:
                 self._writing_since = None
                 self._saved.notify_all()
             return 0
+        try:
+            self._purged = self._write_all(buf)
+        except BaseException as exc:
+            self._write_failed(buf, exc)
+            raise
+        with self._saved:
+            self._durable = max(self._durable, buf[-1][0])
+            self._writing_since = None
+            if self._failure is not None:
+                log.warning("the journal %s can be written again", self.path)
+            self._failure = self._failing_since = None
+            self._saved.notify_all()
+        return len(buf)
+
+    def _write_all(self, buf: list[tuple[int, str, Any]]) -> int:
+        """Write buffered changes in one transaction (raises with nothing committed); returns
+        the purge count as of the last change."""
         rows: list[tuple[str, bytes]] = []
         done_rows: list[tuple[int, float, bytes]] = []
         # Apply finishes and requeues in buffer order: a task that failed and was retried in
@@ -265,49 +403,75 @@ class SqliteJournal:
         purged = self._purged
         db = self._db
         db.execute("BEGIN")
+        for _ticket, kind, data in buf:
+            if kind == "checkpoint":
+                # Everything before it in the buffer is part of the snapshot: write that,
+                # then the snapshot, then drop the log rows it replaces.
+                self._write(rows, requeued, finished, done_rows)
+                rows, requeued, finished, done_rows = [], [], {}, []
+                self._write_checkpoint(data, purged)
+            elif kind == "done":
+                done_rows.append((len(data), data[-1].finished or 0.0, pickle.dumps(
+                    [(r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted,
+                      r.started, r.finished, r.worker, r.result) for r in data],
+                    protocol=pickle.HIGHEST_PROTOCOL)))
+            elif kind == "finish":
+                for (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result,
+                     error, classic) in data:
+                    value, pickled = _encode_result(result)
+                    finished[tid] = (tid, fn, pickle.dumps(args),
+                                     None if kwargs is None else pickle.dumps(kwargs),
+                                     state, attempts, sub, st, fin, worker, value, pickled,
+                                     error, int(bool(classic)))
+                rows.append(("finish", pickle.dumps([(d[0], d[4]) for d in data])))
+            else:
+                if kind == "requeue":
+                    for d in data:
+                        finished.pop(d[0], None)
+                        requeued.append((d[0],))
+                elif kind == "cancel":
+                    purged += len(data[0])
+                rows.append((kind, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)))
+        self._write(rows, requeued, finished, done_rows)
+        db.execute("COMMIT")
+        return purged
+
+    def _write_failed(self, buf: list[tuple[int, str, Any]], exc: BaseException) -> None:
+        """Undo a failed write: roll back if SQLite has not, keep the changes, refuse submits."""
         try:
-            for kind, data in buf:
-                if kind == "checkpoint":
-                    # Everything before it in the buffer is part of the snapshot: write that,
-                    # then the snapshot, then drop the log rows it replaces.
-                    self._write(rows, requeued, finished, done_rows)
-                    rows, requeued, finished, done_rows = [], [], {}, []
-                    self._write_checkpoint(data, purged)
-                elif kind == "done":
-                    done_rows.append((len(data), data[-1].finished or 0.0, pickle.dumps(
-                        [(r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted,
-                          r.started, r.finished, r.worker, r.result) for r in data],
-                        protocol=pickle.HIGHEST_PROTOCOL)))
-                elif kind == "finish":
-                    for (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result,
-                         error, classic) in data:
-                        value, pickled = _encode_result(result)
-                        finished[tid] = (tid, fn, pickle.dumps(args),
-                                         None if kwargs is None else pickle.dumps(kwargs),
-                                         state, attempts, sub, st, fin, worker, value, pickled,
-                                         error, int(bool(classic)))
-                    rows.append(("finish", pickle.dumps([(d[0], d[4]) for d in data])))
-                else:
-                    if kind == "requeue":
-                        for d in data:
-                            finished.pop(d[0], None)
-                            requeued.append((d[0],))
-                    elif kind == "cancel":
-                        purged += len(data[0])
-                    rows.append((kind, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)))
-            self._write(rows, requeued, finished, done_rows)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            with self._buf_lock:
-                self._buf[:0] = buf  # keep them for the next try
-                self._oldest, self._writing_since = self._writing_since, None
-            raise
-        self._purged = purged
+            # SQLite rolls back by itself on "database or disk is full": a second ROLLBACK
+            # would raise "no transaction is active" and skip the bookkeeping below.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        why = _describe_write_error(exc)
+        keep = []
+        refused = 0
         with self._saved:
-            self._writing_since = None
+            for entry in buf:
+                if entry[1] == "submit":
+                    self._refused[entry[0]] = (
+                        f"The journal {self.path} could not be written ({why}): nothing was "
+                        "queued. Free space on that disk (or fix the file's permissions), "
+                        "then submit again.")
+                    self._dropped.add(entry[0])
+                    refused += 1
+                elif entry[1] != "checkpoint":
+                    keep.append(entry)
+            # A checkpoint taken meanwhile may hold a refused batch: drop those too.
+            self._buf[:0] = keep
+            self._buf = [e for e in self._buf if e[1] != "checkpoint"]
+            self._oldest, self._writing_since = self._writing_since, None
+            first = self._failure is None or self._failure != why
+            self._failure = why
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
             self._saved.notify_all()
-        return len(buf)
+        if first:
+            log.error("cannot write the journal %s (%s): %d submit(s) refused, %d change(s) "
+                      "kept for a retry every %.0f s", self.path, why, refused, len(keep),
+                      RETRY_INTERVAL)
 
     def _write(self, rows: list, requeued: list, finished: dict, done_rows: list) -> None:
         """Insert one segment of a flush (inside the flush's transaction)."""
@@ -326,10 +490,14 @@ class SqliteJournal:
         """Write a running server's snapshot and drop the log rows before it."""
         db = self._db
         done_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM done").fetchone()[0]
+        # Batches still waiting for their commit are live too, unless that commit failed
+        # (then their submit was refused and they must not come back on a restart).
+        pending = [b for ticket, b in state.get("pending", ()) if ticket not in self._dropped]
+        submitted = state["submitted"] + sum(len(b[3]) for b in pending)
         batches = [(first, fn, kw, [None if a is _HOLE else a for a in items], sub, classic)
-                   for first, fn, kw, items, sub, classic in state["batches"]]
+                   for first, fn, kw, items, sub, classic in [*state["batches"], *pending]]
         blob = pickle.dumps({"batches": batches, "records": state["records"],
-                             "next_id": state["next_id"], "submitted": state["submitted"],
+                             "next_id": state["next_id"], "submitted": submitted,
                              "requeued": state["requeued"], "purged": purged,
                              "done_seq": done_seq}, protocol=pickle.HIGHEST_PROTOCOL)
         seq = db.execute("INSERT INTO log(kind, data) VALUES ('checkpoint', ?)",
@@ -337,15 +505,29 @@ class SqliteJournal:
         db.execute("DELETE FROM log WHERE seq < ?", (seq,))
 
     def close(self) -> None:
-        """Stop the writer, flush what is left, and close the file."""
+        """Stop the writer, write what is left, and close the file (a write that fails now is
+        logged: what is lost is results and claims, never an acknowledged submit)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         try:
             self.flush()
+        except Exception as exc:
+            log.error("the journal %s could not be written on the way out (%s): the last "
+                      "results will be run again after a restart", self.path,
+                      _describe_write_error(exc))
         finally:
+            with self._saved:
+                self._closed = True
+                self._saved.notify_all()  # submits still waiting are refused
             self._db.close()
-            self._lock_file.close()  # releases the lock
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_note is not None:
+            self._lock_note.close()
+        self._lock_file.close()  # releases the lock (after SQLite closed its own handles)
 
     # -------------------------------------------------------------- restore
 
