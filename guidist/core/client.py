@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Tasks per submit round trip: big enough to amortise the call, small enough to show progress.
 SUBMIT_CHUNK = 20_000
+#: Task ids per cancel or retry call.
+ID_CHUNK = 100_000
 _CONNECTION_ERRORS = (ConnectionError, EOFError, OSError)
 
 
@@ -112,6 +114,19 @@ def iter_tasks(client: Any, state: TaskState | str | None = None, search: str | 
         offset += len(got.tasks)
         if not got.tasks or offset >= got.total:
             return
+
+
+def _id_chunks(ids: Iterable[int]) -> Iterator[list[int]]:
+    """Task ids in lists of ID_CHUNK: a list of twenty million ids is ~180 MB pickled, over
+    any server's message cap, while a chunk is at most ~1 MB (an id pickles to 9 bytes)."""
+    chunk: list[int] = []
+    for tid in ids:
+        chunk.append(int(tid))
+        if len(chunk) >= ID_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def describe_address(address: tuple[str, int]) -> str:
@@ -340,8 +355,8 @@ class Client:
     # ------------------------------------------------------------------ control
 
     def cancel(self, ids: Iterable[int]) -> int:
-        """Cancel queued tasks; returns how many were."""
-        return self.call("cancel", list(ids))
+        """Cancel queued tasks; returns how many were (sent in chunks of ids, however many)."""
+        return sum(self.call("cancel", chunk) for chunk in _id_chunks(ids))
 
     def purge(self) -> int:
         """Cancel every queued task."""
@@ -356,8 +371,8 @@ class Client:
         self.call("resume")
 
     def retry(self, ids: Iterable[int]) -> int:
-        """Queue failed or dead tasks again."""
-        return self.call("retry", list(ids))
+        """Queue failed or dead tasks again (sent in chunks of ids, however many)."""
+        return sum(self.call("retry", chunk) for chunk in _id_chunks(ids))
 
     def retry_all(self) -> int:
         """Queue every failed and dead task again."""

@@ -79,18 +79,26 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-def pack_batches(items: list, limit: int, describe: Callable[[int, int], str]) -> list[bytes]:
-    """Pack items into blobs of at most limit bytes; raises PayloadTooLarge for a single item
-    over the limit, with describe(index, size) as the message."""
+def split_by_size(items: list, limit: int,
+                  describe: Callable[[int, int], str]) -> list[tuple[list, bytes]]:
+    """Pack items into (chunk, blob) pairs, each blob at most limit bytes, in order; raises
+    PayloadTooLarge for a single item over the limit, with describe(index, size) as the message.
+
+    Pickles the whole list once and halves only what is too big, so the common case (all of
+    it fits) costs one pickle.
+    """
     blob = pack(items)
     if len(blob) <= limit:
-        return [blob]
+        return [(items, blob)]
     if len(items) == 1:
         raise PayloadTooLarge(describe(0, len(blob)))
     half = len(items) // 2
-    try:
-        left = pack_batches(items[:half], limit, describe)
-    except PayloadTooLarge:
-        raise
-    right = pack_batches(items[half:], limit, lambda i, n: describe(i + half, n))
+    left = split_by_size(items[:half], limit, describe)
+    right = split_by_size(items[half:], limit, lambda i, n: describe(i + half, n))
     return left + right
+
+
+def pack_batches(items: list, limit: int, describe: Callable[[int, int], str]) -> list[bytes]:
+    """Pack items into blobs of at most limit bytes; raises PayloadTooLarge for a single item
+    over the limit, with describe(index, size) as the message."""
+    return [blob for _chunk, blob in split_by_size(items, limit, describe)]

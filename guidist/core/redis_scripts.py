@@ -51,12 +51,14 @@ if not now then
 end
 local NOW = string.format('%.6f', now)
 local CFG = redis.call('HMGET', P .. 'config', 'lease_timeout', 'max_attempts', 'default_task',
-  'keep_done', 'keep_failed', 'keep_cancelled')
+  'keep_done', 'keep_failed', 'keep_cancelled', 'max_payload')
 local LEASE = tonumber(CFG[1]) or 30
 local MAXATT = tonumber(CFG[2]) or 3
 local DEFAULT = CFG[3] or 'square'
 local KEEP = {done = tonumber(CFG[4]) or 20000, failed = tonumber(CFG[5]) or 50000,
   dead = tonumber(CFG[5]) or 50000, cancelled = tonumber(CFG[6]) or 10000}
+-- bytes of arguments one claim may carry (at least one task): big tasks come a few at a time
+local BUDGET = tonumber(CFG[7]) or 16777216
 
 -- Counters are summed here and written once by flush(), so a batch costs one HINCRBY each.
 local CNT, BUCKET, TOUCHED = {}, {}, {}
@@ -276,6 +278,9 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
     local d = redis.call('HMGET', key, 'a', 'k', 'n')
+    local size = #(d[1] or '')
+    if #all_ids > 0 and size > BUDGET then stop = true; break end
+    BUDGET = BUDGET - size
     local attempts = tonumber(d[3]) or 0
     if attempts > 0 then
       stop = true

@@ -75,17 +75,77 @@ def shutdown_socket(conn: Any) -> None:
         s.detach()
 
 
+#: An oversized message up to this size is read and thrown away before the connection is
+#: closed, so the sender (blocked writing it) gets to read the error reply; beyond it, or after
+#: DRAIN_SECONDS, the connection is simply cut.
+DRAIN_LIMIT = 1 << 30
+DRAIN_SECONDS = 5.0
+
+
 def limit_message_size(conn: connection.Connection, max_bytes: int) -> None:
-    """Make conn.recv() refuse (and drop the connection on) messages over max_bytes.
+    """Make conn.recv() refuse messages over max_bytes: one clear error reply, then the
+    connection is closed (EOFError ends the stdlib's serve_client loop).
 
     The stdlib reads whatever length a peer announces; Server.serve_client binds conn.recv
-    when it starts, so replacing it on the instance before then caps every request.
+    when it starts, so replacing it on the instance before then caps every request. Its own
+    ``recv_bytes(maxlength)`` is no help: it marks the connection unreadable and raises, and
+    serve_client then answers every later read with an error reply, thousands a second,
+    until both ends block.
     """
     def recv() -> Any:
-        buf = conn.recv_bytes(max_bytes)
-        return _ForkingPickler.loads(buf)
+        size = _read_length(conn)
+        if size > max_bytes:
+            _refuse_oversized(conn, size, max_bytes)
+        return _ForkingPickler.loads(conn._recv(size).getbuffer())  # type: ignore[attr-defined]
 
     conn.recv = recv  # type: ignore[method-assign]
+
+
+def _read_length(conn: connection.Connection) -> int:
+    """Read a message's length header the way multiprocessing writes it."""
+    size, = struct.unpack("!i", conn._recv(4).getvalue())  # type: ignore[attr-defined]
+    if size == -1:
+        size, = struct.unpack("!Q", conn._recv(8).getvalue())  # type: ignore[attr-defined]
+    return size
+
+
+def _refuse_oversized(conn: connection.Connection, size: int, max_bytes: int) -> None:
+    """Answer an oversized message with one error, drop the connection, raise EOFError."""
+    from .errors import PayloadTooLarge
+    from .payload import mib
+
+    error = PayloadTooLarge(
+        f"The server refused a message of {mib(size)}: it reads at most {mib(max_bytes)} per "
+        "call. Send smaller batches (the bundled client and workers size theirs by bytes); "
+        "this connection is closed.")
+    try:
+        conn.send(("#ERROR", error))
+    except OSError:
+        pass
+    if size <= DRAIN_LIMIT:
+        _discard(conn, size, DRAIN_SECONDS)
+    shutdown_socket(conn)
+    raise EOFError("oversized message")
+
+
+def _discard(conn: connection.Connection, size: int, seconds: float) -> None:
+    """Read and drop up to size bytes within seconds, so a blocked sender can finish."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    set_recv_timeout(conn, 0.5)
+    left = size
+    try:
+        while left > 0 and time.monotonic() < deadline:
+            try:
+                chunk = conn._read(conn._handle, min(left, 1 << 20))  # type: ignore[attr-defined]
+            except BlockingIOError:
+                continue  # SO_RCVTIMEO expired: check the deadline, read on
+            if not chunk:
+                return
+            left -= len(chunk)
+    except OSError:
+        return
 
 
 def nodelay_client(address: Any, family: str | None = None,

@@ -27,7 +27,7 @@ from .broker import CMD_STOP, CMD_UNKNOWN, classic_result_text
 from .client import Client
 from .errors import AuthenticationFailed, GuidistError, RemoteError, ServerUnavailable
 from .executors import Executor, ProcessExecutor, default_concurrency, make_executor
-from .payload import MAX_PAYLOAD, mib, pack
+from .payload import MAX_PAYLOAD, mib, pack, split_by_size
 from .protocol import DEFAULT_TASK
 from .tasks import TaskNotFound, resolve
 
@@ -365,19 +365,24 @@ class Worker:
 
         Pickling the batch ourselves costs nothing extra (the proxy then copies bytes) and
         tells us before sending whether a result cannot be pickled or is too large; those
-        become failures that say why, and the rest are sent.
+        become failures that say why. The rest go in messages of at most max_payload bytes
+        (sized by bytes, not by count: 64 results of 2 MiB are over the server's cap), the
+        last one with the call itself; what was accepted is dropped from the pending list
+        as it goes, so a lost connection midway resends only the rest.
         """
         try:
             blob = pack(self._pending)
         except Exception:
             self._pending = results_are_picklable(self._pending)
             blob = pack(self._pending)
-        if len(blob) > self._max_payload:
-            self._pending = results_within(self._pending, self._max_payload)
-            for start in range(0, len(self._pending), 64):  # several messages, none too big
-                self._client.call("complete", self._id, pack(self._pending[start:start + 64]))
-            self._pending = []
-            blob = pack([])
+        limit = self._max_payload
+        if len(blob) > limit:
+            self._pending = results_within(self._pending, limit)
+            chunks = split_by_size(self._pending, limit, _never_too_big)
+            for chunk, part in chunks[:-1]:
+                self._client.call("complete", self._id, part)
+                del self._pending[:len(chunk)]
+            blob = chunks[-1][1]
         reply = self._client.call(method, self._id, blob, *args)
         self._pending = []
         return reply
@@ -421,11 +426,16 @@ def _run_coroutine(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _never_too_big(index: int, size: int) -> str:
+    raise AssertionError("results_within() left a result over the limit")  # pragma: no cover
+
+
 def results_within(results: list, limit: int) -> list:
-    """Replace results whose pickled size is over limit by failures that say so."""
+    """Replace results whose pickled size (as a report of one) is over limit by failures that
+    say so: the task is failed with the reason, and the worker goes on."""
     out = []
     for tid, ok, value in results:
-        size = len(pack(value))
+        size = len(pack([(tid, ok, value)]))
         if size > limit:
             out.append((tid, False, f"PayloadTooLarge: the result is {mib(size)}, over the "
                                     f"{mib(limit)} limit; write it to a file and return the path"))
