@@ -160,6 +160,12 @@ class GuidistServer(managers.Server):
 
     def __init__(self, *args: Any, on_disconnect: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The stdlib listens with a backlog of 16: a burst of clients overflows it and the
+        # kernel drops connections their owners believe open. listen() again to widen it.
+        try:
+            self.listener._listener._socket.listen(transport.LISTEN_BACKLOG)
+        except (AttributeError, OSError):
+            pass
         self._on_disconnect = on_disconnect
         self._closing = threading.Event()
         self._conn_seq = itertools.count(1)

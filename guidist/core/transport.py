@@ -1,4 +1,4 @@
-"""Socket details the stdlib leaves out: TCP_NODELAY on both ends and a handshake timeout.
+"""Socket details the stdlib leaves out: TCP_NODELAY, handshake deadlines, a message cap.
 
 multiprocessing never sets TCP_NODELAY, so Nagle's algorithm holds back the first request after
 the authkey handshake and any reply that spans several segments by a delayed ACK (about 40 ms).
@@ -19,6 +19,13 @@ from typing import Any
 SERIALIZER = "guidist"
 #: Seconds to wait for a TCP connection to be accepted before calling the server unreachable.
 CONNECT_TIMEOUT = 5.0
+#: Seconds each read or write of the authkey handshake may take: a peer that accepts and never
+#: answers (or a connection the kernel dropped from a full accept queue) fails instead of
+#: hanging the caller for ever.
+HANDSHAKE_TIMEOUT = 5.0
+#: The server's listen backlog. The stdlib's 16 drops connections when a few dozen clients
+#: connect at once; the kernel caps it at net.core.somaxconn anyway.
+LISTEN_BACKLOG = 1024
 
 
 def _socket_of(conn: Any) -> socket.socket | None:
@@ -44,8 +51,10 @@ def set_nodelay(conn: Any) -> None:
         s.detach()
 
 
-def set_recv_timeout(conn: Any, seconds: float) -> None:
-    """Make blocking reads on conn fail after seconds (0 restores blocking forever)."""
+def set_recv_timeout(conn: Any, seconds: float, send: bool = False) -> None:
+    """Make blocking reads (and writes too, with send) on conn fail after seconds (0 restores
+    blocking forever). Unlike settimeout() this keeps the descriptor blocking, which the
+    stdlib's Connection needs."""
     s = _socket_of(conn)
     if s is None:
         return
@@ -56,6 +65,8 @@ def set_recv_timeout(conn: Any, seconds: float) -> None:
             whole = int(seconds)
             value = struct.pack("ll", whole, int((seconds - whole) * 1e6))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        if send:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
     except OSError:
         pass
     finally:
@@ -163,8 +174,15 @@ def nodelay_client(address: Any, family: str | None = None,
     finally:
         s.close()
     try:
+        # The stdlib waits for the handshake for ever; bound every read and write of it.
+        set_recv_timeout(conn, HANDSHAKE_TIMEOUT, send=True)
         connection.answer_challenge(conn, authkey)
         connection.deliver_challenge(conn, authkey)
+        set_recv_timeout(conn, 0, send=True)
+    except (BlockingIOError, TimeoutError):
+        conn.close()
+        raise TimeoutError(f"no handshake from {address[0]}:{address[1]} within "
+                           f"{HANDSHAKE_TIMEOUT:.0f} s") from None
     except BaseException:
         conn.close()
         raise

@@ -216,6 +216,9 @@ class Worker:
         try:
             self._connect()
         except ServerUnavailable as exc:
+            if self._stop.is_set():  # asked to stop (SIGTERM) while connecting: a clean exit
+                log.info("stopped while connecting: %s", exc)
+                return EXIT_OK
             log.error("%s", exc)
             return EXIT_GAVE_UP
         except AuthenticationFailed as exc:
