@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import logging
 import os
@@ -241,77 +242,201 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _tasks_from_file(path: str) -> Iterator[tuple[tuple, dict | None]]:
-    """Yield (args, kwargs) from a JSON-lines or CSV file; errors name the line."""
+    """Yield (args, kwargs) from a JSON-lines or CSV file; errors name the line.
+
+    Read as UTF-8 (a leading byte-order mark is skipped, as spreadsheets write one); anything
+    else is refused in one line that says how to fix it, never with a traceback.
+    """
     p = Path(path)
     try:
-        handle = p.open(encoding="utf-8", newline="")
+        handle = p.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        if p.suffix.lower() == ".csv":
-            for lineno, row in enumerate(csv.reader(handle), 1):
-                if not row or all(not c.strip() for c in row):
-                    continue
-                try:
-                    yield tuple(parse_value(c) for c in row), None
-                except ValueError as exc:
-                    raise CliError(f"{path}:{lineno}: {exc}") from None
-            return
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CliError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if isinstance(value, dict) and ("args" in value or "kwargs" in value):
-                args = value.get("args", [])
-                kwargs = value.get("kwargs")
-                if not isinstance(args, list) or not (kwargs is None or isinstance(kwargs, dict)):
-                    raise CliError(f"{path}:{lineno}: 'args' must be a list and 'kwargs' an "
-                                   "object")
-                yield tuple(args), kwargs
-            else:
-                yield as_args(value), None
-
-
-def cmd_submit(args: argparse.Namespace) -> int:
-    """Queue tasks and say how many."""
+    lineno = 0
     try:
-        task = check_task_name(args.task)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+        with handle:
+            if p.suffix.lower() == ".csv":
+                reader = csv.reader(handle)
+                for row in reader:
+                    lineno = reader.line_num
+                    if not row or all(not c.strip() for c in row):
+                        continue
+                    try:
+                        yield tuple(parse_value(c) for c in row), None
+                    except ValueError as exc:
+                        raise CliError(f"{path}:{lineno}: {exc}") from None
+                return
+            for lineno, line in enumerate(handle, 1):
+                if line.strip():
+                    yield _json_task(path, lineno, line)
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} after line "
+                       f"{lineno}): save it as UTF-8 (CSV or JSON lines)") from None
+    except csv.Error as exc:
+        raise CliError(f"{path}:{lineno + 1}: not CSV ({exc}); is it a binary file?") from None
+
+
+def _json_task(path: str, lineno: int, line: str) -> tuple[tuple, dict | None]:
+    """One JSON line as (args, kwargs)."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise CliError(f"{path}:{lineno}: nested too deeply to be task arguments") from None
+    if isinstance(value, dict) and ("args" in value or "kwargs" in value):
+        args = value.get("args", [])
+        kwargs = value.get("kwargs")
+        if not isinstance(args, list) or not (kwargs is None or isinstance(kwargs, dict)):
+            raise CliError(f"{path}:{lineno}: 'args' must be a list and 'kwargs' an object")
+        return tuple(args), kwargs
+    return as_args(value), None
+
+
+def _describe_ids(ranges: list[range]) -> str:
+    """"ids 1..20000" (or a few runs, when other submitters interleaved)."""
+    runs: list[range] = []
+    for r in ranges:  # merge runs that follow each other
+        if runs and runs[-1].stop == r.start:
+            runs[-1] = range(runs[-1].start, r.stop)
+        else:
+            runs.append(r)
+    text = ", ".join(f"{r.start}..{r.stop - 1}" for r in runs[:5])
+    if len(runs) > 5:
+        text += f", ... ({len(runs)} runs, the last {runs[-1].start}..{runs[-1].stop - 1})"
+    return f"ids {text}"
+
+
+class _Interrupt:
+    """Ctrl-C during a submit: the first one stops after the chunk in flight (so exactly what
+    was queued is known), a second one aborts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, *_: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after the chunk being sent (Ctrl-C again to abort at once)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _task_source(args: argparse.Namespace) -> tuple[Iterator[tuple[tuple, dict | None]],
+                                                      int | None]:
+    """The tasks to submit, streamed (never a list of them all), and how many if known."""
     if args.range:
         try:
-            payloads: list[tuple] = [(n,) for n in parse_range(args.range)]
+            numbers = parse_range(args.range)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-        groups: dict[Any, list[tuple]] = {None: payloads}
-    elif args.count is not None:
+        return (((n,), None) for n in numbers), len(numbers)
+    if args.count is not None:
         if args.count < 0:
             raise CliError("--count must be 0 or more")
         try:
             arg = as_args(parse_value(args.arg)) if args.arg is not None else ()
         except ValueError as exc:
             raise CliError(f"--arg: {exc}") from None
-        groups = {None: [arg] * args.count}
-    else:
-        groups = {}
-        for a, kw in _tasks_from_file(args.file):
-            groups.setdefault(json.dumps(kw, sort_keys=True) if kw else None, []).append(a)
+        return itertools.repeat((arg, None), args.count), args.count
+    return _tasks_from_file(args.file), None
+
+
+def _resume_hint(args: argparse.Namespace, sent: int) -> str:
+    """What to run to queue the rest without duplicates."""
+    done = args.skip + sent  # tasks of the source that are queued (or were skipped)
+    if args.range:
+        numbers = parse_range(args.range)
+        rest = numbers[done:]
+        return f"to queue the rest: --range {rest[0]}..{rest[-1]}" if rest else "nothing is left"
+    if args.count is not None:
+        left = args.count - done
+        return f"to queue the rest: --count {left}" if left > 0 else "nothing is left"
+    return f"to queue the rest: --file {args.file} --skip {done}"
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Queue tasks in chunks, with progress on a terminal; Ctrl-C stops cleanly and says
+    exactly which ids were queued."""
+    from .core.client import SUBMIT_CHUNK
+
+    try:
+        task = check_task_name(args.task)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.timeout is not None and not args.timeout > 0:
+        raise CliError("--timeout must be more than 0 seconds")
+    if args.skip < 0:
+        raise CliError("--skip must be 0 or more")
+    source, total = _task_source(args)
+    if args.skip:
+        source = itertools.islice(source, args.skip, None)
+        total = None if total is None else max(0, total - args.skip)
     client = _client(args)
-    total = 0
-    for kw_key, arg_list in groups.items():
-        kwargs = json.loads(kw_key) if kw_key else None
-        ids = client.submit_many(task, arg_list, kwargs)
-        total += len(arg_list)
-        if client.kind == "guidist" and len(ids):
-            first, last = ids[0], ids[-1]
-            print(f"queued {len(ids)} {task} task(s), ids {first}..{last}")
+    ranges: list[range] = []
+    sent = 0
+    show = sys.stderr.isatty()
+    shown_at = 0.0
+
+    def send(batch: list[tuple], kwargs: dict | None) -> None:
+        nonlocal sent, shown_at
+        ranges.extend(client.submit_many(task, batch, kwargs, chunk=SUBMIT_CHUNK,
+                                         timeout=args.timeout).ranges)
+        sent += len(batch)
+        if show and time.monotonic() - shown_at > 0.1:
+            shown_at = time.monotonic()
+            of = f" of {total:,} ({100 * sent / total:.1f}%)" if total else ""
+            print(f"\rqueued {sent:,}{of}", end="", file=sys.stderr, flush=True)
+
+    interrupted = False
+    try:
+        with _Interrupt() as stop:
+            batch: list[tuple] = []
+            batch_kw: dict | None = None
+            for a, kw in source:
+                if batch and (kw != batch_kw or len(batch) >= SUBMIT_CHUNK):
+                    send(batch, batch_kw)
+                    batch = []
+                    if stop.requested:
+                        interrupted = True
+                        break
+                batch_kw = kw
+                batch.append(a)
+            else:
+                if batch:
+                    send(batch, batch_kw)
+    except (GuidistError, KeyboardInterrupt) as exc:
+        if show:
+            print(file=sys.stderr)
+        if sent:  # say what did get queued before the failure, so nothing is sent twice
+            print(f"queued {sent} {task} task(s) before stopping, {_describe_ids(ranges)}; "
+                  f"{_resume_hint(args, sent)} (the chunk being sent at the time may have "
+                  "been queued too: check with guidist status)", file=sys.stderr)
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        raise
+    if show and sent:
+        print(file=sys.stderr)
     if client.kind == "classic":
-        print(f"queued {total} payload(s) on the classic task queue")
-    elif total == 0:
+        print(f"queued {sent} payload(s) on the classic task queue")
+    elif sent == 0:
         print("queued 0 tasks")
+    else:
+        print(f"queued {sent} {task} task(s), {_describe_ids(ranges)}")
+    if interrupted:
+        print(f"guidist submit: interrupted: the rest was not queued; "
+              f"{_resume_hint(args, sent)}", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -455,6 +580,11 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--count", type=int, help="N tasks with the same --arg")
     how.add_argument("--file", help="JSON lines (.jsonl) or CSV: one task per line")
     submit.add_argument("--arg", help="the argument for --count, a Python literal")
+    submit.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="fail each task that runs longer than this (default: the "
+                             "server's --task-timeout, if any)")
+    submit.add_argument("--skip", type=int, default=0, metavar="N",
+                        help="leave out the first N tasks (to resume an interrupted submit)")
 
     status = sub.add_parser("status", help="print the server's counts")
     status.add_argument("--connect", required=True, metavar="HOST:PORT")

@@ -81,3 +81,11 @@ def spin(seconds: float = 3600.0) -> str:
     while time.monotonic() < end:
         pass
     return "spun"
+
+
+def stuck_in_c(iterations: int = 150_000_000) -> bytes:
+    """Hash for tens of seconds inside OpenSSL: C code that no Python signal handler can
+    interrupt (the handler only runs once the call returns)."""
+    import hashlib
+
+    return hashlib.pbkdf2_hmac("sha256", b"x", b"y", int(iterations))

@@ -69,7 +69,7 @@ class Journal(Protocol):
     """What the broker tells a durable store; called under the broker lock, so it must only buffer."""
 
     def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
-                  when: float, classic: bool) -> int | None: ...
+                  when: float, classic: bool, timeout: float | None = None) -> int | None: ...
     def wait_durable(self, ticket: int) -> None: ...
     def claimed(self, ids: list[int], attempts: int) -> None: ...
     def requeued(self, records: list[_Record]) -> None: ...
@@ -99,10 +99,11 @@ class _Batch:
     """A run of queued tasks with consecutive ids, exactly as one submit call delivered them."""
 
     __slots__ = ("first_id", "function", "kwargs", "items", "pos", "holes", "submitted", "classic",
-                 "task_bytes")
+                 "task_bytes", "timeout")
 
     def __init__(self, first_id: int, function: str, kwargs: dict | None, items: list,
-                 submitted: float, classic: bool, task_bytes: int = 1) -> None:
+                 submitted: float, classic: bool, task_bytes: int = 1,
+                 timeout: float | None = None) -> None:
         self.first_id = first_id
         self.function = function
         self.kwargs = kwargs
@@ -112,6 +113,7 @@ class _Batch:
         self.submitted = submitted
         self.classic = classic
         self.task_bytes = max(1, task_bytes)  # pickled size of one task's arguments (average)
+        self.timeout = timeout  # seconds each task may run (None: the server's default)
 
     @property
     def alive(self) -> int:
@@ -123,11 +125,12 @@ class _Record:
     """A task that has been claimed at least once (or retried, or cancelled by id)."""
 
     __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
-                 "started", "finished", "worker", "result", "error", "classic")
+                 "started", "finished", "worker", "result", "error", "classic", "timeout")
 
     def __init__(self, id: int, function: str, args: tuple, kwargs: dict | None,
                  attempts: int, submitted: float, classic: bool, state: TaskState = QUEUED,
-                 worker: str | None = None, started: float | None = None) -> None:
+                 worker: str | None = None, started: float | None = None,
+                 timeout: float | None = None) -> None:
         self.id = id
         self.function = function
         self.args = args
@@ -141,6 +144,7 @@ class _Record:
         self.result: Any = None
         self.error: str | None = None
         self.classic = classic
+        self.timeout = timeout
 
     def to_task(self) -> Task:
         """Freeze into the public dataclass."""
@@ -184,7 +188,29 @@ class _Worker:
 
 def _live_row(r: _Record) -> tuple:
     """A live task as the journal's checkpoint stores it."""
-    return (r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.classic)
+    return (r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.classic, r.timeout)
+
+
+def check_timeout(timeout: Any) -> float | None:
+    """A task time limit as given by a caller: None, or a positive number of seconds."""
+    if timeout is None:
+        return None
+    try:
+        value = float(timeout)
+    except (TypeError, ValueError):
+        raise ValueError(f"timeout must be a number of seconds, not {timeout!r}") from None
+    if not value > 0:
+        raise ValueError(f"timeout must be more than 0 seconds, not {timeout!r}")
+    return value
+
+
+def claim_group(function: str, kwargs: dict | None, ids: list[int], args_list: list,
+                timeout: float | None) -> ClaimGroup:
+    """A claimed group; a 5th element carries the tasks' time limit when they have one, so a
+    group without one is the 4-tuple every worker understands."""
+    if timeout is None:
+        return (function, kwargs, ids, args_list)
+    return (function, kwargs, ids, args_list, timeout)  # type: ignore[return-value]
 
 
 def classic_result_text(function: str, args: tuple, value: Any) -> Any:
@@ -256,8 +282,11 @@ class Broker:
     # ------------------------------------------------------------------ submission
 
     def submit(self, function: str, args_list: list, kwargs: dict | None = None,
-               classic: bool = False) -> tuple[int, int]:
+               classic: bool = False, timeout: float | None = None) -> tuple[int, int]:
         """Queue one task per argument tuple; returns (first_id, count), ids are consecutive.
+
+        timeout is how long each of these tasks may run (None: the server's --task-timeout);
+        the worker fails a task that runs longer.
 
         With a journal, this returns once the submit is committed, and its tasks can be
         claimed only from then on: a crash after the reply never loses them, and no worker
@@ -265,6 +294,7 @@ class Broker:
         calls go on meanwhile, and concurrent submits share one commit.
         """
         args_list, size = unpack_submission(function, args_list, kwargs, self.max_payload)
+        timeout = check_timeout(timeout)
         n = len(args_list)
         if n == 0:
             return (self._next_id, 0)
@@ -272,10 +302,10 @@ class Broker:
             now = self._clock()
             first = self._next_id
             batch = _Batch(first, function, kwargs or None, args_list, now, classic,
-                           size // n + 1)
+                           size // n + 1, timeout)
             # May raise JournalUnavailable (the disk is full): then nothing has changed.
             ticket = self._journal.submitted(first, function, args_list, kwargs or None, now,
-                                             classic)
+                                             classic, timeout)
             self._next_id += n
             if ticket is None:
                 self._enqueue_locked(batch)
@@ -329,7 +359,8 @@ class Broker:
             self._workers[wid] = w
             self._event("worker-joined", f"worker {wid} joined from {host} (pid {pid}, {mode})")
             return {"id": wid, "lease_timeout": self.lease_timeout,
-                    "default_task": self.default_task, "max_payload": self.max_payload}
+                    "default_task": self.default_task, "max_payload": self.max_payload,
+                    "task_timeout": self.task_timeout}
 
     def heartbeat(self, worker_id: str, current_task: int | None = None) -> str:
         """Renew every lease the worker holds; returns 'ok', 'stop' or 'unknown'."""
@@ -512,7 +543,7 @@ class Broker:
             self._counts[QUEUED] -= 1
             self._counts[RUNNING] += 1
             self._journal.claimed([head.id], head.attempts)
-            return (head.function, head.kwargs, [head.id], [head.args])
+            return claim_group(head.function, head.kwargs, [head.id], [head.args], head.timeout)
         start = head.pos
         items = head.items[start:start + left]
         head.pos = start + len(items)
@@ -528,16 +559,18 @@ class Broker:
             head.items = []  # free the arguments now; _prune_batches drops the shell
             head.pos = head.holes = 0
             self._prune_batches()
-        fn, kw, sub, cl = head.function, head.kwargs, head.submitted, head.classic
+        fn, kw, sub, cl, to = (head.function, head.kwargs, head.submitted, head.classic,
+                               head.timeout)
         new = _Record
         for tid, args in zip(ids, items):
-            running[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, RUNNING, wid, now)
+            running[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, RUNNING, wid, now,
+                                             to)
         n = len(ids)
         if n:
             self._journal.claimed(ids, 1)
         self._counts[QUEUED] -= n
         self._counts[RUNNING] += n
-        return (fn, kw, ids, items) if n else None
+        return claim_group(fn, kw, ids, items, to) if n else None
 
     def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
         # The hot path: constant work per task, counters and trimming once per batch, and no
@@ -816,7 +849,8 @@ class Broker:
         idx = tid - b.first_id
         if idx < b.pos or b.items[idx] is _HOLE:
             return None
-        rec = _Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic)
+        rec = _Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic,
+                      timeout=b.timeout)
         b.items[idx] = _HOLE
         b.holes += 1
         return rec
@@ -1060,8 +1094,8 @@ class Broker:
                 submitted: int, requeued: int, next_id: int) -> None:
         """Load state replayed from a journal into this (fresh) broker.
 
-        queued rows are (id, function, args, kwargs, attempts, submitted, classic) in id
-        order; untouched runs of consecutive ids become batches again, the rest records.
+        queued rows are (id, function, args, kwargs, attempts, submitted, classic[, timeout])
+        in id order; untouched runs of consecutive ids become batches again, the rest records.
         """
         with self._lock:
             self._next_id = max(self._next_id, next_id)
@@ -1071,16 +1105,18 @@ class Broker:
 
             def flush_run() -> None:
                 if run:
-                    fn, kwargs, sub, classic = run_key  # type: ignore[misc]
+                    fn, kwargs, sub, classic, timeout = run_key  # type: ignore[misc]
                     b = _Batch(run_first, fn, kwargs, list(run), sub, classic,
-                               len(pack(run)) // len(run) + 1)  # for the claim byte budget
+                               len(pack(run)) // len(run) + 1,  # for the claim byte budget
+                               timeout)
                     self._lanes.setdefault(fn, deque()).append(b)
                     self._batches.append(b)
                     self._batch_starts.append(run_first)
                     run.clear()
 
-            for tid, fn, args, kwargs, attempts, sub, classic in queued:
-                key = (fn, kwargs, sub, classic)
+            for tid, fn, args, kwargs, attempts, sub, classic, *rest in queued:
+                timeout = rest[0] if rest else None
+                key = (fn, kwargs, sub, classic, timeout)
                 if attempts == 0:
                     if not (run and tid == run_next and key == run_key):
                         flush_run()
@@ -1089,7 +1125,7 @@ class Broker:
                     run_next = tid + 1
                     continue
                 flush_run()
-                rec = _Record(tid, fn, args, kwargs, attempts, sub, classic)
+                rec = _Record(tid, fn, args, kwargs, attempts, sub, classic, timeout=timeout)
                 self._lanes.setdefault(fn, deque()).append(rec)
                 self._lane_records[tid] = rec
             flush_run()
@@ -1128,12 +1164,13 @@ class Broker:
                             records.append(_live_row(item))
                     elif item.pos < len(item.items):
                         batches.append((item.first_id + item.pos, item.function, item.kwargs,
-                                        item.items[item.pos:], item.submitted, item.classic))
+                                        item.items[item.pos:], item.submitted, item.classic,
+                                        item.timeout))
             records.extend(_live_row(r) for r in self._running.values())
             # Batches waiting for their commit: their submit row is older than this
             # checkpoint, which replaces it, so the checkpoint must carry them.
             pending = [(ticket, (b.first_id, b.function, b.kwargs, list(b.items), b.submitted,
-                                 b.classic)) for ticket, b in self._pending.items()]
+                                 b.classic, b.timeout)) for ticket, b in self._pending.items()]
             self._journal.checkpoint({"batches": batches, "records": records,
                                       "pending": pending, "next_id": self._next_id,
                                       "submitted": self._submitted,

@@ -254,11 +254,13 @@ class Client:
 
     def submit_many(self, function: str, args_list: Iterable[Any], kwargs: dict | None = None,
                     chunk: int = SUBMIT_CHUNK,
-                    progress: Callable[[int], bool | None] | None = None) -> TaskIds:
+                    progress: Callable[[int], bool | None] | None = None,
+                    timeout: float | None = None) -> TaskIds:
         """Queue one task per argument tuple (a bare value is one argument), chunk by chunk.
 
         ``progress(n_so_far)`` is called after each chunk; returning False stops early (what
-        was already sent stays queued).
+        was already sent stays queued). ``timeout`` is how long each task may run before its
+        worker fails it (None: the server's ``--task-timeout``, if any).
         """
         self.connect()
         ranges: list[range] = []
@@ -267,20 +269,20 @@ class Client:
         for a in args_list:
             batch.append(a if type(a) is tuple else (a,))
             if len(batch) >= chunk:
-                ranges.extend(self._send_batch(function, batch, kwargs, sent))
+                ranges.extend(self._send_batch(function, batch, kwargs, sent, timeout))
                 sent += len(batch)
                 batch = []
                 if progress is not None and progress(sent) is False:
                     return TaskIds(ranges)
         if batch:
-            ranges.extend(self._send_batch(function, batch, kwargs, sent))
+            ranges.extend(self._send_batch(function, batch, kwargs, sent, timeout))
             sent += len(batch)
             if progress is not None:
                 progress(sent)
         return TaskIds(ranges)
 
     def _send_batch(self, function: str, batch: list[tuple], kwargs: dict | None,
-                    offset: int) -> list[range]:
+                    offset: int, timeout: float | None = None) -> list[range]:
         if self.kind == "classic":
             for args in batch:
                 self._classic(self._task_q.put, args[0] if len(args) == 1 else args)
@@ -292,8 +294,10 @@ class Client:
                     f"data. Tasks #{offset + 1} onwards were not queued.")
 
         out = []
+        # The time limit goes only when there is one, so older servers keep working.
+        extra = () if timeout is None else (False, timeout)
         for blob in pack_batches(batch, self.max_payload, too_big):
-            first, n = self.call("submit", function, blob, kwargs)
+            first, n = self.call("submit", function, blob, kwargs, *extra)
             out.append(range(first, first + n))
         return out
 

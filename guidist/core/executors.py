@@ -1,22 +1,35 @@
 """How a worker runs the tasks it claimed: in processes, threads, or an asyncio event loop.
 
-All three expose ``submit(function_name, args, kwargs) -> Future[(ok, value)]`` so the worker's
-claim → run → report loop is the same in every mode. The futures never raise: a task's
+All three expose ``submit(function_name, args, kwargs, timeout) -> Future[(ok, value)]`` so the
+worker's claim → run → report loop is the same in every mode. The futures never raise: a task's
 exception becomes ``(False, traceback_text)``, computed where the task ran.
+
+A task given a time limit that runs longer is failed with ``TaskTimeout``, counted from when it
+really started (not from when it was claimed): the process mode kills that task's child and
+starts a fresh one (the other children go on); the thread mode cannot stop a thread, so it fails
+the task on time, leaves the thread to finish on its own and gives new tasks a fresh pool; the
+async mode cancels a coroutine (a plain function's thread is left to finish, as in the thread
+mode). The inline mode is handled by the worker itself (worker.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import heapq
 import inspect
+import itertools
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
+import time
 import traceback
+from collections import deque
 from collections.abc import Callable
+from multiprocessing import connection
 from typing import Any
 
 from .tasks import resolve
@@ -55,12 +68,19 @@ def run_task(function: str, args: tuple, kwargs: dict | None) -> Outcome:
         return False, traceback.format_exc()
 
 
+def timeout_text(seconds: float, what: str) -> str:
+    """The error a task that ran past its time limit is failed with."""
+    return (f"TaskTimeout: the task ran longer than its {seconds:g} s limit; {what}. Raise "
+            "the limit (submit --timeout, serve --task-timeout) if it needs more time.")
+
+
 def _child_init(parent: int) -> None:
-    """Process-pool children exit when the worker that owns them dies, even by SIGKILL."""
+    """Task children exit when the worker that owns them dies, even by SIGKILL."""
+    # Ctrl-C reaches the whole process group: the worker decides what stops, not the child.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         try:
             import ctypes
-            import signal
 
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
@@ -71,8 +91,6 @@ def _child_init(parent: int) -> None:
 
 def _watch_parent(parent: int) -> None:
     # Portable fallback for systems without PR_SET_PDEATHSIG (macOS, Windows).
-    import time
-
     while True:
         time.sleep(0.5)
         if os.getppid() != parent:
@@ -87,12 +105,55 @@ class Executor:
     def __init__(self, concurrency: int) -> None:
         self.concurrency = max(1, int(concurrency))
 
-    def submit(self, function: str, args: tuple, kwargs: dict | None) -> cf.Future:
-        """Start one task."""
+    def submit(self, function: str, args: tuple, kwargs: dict | None,
+               timeout: float | None = None) -> cf.Future:
+        """Start one task; with timeout, fail it once it has run that many seconds."""
         raise NotImplementedError
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting tasks; with wait, let the running ones finish."""
+
+
+class _Deadlines:
+    """One watchdog thread for many deadlines: calls on_late(item) once each passes."""
+
+    def __init__(self, on_late: Callable[[Any], None]) -> None:
+        self._on_late = on_late
+        self._heap: list[tuple[float, int, Any]] = []
+        self._seq = itertools.count()
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def add(self, deadline: float, item: Any) -> None:
+        """Watch item until deadline (monotonic seconds)."""
+        with self._cv:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="task-deadlines",
+                                                daemon=True)
+                self._thread.start()
+            heapq.heappush(self._heap, (deadline, next(self._seq), item))
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._closed and (
+                        not self._heap or self._heap[0][0] > time.monotonic()):
+                    self._cv.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                if self._closed:
+                    return
+                _deadline, _seq, item = heapq.heappop(self._heap)
+            try:
+                self._on_late(item)
+            except Exception:
+                log.exception("handling a late task failed")
+
+    def close(self) -> None:
+        """Stop the watchdog."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
 
 
 class ThreadExecutor(Executor):
@@ -102,52 +163,270 @@ class ThreadExecutor(Executor):
 
     def __init__(self, concurrency: int) -> None:
         super().__init__(concurrency)
-        self._pool = cf.ThreadPoolExecutor(self.concurrency, thread_name_prefix="task")
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+        self._deadlines = _Deadlines(self._late)
 
-    def submit(self, function: str, args: tuple, kwargs: dict | None) -> cf.Future:
+    def _new_pool(self) -> cf.ThreadPoolExecutor:
+        return cf.ThreadPoolExecutor(self.concurrency, thread_name_prefix="task")
+
+    def submit(self, function: str, args: tuple, kwargs: dict | None,
+               timeout: float | None = None) -> cf.Future:
         """Run in a pool thread."""
-        return self._pool.submit(run_task, function, args, kwargs)
+        if timeout is None:
+            with self._lock:
+                return self._pool.submit(run_task, function, args, kwargs)
+        out: cf.Future = cf.Future()
+
+        def run() -> None:
+            if not out.set_running_or_notify_cancel():
+                return
+            self._deadlines.add(time.monotonic() + timeout, (out, timeout))
+            outcome = run_task(function, args, kwargs)
+            try:
+                out.set_result(outcome)
+            except cf.InvalidStateError:
+                pass  # it timed out first: this late outcome is dropped
+
+        with self._lock:
+            inner = self._pool.submit(run)
+        inner.add_done_callback(lambda f: out.cancel() if f.cancelled() else None)
+        return out
+
+    def _late(self, item: tuple[cf.Future, float]) -> None:
+        out, timeout = item
+        try:
+            out.set_result((False, timeout_text(timeout, "its thread cannot be stopped and "
+                                                "was left to finish on its own")))
+        except cf.InvalidStateError:
+            return  # it finished in time
+        # The stuck thread still holds a slot of the pool: new tasks get a fresh pool.
+        with self._lock:
+            old, self._pool = self._pool, self._new_pool()
+        old.shutdown(wait=False)
 
     def shutdown(self, wait: bool = True) -> None:
         """Cancel what has not started; optionally wait for the rest."""
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._deadlines.close()
+        with self._lock:
+            pool = self._pool
+        pool.shutdown(wait=wait, cancel_futures=True)
+
+
+class _Job:
+    """A task for the process pool, and its future."""
+
+    __slots__ = ("future", "call", "timeout", "deadline")
+
+    def __init__(self, call: tuple, timeout: float | None) -> None:
+        self.future: cf.Future = cf.Future()
+        self.call = call
+        self.timeout = timeout
+        self.deadline: float | None = None
+
+
+class _Child:
+    """One task process and the parent's end of its pipe."""
+
+    __slots__ = ("process", "conn")
+
+    def __init__(self, process: Any, conn: Any) -> None:
+        self.process = process
+        self.conn = conn
+
+
+def _child_main(conn: Any, parent: int) -> None:
+    """A task process: run what the pipe brings, one task at a time, until it closes."""
+    _child_init(parent)
+    while True:
+        try:
+            call = conn.recv()
+        except (EOFError, OSError):
+            return
+        if call is None:
+            return
+        outcome = run_task(*call)
+        try:
+            conn.send(outcome)
+        except Exception as exc:  # an unpicklable result
+            conn.send((False, f"the result could not be sent back: {type(exc).__name__}: {exc}"))
 
 
 class ProcessExecutor(Executor):
-    """N child processes (spawn): for CPU-bound work, one task per core at a time."""
+    """N child processes (spawn): for CPU-bound work, one task per child at a time.
+
+    A small pool of its own rather than ProcessPoolExecutor: that one cannot say when a task
+    really started (it marks futures running when they are queued for a child), cannot kill
+    one child, and breaks as a whole when one dies, failing every task in flight. Here a child
+    that dies or runs past its task's time limit fails only that task and is replaced.
+    """
 
     mode = "process"
 
     def __init__(self, concurrency: int) -> None:
         super().__init__(concurrency)
-        ctx = multiprocessing.get_context("spawn")
-        self._pool = cf.ProcessPoolExecutor(self.concurrency, mp_context=ctx,
-                                            initializer=_child_init, initargs=(os.getpid(),))
+        self._ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._idle: list[_Child] = []
+        self._busy: dict[_Child, _Job] = {}
+        self._queue: deque[_Job] = deque()
+        self._closed = False
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)  # wakes the dispatcher
+        self._idle.extend(self._spawn() for _ in range(self.concurrency))
+        self._thread = threading.Thread(target=self._run, name="task-processes", daemon=True)
+        self._thread.start()
 
-    def submit(self, function: str, args: tuple, kwargs: dict | None) -> cf.Future:
+    def _spawn(self) -> _Child:
+        ours, theirs = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_child_main, args=(theirs, os.getpid()),
+                                 name="guidist-task", daemon=True)
+        proc.start()
+        theirs.close()
+        return _Child(proc, ours)
+
+    def submit(self, function: str, args: tuple, kwargs: dict | None,
+               timeout: float | None = None) -> cf.Future:
         """Run in a child process; a child that dies fails its task instead of the worker."""
-        fut = self._pool.submit(run_task, function, args, kwargs)
-        out: cf.Future = cf.Future()
+        job = _Job((function, args, kwargs), timeout)
+        with self._lock:
+            if self._closed:
+                job.future.set_result((False, "the worker is stopping"))
+                return job.future
+            self._queue.append(job)
+            done = self._dispatch_locked()
+        self._settle(done)
+        self._wake()
+        return job.future
 
-        def relay(f: cf.Future) -> None:
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send_bytes(b"w")
+        except OSError:
+            pass
+
+    def _dispatch_locked(self) -> list[tuple[cf.Future, Any]]:
+        """Start queued jobs on idle children; returns outcomes to set (outside the lock)."""
+        done: list[tuple[cf.Future, Any]] = []
+        while self._queue and self._idle:
+            job = self._queue.popleft()
+            if job.future.cancelled():
+                continue
+            child = self._idle.pop()
             try:
-                out.set_result(f.result())
-            except cf.CancelledError:
-                out.cancel()
-            except Exception as exc:  # BrokenProcessPool, unpicklable arguments or results
-                out.set_result((False, f"{type(exc).__name__}: {exc}"))
+                child.conn.send(job.call)
+            except OSError:  # the child died while idle: replace it, and try that job again
+                self._queue.appendleft(job)
+                self._replace_locked(child, done, "")
+                continue
+            except Exception as exc:  # unpicklable arguments (pickled first: the pipe is clean)
+                self._idle.append(child)
+                done.append((job.future, (False, f"the task could not be sent to its process: "
+                                                 f"{type(exc).__name__}: {exc}")))
+                continue
+            job.future.set_running_or_notify_cancel()
+            if job.timeout is not None:
+                job.deadline = time.monotonic() + job.timeout
+            self._busy[child] = job
+        return done
 
-        fut.add_done_callback(relay)
-        return out
+    @staticmethod
+    def _settle(done: list[tuple[cf.Future, Any]]) -> None:
+        for fut, outcome in done:
+            try:
+                fut.set_result(outcome)
+            except cf.InvalidStateError:
+                pass
+
+    def _run(self) -> None:
+        """The dispatcher: collect outcomes, replace dead or late children, start queued jobs."""
+        while True:
+            with self._lock:
+                if self._closed and not self._busy:
+                    return
+                conns = {c.conn: c for c in self._busy}
+                sentinels = {c.process.sentinel: c for c in (*self._busy, *self._idle)}
+                deadlines = [j.deadline for j in self._busy.values() if j.deadline is not None]
+            wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            ready = connection.wait([self._wake_r, *conns, *sentinels], wait)
+            done: list[tuple[cf.Future, Any]] = []
+            with self._lock:
+                if self._wake_r in ready:
+                    while self._wake_r.poll():
+                        self._wake_r.recv_bytes()
+                for r in ready:
+                    child = conns.get(r)
+                    if child is None or child not in self._busy:
+                        continue
+                    try:
+                        outcome = r.recv()
+                    except (EOFError, OSError):
+                        continue  # it died: its sentinel says so below
+                    done.append((self._busy.pop(child).future, outcome))
+                    self._idle.append(child)
+                for r in ready:
+                    child = sentinels.get(r)
+                    if child is not None and not child.process.is_alive():
+                        self._replace_locked(child, done, self._died_text(child))
+                now = time.monotonic()
+                for child, job in list(self._busy.items()):
+                    if job.deadline is not None and now >= job.deadline:
+                        self._replace_locked(child, done, timeout_text(
+                            job.timeout or 0, "its process was killed and replaced"))
+                if not self._closed:
+                    done += self._dispatch_locked()
+            self._settle(done)
+
+    @staticmethod
+    def _died_text(child: _Child) -> str:
+        code = child.process.exitcode
+        how = (f"was killed by signal {-code}" if code is not None and code < 0
+               else f"exited with code {code}")
+        return f"the task's process {how} while running it (a crash, or out of memory)"
+
+    def _replace_locked(self, child: _Child, done: list, why: str) -> None:
+        """Kill child if alive, fail its job with why, and start a fresh child in its place."""
+        job = self._busy.pop(child, None)
+        if child in self._idle:
+            self._idle.remove(child)
+        if child.process.is_alive():
+            child.process.kill()
+        child.process.join(5)
+        child.conn.close()
+        if job is not None:
+            done.append((job.future, (False, why)))
+            log.warning("task process %s replaced: %s", child.process.pid, why.split(";")[0])
+        if not self._closed:
+            self._idle.append(self._spawn())
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the children (they are also tied to this process's life)."""
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            for job in self._queue:
+                job.future.cancel()
+            self._queue.clear()
+        self._wake()
+        if wait:
+            self._thread.join()
+        with self._lock:
+            children = [*self._idle, *self._busy]
+            self._idle.clear()
+        for c in children:
+            try:
+                c.conn.send(None)
+            except OSError:
+                pass
+        for c in children:
+            c.process.join(2 if wait else 0.5)
+            if c.process.is_alive():
+                c.process.kill()
+                c.process.join(2)
+            c.conn.close()
 
     @property
     def broken(self) -> bool:
-        """True after a child died; the pool must be replaced."""
-        return bool(getattr(self._pool, "_broken", False))
+        """Never: a child that dies is replaced by the pool itself."""
+        return False
 
 
 class AsyncExecutor(Executor):
@@ -171,22 +450,30 @@ class AsyncExecutor(Executor):
         self._loop.call_soon(self._ready.set)
         self._loop.run_forever()
 
-    async def _one(self, function: str, args: tuple, kwargs: dict | None) -> Outcome:
-        async with self._sem:
+    async def _one(self, function: str, args: tuple, kwargs: dict | None,
+                   timeout: float | None) -> Outcome:
+        async with self._sem:  # the time limit starts here, when the task really starts
             try:
                 fn = _FUNCTIONS.get(function)
                 if fn is None:
                     fn = _FUNCTIONS[function] = resolve(function)
                 if inspect.iscoroutinefunction(fn):
-                    return True, await (fn(*args, **kwargs) if kwargs else fn(*args))
-                return await self._loop.run_in_executor(self._threads, run_task, function,
-                                                        args, kwargs)
+                    run = fn(*args, **kwargs) if kwargs else fn(*args)
+                    return True, await asyncio.wait_for(run, timeout)
+                work = self._loop.run_in_executor(self._threads, run_task, function, args,
+                                                  kwargs)
+                return await asyncio.wait_for(work, timeout)
+            except asyncio.TimeoutError:
+                return False, timeout_text(timeout or 0, "it was cancelled (a plain function "
+                                           "in its thread was left to finish on its own)")
             except Exception:
                 return False, traceback.format_exc()
 
-    def submit(self, function: str, args: tuple, kwargs: dict | None) -> cf.Future:
+    def submit(self, function: str, args: tuple, kwargs: dict | None,
+               timeout: float | None = None) -> cf.Future:
         """Schedule one coroutine on the loop."""
-        return asyncio.run_coroutine_threadsafe(self._one(function, args, kwargs), self._loop)
+        return asyncio.run_coroutine_threadsafe(self._one(function, args, kwargs, timeout),
+                                                self._loop)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the loop after the running coroutines (when wait) and its helper threads."""

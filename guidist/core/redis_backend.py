@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .broker import CMD_OK, ClaimGroup, ResultItem
+from .broker import CMD_OK, ClaimGroup, ResultItem, check_timeout, claim_group
 from .client import Client
 from .errors import AuthenticationFailed, ServerUnavailable
 from .payload import MAX_PAYLOAD, unpack, unpack_submission
@@ -408,15 +408,19 @@ class RedisBroker:
     # ------------------------------------------------------------------ submission
 
     def submit(self, function: str, args_list: list, kwargs: dict | None = None,
-               classic: bool = False) -> tuple[int, int]:
-        """Queue one task per argument tuple; returns (first_id, count), ids are consecutive."""
+               classic: bool = False, timeout: float | None = None) -> tuple[int, int]:
+        """Queue one task per argument tuple; returns (first_id, count), ids are consecutive.
+
+        timeout is how long each may run (None: the deployment's task_timeout)."""
         args_list, _size = unpack_submission(function, args_list, kwargs, self.max_payload)
+        timeout = check_timeout(timeout)
         n = len(args_list)
         if n == 0:
             last = self._retrying(lambda: self._redis.get(self._key("seq:task")))
             return (int(last or 0) + 1, 0)
         kw = pickle.dumps(kwargs, _PICKLE) if kwargs else b""
-        args: list[Any] = [uuid.uuid4().hex, function, kw, "1" if classic else "0", n]
+        args: list[Any] = [uuid.uuid4().hex, function, kw, "1" if classic else "0", n,
+                           "" if timeout is None else repr(timeout)]
         dumps = pickle.dumps
         square = classic and function == "square"
         if classic:  # each task also carries the tutorial's "n * n = " prefix (or "")
@@ -444,7 +448,7 @@ class RedisBroker:
         self._config["lease_timeout"] = _s(lease)
         self._config["default_task"] = _s(default)
         return {"id": _s(wid), "lease_timeout": float(lease), "default_task": _s(default),
-                "max_payload": self.max_payload}
+                "max_payload": self.max_payload, "task_timeout": self.task_timeout}
 
     def heartbeat(self, worker_id: str, current_task: int | None = None) -> str:
         """Renew every lease the worker holds; returns 'ok', 'stop' or 'unknown'."""
@@ -750,9 +754,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _group(g: list) -> ClaimGroup:
-    fn, kw, ids, args = g
-    return (_s(fn), _loads(kw) if kw else None, [int(i) for i in ids],
-            [_loads(a, "argument") for a in args])
+    fn, kw, ids, args, *to = g
+    return claim_group(_s(fn), _loads(kw) if kw else None, [int(i) for i in ids],
+                       [_loads(a, "argument") for a in args],
+                       float(to[0]) if to and to[0] else None)
 
 
 def _point(member: bytes) -> tuple:

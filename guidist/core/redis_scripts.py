@@ -277,7 +277,7 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   local stop = false
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
-    local d = redis.call('HMGET', key, 'a', 'k', 'n')
+    local d = redis.call('HMGET', key, 'a', 'k', 'n', 'to')
     local size = #(d[1] or '')
     if #all_ids > 0 and size > BUDGET then stop = true; break end
     BUDGET = BUDGET - size
@@ -288,8 +288,9 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
     end
     redis.call('HSET', key, 'st', 'running', 'w', wid, 'b', NOW, 'n', attempts + 1)
     local kw = d[2] or ''
-    if cur == nil or cur[2] ~= kw then
-      cur = {fn, kw, {}, {}}
+    local to = d[4] or ''
+    if cur == nil or cur[2] ~= kw or cur[5] ~= to then
+      cur = {fn, kw, {}, {}, to}  -- to: the tasks' time limit ('' for none)
       groups[#groups + 1] = cur
     end
     local n = tonumber(id)
@@ -357,11 +358,12 @@ local function replay(wid, token)
   if not sep or string.sub(v, 1, sep - 1) ~= token then return nil end
   local groups, cur = {}, nil
   for id in string.gmatch(string.sub(v, sep + 1), '[^,]+') do
-    local d = redis.call('HMGET', P .. 't:' .. id, 'st', 'w', 'f', 'a', 'k')
+    local d = redis.call('HMGET', P .. 't:' .. id, 'st', 'w', 'f', 'a', 'k', 'to')
     if d[1] == 'running' and d[2] == wid then
       local kw = d[5] or ''
-      if cur == nil or cur[1] ~= d[3] or cur[2] ~= kw then
-        cur = {d[3], kw, {}, {}}
+      local to = d[6] or ''
+      if cur == nil or cur[1] ~= d[3] or cur[2] ~= kw or cur[5] ~= to then
+        cur = {d[3], kw, {}, {}, to}
         groups[#groups + 1] = cur
       end
       cur[3][#cur[3] + 1] = tonumber(id)
@@ -485,15 +487,16 @@ return redis.call('HGETALL', P .. 'config')
 """
 
 SUBMIT = r"""
--- ARGV: token, function, kwargs blob ('' for none), classic, n, then per task the args blob
--- (and, for classic submissions, the tutorial's "n * n = " prefix or '')
+-- ARGV: token, function, kwargs blob ('' for none), classic, n, time limit in seconds ('' for
+-- none), then per task the args blob (and, for classic submissions, the tutorial's "n * n = "
+-- prefix or '')
 local token = ARGV[3]
 if token ~= '' then
   local prev = redis.call('GET', P .. 'tok:' .. token)
   if prev then return tonumber(prev) end
 end
 tick()
-local fn, kw, classic, n = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local fn, kw, classic, n, to = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local last = redis.call('INCRBY', P .. 'seq:task', n)
 local first = last - n + 1
 local ids = {}
@@ -501,11 +504,12 @@ local stride = 1
 if classic == '1' then stride = 2 end
 for i = 0, n - 1 do
   local id = first + i
-  local h = {'f', fn, 'a', ARGV[8 + stride * i], 's', NOW, 'st', 'queued'}
+  local h = {'f', fn, 'a', ARGV[9 + stride * i], 's', NOW, 'st', 'queued'}
   if kw ~= '' then h[#h + 1] = 'k'; h[#h + 1] = kw end
+  if to ~= '' then h[#h + 1] = 'to'; h[#h + 1] = to end
   if classic == '1' then
     h[#h + 1] = 'c'; h[#h + 1] = '1'
-    local cp = ARGV[9 + stride * i]
+    local cp = ARGV[10 + stride * i]
     if cp ~= '' then h[#h + 1] = 'cp'; h[#h + 1] = cp end
   end
   redis.call('HSET', P .. 't:' .. id, unpack(h))

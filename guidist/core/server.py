@@ -26,6 +26,7 @@ from .errors import (
     AddressUnavailable,
     GuidistError,
     JournalInUse,
+    JournalUnreadable,
     PortInUse,
     ServerUnavailable,
 )
@@ -413,7 +414,8 @@ def _server_main(config: ServerConfig, ready: Any, control: Any) -> None:
 
 
 _ERRORS = {"PortInUse": PortInUse, "AddressUnavailable": AddressUnavailable,
-           "GuidistError": GuidistError, "JournalInUse": JournalInUse}
+           "GuidistError": GuidistError, "JournalInUse": JournalInUse,
+           "JournalUnreadable": JournalUnreadable}
 
 
 class ServerProcess:

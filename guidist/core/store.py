@@ -207,7 +207,7 @@ class SqliteJournal:
     # -------------------------------------------------------------- broker hooks (under lock)
 
     def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
-                  when: float, classic: bool) -> int:
+                  when: float, classic: bool, timeout: float | None = None) -> int:
         """Record a submitted batch; returns the ticket to pass to ``wait_durable``.
 
         Raises JournalUnavailable, before anything is buffered, while writes are failing.
@@ -217,8 +217,9 @@ class SqliteJournal:
         with self._buf_lock:
             if self._failure is not None or self._closed:
                 raise JournalUnavailable(self._refusal_locked())
-            return self._add_locked("submit", (first_id, function, kwargs, args_list, when,
-                                               classic))
+            row = (first_id, function, kwargs, args_list, when, classic)
+            # A time limit, when there is one, is a 7th element: older rows have 6.
+            return self._add_locked("submit", row if timeout is None else (*row, timeout))
 
     def claimed(self, ids: list[int], attempts: int) -> None:
         """Record leases (ids all at the same attempt), so a restart counts the attempt."""
@@ -231,7 +232,7 @@ class SqliteJournal:
         so the row carries everything needed to queue the task again.
         """
         self._add("requeue", [(r.id, r.attempts, r.function, r.args, r.kwargs, r.submitted,
-                               r.classic) for r in records])
+                               r.classic, r.timeout) for r in records])
 
     def done(self, records: list[_Record]) -> None:
         """Record a batch of successes: O(1) under the broker lock (done records never change),
@@ -494,8 +495,10 @@ class SqliteJournal:
         # (then their submit was refused and they must not come back on a restart).
         pending = [b for ticket, b in state.get("pending", ()) if ticket not in self._dropped]
         submitted = state["submitted"] + sum(len(b[3]) for b in pending)
-        batches = [(first, fn, kw, [None if a is _HOLE else a for a in items], sub, classic)
-                   for first, fn, kw, items, sub, classic in [*state["batches"], *pending]]
+        batches = [(first, fn, kw, [None if a is _HOLE else a for a in items], sub, classic,
+                    *timeout)
+                   for first, fn, kw, items, sub, classic, *timeout in [*state["batches"],
+                                                                         *pending]]
         blob = pickle.dumps({"batches": batches, "records": state["records"],
                              "next_id": state["next_id"], "submitted": submitted,
                              "requeued": state["requeued"], "purged": purged,
@@ -576,14 +579,15 @@ class _ReplayState:
     """Per-task state rebuilt from the log: the live tasks (with args) and the counters."""
 
     def __init__(self) -> None:
-        self.live: dict[int, list] = {}  # id -> [function, args, kwargs, attempts, sub, classic]
+        # id -> [function, args, kwargs, attempts, sub, classic, timeout]
+        self.live: dict[int, list] = {}
         self.next_id = 1
         self.submitted = 0
         self.requeued = 0
         self.purged = 0
 
     def queued_tasks(self) -> list[tuple]:
-        """(id, function, args, kwargs, attempts, submitted, classic) in id order."""
+        """(id, function, args, kwargs, attempts, submitted, classic, timeout) in id order."""
         return [(tid, *v) for tid, v in sorted(self.live.items())]
 
     def live_rows(self) -> list[tuple]:
@@ -611,21 +615,23 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
         if kind == "checkpoint":
             done_seq = data.get("done_seq", 0)
             st.live = {}
-            for tid, fn, args, kwargs, attempts, sub, classic in data.get("live", ()):
-                st.live[tid] = [fn, args, kwargs, attempts, sub, classic]
-            for first, fn, kwargs, items, sub, classic in data.get("batches", ()):
+            # Rows written before time limits existed have no timeout element.
+            for tid, fn, args, kwargs, attempts, sub, classic, *to in data.get("live", ()):
+                st.live[tid] = [fn, args, kwargs, attempts, sub, classic, _first(to)]
+            for first, fn, kwargs, items, sub, classic, *to in data.get("batches", ()):
                 for i, args in enumerate(items):
                     if args is not None:  # None marks a task cancelled inside its batch
-                        st.live[first + i] = [fn, args, kwargs, 0, sub, classic]
-            for tid, fn, args, kwargs, attempts, sub, classic in data.get("records", ()):
-                st.live[tid] = [fn, args, kwargs, attempts, sub, classic]
+                        st.live[first + i] = [fn, args, kwargs, 0, sub, classic, _first(to)]
+            for tid, fn, args, kwargs, attempts, sub, classic, *to in data.get("records", ()):
+                st.live[tid] = [fn, args, kwargs, attempts, sub, classic, _first(to)]
             st.next_id = data["next_id"]
             st.submitted, st.requeued = data["submitted"], data["requeued"]
             st.purged = data["purged"]
         elif kind == "submit":
-            first, fn, kwargs, args_list, when, classic = data
+            first, fn, kwargs, args_list, when, classic, *to = data
+            timeout = _first(to)
             for i, args in enumerate(args_list):
-                st.live[first + i] = [fn, args, kwargs, 0, when, classic]
+                st.live[first + i] = [fn, args, kwargs, 0, when, classic, timeout]
             st.next_id = max(st.next_id, first + len(args_list))
             st.submitted += len(args_list)
         elif kind == "claim":
@@ -635,8 +641,8 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
                 if row is not None:
                     row[3] = attempts  # running at the crash: requeued, attempt counted
         elif kind == "requeue":
-            for tid, attempts, fn, args, kwargs, sub, classic in data:
-                st.live[tid] = [fn, args, kwargs, attempts, sub, classic]
+            for tid, attempts, fn, args, kwargs, sub, classic, *to in data:
+                st.live[tid] = [fn, args, kwargs, attempts, sub, classic, _first(to)]
             st.requeued += sum(1 for d in data if d[1] > 0)
         elif kind == "finish":
             for tid, _state in data:
@@ -655,6 +661,11 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
     return st
 
 
+def _first(values: list) -> Any:
+    """The optional trailing element of a journal row (None when the row predates it)."""
+    return values[0] if values else None
+
+
 def _done_to_task(d: tuple) -> Task:
     tid, fn, args, kwargs, attempts, sub, started, fin, worker, result = d
     return Task(tid, fn, args, kwargs, TaskState.DONE, attempts, sub, started, fin, worker,
@@ -671,10 +682,21 @@ def _row_to_task(row: tuple) -> Task:
 
 def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERVAL,
                           **broker_options: Any) -> Broker:
-    """A broker restored from the journal at path (created if missing), journaling from now on."""
-    journal = SqliteJournal(path, flush_interval)
+    """A broker restored from the journal at path (created if missing), journaling from now on.
+
+    Raises JournalInUse, or JournalUnreadable (naming the file) when it is damaged, not a
+    journal, or cannot be opened for writing.
+    """
+    try:
+        journal = SqliteJournal(path, flush_interval)
+    except (sqlite3.Error, OSError) as exc:
+        raise JournalUnreadable(_unreadable(path, exc, "opened")) from None
     broker = Broker(journal=journal, **broker_options)
-    info = journal.restore_into(broker)
+    try:
+        info = journal.restore_into(broker)
+    except Exception as exc:  # damaged rows: sqlite3.DatabaseError, unpickling errors...
+        journal.close()
+        raise JournalUnreadable(_unreadable(path, exc, "read")) from None
     journal._broker = broker
     if info["queued"]:
         log.info("restored %d queued task(s) from %s", info["queued"], path)
@@ -688,24 +710,65 @@ EXPORT_COLUMNS = ("id", "function", "args", "kwargs", "state", "attempts", "subm
                   "started", "finished", "worker", "result", "error")
 
 
-def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterator[Task]:
-    """Every task in a journal file: finished ones from the ledger, then the live ones."""
-    db = _connect(path)
+def _unreadable(path: str | Path, exc: BaseException, what: str) -> str:
+    """The one-line error for a journal that cannot be used, naming the file."""
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    return (f"The journal {path} cannot be {what} ({reason}): if it is damaged, move it aside "
+            "and start with a fresh one (--journal PATH), or use --no-journal.")
+
+
+def _connect_readonly(path: str | Path) -> sqlite3.Connection:
+    """Open a journal for reading only (export): never writes, so a read-only file works."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(Path(path).resolve()))}"
     try:
-        wanted = {TaskState(s).value for s in states} if states else None
-        if wanted is None or TaskState.DONE.value in wanted:
-            for (blob,) in db.execute("SELECT data FROM done ORDER BY seq"):
-                for d in pickle.loads(blob):
-                    yield _done_to_task(d)
-        for row in db.execute("SELECT * FROM finished ORDER BY id"):
-            if wanted is None or row[4] in wanted:
-                yield _row_to_task(row)
-        if wanted is None or TaskState.QUEUED.value in wanted:
-            st = _replay(db)
-            for tid, fn, args, kwargs, attempts, sub, _classic in st.queued_tasks():
-                yield Task(tid, fn, args, kwargs, TaskState.QUEUED, attempts, sub)
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        # A WAL journal on a read-only disk cannot make its shared-memory file: read the
+        # main file as is (what a clean stop left there).
+        db = sqlite3.connect(f"{uri}?immutable=1", uri=True)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+
+
+def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterator[Task]:
+    """Every task in a journal file: finished ones from the ledger, then the live ones.
+
+    Raises JournalUnreadable (naming the file) when it is damaged or not a journal.
+    """
+    try:
+        db = _connect_readonly(path)
+    except sqlite3.Error as exc:
+        raise JournalUnreadable(_unreadable(path, exc, "read")) from None
+    try:
+        yield from _ledger_rows(db, states)
+    except JournalUnreadable:
+        raise
+    except (sqlite3.Error, pickle.UnpicklingError, EOFError, ValueError, TypeError,
+            AttributeError, ImportError, IndexError, KeyError) as exc:
+        raise JournalUnreadable(_unreadable(path, exc, "read")) from None
     finally:
         db.close()
+
+
+def _ledger_rows(db: sqlite3.Connection, states: Iterable[str] | None) -> Iterator[Task]:
+    wanted = {TaskState(s).value for s in states} if states else None
+    if wanted is None or TaskState.DONE.value in wanted:
+        for (blob,) in db.execute("SELECT data FROM done ORDER BY seq"):
+            for d in pickle.loads(blob):
+                yield _done_to_task(d)
+    for row in db.execute("SELECT * FROM finished ORDER BY id"):
+        if wanted is None or row[4] in wanted:
+            yield _row_to_task(row)
+    if wanted is None or TaskState.QUEUED.value in wanted:
+        st = _replay(db)
+        for tid, fn, args, kwargs, attempts, sub, _classic, _to in st.queued_tasks():
+            yield Task(tid, fn, args, kwargs, TaskState.QUEUED, attempts, sub)
 
 
 def task_to_row(task: Task) -> dict[str, Any]:
@@ -747,7 +810,18 @@ def _deleted_tasks(db: sqlite3.Connection, where: str, params: tuple) -> int:
 def prune_journal(path: str | Path, done_older_than: float | None = None,
                   failed_older_than: float | None = None, keep_done: int | None = None,
                   keep_failed: int | None = None) -> int:
-    """Delete finished tasks from the ledger by age (seconds) or count; returns rows deleted."""
+    """Delete finished tasks from the ledger by age (seconds) or count; returns rows deleted.
+
+    Raises JournalUnreadable (naming the file) when it is damaged or cannot be written.
+    """
+    try:
+        return _prune(path, done_older_than, failed_older_than, keep_done, keep_failed)
+    except (sqlite3.Error, pickle.UnpicklingError, OSError) as exc:
+        raise JournalUnreadable(_unreadable(path, exc, "pruned")) from None
+
+
+def _prune(path: str | Path, done_older_than: float | None, failed_older_than: float | None,
+           keep_done: int | None, keep_failed: int | None) -> int:
     db = _connect(path)
     now = time.time()
     deleted = 0

@@ -26,16 +26,24 @@ from typing import Any
 from .broker import CMD_STOP, CMD_UNKNOWN, classic_result_text
 from .client import Client
 from .errors import AuthenticationFailed, GuidistError, RemoteError, ServerUnavailable
-from .executors import Executor, ProcessExecutor, default_concurrency, make_executor
+from .executors import Executor, default_concurrency, make_executor, timeout_text
 from .payload import MAX_PAYLOAD, mib, pack, split_by_size
 from .protocol import DEFAULT_TASK
 from .tasks import TaskNotFound, resolve
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_GAVE_UP, EXIT_AUTH = 0, 3, 4
+EXIT_OK, EXIT_GAVE_UP, EXIT_AUTH, EXIT_STUCK = 0, 3, 4, 5
 _BATCH_SECONDS = 0.1  # aim for this much work per claim
 _REPORT_SECONDS = 0.2  # a batch that runs longer (a slow task in it) reports what is done
+#: Seconds an inline task may overrun its time limit in code no signal interrupts (a long C
+#: call) before the worker reports it failed and exits, so its supervisor can restart it.
+STUCK_GRACE = 5.0
+
+
+class TaskTimedOut(BaseException):
+    """Raised inside an inline task at its time limit (a BaseException, so that a task's own
+    ``except Exception`` cannot swallow it)."""
 
 
 @dataclass
@@ -81,6 +89,10 @@ class Worker:
         self._executor: Executor | None = None
         self._inflight: dict[cf.Future, int] = {}
         self._trouble_since: float | None = None
+        self._task_timeout: float | None = None  # the server's default limit per task
+        self._deadline: tuple[int, float, float] | None = None  # inline: (id, until, limit)
+        self._alarm_armed = False
+        self._alarms = False  # SIGALRM usable for inline limits (set by _install_alarm)
         self.processed = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -103,6 +115,7 @@ class Worker:
             return EXIT_OK
         if self._client.kind == "classic":
             return self._run_classic()
+        self._install_alarm()
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         self._executor = make_executor(self.mode, self.concurrency)
@@ -240,27 +253,94 @@ class Worker:
                                   list(self.config.functions) or None)
         self._id = reply["id"]
         self._max_payload = int(reply.get("max_payload", MAX_PAYLOAD))
+        limit = reply.get("task_timeout")
+        self._task_timeout = float(limit) if limit else None
         lease = float(reply.get("lease_timeout", 30.0))
         self._heartbeat_s = max(0.05, min(self.config.heartbeat_s, lease / 4))
         log.info("registered as %s (lease %.1f s, heartbeat %.2f s)", self._id, lease,
                  self._heartbeat_s)
 
     def _heartbeat_loop(self) -> None:
-        """Renew leases from a second connection (proxies are not shared between threads)."""
+        """Renew leases from a second connection (proxies are not shared between threads).
+
+        The period is read afresh on every step: registering shortens it to a quarter of the
+        server's lease, and the first beat must come within the lease too (it used to wait
+        the default 5 s first, so with a shorter lease healthy workers' first tasks ran twice).
+        """
         client = self._new_client()
-        while not self._stop.wait(self._heartbeat_s):
+        last = self._clock()
+        while not self._stop.wait(min(self._heartbeat_s, 0.25)):
             if self.config.exit_with_parent and os.getppid() != self._parent:
                 log.warning("the process that launched this worker is gone; stopping")
                 self._stop.set()
                 return
+            self._check_stuck(client)
             wid = self._id
-            if wid is None:
+            if wid is None or self._clock() - last < self._heartbeat_s:
                 continue
+            last = self._clock()
             try:
                 if client.call("heartbeat", wid, self._current) == CMD_STOP:
                     self._stop.set()
             except GuidistError:
                 client.close()  # the main loop does the reconnecting and the giving up
+
+    def _check_stuck(self, client: Client) -> None:
+        """An inline task far past its limit is stuck where no signal reaches (a long C call):
+        report it failed, give the rest back, and exit so a supervisor restarts the worker."""
+        deadline = self._deadline
+        if deadline is None or time.monotonic() < deadline[1] + STUCK_GRACE:
+            return
+        tid, _until, limit = deadline
+        log.error("task %d is still running %.0f s past its %g s limit in code that cannot be "
+                  "interrupted; reporting it failed and exiting (code %d) so this worker can "
+                  "be restarted", tid, STUCK_GRACE, limit, EXIT_STUCK)
+        try:
+            client.call("complete", self._id, pack([(tid, False, timeout_text(
+                limit, "it could not be interrupted, so its worker exited"))]))
+            client.call("unregister_worker", self._id)  # the rest of the batch goes back
+        except GuidistError as exc:
+            log.warning("could not tell the server: %s", exc)
+        logging.shutdown()
+        os._exit(EXIT_STUCK)
+
+    # ------------------------------------------------------------------ inline time limits
+
+    def _install_alarm(self) -> None:
+        """Inline tasks are interrupted at their limit by SIGALRM (main thread, POSIX only)."""
+        self._alarms = (hasattr(signal, "setitimer")
+                        and threading.current_thread() is threading.main_thread())
+        if self._alarms:
+            signal.signal(signal.SIGALRM, self._on_alarm)
+
+    def _on_alarm(self, *_: Any) -> None:
+        if self._alarm_armed:
+            self._alarm_armed = False
+            raise TaskTimedOut
+
+    def _run_limited(self, fn: Callable[..., Any], args: tuple, kw: dict, tid: int,
+                     limit: float) -> tuple[int, bool, Any]:
+        """Run one inline task with a time limit; a timeout becomes its failure."""
+        self._deadline = (tid, time.monotonic() + limit, limit)
+        alarms = self._alarms
+        try:
+            try:
+                if alarms:
+                    self._alarm_armed = True
+                    signal.setitimer(signal.ITIMER_REAL, limit)  # one shot
+                value = fn(*args, **kw) if kw else fn(*args)
+            finally:
+                # From here on a late alarm is ignored; if it fires before this line, it
+                # raises here and is caught below like one inside the task.
+                self._alarm_armed = False
+                if alarms:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                self._deadline = None
+            return (tid, True, value)
+        except TaskTimedOut:
+            return (tid, False, timeout_text(limit, "it was interrupted"))
+        except Exception:
+            return (tid, False, traceback.format_exc())
 
     # ------------------------------------------------------------------ running
 
@@ -272,12 +352,18 @@ class Worker:
             return max(0, room - len(self._inflight))
         return max(1, min(self._batch, self.config.prefetch))
 
+    def _limit_of(self, group: tuple) -> float | None:
+        """A claimed group's time limit: its own (a 5th element), else the server's default."""
+        return group[4] if len(group) > 4 and group[4] else self._task_timeout
+
     def _start_groups(self, groups: list) -> None:
         """Hand claimed tasks to the executor."""
         assert self._executor is not None
-        for function, kwargs, ids, args_list in groups:
+        for group in groups:
+            function, kwargs, ids, args_list = group[:4]
+            limit = self._limit_of(group)
             for tid, args in zip(ids, args_list):
-                self._inflight[self._executor.submit(function, args, kwargs)] = tid
+                self._inflight[self._executor.submit(function, args, kwargs, limit)] = tid
         self._current = next(iter(self._inflight.values()), None)
 
     def _collect(self, timeout: float | None, drain: bool = False) -> None:
@@ -294,11 +380,6 @@ class Worker:
             self._pending.append((tid, ok, value))
             self.processed += 1
         self._current = next(iter(self._inflight.values()), None)
-        ex = self._executor
-        if isinstance(ex, ProcessExecutor) and ex.broken and not self._inflight:
-            log.warning("a task process died; starting a fresh process pool")
-            ex.shutdown(wait=False)
-            self._executor = make_executor(self.mode, self.concurrency)
 
     def _run_groups(self, groups: list) -> None:
         """Run every claimed task; stop early (handing the rest back) when asked to."""
@@ -307,7 +388,9 @@ class Worker:
         report_at = started + _REPORT_SECONDS
         ran = 0
         stopping = self._stop.is_set
-        for function, kwargs, ids, args_list in groups:
+        for group in groups:
+            function, kwargs, ids, args_list = group[:4]
+            limit = self._limit_of(group)
             try:
                 fn = self._function(function)
             except TaskNotFound as exc:
@@ -319,10 +402,13 @@ class Worker:
                 if stopping():
                     break
                 self._current = tid
-                try:
-                    add((tid, True, fn(*args, **kw) if kw else fn(*args)))
-                except Exception:
-                    add((tid, False, traceback.format_exc()))
+                if limit is not None:
+                    add(self._run_limited(fn, args, kw, tid, limit))
+                else:
+                    try:
+                        add((tid, True, fn(*args, **kw) if kw else fn(*args)))
+                    except Exception:
+                        add((tid, False, traceback.format_exc()))
                 ran += 1
                 if clock() > report_at:
                     # A slow task in a big batch must not hold back the fast ones' results.

@@ -516,7 +516,7 @@ def test_redis_claim_replayed_after_a_lost_reply(rbroker: Any) -> None:
 def test_redis_submit_replayed_after_a_lost_reply(rbroker: Any) -> None:
     import pickle
 
-    args = ["tok-1", "square", b"", "0", 2, pickle.dumps((1,)), pickle.dumps((2,))]
+    args = ["tok-1", "square", b"", "0", 2, "", pickle.dumps((1,)), pickle.dumps((2,))]
     assert rbroker._eval("submit", args) == rbroker._eval("submit", args) == 1
     assert rbroker.queued_count() == 2
 

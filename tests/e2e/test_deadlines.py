@@ -25,6 +25,7 @@ from guidist.core.errors import ServerUnavailable
 from guidist.core.server import ServerProcess
 from tests.conftest import TEST_KEY, wait_for
 from tests.e2e.conftest import run_cli
+from tests.redis_fixtures import RedisServer, needs_redis
 
 Procs = Callable[..., subprocess.Popen]
 
@@ -138,3 +139,129 @@ def test_serve_exits_non_zero_when_its_server_process_is_killed(procs: Procs,
     assert time.monotonic() - start < 5
     assert "killed by SIGKILL" in err and "Traceback" not in err
     assert "status unavailable" not in out
+
+
+# ---------------------------------------------------------------------- leases and time limits
+
+
+def _finished(c: Client, n: int) -> None:
+    wait_for(lambda: (lambda s: s.count("queued") + s.count("running") == 0
+                      and sum(s.count(x) for x in ("done", "failed", "dead")) >= n)(
+        c.snapshot()), timeout=60, message=f"{n} task(s) to finish")
+
+
+def test_the_first_heartbeat_comes_within_a_short_lease(
+        procs: Procs, server_factory: Callable[..., ServerProcess]) -> None:
+    """With --lease-timeout 1 a healthy worker's 2 s tasks must each run exactly once."""
+    srv = server_factory(lease_timeout=1.0)
+    assert srv.address is not None
+    c = Client(srv.address, TEST_KEY).connect()
+    ids = c.submit_many("tests.jobs:slow_square", [(n, 2.0) for n in range(3)])
+    worker = procs([sys.executable, "-m", "guidist", "worker", "--connect",
+                    f"127.0.0.1:{srv.address[1]}", "--give-up-after", "10"])  # default heartbeat
+    _finished(c, 3)
+    snap = c.snapshot()
+    assert snap.requeued == 0 and snap.count("done") == 3
+    assert [c.get_task(i).attempts for i in ids] == [1, 1, 1]
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(15)
+    c.close()
+
+
+@pytest.fixture
+def limited(server_factory: Callable[..., ServerProcess]) -> Iterator[tuple[ServerProcess,
+                                                                               Client]]:
+    """A server whose tasks may run 1 s each unless their submission says otherwise."""
+    srv = server_factory(lease_timeout=30.0, task_timeout=1.0)
+    assert srv.address is not None
+    c = Client(srv.address, TEST_KEY).connect()
+    yield srv, c
+    c.close()
+
+
+@pytest.mark.parametrize("mode", ["inline", "thread", "async"])
+def test_a_task_past_its_limit_is_failed_and_the_worker_goes_on(
+        limited: tuple[ServerProcess, Client], pool_factory: Callable[..., object],
+        mode: str) -> None:
+    srv, c = limited
+    hung = c.submit("tests.jobs:hang", 3600)  # the server's 1 s default applies
+    aio = c.submit_many("aio_wait", [(3600,)], timeout=1.5)[0]  # its own limit
+    given_time = c.submit_many("tests.jobs:slow_square", [(3, 2.0)], timeout=30.0)[0]
+    after = c.submit_many("square", range(5))
+    pool = pool_factory(srv, give_up_after=30.0)
+    (w,) = pool.launch(1, mode=mode, concurrency=None if mode == "inline" else 4)
+    start = time.monotonic()
+    _finished(c, 8)
+    assert time.monotonic() - start < 30
+    for tid in (hung, aio):
+        t = c.get_task(tid)
+        assert t.state.value == "failed" and t.error.startswith("TaskTimeout"), t.error
+    assert "1.5 s limit" in c.get_task(aio).error
+    assert c.get_task(given_time).result == 9  # 2 s is within its own 30 s limit
+    assert all(c.get_task(i).result == n * n for n, i in enumerate(after))
+    assert w.alive
+
+
+def test_a_process_mode_child_past_its_limit_is_killed_and_replaced(
+        limited: tuple[ServerProcess, Client], pool_factory: Callable[..., object]) -> None:
+    srv, c = limited
+    pool = pool_factory(srv, give_up_after=30.0)
+    (w,) = pool.launch(1, mode="process", concurrency=2)
+    wait_for(lambda: c.workers(), timeout=15, message="the worker to register")
+    children = wait_for(lambda: (lambda k: k if len(k) == 2 else None)(
+        {p.pid for p in psutil.Process(w.pid).children()
+         if "spawn_main" in " ".join(p.cmdline())}), timeout=30, message="2 task processes")
+    hung = c.submit("tests.jobs:stuck_in_c")  # no signal would stop this one: the kill does
+    others = c.submit_many("tests.jobs:slow_square", [(n, 0.2) for n in range(6)])
+    _finished(c, 7)
+    t = c.get_task(hung)
+    assert t.state.value == "failed" and "killed and replaced" in t.error
+    assert all(c.get_task(i).result == n * n for n, i in enumerate(others))
+    after = {p.pid for p in psutil.Process(w.pid).children()
+             if "spawn_main" in " ".join(p.cmdline())}
+    assert len(after) == 2 and len(after & children) == 1  # one replaced, one untouched
+    assert w.alive
+
+
+def test_an_inline_task_stuck_in_c_fails_and_its_worker_exits_for_a_restart(
+        limited: tuple[ServerProcess, Client], pool_factory: Callable[..., object]) -> None:
+    srv, c = limited
+    stuck = c.submit("tests.jobs:stuck_in_c")
+    rest = c.submit_many("square", range(5))
+    pool = pool_factory(srv, give_up_after=30.0)
+    (w,) = pool.launch(1)
+    w.process.wait(timeout=30)
+    assert w.returncode == 5
+    t = c.get_task(stuck)
+    assert t.state.value == "failed" and "could not be interrupted" in t.error
+    # The rest of its batch went back to the queue at once, not after a lease.
+    snap = c.snapshot()
+    assert snap.count("running") == 0 and snap.count("queued") == len(rest)
+
+
+@needs_redis
+def test_time_limits_hold_for_redis_direct_workers(procs: Procs, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from guidist.core.redis_backend import RedisClient
+
+    d = tmp_path / "redis"
+    d.mkdir()
+    redis = RedisServer(d).start()
+    try:
+        c = RedisClient(redis.url, task_timeout=1.0).connect()  # the deployment's default
+        hung = c.submit("tests.jobs:hang", 3600)
+        own = c.submit_many("tests.jobs:hang", [(3600,)], timeout=2.0)[0]
+        fine = c.submit_many("tests.jobs:slow_square", [(4, 1.5)], timeout=30.0)[0]
+        monkeypatch.setenv("GUIDIST_REDIS_URL", redis.url)
+        worker = procs([sys.executable, "-m", "guidist", "worker", "--redis",
+                        "--give-up-after", "20"], key=None)
+        _finished(c, 3)
+        assert c.get_task(hung).error.startswith("TaskTimeout") and "1 s limit" in \
+            c.get_task(hung).error
+        assert "2 s limit" in c.get_task(own).error
+        assert c.get_task(fine).result == 16
+        worker.terminate()
+        worker.wait(15)
+        c.shutdown()
+    finally:
+        redis.stop()
