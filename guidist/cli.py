@@ -292,7 +292,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(status_line(snap))
         for w in snap.workers:
-            print(f"  {w.id:<24} {w.host:<16} pid {w.pid:<7} {w.state.value:<8} "
+            print(f"  {w.id:<24} {w.host_label:<16} pid {w.pid:<7} {w.state.value:<8} "
                   f"done {w.done} failed {w.failed}")
     return 0
 

@@ -100,6 +100,14 @@ class WorkerInfo:
     done: int = 0
     failed: int = 0
     functions: tuple[str, ...] = ()  # the only task functions it claims; () means all
+    address: str = ""  # the IP address it connects from ("" if it did not say)
+
+    @property
+    def host_label(self) -> str:
+        """"host (address)" for people; just the host when the address adds nothing."""
+        if not self.address or self.address == self.host:
+            return self.host
+        return f"{self.host} ({self.address})"
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,13 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .broker import CMD_STOP, CMD_UNKNOWN, classic_result_text
 from .client import Client
 from .errors import AuthenticationFailed, GuidistError, RemoteError, ServerUnavailable
 from .executors import Executor, ProcessExecutor, default_concurrency, make_executor
+from .netinfo import address_towards
 from .payload import MAX_PAYLOAD, mib, pack
 from .protocol import DEFAULT_TASK
 from .tasks import TaskNotFound, resolve
@@ -234,13 +236,20 @@ class Worker:
     def _register(self) -> None:
         reply = self._client.call("register_worker", self.name, socket.gethostname(),
                                   os.getpid(), self.mode, self.concurrency, "guidist",
-                                  list(self.config.functions) or None)
+                                  list(self.config.functions) or None, self._address())
         self._id = reply["id"]
         self._max_payload = int(reply.get("max_payload", MAX_PAYLOAD))
         lease = float(reply.get("lease_timeout", 30.0))
         self._heartbeat_s = max(0.05, min(self.config.heartbeat_s, lease / 4))
         log.info("registered as %s (lease %.1f s, heartbeat %.2f s)", self._id, lease,
                  self._heartbeat_s)
+
+    def _address(self) -> str:
+        """The IP address the server sees this worker at (its route towards the server)."""
+        if self.config.redis_url:
+            url = urlsplit(self.config.redis_url)
+            return address_towards(url.hostname, url.port or 6379) if url.hostname else ""
+        return address_towards(*self.config.address)
 
     def _heartbeat_loop(self) -> None:
         """Renew leases from a second connection (proxies are not shared between threads)."""
