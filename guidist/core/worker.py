@@ -144,7 +144,8 @@ class Worker:
                 continue
             self._trouble_since = None
             if cmd == CMD_UNKNOWN:
-                log.info("the server does not know this worker (restarted?); registering again")
+                log.info("the server does not know this worker (it restarted, or lost touch "
+                         "with this worker for longer than the lease); registering again")
                 self._id = None
                 continue
             if self._executor is None:
