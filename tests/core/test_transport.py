@@ -17,7 +17,7 @@ from tests.conftest import wait_for
 
 def test_client_connections_set_tcp_nodelay(server: ServerProcess, client: Client) -> None:
     client.snapshot()
-    conn = client._broker._tls.connection
+    conn = client.connection._broker._tls.connection
     s = socket.socket(fileno=conn.fileno())
     try:
         assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
@@ -51,7 +51,7 @@ def _sockopt(conn, level: int, option: int) -> int:  # type: ignore[no-untyped-d
 def test_client_connections_detect_a_dead_peer(server: ServerProcess, client: Client) -> None:
     """Keepalive, and on Linux a user timeout, so a lost link fails a blocked call."""
     client.snapshot()
-    conn = client._broker._tls.connection
+    conn = client.connection._broker._tls.connection
     assert _sockopt(conn, socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     if hasattr(socket, "TCP_USER_TIMEOUT"):
         expected = int(transport.dead_peer_seconds() * 1000)
