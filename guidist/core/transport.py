@@ -56,7 +56,7 @@ def set_nodelay(conn: Any) -> None:
 
 
 def dead_peer_seconds() -> float:
-    """DEAD_PEER_SECONDS, or $GUIDIST_DEAD_PEER_SECONDS when it holds a number of at least 1."""
+    """$GUIDIST_DEAD_PEER_SECONDS if it is a number (1 s at least), else DEAD_PEER_SECONDS."""
     try:
         return max(1.0, float(os.environ.get(DEAD_PEER_ENV, DEAD_PEER_SECONDS)))
     except ValueError:
