@@ -323,22 +323,22 @@ def variants(has_journal: bool) -> list[Variant]:
     """Everything compared, guidist first; sizes aim at a run of 1–3 s on this machine."""
     server_stamp = "the server's finished stamp of the last result (results_since): no poll"
     out = [
-        Variant(GUIDIST_OFF, lambda n: throughput.run_guidist(n, False), 500_000, 20_000,
+        Variant(GUIDIST_OFF, lambda n: throughput.run_guidist(n, False), 1_000_000, 20_000,
                 server_stamp, "in memory; batches of 1,000 per worker round trip"),
     ]
     if has_journal:
         out.append(Variant(
-            GUIDIST_ON, lambda n: throughput.run_guidist(n, True), 500_000, 20_000,
+            GUIDIST_ON, lambda n: throughput.run_guidist(n, True), 1_000_000, 20_000,
             server_stamp + "; the SQLite journal may still be writing then",
             "results journaled to SQLite in the background (durable figure in the JSON)"))
     out += [
-        Variant(GUIDIST_REDIS, lambda n: run_guidist_redis(n, True), 40_000, 2_000,
+        Variant(GUIDIST_REDIS, lambda n: run_guidist_redis(n, True), 80_000, 2_000,
                 "the backend's finished stamp of the last result (results_since)",
                 "state in Redis, a Lua script per batch; batches like the embedded server"),
-        Variant(GUIDIST_FACADE, lambda n: run_guidist_redis(n, False), 40_000, 2_000,
+        Variant(GUIDIST_FACADE, lambda n: run_guidist_redis(n, False), 80_000, 2_000,
                 "the backend's finished stamp of the last result (results_since)",
                 "workers talk to the server, which keeps the state in Redis"),
-        Variant(BARE, lambda n: _bare.run(n, WORKERS, AUTHKEY.encode()), 2_000_000, 50_000,
+        Variant(BARE, lambda n: _bare.run(n, WORKERS, AUTHKEY.encode()), 4_000_000, 50_000,
                 "the bare server's stamp of its last stored result batch",
                 "reference: guidist's transport with no bookkeeping at all"),
         Variant(CLASSIC, lambda n: _classic.run(n, WORKERS, AUTHKEY.encode()), 10_000, 1_000,
@@ -348,10 +348,10 @@ def variants(has_journal: bool) -> list[Variant]:
                 f"rq's finished + failed job registries (ZCARD) reach N, polled every "
                 f"{POLL_S * 1000:g} ms",
                 "default Worker forks a work horse per job; results kept in Redis"),
-        Variant("huey", run_huey, 3_000, 200,
+        Variant("huey", run_huey, 6_000, 200,
                 f"huey's result store (HLEN) reaches N, polled every {POLL_S * 1000:g} ms",
                 "one message per task, results kept in Redis"),
-        Variant("dramatiq", lambda n: run_dramatiq(n), 1_000, 100,
+        Variant("dramatiq", lambda n: run_dramatiq(n), 3_000, 100,
                 f"the results database (Results middleware) holds N keys (DBSIZE), polled "
                 f"every {POLL_S * 1000:g} ms",
                 "one message per task, prefetch 16 (default), results middleware added"),
@@ -363,7 +363,7 @@ def variants(has_journal: bool) -> list[Variant]:
                 f"{POLL_S * 1000:g} ms",
                 "one message per task (.delay), prefork pool, prefetch multiplier 4, "
                 "result backend added"),
-        Variant(CELERY_CHUNKS, lambda n: run_celery(n, CHUNK), 60_000, 5_000,
+        Variant(CELERY_CHUNKS, lambda n: run_celery(n, CHUNK), 150_000, 5_000,
                 f"the result backend's database holds N/{CHUNK} keys (one list per chunk)",
                 f"batched: one message and one result per {CHUNK} tasks"),
         Variant("dask distributed", run_dask, 1_000, 100,
