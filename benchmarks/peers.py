@@ -357,7 +357,7 @@ def variants(has_journal: bool) -> list[Variant]:
                 "one message per task, prefetch 16 (default), results middleware added"),
         Variant(f"dramatiq, prefetch {DRAMATIQ_PREFETCH}",
                 lambda n: run_dramatiq(n, DRAMATIQ_PREFETCH), 3_000, 200,
-                f"as dramatiq", f"as dramatiq with dramatiq_queue_prefetch={DRAMATIQ_PREFETCH}"),
+                "as dramatiq", f"as dramatiq with dramatiq_queue_prefetch={DRAMATIQ_PREFETCH}"),
         Variant("celery", lambda n: run_celery(n), 1_000, 100,
                 f"the result backend's database holds N keys (DBSIZE), polled every "
                 f"{POLL_S * 1000:g} ms",
