@@ -40,7 +40,7 @@ def test_stop_tree_stops_a_worker_and_what_it_forked() -> None:
 @needs_peers
 @pytest.mark.timeout(300)
 def test_quick_peers_run_measures_huey_and_celery_and_leaves_nothing() -> None:
-    """One quick round of huey and both celery variants: a figure for each, no error, no leftover."""
+    """A quick round of huey and both celery variants: a figure for each, no error, no leftover."""
     out = subprocess.run([sys.executable, "-m", "benchmarks.peers", "--quick", "--no-save",
                           "--only", "huey,celery", "--budget", "4"],
                          cwd=ROOT, capture_output=True, text=True, timeout=280)
