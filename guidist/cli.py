@@ -26,7 +26,8 @@ from typing import Any
 from . import __version__
 from .commands import control, task_view, window, workers
 from .commands.connection import (CONNECT_ENV, KEY_ENV, REDIS_ENV, add_connection_options,
-                                  add_key_option, explicit_target, key_from, open_client,
+                                  add_key_option, bare_redis_flags,
+                                  explicit_target, key_from, open_client,
                                   parse_connect, redis_url, target_from)
 from .commands.failures import CliError, exit_code_for
 from .commands.help import HelpFormatter, add_command, verbosity, verbosity_parent
@@ -538,7 +539,7 @@ def _default_to_gui(argv: list[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``guidist`` console script."""
-    argv = _default_to_gui(list(sys.argv[1:] if argv is None else argv))
+    argv = bare_redis_flags(_default_to_gui(list(sys.argv[1:] if argv is None else argv)))
     args = build_parser().parse_args(argv)
     args.verbose = verbosity(args)  # -v and -q, before and after the command, added up
     base = logging.INFO if args.command == "worker" else logging.WARNING

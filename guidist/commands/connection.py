@@ -9,6 +9,7 @@ Redis URL, password included, which then never shows in a process list).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,6 +22,8 @@ from .failures import CliError
 KEY_ENV = "GUIDIST_AUTHKEY"
 CONNECT_ENV = "GUIDIST_CONNECT"
 REDIS_ENV = "GUIDIST_REDIS_URL"  # the Redis URL (and password) stays out of process lists
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,23 @@ def add_connection_options(p: argparse.ArgumentParser) -> None:
                    help=f"a Redis deployment instead, no server needed (URL default: "
                         f"${REDIS_ENV})")
     add_key_option(g)
+
+
+def bare_redis_flags(argv: list[str]) -> list[str]:
+    """``--redis`` followed by something that is not a URL means the URL from the environment.
+
+    argparse would take the next word as the URL whatever it is, so ``guidist cancel --redis
+    1..2`` read "1..2" as a Redis URL; a word with neither ":" nor "/" is left where it is.
+    """
+    out = list(argv)
+    for i, token in enumerate(out[:-1]):
+        if token == "--":
+            break
+        following = out[i + 1]
+        if token == "--redis" and not following.startswith("-") and not (
+                ":" in following or "/" in following):
+            out[i] = "--redis="
+    return out
 
 
 def add_key_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -103,13 +123,13 @@ def target_from(args: argparse.Namespace,
     if connect and redis is not None:
         raise CliError("pass --connect HOST:PORT or --redis URL, not both")
     if redis is not None:
-        return Target(redis_url=redis_url(redis))
+        return Target(redis_url=redis_url(redis or env.get(REDIS_ENV)))
     if connect:
         return Target(address=parse_connect(connect))
     if env.get(CONNECT_ENV):
         return Target(address=parse_connect(env[CONNECT_ENV], CONNECT_ENV))
     if env.get(REDIS_ENV):
-        return Target(redis_url=redis_url(None))
+        return Target(redis_url=redis_url(env[REDIS_ENV]))
     return None
 
 
@@ -125,6 +145,7 @@ def require_target(args: argparse.Namespace) -> Target:
 def open_client(args: argparse.Namespace) -> Client:
     """A connected Client for the command's target (a Redis client for a Redis URL)."""
     target = require_target(args)
+    log.debug("connecting to %s", target.describe())  # -vv: which server a command chose
     if target.redis_url is not None:
         from ..core.redis_backend import RedisClient
 

@@ -12,9 +12,12 @@ import socket
 import sys
 from collections.abc import Mapping
 
+from .. import __version__
+
 GUI_MODULES = ("PySide6", "pyqtgraph", "numpy")
-GUI_HINT = ("the window needs the gui extra: pip install \"guidist[gui]\" (or, in a copy of "
-            "the repository, pip install \".[gui]\"); serve, worker, submit and status work "
+GUI_HINT = ("the window needs the gui extra (PySide6, pyqtgraph, numpy): run pip install "
+            f"\".[gui]\" in a copy of the repository, or pip install \"./guidist-{__version__}-"
+            "py3-none-any.whl[gui]\" with a built wheel; serve, worker, submit and status work "
             "without it")
 NO_DISPLAY = "no display: run under a desktop session or set QT_QPA_PLATFORM=offscreen"
 _X11_PLATFORMS = ("linux", "freebsd", "openbsd", "netbsd", "dragonfly", "sunos")

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any
 
-from ..core.errors import NotFound
+from ..core.errors import NotAGuidistServer, NotFound
 from ..core.protocol import WorkerInfo, WorkerState
 from .connection import add_connection_options, connected, require_target
 from .failures import CliError
@@ -63,6 +63,9 @@ def cmd_workers(args: argparse.Namespace) -> int:
         return _stop(args)
     with connected(args) as client:
         snap = client.snapshot(_NOTHING_NEW, _NOTHING_NEW)
+    if snap.kind == "classic":
+        raise NotAGuidistServer(f"{require_target(args).describe()} is a classic tutorial "
+                                "master: it does not know its workers.")
     rows = [worker_to_dict(w, snap.time) for w in snap.workers]
     if args.json:
         print(json.dumps(rows, sort_keys=True, default=repr))
