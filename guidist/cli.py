@@ -10,7 +10,6 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -25,18 +24,32 @@ from typing import Any
 
 from . import __version__
 from .commands import control, task_view, window, workers
-from .commands.connection import (CONNECT_ENV, KEY_ENV, REDIS_ENV, add_connection_options,
-                                  add_key_option, bare_redis_flags,
-                                  explicit_target, key_from, open_client,
-                                  parse_connect, redis_url, target_from)
+from .commands.connection import (
+    CONNECT_ENV,
+    KEY_ENV,
+    REDIS_ENV,
+    add_connection_options,
+    add_key_option,
+    bare_redis_flags,
+    explicit_target,
+    key_from,
+    open_client,
+    parse_connect,
+    redis_url,
+    target_from,
+)
 from .commands.failures import CliError, exit_code_for
 from .commands.help import HelpFormatter, add_command, verbosity, verbosity_parent
 from .commands.watch import watch
+from .core.backends.base import DEFAULTS
 from .core.client import Client, iter_tasks
 from .core.errors import ExitCode, GuidistError
-from .core.protocol import Snapshot, TaskState
+from .core.paths import default_journal_path, journal_dir
+from .core.protocol import Snapshot, Task, TaskState
+from .core.rows import RowError, iter_file_rows
 from .core.security import generate_key, is_loopback, to_bytes
 from .core.tasks import as_args, check_task_name, parse_range, parse_value
+from .core.urls import redact_url
 
 EXIT_USAGE = ExitCode.USAGE
 __all__ = ["CONNECT_ENV", "KEY_ENV", "REDIS_ENV", "CliError", "build_parser", "main"]
@@ -100,8 +113,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     shown_host = host if not host.startswith("0.0.0.0") else _reachable_host()
     where = ""
     if backend:
-        from .core.redis_backend import redact_url
-
         where = f" (state in Redis at {redact_url(backend)})"
     elif journal:
         where = f" (journal {journal})"
@@ -133,22 +144,6 @@ def _reachable_host() -> str:
 
     addrs = reachable_addresses()
     return addrs[0] if addrs else "THIS-MACHINE"
-
-
-def journal_dir() -> Path:
-    """The per-user folder that holds the default journals."""
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("guidist", appauthor=False))
-
-
-def default_journal_path(name: str = "window") -> Path:
-    """The default journal of one server: "window", or "serve-PORT" for ``guidist serve``.
-
-    One file per server, so the window and a headless server (or two on different ports) never
-    share one; restarting on the same port finds its own journal again.
-    """
-    return journal_dir() / f"{name}.sqlite"
 
 
 def _journal_arg(args: argparse.Namespace) -> Path:
@@ -206,41 +201,6 @@ def add_import_paths(paths: Sequence[str]) -> None:
     sys.path[:0] = [p for i, p in enumerate(wanted) if p not in wanted[:i]]
 
 
-def _tasks_from_file(path: str) -> Iterator[tuple[tuple, dict | None]]:
-    """Yield (args, kwargs) from a JSON-lines or CSV file; errors name the line."""
-    p = Path(path)
-    try:
-        handle = p.open(encoding="utf-8", newline="")
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        if p.suffix.lower() == ".csv":
-            for lineno, row in enumerate(csv.reader(handle), 1):
-                if not row or all(not c.strip() for c in row):
-                    continue
-                try:
-                    yield tuple(parse_value(c) for c in row), None
-                except ValueError as exc:
-                    raise CliError(f"{path}:{lineno}: {exc}") from None
-            return
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CliError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if isinstance(value, dict) and ("args" in value or "kwargs" in value):
-                args = value.get("args", [])
-                kwargs = value.get("kwargs")
-                if not isinstance(args, list) or not (kwargs is None or isinstance(kwargs, dict)):
-                    raise CliError(f"{path}:{lineno}: 'args' must be a list and 'kwargs' an "
-                                   "object")
-                yield tuple(args), kwargs
-            else:
-                yield as_args(value), None
-
-
 def cmd_submit(args: argparse.Namespace) -> int:
     """Queue tasks and say how many."""
     try:
@@ -263,8 +223,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
         groups = {None: [arg] * args.count}
     else:
         groups = {}
-        for a, kw in _tasks_from_file(args.file):
-            groups.setdefault(json.dumps(kw, sort_keys=True) if kw else None, []).append(a)
+        try:
+            for a, kw in iter_file_rows(args.file):
+                groups.setdefault(json.dumps(kw, sort_keys=True) if kw else None, []).append(a)
+        except RowError as exc:
+            raise CliError(str(exc)) from None
     client = _client(args)
     total = 0
     for kw_key, arg_list in groups.items():
@@ -306,7 +269,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the ledger (or part of it) as CSV or JSON lines, from a journal or a live server."""
-    from .core.store import iter_ledger, write_export
+    from .core.backends.memory.journal import iter_ledger, write_export
 
     fmt = args.format or ("csv" if (args.output or "").lower().endswith(".csv") else "jsonl")
     states = args.state or None
@@ -314,7 +277,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CliError("pass --journal FILE or a server (--connect, --redis), not both")
     if not args.journal and target_from(args) is not None:
         client = _client(args)
-        tasks = (t for state in (states or [None]) for t in iter_tasks(client, state))
+        tasks: Iterator[Task] = (t for state in (states or [None])
+                                 for t in iter_tasks(client, state))
     else:
         tasks = iter_ledger(_journal_arg(args), states)
     if args.output and args.output != "-":
@@ -332,7 +296,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Delete old finished tasks from a journal's ledger (failures are kept longer)."""
-    from .core.store import prune_journal
+    from .core.backends.memory.journal import prune_journal
 
     path = _journal_arg(args)
     day = 86400.0
@@ -392,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_gui_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", default="127.0.0.1", metavar="HOST", help="address to listen on")
-        p.add_argument("--port", type=int, metavar="PORT", default=0, help="port to listen on (0: any free)")
+        p.add_argument("--port", type=int, metavar="PORT", default=0,
+                       help="port to listen on (0: any free)")
         p.add_argument("--demo", action="store_true",
                        help="start the server, 2 workers and a steady mixed load")
         p.add_argument("--no-journal", action="store_true", help="keep state in memory only")
@@ -414,20 +379,24 @@ def build_parser() -> argparse.ArgumentParser:
                          "--backend redis"], parents)
     serve.add_argument("--host", default="127.0.0.1", metavar="HOST",
                        help="address to listen on (0.0.0.0: every interface)")
-    serve.add_argument("--port", type=int, metavar="PORT", default=5000, help="port (0: any free port)")
+    serve.add_argument("--port", type=int, metavar="PORT", default=5000,
+                       help="port (0: any free port)")
     _add_key(serve)
     serve.add_argument("--insecure", action="store_true",
                        help="accept a weak key on a non-loopback address")
-    serve.add_argument("--lease-timeout", type=float, metavar="SECONDS", default=30.0,
+    serve.add_argument("--lease-timeout", type=float, metavar="SECONDS",
+                       default=DEFAULTS.lease_timeout,
                        help="seconds without a heartbeat before a worker's tasks are requeued")
-    serve.add_argument("--max-attempts", type=int, metavar="N", default=3,
+    serve.add_argument("--max-attempts", type=int, metavar="N", default=DEFAULTS.max_attempts,
                        help="lease expiries before a task is dead")
-    serve.add_argument("--journal", metavar="FILE", help="SQLite journal file (default: per-user data dir)")
+    serve.add_argument("--journal", metavar="FILE",
+                       help="SQLite journal file (default: per-user data dir)")
     serve.add_argument("--no-journal", action="store_true", help="keep state in memory only")
     serve.add_argument("--backend", metavar="memory|redis://HOST:PORT/DB",
                        help="where the queue's state lives: memory (default, with the journal) "
                             f"or a Redis URL ('redis' alone reads ${REDIS_ENV})")
-    serve.add_argument("--interval", type=float, metavar="SECONDS", default=5.0, help="seconds between status lines")
+    serve.add_argument("--interval", type=float, metavar="SECONDS", default=5.0,
+                       help="seconds between status lines")
 
     worker = add_command(sub, "worker", "run a worker",
                          "Run one worker until stopped: it claims tasks in batches, runs them "
@@ -444,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="most tasks leased per claim (the batch adapts below it)")
     worker.add_argument("--give-up-after", type=float, metavar="SECONDS", default=60.0,
                         help="seconds without a server before exiting non-zero")
-    worker.add_argument("--heartbeat", type=float, metavar="SECONDS", default=5.0, help="heartbeat period (s)")
+    worker.add_argument("--heartbeat", type=float, metavar="SECONDS", default=5.0,
+                        help="heartbeat period (s)")
     worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     worker.add_argument("--max-tasks", type=int, metavar="N", help="exit after this many tasks")
     worker.add_argument("--mode", choices=["inline", "process", "thread", "async"],
@@ -500,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--state", action="append",
                         choices=[s.value for s in TaskState], help="only these states")
     export.add_argument("--format", choices=["csv", "jsonl"], help="default: from -o's suffix")
-    export.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
+    export.add_argument("-o", "--output", metavar="FILE",
+                        help="file to write (default: standard output)")
 
     prune = add_command(sub, "prune", "delete old finished tasks from a journal",
                         "Delete old finished tasks from a journal's ledger; failures are kept "
@@ -511,8 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="delete successes older than this")
     prune.add_argument("--failed-days", type=float, metavar="DAYS", default=30.0,
                        help="delete failures older than this (kept longer)")
-    prune.add_argument("--keep-done", type=int, metavar="N", help="keep at most this many successes")
-    prune.add_argument("--keep-failed", type=int, metavar="N", help="keep at most this many failures")
+    prune.add_argument("--keep-done", type=int, metavar="N",
+                       help="keep at most this many successes")
+    prune.add_argument("--keep-failed", type=int, metavar="N",
+                       help="keep at most this many failures")
 
     for module in (control, task_view, workers):
         module.add_parsers(sub, parents)

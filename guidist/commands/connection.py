@@ -15,13 +15,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ..core.client import Client, describe_address
+from ..core.client import Client
+from ..core.connection import describe_address
 from ..core.security import parse_address
+from ..core.urls import REDIS_URL_ENV, redact_url, resolve_url
 from .failures import CliError
 
 KEY_ENV = "GUIDIST_AUTHKEY"
 CONNECT_ENV = "GUIDIST_CONNECT"
-REDIS_ENV = "GUIDIST_REDIS_URL"  # the Redis URL (and password) stays out of process lists
+REDIS_ENV = REDIS_URL_ENV  # the Redis URL (and password) stays out of process lists
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,6 @@ class Target:
     def describe(self) -> str:
         """For messages: host:port, or the Redis URL without its password."""
         if self.redis_url is not None:
-            from ..core.redis_backend import redact_url
-
             return redact_url(self.redis_url)
         assert self.address is not None
         return describe_address(self.address)
@@ -98,8 +98,6 @@ def parse_connect(text: str, source: str = "") -> tuple[str, int]:
 
 def redis_url(value: str | None) -> str:
     """A Redis URL from the option, else from $GUIDIST_REDIS_URL; CliError if there is none."""
-    from ..core.redis_backend import resolve_url
-
     try:
         return resolve_url(value or None)
     except ValueError as exc:
@@ -147,20 +145,14 @@ def open_client(args: argparse.Namespace) -> Client:
     target = require_target(args)
     log.debug("connecting to %s", target.describe())  # -vv: which server a command chose
     if target.redis_url is not None:
-        from ..core.redis_backend import RedisClient
-
-        return RedisClient(target.redis_url).connect()
+        return Client.redis(target.redis_url).connect()
     assert target.address is not None
     return Client(target.address, key_from(args, required=True) or "").connect()
 
 
 def close_client(client: Client) -> None:
-    """Close a client; a Redis one also stops its connections and listener thread."""
-    shutdown = getattr(client, "shutdown", None)
-    if callable(shutdown):
-        shutdown()
-    else:
-        client.close()
+    """Close a client for good (a Redis one also stops its listener thread)."""
+    client.shutdown()
 
 
 @contextmanager
