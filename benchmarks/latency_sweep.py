@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(Path(args.replot).read_text())
         ok = draw({**saved["points"], "rounds": saved["rounds"]}, Path(args.png),
                   saved["machine"])
-        print(f"drew {args.png}" if ok else "matplotlib is missing (pip install '.[bench]')")
+        print(f"drew {args.png}" if ok else "matplotlib is missing (pip install matplotlib)")
         return 0 if ok else 1
     run_s, deadline_s = (QUICK_RUN_S, QUICK_DEADLINE_S) if args.quick else (RUN_S, DEADLINE_S)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     if draw({**points, "rounds": rounds}, Path(args.png), info):
         print(f"drew {args.png}")
     else:
-        print("figure not drawn: matplotlib is missing (pip install '.[bench]')")
+        print("figure not drawn: matplotlib is missing (pip install matplotlib)")
     return code
 
 

@@ -138,9 +138,12 @@ class WorkerInfo:
     @property
     def host_label(self) -> str:
         """"host (address)" for people; just the host when the address adds nothing."""
-        if not self.address or self.address == self.host:
-            return self.host
-        return f"{self.host} ({self.address})"
+        return host_label(self.host, self.address)
+
+
+def host_label(host: str, address: str) -> str:
+    """"host (address)", or host alone when address is empty or the same."""
+    return host if not address or address == host else f"{host} ({address})"
 
 
 @dataclass(frozen=True)

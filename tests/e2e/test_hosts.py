@@ -24,7 +24,7 @@ import pytest
 
 from guidist.core.client import Client
 from guidist.core.errors import GuidistError
-from guidist.core.protocol import TaskState, WorkerInfo, WorkerState
+from guidist.core.protocol import TaskState, WorkerState
 from guidist.core.transport import DEAD_PEER_ENV
 from guidist.gui.remote_script import worker_script
 from tests import netns
@@ -101,19 +101,10 @@ def worker(lab: netns.Lab, host: str, address: tuple[str, int], tmp_path: Path,
 
 
 def listed_workers(address: tuple[str, int]) -> list[dict[str, Any]]:
-    """The server's workers as dicts: from ``guidist workers --json`` when the CLI has that
-    command, else from Client.workers() (the same WorkerInfo records)."""
+    """The server's workers, as ``guidist workers --json`` prints them."""
     done = run_cli("workers", "--connect", f"{address[0]}:{address[1]}", "--json", key=KEY)
-    if done.returncode == 0:
-        parsed = json.loads(done.stdout)
-        return list(parsed["workers"] if isinstance(parsed, dict) else parsed)
-    with Client(address, KEY) as c:
-        return [_as_dict(w) for w in c.workers()]
-
-
-def _as_dict(w: WorkerInfo) -> dict[str, Any]:
-    return {"id": w.id, "name": w.name, "host": w.host, "address": w.address, "kind": w.kind,
-            "state": w.state.value, "done": w.done, "running": w.running}
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout))
 
 
 def by_address(workers: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:

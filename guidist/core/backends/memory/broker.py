@@ -180,7 +180,7 @@ class _Worker:
                           self.concurrency, state, self.joined, self.last_seen, current,
                           len(self.leases), self.done, self.failed,
                           tuple(sorted(self.functions)) if self.functions else (),
-                          self.address)
+                          address=self.address)
 
 
 def _live_row(r: Record) -> tuple:

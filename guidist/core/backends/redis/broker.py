@@ -734,7 +734,7 @@ def _worker_info(w: list) -> WorkerInfo:
     return WorkerInfo(_s(wid), _s(name), _s(host), int(pid or 0), _s(kind), _s(mode),
                       int(conc or 1), st, float(joined or 0), float(seen or 0), current, running,
                       int(done or 0), int(failed or 0),
-                      tuple(sorted(f for f in _s(fns).split(",") if f)), _s(addr))
+                      tuple(sorted(f for f in _s(fns).split(",") if f)), address=_s(addr))
 
 
 def _task(tid: int, h: dict) -> Task:
