@@ -25,6 +25,62 @@ SERIES_FIELDS: tuple[str, ...] = (
 #: Name of the task a bare payload runs with (the tutorial's worker squares integers).
 DEFAULT_TASK = "square"
 
+# Commands a broker returns to workers from heartbeat() and exchange().
+CMD_OK, CMD_STOP, CMD_UNKNOWN = "ok", "stop", "unknown"
+
+#: A claimed group: (function, kwargs, ids, args_list) — one per run of same-function tasks,
+#: with a 5th element, the tasks' time limit in seconds, when they have one (claim_group).
+ClaimGroup = tuple[str, "dict | None", list[int], list[tuple]]
+#: A reported result: (task_id, ok, value) where value is the result or the error text.
+ResultItem = tuple[int, bool, Any]
+
+#: Seconds of the per-second series that the snapshot's throughput averages over.
+THROUGHPUT_WINDOW = 10
+
+
+def check_timeout(timeout: Any) -> float | None:
+    """A task time limit as given by a caller: None, or a positive number of seconds."""
+    if timeout is None:
+        return None
+    try:
+        value = float(timeout)
+    except (TypeError, ValueError):
+        raise ValueError(f"timeout must be a number of seconds, not {timeout!r}") from None
+    if not value > 0:
+        raise ValueError(f"timeout must be more than 0 seconds, not {timeout!r}")
+    return value
+
+
+def claim_group(function: str, kwargs: dict | None, ids: list[int], args_list: list,
+                timeout: float | None) -> ClaimGroup:
+    """A claimed group; a 5th element carries the tasks' time limit when they have one, so a
+    group without one is the 4-tuple every worker understands."""
+    if timeout is None:
+        return (function, kwargs, ids, args_list)
+    return (function, kwargs, ids, args_list, timeout)  # type: ignore[return-value]
+
+
+def classic_prefix(function: str, args: tuple) -> str | None:
+    """The tutorial's ``'n * n = '`` prefix for a square task on an int; None for other tasks."""
+    if function == DEFAULT_TASK and len(args) == 1 and type(args[0]) is int:
+        n = args[0]
+        return "%d * %d = " % (n, n)
+    return None
+
+
+def classic_result_text(function: str, args: tuple, value: Any) -> Any:
+    """Format a result the way the tutorial's worker does (``'%d * %d = %d'``) for square."""
+    prefix = classic_prefix(function, args)
+    if prefix is not None and isinstance(value, int):
+        return f"{prefix}{value}"
+    return value
+
+
+def throughput(points: list[tuple] | tuple[tuple, ...]) -> float:
+    """Finished tasks per second over the newest THROUGHPUT_WINDOW series points (any order)."""
+    recent = points[:THROUGHPUT_WINDOW]
+    return sum(p[2] + p[3] for p in recent) / THROUGHPUT_WINDOW if recent else 0.0
+
 
 class TaskState(str, Enum):
     """Where a task is in its life: queued → running → done | failed; dead; cancelled."""
@@ -100,6 +156,17 @@ class WorkerInfo:
     done: int = 0
     failed: int = 0
     functions: tuple[str, ...] = ()  # the only task functions it claims; () means all
+    address: str = ""  # the IP address it connects from ("" if it did not say)
+
+    @property
+    def host_label(self) -> str:
+        """"host (address)" for people; just the host when the address adds nothing."""
+        return host_label(self.host, self.address)
+
+
+def host_label(host: str, address: str) -> str:
+    """"host (address)", or host alone when address is empty or the same."""
+    return host if not address or address == host else f"{host} ({address})"
 
 
 @dataclass(frozen=True)

@@ -115,10 +115,10 @@ def test_skip_resumes_a_file_without_duplicates(where: str, client: Client,
 
 
 @pytest.mark.parametrize("name, content, pattern", [
-    ("latin1.csv", "café,1\nnaïve,2\n".encode("latin-1"), r"latin1.csv: not UTF-8 text .*UTF-8"),
-    ("binary.csv", b"\x00\x01\x02" * 100 + os.urandom(64), r"binary.csv.*(not UTF-8|not CSV)"),
+    ("latin1.csv", "café,1\nnaïve,2\n".encode("latin-1"), r"latin1.csv: .*not UTF-8 text.*UTF-8"),
+    ("binary.csv", b"\x00\x01\x02" * 100 + os.urandom(64), r"binary.csv.*(not UTF-8|binary)"),
     ("binary.jsonl", b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(256)),
-     r"binary.jsonl.*(not UTF-8|not JSON)"),
+     r"binary.jsonl.*(not UTF-8|binary)"),
     ("deep.jsonl", b"[" * 100_000 + b"]" * 100_000 + b"\n", r"deep.jsonl:1: nested too deeply"),
 ], ids=["latin-1 csv", "binary csv", "binary jsonl", "100k deep json"])
 def test_unreadable_task_files_are_one_line_errors(where: str, client: Client, tmp_path: Path,
@@ -207,7 +207,7 @@ def test_export_reads_a_journal_on_a_read_only_disk(
 def test_an_empty_key_is_refused_on_all_interfaces_and_replaced_visibly_on_loopback(
         procs: Procs) -> None:
     out = run_cli("serve", "--host", "0.0.0.0", "--port", "0", "--no-journal", key="")
-    one_line(out, "serve", r"Refusing a empty key on 0\.0\.0\.0", code=1)
+    one_line(out, "serve", r"Refusing a empty key on 0\.0\.0\.0", code=2)
     p = procs([sys.executable, "-m", "guidist", "serve", "--port", "0", "--no-journal"], key="")
     assert p.stdout is not None
     lines = [p.stdout.readline() for _ in range(2)]

@@ -65,7 +65,7 @@ def test_status_and_submit_fail_fast_against_a_peer_that_never_answers(
     for args in (("status",), ("submit", "--range", "1..3")):
         start = time.monotonic()
         out = run_cli(*args, "--connect", _address(stalled_peer), timeout=40)
-        assert out.returncode == 1, out.stderr
+        assert out.returncode == 3, out.stderr  # ExitCode.UNAVAILABLE
         assert time.monotonic() - start < 20
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and "within 5 s" in lines[0], out.stderr
@@ -231,7 +231,7 @@ def test_an_inline_task_stuck_in_c_fails_and_its_worker_exits_for_a_restart(
     pool = pool_factory(srv, give_up_after=30.0)
     (w,) = pool.launch(1)
     w.process.wait(timeout=30)
-    assert w.returncode == 5
+    assert w.returncode == 7  # ExitCode.STUCK
     t = c.get_task(stuck)
     assert t.state.value == "failed" and "could not be interrupted" in t.error
     # The rest of its batch went back to the queue at once, not after a lease.
@@ -242,13 +242,11 @@ def test_an_inline_task_stuck_in_c_fails_and_its_worker_exits_for_a_restart(
 @needs_redis
 def test_time_limits_hold_for_redis_direct_workers(procs: Procs, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from guidist.core.redis_backend import RedisClient
-
     d = tmp_path / "redis"
     d.mkdir()
     redis = RedisServer(d).start()
     try:
-        c = RedisClient(redis.url, task_timeout=1.0).connect()  # the deployment's default
+        c = Client.redis(redis.url, task_timeout=1.0).connect()  # the deployment's default
         hung = c.submit("tests.jobs:hang", 3600)
         own = c.submit_many("tests.jobs:hang", [(3600,)], timeout=2.0)[0]
         fine = c.submit_many("tests.jobs:slow_square", [(4, 1.5)], timeout=30.0)[0]

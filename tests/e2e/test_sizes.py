@@ -122,7 +122,7 @@ def test_cancel_with_millions_of_ids_returns(srv: ServerProcess, cli: Client) ->
 def test_the_server_enforces_the_argument_limit_itself(srv: ServerProcess, cli: Client) -> None:
     """A client that skips the check (a foreign one, or this one called raw) is refused."""
     cli.snapshot()
-    broker = cli._broker
+    broker = cli.connection._broker
     with pytest.raises(PayloadTooLarge, match="over the server's 1.0 MiB limit"):
         broker.submit("echo", pack([("x" * (2 * LIMIT),)]), None)
     with pytest.raises(PayloadTooLarge):
@@ -136,16 +136,14 @@ def test_the_server_enforces_the_argument_limit_itself(srv: ServerProcess, cli: 
 @needs_redis
 def test_redis_direct_workers_claim_and_report_by_bytes(
         procs: Procs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from guidist.core.redis_backend import RedisClient
-
     d = tmp_path / "redis"
     d.mkdir()
     redis = RedisServer(d).start()
     try:
         url = redis.url
-        c = RedisClient(url, max_payload=LIMIT).connect()
+        c = Client.redis(url, max_payload=LIMIT).connect()
         ids = c.submit_many("echo", payloads(60))
-        broker = c.broker
+        broker = c.connection.broker
         wid = broker.register_worker("probe", "here", 1)["id"]
         groups = broker.claim(wid, 1000)
         assert 1 <= sum(len(g[2]) for g in groups) <= LIMIT // ARG + 1

@@ -5,7 +5,7 @@ Design notes (why it looks the way it does):
 * Queued tasks are kept as the batches the client sent (``_Batch``: a first id plus the list of
   argument tuples), not as one object per task. That keeps a million queued tasks to roughly a
   hundred bytes each and lets ``claim`` hand out a slice per round trip.
-* A task gets a ``_Record`` only once it is claimed; finished records are kept in capped,
+* A task gets a ``Record`` only once it is claimed; finished records are kept in capped,
   insertion-ordered dicts per state, so memory stays bounded when millions of tasks pass.
 * Leases are per worker: one heartbeat renews every lease a worker holds, and the reaper
   requeues all of a silent worker's tasks at once. Constant work per task, no timers per task.
@@ -26,17 +26,27 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from .payload import MAX_PAYLOAD, pack, unpack, unpack_submission
-from .protocol import (
-    DEFAULT_TASK,
+from ...payload import pack, unpack, unpack_submission
+from ...protocol import (
+    CMD_OK,
+    CMD_STOP,
+    CMD_UNKNOWN,
+    THROUGHPUT_WINDOW,
+    ClaimGroup,
     Event,
+    ResultItem,
     Snapshot,
     Task,
     TaskPage,
     TaskState,
     WorkerInfo,
     WorkerState,
+    check_timeout,
+    claim_group,
+    classic_result_text,
+    throughput,
 )
+from ..base import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -49,35 +59,29 @@ QUEUED, RUNNING, DONE, FAILED, DEAD, CANCELLED = (
     TaskState.CANCELLED,
 )
 _FINISHED_STATES = (DONE, FAILED, DEAD, CANCELLED)
-_HOLE = object()  # placeholder for a cancelled or finished item inside a queued batch
+HOLE = object()  # placeholder for a cancelled or finished item inside a queued batch
 _SERIES_SECONDS = 3600
 _MAX_SERIES_REPLY = 900
 _MAX_EVENTS_REPLY = 500
 _SEARCH_SCAN_LIMIT = 200_000
 _ERROR_TEXT_LIMIT = 16_000
 
-# Commands returned to workers by heartbeat() and exchange().
-CMD_OK, CMD_STOP, CMD_UNKNOWN = "ok", "stop", "unknown"
-
-#: A claimed group: (function, kwargs, ids, args_list) — one per run of same-function tasks.
-ClaimGroup = tuple[str, "dict | None", list[int], list[tuple]]
-#: A reported result: (task_id, ok, value) where value is the result or the error text.
-ResultItem = tuple[int, bool, Any]
-
 
 class Journal(Protocol):
-    """What the broker tells a durable store; called under the broker lock, so it must only buffer."""
+    """What the broker tells a durable store; called under the broker lock, so it only buffers."""
 
     def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
                   when: float, classic: bool, timeout: float | None = None) -> int | None: ...
     def wait_durable(self, ticket: int) -> None: ...
     def claimed(self, ids: list[int], attempts: int) -> None: ...
-    def requeued(self, records: list[_Record]) -> None: ...
-    def done(self, records: list[_Record]) -> None: ...
-    def finished(self, records: list[_Record]) -> None: ...
+    def requeued(self, records: list[Record]) -> None: ...
+    def done(self, records: list[Record]) -> None: ...
+    def finished(self, records: list[Record]) -> None: ...
     def throttle(self) -> None: ...
     def checkpoint(self, state: dict[str, Any]) -> None: ...
     def cancelled_ids(self, ids: Iterable[int], when: float) -> None: ...
+    def attach(self, checkpoint: Callable[[], None]) -> None:
+        """Take the broker's checkpoint function, which the journal calls to compact itself."""
 
 
 class NullJournal:
@@ -93,6 +97,9 @@ class NullJournal:
 
     def throttle(self) -> None:
         """Never hold anyone back."""
+
+    def attach(self, checkpoint: Callable[[], None]) -> None:
+        """Nothing to compact."""
 
 
 class _Batch:
@@ -121,7 +128,7 @@ class _Batch:
         return len(self.items) - self.pos - self.holes
 
 
-class _Record:
+class Record:
     """A task that has been claimed at least once (or retried, or cancelled by id)."""
 
     __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
@@ -158,7 +165,7 @@ class _Worker:
 
     __slots__ = ("id", "name", "host", "pid", "kind", "mode", "concurrency", "joined",
                  "last_seen", "current_task", "done", "failed", "leases", "state", "stop",
-                 "functions")
+                 "functions", "address")
 
     def __init__(self, id: str, name: str, host: str, pid: int, kind: str, mode: str,
                  concurrency: int, now: float) -> None:
@@ -167,10 +174,11 @@ class _Worker:
         self.joined = self.last_seen = now
         self.current_task: int | None = None
         self.done = self.failed = 0
-        self.leases: dict[int, _Record] = {}
+        self.leases: dict[int, Record] = {}
         self.state = WorkerState.IDLE
         self.stop = False
         self.functions: frozenset[str] | None = None  # None: claims every function
+        self.address = ""
 
     def info(self) -> WorkerInfo:
         """Freeze into the public dataclass."""
@@ -183,43 +191,13 @@ class _Worker:
         return WorkerInfo(self.id, self.name, self.host, self.pid, self.kind, self.mode,
                           self.concurrency, state, self.joined, self.last_seen, current,
                           len(self.leases), self.done, self.failed,
-                          tuple(sorted(self.functions)) if self.functions else ())
+                          tuple(sorted(self.functions)) if self.functions else (),
+                          address=self.address)
 
 
-def _live_row(r: _Record) -> tuple:
+def _live_row(r: Record) -> tuple:
     """A live task as the journal's checkpoint stores it."""
     return (r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.classic, r.timeout)
-
-
-def check_timeout(timeout: Any) -> float | None:
-    """A task time limit as given by a caller: None, or a positive number of seconds."""
-    if timeout is None:
-        return None
-    try:
-        value = float(timeout)
-    except (TypeError, ValueError):
-        raise ValueError(f"timeout must be a number of seconds, not {timeout!r}") from None
-    if not value > 0:
-        raise ValueError(f"timeout must be more than 0 seconds, not {timeout!r}")
-    return value
-
-
-def claim_group(function: str, kwargs: dict | None, ids: list[int], args_list: list,
-                timeout: float | None) -> ClaimGroup:
-    """A claimed group; a 5th element carries the tasks' time limit when they have one, so a
-    group without one is the 4-tuple every worker understands."""
-    if timeout is None:
-        return (function, kwargs, ids, args_list)
-    return (function, kwargs, ids, args_list, timeout)  # type: ignore[return-value]
-
-
-def classic_result_text(function: str, args: tuple, value: Any) -> Any:
-    """Format a result the way the tutorial's worker does (``'%d * %d = %d'``) for square."""
-    if (function == "square" and len(args) == 1 and isinstance(args[0], int)
-            and isinstance(value, int)):
-        n = args[0]
-        return "%d * %d = %d" % (n, n, value)
-    return value
 
 
 class Broker:
@@ -228,17 +206,17 @@ class Broker:
     def __init__(
         self,
         *,
-        lease_timeout: float = 30.0,
-        max_attempts: int = 3,
-        default_task: str = DEFAULT_TASK,
-        keep_done: int = 20_000,
-        keep_failed: int = 50_000,
-        keep_cancelled: int = 10_000,
+        lease_timeout: float = DEFAULTS.lease_timeout,
+        max_attempts: int = DEFAULTS.max_attempts,
+        default_task: str = DEFAULTS.default_task,
+        keep_done: int = DEFAULTS.keep_done,
+        keep_failed: int = DEFAULTS.keep_failed,
+        keep_cancelled: int = DEFAULTS.keep_cancelled,
         clock: Callable[[], float] = time.time,
         journal: Journal | None = None,
         first_id: int = 1,
-        max_payload: int = MAX_PAYLOAD,
-        task_timeout: float | None = None,
+        max_payload: int = DEFAULTS.max_payload,
+        task_timeout: float | None = DEFAULTS.task_timeout,
     ) -> None:
         self.max_payload = max_payload
         self.task_timeout = task_timeout  # default limit per task run (workers enforce it)
@@ -249,19 +227,20 @@ class Broker:
                       CANCELLED: keep_cancelled}
         self._clock = clock
         self._journal: Journal = journal or NullJournal()
+        self._journal.attach(self.journal_checkpoint)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._next_id = first_id
-        self._lanes: dict[str, deque] = {}  # function -> deque of _Batch | _Record
+        self._lanes: dict[str, deque] = {}  # function -> deque of _Batch | Record
         self._batches: list[_Batch] = []  # every batch still holding items, by first_id
         self._batch_starts: list[int] = []
-        self._lane_records: dict[int, _Record] = {}  # queued records (requeued or retried)
-        self._running: dict[int, _Record] = {}
+        self._lane_records: dict[int, Record] = {}  # queued records (requeued or retried)
+        self._running: dict[int, Record] = {}
         # OrderedDict, not dict: dropping the oldest of a dict that is appended to and trimmed
         # at the front scans the dummies left by deletions (measured ~10 µs per task at 20k).
-        self._finished: dict[TaskState, OrderedDict[int, _Record]] = {
+        self._finished: dict[TaskState, OrderedDict[int, Record]] = {
             s: OrderedDict() for s in _FINISHED_STATES}
-        self._recent: deque[_Record] = deque(maxlen=max(keep_done, 1000))
+        self._recent: deque[Record] = deque(maxlen=max(keep_done, 1000))
         self._result_seq = 0  # results ever finished; the last one in _recent has this number
         self._workers: dict[str, _Worker] = {}
         self._worker_seq = itertools.count(1)
@@ -345,17 +324,20 @@ class Broker:
 
     def register_worker(self, name: str, host: str, pid: int, mode: str = "inline",
                         concurrency: int = 1, kind: str = "guidist",
-                        functions: list[str] | None = None) -> dict[str, Any]:
+                        functions: list[str] | None = None,
+                        address: str = "") -> dict[str, Any]:
         """Add a worker; returns its id (sent with every later call) and the lease timeout.
 
         With functions, the worker only ever claims tasks of those functions (a process-mode
-        worker for the CPU-bound ones, a thread-mode one for I/O, say).
+        worker for the CPU-bound ones, a thread-mode one for I/O, say). address is the IP the
+        worker connects from: host names are often alike across machines, addresses are not.
         """
         with self._lock:
             now = self._clock()
             wid = f"{name}#{next(self._worker_seq)}"
             w = _Worker(wid, name, host, int(pid), kind, mode, int(concurrency), now)
             w.functions = frozenset(functions) if functions else None
+            w.address = str(address or "")
             self._workers[wid] = w
             self._event("worker-joined", f"worker {wid} joined from {host} (pid {pid}, {mode})")
             return {"id": wid, "lease_timeout": self.lease_timeout,
@@ -477,7 +459,7 @@ class Broker:
             if lane_name is None:
                 break
             head = self._lanes[lane_name][0]
-            if type(head) is _Record:
+            if type(head) is Record:
                 size = len(pack(head.args))  # records are few (requeued or retried tasks)
                 if groups and size > budget:
                     break
@@ -521,7 +503,7 @@ class Broker:
             if only is not None and name not in only:
                 continue
             head = lane[0]
-            hid = head.id if type(head) is _Record else head.first_id + head.pos
+            hid = head.id if type(head) is Record else head.first_id + head.pos
             if best_id is None or hid < best_id:
                 best, best_id = name, hid
         return best
@@ -533,7 +515,7 @@ class Broker:
         wid = w.id
         running = self._running
         leases = w.leases
-        if type(head) is _Record:
+        if type(head) is Record:
             lane.popleft()
             if head.state is not QUEUED or self._lane_records.pop(head.id, None) is None:
                 return None  # finished or cancelled while it waited: a lazy deletion
@@ -550,7 +532,7 @@ class Broker:
         first = head.first_id + start
         ids = list(range(first, first + len(items)))
         if head.holes:  # filter before the exhausted batch resets its hole count below
-            keep = [i for i, a in enumerate(items) if a is not _HOLE]
+            keep = [i for i, a in enumerate(items) if a is not HOLE]
             head.holes -= len(items) - len(keep)
             ids = [ids[i] for i in keep]
             items = [items[i] for i in keep]
@@ -561,7 +543,7 @@ class Broker:
             self._prune_batches()
         fn, kw, sub, cl, to = (head.function, head.kwargs, head.submitted, head.classic,
                                head.timeout)
-        new = _Record
+        new = Record
         for tid, args in zip(ids, items):
             running[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, RUNNING, wid, now,
                                              to)
@@ -584,14 +566,14 @@ class Broker:
         recent = self._recent.append
         classic_put = self.classic_results.put
         n_running = n_queued = n_done = n_failed = 0
-        done: list[_Record] = []
-        failed: list[_Record] = []
+        done: list[Record] = []
+        failed: list[Record] = []
         for tid, ok, value in results:
             rec = running_pop(tid, None)
             if rec is not None:
                 n_running += 1
                 holder_id = rec.worker
-                holder = w if holder_id == worker_id else workers.get(holder_id)
+                holder = w if holder_id == worker_id else workers.get(holder_id or "")
                 if holder is not None:
                     holder.leases.pop(tid, None)
             else:
@@ -634,7 +616,7 @@ class Broker:
             self._journal.finished(failed)
         return n_done + n_failed
 
-    def _finish(self, rec: _Record, state: TaskState, now: float, result: Any = None,
+    def _finish(self, rec: Record, state: TaskState, now: float, result: Any = None,
                 error: str | None = None) -> None:
         """Move a record into a finished state; keeps only the newest N per state in memory."""
         rec.state = state
@@ -674,7 +656,7 @@ class Broker:
             self._cv.notify_all()
         return len(back)
 
-    def _requeue(self, rec: _Record) -> None:
+    def _requeue(self, rec: Record) -> None:
         rec.state, rec.worker, rec.started = QUEUED, None, None
         self._lanes.setdefault(rec.function, deque()).appendleft(rec)
         self._lane_records[rec.id] = rec
@@ -767,15 +749,15 @@ class Broker:
         with self._lock:
             now = self._clock()
             ids: list[int] = []
-            recs: list[_Record] = []
+            recs: list[Record] = []
             for lane in self._lanes.values():
                 for item in lane:
-                    if type(item) is _Record:
+                    if type(item) is Record:
                         if self._lane_records.pop(item.id, None) is not None:
                             recs.append(item)
                     else:
                         ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
-                                   if item.items[i] is not _HOLE)
+                                   if item.items[i] is not HOLE)
             for rec in recs:
                 self._finish(rec, CANCELLED, now)
             self._counts[CANCELLED] += len(ids)
@@ -813,7 +795,7 @@ class Broker:
             ids = list(self._finished[FAILED]) + list(self._finished[DEAD])
         return self.retry(ids)
 
-    def _requeue_finished(self, rec: _Record, state: TaskState) -> None:
+    def _requeue_finished(self, rec: Record, state: TaskState) -> None:
         self._counts[state] -= 1
         rec.attempts = 0
         rec.result = rec.error = rec.finished = None
@@ -841,17 +823,17 @@ class Broker:
         b = self._batches[i]
         return b if tid < b.first_id + len(b.items) else None
 
-    def _punch_hole(self, tid: int) -> _Record | None:
+    def _punch_hole(self, tid: int) -> Record | None:
         """Take a still-queued task out of its batch; returns a record for it, or None."""
         b = self._find_batch(tid)
         if b is None:
             return None
         idx = tid - b.first_id
-        if idx < b.pos or b.items[idx] is _HOLE:
+        if idx < b.pos or b.items[idx] is HOLE:
             return None
-        rec = _Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic,
+        rec = Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic,
                       timeout=b.timeout)
-        b.items[idx] = _HOLE
+        b.items[idx] = HOLE
         b.holes += 1
         return rec
 
@@ -889,9 +871,8 @@ class Broker:
             extra["journal"] = status()  # path, error (disk full...), lag
         return extra
 
-    def _throughput(self, seconds: int = 10) -> float:
-        pts = list(itertools.islice(reversed(self._series), seconds))
-        return sum(p[2] + p[3] for p in pts) / seconds if pts else 0.0
+    def _throughput(self) -> float:
+        return throughput(list(itertools.islice(reversed(self._series), THROUGHPUT_WINDOW)))
 
     def get_task(self, task_id: int) -> Task | None:
         """One task by id, wherever it is; None if unknown or pruned from memory."""
@@ -907,7 +888,7 @@ class Broker:
             b = self._find_batch(task_id)
             if b is not None:
                 idx = task_id - b.first_id
-                if idx >= b.pos and b.items[idx] is not _HOLE:
+                if idx >= b.pos and b.items[idx] is not HOLE:
                     return Task(task_id, b.function, b.items[idx], b.kwargs, QUEUED, 0,
                                 b.submitted)
             return None
@@ -961,7 +942,7 @@ class Broker:
         seen: set[int] = set()
         for lane in list(self._lanes.values()):
             for item in list(lane):
-                if type(item) is _Record:
+                if type(item) is Record:
                     if (item.state is not QUEUED or item.id not in self._lane_records
                             or item.id in seen):
                         continue
@@ -979,7 +960,7 @@ class Broker:
                     start, skip = start + skip, 0
                 for i in range(start, len(item.items)):
                     args = item.items[i]
-                    if args is _HOLE:
+                    if args is HOLE:
                         continue
                     if skip:
                         skip -= 1
@@ -1003,7 +984,7 @@ class Broker:
         return TaskPage(len(matches), offset, tuple(matches[offset:offset + limit]))
 
     def results_since(self, cursor: int, limit: int = 1000) -> tuple[int, list[Task]]:
-        """Tasks finished after cursor (a sequence number), oldest first; returns (cursor, tasks)."""
+        """Tasks finished after cursor (a sequence number), oldest first: (cursor, tasks)."""
         with self._lock:
             if not self._recent:
                 return cursor, []
@@ -1080,6 +1061,7 @@ class Broker:
         if w is None:
             host = conn_key.rsplit("@", 1)[-1]
             w = _Worker(wid, "classic", host, 0, "classic", "classic", 1, self._clock())
+            w.address = host  # the peer address of its connection
             self._workers[wid] = w
             self._event("worker-joined", f"classic worker connected from {host}")
         return w
@@ -1125,12 +1107,12 @@ class Broker:
                     run_next = tid + 1
                     continue
                 flush_run()
-                rec = _Record(tid, fn, args, kwargs, attempts, sub, classic, timeout=timeout)
+                rec = Record(tid, fn, args, kwargs, attempts, sub, classic, timeout=timeout)
                 self._lanes.setdefault(fn, deque()).append(rec)
                 self._lane_records[tid] = rec
             flush_run()
             for t in finished:
-                rec = _Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False)
+                rec = Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False)
                 rec.state, rec.started, rec.finished = t.state, t.started, t.finished
                 rec.worker, rec.result, rec.error = t.worker, t.result, t.error
                 self._finished[t.state][t.id] = rec
@@ -1157,7 +1139,7 @@ class Broker:
             seen: set[int] = set()
             for lane in self._lanes.values():
                 for item in lane:
-                    if type(item) is _Record:
+                    if type(item) is Record:
                         if (item.state is QUEUED and item.id in self._lane_records
                                 and item.id not in seen):
                             seen.add(item.id)

@@ -42,13 +42,13 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .broker import _HOLE, Broker, _Record
-from .errors import JournalInUse, JournalUnavailable, JournalUnreadable
-from .protocol import Task, TaskState
+from ...errors import JournalInUse, JournalUnavailable, JournalUnreadable
+from ...protocol import Task, TaskState
+from .broker import HOLE, Broker, Record
 
 log = logging.getLogger(__name__)
 
@@ -197,12 +197,16 @@ class SqliteJournal:
         self._wake = threading.Event()  # a submit waits for its commit: write now
         self._oldest: float | None = None  # when the oldest buffered change arrived
         self._writing_since: float | None = None  # the oldest change of the flush under way
-        self._broker: Broker | None = None  # set by open_journaled_broker, for checkpoints
+        self._checkpoint_fn: Callable[[], None] | None = None  # the broker's, via attach()
         self._rows_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._purged = 0  # tasks purged so far (never got a record), for checkpoints
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def attach(self, checkpoint: Callable[[], None]) -> None:
+        """The broker hands over its checkpoint function; the writer thread calls it to compact."""
+        self._checkpoint_fn = checkpoint
 
     # -------------------------------------------------------------- broker hooks (under lock)
 
@@ -225,7 +229,7 @@ class SqliteJournal:
         """Record leases (ids all at the same attempt), so a restart counts the attempt."""
         self._add("claim", (ids, attempts))
 
-    def requeued(self, records: list[_Record]) -> None:
+    def requeued(self, records: list[Record]) -> None:
         """Record tasks going back to the queue (lease expiry, release, retry), in full.
 
         Requeues are rare, and a retried task's submit row may be gone after a checkpoint,
@@ -234,12 +238,12 @@ class SqliteJournal:
         self._add("requeue", [(r.id, r.attempts, r.function, r.args, r.kwargs, r.submitted,
                                r.classic, r.timeout) for r in records])
 
-    def done(self, records: list[_Record]) -> None:
+    def done(self, records: list[Record]) -> None:
         """Record a batch of successes: O(1) under the broker lock (done records never change),
         written later as one row for the whole batch."""
         self._add("done", records)
 
-    def finished(self, records: list[_Record]) -> None:
+    def finished(self, records: list[Record]) -> None:
         """Record failed, dead or cancelled tasks (copied: a retry changes the record)."""
         self._add("finish", [(r.id, r.function, r.args, r.kwargs, r.state.value, r.attempts,
                               r.submitted, r.started, r.finished, r.worker, r.result, r.error,
@@ -353,13 +357,13 @@ class SqliteJournal:
                 continue
             # Behind (changes piled up while writing)? Write again at once.
             wait = 0.0 if self.lag() >= self.flush_interval else self.flush_interval
-            if (self._broker is not None and self._rows_since_checkpoint > CHECKPOINT_ROWS
+            if (self._checkpoint_fn is not None and self._rows_since_checkpoint > CHECKPOINT_ROWS
                     and time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS):
                 # Compact while running, so the log (and a restart's replay) stays small.
                 self._last_checkpoint = time.monotonic()
                 self._rows_since_checkpoint = 0
                 try:
-                    self._broker.journal_checkpoint()
+                    self._checkpoint_fn()
                 except Exception:
                     log.exception("journal checkpoint failed")
 
@@ -495,7 +499,7 @@ class SqliteJournal:
         # (then their submit was refused and they must not come back on a restart).
         pending = [b for ticket, b in state.get("pending", ()) if ticket not in self._dropped]
         submitted = state["submitted"] + sum(len(b[3]) for b in pending)
-        batches = [(first, fn, kw, [None if a is _HOLE else a for a in items], sub, classic,
+        batches = [(first, fn, kw, [None if a is HOLE else a for a in items], sub, classic,
                     *timeout)
                    for first, fn, kw, items, sub, classic, *timeout in [*state["batches"],
                                                                          *pending]]
@@ -741,12 +745,13 @@ def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterat
 
     Raises JournalUnreadable (naming the file) when it is damaged or not a journal.
     """
+    wanted = {TaskState(s).value for s in states} if states else None  # ValueError: bad state
     try:
         db = _connect_readonly(path)
     except sqlite3.Error as exc:
         raise JournalUnreadable(_unreadable(path, exc, "read")) from None
     try:
-        yield from _ledger_rows(db, states)
+        yield from _ledger_rows(db, wanted)
     except JournalUnreadable:
         raise
     except (sqlite3.Error, pickle.UnpicklingError, EOFError, ValueError, TypeError,
@@ -756,8 +761,7 @@ def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterat
         db.close()
 
 
-def _ledger_rows(db: sqlite3.Connection, states: Iterable[str] | None) -> Iterator[Task]:
-    wanted = {TaskState(s).value for s in states} if states else None
+def _ledger_rows(db: sqlite3.Connection, wanted: set[str] | None) -> Iterator[Task]:
     if wanted is None or TaskState.DONE.value in wanted:
         for (blob,) in db.execute("SELECT data FROM done ORDER BY seq"):
             for d in pickle.loads(blob):
