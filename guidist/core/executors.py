@@ -358,7 +358,7 @@ class ProcessExecutor(Executor):
                     if child is None or child not in self._busy:
                         continue
                     try:
-                        outcome = r.recv()
+                        outcome = child.conn.recv()
                     except (EOFError, OSError):
                         continue  # it died: its sentinel says so below
                     done.append((self._busy.pop(child).future, outcome))

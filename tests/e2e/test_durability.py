@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from guidist.core.backends.memory.journal import iter_ledger
 from guidist.core.client import Client
 from guidist.core.errors import JournalInUse, JournalUnavailable
 from guidist.core.pool import WorkerPool
 from guidist.core.protocol import TaskState
 from guidist.core.server import ServerProcess
-from guidist.core.backends.memory.journal import iter_ledger
 from tests.conftest import TEST_KEY, wait_for
 
 Procs = Callable[..., subprocess.Popen]

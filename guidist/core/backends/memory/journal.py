@@ -701,7 +701,6 @@ def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERV
     except Exception as exc:  # damaged rows: sqlite3.DatabaseError, unpickling errors...
         journal.close()
         raise JournalUnreadable(_unreadable(path, exc, "read")) from None
-    journal._broker = broker
     if info["queued"]:
         log.info("restored %d queued task(s) from %s", info["queued"], path)
     journal.start()
