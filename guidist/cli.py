@@ -163,12 +163,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def journal_trouble(snap: Snapshot) -> str | None:
     """A line saying the journal cannot be written, and where, or None when all is well."""
-    info = snap.extra.get("journal") if snap.extra else None
-    if not info or not info.get("error"):
+    problem = snap.journal_problem()
+    if problem is None:
         return None
-    return (f"JOURNAL ERROR: cannot write {info['path']} ({info['error']}) for "
-            f"{info.get('failing_for', 0):.0f} s: submits are refused; "
-            f"{info.get('unwritten', 0)} change(s) wait in memory and are retried every second")
+    since = (snap.extra.get("journal") or {}).get("failing_for", 0)
+    return f"JOURNAL ERROR for {since:.0f} s: {problem}"
 
 
 def _reachable_host() -> str:

@@ -206,6 +206,15 @@ class Snapshot:
         """Workers that are not offline."""
         return sum(1 for w in self.workers if w.state is not WorkerState.OFFLINE)
 
+    def journal_problem(self) -> str | None:
+        """Why the server's journal cannot be written, and where; None while it can be."""
+        info = self.extra.get("journal") if self.extra else None
+        if not info or not info.get("error"):
+            return None
+        return (f"cannot write the journal {info['path']} ({info['error']}): submits are "
+                f"refused; {info.get('unwritten', 0)} change(s) wait in memory and are retried "
+                "every second")
+
     def to_status(self) -> dict[str, Any]:
         """The flat dict ``guidist status --json`` prints."""
         status: dict[str, Any] = {s.value: self.counts.get(s.value, 0) for s in TaskState}

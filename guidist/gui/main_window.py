@@ -178,7 +178,13 @@ class MainWindow(QMainWindow):
         self.paused_label.setObjectName("statusPausedLabel")
         self.paused_label.setStyleSheet("color:#e8850c; font-weight:bold;")
         self.paused_label.hide()
-        for w in (self.paused_label, self.counts_label, self.workers_label, self.rate_label):
+        # A journal that cannot be written (a full disk) refuses submits: say so, and where.
+        self.journal_label = QLabel("JOURNAL CANNOT BE WRITTEN")
+        self.journal_label.setObjectName("statusJournalLabel")
+        self.journal_label.setStyleSheet("color:#d62728; font-weight:bold;")
+        self.journal_label.hide()
+        for w in (self.journal_label, self.paused_label, self.counts_label, self.workers_label,
+                  self.rate_label):
             bar.addPermanentWidget(w)
         self._show_counts(None)
 
@@ -532,6 +538,13 @@ class MainWindow(QMainWindow):
         self.tasks_panel.search_edit.selectAll()
 
     def _show_counts(self, snap: Snapshot | None) -> None:
+        problem = snap.journal_problem() if snap is not None else None
+        self.journal_label.setVisible(problem is not None)
+        if snap is not None and problem is not None:
+            info = snap.extra["journal"]
+            self.journal_label.setText(f"JOURNAL CANNOT BE WRITTEN ({info['error']}): "
+                                       f"{info['path']}")
+        self.journal_label.setToolTip(problem or "")
         if snap is None:
             self.counts_label.setText("no server")
             self.workers_label.setText("")

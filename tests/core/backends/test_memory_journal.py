@@ -266,3 +266,89 @@ def test_a_checkpoint_while_running_compacts_the_log_and_loses_nothing(path: Pat
     assert snap.submitted == 11
     assert b.submit("square", [(0,)]) == (12, 1)
     b.close()
+
+
+# ---------------------------------------------------------------------- group commit (issue 11)
+
+
+def _rows_on_disk(path: Path) -> int:
+    """Tasks in submit rows that another connection can read now (what survives a kill)."""
+    import pickle
+
+    db = sqlite3.connect(path, timeout=5)
+    try:
+        return sum(len(pickle.loads(blob)[3]) for (blob,) in
+                   db.execute("SELECT data FROM log WHERE kind = 'submit'"))
+    finally:
+        db.close()
+
+
+def test_a_submit_returns_once_it_is_on_disk(path: Path) -> None:
+    b = open_journaled_broker(path, flush_interval=5.0)  # the batch window plays no part
+    for n in (1, 2, 3):
+        b.submit("square", [(i,) for i in range(1000)])
+        assert _rows_on_disk(path) == 1000 * n  # read by another connection, at once
+    b.close()
+
+
+def test_concurrent_submits_share_commits(path: Path) -> None:
+    import threading
+
+    b = open_journaled_broker(path)
+    journal = b._journal
+    commits = 0
+    write_all = journal._write_all
+
+    def counting(buf: list) -> int:
+        nonlocal commits
+        commits += 1
+        return write_all(buf)
+
+    journal._write_all = counting  # type: ignore[method-assign]
+    threads = [threading.Thread(target=lambda: [b.submit("square", [(i,)]) for i in range(25)])
+               for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert b.snapshot().count("queued") == 400
+    assert 0 < commits < 400  # a commit per burst, not per submit
+    b.close()
+    assert _rows_on_disk(path) == 400
+
+
+def test_a_full_journal_refuses_submits_keeps_the_rest_and_recovers(path: Path) -> None:
+    from guidist.core.errors import JournalUnavailable
+
+    b = open_journaled_broker(path, lease_timeout=30)
+    acked = [b.submit("echo", [("x" * 100,)] * 100)[0]]
+    db = b._journal._db
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages + 8}")  # about 32 KiB more, then "full"
+    with pytest.raises(JournalUnavailable, match=r"be written \(database or disk is full"):
+        for _ in range(100):
+            first, _n = b.submit("echo", [(f"{i:05d}" * 40,) for i in range(500)])
+            acked.append(first)
+    refused_at = b.snapshot().count("queued")
+    with pytest.raises(JournalUnavailable, match="nothing was queued"):
+        b.submit("square", [(1,)])  # refused at once while the journal cannot be written
+    assert b.snapshot().count("queued") == refused_at
+    assert "full" in b.snapshot().extra["journal"]["error"]
+    # Workers go on meanwhile: completing is not held back by the stuck writer.
+    w = b.register_worker("w", "h", 1)["id"]
+    groups = b.claim(w, 50)
+    start = time.monotonic()
+    b.complete(w, [(tid, True, "ok") for tid in ids_of(groups)])
+    assert time.monotonic() - start < 2
+    db.execute("PRAGMA max_page_count = 1073741823")  # space is back
+    deadline = time.monotonic() + 10
+    while b.snapshot().extra["journal"]["error"] is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b.snapshot().extra["journal"]["error"] is None
+    b.submit("square", [(2,)])
+    b = reopen(b, path)
+    snap = b.snapshot()
+    assert snap.count("queued") + snap.count("done") == refused_at + 1
+    assert snap.count("done") == len(ids_of(groups))  # the results kept in memory were written
+    assert all(b.get_task(first) is not None for first in acked)
+    b.close()

@@ -377,18 +377,22 @@ class SqliteJournal:
         with self._buf_lock:
             buf, self._buf = self._buf, []
             self._writing_since, self._oldest = self._oldest, None
-        if not buf:
+            failing = self._failure is not None
+        if not buf and not failing:
             with self._saved:
                 self._writing_since = None
                 self._saved.notify_all()
             return 0
         try:
-            self._purged = self._write_all(buf)
+            # While failing with nothing to write, a tiny write tells when the disk is back:
+            # otherwise submits would stay refused for ever on an idle server.
+            self._purged = self._write_all(buf) if buf else self._probe()
         except BaseException as exc:
             self._write_failed(buf, exc)
             raise
         with self._saved:
-            self._durable = max(self._durable, buf[-1][0])
+            if buf:
+                self._durable = max(self._durable, buf[-1][0])
             self._writing_since = None
             if self._failure is not None:
                 log.warning("the journal %s can be written again", self.path)
@@ -440,6 +444,14 @@ class SqliteJournal:
         self._write(rows, requeued, finished, done_rows)
         db.execute("COMMIT")
         return purged
+
+    def _probe(self) -> int:
+        """Write one small row (is the journal writable again?); returns the purge count."""
+        db = self._db
+        db.execute("BEGIN")
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('written', ?)", (time.time(),))
+        db.execute("COMMIT")
+        return self._purged
 
     def _write_failed(self, buf: list[tuple[int, str, Any]], exc: BaseException) -> None:
         """Undo a failed write: roll back if SQLite has not, keep the changes, refuse submits."""
