@@ -147,6 +147,24 @@ def _lock_journal(path: Path) -> tuple[IO[bytes], IO[str] | None]:
     return target, note
 
 
+def _submits_first(buf: list[tuple[int, str, Any]]) -> tuple[list, list]:
+    """Split a flush into the submits that may be committed ahead and everything else.
+
+    Nothing else in the buffer can refer to a task of a pending submit (it cannot be claimed,
+    cancelled or finished before its commit), so submits may go first; only a checkpoint must
+    stay behind the submits before it, since it replaces their rows (submits after it stay
+    after it too).
+    """
+    early: list = []
+    rest: list = []
+    for i, entry in enumerate(buf):
+        if entry[1] == "checkpoint":
+            rest.extend(buf[i:])
+            break
+        (early if entry[1] == "submit" else rest).append(entry)
+    return early, rest
+
+
 def _describe_write_error(exc: BaseException) -> str:
     """A short reason for a failed write ("database or disk is full", "No space left...")."""
     if isinstance(exc, sqlite3.Error):
@@ -189,6 +207,7 @@ class SqliteJournal:
         self._saved = threading.Condition(self._buf_lock)  # notified after every write attempt
         self._ticket = 0  # the last ticket handed out (one per change)
         self._durable = 0  # every change up to this ticket is committed
+        self._early: set[int] = set()  # submit tickets above _durable, committed ahead
         self._refused: dict[int, str] = {}  # submit tickets a failed write dropped -> why
         self._dropped: set[int] = set()  # every submit ticket ever refused (for checkpoints)
         self._failure: str | None = None  # why the last write failed; None while all is well
@@ -284,7 +303,8 @@ class SqliteJournal:
                 pass  # the refusal below says why
         self._wake.set()
         with self._saved:
-            while self._durable < ticket or ticket in self._refused:
+            while ((self._durable < ticket and ticket not in self._early)
+                   or ticket in self._refused):
                 why = self._refused.pop(ticket, None)
                 if why is not None:
                     raise JournalUnavailable(why)
@@ -383,6 +403,20 @@ class SqliteJournal:
                 self._writing_since = None
                 self._saved.notify_all()
             return 0
+        last = buf[-1][0] if buf else 0  # every ticket up to it is durable after this flush
+        early, rest = _submits_first(buf)
+        if early and rest:
+            # Submits get a transaction of their own, first: under load most of a flush is
+            # pickling the results that piled up meanwhile, and a submit must not wait for that.
+            try:
+                self._write_all(early)
+            except BaseException as exc:
+                self._write_failed(buf, exc)
+                raise
+            with self._saved:
+                self._early.update(entry[0] for entry in early)
+                self._saved.notify_all()
+            buf = rest
         try:
             # While failing with nothing to write, a tiny write tells when the disk is back:
             # otherwise submits would stay refused for ever on an idle server.
@@ -391,8 +425,9 @@ class SqliteJournal:
             self._write_failed(buf, exc)
             raise
         with self._saved:
-            if buf:
-                self._durable = max(self._durable, buf[-1][0])
+            if last:
+                self._durable = max(self._durable, last)
+                self._early = {t for t in self._early if t > self._durable}
             self._writing_since = None
             if self._failure is not None:
                 log.warning("the journal %s can be written again", self.path)
