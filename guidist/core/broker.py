@@ -17,6 +17,7 @@ Design notes (why it looks the way it does):
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import logging
 import queue
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 from .payload import MAX_PAYLOAD, unpack, unpack_submission
 from .protocol import (
     DEFAULT_TASK,
+    TASK_ORDERS,
     Event,
     Snapshot,
     Task,
@@ -36,6 +38,7 @@ from .protocol import (
     TaskState,
     WorkerInfo,
     WorkerState,
+    parse_order,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,10 @@ _SERIES_SECONDS = 3600
 _MAX_SERIES_REPLY = 900
 _MAX_EVENTS_REPLY = 500
 _SEARCH_SCAN_LIMIT = 200_000
+#: Pages this deep into the finished tasks (newest first) are cut from one merged list built at
+#: most once a second, not merged lazily for every page.
+_LAZY_MERGE_DEPTH = 5_000
+_LISTING_CACHE_S = 1.0
 _ERROR_TEXT_LIMIT = 16_000
 
 # Commands returned to workers by heartbeat() and exchange().
@@ -117,7 +124,7 @@ class _Record:
     """A task that has been claimed at least once (or retried, or cancelled by id)."""
 
     __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
-                 "started", "finished", "worker", "result", "error", "classic")
+                 "started", "finished", "worker", "result", "error", "classic", "retry_base")
 
     def __init__(self, id: int, function: str, args: tuple, kwargs: dict | None,
                  attempts: int, submitted: float, classic: bool, state: TaskState = QUEUED,
@@ -135,6 +142,8 @@ class _Record:
         self.result: Any = None
         self.error: str | None = None
         self.classic = classic
+        # attempts at the last retry by hand: the lease rules count hand-outs after it
+        self.retry_base = 0
 
     def to_task(self) -> Task:
         """Freeze into the public dataclass."""
@@ -174,6 +183,23 @@ class _Worker:
                           self.concurrency, state, self.joined, self.last_seen, current,
                           len(self.leases), self.done, self.failed,
                           tuple(sorted(self.functions)) if self.functions else ())
+
+
+def _finished_key(r: _Record) -> float:
+    """Merge key of finished records, latest first."""
+    return -(r.finished or 0.0)
+
+
+def _sort_value(r: _Record, key: str) -> Any:
+    """What a record sorts by for a TASK_ORDERS key (None: it has no such value yet)."""
+    if key == "runtime":
+        runtime = getattr(r, "runtime", None)  # measured by the worker, where it is sent
+        if runtime is None and r.started and r.finished:
+            runtime = r.finished - r.started
+        return runtime
+    if key == "state":
+        return list(TaskState).index(r.state)
+    return getattr(r, key)
 
 
 def _live_row(r: _Record) -> tuple:
@@ -243,6 +269,7 @@ class Broker:
         self._sec = int(self._started)
         self._bucket = [0, 0, 0, 0]  # submitted, done, failed, requeued in the current second
         self.classic_results: queue.Queue = queue.Queue()
+        self._listing_cache: tuple | None = None  # (key, built at, records): see list_tasks
 
     # ------------------------------------------------------------------ submission
 
@@ -400,7 +427,8 @@ class Broker:
             if lane_name is None:
                 break
             head = self._lanes[lane_name][0]
-            if type(head) is _Record and head.attempts > 0 and head.state is QUEUED:
+            if type(head) is _Record and head.attempts > head.retry_base \
+                    and head.state is QUEUED:
                 # Its worker died holding it. Hand it out alone: if it is the task that kills
                 # workers, only it piles up attempts, not the neighbours of its old batch.
                 if groups:
@@ -608,10 +636,11 @@ class Broker:
         for rec in reversed(recs):  # appendleft: reversed keeps their order at the front
             if self._running.pop(rec.id, None) is None:
                 continue
-            if rec.attempts >= self.max_attempts:
+            expiries = rec.attempts - rec.retry_base
+            if expiries >= self.max_attempts:
                 self._counts[RUNNING] -= 1
                 self._finish(rec, DEAD, now, error=(
-                    f"lease expired {rec.attempts} times (its worker died or hung each time); "
+                    f"lease expired {expiries} times (its worker died or hung each time); "
                     f"last worker {w.id}"))
                 dead.append(rec)
             else:
@@ -696,8 +725,10 @@ class Broker:
             return n
 
     def retry(self, ids: Iterable[int]) -> int:
-        """Queue failed or dead tasks again, with a fresh attempt count."""
+        """Queue failed or dead tasks again; attempts go on counting (the lease rules start
+        afresh), and each retried task counts as requeued."""
         with self._cv:
+            self._tick(self._clock())  # the retries land in the current second's bucket
             n = 0
             for tid in ids:
                 for state in (FAILED, DEAD):
@@ -707,6 +738,8 @@ class Broker:
                         n += 1
                         break
             if n:
+                self._requeued_total += n
+                self._bucket[3] += n
                 self._event("control", f"{n} task(s) queued again for retry")
                 self._cv.notify_all()
             return n
@@ -719,7 +752,7 @@ class Broker:
 
     def _requeue_finished(self, rec: _Record, state: TaskState) -> None:
         self._counts[state] -= 1
-        rec.attempts = 0
+        rec.retry_base = rec.attempts
         rec.result = rec.error = rec.finished = None
         rec.state, rec.worker, rec.started = QUEUED, None, None
         self._lanes.setdefault(rec.function, deque()).append(rec)
@@ -809,28 +842,101 @@ class Broker:
             return None
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
-                   search: str | None = None) -> TaskPage:
-        """A page of tasks: running, then queued (oldest first), then finished (newest first)."""
+                   search: str | None = None, order: str | None = None) -> TaskPage:
+        """A page of tasks, newest activity first: running (latest started first), finished
+        (latest first, whatever the state), then queued in the order they will run.
+
+        order sorts by one of TASK_ORDERS ("-" for descending): "state" arranges the states;
+        the others sort the running and finished tasks, and the queued ones follow in the
+        order they will run (a million queued tasks are never sorted)."""
         limit = max(0, min(int(limit), 10_000))
         offset = max(0, int(offset))
-        states = [TaskState(state)] if state else [RUNNING, QUEUED, *_FINISHED_STATES]
+        key, desc = parse_order(order)
+        states = [TaskState(state)] if state else [RUNNING, *_FINISHED_STATES, QUEUED]
+        if key == "state":
+            states = sorted(states, key=list(TaskState).index, reverse=desc)
         with self._lock:
+            segments = self._segments(states, key if key != "state" else None, desc)
             if search:
-                return self._search_locked(states, search.strip().lower(), offset, limit)
+                return self._search_locked(segments, search.strip().lower(), offset, limit)
             total = 0
             page: list[Task] = []
             skip = offset
-            for s in states:
-                size = self._segment_size(s)
+            for size, tasks in segments:
                 total += size
                 if len(page) >= limit:
                     continue
                 if skip >= size:
                     skip -= size
                     continue
-                page.extend(itertools.islice(self._iter_segment(s, skip), limit - len(page)))
+                page.extend(itertools.islice(tasks(skip), limit - len(page)))
                 skip = 0
             return TaskPage(total, offset, tuple(page))
+
+    def task_orders(self) -> tuple[str, ...]:
+        """The keys list_tasks can sort by."""
+        return TASK_ORDERS
+
+    def _segments(self, states: list[TaskState], key: str | None,
+                  desc: bool) -> list[tuple[int, Callable[[int], Iterator[Task]]]]:
+        """The listing as (size, tasks from a skip) parts, in order."""
+        finished = [s for s in states if s.finished]
+        out: list[tuple[int, Callable[[int], Iterator[Task]]]] = []
+        if key is not None:
+            held = [s for s in states if s is RUNNING or s.finished]
+            if held:
+                recs = self._sorted_records(tuple(held), key, desc)
+                out.append((len(recs), lambda skip: (r.to_task() for r in
+                                                     itertools.islice(recs, skip, None))))
+            if QUEUED in states:
+                out.append((self._counts[QUEUED], self._iter_queued))
+            return out
+        merged = False
+        for s in states:
+            if s.finished and len(finished) > 1:
+                if not merged:  # every finished state as one part, latest first
+                    merged = True
+                    out.append((sum(len(self._finished[f]) for f in finished),
+                                lambda skip: self._iter_finished(tuple(finished), skip)))
+                continue
+            out.append((self._segment_size(s), lambda skip, s=s: self._iter_segment(s, skip)))
+        return out
+
+    def _iter_finished(self, states: tuple[TaskState, ...], skip: int) -> Iterator[Task]:
+        """Finished tasks of several states, latest first: a lazy merge near the top, one
+        list built at most once a second deeper down (a merge there costs the whole depth)."""
+        if skip < _LAZY_MERGE_DEPTH:
+            stores = [reversed(self._finished[s].values()) for s in states]
+            merged = heapq.merge(*stores, key=_finished_key)
+            for rec in itertools.islice(merged, skip, None):
+                yield rec.to_task()
+            return
+        for rec in itertools.islice(self._sorted_records(states, None, False), skip, None):
+            yield rec.to_task()
+
+    def _sorted_records(self, states: tuple[TaskState, ...], key: str | None,
+                        desc: bool) -> list[_Record]:
+        """Running and finished records of states, latest activity first, then sorted by key
+        (a stable sort keeps that as the tie-break); reused for a second, as pages of one
+        screen are asked for together."""
+        now = time.monotonic()
+        cache_key = (states, key, desc)
+        cached = self._listing_cache
+        if cached is not None and cached[0] == cache_key and now - cached[1] < _LISTING_CACHE_S:
+            return cached[2]
+        recs: list[_Record] = []
+        if RUNNING in states:
+            recs.extend(reversed(self._running.values()))
+        stores = [reversed(self._finished[s].values()) for s in states if s.finished]
+        recs.extend(heapq.merge(*stores, key=_finished_key))
+        if key is not None:
+            values = [(_sort_value(r, key), r) for r in recs]
+            known = [(v, r) for v, r in values if v is not None]
+            known.sort(key=lambda vr: vr[0], reverse=desc)
+            # Tasks without the value (no runtime yet) go last, whichever the direction.
+            recs = [r for _, r in known] + [r for v, r in values if v is None]
+        self._listing_cache = (cache_key, now, recs)
+        return recs
 
     def _segment_size(self, s: TaskState) -> int:
         if s is QUEUED:
@@ -842,8 +948,8 @@ class Broker:
     def _iter_segment(self, s: TaskState, skip: int = 0) -> Iterator[Task]:
         if s is QUEUED:
             yield from self._iter_queued(skip)
-        elif s is RUNNING:
-            for rec in itertools.islice(self._running.values(), skip, None):
+        elif s is RUNNING:  # the latest started first
+            for rec in itertools.islice(reversed(self._running.values()), skip, None):
                 yield rec.to_task()
         else:
             store = self._finished[s]
@@ -883,13 +989,13 @@ class Broker:
                     yield Task(item.first_id + i, item.function, args, item.kwargs, QUEUED, 0,
                                item.submitted)
 
-    def _search_locked(self, states: list[TaskState], needle: str, offset: int,
-                       limit: int) -> TaskPage:
+    def _search_locked(self, segments: list[tuple[int, Callable[[int], Iterator[Task]]]],
+                       needle: str, offset: int, limit: int) -> TaskPage:
         """Substring search over id, function, args, result and error; scans a bounded number."""
         matches: list[Task] = []
         scanned = 0
-        for s in states:
-            for t in self._iter_segment(s):
+        for _, tasks in segments:
+            for t in tasks(0):
                 scanned += 1
                 if scanned > _SEARCH_SCAN_LIMIT:
                     break

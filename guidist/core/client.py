@@ -297,10 +297,21 @@ class Client:
         return self.call("snapshot", series_since, events_since)
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0,
-                   limit: int = 100, search: str | None = None) -> TaskPage:
-        """A page of the task ledger."""
-        return self.call("list_tasks", TaskState(state).value if state else None, offset, limit,
-                         search)
+                   limit: int = 100, search: str | None = None,
+                   order: str | None = None) -> TaskPage:
+        """A page of the task ledger, newest activity first, or sorted by order (one of
+        task_orders(), "-" first for descending)."""
+        state_value = TaskState(state).value if state else None
+        if order:
+            return self.call("list_tasks", state_value, offset, limit, search, order)
+        return self.call("list_tasks", state_value, offset, limit, search)
+
+    def task_orders(self) -> tuple[str, ...]:
+        """The keys this server's list_tasks sorts by (none on an older server)."""
+        try:
+            return tuple(self.call("task_orders"))
+        except RemoteError:
+            return ()
 
     def get_task(self, task_id: int) -> Task | None:
         """One task by id."""

@@ -25,6 +25,20 @@ SERIES_FIELDS: tuple[str, ...] = (
 #: Name of the task a bare payload runs with (the tutorial's worker squares integers).
 DEFAULT_TASK = "square"
 
+#: Keys a task listing can be sorted by (``list_tasks(order=...)``; a leading "-" sorts
+#: descending). A backend says which of them it supports with ``task_orders()``.
+TASK_ORDERS: tuple[str, ...] = ("id", "state", "function", "runtime", "attempts", "submitted")
+
+
+def parse_order(order: str | None) -> tuple[str | None, bool]:
+    """(key, descending) of a listing order such as "-runtime"; (None, False) for none."""
+    if not order:
+        return None, False
+    key = order.lstrip("-")
+    if key not in TASK_ORDERS:
+        raise ValueError(f"cannot sort tasks by {key!r}: use one of {', '.join(TASK_ORDERS)}")
+    return key, order.startswith("-")
+
 
 class TaskState(str, Enum):
     """Where a task is in its life: queued → running → done | failed; dead; cancelled."""

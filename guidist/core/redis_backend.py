@@ -48,6 +48,7 @@ from .protocol import (
     TaskState,
     WorkerInfo,
     WorkerState,
+    parse_order,
 )
 from .redis_scripts import SCRIPTS
 
@@ -61,7 +62,12 @@ _ERROR_TEXT_LIMIT = 16_000
 _SEARCH_SCAN_LIMIT = 50_000  # fewer than in memory: every scanned task crosses the network
 _CHUNK = 5_000  # ids per script call for purge and retry_all, so Redis never blocks for long
 _FINISHED = (TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED)
-_ORDER = (TaskState.RUNNING, TaskState.QUEUED, *_FINISHED)
+# Newest activity first: running, every finished state merged latest first, then queued.
+_ORDER = (TaskState.RUNNING, *_FINISHED, TaskState.QUEUED)
+#: The keys list_tasks can sort by here (finished tasks' fields live in hashes: sorting them
+#: would fetch every one).
+_TASK_ORDERS = ("state",)
+_LAZY_MERGE_DEPTH = 5_000  # deeper pages of the merged finished tasks read one cached union
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
 
@@ -601,14 +607,16 @@ class RedisBroker:
         h = self._retrying(lambda: self._redis.hgetall(self._key(f"t:{int(task_id)}")))
         return _task(int(task_id), h) if h else None
 
-    def _segments(self, states: list[TaskState]) -> list[tuple[TaskState, str, int, bool]]:
-        """(state, key, size, newest_first) per sorted set making up the listing, in order."""
+    def _segments(self, states: list[TaskState],
+                  merge_finished: bool = True) -> list[tuple[str, tuple[str, ...], int, bool]]:
+        """(what, keys, size, newest_first) per part of the listing, in order: one sorted set,
+        or (with merge_finished) every finished state's set merged by result sequence."""
         def read() -> tuple[list, list]:
             lanes = sorted(_s(x) for x in self._redis.smembers(self._key("lanes")))
             keys: list[tuple[TaskState, str, bool]] = []
             for s in states:
                 if s is TaskState.RUNNING:
-                    keys.append((s, self._key("running"), False))
+                    keys.append((s, self._key("running"), True))
                 elif s is TaskState.QUEUED:
                     keys.extend((s, self._key(f"q:{f}"), False) for f in lanes)
                 else:
@@ -619,7 +627,20 @@ class RedisBroker:
             return keys, pipe.execute()
 
         keys, sizes = self._retrying(read)
-        return [(s, key, int(n), rev) for (s, key, rev), n in zip(keys, sizes)]
+        finished = [(key, int(n)) for (s, key, _), n in zip(keys, sizes) if s.finished]
+        out: list[tuple[str, tuple[str, ...], int, bool]] = []
+        for (s, key, rev), n in zip(keys, sizes):
+            if s.finished and merge_finished and len(finished) > 1:
+                if not any(what == "merged" for what, _, _, _ in out):
+                    out.append(("merged", tuple(k for k, _ in finished),
+                                sum(m for _, m in finished), True))
+                continue
+            out.append(("set", (key,), int(n), rev))
+        return out
+
+    def task_orders(self) -> tuple[str, ...]:
+        """The keys list_tasks can sort by."""
+        return _TASK_ORDERS
 
     def _fetch(self, ids: list[int]) -> list[Task]:
         def read() -> list:
@@ -637,32 +658,73 @@ class RedisBroker:
         fn = self._redis.zrevrange if newest_first else self._redis.zrange
         return [int(x) for x in self._retrying(lambda: fn(key, start, end))]
 
+    def _part_ids(self, part: tuple[str, tuple[str, ...], int, bool], start: int,
+                  count: int) -> list[int]:
+        what, keys, _, rev = part
+        if what == "set":
+            return self._ids(keys[0], start, count, rev)
+        if count <= 0:
+            return []
+        if start + count <= _LAZY_MERGE_DEPTH:
+            # Near the top: the first start+count of each set, merged by sequence (unique
+            # across the finished sets), latest first.
+            def read() -> list:
+                pipe = self._redis.pipeline(transaction=False)
+                for key in keys:
+                    pipe.zrevrange(key, 0, start + count - 1, withscores=True)
+                return pipe.execute()
+
+            rows = sorted(((seq, int(m)) for part_ in self._retrying(read) for m, seq in part_),
+                          reverse=True)
+            return [tid for _, tid in rows[start:start + count]]
+        # Deeper: one union of the sets, kept for a second so the pages of a screen share it.
+        union = self._key("listing:finished")
+
+        def read_deep() -> list:
+            if not self._redis.exists(union):
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.zunionstore(union, list(keys))
+                pipe.pexpire(union, 1000)
+                pipe.execute()
+            return self._redis.zrevrange(union, start, start + count - 1)
+
+        return [int(x) for x in self._retrying(read_deep)]
+
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
-                   search: str | None = None) -> TaskPage:
-        """A page of tasks: running, then queued (oldest first), then finished (newest first)."""
+                   search: str | None = None, order: str | None = None) -> TaskPage:
+        """A page of tasks, newest activity first: running, finished (latest first, whatever
+        the state), then queued in the order they will run; order "state" or "-state"
+        arranges the states (the only order this backend sorts by)."""
         limit = max(0, min(int(limit), 10_000))
         offset = max(0, int(offset))
+        key, desc = parse_order(order)
+        if key not in (None, *_TASK_ORDERS):
+            raise ValueError(f"the Redis backend cannot sort tasks by {key}; it sorts by "
+                             f"{', '.join(_TASK_ORDERS)}")
         states = [TaskState(state)] if state else list(_ORDER)
-        segments = self._segments(states)
+        if key == "state":
+            states = sorted(states, key=list(TaskState).index, reverse=desc)
+        segments = self._segments(states, merge_finished=key is None)
         if search:
             return self._search(segments, search.strip().lower(), offset, limit)
         total = sum(size for _, _, size, _ in segments)
         ids: list[int] = []
         skip = offset
-        for _, key, size, rev in segments:
+        for part in segments:
+            size = part[2]
             if len(ids) >= limit:
                 break
             if skip >= size:
                 skip -= size
                 continue
-            ids.extend(self._ids(key, skip, min(limit - len(ids), size - skip), rev))
+            ids.extend(self._part_ids(part, skip, min(limit - len(ids), size - skip)))
             skip = 0
         return TaskPage(total, offset, tuple(self._fetch(ids)))
 
     def _iter_segment_tasks(self, segments: list) -> Iterator[Task]:
-        for _, key, size, rev in segments:
-            for start in range(0, size, 1000):
-                yield from self._fetch(self._ids(key, start, 1000, rev))
+        for part in segments:
+            for start in range(0, part[2], 1000):
+                yield from self._fetch(self._part_ids(part, start, 1000))
 
     def _search(self, segments: list, needle: str, offset: int, limit: int) -> TaskPage:
         """Substring search over id, function, args, result and error; scans a bounded number."""

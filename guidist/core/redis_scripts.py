@@ -275,9 +275,10 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   local stop = false
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
-    local d = redis.call('HMGET', key, 'a', 'k', 'n')
+    local d = redis.call('HMGET', key, 'a', 'k', 'n', 'rb')
     local attempts = tonumber(d[3]) or 0
-    if attempts > 0 then
+    -- rb: the attempts at its last retry by hand; only hand-outs after it are suspect
+    if attempts > (tonumber(d[4]) or 0) then
       stop = true
       if #all_ids > 0 then break end
     end
@@ -398,10 +399,10 @@ local function expire(wid, why)
   local back, dead, running = 0, 0, {}
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp')
+    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'rb')
     if t[1] == 'running' and t[2] == wid then
       running[#running + 1] = id
-      local n = tonumber(t[4]) or 0
+      local n = (tonumber(t[4]) or 0) - (tonumber(t[7]) or 0)  -- expiries since a retry
       if n >= MAXATT then
         local err = string.format('lease expired %d times (its worker died or hung each time); '
           .. 'last worker %s', n, wid)
@@ -730,18 +731,21 @@ local n, i = 0, 3
 while ARGV[i] do
   local id = ARGV[i]
   local key = P .. 't:' .. id
-  local t = redis.call('HMGET', key, 'st', 'f')
+  local t = redis.call('HMGET', key, 'st', 'f', 'n')
   if t[1] == 'failed' or t[1] == 'dead' then
     redis.call('ZREM', P .. 'fin:' .. t[1], id)
     bump(t[1], -1)
     redis.call('HDEL', key, 'r', 'x', 'e', 'w', 'b')
-    redis.call('HSET', key, 'n', 0)
+    -- the attempts go on counting; the lease rules start afresh from here
+    redis.call('HSET', key, 'rb', tonumber(t[3]) or 0)
     requeue(id, key, t[2], (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5)
     n = n + 1
   end
   i = i + 1
 end
 if n > 0 then
+  bump('requeued', n)
+  bucket('req', n)
   event('control', n .. ' task(s) queued again for retry')
   redis.call('PUBLISH', P .. 'wake', 't')
 end

@@ -396,7 +396,7 @@ def test_retry_one_and_all(broker: Broker, clock: FakeClock) -> None:
     assert broker.retry([3, 99]) == 0  # done or unknown tasks are not retried
     assert broker.retry([1]) == 1
     t = broker.get_task(1)
-    assert (t.state, t.attempts, t.error) == (TaskState.QUEUED, 0, None)
+    assert (t.state, t.attempts, t.error) == (TaskState.QUEUED, 1, None)  # attempts go on
     assert counts(broker) == {"queued": 2, "failed": 1, "done": 1}
     # make a dead one: claim 4 and let its lease expire max_attempts times
     for _ in range(3):
@@ -410,7 +410,8 @@ def test_retry_one_and_all(broker: Broker, clock: FakeClock) -> None:
     assert counts(broker) == {"queued": 3, "done": 1}
     w2 = join(broker)
     assert sorted(ids_of(broker.claim(w2, 10))) == [1, 2, 4]  # retried go to the back
-    assert broker.get_task(4).attempts == 1
+    # 3 expiries, then a retry: the fourth hand-out (the lease rules count from the retry)
+    assert broker.get_task(4).attempts == 4 and broker.get_task(1).attempts == 5
 
 
 # ---------------------------------------------------------------------- monitoring
@@ -490,11 +491,16 @@ def test_list_tasks_pages_across_segments(broker: Broker, clock: FakeClock) -> N
     c = broker.snapshot().counts
     assert full.total == sum(c.values()) == len(full.tasks) == 13
     states = [t.state.value for t in full.tasks]
-    # running, then queued (oldest first), then finished states (newest first within each)
-    assert states == ["running"] * 3 + ["queued"] * 2 + ["done"] * 5 + ["failed"] * 2 + \
-        ["cancelled"]
+    # Newest activity first: running (latest started first), every finished task latest
+    # first whatever its state (a failure is not buried under older successes), then the
+    # queued ones in the order they will run.
+    assert states[:3] == ["running"] * 3 and states[-2:] == ["queued"] * 2
+    assert [t.id for t in full.tasks[:3]] == [8, 6, 5]
+    finished = full.tasks[3:-2]
+    assert [t.finished for t in finished] == sorted((t.finished for t in finished),
+                                                    reverse=True)
+    assert [t.id for t in finished] == [7, 11, 9, 10, 4, 3, 2, 1]
     assert [t.id for t in full.tasks if t.state is TaskState.QUEUED] == [12, 13]
-    assert [t.id for t in full.tasks if t.state is TaskState.DONE] == [7, 4, 3, 2, 1]
     for limit in (1, 2, 3, 4, 5, 7):
         pages = []
         for offset in range(0, full.total + limit, limit):
@@ -526,7 +532,7 @@ def test_list_tasks_by_state_pages_through_batches_and_holes(broker: Broker) -> 
 def test_list_tasks_search(broker: Broker, clock: FakeClock) -> None:
     _mixed_ledger(broker, clock)
     assert {t.id for t in broker.list_tasks(search="echo").tasks} == {9, 10, 11}
-    assert [t.id for t in broker.list_tasks(search="BOOM").tasks] == [12, 13, 11]
+    assert [t.id for t in broker.list_tasks(search="BOOM").tasks] == [11, 12, 13]
     assert [t.id for t in broker.list_tasks("failed", search="boom").tasks] == [11]
     page = broker.list_tasks(search="square", offset=2, limit=3)
     assert page.total == 8 and len(page.tasks) == 3

@@ -376,16 +376,28 @@ def test_retry_failed_and_dead(make: Callable, clock: FakeClock) -> None:
     broker.reap()  # task 3 dies (one attempt allowed)
     c = counts(broker)
     assert (c["failed"], c["dead"], c["done"]) == (1, 1, 1)
+    requeued = broker.snapshot().requeued
     assert broker.retry([1, 2]) == 1  # a done task is not retried
     t = broker.get_task(1)
-    assert (t.state, t.attempts, t.error, t.result) == (TaskState.QUEUED, 0, None, None)
+    # A retry is visible: the attempts go on counting and the task counts as requeued.
+    assert (t.state, t.attempts, t.error, t.result) == (TaskState.QUEUED, 1, None, None)
+    assert broker.snapshot().requeued == requeued + 1
     assert broker.retry_all() == 1
     c = counts(broker)
     assert (c["failed"], c["dead"], c["queued"]) == (0, 0, 2)
+    assert broker.snapshot().requeued == requeued + 2
     broker.submit("square", [(4,)])
     w2 = register(broker, "w2")
-    assert ids_of(broker.claim(w2, 5)) == [1, 3, 4]  # retried tasks rejoin at the back
-    assert broker.get_task(3).attempts == 1
+    # Retried tasks rejoin at the back, and in one claim: they are not suspected of killing
+    # workers as a task whose lease expired is.
+    assert ids_of(broker.claim(w2, 5)) == [1, 3, 4]
+    assert (broker.get_task(1).attempts, broker.get_task(3).attempts) == (2, 2)
+    # The lease rules start afresh after a retry: one more expiry (max_attempts=1) is dead.
+    clock.advance(LEASE + 1)
+    broker.reap()
+    t = broker.get_task(3)
+    assert (t.state, t.attempts) == (TaskState.DEAD, 2)
+    assert "lease expired 1 times" in t.error
 
 
 # ---------------------------------------------------------------------- monitoring
@@ -429,14 +441,55 @@ def test_list_tasks_pages_by_state(broker: Any) -> None:
     page = broker.list_tasks()
     assert page.total == 10
     assert [t.state for t in page.tasks][:2] == [TaskState.RUNNING] * 2
-    assert [t.id for t in page.tasks] == [3, 4, 5, 6, 7, 8, 9, 10, 2, 1]
+    # Newest activity first: running, then finished (latest first), then queued in turn.
+    assert [t.id for t in page.tasks][2:] == [2, 1, 5, 6, 7, 8, 9, 10]
     page = broker.list_tasks(offset=3, limit=4)
-    assert [t.id for t in page.tasks] == [6, 7, 8, 9]
+    assert [t.id for t in page.tasks] == [1, 5, 6, 7]
     assert broker.list_tasks("queued", limit=2).tasks[1].id == 6
     assert broker.list_tasks(TaskState.DONE).total == 2
     found = broker.list_tasks(search="(7,)")
     assert [t.id for t in found.tasks] == [8]
     assert broker.get_task(999) is None
+
+
+def test_all_states_lists_newest_activity_first(broker: Any, clock: FakeClock) -> None:
+    """A failure is listed above the older successes, not after every done task."""
+    broker.submit("square", [(i,) for i in range(6)])  # ids 1..6
+    w = register(broker)
+    broker.claim(w, 5)
+    broker.complete(w, [(1, True, 0), (2, True, 1)])
+    clock.advance(1)
+    broker.complete(w, [(3, False, "boom")])
+    clock.advance(1)
+    broker.complete(w, [(4, True, 9)])
+    page = broker.list_tasks()
+    assert [(t.id, t.state.value) for t in page.tasks] == [
+        (5, "running"), (4, "done"), (3, "failed"), (2, "done"), (1, "done"), (6, "queued")]
+    # Paging through the merged finished part gives the same rows.
+    rows = [t.id for off in range(0, 6, 2) for t in broker.list_tasks(offset=off,
+                                                                      limit=2).tasks]
+    assert rows == [5, 4, 3, 2, 1, 6]
+    assert [t.id for t in broker.list_tasks(search="square").tasks] == rows
+
+
+def test_list_tasks_sorts_by_what_the_backend_offers(broker: Any, clock: FakeClock) -> None:
+    broker.submit("square", [(i,) for i in range(4)])  # ids 1..4
+    broker.submit("echo", [(1,)])  # id 5
+    w = register(broker)
+    broker.claim(w, 4)
+    broker.complete(w, [(1, True, 0), (2, False, "x")])
+    orders = broker.task_orders()
+    assert "state" in orders
+    by_state = [t.state.value for t in broker.list_tasks(order="state").tasks]
+    assert by_state == ["queued", "running", "running", "done", "failed"]
+    by_state = [t.state.value for t in broker.list_tasks(order="-state").tasks]
+    assert by_state == ["failed", "done", "running", "running", "queued"]
+    for key in ("id", "function", "runtime", "attempts", "submitted"):
+        if key not in orders:
+            with pytest.raises(ValueError):
+                broker.list_tasks(order=key)
+    with pytest.raises(ValueError):
+        broker.list_tasks(order="colour")
 
 
 # ---------------------------------------------------------------------- classic facade
