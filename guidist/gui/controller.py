@@ -38,6 +38,7 @@ from ..core.errors import GuidistError
 from ..core.pool import WorkerPool
 from ..core.protocol import Snapshot, WorkerInfo
 from ..core.server import ServerProcess
+from .failures import SAMPLE, NewFailures
 from .models import PageReply, PageRequest
 from .submission import InputError, SubmitJob
 
@@ -254,6 +255,8 @@ class _Session(_ThreadWorker):
 
     polled = Signal(object)  # (generation, Snapshot)
     poll_failed = Signal(object)  # (generation, message, first_contact)
+    failures_seen = Signal(object)  # (generation, new failed Tasks oldest first, at_least)
+    orders_known = Signal(object)  # (generation, the keys list_tasks sorts by)
     page_loaded = Signal(object)  # PageReply
     task_loaded = Signal(object)  # Task | None
     action_done = Signal(object)  # (action, value)
@@ -273,6 +276,8 @@ class _Session(_ThreadWorker):
         self._demo_timer: QTimer | None = None
         self._demo_rng = random.Random()
         self._demo_start = 0.0
+        self._failures = NewFailures()
+        self._failed_count = -1  # the failed count at the last look at the failures
 
     @Slot()
     def start(self) -> None:
@@ -291,6 +296,8 @@ class _Session(_ThreadWorker):
         self._server_started = 0.0
         self._ever_answered = False
         self._failing = False
+        self._failures.reset()
+        self._failed_count = -1
         assert self._poll_timer is not None
         self._poll_timer.setInterval(self._poll_ms)
         self._poll_timer.start()
@@ -329,7 +336,13 @@ class _Session(_ThreadWorker):
         if self._failing and self._poll_timer is not None:
             self._poll_timer.setInterval(self._poll_ms)
         self._failing = False
+        first_contact = not self._ever_answered
         self._ever_answered = True
+        if first_contact and snap.kind == "guidist":
+            try:
+                self.orders_known.emit((self._generation, client.task_orders()))
+            except GuidistError:
+                pass
         if snap.started and snap.started != self._server_started:
             if self._server_started:
                 # The server restarted: its event numbers start again, so do our cursors.
@@ -342,6 +355,24 @@ class _Session(_ThreadWorker):
         if snap.kind == "classic":
             snap = self._classic_series(snap)
         self.polled.emit((self._generation, snap))
+        if snap.kind == "guidist":
+            self._look_at_failures(client, snap, first_contact)
+
+    def _look_at_failures(self, client: Client, snap: Snapshot, first_contact: bool) -> None:
+        """When the failed count moved, read the newest failed tasks and report the new ones
+        (one extra call, only then: a quiet server costs nothing)."""
+        failed = snap.count("failed")
+        if failed == self._failed_count:
+            return
+        self._failed_count = failed
+        try:
+            page = client.list_tasks("failed", 0, SAMPLE)
+        except GuidistError:
+            self._failed_count = -1  # look again at the next poll
+            return
+        new, at_least = self._failures.pick(page.tasks)
+        if new and not first_contact:  # failures from before we looked are not news
+            self.failures_seen.emit((self._generation, new, at_least))
 
     def _classic_series(self, snap: Snapshot) -> Snapshot:
         """A tutorial master keeps no series: make one point a second from its queue size."""
@@ -360,7 +391,7 @@ class _Session(_ThreadWorker):
             return
         try:
             page = self._client.list_tasks(request.state, request.offset, request.limit,
-                                           request.search)
+                                           request.search, request.order)
         except GuidistError as exc:
             self.page_loaded.emit(PageReply(request, error=str(exc)))
             return
@@ -434,6 +465,7 @@ class _Ops(_ThreadWorker):
     server_failed = Signal(str)
     server_stopped = Signal()
     local_workers = Signal(object)  # frozenset of pids
+    worker_log = Signal(object)  # (pid, name, lines)
 
     def __init__(self) -> None:
         super().__init__()
@@ -523,6 +555,15 @@ class _Ops(_ThreadWorker):
             self.notice.emit(Notice("worker-offline", "killed local worker(s) with SIGKILL: pid "
                                     + ", ".join(map(str, killed))))
         self._publish()
+
+    def send_log(self, pid: int) -> None:
+        """Report what a local worker printed (its last lines)."""
+        workers = self._pool.workers if self._pool is not None else []
+        for w in workers:
+            if w.pid == pid:
+                self.worker_log.emit((pid, w.name, list(w.log)))
+                return
+        self.worker_log.emit((pid, "", []))
 
     def shutdown(self) -> None:
         """Stop everything this thread owns, then end the thread."""
@@ -653,6 +694,12 @@ class Controller(QObject):
     action_done = Signal(object)
     #: Notice: something for the event log (kind "error" also for the banner).
     notice = Signal(object)
+    #: (list[Task], at_least): tasks that failed since the last look, oldest first.
+    failures = Signal(object)
+    #: tuple[str, ...]: the keys the server's task listing sorts by.
+    task_orders = Signal(object)
+    #: (pid, name, lines): what a local worker printed, as asked with request_worker_log.
+    worker_log = Signal(object)
 
     _to_session = Signal(object)
     _to_ops = Signal(object)
@@ -690,6 +737,9 @@ class Controller(QObject):
 
         self._session.polled.connect(self._on_polled)
         self._session.poll_failed.connect(self._on_poll_failed)
+        self._session.failures_seen.connect(self._on_failures_seen)
+        self._session.orders_known.connect(self._on_orders_known)
+        self._ops.worker_log.connect(self.worker_log)
         self._session.page_loaded.connect(self.page_loaded)
         self._session.task_loaded.connect(self.task_loaded)
         self._session.action_done.connect(self._on_action_done)
@@ -813,6 +863,10 @@ class Controller(QObject):
     def kill_workers(self, pids: list[int]) -> None:
         """SIGKILL local workers (the queue recovers their tasks when the leases expire)."""
         self._to_ops.emit(partial(self._ops.kill, [p for p in pids if p in self.local_pids]))
+
+    def request_worker_log(self, pid: int) -> None:
+        """Ask for what a local worker printed (answer: worker_log)."""
+        self._to_ops.emit(partial(self._ops.send_log, int(pid)))
 
     def stop_all_workers(self) -> None:
         """Stop every local worker, and ask every remote guidist worker to leave."""
@@ -964,6 +1018,18 @@ class Controller(QObject):
             self.status, phase=Phase.LOST,
             message=f"Not answering: {message}"))
         self.notice.emit(Notice("error", f"The server is not answering: {message}"))
+
+    @Slot(object)
+    def _on_failures_seen(self, payload: tuple[int, list, bool]) -> None:
+        generation, tasks, at_least = payload
+        if generation == self._session_generation and not self._shut_down:
+            self.failures.emit((tasks, at_least))
+
+    @Slot(object)
+    def _on_orders_known(self, payload: tuple[int, tuple[str, ...]]) -> None:
+        generation, orders = payload
+        if generation == self._session_generation and not self._shut_down:
+            self.task_orders.emit(tuple(orders))
 
     @Slot(object)
     def _on_local_workers(self, pids: frozenset[int]) -> None:

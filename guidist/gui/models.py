@@ -18,7 +18,6 @@ from PySide6.QtGui import QFont
 from ..core.protocol import Event, Task, TaskPage, WorkerInfo, WorkerState
 from .style import (
     EVENT_COLORS,
-    STATE_COLORS,
     WORKER_COLORS,
     fmt_ago,
     fmt_clock,
@@ -26,6 +25,7 @@ from .style import (
     fmt_int,
     qcolor,
     shorten,
+    state_color,
 )
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -94,11 +94,11 @@ class WorkersModel(_RowsModel):
             return w
         if role == Qt.ItemDataRole.ForegroundRole:
             if col == self.COL_STATE:
-                return qcolor(WORKER_COLORS.get(w.state.value, "#000000"))
+                return qcolor(state_color(WORKER_COLORS.get(w.state.value, "#000000")))
             if w.state is WorkerState.OFFLINE:
                 return qcolor("#9e9e9e")
             if col == self.COL_FAILED and w.failed:
-                return qcolor(STATE_COLORS["failed"])
+                return qcolor(state_color("failed"))
         if role == Qt.ItemDataRole.FontRole and col == self.COL_STATE \
                 and w.state is WorkerState.OFFLINE:
             font = QFont()
@@ -202,6 +202,7 @@ class PageRequest:
     offset: int
     limit: int
     generation: int
+    order: str | None = None  # a TASK_ORDERS key, "-" first for descending; None: newest
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,10 @@ class TasksModel(_RowsModel):
     TaskRole = Qt.ItemDataRole.UserRole + 1
     PAGE_SIZE = 200
     MAX_PAGES = 50
+    #: The order key (protocol.TASK_ORDERS) each sortable column stands for.
+    ORDER_OF_COLUMN = {COL_ID: "id", COL_STATE: "state", COL_FUNCTION: "function",
+                       COL_ATTEMPTS: "attempts", COL_SUBMITTED: "submitted",
+                       COL_DURATION: "runtime"}
 
     #: PageRequest: the controller should fetch this page and call on_page with the reply.
     page_needed = Signal(object)
@@ -251,6 +256,8 @@ class TasksModel(_RowsModel):
         self.max_pages = max_pages
         self._state: str | None = None
         self._search: str | None = None
+        self._order: str | None = None
+        self._orderable: frozenset[str] = frozenset()
         self._generation = 0
         self._total = 0
         self._total_generation = -1
@@ -263,6 +270,17 @@ class TasksModel(_RowsModel):
 
     def rowCount(self, parent: _Index = _NO_INDEX) -> int:  # noqa: N802
         return 0 if parent.isValid() else self._total  # virtual: the server's total
+
+    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            key = self.ORDER_OF_COLUMN.get(section)
+            if key in self._orderable:
+                return (f"Click to sort by {self.HEADERS[section].lower()}; again for the "
+                        "other direction, a third time for newest activity first")
+            return "Newest activity first: running, then finished (latest first), then " \
+                "queued in the order they will run. This server cannot sort by this column."
+        return super().headerData(section, orientation, role)
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
@@ -281,7 +299,7 @@ class TasksModel(_RowsModel):
             return task
         if role == Qt.ItemDataRole.ForegroundRole and col in (self.COL_STATE, self.COL_OUTCOME):
             if col == self.COL_STATE or task.error:
-                return qcolor(STATE_COLORS.get(task.state.value, "#000000"))
+                return qcolor(state_color(task.state.value))
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (self.COL_ID, self.COL_ATTEMPTS,
                                                                  self.COL_DURATION):
             return _RIGHT
@@ -334,6 +352,37 @@ class TasksModel(_RowsModel):
         return self._state, self._search
 
     @property
+    def order(self) -> str | None:
+        """How the listing is sorted ("-runtime"…), None for newest activity first."""
+        return self._order
+
+    @property
+    def orderable(self) -> frozenset[str]:
+        """The order keys the server can sort by."""
+        return self._orderable
+
+    def set_orderable(self, keys: Iterable[str]) -> None:
+        """What the server says it can sort by; a sort it cannot do is dropped."""
+        self._orderable = frozenset(keys)
+        if self._order and self._order.lstrip("-") not in self._orderable:
+            self.set_order(None)
+        self.headerDataChanged.emit(Qt.Orientation.Horizontal, 0, len(self.HEADERS) - 1)
+
+    def order_for(self, column: int, descending: bool) -> str | None:
+        """The order a click on column asks for (None if the server cannot sort by it)."""
+        key = self.ORDER_OF_COLUMN.get(column)
+        if key is None or key not in self._orderable:
+            return None
+        return f"-{key}" if descending else key
+
+    def set_order(self, order: str | None) -> None:
+        """Sort the listing (None: newest activity first); starts again from the top."""
+        if order == self._order:
+            return
+        self._order = order
+        self._restart()
+
+    @property
     def cached_pages(self) -> int:
         """How many pages are held (bounded by max_pages)."""
         return len(self._pages)
@@ -363,8 +412,12 @@ class TasksModel(_RowsModel):
         search = (search or "").strip() or None
         if (state, search) == (self._state, self._search):
             return
-        self.beginResetModel()
         self._state, self._search = state, search
+        self._restart()
+
+    def _restart(self) -> None:
+        """Forget every page of the old listing and fetch the new one from the top."""
+        self.beginResetModel()
         self._pages.clear()
         self._pending.clear()
         self._touched.clear()
@@ -402,7 +455,7 @@ class TasksModel(_RowsModel):
     def on_page(self, reply: PageReply) -> None:
         """A page arrived (or failed): cache it, adjust the row count, repaint its rows."""
         req = reply.request
-        if (req.state, req.search) != (self._state, self._search):
+        if (req.state, req.search, req.order) != (self._state, self._search, self._order):
             return  # an answer for a listing no longer shown
         number = req.offset // self.page_size
         if req.generation == self._generation:
@@ -440,7 +493,7 @@ class TasksModel(_RowsModel):
             return
         self._pending.add(number)
         self.page_needed.emit(PageRequest(self._state, self._search, number * self.page_size,
-                                          self.page_size, self._generation))
+                                          self.page_size, self._generation, self._order))
 
     def _set_total(self, total: int) -> None:
         total = max(0, int(total))
@@ -465,16 +518,23 @@ class TasksModel(_RowsModel):
 
 
 class EventLogModel(_RowsModel):
-    """The event log: server events and the window's own notes, newest last, capped."""
+    """The event log: server events and the window's own notes, newest last, capped.
+
+    A line with a key (failures of one kind) is updated in place while it is among the last
+    few, rather than repeated: 200 identical failures are one line that counts.
+    """
 
     COL_TIME, COL_KIND, COL_MESSAGE = range(3)
     HEADERS = ("Time", "Kind", "Message")
     MAX_ROWS = 5000
+    #: How far back a keyed line is looked for before a new one is started.
+    FOLD_ROWS = 50
 
     def __init__(self, parent: Any = None, max_rows: int = MAX_ROWS) -> None:
         super().__init__(parent)
         self.max_rows = max_rows
         self._rows: list[tuple[float, str, str]] = []
+        self._keys: list[object] = []  # parallel to _rows: the fold key of each row, or None
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= len(self._rows):
@@ -485,40 +545,59 @@ class EventLogModel(_RowsModel):
             return (fmt_clock(when), kind, message)[col]
         if role == Qt.ItemDataRole.ForegroundRole and col != self.COL_TIME:
             color = EVENT_COLORS.get(kind)
-            return qcolor(color) if color else None
-        if role == Qt.ItemDataRole.ToolTipRole and col == self.COL_MESSAGE:
-            return message
+            return qcolor(state_color(kind)) if color else None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            # Every column: a cut line is readable by hovering anywhere on it.
+            return f"{fmt_clock(when)} {kind}: {message}"
         return None
 
     def add_events(self, events: Sequence[Event]) -> None:
         """Append the server's events."""
         self.add_rows([(e.time, e.kind, e.message) for e in events])
 
-    def add_note(self, when: float, kind: str, message: str) -> None:
-        """Append one line from the window itself (server started, submission finished…)."""
-        self.add_rows([(when, kind, message)])
+    def add_note(self, when: float, kind: str, message: str, key: object = None) -> None:
+        """Append one line from the window itself (server started, submission finished…);
+        with a key, update the recent line of that key instead, if there is one."""
+        if key is not None:
+            start = max(0, len(self._rows) - self.FOLD_ROWS)
+            for row in range(len(self._rows) - 1, start - 1, -1):
+                if self._keys[row] == key:
+                    self._rows[row] = (when, kind, message)
+                    self.dataChanged.emit(self.index(row, 0),
+                                          self.index(row, len(self.HEADERS) - 1))
+                    return
+        self.add_rows([(when, kind, message)], [key])
 
-    def add_rows(self, rows: Sequence[tuple[float, str, str]]) -> None:
+    def add_rows(self, rows: Sequence[tuple[float, str, str]],
+                 keys: Sequence[object] | None = None) -> None:
         """Append rows, dropping the oldest beyond max_rows."""
         if not rows:
             return
-        rows = list(rows)[-self.max_rows:]
+        keys = list(keys) if keys is not None else [None] * len(rows)
+        rows, keys = list(rows)[-self.max_rows:], keys[-self.max_rows:]
         overflow = len(self._rows) + len(rows) - self.max_rows
         if overflow > 0:
             self.beginRemoveRows(_NO_INDEX, 0, overflow - 1)
             del self._rows[:overflow]
+            del self._keys[:overflow]
             self.endRemoveRows()
         first = len(self._rows)
         self.beginInsertRows(_NO_INDEX, first, first + len(rows) - 1)
         self._rows.extend(rows)
+        self._keys.extend(keys)
         self.endInsertRows()
 
     def clear(self) -> None:
         """Empty the log."""
         self.beginResetModel()
         self._rows.clear()
+        self._keys.clear()
         self.endResetModel()
 
     def row(self, i: int) -> tuple[float, str, str]:
         """(time, kind, message) of a row."""
         return self._rows[i]
+
+    def rows(self) -> list[tuple[float, str, str]]:
+        """Every row, oldest first."""
+        return list(self._rows)

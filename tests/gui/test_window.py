@@ -9,10 +9,13 @@ import time
 
 import psutil
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QLineEdit, QToolButton
 
 from guidist.core.client import Client
 from guidist.core.protocol import TaskState, WorkerState
 from guidist.gui.controller import Mode, Phase
+from guidist.gui.dialogs import MASKED_KEY
 from guidist.gui.main_window import MainWindow
 from guidist.gui.models import TasksModel, WorkersModel
 
@@ -410,13 +413,44 @@ def test_connect_remote_worker_dialog(qtbot, window: MainWindow) -> None:
     assert dialog is not None
     port = win.controller.status.address[1]
     assert dialog.warning_label.isVisible()  # loopback only
+    key = win.controller.key
+    # The command and the script hide the key as the key field does, until Show...
     assert f"--connect 127.0.0.1:{port}" in dialog.command_edit.text()
-    assert f"GUIDIST_AUTHKEY={win.controller.key}" in dialog.command_edit.text()
+    assert key not in dialog.command_edit.text() and MASKED_KEY in dialog.command_edit.text()
+    assert key not in dialog.script_edit.toPlainText()
+    # ...and Copy copies the whole command, key included.
+    dialog.findChild(QToolButton, "remoteCopyCommandButton").click()
+    assert QGuiApplication.clipboard().text() == f"GUIDIST_AUTHKEY={key} guidist worker " \
+        f"--connect 127.0.0.1:{port}"
+    dialog.findChild(QToolButton, "remoteCopyScriptButton").click()
+    assert f'"{key}"' in QGuiApplication.clipboard().text()
+    dialog.show_button.click()
+    assert f"GUIDIST_AUTHKEY={key}" in dialog.command_edit.text()
+    assert dialog.key_edit.echoMode() is QLineEdit.EchoMode.Normal
     script = dialog.script_edit.toPlainText()
     assert "get_task_queue" in script and "queue.Empty" in script
-    assert f'"{win.controller.key}"' in script
+    assert f'"{key}"' in script
     dialog.embed_check.setChecked(False)
-    assert win.controller.key not in dialog.script_edit.toPlainText()
+    assert key not in dialog.script_edit.toPlainText()
+    dialog.close()
+
+
+def test_saving_the_worker_script_says_where_and_uses_that_name(
+        qtbot, window: MainWindow, tmp_path) -> None:
+    win = window
+    start_server(qtbot, win)
+    dialog = win.connect_remote_worker()
+    assert dialog is not None and dialog.save_label.isHidden()
+    target = tmp_path / "crunch.py"
+    assert dialog.save_script(str(target))
+    assert dialog.save_label.isVisible() and str(target) in dialog.save_label.text()
+    assert "python3 crunch.py" in dialog.save_label.text()
+    saved = target.read_text()
+    # The instructions inside name the file as saved, and the key is in it (owner-only).
+    assert "run:  python3 crunch.py" in saved and "guidist_worker.py" not in saved
+    assert f'"{win.controller.key}"' in saved and (target.stat().st_mode & 0o077) == 0
+    assert not dialog.save_script(str(tmp_path / "no-such-dir" / "w.py"))
+    assert "Could not save" in dialog.save_label.text()
     dialog.close()
 
 
