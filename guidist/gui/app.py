@@ -24,10 +24,12 @@ from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from ..core.backends.base import DEFAULTS
 from ..core.security import generate_key
-from .controller import POLL_INTERVAL_MS, Controller
+from .controller import Controller
 from .dialogs import Preferences
 from .main_window import MainWindow
+from .state import POLL_INTERVAL_MS
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +55,9 @@ def app_icon() -> QIcon:
 
 
 def journal_available() -> bool:
-    """True once the core has its SQLite journal (guidist.core.store)."""
+    """True when this install has the SQLite journal (the window then journals by default)."""
     try:
-        return importlib.util.find_spec("guidist.core.store") is not None
+        return importlib.util.find_spec("guidist.core.backends.memory.journal") is not None
     except (ImportError, ValueError):
         return False
 
@@ -79,14 +81,14 @@ def saved_preferences(settings: QSettings) -> Preferences:
 
     available = journal_available()
     prefs = Preferences(
-        lease_timeout=value("server/lease_timeout", 30.0, float),
-        max_attempts=value("server/max_attempts", 3, int),
+        lease_timeout=value("server/lease_timeout", DEFAULTS.lease_timeout, float),
+        max_attempts=value("server/max_attempts", DEFAULTS.max_attempts, int),
         use_journal=value("server/use_journal", available, bool),
         journal_path=str(settings.value("server/journal_path", "") or ""),
         autostart=value("server/autostart", False, bool),
     )
     if not prefs.journal_path and available:
-        from ..cli import default_journal_path
+        from ..core.paths import default_journal_path
 
         prefs.journal_path = str(default_journal_path())
     return prefs

@@ -27,18 +27,9 @@ from PySide6.QtWidgets import (
 from .. import __version__ as _version
 from ..core.executors import default_concurrency
 from ..core.protocol import Snapshot
-from ..core.redis_backend import redact_url
 from ..core.security import key_weakness
-from .controller import (
-    DEMO_PHASE_S,
-    Controller,
-    Mode,
-    Notice,
-    Phase,
-    ServerOptions,
-    Status,
-    SubmitOutcome,
-)
+from ..core.urls import redact_url
+from .controller import Controller
 from .dialogs import (
     AttachDialog,
     ConnectRemoteDialog,
@@ -48,11 +39,7 @@ from .dialogs import (
     PreferencesDialog,
     RedisWorkerDialog,
 )
-from .panels import EventLogDock, ServerBar, SubmitPanel, TasksPanel, TotalsPanel, WorkersPanel
-from .plots import WINDOWS, LivePlots
-from .remote_script import is_loopback_literal
-from .style import fmt_int
-from .submission import SubmitJob
+from .failures import Burst, FailureDigest
 from .geometry import (
     available_geometry,
     default_rect,
@@ -60,9 +47,28 @@ from .geometry import (
     is_compact,
     minimum_for,
 )
-from .failures import Burst, FailureDigest
+from .panels import (
+    EventLogDock,
+    ServerBar,
+    SubmitPanel,
+    TasksPanel,
+    TotalsPanel,
+    WorkersPanel,
+)
+from .plots import WINDOWS, LivePlots
+from .remote_script import is_loopback_literal
+from .state import (
+    DEMO_PHASE_S,
+    Mode,
+    Notice,
+    Phase,
+    ServerOptions,
+    Status,
+    SubmitOutcome,
+)
 from .stopping import Keeping, quit_question, stop_question
-from .style import plural, state_color
+from .style import fmt_int, plural, state_color
+from .submission import SubmitJob
 from .widgets import Banner, scrollable
 
 #: The demo's local workers: processes for its CPU phase, threads for its I/O phase.
@@ -561,8 +567,8 @@ class MainWindow(QMainWindow):
 
     def about(self) -> None:
         """Help → About."""
-        from PySide6 import __version__ as pyside_version
         import pyqtgraph
+        from PySide6 import __version__ as pyside_version
 
         QMessageBox.about(
             self, "About guidist",

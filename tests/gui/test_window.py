@@ -14,10 +14,10 @@ from PySide6.QtWidgets import QLineEdit, QToolButton
 
 from guidist.core.client import Client
 from guidist.core.protocol import TaskState, WorkerState
-from guidist.gui.controller import Mode, Phase
 from guidist.gui.dialogs import MASKED_KEY
 from guidist.gui.main_window import MainWindow
 from guidist.gui.models import TasksModel, WorkersModel
+from guidist.gui.state import Mode, Phase
 
 from ..conftest import TEST_KEY
 from .conftest import WAIT_MS, launch_workers, start_server

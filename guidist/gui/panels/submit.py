@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..controller import SubmitOutcome, SubmitProgress
+from ..state import SubmitOutcome, SubmitProgress
 from ..style import fmt_int, muted
 from ..submission import (
     FIELD_COUNT,

@@ -23,12 +23,11 @@ from PySide6.QtWidgets import (
 
 from ...core.executors import default_concurrency
 from ...core.protocol import WorkerInfo, WorkerState
-from ..models import WorkersModel
 from ..columns import fit_columns, widen_to_rows
+from ..models import WorkersModel
 from ..style import state_color
 from ..submission import PRESETS, worker_hint
 from ..widgets import ErrorLabel, HintLabel
-
 
 #: Worker execution modes (``guidist worker --mode``), with what each is for.
 WORKER_MODES: dict[str, str] = {
