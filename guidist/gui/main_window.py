@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QRect, QSettings, Qt, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -121,6 +121,7 @@ class MainWindow(QMainWindow):
         self.keeping = Keeping()
         self.failures = FailureDigest()
         self._attach_after_stop = False
+        self._fitted_on_show = False
 
         self.server_bar = ServerBar()
         self.banner = Banner()
@@ -178,7 +179,10 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.server_bar)
         layout.addWidget(self.demo_banner)
         layout.addWidget(self.banner)
-        layout.addWidget(self.top_splitter, 1)
+        # When banners and a short screen leave the plots less than their minimum, the area
+        # scrolls: the plots drew over each other instead.
+        self.top_scroll = scrollable(self.top_splitter, "topScroll")
+        layout.addWidget(self.top_scroll, 1)
         self.setCentralWidget(central)
 
         # Workers, tasks and the event log are docks: a person can rearrange, float or hide
@@ -596,6 +600,28 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.controller.shutdown()
 
+    def fit_to_screen(self) -> None:
+        """Shrink and move the window so that it, frame included, fits the available area of
+        its screen."""
+        if self.isMaximized() or self.isFullScreen():
+            return
+        inner, frame = self.geometry(), self.frameGeometry()
+        if frame == inner:  # not framed yet: keep room for a title bar
+            frame = inner.adjusted(0, -_TITLE_BAR_RESERVE, 0, 0)
+        area = available_geometry(self).adjusted(
+            inner.left() - frame.left(), inner.top() - frame.top(),
+            inner.right() - frame.right(), inner.bottom() - frame.bottom())
+        fitted = fit_rect(inner, area)
+        if fitted != inner:
+            self.setGeometry(fitted)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt name)
+        """The first time: fit the screen now that the frame is known."""
+        super().showEvent(event)
+        if not self._fitted_on_show:
+            self._fitted_on_show = True
+            self.fit_to_screen()
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
         """Ask when tasks are still queued or running, then stop everything."""
         snap = self.last_snapshot
@@ -906,11 +932,10 @@ class MainWindow(QMainWindow):
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
-        if not self.isMaximized() and not self.isFullScreen():
-            # Saved on a larger screen it may not fit this one: Start, Attach and the status
-            # bar went off-screen. Shrink and move it into the available area.
-            self.setGeometry(fit_rect(self.geometry(),
-                                      _below_title_bar(available_geometry(self))))
+        # Saved on a larger screen it may not fit this one: Start, Attach and the status bar
+        # went off-screen. Shrink and move it into the available area (again when shown,
+        # once the window manager's frame is known).
+        self.fit_to_screen()
         state = s.value("window/state")
         if isinstance(state, QByteArray) and not state.isEmpty():
             self.restoreState(state)
