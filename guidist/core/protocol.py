@@ -126,6 +126,9 @@ class TaskPage:
     total: int
     offset: int
     tasks: tuple[Task, ...]
+    #: Finished tasks of the listed states that the server counts but no longer holds (it
+    #: keeps the newest N per state; the rest are in its journal, if it keeps one).
+    not_held: int = 0
 
 
 @dataclass(frozen=True)

@@ -223,7 +223,7 @@ class MainWindow(QMainWindow):
         (self.tasks_dock if compact else self.workers_dock).raise_()
 
     def _default_dock_sizes(self) -> None:
-        height = 250 if self.compact else 290
+        height = 240 if self.compact else 290
         if not self.compact:
             self.resizeDocks([self.workers_dock, self.tasks_dock], [520, 760],
                              Qt.Orientation.Horizontal)
@@ -458,11 +458,13 @@ class MainWindow(QMainWindow):
 
     def attach_to(self, address: tuple[str, int], key: str) -> None:
         """Monitor a server elsewhere (no dialog)."""
+        self.tasks_panel.history_hint = TasksPanel.HISTORY_HINT
         self.plots.clear()
         self.controller.attach(address, key)
 
     def attach_redis(self, url: str) -> None:
         """Monitor a Redis deployment (no dialog)."""
+        self.tasks_panel.history_hint = "Redis keeps only the newest finished tasks."
         self.plots.clear()
         self.controller.attach_redis(url)
 
@@ -661,10 +663,13 @@ class MainWindow(QMainWindow):
         self.totals_panel.set_demo(on, ", ".join(DEMO_FAILING))
         if on:
             self.demo_banner.show_message(
-                "<b>Demo running.</b> This window started a server, two local workers and a "
-                "load that alternates CPU-bound and I/O-bound phases. Its <code>fail</code> "
-                "tasks fail on purpose: red here is part of the demo, not a fault.",
+                "<b>Demo running</b>: a server, two local workers and a load that alternates "
+                "CPU and I/O phases. Its <code>fail</code> tasks fail on purpose.",
                 "info", action="Stop demo", closable=False)
+            self.demo_banner.setToolTip("Red in the plots, tiles and Event log from the "
+                                        "demo's fail tasks is part of the demo, not a fault. "
+                                        "Stop demo stops the load; the server and workers "
+                                        "stay.")
         else:
             self.demo_banner.dismiss()
         self._update_title()
@@ -779,9 +784,14 @@ class MainWindow(QMainWindow):
         self.keeping = Keeping(journal=journal,
                                redis=redact_url(backend) if backend else None)
         self.tasks_panel.history_hint = (
-            f"the journal ({journal}): guidist export --journal {journal}" if journal else
-            "Redis only while its retention keeps them" if backend else
-            "no journal: this server keeps none (Preferences → Keep a journal)")
+            f"The older ones are in its journal: guidist export --journal {journal}"
+            if journal else "Redis keeps only the newest finished tasks too." if backend else
+            "This server keeps no journal, so the older ones are gone.")
+        if journal is None and not backend and not self._demo_pending:
+            # A window without a journal used to say nothing (a demo had turned it off).
+            self.event_dock.add_note(time.time(), "control", "this server keeps no journal: "
+                                     "its tasks are lost when it stops (File → Preferences → "
+                                     "Keep a journal)")
         self.plots.clear()
         self.controller.start_server(ServerOptions(
             host=host, port=port, authkey=key, insist_weak_key=insist,

@@ -244,6 +244,7 @@ class TasksModel(_RowsModel):
         self._search: str | None = None
         self._order: str | None = None
         self._orderable: frozenset[str] = frozenset()
+        self._not_held = 0
         self._generation = 0
         self._total = 0
         self._total_generation = -1
@@ -336,6 +337,11 @@ class TasksModel(_RowsModel):
     def filter(self) -> tuple[str | None, str | None]:
         """(state, search) of the current listing."""
         return self._state, self._search
+
+    @property
+    def not_held(self) -> int:
+        """Finished tasks the listing would hold but the server keeps no longer in memory."""
+        return self._not_held
 
     @property
     def order(self) -> str | None:
@@ -454,6 +460,7 @@ class TasksModel(_RowsModel):
             return
         if req.generation >= self._total_generation:
             self._total_generation = req.generation
+            self._not_held = reply.page.not_held
             self._set_total(reply.page.total)
         self._pages[number] = _Page(req.generation, reply.page.tasks)
         self._pages.move_to_end(number)

@@ -165,7 +165,8 @@ def _plot_widget(name: str, left: str, time_axis: bool = True) -> pg.PlotWidget:
     item.setMenuEnabled(False)
     item.hideButtons()
     item.getAxis("left").setWidth(48)
-    item.setLabel("left", left)
+    if left:
+        item.setLabel("left", left)
     if not time_axis:
         item.hideAxis("bottom")  # the plots share the time axis of the bottom one
     legend = item.addLegend(offset=(6, 2), colCount=2)
@@ -177,7 +178,7 @@ def _plot_widget(name: str, left: str, time_axis: bool = True) -> pg.PlotWidget:
     # 30-45 ms redraw once a second).
     item.enableAutoRange(axis="y", enable=False)
     item.getViewBox().setLimits(yMin=0)
-    w.setMinimumHeight(70)
+    w.setMinimumHeight(52)  # three fit beside the submit form on a 700 px screen
     w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
     return w
 
@@ -192,7 +193,8 @@ def _apply_palette(w: pg.PlotWidget) -> None:
         ax.setPen(pg.mkPen(grey))
         ax.setTextPen(pg.mkPen(fg))
     label = item.getAxis("left").labelText
-    item.setLabel("left", label, color=fg)
+    if label:
+        item.setLabel("left", label, color=fg)
     legend = item.legend
     if legend is not None:
         fill = QColor(bg)
@@ -271,7 +273,7 @@ class LivePlots(QWidget):
         # was cut; the legends say the rest.
         self.throughput_plot = _plot_widget("throughputPlot", "tasks/s", False)
         self.queue_plot = _plot_widget("queueDepthPlot", "tasks", False)
-        self.workers_plot = _plot_widget("workersPlot", "workers")
+        self.workers_plot = _plot_widget("workersPlot", "")  # its legend says "workers"
         self.queue_plot.setXLink(self.throughput_plot)
         self.workers_plot.setXLink(self.throughput_plot)
         self._y_tops: dict[str, float] = {}
@@ -477,8 +479,9 @@ class LivePlots(QWidget):
             done = data[:, _COL["done"]].mean()
             failed = data[:, _COL["failed"]].mean()
             rates = (f"<b style='color:{state_color('done')}'>{done:,.0f}</b> done/s · "
-                     f"<b style='color:{state_color('failed')}'>{failed:,.1f}</b> failed/s "
-                     f"<span style='color:{grey}'>(10 s avg)</span> · ")
+                     f"<b style='color:{state_color('failed')}'>{failed:,.1f}</b> failed/s · ")
+            self.rate_label.setToolTip("Rates: the mean of the last 10 seconds. Queued, "
+                                       "running and workers: now, as in Totals.")
         if snap is None:
             self.rate_label.setText(rates.removesuffix(" · ") + paused)
             return

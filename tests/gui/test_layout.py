@@ -88,6 +88,11 @@ def layout_problems(win: MainWindow) -> list[str]:
             continue  # a fixed size (the status light) is what it was made to be
         policy = w.sizePolicy()
         hint = w.minimumSizeHint()
+        # An explicit minimum replaces the hint, as layouts do (qSmartMinSize).
+        if w.minimumWidth() > 0:
+            hint.setWidth(w.minimumWidth())
+        if w.minimumHeight() > 0:
+            hint.setHeight(w.minimumHeight())
         if isinstance(w, QLabel) and w.wordWrap():
             hint.setWidth(0)  # a wrapped label may be narrow; its height is what counts
         squeezed_w = policy.horizontalPolicy() is not QSizePolicy.Policy.Ignored \

@@ -41,6 +41,10 @@ REFRESH_SECONDS = 1.0
 class TasksPanel(QWidget):
     """The server's task ledger, page by page, with the actions that apply to tasks."""
 
+    #: Where older finished tasks are, when nothing more is known of the server.
+    HISTORY_HINT = ("They are in the server's journal, if it keeps one (guidist export "
+                    "--journal FILE).")
+
     #: list[int]: cancel these queued tasks.
     cancel_requested = Signal(object)
     #: list[int]: retry these failed or dead tasks.
@@ -62,9 +66,8 @@ class TasksPanel(QWidget):
         self._shown_id: int | None = None
         self._shown_task: Task | None = None
         self._tracking = False
-        self._snapshot: Snapshot | None = None
         #: Where tasks beyond what the server holds in memory can be read (said in the count).
-        self.history_hint = "the journal, if the server keeps one (guidist export)"
+        self.history_hint = self.HISTORY_HINT
 
         self.state_combo = QComboBox()
         self.state_combo.setObjectName("taskStateCombo")
@@ -92,7 +95,8 @@ class TasksPanel(QWidget):
         self.refresh_button.clicked.connect(self.refresh)
         self.count_label = QLabel("0 tasks")
         self.count_label.setObjectName("tasksCountLabel")
-        self.count_label.setWordWrap(True)
+        # One line (the tooltip has the whole sentence): a wrapped label here asked the dock
+        # for a height it did not have, and the action buttons scrolled out of sight.
         self.count_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.model.total_changed.connect(self._on_total_changed)
         self.model.page_arrived.connect(self._keep_selection)
@@ -127,6 +131,7 @@ class TasksPanel(QWidget):
         self.table.customContextMenuRequested.connect(self._on_context_menu)
         self.table.doubleClicked.connect(lambda _index: self.show_details())
         self.model.page_arrived.connect(self._fit_loaded_rows)
+        self.model.page_arrived.connect(self._update_count)
 
         self.detail = QTextBrowser()
         self.detail.setObjectName("taskDetailView")
@@ -176,7 +181,7 @@ class TasksPanel(QWidget):
         self.splitter.addWidget(self.detail)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
-        self.splitter.setSizes([600, 400])  # the pane is wide enough for a traceback line
+        self.splitter.setSizes([680, 320])  # the pane is wide enough for a traceback line
         self.splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -204,8 +209,6 @@ class TasksPanel(QWidget):
 
     def on_snapshot(self, snap: Snapshot) -> None:
         """Refresh the visible pages about once a second while something changed."""
-        self._snapshot = snap
-        self._update_count()
         self.pause_button.setChecked(snap.paused)
         self.pause_button.setText("Resume dispatch" if snap.paused else "Pause dispatch")
         self.retry_all_button.setEnabled(
@@ -272,7 +275,7 @@ class TasksPanel(QWidget):
         self._update_count()
 
     def _update_count(self) -> None:
-        """"N tasks", and when the server lists fewer than it counts (it keeps only the
+        """"N tasks", and when the server counts more than it still holds (it keeps only the
         newest finished tasks in memory), say so instead of dropping from 136,019 to
         20,028 without a word."""
         total = self.model.total
@@ -281,16 +284,15 @@ class TasksPanel(QWidget):
         text = plural(total, f"{state} task" if state else "task")
         if search:
             self.count_label.setText(f"{text} matching \u201c{html.escape(search)}\u201d")
+            self.count_label.setToolTip("")
             return
-        snap = self._snapshot
-        counted = 0
-        if snap is not None and snap.kind == "guidist":
-            counted = snap.count(state) if state else sum(snap.counts.values())
-        if counted > total > 0:
-            self.count_label.setText(
-                f"{text} listed of {fmt_int(counted)}: the server keeps only the newest "
-                f"finished tasks in memory; the older ones are in {self.history_hint}.")
-            self.count_label.setToolTip(self.count_label.text())
+        missing = self.model.not_held
+        if missing and total:
+            self.count_label.setText(f"{text} listed · {fmt_int(missing)} older finished not "
+                                     "held in memory")
+            self.count_label.setToolTip(
+                f"The server counts {fmt_int(total + missing)} but keeps only the newest "
+                f"finished tasks in memory. {self.history_hint}")
             return
         self.count_label.setText(text)
         self.count_label.setToolTip("")

@@ -316,6 +316,9 @@ def test_finished_records_are_capped(make: Callable) -> None:
     assert page.total == 5
     assert [t.id for t in page.tasks] == [20, 19, 18, 17, 16]
     assert counts(broker)["done"] == 20
+    # The listing says how many it counts but no longer holds (the window tells the person).
+    assert page.not_held == 15
+    assert broker.list_tasks().not_held == 15 and broker.list_tasks("queued").not_held == 0
 
 
 # ---------------------------------------------------------------------- control

@@ -868,7 +868,9 @@ class Broker:
                     continue
                 page.extend(itertools.islice(tasks(skip), limit - len(page)))
                 skip = 0
-            return TaskPage(total, offset, tuple(page))
+            not_held = sum(max(0, self._counts[s] - len(self._finished[s]))
+                           for s in states if s.finished)
+            return TaskPage(total, offset, tuple(page), not_held)
 
     def task_orders(self) -> tuple[str, ...]:
         """The keys list_tasks can sort by."""

@@ -682,7 +682,23 @@ class RedisBroker:
                 continue
             ids.extend(self._part_ids(part, skip, min(limit - len(ids), size - skip)))
             skip = 0
-        return TaskPage(total, offset, tuple(self._fetch(ids)))
+        return TaskPage(total, offset, tuple(self._fetch(ids)), self._not_held(states))
+
+    def _not_held(self, states: list[TaskState]) -> int:
+        """Finished tasks of states that are counted but no longer kept (past keep_*)."""
+        finished = [s for s in states if s.finished]
+        if not finished:
+            return 0
+
+        def read() -> list:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hmget(self._key("c"), [s.value for s in finished])
+            for s in finished:
+                pipe.zcard(self._key(f"fin:{s.value}"))
+            return pipe.execute()
+
+        counted, *held = self._retrying(read)
+        return sum(max(0, int(c or 0) - int(h)) for c, h in zip(counted, held))
 
     def _iter_segment_tasks(self, segments: list) -> Iterator[Task]:
         for part in segments:
