@@ -3,7 +3,7 @@
 Run it under a virtual display so the window is drawn exactly as on a desktop, with a screen
 the size of the window (the window arranges its panels for the screen it opens on):
 
-    xvfb-run -a -s "-screen 0 1280x800x24" python scripts/render_screenshot.py
+    xvfb-run -a -s "-screen 0 1440x900x24" python scripts/render_screenshot.py --size 1440x900
     xvfb-run -a -s "-screen 0 1024x700x24" python scripts/render_screenshot.py \\
         --size 1024x700 --output docs/screenshot-1024x700.png
     xvfb-run -a -s "-screen 0 1280x800x24" python scripts/render_screenshot.py --dark \\
@@ -59,6 +59,9 @@ def main() -> int:
         window = build_window(args, settings)
         window.resize(width, height)
         window.show()
+        # Xvfb has no window manager: the window keeps room for a title bar that is not there
+        # when it first fits the screen. Give it the whole size asked for.
+        window.resize(width, height)
         # Show the launch controls as a person would set them for the CPU-bound preset.
         window.submit_panel.set_preset("primes")
         window.workers_panel.set_mode("process")
