@@ -116,7 +116,10 @@ def dark_palette():  # noqa: ANN201 - a QPalette, imported late
                      (role.ButtonText, "#e6e6e6"), (role.Highlight, "#3d6fb4"),
                      (role.HighlightedText, "#ffffff"), (role.ToolTipBase, "#35373c"),
                      (role.ToolTipText, "#e6e6e6"), (role.PlaceholderText, "#8a8d93"),
-                     (role.Link, "#6ea8fe"), (role.BrightText, "#ff6b6b")):
+                     (role.Link, "#6ea8fe"), (role.BrightText, "#ff6b6b"),
+                     # the bevels Fusion draws pressed and checked buttons with
+                     (role.Light, "#4a4d53"), (role.Midlight, "#3f4247"),
+                     (role.Mid, "#232427"), (role.Dark, "#1b1c1f"), (role.Shadow, "#0e0f10")):
         pal.setColor(r, QColor(color))
     for r in (role.WindowText, role.Text, role.ButtonText):
         pal.setColor(QPalette.ColorGroup.Disabled, r, QColor("#7c7f85"))
