@@ -2,7 +2,7 @@
 
 A geometry saved on a 1280×800 desktop and restored on a 1024×700 one put Start, Attach and the
 status bar off-screen; and a window whose minimum size exceeded the screen could not be made
-to fit at all. These helpers keep both inside the available area (the screen minus panels).
+to fit at all. These functions keep both inside the available area (the screen minus panels).
 """
 
 from __future__ import annotations
