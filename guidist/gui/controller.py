@@ -434,6 +434,7 @@ class _Ops(_ThreadWorker):
     server_failed = Signal(str)
     server_stopped = Signal()
     local_workers = Signal(object)  # frozenset of pids
+    killed = Signal(object)  # frozenset of the pids just killed
 
     def __init__(self) -> None:
         super().__init__()
@@ -515,11 +516,13 @@ class _Ops(_ThreadWorker):
         self._publish()
 
     def kill(self, pids: list[int]) -> None:
-        """SIGKILL local workers, as a crash would: their leases expire and tasks are requeued."""
+        """SIGKILL local workers, as a crash would: the server sees their connections close
+        and requeues their tasks at once."""
         if self._pool is None:
             return
         killed = [pid for pid in pids if self._pool.kill(pid)]
         if killed:
+            self.killed.emit(frozenset(killed))  # before the pids leave the local set
             self.notice.emit(Notice("worker-offline", "killed local worker(s) with SIGKILL: pid "
                                     + ", ".join(map(str, killed))))
         self._publish()
@@ -643,6 +646,8 @@ class Controller(QObject):
     status_changed = Signal(object)
     #: frozenset[int]: pids of the workers this window launched.
     local_workers_changed = Signal(object)
+    #: frozenset[int]: local workers this window just killed (their rows show them dead).
+    workers_killed = Signal(object)
     #: SubmitProgress and SubmitOutcome of the running submission.
     submit_progress = Signal(object)
     submit_finished = Signal(object)
@@ -697,6 +702,7 @@ class Controller(QObject):
         self._ops.server_failed.connect(self._on_server_failed)
         self._ops.server_stopped.connect(self._on_server_stopped)
         self._ops.local_workers.connect(self._on_local_workers)
+        self._ops.killed.connect(self.workers_killed)
         self._submitter.progress.connect(self.submit_progress)
         self._submitter.finished.connect(self._on_submit_finished)
         for thread in self._threads:
@@ -811,7 +817,8 @@ class Controller(QObject):
             self.act("request_stop", remote)
 
     def kill_workers(self, pids: list[int]) -> None:
-        """SIGKILL local workers (the queue recovers their tasks when the leases expire)."""
+        """SIGKILL local workers (the server requeues their tasks as their connections close);
+        workers_killed says which died."""
         self._to_ops.emit(partial(self._ops.kill, [p for p in pids if p in self.local_pids]))
 
     def stop_all_workers(self) -> None:

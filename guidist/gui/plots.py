@@ -78,7 +78,9 @@ class SeriesBuffer:
             t = p[0]
             if t <= self.last_t:
                 continue
-            row = np.asarray(p[:width], dtype=np.float64)
+            row = np.zeros(width, dtype=np.float64)
+            values = p[:width]
+            row[:len(values)] = values  # a server without the newer fields: zeros there
             self._data[self._next] = row
             self._data[self._next + self.capacity] = row
             self._next = (self._next + 1) % self.capacity
@@ -227,6 +229,8 @@ class LivePlots(QWidget):
             "failed": self._curve(self.throughput_plot, "failed per second",
                                   STATE_COLORS["failed"]),
             "queued": self._curve(self.queue_plot, "queued", STATE_COLORS["queued"], fill=True),
+            "claimed": self._curve(self.queue_plot, "claimed (not started)",
+                                   STATE_COLORS["claimed"]),
             "running": self._curve(self.queue_plot, "running", STATE_COLORS["running"]),
             "workers": self._curve(self.workers_plot, "workers", WORKERS_COLOR),
         }
@@ -298,6 +302,7 @@ class LivePlots(QWidget):
         self._set_y_top(self.throughput_plot,
                         _nice_ceiling(1.1 * max(tops["done"], tops["failed"])))
         self._set_y_top(self.queue_plot, _nice_ceiling(1.1 * max(tops["queued"],
+                                                                 tops["claimed"],
                                                                  tops["running"])))
         self._set_y_top(self.workers_plot, _nice_ceiling(tops["workers"] + 1.0))
         self._update_rate_label()
@@ -372,6 +377,8 @@ class LivePlots(QWidget):
             f"<b style='color:{STATE_COLORS['failed']}'>{failed:,.1f}</b> failed/s "
             f"<span style='color:#777'>(10 s avg)</span> · "
             f"<b style='color:{STATE_COLORS['queued']}'>{int(last[_COL['queued']]):,}</b> queued"
+            f" · <b style='color:{STATE_COLORS['claimed']}'>{int(last[_COL['claimed']]):,}</b>"
+            f" claimed"
             f" · <b style='color:{STATE_COLORS['running']}'>{int(last[_COL['running']]):,}</b>"
             f" running · <b style='color:{WORKERS_COLOR}'>{int(last[_COL['workers']])}</b> "
             f"workers{paused}")

@@ -77,3 +77,16 @@ def test_export_csv_and_png(qtbot, tmp_path) -> None:
     assert n == 30 and rows[0] == list(SERIES_FIELDS) and rows[1][0] == "50"
     assert plots.export_png(tmp_path / "plots.png")
     assert (tmp_path / "plots.png").stat().st_size > 1000
+
+
+def test_claimed_tasks_have_their_own_curve_beside_running(qtbot) -> None:
+    plots = LivePlots(capacity=100)
+    qtbot.addWidget(plots)
+    # t, submitted, done, failed, requeued, queued, running, workers, claimed
+    plots.add_points([(t, 0, 0, 0, 0, 5, 2, 2, 40 + t) for t in range(1, 11)])
+    assert list(plots.curves["claimed"].getData()[1][-3:]) == [48, 49, 50]
+    assert list(plots.curves["running"].getData()[1][-3:]) == [2, 2, 2]
+    assert "50</b> claimed" in plots.rate_label.text()
+    # Points from a server that does not send the claimed field yet read as zero.
+    plots.add_points([(11, 0, 0, 0, 0, 5, 2, 2)])
+    assert plots.buffer.column("claimed", last=1)[0] == 0
