@@ -29,7 +29,7 @@ DEFAULT_TASK = "square"
 
 
 class TaskState(str, Enum):
-    """Where a task is in its life: queued → claimed → running → done | failed; dead; cancelled.
+    """Where a task is in its life: queued → claimed → running → done | failed; dead, cancelled.
 
     Claimed means a worker holds the task (its lease) but has not started it: it waits in
     that worker's batch. Claimed and running tasks both go back to the queue when their

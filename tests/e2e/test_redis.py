@@ -92,8 +92,8 @@ def test_two_direct_workers_and_one_through_the_facade_finish_10000(
         wait_for(lambda: c.snapshot().count("done") == 10_000, timeout=60,
                  message="10,000 tasks to finish")
         snap = c.snapshot()
-        assert snap.counts == {"queued": 0, "running": 0, "done": 10_000, "failed": 0,
-                               "dead": 0, "cancelled": 0}
+        assert snap.counts == {"queued": 0, "claimed": 0, "running": 0, "done": 10_000,
+                               "failed": 0, "dead": 0, "cancelled": 0}
         done = all_tasks(c, "done")
         assert sorted(t.id for t in done) == list(ids)  # every id once, none missing
         assert all(t.result == t.args[0] ** 2 for t in done)
