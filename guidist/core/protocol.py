@@ -6,9 +6,9 @@ connection and can be handed from a worker thread to the GUI thread without copy
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from collections.abc import Iterable
 from typing import Any
 
 #: Fields of one per-second point of the broker's time series, in tuple order.
@@ -26,6 +26,42 @@ SERIES_FIELDS: tuple[str, ...] = (
 
 #: Name of the task a bare payload runs with (the tutorial's worker squares integers).
 DEFAULT_TASK = "square"
+
+# Commands a broker returns to workers from heartbeat() and exchange(). Workers treat a
+# command they do not know as "ok", so an older worker simply never gives anything back.
+CMD_OK, CMD_STOP, CMD_UNKNOWN = "ok", "stop", "unknown"
+#: Another worker waits for work: hand back (release) the tasks you have not started.
+CMD_GIVE_BACK = "give-back"
+
+#: A claimed group: (function, kwargs, ids, args_list) — one per run of same-function tasks.
+ClaimGroup = tuple[str, "dict | None", list[int], list[tuple]]
+#: A reported result: (task_id, ok, value) where value is the result or the error text.
+ResultItem = tuple[int, bool, Any]
+
+#: Seconds of the per-second series that the snapshot's throughput averages over.
+THROUGHPUT_WINDOW = 10
+
+
+def classic_prefix(function: str, args: tuple) -> str | None:
+    """The tutorial's ``'n * n = '`` prefix for a square task on an int; None for other tasks."""
+    if function == DEFAULT_TASK and len(args) == 1 and type(args[0]) is int:
+        n = args[0]
+        return "%d * %d = " % (n, n)
+    return None
+
+
+def classic_result_text(function: str, args: tuple, value: Any) -> Any:
+    """Format a result the way the tutorial's worker does (``'%d * %d = %d'``) for square."""
+    prefix = classic_prefix(function, args)
+    if prefix is not None and isinstance(value, int):
+        return f"{prefix}{value}"
+    return value
+
+
+def throughput(points: list[tuple] | tuple[tuple, ...]) -> float:
+    """Finished tasks per second over the newest THROUGHPUT_WINDOW series points (any order)."""
+    recent = points[:THROUGHPUT_WINDOW]
+    return sum(p[2] + p[3] for p in recent) / THROUGHPUT_WINDOW if recent else 0.0
 
 
 class TaskState(str, Enum):

@@ -30,13 +30,13 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .broker import _HOLE, Broker, _Record
-from .errors import JournalInUse
-from .protocol import Task, TaskState
+from ...errors import JournalInUse
+from ...protocol import Task, TaskState
+from .broker import HOLE, Broker, Record
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +147,16 @@ class SqliteJournal:
         self._saved = threading.Condition(self._buf_lock)  # notified after every commit
         self._oldest: float | None = None  # when the oldest buffered change arrived
         self._writing_since: float | None = None  # the oldest change of the flush under way
-        self._broker: Broker | None = None  # set by open_journaled_broker, for checkpoints
+        self._checkpoint_fn: Callable[[], None] | None = None  # the broker's, via attach()
         self._rows_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._purged = 0  # tasks purged so far (never got a record), for checkpoints
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def attach(self, checkpoint: Callable[[], None]) -> None:
+        """The broker hands over its checkpoint function; the writer thread calls it to compact."""
+        self._checkpoint_fn = checkpoint
 
     # -------------------------------------------------------------- broker hooks (under lock)
 
@@ -165,7 +169,7 @@ class SqliteJournal:
         """Record leases (ids all at the same attempt), so a restart counts the attempt."""
         self._add("claim", (ids, attempts))
 
-    def requeued(self, records: list[_Record]) -> None:
+    def requeued(self, records: list[Record]) -> None:
         """Record tasks going back to the queue (lease expiry, release, retry), in full.
 
         Requeues are rare, and a retried task's submit row may be gone after a checkpoint,
@@ -174,12 +178,12 @@ class SqliteJournal:
         self._add("requeue", [(r.id, r.attempts, r.function, r.args, r.kwargs, r.submitted,
                                r.classic) for r in records])
 
-    def done(self, records: list[_Record]) -> None:
+    def done(self, records: list[Record]) -> None:
         """Record a batch of successes: O(1) under the broker lock (done records never change),
         written later as one row for the whole batch."""
         self._add("done", records)
 
-    def finished(self, records: list[_Record]) -> None:
+    def finished(self, records: list[Record]) -> None:
         """Record failed, dead or cancelled tasks (copied: a retry changes the record)."""
         self._add("finish", [(r.id, r.function, r.args, r.kwargs, r.state.value, r.attempts,
                               r.submitted, r.started, r.finished, r.worker, r.result, r.error,
@@ -236,13 +240,13 @@ class SqliteJournal:
                 log.exception("journal flush failed; will retry")
             # Behind (changes piled up while writing)? Write again at once.
             wait = 0.0 if self.lag() >= self.flush_interval else self.flush_interval
-            if (self._broker is not None and self._rows_since_checkpoint > CHECKPOINT_ROWS
+            if (self._checkpoint_fn is not None and self._rows_since_checkpoint > CHECKPOINT_ROWS
                     and time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS):
                 # Compact while running, so the log (and a restart's replay) stays small.
                 self._last_checkpoint = time.monotonic()
                 self._rows_since_checkpoint = 0
                 try:
-                    self._broker.journal_checkpoint()
+                    self._checkpoint_fn()
                 except Exception:
                     log.exception("journal checkpoint failed")
 
@@ -326,7 +330,7 @@ class SqliteJournal:
         """Write a running server's snapshot and drop the log rows before it."""
         db = self._db
         done_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM done").fetchone()[0]
-        batches = [(first, fn, kw, [None if a is _HOLE else a for a in items], sub, classic)
+        batches = [(first, fn, kw, [None if a is HOLE else a for a in items], sub, classic)
                    for first, fn, kw, items, sub, classic in state["batches"]]
         blob = pickle.dumps({"batches": batches, "records": state["records"],
                              "next_id": state["next_id"], "submitted": state["submitted"],
@@ -493,7 +497,6 @@ def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERV
     journal = SqliteJournal(path, flush_interval)
     broker = Broker(journal=journal, **broker_options)
     info = journal.restore_into(broker)
-    journal._broker = broker
     if info["queued"]:
         log.info("restored %d queued task(s) from %s", info["queued"], path)
     journal.start()

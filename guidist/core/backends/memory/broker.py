@@ -5,7 +5,7 @@ Design notes (why it looks the way it does):
 * Queued tasks are kept as the batches the client sent (``_Batch``: a first id plus the list of
   argument tuples), not as one object per task. That keeps a million queued tasks to roughly a
   hundred bytes each and lets ``claim`` hand out a slice per round trip.
-* A task gets a ``_Record`` only once it is claimed; finished records are kept in capped,
+* A task gets a ``Record`` only once it is claimed; finished records are kept in capped,
   insertion-ordered dicts per state, so memory stays bounded when millions of tasks pass.
 * Leases are per worker: one heartbeat renews every lease a worker holds, and the reaper
   requeues all of a silent worker's tasks at once. Constant work per task, no timers per task.
@@ -34,18 +34,27 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from .payload import MAX_PAYLOAD, unpack, unpack_submission
-from .protocol import (
-    DEFAULT_TASK,
+from ...payload import unpack, unpack_submission
+from ...protocol import (
+    CMD_GIVE_BACK,
+    CMD_OK,
+    CMD_STOP,
+    CMD_UNKNOWN,
+    THROUGHPUT_WINDOW,
+    ClaimGroup,
     Event,
+    ResultItem,
     Snapshot,
     Task,
     TaskPage,
     TaskState,
     WorkerInfo,
     WorkerState,
+    classic_result_text,
     running_ids,
+    throughput,
 )
+from ..base import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -59,37 +68,28 @@ QUEUED, CLAIMED, RUNNING, DONE, FAILED, DEAD, CANCELLED = (
     TaskState.CANCELLED,
 )
 _FINISHED_STATES = (DONE, FAILED, DEAD, CANCELLED)
-_HOLE = object()  # placeholder for a cancelled or finished item inside a queued batch
+HOLE = object()  # placeholder for a cancelled or finished item inside a queued batch
 _SERIES_SECONDS = 3600
 _MAX_SERIES_REPLY = 900
 _MAX_EVENTS_REPLY = 500
 _SEARCH_SCAN_LIMIT = 200_000
 _ERROR_TEXT_LIMIT = 16_000
 
-# Commands returned to workers by heartbeat() and exchange(). Workers treat a command they
-# do not know as "ok", so an older worker simply never gives anything back.
-CMD_OK, CMD_STOP, CMD_UNKNOWN = "ok", "stop", "unknown"
-#: Another worker waits for work: hand back (release) the tasks you have not started.
-CMD_GIVE_BACK = "give-back"
-
-#: A claimed group: (function, kwargs, ids, args_list) — one per run of same-function tasks.
-ClaimGroup = tuple[str, "dict | None", list[int], list[tuple]]
-#: A reported result: (task_id, ok, value) where value is the result or the error text.
-ResultItem = tuple[int, bool, Any]
-
 
 class Journal(Protocol):
-    """What the broker tells a durable store; called under the broker lock, so it must only buffer."""
+    """What the broker tells a durable store; called under the broker lock, so it only buffers."""
 
     def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
                   when: float, classic: bool) -> None: ...
     def claimed(self, ids: list[int], attempts: int) -> None: ...
-    def requeued(self, records: list[_Record]) -> None: ...
-    def done(self, records: list[_Record]) -> None: ...
-    def finished(self, records: list[_Record]) -> None: ...
+    def requeued(self, records: list[Record]) -> None: ...
+    def done(self, records: list[Record]) -> None: ...
+    def finished(self, records: list[Record]) -> None: ...
     def throttle(self) -> None: ...
     def checkpoint(self, state: dict[str, Any]) -> None: ...
     def cancelled_ids(self, ids: Iterable[int], when: float) -> None: ...
+    def attach(self, checkpoint: Callable[[], None]) -> None:
+        """Take the broker's checkpoint function, which the journal calls to compact itself."""
 
 
 class NullJournal:
@@ -102,6 +102,9 @@ class NullJournal:
 
     def throttle(self) -> None:
         """Never hold anyone back."""
+
+    def attach(self, checkpoint: Callable[[], None]) -> None:
+        """Nothing to compact."""
 
 
 class _Batch:
@@ -126,7 +129,7 @@ class _Batch:
         return len(self.items) - self.pos - self.holes
 
 
-class _Record:
+class Record:
     """A task that has been claimed at least once (or retried, or cancelled by id)."""
 
     __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
@@ -170,7 +173,7 @@ class _Worker:
         self.joined = self.last_seen = now
         self.current_task: int | None = None
         self.done = self.failed = 0
-        self.leases: dict[int, _Record] = {}  # claim order: an inline worker runs them so
+        self.leases: dict[int, Record] = {}  # claim order: an inline worker runs them so
         self.n_running = 0  # leases in the RUNNING state (the rest are CLAIMED)
         self.state = WorkerState.IDLE
         self.stop = False
@@ -198,7 +201,7 @@ class _Worker:
                           self.n_claimed)
 
 
-def _live_row(r: _Record) -> tuple:
+def _live_row(r: Record) -> tuple:
     """A live task as the journal's checkpoint stores it."""
     return (r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.classic)
 
@@ -208,31 +211,22 @@ def _no_connection() -> str | None:
     return None
 
 
-def classic_result_text(function: str, args: tuple, value: Any) -> Any:
-    """Format a result the way the tutorial's worker does (``'%d * %d = %d'``) for square."""
-    if (function == "square" and len(args) == 1 and isinstance(args[0], int)
-            and isinstance(value, int)):
-        n = args[0]
-        return "%d * %d = %d" % (n, n, value)
-    return value
-
-
 class Broker:
     """The state machine behind every registered queue: pending lanes, leases, results, counters."""
 
     def __init__(
         self,
         *,
-        lease_timeout: float = 30.0,
-        max_attempts: int = 3,
-        default_task: str = DEFAULT_TASK,
-        keep_done: int = 20_000,
-        keep_failed: int = 50_000,
-        keep_cancelled: int = 10_000,
+        lease_timeout: float = DEFAULTS.lease_timeout,
+        max_attempts: int = DEFAULTS.max_attempts,
+        default_task: str = DEFAULTS.default_task,
+        keep_done: int = DEFAULTS.keep_done,
+        keep_failed: int = DEFAULTS.keep_failed,
+        keep_cancelled: int = DEFAULTS.keep_cancelled,
         clock: Callable[[], float] = time.time,
         journal: Journal | None = None,
         first_id: int = 1,
-        max_payload: int = MAX_PAYLOAD,
+        max_payload: int = DEFAULTS.max_payload,
     ) -> None:
         self.max_payload = max_payload
         self.lease_timeout = lease_timeout
@@ -242,19 +236,20 @@ class Broker:
                       CANCELLED: keep_cancelled}
         self._clock = clock
         self._journal: Journal = journal or NullJournal()
+        self._journal.attach(self.journal_checkpoint)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._next_id = first_id
-        self._lanes: dict[str, deque] = {}  # function -> deque of _Batch | _Record
+        self._lanes: dict[str, deque] = {}  # function -> deque of _Batch | Record
         self._batches: list[_Batch] = []  # every batch still holding items, by first_id
         self._batch_starts: list[int] = []
-        self._lane_records: dict[int, _Record] = {}  # queued records (requeued or retried)
-        self._leased: dict[int, _Record] = {}  # claimed or running, in every worker
+        self._lane_records: dict[int, Record] = {}  # queued records (requeued or retried)
+        self._leased: dict[int, Record] = {}  # claimed or running, in every worker
         # OrderedDict, not dict: dropping the oldest of a dict that is appended to and trimmed
         # at the front scans the dummies left by deletions (measured ~10 µs per task at 20k).
-        self._finished: dict[TaskState, OrderedDict[int, _Record]] = {
+        self._finished: dict[TaskState, OrderedDict[int, Record]] = {
             s: OrderedDict() for s in _FINISHED_STATES}
-        self._recent: deque[_Record] = deque(maxlen=max(keep_done, 1000))
+        self._recent: deque[Record] = deque(maxlen=max(keep_done, 1000))
         self._result_seq = 0  # results ever finished; the last one in _recent has this number
         self._workers: dict[str, _Worker] = {}
         self._worker_seq = itertools.count(1)
@@ -523,7 +518,7 @@ class Broker:
             if lane_name is None:
                 break
             head = self._lanes[lane_name][0]
-            if type(head) is _Record and head.attempts > 0 and head.state is QUEUED:
+            if type(head) is Record and head.attempts > 0 and head.state is QUEUED:
                 # Its worker died holding it. Hand it out alone: if it is the task that kills
                 # workers, only it piles up attempts, not the neighbours of its old batch.
                 if groups:
@@ -566,7 +561,7 @@ class Broker:
             if only is not None and name not in only:
                 continue
             head = lane[0]
-            hid = head.id if type(head) is _Record else head.first_id + head.pos
+            hid = head.id if type(head) is Record else head.first_id + head.pos
             if best_id is None or hid < best_id:
                 best, best_id = name, hid
         return best
@@ -578,7 +573,7 @@ class Broker:
         wid = w.id
         leased = self._leased
         leases = w.leases
-        if type(head) is _Record:
+        if type(head) is Record:
             lane.popleft()
             if head.state is not QUEUED or self._lane_records.pop(head.id, None) is None:
                 return None  # finished or cancelled while it waited: a lazy deletion
@@ -595,7 +590,7 @@ class Broker:
         first = head.first_id + start
         ids = list(range(first, first + len(items)))
         if head.holes:  # filter before the exhausted batch resets its hole count below
-            keep = [i for i, a in enumerate(items) if a is not _HOLE]
+            keep = [i for i, a in enumerate(items) if a is not HOLE]
             head.holes -= len(items) - len(keep)
             ids = [ids[i] for i in keep]
             items = [items[i] for i in keep]
@@ -605,7 +600,7 @@ class Broker:
             head.pos = head.holes = 0
             self._prune_batches()
         fn, kw, sub, cl = head.function, head.kwargs, head.submitted, head.classic
-        new = _Record
+        new = Record
         for tid, args in zip(ids, items):
             leased[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, CLAIMED, wid)
         n = len(ids)
@@ -627,13 +622,13 @@ class Broker:
         recent = self._recent.append
         classic_put = self.classic_results.put
         n_running = n_claimed = n_queued = n_done = n_failed = 0
-        done: list[_Record] = []
-        failed: list[_Record] = []
+        done: list[Record] = []
+        failed: list[Record] = []
         for tid, ok, value in results:
             rec = leased_pop(tid, None)
             if rec is not None:
                 holder_id = rec.worker
-                holder = w if holder_id == worker_id else workers.get(holder_id)
+                holder = w if holder_id == worker_id else workers.get(holder_id or "")
                 if rec.state is RUNNING:
                     n_running += 1
                     if holder is not None:
@@ -683,7 +678,7 @@ class Broker:
             self._journal.finished(failed)
         return n_done + n_failed
 
-    def _finish(self, rec: _Record, state: TaskState, now: float, result: Any = None,
+    def _finish(self, rec: Record, state: TaskState, now: float, result: Any = None,
                 error: str | None = None) -> None:
         """Move a record into a finished state; keeps only the newest N per state in memory."""
         rec.state = state
@@ -725,7 +720,7 @@ class Broker:
             self._cv.notify_all()
         return len(back)
 
-    def _requeue(self, rec: _Record) -> None:
+    def _requeue(self, rec: Record) -> None:
         """A leased (claimed or running) record goes back to the front of its lane."""
         self._counts[rec.state] -= 1
         rec.state, rec.worker, rec.started = QUEUED, None, None
@@ -824,15 +819,15 @@ class Broker:
         with self._lock:
             now = self._clock()
             ids: list[int] = []
-            recs: list[_Record] = []
+            recs: list[Record] = []
             for lane in self._lanes.values():
                 for item in lane:
-                    if type(item) is _Record:
+                    if type(item) is Record:
                         if self._lane_records.pop(item.id, None) is not None:
                             recs.append(item)
                     else:
                         ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
-                                   if item.items[i] is not _HOLE)
+                                   if item.items[i] is not HOLE)
             for rec in recs:
                 self._finish(rec, CANCELLED, now)
             self._counts[CANCELLED] += len(ids)
@@ -870,7 +865,7 @@ class Broker:
             ids = list(self._finished[FAILED]) + list(self._finished[DEAD])
         return self.retry(ids)
 
-    def _requeue_finished(self, rec: _Record, state: TaskState) -> None:
+    def _requeue_finished(self, rec: Record, state: TaskState) -> None:
         self._counts[state] -= 1
         rec.attempts = 0
         rec.result = rec.error = rec.finished = None
@@ -898,16 +893,16 @@ class Broker:
         b = self._batches[i]
         return b if tid < b.first_id + len(b.items) else None
 
-    def _punch_hole(self, tid: int) -> _Record | None:
+    def _punch_hole(self, tid: int) -> Record | None:
         """Take a still-queued task out of its batch; returns a record for it, or None."""
         b = self._find_batch(tid)
         if b is None:
             return None
         idx = tid - b.first_id
-        if idx < b.pos or b.items[idx] is _HOLE:
+        if idx < b.pos or b.items[idx] is HOLE:
             return None
-        rec = _Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic)
-        b.items[idx] = _HOLE
+        rec = Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic)
+        b.items[idx] = HOLE
         b.holes += 1
         return rec
 
@@ -938,9 +933,8 @@ class Broker:
                        "classic_results": self.classic_results.qsize()},
             )
 
-    def _throughput(self, seconds: int = 10) -> float:
-        pts = list(itertools.islice(reversed(self._series), seconds))
-        return sum(p[2] + p[3] for p in pts) / seconds if pts else 0.0
+    def _throughput(self) -> float:
+        return throughput(list(itertools.islice(reversed(self._series), THROUGHPUT_WINDOW)))
 
     def get_task(self, task_id: int) -> Task | None:
         """One task by id, wherever it is; None if unknown or pruned from memory."""
@@ -956,7 +950,7 @@ class Broker:
             b = self._find_batch(task_id)
             if b is not None:
                 idx = task_id - b.first_id
-                if idx >= b.pos and b.items[idx] is not _HOLE:
+                if idx >= b.pos and b.items[idx] is not HOLE:
                     return Task(task_id, b.function, b.items[idx], b.kwargs, QUEUED, 0,
                                 b.submitted)
             return None
@@ -1013,7 +1007,7 @@ class Broker:
         seen: set[int] = set()
         for lane in list(self._lanes.values()):
             for item in list(lane):
-                if type(item) is _Record:
+                if type(item) is Record:
                     if (item.state is not QUEUED or item.id not in self._lane_records
                             or item.id in seen):
                         continue
@@ -1031,7 +1025,7 @@ class Broker:
                     start, skip = start + skip, 0
                 for i in range(start, len(item.items)):
                     args = item.items[i]
-                    if args is _HOLE:
+                    if args is HOLE:
                         continue
                     if skip:
                         skip -= 1
@@ -1055,7 +1049,7 @@ class Broker:
         return TaskPage(len(matches), offset, tuple(matches[offset:offset + limit]))
 
     def results_since(self, cursor: int, limit: int = 1000) -> tuple[int, list[Task]]:
-        """Tasks finished after cursor (a sequence number), oldest first; returns (cursor, tasks)."""
+        """Tasks finished after cursor (a sequence number), oldest first: (cursor, tasks)."""
         with self._lock:
             if not self._recent:
                 return cursor, []
@@ -1184,12 +1178,12 @@ class Broker:
                     run_next = tid + 1
                     continue
                 flush_run()
-                rec = _Record(tid, fn, args, kwargs, attempts, sub, classic)
+                rec = Record(tid, fn, args, kwargs, attempts, sub, classic)
                 self._lanes.setdefault(fn, deque()).append(rec)
                 self._lane_records[tid] = rec
             flush_run()
             for t in finished:
-                rec = _Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False)
+                rec = Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False)
                 rec.state, rec.started, rec.finished = t.state, t.started, t.finished
                 rec.worker, rec.result, rec.error = t.worker, t.result, t.error
                 self._finished[t.state][t.id] = rec
@@ -1216,7 +1210,7 @@ class Broker:
             seen: set[int] = set()
             for lane in self._lanes.values():
                 for item in lane:
-                    if type(item) is _Record:
+                    if type(item) is Record:
                         if (item.state is QUEUED and item.id in self._lane_records
                                 and item.id not in seen):
                             seen.add(item.id)
