@@ -374,8 +374,7 @@ class Worker:
             group_start = clock()
             n = 0
             for tid, args in zip(ids, args_list):
-                if stopping() or (self._give_back
-                                  and self._gave_back(groups, gi, n, clock() - group_start)):
+                if stopping():
                     halted = True
                     break
                 self._current = tid
@@ -387,9 +386,14 @@ class Worker:
                 if clock() > report_at:
                     # A slow task in a big batch must not hold back the fast ones' results,
                     # and the server learns which task runs next (and may ask for the rest).
+                    # Give-back is looked at only here, so the per-task loop costs no more:
+                    # a batch shorter than a report interval is done before it would matter.
                     before = clock()
                     sizer.record(function, n, before - group_start)
                     self._report_partial(_task_after(groups, gi, n))
+                    if self._give_back and self._gave_back(groups, gi, n, before - group_start):
+                        halted = True
+                        break
                     add = self._pending.append
                     after = clock()
                     report_at = after + _REPORT_SECONDS

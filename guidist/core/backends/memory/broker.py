@@ -621,6 +621,7 @@ class Broker:
         done_store = self._finished[DONE]
         recent = self._recent.append
         classic_put = self.classic_results.put
+        running_state = RUNNING  # a local: this loop runs once per task
         n_running = n_claimed = n_queued = n_done = n_failed = 0
         done: list[Record] = []
         failed: list[Record] = []
@@ -629,7 +630,7 @@ class Broker:
             if rec is not None:
                 holder_id = rec.worker
                 holder = w if holder_id == worker_id else workers.get(holder_id or "")
-                if rec.state is RUNNING:
+                if rec.state is running_state:
                     n_running += 1
                     if holder is not None:
                         holder.n_running -= 1
