@@ -32,6 +32,7 @@ def run(squares: int, sleeps: int) -> dict[str, Any]:
         ids = client.submit_many("sleep", [(SLEEP_S,)] * sleeps)
         while True:
             snap = client.snapshot()
+            # counts.get: the same script also measures a tree without the claimed state
             held = snap.counts.get("claimed", 0) + snap.counts.get("running", 0)
             if snap.count("queued") == 0 and held == 0:
                 break

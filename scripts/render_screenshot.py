@@ -59,7 +59,7 @@ def main() -> int:
             panel = window.tasks_panel
             panel.live_check.setChecked(False)
             snap = window.last_snapshot
-            start = snap.count("running") + snap.count("queued") if snap else 0
+            start = snap.leased + snap.count("queued") if snap else 0
             panel.refresh()
             chosen = None
             for _ in range(6):  # rows move while tasks finish: look around until found
