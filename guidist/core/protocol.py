@@ -144,12 +144,23 @@ class WorkerInfo:
     done: int = 0
     failed: int = 0
     functions: tuple[str, ...] = ()  # the only task functions it claims; () means all
+    address: str = ""  # the IP address it connects from ("" if it did not say)
     claimed: int = 0  # tasks it holds and has not started yet
 
     @property
     def held(self) -> int:
         """Every task it holds a lease on: claimed or running."""
         return self.running + self.claimed
+
+    @property
+    def host_label(self) -> str:
+        """"host (address)" for people; just the host when the address adds nothing."""
+        return host_label(self.host, self.address)
+
+
+def host_label(host: str, address: str) -> str:
+    """"host (address)", or host alone when address is empty or the same."""
+    return host if not address or address == host else f"{host} ({address})"
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,9 @@ class GuidistServer(managers.Server):
                     return
                 continue
             transport.set_nodelay(c)
+            # A worker or client whose host vanished never sends FIN: keepalive ends its
+            # connection (and so requeues a classic worker's task) instead of keeping it forever.
+            transport.set_keepalive(c)
             key = f"{next(self._conn_seq)}@{_peer_host(c)}"
             threading.Thread(target=self.handle_request, args=(c, key), name=f"conn-{key}",
                              daemon=True).start()

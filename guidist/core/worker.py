@@ -26,19 +26,22 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .backends.base import DEFAULTS
 from .claims import ClaimSizer
 from .client import Client
-from .errors import AuthenticationFailed, GuidistError, RemoteError, ServerUnavailable
+from .errors import AuthenticationFailed, ExitCode, GuidistError, RemoteError, ServerUnavailable
 from .executors import Executor, ProcessExecutor, default_concurrency, make_executor
+from .netinfo import address_towards
 from .payload import MAX_PAYLOAD, mib, pack
 from .protocol import CMD_GIVE_BACK, CMD_STOP, CMD_UNKNOWN, DEFAULT_TASK, classic_result_text
 from .tasks import TaskNotFound, resolve
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_GAVE_UP, EXIT_AUTH = 0, 3, 4
+# The codes every guidist command uses for the same failures (errors.ExitCode).
+EXIT_OK, EXIT_GAVE_UP, EXIT_AUTH = ExitCode.OK, ExitCode.UNAVAILABLE, ExitCode.AUTH
 _BATCH_SECONDS = 0.1  # aim for this much work per claim
 _REPORT_SECONDS = 0.2  # a batch that runs longer (a slow task in it) reports what is done
 
@@ -154,7 +157,8 @@ class Worker:
                 continue
             self._trouble_since = None
             if cmd == CMD_UNKNOWN:
-                log.info("the server does not know this worker (restarted?); registering again")
+                log.info("the server does not know this worker (it restarted, or lost touch "
+                         "with this worker for longer than the lease); registering again")
                 self._id = None
                 continue
             if self._executor is None:
@@ -249,13 +253,20 @@ class Worker:
     def _register(self) -> None:
         reply = self._client.call("register_worker", self.name, socket.gethostname(),
                                   os.getpid(), self.mode, self.concurrency, "guidist",
-                                  list(self.config.functions) or None)
+                                  list(self.config.functions) or None, self._address())
         self._id = reply["id"]
         self._max_payload = int(reply.get("max_payload", MAX_PAYLOAD))
         lease = float(reply.get("lease_timeout", DEFAULTS.lease_timeout))
         self._heartbeat_s = max(0.05, min(self.config.heartbeat_s, lease / 4))
         log.info("registered as %s (lease %.1f s, heartbeat %.2f s)", self._id, lease,
                  self._heartbeat_s)
+
+    def _address(self) -> str:
+        """The IP address the server sees this worker at (its route towards the server)."""
+        if self.config.redis_url:
+            url = urlsplit(self.config.redis_url)
+            return address_towards(url.hostname, url.port or 6379) if url.hostname else ""
+        return address_towards(*self.config.address)
 
     def _heartbeat_loop(self) -> None:
         """Renew leases from a second connection (proxies are not shared between threads)."""

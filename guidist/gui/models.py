@@ -156,7 +156,7 @@ class WorkersModel(_RowsModel):
         if col == self.COL_HEARTBEAT:
             return fmt_ago(self._now - w.last_seen) if w.last_seen else ""
         if col == self.COL_HOST:
-            return w.host
+            return w.host_label
         if col == self.COL_PID:
             return str(w.pid) if w.pid else ""
         return None

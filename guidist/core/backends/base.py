@@ -67,8 +67,10 @@ class BrokerBackend(Protocol):
     # workers
     def register_worker(self, name: str, host: str, pid: int, mode: str = "inline",
                         concurrency: int = 1, kind: str = "guidist",
-                        functions: list[str] | None = None) -> dict[str, Any]:
-        """Add a worker; returns its id and the settings it must follow."""
+                        functions: list[str] | None = None,
+                        address: str = "") -> dict[str, Any]:
+        """Add a worker; returns its id and the settings it must follow (address: the IP it
+        connects from, "" when it does not say)."""
         ...
 
     def heartbeat(self, worker_id: str, current_task: int | list[int] | None = None) -> str:

@@ -646,6 +646,18 @@ def test_classic_worker_disconnect_requeues(broker: Any) -> None:
     assert broker.classic_results.get(False) == "stray"
 
 
+def test_workers_are_listed_with_the_address_they_connect_from(broker: Any) -> None:
+    """Host names are often alike across machines (containers, images); addresses are not."""
+    broker.register_worker("w", "node", 1, "inline", 1, "guidist", None, "10.0.0.7")
+    broker.register_worker("old", "node", 2)  # a worker that does not say
+    broker.submit("square", [(1,)])
+    broker.classic_get("5@10.0.0.9", block=False)
+    got = {w.name: w for w in broker.workers()}
+    assert got["w"].address == "10.0.0.7" and got["w"].host_label == "node (10.0.0.7)"
+    assert got["old"].address == "" and got["old"].host_label == "node"
+    assert got["classic"].address == "10.0.0.9" and got["classic"].host_label == "10.0.0.9"
+
+
 # ---------------------------------------------------------------------- Redis only
 
 

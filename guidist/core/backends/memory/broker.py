@@ -164,7 +164,7 @@ class _Worker:
 
     __slots__ = ("id", "name", "host", "pid", "kind", "mode", "concurrency", "joined",
                  "last_seen", "current_task", "done", "failed", "leases", "state", "stop",
-                 "functions", "n_running", "conns", "give_back")
+                 "functions", "address", "n_running", "conns", "give_back")
 
     def __init__(self, id: str, name: str, host: str, pid: int, kind: str, mode: str,
                  concurrency: int, now: float) -> None:
@@ -178,6 +178,7 @@ class _Worker:
         self.state = WorkerState.IDLE
         self.stop = False
         self.functions: frozenset[str] | None = None  # None: claims every function
+        self.address = ""
         self.conns: set[str] = set()  # manager connections its calls arrived on
         self.give_back = False  # asked to hand back its unstarted tasks (told on next call)
 
@@ -198,7 +199,7 @@ class _Worker:
                           self.concurrency, state, self.joined, self.last_seen, current,
                           self.n_running, self.done, self.failed,
                           tuple(sorted(self.functions)) if self.functions else (),
-                          self.n_claimed)
+                          address=self.address, claimed=self.n_claimed)
 
 
 def _live_row(r: Record) -> tuple:
@@ -299,17 +300,20 @@ class Broker:
 
     def register_worker(self, name: str, host: str, pid: int, mode: str = "inline",
                         concurrency: int = 1, kind: str = "guidist",
-                        functions: list[str] | None = None) -> dict[str, Any]:
+                        functions: list[str] | None = None,
+                        address: str = "") -> dict[str, Any]:
         """Add a worker; returns its id (sent with every later call) and the lease timeout.
 
         With functions, the worker only ever claims tasks of those functions (a process-mode
-        worker for the CPU-bound ones, a thread-mode one for I/O, say).
+        worker for the CPU-bound ones, a thread-mode one for I/O, say). address is the IP the
+        worker connects from: host names are often alike across machines, addresses are not.
         """
         with self._lock:
             now = self._clock()
             wid = f"{name}#{next(self._worker_seq)}"
             w = _Worker(wid, name, host, int(pid), kind, mode, int(concurrency), now)
             w.functions = frozenset(functions) if functions else None
+            w.address = str(address or "")
             self._workers[wid] = w
             self._bind(w)
             self._event("worker-joined", f"worker {wid} joined from {host} (pid {pid}, {mode})")
@@ -1137,6 +1141,7 @@ class Broker:
         if w is None:
             host = conn_key.rsplit("@", 1)[-1]
             w = _Worker(wid, "classic", host, 0, "classic", "classic", 1, self._clock())
+            w.address = host  # the peer address of its connection
             self._workers[wid] = w
             self._event("worker-joined", f"classic worker connected from {host}")
         return w

@@ -402,13 +402,16 @@ class RedisBroker:
 
     def register_worker(self, name: str, host: str, pid: int, mode: str = "inline",
                         concurrency: int = 1, kind: str = "guidist",
-                        functions: list[str] | None = None) -> dict[str, Any]:
+                        functions: list[str] | None = None,
+                        address: str = "") -> dict[str, Any]:
         """Add a worker; returns its id (sent with every later call) and the lease timeout.
 
-        With functions, the worker only ever claims tasks of those functions."""
+        With functions, the worker only ever claims tasks of those functions; address is the
+        IP it connects from."""
         wid, lease, default = self._eval("register", [uuid.uuid4().hex, name, host, int(pid),
                                                       mode, int(concurrency), kind,
-                                                      ",".join(functions or ())])
+                                                      ",".join(functions or ()),
+                                                      str(address or "")])
         self._bind(_s(wid))
         self._config["lease_timeout"] = _s(lease)
         self._config["default_task"] = _s(default)
@@ -781,7 +784,7 @@ def _event(member: bytes) -> Event:
 
 def _worker_info(w: list) -> WorkerInfo:
     (wid, name, host, pid, kind, mode, conc, state, joined, seen, cur, done, failed, held,
-     first, fns, nrun) = w
+     first, fns, addr, nrun) = w
     st = WorkerState(_s(state))
     held = int(held)
     running = min(int(nrun or 0), held)
@@ -791,7 +794,8 @@ def _worker_info(w: list) -> WorkerInfo:
     return WorkerInfo(_s(wid), _s(name), _s(host), int(pid or 0), _s(kind), _s(mode),
                       int(conc or 1), st, float(joined or 0), float(seen or 0), current, running,
                       int(done or 0), int(failed or 0),
-                      tuple(sorted(f for f in _s(fns).split(",") if f)), held - running)
+                      tuple(sorted(f for f in _s(fns).split(",") if f)), address=_s(addr),
+                      claimed=held - running)
 
 
 def _task(tid: int, h: dict) -> Task:

@@ -550,13 +550,13 @@ local function workers_info()
   local out = {}
   for _, wid in ipairs(redis.call('ZRANGE', P .. 'workers', 0, -1)) do
     local h = redis.call('HMGET', P .. 'w:' .. wid, 'name', 'host', 'pid', 'kind', 'mode', 'conc',
-      'state', 'joined', 'seen', 'cur', 'done', 'failed', 'fns', 'nrun')
+      'state', 'joined', 'seen', 'cur', 'done', 'failed', 'fns', 'addr', 'nrun')
     if h[7] then
       local wl = P .. 'wl:' .. wid
       local first = redis.call('ZRANGE', wl, 0, 0)[1] or ''
       out[#out + 1] = {wid, h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '',
         h[6] or '1', h[7], h[8] or '0', h[9] or '0', h[10] or '', h[11] or '0', h[12] or '0',
-        redis.call('ZCARD', wl), first, h[13] or '', h[14] or '0'}
+        redis.call('ZCARD', wl), first, h[13] or '', h[14] or '', h[15] or '0'}
     end
   end
   return out
@@ -626,7 +626,7 @@ return first
 """
 
 REGISTER = r"""
--- ARGV: token, name, host, pid, mode, concurrency, kind
+-- ARGV: token, name, host, pid, mode, concurrency, kind, functions, address
 local token = ARGV[3]
 if token ~= '' then
   local prev = redis.call('GET', P .. 'tok:' .. token)
@@ -635,11 +635,12 @@ end
 tick()
 local name, host, pid, mode, conc, kind = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local fns = ARGV[10] or ''
+local addr = ARGV[11] or ''
 local seq = redis.call('INCR', P .. 'seq:worker')
 local wid = name .. '#' .. seq
 redis.call('HSET', P .. 'w:' .. wid, 'name', name, 'host', host, 'pid', pid, 'kind', kind,
   'mode', mode, 'conc', conc, 'joined', NOW, 'seen', NOW, 'done', 0, 'failed', 0,
-  'state', 'idle', 'stop', '0', 'fns', fns, 'nrun', 0)
+  'state', 'idle', 'stop', '0', 'fns', fns, 'addr', addr, 'nrun', 0)
 redis.call('ZADD', P .. 'workers', seq, wid)
 redis.call('ZADD', P .. 'wdl', now + LEASE, wid)
 event('worker-joined', 'worker ' .. wid .. ' joined from ' .. host .. ' (pid ' .. pid .. ', ' ..
@@ -903,7 +904,7 @@ if not st then
   local seq = redis.call('INCR', P .. 'seq:worker')
   redis.call('HSET', wkey, 'name', 'classic', 'host', host, 'pid', 0, 'kind', 'classic',
     'mode', 'classic', 'conc', 1, 'joined', NOW, 'done', 0, 'failed', 0, 'state', 'idle',
-    'stop', '0', 'nrun', 0)
+    'stop', '0', 'addr', host, 'nrun', 0)
   redis.call('ZADD', P .. 'workers', seq, wid)
   event('worker-joined', 'classic worker connected from ' .. host)
 elseif st == 'offline' then
