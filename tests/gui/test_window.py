@@ -276,7 +276,7 @@ def test_queue_actions_pause_retry_purge(qtbot, window: MainWindow) -> None:
     launch_workers(qtbot, win, 1)
     _enqueue(win, "fail", "fixed", 30, value="1.0")
     qtbot.waitUntil(lambda: win.last_snapshot.count("queued") == 30, timeout=WAIT_MS)
-    assert win.last_snapshot.count("running") == 0  # paused: nothing dispatched
+    assert win.last_snapshot.leased == 0  # paused: nothing dispatched
 
     tp.pause_button.click()
     qtbot.waitUntil(lambda: win.last_snapshot.count("failed") == 30, timeout=WAIT_MS)
