@@ -72,7 +72,8 @@ def main() -> int:
             panel = window.tasks_panel
             panel.live_check.setChecked(False)
             snap = window.last_snapshot
-            start = snap.count("running") if snap else 0  # finished ones follow the running
+            # finished ones follow the running and claimed ones
+            start = snap.leased if snap else 0
             panel.refresh()
             chosen = None
             for _ in range(6):  # rows move while tasks finish: look around until found

@@ -240,14 +240,15 @@ class Client:
         return self.call("workers")
 
     def wait_idle(self, timeout: float = 60.0, poll: float = 0.05) -> Snapshot:
-        """Block until nothing is queued or running (for scripts and tests)."""
+        """Block until nothing is queued, claimed or running (for scripts and tests)."""
         deadline = time.monotonic() + timeout
         while True:
             snap = self.snapshot()
-            if snap.count("queued") == 0 and snap.count("running") == 0:
+            if snap.count("queued") == 0 and snap.leased == 0:
                 return snap
             if time.monotonic() > deadline:
-                raise TimeoutError(f"still {snap.count('queued')} queued and "
+                raise TimeoutError(f"still {snap.count('queued')} queued, "
+                                   f"{snap.count('claimed')} claimed and "
                                    f"{snap.count('running')} running after {timeout:.0f} s")
             time.sleep(poll)
 

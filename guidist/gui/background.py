@@ -323,6 +323,7 @@ class Ops(ThreadWorker):
     server_stopped = Signal()
     local_workers = Signal(object)  # frozenset of pids
     worker_log = Signal(object)  # (pid, name, lines)
+    killed = Signal(object)  # frozenset of the pids just killed
 
     def __init__(self) -> None:
         super().__init__()
@@ -404,11 +405,13 @@ class Ops(ThreadWorker):
         self._publish()
 
     def kill(self, pids: list[int]) -> None:
-        """SIGKILL local workers, as a crash would: their leases expire and tasks are requeued."""
+        """SIGKILL local workers, as a crash would: the server sees their connections close
+        and requeues their tasks at once."""
         if self._pool is None:
             return
         killed = [pid for pid in pids if self._pool.kill(pid)]
         if killed:
+            self.killed.emit(frozenset(killed))  # before the pids leave the local set
             self.notice.emit(Notice("worker-offline", "killed local worker(s) with SIGKILL: pid "
                                     + ", ".join(map(str, killed))))
         self._publish()

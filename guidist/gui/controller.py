@@ -62,6 +62,8 @@ class Controller(QObject):
     status_changed = Signal(object)
     #: frozenset[int]: pids of the workers this window launched.
     local_workers_changed = Signal(object)
+    #: frozenset[int]: local workers this window just killed (their rows show them dead).
+    workers_killed = Signal(object)
     #: SubmitProgress and SubmitOutcome of the running submission.
     submit_progress = Signal(object)
     submit_finished = Signal(object)
@@ -125,6 +127,7 @@ class Controller(QObject):
         self._ops.server_failed.connect(self._on_server_failed)
         self._ops.server_stopped.connect(self._on_server_stopped)
         self._ops.local_workers.connect(self._on_local_workers)
+        self._ops.killed.connect(self.workers_killed)
         self._submitter.progress.connect(self.submit_progress)
         self._submitter.finished.connect(self._on_submit_finished)
         for thread in self._threads:
@@ -239,7 +242,8 @@ class Controller(QObject):
             self.act("request_stop", remote)
 
     def kill_workers(self, pids: list[int]) -> None:
-        """SIGKILL local workers (the queue recovers their tasks when the leases expire)."""
+        """SIGKILL local workers (the server requeues their tasks as their connections close);
+        workers_killed says which died."""
         self._to_ops.emit(partial(self._ops.kill, [p for p in pids if p in self.local_pids]))
 
     def request_worker_log(self, pid: int) -> None:

@@ -348,6 +348,7 @@ class MainWindow(QMainWindow):
         c.status_changed.connect(self._on_status_changed)
         c.snapshot.connect(self._on_snapshot)
         c.local_workers_changed.connect(self._on_local_workers)
+        c.workers_killed.connect(self.workers_panel.mark_killed)
         c.submit_progress.connect(self.submit_panel.on_progress)
         c.submit_finished.connect(self._on_submit_finished)
         c.page_loaded.connect(self.tasks_panel.model.on_page)
@@ -644,7 +645,7 @@ class MainWindow(QMainWindow):
 
     def _unfinished(self) -> int:
         snap = self.last_snapshot
-        return 0 if snap is None else snap.count("queued") + snap.count("running")
+        return 0 if snap is None else snap.count("queued") + snap.leased
 
     def _update_title(self, status: Status | None = None) -> None:
         """"guidist — host:port", with "demo" while the demo runs (the application's display
@@ -721,6 +722,12 @@ class MainWindow(QMainWindow):
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog
+    def _unfinished_text(self) -> str:
+        snap = self.last_snapshot
+        assert snap is not None
+        return (f"{fmt_int(snap.count('queued'))} task(s) are queued, "
+                f"{fmt_int(snap.count('claimed'))} claimed and "
+                f"{fmt_int(snap.count('running'))} running.")
 
     def _paused(self) -> bool:
         return bool(self.last_snapshot and self.last_snapshot.paused)
@@ -748,7 +755,8 @@ class MainWindow(QMainWindow):
             line.show()
         c = snap.count
         self.counts_label.setText(
-            f"{fmt_int(c('queued'))} queued · {fmt_int(c('running'))} running · "
+            f"{fmt_int(c('queued'))} queued · {fmt_int(c('claimed'))} claimed · "
+            f"{fmt_int(c('running'))} running · "
             f"{fmt_int(c('done'))} done · {fmt_int(c('failed'))} failed · "
             f"{fmt_int(c('dead'))} dead · {fmt_int(c('cancelled'))} cancelled")
         self.workers_label.setText(plural(snap.connected_workers, "worker"))

@@ -76,16 +76,20 @@ class _RowsModel(QAbstractTableModel):
 class WorkersModel(_RowsModel):
     """The workers the server knows, updated in place so selections survive refreshes."""
 
-    COL_NAME, COL_WHERE, COL_MODE, COL_STATE, COL_TASK, COL_DONE, COL_FAILED, \
-        COL_HEARTBEAT, COL_HOST, COL_PID = range(10)
-    HEADERS = ("Name", "Where", "Mode", "State", "Current task", "Done", "Failed",
-               "Last heartbeat", "Host", "PID")
+    COL_NAME, COL_WHERE, COL_MODE, COL_STATE, COL_TASK, COL_RUNNING, COL_CLAIMED, COL_DONE, \
+        COL_FAILED, COL_HEARTBEAT, COL_HOST, COL_PID = range(12)
+    HEADERS = ("Name", "Where", "Mode", "State", "Current task", "Running", "Claimed", "Done",
+               "Failed", "Last heartbeat", "Host", "PID")
     WorkerRole = Qt.ItemDataRole.UserRole + 1
+    #: State text of a worker this window killed (the server may not have noticed yet).
+    KILLED = "DEAD (killed)"
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._rows: list[WorkerInfo] = []
         self._local: frozenset[int] = frozenset()
+        self._launched: set[int] = set()  # every pid this window launched, alive or not
+        self._killed: set[int] = set()  # pids this window killed
         self._now = 0.0
 
     # -- Qt interface
@@ -101,24 +105,29 @@ class WorkersModel(_RowsModel):
             return w
         if role == Qt.ItemDataRole.ForegroundRole:
             if col == self.COL_STATE:
-                return qcolor(state_color(WORKER_COLORS.get(w.state.value, "#000000")))
-            if w.state is WorkerState.OFFLINE:
+                state = WorkerState.OFFLINE if self.killed(w) else w.state
+                return qcolor(state_color(WORKER_COLORS.get(state.value, "#000000")))
+            if w.state is WorkerState.OFFLINE or self.killed(w):
                 return qcolor("#9e9e9e")
             if col == self.COL_FAILED and w.failed:
                 return qcolor(state_color("failed"))
         if role == Qt.ItemDataRole.FontRole and col == self.COL_STATE \
-                and w.state is WorkerState.OFFLINE:
+                and (w.state is WorkerState.OFFLINE or self.killed(w)):
             font = QFont()
             font.setBold(True)
             return font
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (
-                self.COL_TASK, self.COL_DONE, self.COL_FAILED, self.COL_PID):
+                self.COL_TASK, self.COL_RUNNING, self.COL_CLAIMED, self.COL_DONE,
+                self.COL_FAILED, self.COL_PID):
             return _RIGHT
         if role == Qt.ItemDataRole.ToolTipRole:
             claims = ", ".join(w.functions) if w.functions else "every task function"
+            killed = "\nkilled from this window (SIGKILL)" if self.killed(w) else ""
             return (f"{w.id} — {w.kind} worker, {w.mode}, concurrency {w.concurrency}\n"
                     f"claims: {claims}\n"
-                    f"joined {fmt_clock(w.joined)}, last heartbeat {fmt_clock(w.last_seen)}")
+                    f"holds {w.running} running and {w.claimed} claimed (not started) task(s)\n"
+                    f"joined {fmt_clock(w.joined)}, last heartbeat {fmt_clock(w.last_seen)}"
+                    f"{killed}")
         return None
 
     def _display(self, w: WorkerInfo, col: int) -> Any:
@@ -129,9 +138,17 @@ class WorkersModel(_RowsModel):
         if col == self.COL_MODE:
             return fmt_mode(w)
         if col == self.COL_STATE:
+            if self.killed(w):
+                return self.KILLED
             return "OFFLINE" if w.state is WorkerState.OFFLINE else w.state.value
         if col == self.COL_TASK:
+            if self.killed(w):
+                return ""
             return "" if w.current_task is None else str(w.current_task)
+        if col == self.COL_RUNNING:
+            return "" if self.killed(w) else fmt_int(w.running)
+        if col == self.COL_CLAIMED:
+            return "" if self.killed(w) else fmt_int(w.claimed)
         if col == self.COL_DONE:
             return fmt_int(w.done)
         if col == self.COL_FAILED:
@@ -147,10 +164,23 @@ class WorkersModel(_RowsModel):
     # -- API
 
     def where(self, w: WorkerInfo) -> str:
-        """"local" for a worker this window launched, "remote" (or "classic") otherwise."""
+        """"local" for a worker this window launched (even once it exited or was killed),
+        "remote" (or "classic") otherwise."""
         if w.kind == "classic":
             return "classic"
-        return "local" if w.pid in self._local else "remote"
+        return "local" if w.pid in self._local or w.pid in self._launched else "remote"
+
+    def killed(self, w: WorkerInfo) -> bool:
+        """True for a worker this window killed."""
+        return w.kind != "classic" and w.pid in self._killed
+
+    def mark_killed(self, pids: Collection[int]) -> None:
+        """Show these local workers as dead at once, whatever the server says yet."""
+        self._killed.update(pids)
+        self._launched.update(pids)
+        if self._rows:
+            self.dataChanged.emit(self.index(0, 0),
+                                  self.index(len(self._rows) - 1, len(self.HEADERS) - 1))
 
     def is_local(self, w: WorkerInfo) -> bool:
         """True when this window launched the worker (so it may be killed)."""
@@ -169,6 +199,10 @@ class WorkersModel(_RowsModel):
         """Replace the rows: removed ids go, known ids update in place, new ids are appended."""
         new = {w.id: w for w in workers}
         self._local = frozenset(local_pids)
+        self._launched.update(self._local)
+        if not new:  # no server (or a fresh one): pids may be reused from here on
+            self._launched = set(self._local)
+            self._killed.clear()
         self._now = now
         for row in range(len(self._rows) - 1, -1, -1):
             if self._rows[row].id not in new:
@@ -192,6 +226,7 @@ class WorkersModel(_RowsModel):
     def set_local_pids(self, pids: Collection[int]) -> None:
         """Which pids this window launched (the Where column)."""
         self._local = frozenset(pids)
+        self._launched.update(self._local)
         if self._rows:
             self.dataChanged.emit(self.index(0, self.COL_WHERE),
                                   self.index(len(self._rows) - 1, self.COL_WHERE))

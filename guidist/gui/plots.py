@@ -99,7 +99,9 @@ class SeriesBuffer:
             t = p[0]
             if t <= self.last_t:
                 continue
-            row = np.asarray(p[:width], dtype=np.float64)
+            row = np.zeros(width, dtype=np.float64)
+            values = p[:width]
+            row[:len(values)] = values  # a server without the newer fields: zeros there
             self._data[self._next] = row
             self._data[self._next + self.capacity] = row
             self._next = (self._next + 1) % self.capacity
@@ -284,6 +286,8 @@ class LivePlots(QWidget):
                                   STATE_COLORS["failed"]),
             "queued": self._curve(self.queue_plot, "queued", STATE_COLORS["queued"],
                                   fill=True),
+            "claimed": self._curve(self.queue_plot, "claimed (not started)",
+                                   STATE_COLORS["claimed"]),
             "running": self._curve(self.queue_plot, "running", STATE_COLORS["running"]),
             "workers": self._curve(self.workers_plot, "workers", WORKERS_COLOR),
         }
@@ -366,6 +370,7 @@ class LivePlots(QWidget):
         self._set_y_top(self.throughput_plot,
                         _nice_ceiling(1.1 * max(tops["done"], tops["failed"])))
         self._set_y_top(self.queue_plot, _nice_ceiling(1.1 * max(tops["queued"],
+                                                                 tops["claimed"],
                                                                  tops["running"])))
         self._set_y_top(self.workers_plot, _nice_ceiling(tops["workers"] + 1.0))
         self._update_rate_label()
@@ -490,6 +495,7 @@ class LivePlots(QWidget):
         c = snap.count
         self.rate_label.setText(
             f"{rates}<b style='color:{state_color('queued')}'>{fmt_int(c('queued'))}</b>"
-            f" queued · <b style='color:{state_color('running')}'>{fmt_int(c('running'))}</b>"
+            f" queued · <b style='color:{state_color('claimed')}'>{fmt_int(c('claimed'))}</b>"
+            f" claimed · <b style='color:{state_color('running')}'>{fmt_int(c('running'))}</b>"
             f" running · <b style='color:{state_color(WORKERS_COLOR)}'>"
             f"{snap.connected_workers}</b> workers{paused}")

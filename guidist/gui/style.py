@@ -12,6 +12,7 @@ from ..core.protocol import TaskState, WorkerState
 #: One colour per task state, used by the tasks table, the status bar and the plots.
 STATE_COLORS: dict[str, str] = {
     TaskState.QUEUED.value: "#1f77b4",
+    TaskState.CLAIMED.value: "#b8a038",
     TaskState.RUNNING.value: "#e8850c",
     TaskState.DONE.value: "#2e8b3e",
     TaskState.FAILED.value: "#d62728",

@@ -140,3 +140,18 @@ def test_plots_context_menu_offers_export(qtbot) -> None:
     pause = next(a for a in menu.actions() if a.text() == "Pause")
     pause.trigger()
     assert plots.paused
+def test_claimed_tasks_have_their_own_curve_beside_running(qtbot) -> None:
+    plots = LivePlots(capacity=100)
+    qtbot.addWidget(plots)
+    # t, submitted, done, failed, requeued, queued, running, workers, claimed
+    plots.add_points([(t, 0, 0, 0, 0, 5, 2, 2, 40 + t) for t in range(1, 11)])
+    assert list(plots.curves["claimed"].getData()[1][-3:]) == [48, 49, 50]
+    assert list(plots.curves["running"].getData()[1][-3:]) == [2, 2, 2]
+    from guidist.core.protocol import Snapshot
+
+    plots.show_live(Snapshot(time=0.0, counts={"claimed": 50, "running": 2}, submitted=0,
+                             requeued=0, paused=False, throughput=0.0))
+    assert "50</b> claimed" in plots.rate_label.text()
+    # Points from a server that does not send the claimed field yet read as zero.
+    plots.add_points([(11, 0, 0, 0, 0, 5, 2, 2)])
+    assert plots.buffer.column("claimed", last=1)[0] == 0

@@ -95,8 +95,9 @@ def test_start_launch_enqueue_and_watch(qtbot, window: MainWindow) -> None:
     assert {"control", "worker-joined", "submit"} <= kinds
 
 
-def test_kill_a_worker_mid_run_requeues_and_all_complete(qtbot, window: MainWindow) -> None:
-    win = window
+def test_kill_a_worker_mid_run_requeues_and_all_complete(qtbot, window_factory) -> None:
+    # The default 30 s lease: the killed worker's tasks must come back long before it ends.
+    win = window_factory(lease_timeout=30.0)
     start_server(qtbot, win)
     launch_workers(qtbot, win, 2)
     _enqueue(win, "sleep", "fixed", 60, value="0.2")
@@ -122,20 +123,26 @@ def test_kill_a_worker_mid_run_requeues_and_all_complete(qtbot, window: MainWind
     qtbot.waitUntil(found, timeout=WAIT_MS)
     assert win.workers_panel.select_worker(victim.id)
     assert win.workers_panel.kill_button.isEnabled()
+    model = win.workers_panel.model
+    row = next(r for r in range(model.rowCount()) if model.worker(r).id == victim.id)
     win.workers_panel.kill_button.click()
 
-    qtbot.waitUntil(lambda: victim.pid not in win.controller.local_pids, timeout=WAIT_MS)
+    # Its row says so at once (not "remote · busy" until the lease runs out)...
+    qtbot.waitUntil(lambda: model.index(row, WorkersModel.COL_STATE).data()
+                    == WorkersModel.KILLED, timeout=5_000)
+    assert model.index(row, WorkersModel.COL_WHERE).data() == "local"
     assert not psutil.pid_exists(victim.pid) or \
         psutil.Process(victim.pid).status() == psutil.STATUS_ZOMBIE
-    qtbot.waitUntil(lambda: win.last_snapshot.requeued >= 1, timeout=WAIT_MS)
+    # ...and the server requeued its tasks as its connections closed, well within the lease.
+    qtbot.waitUntil(lambda: win.last_snapshot.requeued >= 1, timeout=5_000)
+    assert model.index(row, WorkersModel.COL_WHERE).data() == "local"
     qtbot.waitUntil(lambda: win.last_snapshot.count("done") == 60, timeout=WAIT_MS)
     snap = win.last_snapshot
     assert snap.count("dead") == 0 and snap.count("queued") == 0
     states = {w.id: w.state for w in snap.workers}
     assert states[victim.id] is WorkerState.OFFLINE
-    row = next(r for r in range(win.workers_panel.model.rowCount())
-               if win.workers_panel.model.worker(r).id == victim.id)
-    assert win.workers_panel.model.index(row, WorkersModel.COL_STATE).data() == "OFFLINE"
+    assert model.worker(row).id == victim.id
+    assert model.index(row, WorkersModel.COL_STATE).data() == WorkersModel.KILLED
     log = win.event_dock.model
     assert any(log.row(i)[1] == "requeued" for i in range(log.rowCount()))
 
@@ -272,7 +279,7 @@ def test_queue_actions_pause_retry_purge(qtbot, window: MainWindow) -> None:
     launch_workers(qtbot, win, 1)
     _enqueue(win, "fail", "fixed", 30, value="1.0")
     qtbot.waitUntil(lambda: win.last_snapshot.count("queued") == 30, timeout=WAIT_MS)
-    assert win.last_snapshot.count("running") == 0  # paused: nothing dispatched
+    assert win.last_snapshot.leased == 0  # paused: nothing dispatched
 
     tp.pause_button.click()
     qtbot.waitUntil(lambda: win.last_snapshot.count("failed") == 30, timeout=WAIT_MS)

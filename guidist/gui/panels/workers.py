@@ -205,7 +205,8 @@ class WorkersPanel(QWidget):
                     now: float) -> None:
         """Refresh the table from a snapshot (selection is kept)."""
         self.model.set_workers(workers, local_pids, now)
-        online = sum(1 for w in workers if w.state is not WorkerState.OFFLINE)
+        online = sum(1 for w in workers
+                     if w.state is not WorkerState.OFFLINE and not self.model.killed(w))
         local = sum(1 for w in workers if self.model.is_local(w)
                     and w.state is not WorkerState.OFFLINE)
         offline = len(workers) - online
@@ -222,6 +223,11 @@ class WorkersPanel(QWidget):
     def set_local_pids(self, pids: Collection[int]) -> None:
         """Which pids this window launched."""
         self.model.set_local_pids(pids)
+        self._update_buttons()
+
+    def mark_killed(self, pids: Collection[int]) -> None:
+        """Show workers this window killed as dead right away."""
+        self.model.mark_killed(pids)
         self._update_buttons()
 
     def selected_workers(self) -> list[WorkerInfo]:

@@ -13,6 +13,9 @@ Design notes:
 * Leases are per worker, as in the in-memory broker: a sorted set holds each live worker's
   deadline, a heartbeat or claim renews it, and ``reap()`` (the server's reaper, or any claim
   at most once a second when no server runs) requeues an expired worker's tasks or buries them.
+  Behind a server, a worker's tasks are also requeued the moment its last connection to that
+  server closes (the server tracks connections in its own memory). A worker that talks to
+  Redis directly has no such connection to watch: for it the lease is the only mechanism.
 * A call whose reply is lost (Redis restarting, a dropped connection) is retried with the same
   token, and the scripts replay the previous answer: a claim is never leased twice to nobody,
   a submit never queues twice.
@@ -38,6 +41,7 @@ from ...errors import AuthenticationFailed, ServerUnavailable
 from ...payload import unpack, unpack_submission
 from ...protocol import (
     CMD_OK,
+    SERIES_FIELDS,
     ClaimGroup,
     Event,
     ResultItem,
@@ -49,6 +53,7 @@ from ...protocol import (
     WorkerState,
     classic_prefix,
     parse_order,
+    running_ids,
     throughput,
 )
 from ...urls import REDIS_URL_ENV, redact_url, resolve_url
@@ -61,8 +66,8 @@ _ERROR_TEXT_LIMIT = 16_000
 _SEARCH_SCAN_LIMIT = 50_000  # fewer than in memory: every scanned task crosses the network
 _CHUNK = 5_000  # ids per script call for purge and retry_all, so Redis never blocks for long
 _FINISHED = (TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED)
-# Newest activity first: running, every finished state merged latest first, then queued.
-_ORDER = (TaskState.RUNNING, *_FINISHED, TaskState.QUEUED)
+# Newest activity first: running, claimed, every finished state merged latest first, then queued.
+_ORDER = (TaskState.RUNNING, TaskState.CLAIMED, *_FINISHED, TaskState.QUEUED)
 #: The keys list_tasks can sort by here (finished tasks' fields live in hashes: sorting them
 #: would fetch every one).
 _TASK_ORDERS = ("state",)
@@ -271,6 +276,12 @@ class RedisBroker:
         self._errors = redis.exceptions
         self._retry_tokens: dict[str, str] = {}
         self._reap_warned = -1e9
+        # Behind a server: which manager connections each worker's calls arrived on, so the
+        # last one closing requeues its tasks at once (see Broker.connection_closed).
+        self.connection_key: Callable[[], str | None] = lambda: None
+        self._conns_lock = threading.Lock()
+        self._conn_workers: dict[str, str] = {}
+        self._worker_conns: dict[str, set[str]] = {}
         try:
             self._redis = redis.Redis.from_url(
                 self._url, socket_connect_timeout=connect_timeout, socket_timeout=30.0,
@@ -407,20 +418,42 @@ class RedisBroker:
                                                       mode, int(concurrency), kind,
                                                       ",".join(functions or ()),
                                                       str(address or "")])
+        self._bind(_s(wid))
         self._config["lease_timeout"] = _s(lease)
         self._config["default_task"] = _s(default)
         return {"id": _s(wid), "lease_timeout": float(lease), "default_task": _s(default),
                 "max_payload": self.max_payload}
 
-    def heartbeat(self, worker_id: str, current_task: int | None = None) -> str:
-        """Renew every lease the worker holds; returns 'ok', 'stop' or 'unknown'."""
-        return _s(self._eval("heartbeat", [worker_id,
-                                           "" if current_task is None else int(current_task)]))
+    def heartbeat(self, worker_id: str, current_task: int | list[int] | None = None) -> str:
+        """Renew every lease the worker holds; returns 'ok', 'stop', 'give-back' or 'unknown'.
+
+        current_task is what the worker runs now (an id or a list of ids): running from now.
+        """
+        self._bind(worker_id)
+        running = ",".join(str(i) for i in running_ids(current_task))
+        return _s(self._eval("heartbeat", [worker_id, running]))
 
     def unregister_worker(self, worker_id: str) -> int:
         """A worker leaves cleanly: its unfinished leases go back to the queue uncounted."""
         self._retry_tokens.pop(worker_id, None)
+        with self._conns_lock:
+            for key in self._worker_conns.pop(worker_id, ()):
+                self._conn_workers.pop(key, None)
         return int(self._eval("unregister", [worker_id]))
+
+    def _bind(self, worker_id: str) -> None:
+        """Remember that the worker talks on the current connection (behind a server only)."""
+        key = self.connection_key()
+        if key is None:
+            return
+        with self._conns_lock:
+            old = self._conn_workers.get(key)
+            if old == worker_id:
+                return
+            if old is not None:  # a worker that registered again on the same connection
+                self._worker_conns.get(old, set()).discard(key)
+            self._conn_workers[key] = worker_id
+            self._worker_conns.setdefault(worker_id, set()).add(key)
 
     def release(self, worker_id: str, ids: list[int] | None = None) -> int:
         """Give leased tasks back without counting an attempt (the worker is stopping)."""
@@ -455,9 +488,18 @@ class RedisBroker:
         return int(self._eval("complete", [worker_id, *payload]))
 
     def exchange(self, worker_id: str, results: list[ResultItem] | None, max_n: int,
-                 wait_s: float = 0.0) -> tuple[str, list[ClaimGroup]]:
-        """Report results and claim the next batch in one round trip: (command, groups)."""
+                 wait_s: float = 0.0, running: list[int] | None = None,
+                 limits: dict[str, int] | None = None) -> tuple[str, list[ClaimGroup]]:
+        """Report results and claim the next batch in one round trip: (command, groups).
+
+        running and limits as in the in-memory ``Broker.exchange``; so is 'give-back'.
+        """
+        self._bind(worker_id)
         payload = encode_results(unpack(results))
+        started = ",".join(str(int(i)) for i in running or ())
+        sizes = "" if limits is None else json.dumps({str(f): max(1, int(n))
+                                                      for f, n in limits.items()})
+        ask = "1" if wait_s > 0 else "0"
         # A call that failed before its reply arrived is repeated with its token, so the
         # script hands back what that call leased instead of leasing more to nobody.
         token = self._retry_tokens.pop(worker_id, None) or uuid.uuid4().hex
@@ -466,11 +508,13 @@ class RedisBroker:
             seen = self._waker.generation
             try:
                 reply = self._eval("exchange", [worker_id, int(max_n), token,
-                                                self._auto_reap_ms, *payload])
+                                                self._auto_reap_ms, started, sizes, ask,
+                                                *payload])
             except ServerUnavailable:
                 self._retry_tokens[worker_id] = token
                 raise
-            payload = []  # reported once; a long poll's later tries only claim
+            # Reported once; a long poll's later tries only claim (and ask only once).
+            payload, started, ask = [], "", "0"
             cmd = _s(reply[0])
             groups = [_group(g) for g in reply[2:]]
             if groups or cmd != CMD_OK or wait_s <= 0:
@@ -546,10 +590,12 @@ class RedisBroker:
     def snapshot(self, series_since: int = 0, events_since: int = 0) -> Snapshot:
         """Counts, workers, and the series points and events after the caller's cursors."""
         (now, counters, queued, running, paused, series, last10, events, workers, started,
-         classic_len, default) = self._eval("snapshot", [int(series_since), int(events_since)])
+         classic_len, default, claimed) = self._eval("snapshot", [int(series_since),
+                                                                  int(events_since)])
         c = self._decode_config(counters)
         counts = {s.value: int(c.get(s.value, 0)) for s in TaskState}
         counts[TaskState.QUEUED.value] = int(queued)
+        counts[TaskState.CLAIMED.value] = int(claimed)
         counts[TaskState.RUNNING.value] = int(running)
         recent = [_point(p) for p in last10]
         return Snapshot(
@@ -581,8 +627,8 @@ class RedisBroker:
             lanes = sorted(_s(x) for x in self._redis.smembers(self._key("lanes")))
             keys: list[tuple[TaskState, str, bool]] = []
             for s in states:
-                if s is TaskState.RUNNING:
-                    keys.append((s, self._key("running"), True))
+                if s is TaskState.RUNNING or s is TaskState.CLAIMED:
+                    keys.append((s, self._key(s.value), True))
                 elif s is TaskState.QUEUED:
                     keys.extend((s, self._key(f"q:{f}"), False) for f in lanes)
                 else:
@@ -658,9 +704,9 @@ class RedisBroker:
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
                    search: str | None = None, order: str | None = None) -> TaskPage:
-        """A page of tasks, newest activity first: running, finished (latest first, whatever
-        the state), then queued in the order they will run; order "state" or "-state"
-        arranges the states (the only order this backend sorts by)."""
+        """A page of tasks, newest activity first: running, claimed, finished (latest first,
+        whatever the state), then queued in the order they will run; order "state" or
+        "-state" arranges the states (the only order this backend sorts by)."""
         limit = max(0, min(int(limit), 10_000))
         offset = max(0, int(offset))
         key, desc = parse_order(order)
@@ -777,7 +823,18 @@ class RedisBroker:
         self._eval("classic_put", [conn_key, *encode_results([(0, True, value)])])
 
     def connection_closed(self, conn_key: str) -> None:
-        """A manager connection ended: a classic worker on it is gone, so requeue its tasks."""
+        """A manager connection ended: a classic worker on it is gone, and so is a guidist
+        worker whose last connection it was; either way their tasks are requeued at once."""
+        with self._conns_lock:
+            wid = self._conn_workers.pop(conn_key, None)
+            conns = self._worker_conns.get(wid, set()) if wid is not None else None
+            last = conns is not None and conn_key in conns and len(conns) == 1
+            if conns is not None:
+                conns.discard(conn_key)
+                if not conns:
+                    self._worker_conns.pop(wid, None)  # type: ignore[arg-type]
+        if last:
+            self._eval("expire_worker", [wid, "its connection closed"])
         self._eval("connection_closed", [conn_key])
 
 
@@ -793,7 +850,9 @@ def _group(g: list) -> ClaimGroup:
 
 
 def _point(member: bytes) -> tuple:
-    return tuple(int(float(x)) for x in _s(member).split(","))
+    values = [int(float(x)) for x in _s(member).split(",")]
+    values += [0] * (len(SERIES_FIELDS) - len(values))  # points stored before a field existed
+    return tuple(values)
 
 
 def _event(member: bytes) -> Event:
@@ -802,17 +861,19 @@ def _event(member: bytes) -> Event:
 
 
 def _worker_info(w: list) -> WorkerInfo:
-    (wid, name, host, pid, kind, mode, conc, state, joined, seen, cur, done, failed, running,
-     first, fns, addr) = w
+    (wid, name, host, pid, kind, mode, conc, state, joined, seen, cur, done, failed, held,
+     first, fns, addr, nrun) = w
     st = WorkerState(_s(state))
-    running = int(running)
-    if st is WorkerState.IDLE and running:
+    held = int(held)
+    running = min(int(nrun or 0), held)
+    if st is WorkerState.IDLE and held:
         st = WorkerState.BUSY
     current = int(cur) if cur else (int(first) if first else None)
     return WorkerInfo(_s(wid), _s(name), _s(host), int(pid or 0), _s(kind), _s(mode),
                       int(conc or 1), st, float(joined or 0), float(seen or 0), current, running,
                       int(done or 0), int(failed or 0),
-                      tuple(sorted(f for f in _s(fns).split(",") if f)), address=_s(addr))
+                      tuple(sorted(f for f in _s(fns).split(",") if f)), address=_s(addr),
+                      claimed=held - running)
 
 
 def _task(tid: int, h: dict) -> Task:
