@@ -75,7 +75,8 @@ def status_line(snap: Snapshot) -> str:
                 f"{snap.extra.get('results_waiting', 0)} results waiting")
     c = snap.count
     paused = " (paused)" if snap.paused else ""
-    return (f"{c('queued')} queued, {c('running')} running, {c('done')} done, "
+    return (f"{c('queued')} queued, {c('claimed')} claimed, {c('running')} running, "
+            f"{c('done')} done, "
             f"{c('failed')} failed, {c('dead')} dead, {c('cancelled')} cancelled | "
             f"{snap.connected_workers} workers | {snap.throughput:,.0f} tasks/s{paused}")
 

@@ -9,6 +9,7 @@ from typing import Any, overload
 
 from . import transport
 from .connection import Connection, ManagerConnection
+from .errors import RemoteError
 from .payload import MAX_PAYLOAD, mib, pack_batches
 from .protocol import Snapshot, Task, TaskPage, TaskState, WorkerInfo
 from .security import parse_address
@@ -229,10 +230,21 @@ class Client:
         return self.call("snapshot", series_since, events_since)
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0,
-                   limit: int = 100, search: str | None = None) -> TaskPage:
-        """A page of the task ledger."""
-        return self.call("list_tasks", TaskState(state).value if state else None, offset, limit,
-                         search)
+                   limit: int = 100, search: str | None = None,
+                   order: str | None = None) -> TaskPage:
+        """A page of the task ledger, newest activity first, or sorted by order (one of
+        task_orders(), "-" first for descending)."""
+        state_value = TaskState(state).value if state else None
+        if order:
+            return self.call("list_tasks", state_value, offset, limit, search, order)
+        return self.call("list_tasks", state_value, offset, limit, search)
+
+    def task_orders(self) -> tuple[str, ...]:
+        """The keys this server's list_tasks sorts by (none on an older server)."""
+        try:
+            return tuple(self.call("task_orders"))
+        except RemoteError:
+            return ()
 
     def get_task(self, task_id: int) -> Task | None:
         """One task by id."""
@@ -247,14 +259,15 @@ class Client:
         return self.call("workers")
 
     def wait_idle(self, timeout: float = 60.0, poll: float = 0.05) -> Snapshot:
-        """Block until nothing is queued or running (for scripts and tests)."""
+        """Block until nothing is queued, claimed or running (for scripts and tests)."""
         deadline = time.monotonic() + timeout
         while True:
             snap = self.snapshot()
-            if snap.count("queued") == 0 and snap.count("running") == 0:
+            if snap.count("queued") == 0 and snap.leased == 0:
                 return snap
             if time.monotonic() > deadline:
-                raise TimeoutError(f"still {snap.count('queued')} queued and "
+                raise TimeoutError(f"still {snap.count('queued')} queued, "
+                                   f"{snap.count('claimed')} claimed and "
                                    f"{snap.count('running')} running after {timeout:.0f} s")
             time.sleep(poll)
 

@@ -110,6 +110,10 @@ class Executor:
         """Start one task; with timeout, fail it once it has run that many seconds."""
         raise NotImplementedError
 
+    def cancel(self, fut: cf.Future) -> bool:
+        """Withdraw a task that has not started; False when it may have (or cannot tell)."""
+        return False
+
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting tasks; with wait, let the running ones finish."""
 
@@ -204,6 +208,10 @@ class ThreadExecutor(Executor):
         with self._lock:
             old, self._pool = self._pool, self._new_pool()
         old.shutdown(wait=False)
+
+    def cancel(self, fut: cf.Future) -> bool:
+        """A pool future can only be cancelled before a thread picks it up."""
+        return fut.cancel()
 
     def shutdown(self, wait: bool = True) -> None:
         """Cancel what has not started; optionally wait for the rest."""
@@ -397,6 +405,12 @@ class ProcessExecutor(Executor):
             log.warning("task process %s replaced: %s", child.process.pid, why.split(";")[0])
         if not self._closed:
             self._idle.append(self._spawn())
+
+    def cancel(self, fut: cf.Future) -> bool:
+        """A task still waiting for a child is withdrawn; one a child took is not (dispatch
+        sends and marks running under the same lock, so the answer is exact)."""
+        with self._lock:
+            return fut.cancel()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the children (they are also tied to this process's life)."""

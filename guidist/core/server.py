@@ -317,6 +317,9 @@ def serve(config: ServerConfig, ready: Any = None, control: Any = None) -> None:
                         format="%(asctime)s guidist-server %(levelname)s %(message)s")
     try:
         broker = open_backend(config.options, journal=config.journal, url=config.backend)
+        # The broker asks which connection a worker's call came on, so that the last of a
+        # worker's connections closing requeues its tasks at once (not after the lease).
+        broker.connection_key = connection_key
         _BROKER = broker
         _TASK_QUEUE, _RESULT_QUEUE = ClassicTaskQueue(broker), ClassicResultQueue(broker)
         server = GuidistServer(ServingManager._registry,  # type: ignore[attr-defined]

@@ -1,8 +1,12 @@
 """The worker: claim → run → report, one batch per round trip, with a heartbeat beside it.
 
 Like huey's consumer, the loop does one step at a time and the signal handlers only set a flag.
-The batch size adapts to the task duration (about a tenth of a second of work per claim, capped
-by ``prefetch``), so trivial tasks move in big batches while slow ones are not hoarded.
+The batch size adapts to the duration of each task function (about a tenth of a second of work
+of that function per claim, capped by ``prefetch``; see ``claims``), so trivial tasks move in
+big batches while slow ones, and ones not run yet, are claimed one at a time. The worker tells
+the server which tasks it is running with each exchange and heartbeat (a few ids, never a call
+per task), and when the server says another worker waits for work (``give-back``) it releases
+the tasks it has not started, unless they would be done before another worker could start them.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .backends.base import DEFAULTS
+from .claims import ClaimSizer
 from .client import Client
 from .errors import AuthenticationFailed, ExitCode, GuidistError, RemoteError, ServerUnavailable
 from .executors import Executor, default_concurrency, make_executor, timeout_text
 from .netinfo import address_towards
 from .payload import MAX_PAYLOAD, mib, pack, split_by_size
-from .protocol import CMD_STOP, CMD_UNKNOWN, DEFAULT_TASK, classic_result_text
+from .protocol import CMD_GIVE_BACK, CMD_STOP, CMD_UNKNOWN, DEFAULT_TASK, classic_result_text
 from .tasks import TaskNotFound, resolve
 
 log = logging.getLogger(__name__)
@@ -82,7 +87,9 @@ class Worker:
         self._current: int | None = None
         self._pending: list[tuple[int, bool, Any]] = []  # results not yet accepted by a server
         self._functions: dict[str, Callable[..., Any]] = {}
-        self._batch = 8
+        self._sizer = ClaimSizer(_BATCH_SECONDS, config.prefetch)
+        self._give_back = False  # the server asked for the tasks not started (any thread sets)
+        self._unreleased: list[int] = []  # given up, not yet known to the server as released
         self._heartbeat_s = config.heartbeat_s
         # The launcher's pid from the pool: getppid() is already 1 if it died during our start.
         self._parent = int(os.environ.get("GUIDIST_PARENT_PID") or os.getppid())
@@ -138,10 +145,15 @@ class Worker:
             try:
                 if self._id is None:
                     self._register()
+                    self._unreleased = []  # a new id: the old one's leases are gone anyway
+                elif self._unreleased:
+                    self._release_unreleased()
                 # With tasks in flight the claim must not wait on the server: their results
                 # are due back as soon as they finish.
                 cmd, groups = self._call_with_results(
-                    "exchange", self._claim_size(), 0.0 if self._inflight else self.config.wait_s)
+                    "exchange", self._claim_size(),
+                    0.0 if self._inflight else self.config.wait_s, self._running_now(),
+                    None if self._executor is not None else self._sizer.limits())
             except ServerUnavailable as exc:
                 code = self._reconnect(exc)
                 if code is not None:
@@ -165,9 +177,14 @@ class Worker:
                 continue
             if self._executor is None:
                 if groups:
+                    self._give_back = False  # it was about an earlier batch
                     self._run_groups(groups)
             else:
+                if cmd == CMD_GIVE_BACK:
+                    self._give_back = True
                 self._start_groups(groups)
+                if self._give_back:
+                    self._give_back_queued()
                 self._collect(self.config.wait_s)
             if cmd == CMD_STOP:
                 log.info("the server asked this worker to stop")
@@ -290,8 +307,11 @@ class Worker:
                 continue
             last = self._clock()
             try:
-                if client.call("heartbeat", wid, self._current) == CMD_STOP:
+                cmd = client.call("heartbeat", wid, self._running_now())
+                if cmd == CMD_STOP:
                     self._stop.set()
+                elif cmd == CMD_GIVE_BACK:
+                    self._give_back = True  # the batch loop acts on it between two tasks
             except GuidistError:
                 client.close()  # the main loop does the reconnecting and the giving up
 
@@ -355,12 +375,49 @@ class Worker:
     # ------------------------------------------------------------------ running
 
     def _claim_size(self) -> int:
+        """The most tasks the next claim may take; the inline mode sends per-function limits
+        beside it (``ClaimSizer``), so this is only the cap there."""
         if self._executor is not None:
             # The prefetch follows the concurrency, plus a quarter so a freed slot finds its
             # next task already here instead of waiting a round trip to the server.
             room = self.concurrency + max(1, self.concurrency // 4)
             return max(0, room - len(self._inflight))
-        return max(1, min(self._batch, self.config.prefetch))
+        return max(1, self.config.prefetch)
+
+    def _running_now(self) -> list[int]:
+        """The tasks this worker runs at this moment, as the server should hear it (called
+        from the heartbeat thread too, so it copies before it slices)."""
+        if self._executor is not None:
+            # Executors start tasks in the order they were handed over: the oldest in flight,
+            # up to the concurrency, are the ones running.
+            return list(self._inflight.values())[:self.concurrency]
+        current = self._current
+        return [] if current is None else [current]
+
+    def _give_back_queued(self) -> None:
+        """Release the tasks handed to the executor that have not started (concurrent modes)."""
+        self._give_back = False
+        ex = self._executor
+        assert ex is not None
+        cancelled = [(fut, tid) for fut, tid in list(self._inflight.items()) if ex.cancel(fut)]
+        for fut, _ in cancelled:
+            del self._inflight[fut]
+        if cancelled:
+            self._unreleased.extend(tid for _, tid in cancelled)
+            self._release_unreleased()
+
+    def _release_unreleased(self) -> bool:
+        """Give the tasks in _unreleased back to the queue, uncounted; on failure they stay
+        there for the next try (the worker no longer runs them, so they must not stay leased)."""
+        ids, self._unreleased = self._unreleased, []
+        try:
+            self._client.call("release", self._id, ids)
+        except GuidistError as exc:
+            log.info("could not give %d task(s) back yet: %s", len(ids), exc)
+            self._unreleased = ids + self._unreleased
+            return False
+        log.info("gave %d task(s) not started back for a worker that waits", len(ids))
+        return True
 
     def _limit_of(self, group: tuple) -> float | None:
         """A claimed group's time limit: its own (a 5th element), else the server's default."""
@@ -392,14 +449,18 @@ class Worker:
         self._current = next(iter(self._inflight.values()), None)
 
     def _run_groups(self, groups: list) -> None:
-        """Run every claimed task; stop early (handing the rest back) when asked to."""
+        """Run every claimed task, timing each function; stop early (handing the rest back)
+        when asked to stop, or when the server wants the unstarted ones for another worker."""
         clock = time.perf_counter
-        started = clock()
-        report_at = started + _REPORT_SECONDS
+        report_at = clock() + _REPORT_SECONDS
         ran = 0
+        halted = False
         stopping = self._stop.is_set
-        for group in groups:
-            function, kwargs, ids, args_list = group[:4]
+        sizer = self._sizer
+        for gi, group in enumerate(groups):
+            if halted:
+                break
+            function, kwargs, ids, args_list = group[:4]  # a 5th element: the time limit
             limit = self._limit_of(group)
             try:
                 fn = self._function(function)
@@ -408,8 +469,11 @@ class Worker:
                 continue
             kw = kwargs or {}
             add = self._pending.append
+            group_start = clock()
+            n = 0
             for tid, args in zip(ids, args_list):
                 if stopping():
+                    halted = True
                     break
                 self._current = tid
                 if limit is not None:
@@ -419,19 +483,27 @@ class Worker:
                         add((tid, True, fn(*args, **kw) if kw else fn(*args)))
                     except Exception:
                         add((tid, False, traceback.format_exc()))
-                ran += 1
+                n += 1
                 if clock() > report_at:
-                    # A slow task in a big batch must not hold back the fast ones' results.
-                    self._report_partial()
+                    # A slow task in a big batch must not hold back the fast ones' results,
+                    # and the server learns which task runs next (and may ask for the rest).
+                    # Give-back is looked at only here, so the per-task loop costs no more:
+                    # a batch shorter than a report interval is done before it would matter.
+                    before = clock()
+                    sizer.record(function, n, before - group_start)
+                    self._report_partial(_task_after(groups, gi, n))
+                    if self._give_back and self._gave_back(groups, gi, n, before - group_start):
+                        halted = True
+                        break
                     add = self._pending.append
-                    report_at = clock() + _REPORT_SECONDS
+                    after = clock()
+                    report_at = after + _REPORT_SECONDS
+                    group_start += after - before  # the round trip is not the tasks' time
+            if n:
+                sizer.record(function, n, clock() - group_start)
+            ran += n
         self._current = None
         self.processed += ran
-        elapsed = clock() - started
-        if ran:
-            per_task = elapsed / ran
-            self._batch = int(max(1, min(self.config.prefetch,
-                                         _BATCH_SECONDS / per_task if per_task > 0 else 1e9)))
         if self._stop.is_set():
             try:
                 self._send_results()
@@ -439,12 +511,37 @@ class Worker:
             except GuidistError as exc:
                 log.warning("could not hand tasks back while stopping: %s", exc)
 
-    def _report_partial(self) -> None:
-        """Send the results so far; on failure keep them for the next exchange."""
+    def _gave_back(self, groups: list, gi: int, n: int, group_seconds: float) -> bool:
+        """The server wants the tasks not started yet (groups[gi] from its n-th on, and the
+        groups after it): release them, unless they will be done within a claim's worth of
+        work (another worker could not start them sooner). True when they were released."""
+        self._give_back = False
+        measured = group_seconds / n if n else None
+        rest = [(function, ids[n:] if k == gi else ids)
+                for k, (function, _kw, ids, *_rest) in enumerate(groups) if k >= gi]
+        seconds = sum(self._sizer.seconds(function, len(ids), measured if k == 0 else None)
+                      for k, (function, ids) in enumerate(rest) if ids)
+        if seconds <= _BATCH_SECONDS:
+            return False
+        self._unreleased = [tid for _, ids in rest for tid in ids]  # inline: none before
+        if self._release_unreleased():
+            return True
+        self._unreleased = []  # not released: better run them than leave them leased
+        return False
+
+    def _report_partial(self, next_task: int | None) -> None:
+        """Send the results so far and the task about to start; on failure keep the results
+        for the next exchange."""
         try:
-            self._call_with_results("complete")
+            cmd, _ = self._call_with_results(
+                "exchange", 0, 0.0, [] if next_task is None else [next_task], None)
         except GuidistError as exc:
             log.info("could not report part of a batch yet: %s", exc)
+            return
+        if cmd == CMD_GIVE_BACK:
+            self._give_back = True
+        elif cmd == CMD_STOP:
+            self._stop.set()
 
     def _function(self, name: str) -> Callable[..., Any]:
         fn = self._functions.get(name)
@@ -515,6 +612,15 @@ class Worker:
                 return EXIT_GAVE_UP
             self.processed += 1
         return EXIT_OK
+
+
+def _task_after(groups: list, gi: int, n: int) -> int | None:
+    """The id of the task run after the n-th of groups[gi], if any."""
+    for _function, _kwargs, ids, *_rest in groups[gi:]:
+        if n < len(ids):
+            return ids[n]
+        n = 0
+    return None
 
 
 def _run_coroutine(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -9,6 +9,14 @@ Design notes (why it looks the way it does):
   insertion-ordered dicts per state, so memory stays bounded when millions of tasks pass.
 * Leases are per worker: one heartbeat renews every lease a worker holds, and the reaper
   requeues all of a silent worker's tasks at once. Constant work per task, no timers per task.
+  A worker's tasks also come back the moment every connection it made to the server closes
+  (the process died, or TCP gave up on its host): the lease is only the fallback for a worker
+  that hangs while connected.
+* A leased task is claimed (waiting in its worker's batch) until the worker says it started
+  it: the worker reports what it runs with each exchange and heartbeat (a few ids, never a
+  call per task), and the first tasks of a claim, up to the worker's free slots, start as
+  they are delivered. A worker that waits for work with nothing to claim makes the broker ask
+  a busy one to give back what it has not started (``CMD_GIVE_BACK``).
 * Cancelling or finishing a task that sits in a queue lane is lazy: it is marked and skipped when
   the lane reaches it, so nothing is ever removed from the middle of a deque.
 * Every public method takes the one lock; ``claim`` long-polls on a condition of that lock.
@@ -17,6 +25,7 @@ Design notes (why it looks the way it does):
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import logging
 import queue
@@ -24,13 +33,16 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any, Protocol
 
 from ...payload import pack, unpack, unpack_submission
 from ...protocol import (
+    CMD_GIVE_BACK,
     CMD_OK,
     CMD_STOP,
     CMD_UNKNOWN,
+    TASK_ORDERS,
     THROUGHPUT_WINDOW,
     ClaimGroup,
     Event,
@@ -44,14 +56,17 @@ from ...protocol import (
     check_timeout,
     claim_group,
     classic_result_text,
+    parse_order,
+    running_ids,
     throughput,
 )
 from ..base import DEFAULTS
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, DONE, FAILED, DEAD, CANCELLED = (
+QUEUED, CLAIMED, RUNNING, DONE, FAILED, DEAD, CANCELLED = (
     TaskState.QUEUED,
+    TaskState.CLAIMED,
     TaskState.RUNNING,
     TaskState.DONE,
     TaskState.FAILED,
@@ -64,6 +79,10 @@ _SERIES_SECONDS = 3600
 _MAX_SERIES_REPLY = 900
 _MAX_EVENTS_REPLY = 500
 _SEARCH_SCAN_LIMIT = 200_000
+#: Pages this deep into the finished tasks (newest first) are cut from one merged list built at
+#: most once a second, not merged lazily for every page.
+_LAZY_MERGE_DEPTH = 5_000
+_LISTING_CACHE_S = 1.0
 _ERROR_TEXT_LIMIT = 16_000
 
 
@@ -132,7 +151,8 @@ class Record:
     """A task that has been claimed at least once (or retried, or cancelled by id)."""
 
     __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
-                 "started", "finished", "worker", "result", "error", "classic", "timeout")
+                 "started", "finished", "worker", "result", "error", "classic", "retry_base",
+                 "timeout")
 
     def __init__(self, id: int, function: str, args: tuple, kwargs: dict | None,
                  attempts: int, submitted: float, classic: bool, state: TaskState = QUEUED,
@@ -151,6 +171,8 @@ class Record:
         self.result: Any = None
         self.error: str | None = None
         self.classic = classic
+        # attempts at the last retry by hand: the lease rules count hand-outs after it
+        self.retry_base = 0
         self.timeout = timeout
 
     def to_task(self) -> Task:
@@ -165,7 +187,7 @@ class _Worker:
 
     __slots__ = ("id", "name", "host", "pid", "kind", "mode", "concurrency", "joined",
                  "last_seen", "current_task", "done", "failed", "leases", "state", "stop",
-                 "functions", "address")
+                 "functions", "address", "n_running", "conns", "give_back")
 
     def __init__(self, id: str, name: str, host: str, pid: int, kind: str, mode: str,
                  concurrency: int, now: float) -> None:
@@ -174,11 +196,19 @@ class _Worker:
         self.joined = self.last_seen = now
         self.current_task: int | None = None
         self.done = self.failed = 0
-        self.leases: dict[int, Record] = {}
+        self.leases: dict[int, Record] = {}  # claim order: an inline worker runs them so
+        self.n_running = 0  # leases in the RUNNING state (the rest are CLAIMED)
         self.state = WorkerState.IDLE
         self.stop = False
         self.functions: frozenset[str] | None = None  # None: claims every function
         self.address = ""
+        self.conns: set[str] = set()  # manager connections its calls arrived on
+        self.give_back = False  # asked to hand back its unstarted tasks (told on next call)
+
+    @property
+    def n_claimed(self) -> int:
+        """Leases it has not started."""
+        return len(self.leases) - self.n_running
 
     def info(self) -> WorkerInfo:
         """Freeze into the public dataclass."""
@@ -190,14 +220,36 @@ class _Worker:
             current = next(iter(self.leases))
         return WorkerInfo(self.id, self.name, self.host, self.pid, self.kind, self.mode,
                           self.concurrency, state, self.joined, self.last_seen, current,
-                          len(self.leases), self.done, self.failed,
+                          self.n_running, self.done, self.failed,
                           tuple(sorted(self.functions)) if self.functions else (),
-                          address=self.address)
+                          address=self.address, claimed=self.n_claimed)
+
+
+def _finished_key(r: Record) -> float:
+    """Merge key of finished records, latest first."""
+    return -(r.finished or 0.0)
+
+
+def _sort_value(r: Record, key: str) -> Any:
+    """What a record sorts by for a TASK_ORDERS key (None: it has no such value yet)."""
+    if key == "runtime":
+        runtime = getattr(r, "runtime", None)  # measured by the worker, where it is sent
+        if runtime is None and r.started and r.finished:
+            runtime = r.finished - r.started
+        return runtime
+    if key == "state":
+        return list(TaskState).index(r.state)
+    return getattr(r, key)
 
 
 def _live_row(r: Record) -> tuple:
     """A live task as the journal's checkpoint stores it."""
     return (r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.classic, r.timeout)
+
+
+def _no_connection() -> str | None:
+    """The connection key outside a server (tests, direct use): none."""
+    return None
 
 
 class Broker:
@@ -235,7 +287,7 @@ class Broker:
         self._batches: list[_Batch] = []  # every batch still holding items, by first_id
         self._batch_starts: list[int] = []
         self._lane_records: dict[int, Record] = {}  # queued records (requeued or retried)
-        self._running: dict[int, Record] = {}
+        self._leased: dict[int, Record] = {}  # claimed or running, in every worker
         # OrderedDict, not dict: dropping the oldest of a dict that is appended to and trimmed
         # at the front scans the dummies left by deletions (measured ~10 µs per task at 20k).
         self._finished: dict[TaskState, OrderedDict[int, Record]] = {
@@ -244,6 +296,9 @@ class Broker:
         self._result_seq = 0  # results ever finished; the last one in _recent has this number
         self._workers: dict[str, _Worker] = {}
         self._worker_seq = itertools.count(1)
+        self._conn_workers: dict[str, str] = {}  # connection key -> guidist worker id
+        #: Returns the key of the connection the current call arrived on (the server sets it).
+        self.connection_key: Callable[[], str | None] = _no_connection
         self._counts = {s: 0 for s in TaskState}
         self._submitted = 0
         self._requeued_total = 0
@@ -256,6 +311,7 @@ class Broker:
         self._sec = int(self._started)
         self._bucket = [0, 0, 0, 0]  # submitted, done, failed, requeued in the current second
         self.classic_results: queue.Queue = queue.Queue()
+        self._listing_cache: tuple | None = None  # (key, built at, records): see list_tasks
         self._pending: dict[int, _Batch] = {}  # journal ticket -> batch waiting for its commit
 
     # ------------------------------------------------------------------ submission
@@ -339,20 +395,63 @@ class Broker:
             w.functions = frozenset(functions) if functions else None
             w.address = str(address or "")
             self._workers[wid] = w
+            self._bind(w)
             self._event("worker-joined", f"worker {wid} joined from {host} (pid {pid}, {mode})")
             return {"id": wid, "lease_timeout": self.lease_timeout,
                     "default_task": self.default_task, "max_payload": self.max_payload,
                     "task_timeout": self.task_timeout}
 
-    def heartbeat(self, worker_id: str, current_task: int | None = None) -> str:
-        """Renew every lease the worker holds; returns 'ok', 'stop' or 'unknown'."""
+    def heartbeat(self, worker_id: str, current_task: int | list[int] | None = None) -> str:
+        """Renew every lease the worker holds; returns 'ok', 'stop', 'give-back' or 'unknown'.
+
+        current_task is what the worker runs now: one id, or a list of ids (concurrent
+        modes); those tasks count as running from now on.
+        """
         with self._lock:
             w = self._workers.get(worker_id)
             if w is None or w.state is WorkerState.OFFLINE:
                 return CMD_UNKNOWN
-            w.last_seen = self._clock()
-            w.current_task = current_task
-            return CMD_STOP if w.stop else CMD_OK
+            now = self._clock()
+            self._bind(w)
+            w.last_seen = now
+            running = running_ids(current_task)
+            w.current_task = running[0] if running else None
+            self._start_locked(w, running, now)
+            if w.stop:
+                return CMD_STOP
+            return CMD_GIVE_BACK if self._give_back_due(w) else CMD_OK
+
+    def _bind(self, w: _Worker) -> None:
+        """Remember that w talks on the current connection, so its closing can requeue."""
+        key = self.connection_key()
+        if key is None or self._conn_workers.get(key) == w.id:
+            return
+        old = self._workers.get(self._conn_workers.get(key, ""))
+        if old is not None:  # a worker that registered again on the same connection
+            old.conns.discard(key)
+        self._conn_workers[key] = w.id
+        w.conns.add(key)
+
+    def _give_back_due(self, w: _Worker) -> bool:
+        """Whether to tell w now that others wait for the tasks it has not started."""
+        if not w.give_back:
+            return False
+        w.give_back = False
+        return w.n_claimed > 0
+
+    def _start_locked(self, w: _Worker, ids: Iterable[int], now: float) -> None:
+        """Mark w's claimed tasks among ids as running, from now."""
+        leases = w.leases
+        n = 0
+        for tid in ids:
+            rec = leases.get(tid)
+            if rec is not None and rec.state is CLAIMED:
+                rec.state, rec.started = RUNNING, now
+                n += 1
+        if n:
+            w.n_running += n
+            self._counts[CLAIMED] -= n
+            self._counts[RUNNING] += n
 
     def unregister_worker(self, worker_id: str) -> int:
         """A worker leaves cleanly: its unfinished leases go back to the queue uncounted."""
@@ -361,12 +460,19 @@ class Broker:
             if w is None:
                 return 0
             n = self._release_locked(w, list(w.leases))
+            self._unbind(w)
             self._event("worker-left", f"worker {worker_id} left"
                         + (f", returning {n} task(s) to the queue" if n else ""))
             return n
 
+    def _unbind(self, w: _Worker) -> None:
+        for key in w.conns:
+            if self._conn_workers.get(key) == w.id:
+                del self._conn_workers[key]
+        w.conns.clear()
+
     def release(self, worker_id: str, ids: list[int] | None = None) -> int:
-        """Give leased tasks back without counting an attempt (the worker is stopping)."""
+        """Give leased tasks back without counting an attempt (stopping, or giving back)."""
         with self._cv:
             w = self._workers.get(worker_id)
             if w is None:
@@ -413,8 +519,18 @@ class Broker:
         return accepted
 
     def exchange(self, worker_id: str, results: list[ResultItem] | None, max_n: int,
-                 wait_s: float = 0.0) -> tuple[str, list[ClaimGroup]]:
-        """Report results and claim the next batch in one round trip: (command, groups)."""
+                 wait_s: float = 0.0, running: list[int] | None = None,
+                 limits: dict[str, int] | None = None) -> tuple[str, list[ClaimGroup]]:
+        """Report results and claim the next batch in one round trip: (command, groups).
+
+        running lists the tasks the worker runs now or starts as soon as this call returns
+        (they count as running from now on). limits sizes the claim per function: at most
+        limits[f] tasks of f, and as a whole about one claim's worth of work (half the
+        limit of one function and half of another's fill it); a function not in limits is
+        claimed one task at a time. Without limits, max_n of any function.
+        The command is 'give-back' (and nothing is claimed) when another worker waits for
+        the tasks this one holds and has not started: it should release them.
+        """
         results = unpack(results)
         if results:
             self._journal.throttle()  # before taking more work, if the journal is behind
@@ -425,12 +541,19 @@ class Broker:
                 if results:
                     self._complete_locked(worker_id, results, now)
                 return CMD_UNKNOWN, []
+            self._bind(w)
             w.last_seen = now
             if results:
                 self._complete_locked(worker_id, results, now)
+            if running:
+                self._start_locked(w, running, now)
             if w.stop:
                 return CMD_STOP, []
-            groups = self._take(w, max_n, now)
+            if self._give_back_due(w):
+                return CMD_GIVE_BACK, []
+            groups = self._take(w, max_n, now, limits)
+            if not groups and wait_s > 0:
+                self._ask_for_give_back(w)
             # Waiting is real time, whatever clock the ledger uses (tests inject a fake one).
             deadline = time.monotonic() + wait_s
             while not groups and wait_s > 0:
@@ -440,11 +563,36 @@ class Broker:
                 self._cv.wait(remaining)
                 now = self._clock()
                 w.last_seen = now
-                groups = self._take(w, max_n, now)
+                groups = self._take(w, max_n, now, limits)
             return (CMD_STOP if w.stop else CMD_OK), groups
 
-    def _take(self, w: _Worker, max_n: int, now: float) -> list[ClaimGroup]:
-        """Move up to max_n queued tasks into w's leases, oldest id first across lanes.
+    def _ask_for_give_back(self, idle: _Worker) -> None:
+        """An idle worker waits: ask the busy worker holding most unstarted tasks to give them
+        back. It hears it on its next call (a heartbeat at the latest) and releases them."""
+        best, most = None, 0
+        for w in self._workers.values():
+            n = w.n_claimed
+            if (n > most and w is not idle and w.kind == "guidist"
+                    and w.state is not WorkerState.OFFLINE and not w.stop
+                    and self._can_run_any(idle, w)):
+                best, most = w, n
+        if best is not None and not best.give_back:
+            best.give_back = True
+            log.debug("asked %s to give back %d unstarted task(s) for %s", best.id, most,
+                      idle.id)
+
+    @staticmethod
+    def _can_run_any(idle: _Worker, busy: _Worker) -> bool:
+        """True when idle may claim one of the tasks busy has not started."""
+        if idle.functions is None:
+            return True
+        return any(r.state is CLAIMED and r.function in idle.functions
+                   for r in busy.leases.values())
+
+    def _take(self, w: _Worker, max_n: int, now: float,
+              limits: dict[str, int] | None = None) -> list[ClaimGroup]:
+        """Move up to max_n queued tasks into w's leases, oldest id first across lanes; the
+        first of them, up to w's free slots, start at once (the rest wait as claimed).
 
         The claim is also bounded by bytes (about max_payload of arguments, at least one task):
         a thousand tasks of 2 MiB each must not make a 2 GB reply.
@@ -453,6 +601,7 @@ class Broker:
             return []
         groups: list[ClaimGroup] = []
         left = max_n
+        used = 0.0  # share of the claim's work taken so far (with limits)
         budget = self.max_payload
         while left > 0 and self._counts[QUEUED] > 0:
             lane_name = self._oldest_lane(w.functions)
@@ -460,10 +609,10 @@ class Broker:
                 break
             head = self._lanes[lane_name][0]
             if type(head) is Record:
-                size = len(pack(head.args))  # records are few (requeued or retried tasks)
-                if groups and size > budget:
+                per = len(pack(head.args))  # records are few (requeued or retried tasks)
+                if groups and per > budget:
                     break
-                if head.attempts > 0 and head.state is QUEUED:
+                if head.attempts > head.retry_base and head.state is QUEUED:
                     # Its worker died holding it. Hand it out alone: if it is the task that
                     # kills workers, only it piles up attempts, not the neighbours of its
                     # old batch.
@@ -474,22 +623,34 @@ class Broker:
                         groups.append(taken)
                         break
                     continue
-                taken = self._take_from_lane(lane_name, 1, w, now)
-                if taken is not None:
-                    groups.append(taken)
-                    left -= 1
-                    budget -= size
-                continue
-            k = min(left, budget // head.task_bytes)
-            if k <= 0:
+            else:
+                per = head.task_bytes
+            n = left
+            if limits is not None:
+                limit = max(1, int(limits.get(lane_name, 1)))
+                n = min(left, int((1.0 - used) * limit + 1e-9))
+                if n < 1:
+                    if groups:
+                        break  # the claim is full: this function's tasks wait for the next
+                    n = 1
+            by_bytes = budget // per
+            if by_bytes < 1:
                 if groups:
-                    break
-                k = 1
-            taken = self._take_from_lane(lane_name, k, w, now)
+                    break  # the claim carries max_payload of arguments already
+                by_bytes = 1
+            taken = self._take_from_lane(lane_name, min(n, by_bytes), w, now)
             if taken is not None:
                 groups.append(taken)
-                left -= len(taken[2])
-                budget -= len(taken[2]) * head.task_bytes
+                got = len(taken[2])
+                left -= got
+                budget -= got * per
+                if limits is not None:
+                    used += got / max(1, int(limits.get(lane_name, 1)))
+        free = w.concurrency - w.n_running
+        if groups and free > 0:
+            # The worker starts these as soon as the reply arrives: they are running now.
+            self._start_locked(w, itertools.islice(
+                (tid for g in groups for tid in g[2]), free), now)
         return groups
 
     def _oldest_lane(self, only: frozenset[str] | None = None) -> str | None:
@@ -513,17 +674,17 @@ class Broker:
         lane = self._lanes[name]
         head = lane[0]
         wid = w.id
-        running = self._running
+        leased = self._leased
         leases = w.leases
         if type(head) is Record:
             lane.popleft()
             if head.state is not QUEUED or self._lane_records.pop(head.id, None) is None:
                 return None  # finished or cancelled while it waited: a lazy deletion
-            head.state, head.worker, head.started = RUNNING, wid, now
+            head.state, head.worker, head.started = CLAIMED, wid, None
             head.attempts += 1
-            running[head.id] = leases[head.id] = head
+            leased[head.id] = leases[head.id] = head
             self._counts[QUEUED] -= 1
-            self._counts[RUNNING] += 1
+            self._counts[CLAIMED] += 1
             self._journal.claimed([head.id], head.attempts)
             return claim_group(head.function, head.kwargs, [head.id], [head.args], head.timeout)
         start = head.pos
@@ -545,35 +706,41 @@ class Broker:
                                head.timeout)
         new = Record
         for tid, args in zip(ids, items):
-            running[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, RUNNING, wid, now,
-                                             to)
+            leased[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, CLAIMED, wid, None,
+                                            to)
         n = len(ids)
         if n:
             self._journal.claimed(ids, 1)
         self._counts[QUEUED] -= n
-        self._counts[RUNNING] += n
+        self._counts[CLAIMED] += n
         return claim_group(fn, kw, ids, items, to) if n else None
 
     def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
         # The hot path: constant work per task, counters and trimming once per batch, and no
         # TaskState-keyed dict lookups per task (Enum.__hash__ runs in Python).
         self._tick(now)
-        running_pop = self._running.pop
+        leased_pop = self._leased.pop
         lane_pop = self._lane_records.pop
         workers = self._workers
         w = workers.get(worker_id)
         done_store = self._finished[DONE]
         recent = self._recent.append
         classic_put = self.classic_results.put
-        n_running = n_queued = n_done = n_failed = 0
+        running_state = RUNNING  # a local: this loop runs once per task
+        n_running = n_claimed = n_queued = n_done = n_failed = 0
         done: list[Record] = []
         failed: list[Record] = []
         for tid, ok, value in results:
-            rec = running_pop(tid, None)
+            rec = leased_pop(tid, None)
             if rec is not None:
-                n_running += 1
                 holder_id = rec.worker
                 holder = w if holder_id == worker_id else workers.get(holder_id or "")
+                if rec.state is running_state:
+                    n_running += 1
+                    if holder is not None:
+                        holder.n_running -= 1
+                else:  # it ran and finished before the worker said it started
+                    n_claimed += 1
                 if holder is not None:
                     holder.leases.pop(tid, None)
             else:
@@ -598,6 +765,7 @@ class Broker:
                 failed.append(rec)
         counts = self._counts
         counts[RUNNING] -= n_running
+        counts[CLAIMED] -= n_claimed
         counts[QUEUED] -= n_queued
         n_done, n_failed = len(done), len(failed)
         if n_done:
@@ -646,8 +814,10 @@ class Broker:
         back = []
         for tid in reversed(ids):  # appendleft: reversed keeps their order at the front
             rec = w.leases.pop(tid, None)
-            if rec is None or self._running.pop(tid, None) is None:
+            if rec is None or self._leased.pop(tid, None) is None:
                 continue
+            if rec.state is RUNNING:
+                w.n_running -= 1
             rec.attempts = max(rec.attempts - 1, 0)
             self._requeue(rec)
             back.append(rec)
@@ -657,10 +827,11 @@ class Broker:
         return len(back)
 
     def _requeue(self, rec: Record) -> None:
+        """A leased (claimed or running) record goes back to the front of its lane."""
+        self._counts[rec.state] -= 1
         rec.state, rec.worker, rec.started = QUEUED, None, None
         self._lanes.setdefault(rec.function, deque()).appendleft(rec)
         self._lane_records[rec.id] = rec
-        self._counts[RUNNING] -= 1
         self._counts[QUEUED] += 1
 
     # ------------------------------------------------------------------ leases
@@ -680,16 +851,22 @@ class Broker:
         """Mark a worker offline and requeue (or bury) every task it held."""
         w.state = WorkerState.OFFLINE
         w.current_task = None
+        w.give_back = False
         recs = list(w.leases.values())
         w.leases.clear()
+        w.n_running = 0
+        self._unbind(w)
         back, dead = [], []
+        # Every lease counts an attempt, claimed ones too: an inline worker may have started
+        # tasks since it last said so, and the one that killed it must reach max_attempts.
         for rec in reversed(recs):  # appendleft: reversed keeps their order at the front
-            if self._running.pop(rec.id, None) is None:
+            if self._leased.pop(rec.id, None) is None:
                 continue
-            if rec.attempts >= self.max_attempts:
-                self._counts[RUNNING] -= 1
+            expiries = rec.attempts - rec.retry_base
+            if expiries >= self.max_attempts:
+                self._counts[rec.state] -= 1
                 self._finish(rec, DEAD, now, error=(
-                    f"lease expired {rec.attempts} times (its worker died or hung each time); "
+                    f"lease expired {expiries} times (its worker died or hung each time); "
                     f"last worker {w.id}"))
                 dead.append(rec)
             else:
@@ -774,8 +951,10 @@ class Broker:
             return n
 
     def retry(self, ids: Iterable[int]) -> int:
-        """Queue failed or dead tasks again, with a fresh attempt count."""
+        """Queue failed or dead tasks again; attempts go on counting (the lease rules start
+        afresh), and each retried task counts as requeued."""
         with self._cv:
+            self._tick(self._clock())  # the retries land in the current second's bucket
             n = 0
             for tid in ids:
                 for state in (FAILED, DEAD):
@@ -785,6 +964,8 @@ class Broker:
                         n += 1
                         break
             if n:
+                self._requeued_total += n
+                self._bucket[3] += n
                 self._event("control", f"{n} task(s) queued again for retry")
                 self._cv.notify_all()
             return n
@@ -797,7 +978,7 @@ class Broker:
 
     def _requeue_finished(self, rec: Record, state: TaskState) -> None:
         self._counts[state] -= 1
-        rec.attempts = 0
+        rec.retry_base = rec.attempts
         rec.result = rec.error = rec.finished = None
         rec.state, rec.worker, rec.started = QUEUED, None, None
         self._lanes.setdefault(rec.function, deque()).append(rec)
@@ -877,7 +1058,7 @@ class Broker:
     def get_task(self, task_id: int) -> Task | None:
         """One task by id, wherever it is; None if unknown or pruned from memory."""
         with self._lock:
-            rec = self._running.get(task_id) or self._lane_records.get(task_id)
+            rec = self._leased.get(task_id) or self._lane_records.get(task_id)
             if rec is None:
                 for store in self._finished.values():
                     rec = store.get(task_id)
@@ -894,41 +1075,120 @@ class Broker:
             return None
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
-                   search: str | None = None) -> TaskPage:
-        """A page of tasks: running, then queued (oldest first), then finished (newest first)."""
+                   search: str | None = None, order: str | None = None) -> TaskPage:
+        """A page of tasks, newest activity first: running (latest started first), claimed,
+        finished (latest first, whatever the state), then queued in the order they will run.
+
+        order sorts by one of TASK_ORDERS ("-" for descending): "state" arranges the states;
+        the others sort the running, claimed and finished tasks, and the queued ones follow in
+        the order they will run (a million queued tasks are never sorted)."""
         limit = max(0, min(int(limit), 10_000))
         offset = max(0, int(offset))
-        states = [TaskState(state)] if state else [RUNNING, QUEUED, *_FINISHED_STATES]
+        key, desc = parse_order(order)
+        states = ([TaskState(state)] if state
+                  else [RUNNING, CLAIMED, *_FINISHED_STATES, QUEUED])
+        if key == "state":
+            states = sorted(states, key=list(TaskState).index, reverse=desc)
         with self._lock:
+            segments = self._segments(states, key if key != "state" else None, desc)
             if search:
-                return self._search_locked(states, search.strip().lower(), offset, limit)
+                return self._search_locked(segments, search.strip().lower(), offset, limit)
             total = 0
             page: list[Task] = []
             skip = offset
-            for s in states:
-                size = self._segment_size(s)
+            for size, tasks in segments:
                 total += size
                 if len(page) >= limit:
                     continue
                 if skip >= size:
                     skip -= size
                     continue
-                page.extend(itertools.islice(self._iter_segment(s, skip), limit - len(page)))
+                page.extend(itertools.islice(tasks(skip), limit - len(page)))
                 skip = 0
-            return TaskPage(total, offset, tuple(page))
+            not_held = sum(max(0, self._counts[s] - len(self._finished[s]))
+                           for s in states if s.finished)
+            return TaskPage(total, offset, tuple(page), not_held)
+
+    def task_orders(self) -> tuple[str, ...]:
+        """The keys list_tasks can sort by."""
+        return TASK_ORDERS
+
+    def _segments(self, states: list[TaskState], key: str | None,
+                  desc: bool) -> list[tuple[int, Callable[[int], Iterator[Task]]]]:
+        """The listing as (size, tasks from a skip) parts, in order."""
+        finished = [s for s in states if s.finished]
+        out: list[tuple[int, Callable[[int], Iterator[Task]]]] = []
+        if key is not None:
+            held = [s for s in states if s in (RUNNING, CLAIMED) or s.finished]
+            if held:
+                recs = self._sorted_records(tuple(held), key, desc)
+                out.append((len(recs), lambda skip: (r.to_task() for r in
+                                                     itertools.islice(recs, skip, None))))
+            if QUEUED in states:
+                out.append((self._counts[QUEUED], self._iter_queued))
+            return out
+        merged = False
+        for s in states:
+            if s.finished and len(finished) > 1:
+                if not merged:  # every finished state as one part, latest first
+                    merged = True
+                    out.append((sum(len(self._finished[f]) for f in finished),
+                                lambda skip: self._iter_finished(tuple(finished), skip)))
+                continue
+            out.append((self._segment_size(s), partial(self._iter_segment, s)))
+        return out
+
+    def _iter_finished(self, states: tuple[TaskState, ...], skip: int) -> Iterator[Task]:
+        """Finished tasks of several states, latest first: a lazy merge near the top, one
+        list built at most once a second deeper down (a merge there costs the whole depth)."""
+        if skip < _LAZY_MERGE_DEPTH:
+            stores = [reversed(self._finished[s].values()) for s in states]
+            merged = heapq.merge(*stores, key=_finished_key)
+            for rec in itertools.islice(merged, skip, None):
+                yield rec.to_task()
+            return
+        for rec in itertools.islice(self._sorted_records(states, None, False), skip, None):
+            yield rec.to_task()
+
+    def _sorted_records(self, states: tuple[TaskState, ...], key: str | None,
+                        desc: bool) -> list[Record]:
+        """Running and finished records of states, latest activity first, then sorted by key
+        (a stable sort keeps that as the tie-break); reused for a second, as pages of one
+        screen are asked for together."""
+        now = time.monotonic()
+        cache_key = (states, key, desc)
+        cached = self._listing_cache
+        if cached is not None and cached[0] == cache_key and now - cached[1] < _LISTING_CACHE_S:
+            return cached[2]
+        recs: list[Record] = []
+        for live in (RUNNING, CLAIMED):
+            if live in states:
+                recs.extend(r for r in reversed(self._leased.values()) if r.state is live)
+        stores = [reversed(self._finished[s].values()) for s in states if s.finished]
+        recs.extend(heapq.merge(*stores, key=_finished_key))
+        if key is not None:
+            values = [(_sort_value(r, key), r) for r in recs]
+            known = [(v, r) for v, r in values if v is not None]
+            known.sort(key=lambda vr: vr[0], reverse=desc)
+            # Tasks without the value (no runtime yet) go last, whichever the direction.
+            recs = [r for _, r in known] + [r for v, r in values if v is None]
+        self._listing_cache = (cache_key, now, recs)
+        return recs
 
     def _segment_size(self, s: TaskState) -> int:
         if s is QUEUED:
             return self._counts[QUEUED]
-        if s is RUNNING:
-            return len(self._running)
+        if s is RUNNING or s is CLAIMED:
+            return self._counts[s]
         return len(self._finished[s])
 
     def _iter_segment(self, s: TaskState, skip: int = 0) -> Iterator[Task]:
         if s is QUEUED:
             yield from self._iter_queued(skip)
-        elif s is RUNNING:
-            for rec in itertools.islice(self._running.values(), skip, None):
+        elif s is RUNNING or s is CLAIMED:  # the latest claimed first
+            # Leases are bounded by workers x their claim size: filtering them is cheap.
+            of_state = (rec for rec in reversed(self._leased.values()) if rec.state is s)
+            for rec in itertools.islice(of_state, skip, None):
                 yield rec.to_task()
         else:
             store = self._finished[s]
@@ -968,13 +1228,13 @@ class Broker:
                     yield Task(item.first_id + i, item.function, args, item.kwargs, QUEUED, 0,
                                item.submitted)
 
-    def _search_locked(self, states: list[TaskState], needle: str, offset: int,
-                       limit: int) -> TaskPage:
+    def _search_locked(self, segments: list[tuple[int, Callable[[int], Iterator[Task]]]],
+                       needle: str, offset: int, limit: int) -> TaskPage:
         """Substring search over id, function, args, result and error; scans a bounded number."""
         matches: list[Task] = []
         scanned = 0
-        for s in states:
-            for t in self._iter_segment(s):
+        for _, tasks in segments:
+            for t in tasks(0):
                 scanned += 1
                 if scanned > _SEARCH_SCAN_LIMIT:
                     break
@@ -1020,6 +1280,7 @@ class Broker:
                     while self._lanes.get(self.default_task):
                         g = self._take_from_lane(self.default_task, 1, w, now)
                         if g is not None:
+                            self._start_locked(w, g[2], now)  # the tutorial runs it at once
                             args, kwargs = g[3][0], g[1]
                             return args[0] if len(args) == 1 and not kwargs else args
                     self._lanes.pop(self.default_task, None)
@@ -1045,8 +1306,17 @@ class Broker:
             self.classic_results.put(value)
 
     def connection_closed(self, conn_key: str) -> None:
-        """A manager connection ended: a classic worker on it is gone, so requeue its tasks."""
+        """A manager connection ended: a classic worker on it is gone, and so is a guidist
+        worker whose last connection it was; either way their tasks are requeued at once."""
         with self._cv:
+            wid = self._conn_workers.pop(conn_key, None)
+            g = self._workers.get(wid) if wid is not None else None
+            if g is not None:
+                g.conns.discard(conn_key)
+                if not g.conns and g.state is not WorkerState.OFFLINE:
+                    now = self._clock()
+                    self._tick(now)
+                    self._expire(g, now, "its connection closed")
             w = self._workers.get(f"classic:{conn_key}")
             if w is None:
                 return
@@ -1119,7 +1389,7 @@ class Broker:
             for s in TaskState:
                 self._counts[s] = counts.get(s.value, 0)
             self._counts[QUEUED] = len(queued)
-            self._counts[RUNNING] = 0
+            self._counts[RUNNING] = self._counts[CLAIMED] = 0
             self._submitted = submitted
             self._requeued_total = requeued
             if queued or finished:
@@ -1148,7 +1418,7 @@ class Broker:
                         batches.append((item.first_id + item.pos, item.function, item.kwargs,
                                         item.items[item.pos:], item.submitted, item.classic,
                                         item.timeout))
-            records.extend(_live_row(r) for r in self._running.values())
+            records.extend(_live_row(r) for r in self._leased.values())
             # Batches waiting for their commit: their submit row is older than this
             # checkpoint, which replaces it, so the checkpoint must carry them.
             pending = [(ticket, (b.first_id, b.function, b.kwargs, list(b.items), b.submitted,
@@ -1172,7 +1442,8 @@ class Broker:
         if sec <= self._sec:
             return
         gauges = (self._counts[QUEUED], self._counts[RUNNING],
-                  sum(1 for w in self._workers.values() if w.state is not WorkerState.OFFLINE))
+                  sum(1 for w in self._workers.values() if w.state is not WorkerState.OFFLINE),
+                  self._counts[CLAIMED])  # the order of SERIES_FIELDS
         b = self._bucket
         self._series.append((self._sec, b[0], b[1], b[2], b[3], *gauges))
         for s in range(max(self._sec + 1, sec - _SERIES_SECONDS), sec):
