@@ -61,8 +61,11 @@ CMD_OK, CMD_STOP, CMD_UNKNOWN = "ok", "stop", "unknown"
 
 #: A claimed group: (function, kwargs, ids, args_list) — one per run of same-function tasks.
 ClaimGroup = tuple[str, "dict | None", list[int], list[tuple]]
-#: A reported result: (task_id, ok, value) where value is the result or the error text.
-ResultItem = tuple[int, bool, Any]
+#: A reported result: (task_id, ok, value, started, runtime) where value is the result or the
+#: error text, started the wall-clock time the worker began executing the task and runtime the
+#: seconds it ran on the worker's monotonic clock. Tutorial workers cannot measure, so
+#: (task_id, ok, value) is accepted too, and None for either time means "not measured".
+ResultItem = tuple
 
 
 class Journal(Protocol):
@@ -117,7 +120,7 @@ class _Record:
     """A task that has been claimed at least once (or retried, or cancelled by id)."""
 
     __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
-                 "started", "finished", "worker", "result", "error", "classic")
+                 "started", "finished", "worker", "result", "error", "classic", "runtime")
 
     def __init__(self, id: int, function: str, args: tuple, kwargs: dict | None,
                  attempts: int, submitted: float, classic: bool, state: TaskState = QUEUED,
@@ -135,12 +138,13 @@ class _Record:
         self.result: Any = None
         self.error: str | None = None
         self.classic = classic
+        self.runtime: float | None = None
 
     def to_task(self) -> Task:
         """Freeze into the public dataclass."""
         return Task(self.id, self.function, self.args, self.kwargs, self.state, self.attempts,
                     self.submitted, self.started, self.finished, self.worker, self.result,
-                    self.error)
+                    self.error, self.runtime)
 
 
 class _Worker:
@@ -490,7 +494,8 @@ class Broker:
         n_running = n_queued = n_done = n_failed = 0
         done: list[_Record] = []
         failed: list[_Record] = []
-        for tid, ok, value in results:
+        for item in results:
+            tid, ok, value = item[0], item[1], item[2]
             rec = running_pop(tid, None)
             if rec is not None:
                 n_running += 1
@@ -506,6 +511,10 @@ class Broker:
                     continue
                 n_queued += 1
             rec.worker = worker_id
+            if len(item) > 4 and item[3] is not None:
+                # The worker's own measurement replaces the claim time: a task that waited in
+                # the worker's buffer behind others did not start when it was claimed.
+                rec.started, rec.runtime = item[3], item[4]
             if ok:
                 rec.state = DONE
                 rec.finished = now
@@ -579,7 +588,7 @@ class Broker:
         return len(back)
 
     def _requeue(self, rec: _Record) -> None:
-        rec.state, rec.worker, rec.started = QUEUED, None, None
+        rec.state, rec.worker, rec.started, rec.runtime = QUEUED, None, None, None
         self._lanes.setdefault(rec.function, deque()).appendleft(rec)
         self._lane_records[rec.id] = rec
         self._counts[RUNNING] -= 1
@@ -720,7 +729,7 @@ class Broker:
     def _requeue_finished(self, rec: _Record, state: TaskState) -> None:
         self._counts[state] -= 1
         rec.attempts = 0
-        rec.result = rec.error = rec.finished = None
+        rec.result = rec.error = rec.finished = rec.runtime = None
         rec.state, rec.worker, rec.started = QUEUED, None, None
         self._lanes.setdefault(rec.function, deque()).append(rec)
         self._lane_records[rec.id] = rec
@@ -1026,6 +1035,7 @@ class Broker:
                 rec = _Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False)
                 rec.state, rec.started, rec.finished = t.state, t.started, t.finished
                 rec.worker, rec.result, rec.error = t.worker, t.result, t.error
+                rec.runtime = t.runtime
                 self._finished[t.state][t.id] = rec
             for s in TaskState:
                 self._counts[s] = counts.get(s.value, 0)

@@ -1,8 +1,11 @@
 """How a worker runs the tasks it claimed: in processes, threads, or an asyncio event loop.
 
-All three expose ``submit(function_name, args, kwargs) -> Future[(ok, value)]`` so the worker's
-claim → run → report loop is the same in every mode. The futures never raise: a task's
-exception becomes ``(False, traceback_text)``, computed where the task ran.
+All three expose ``submit(function_name, args, kwargs) -> Future[Outcome]`` so the worker's
+claim → run → report loop is the same in every mode. An outcome is ``(ok, value, started,
+runtime)``: the task is timed where it runs (in the child process, the thread or the
+coroutine), so time spent waiting for a free slot is not counted as running. The futures
+never raise: a task's exception becomes ``(False, traceback_text, ...)``, computed where the
+task ran.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +28,8 @@ from .tasks import resolve
 log = logging.getLogger(__name__)
 
 MODES = ("inline", "process", "thread", "async")
-Outcome = tuple[bool, Any]
+#: (ok, value or traceback text, wall-clock start, seconds run on the monotonic clock)
+Outcome = tuple[bool, Any, float | None, float | None]
 
 
 def default_concurrency(mode: str) -> int:
@@ -47,12 +52,16 @@ def run_task(function: str, args: tuple, kwargs: dict | None) -> Outcome:
         fn = _FUNCTIONS.get(function)
         if fn is None:
             fn = _FUNCTIONS[function] = resolve(function)
+    except Exception:
+        return False, traceback.format_exc(), None, None
+    started, t0 = time.time(), time.perf_counter()
+    try:
         value = fn(*args, **kwargs) if kwargs else fn(*args)
         if inspect.iscoroutine(value):  # an async def run outside the async mode
             value = asyncio.run(value)
-        return True, value
+        return True, value, started, time.perf_counter() - t0
     except Exception:
-        return False, traceback.format_exc()
+        return False, traceback.format_exc(), started, time.perf_counter() - t0
 
 
 def _child_init(parent: int) -> None:
@@ -135,7 +144,7 @@ class ProcessExecutor(Executor):
             except cf.CancelledError:
                 out.cancel()
             except Exception as exc:  # BrokenProcessPool, unpicklable arguments or results
-                out.set_result((False, f"{type(exc).__name__}: {exc}"))
+                out.set_result((False, f"{type(exc).__name__}: {exc}", None, None))
 
         fut.add_done_callback(relay)
         return out
@@ -177,12 +186,18 @@ class AsyncExecutor(Executor):
                 fn = _FUNCTIONS.get(function)
                 if fn is None:
                     fn = _FUNCTIONS[function] = resolve(function)
-                if inspect.iscoroutinefunction(fn):
-                    return True, await (fn(*args, **kwargs) if kwargs else fn(*args))
+            except Exception:
+                return False, traceback.format_exc(), None, None
+            if not inspect.iscoroutinefunction(fn):
                 return await self._loop.run_in_executor(self._threads, run_task, function,
                                                         args, kwargs)
+            # Timed from inside the semaphore: a coroutine waiting for a slot is not running.
+            started, t0 = time.time(), time.perf_counter()
+            try:
+                value = await (fn(*args, **kwargs) if kwargs else fn(*args))
+                return True, value, started, time.perf_counter() - t0
             except Exception:
-                return False, traceback.format_exc()
+                return False, traceback.format_exc(), started, time.perf_counter() - t0
 
     def submit(self, function: str, args: tuple, kwargs: dict | None) -> cf.Future:
         """Schedule one coroutine on the loop."""

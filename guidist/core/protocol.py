@@ -56,7 +56,13 @@ class WorkerState(str, Enum):
 
 @dataclass(frozen=True)
 class Task:
-    """One task as the ledger knows it."""
+    """One task as the ledger knows it.
+
+    ``started`` is when the worker began executing it (wall clock, as the worker measured it;
+    until a result arrives, when it was claimed) and ``runtime`` the seconds it ran, timed by
+    the worker on a monotonic clock: neither includes time spent in a worker's buffer or on
+    the wire.
+    """
 
     id: int
     function: str
@@ -70,6 +76,14 @@ class Task:
     worker: str | None = None
     result: Any = None
     error: str | None = None
+    runtime: float | None = None
+
+    @property
+    def waited(self) -> float | None:
+        """Seconds between submission and the start of execution (None before it started)."""
+        if self.started is None or not self.submitted:
+            return None
+        return max(0.0, self.started - self.submitted)
 
 
 @dataclass(frozen=True)

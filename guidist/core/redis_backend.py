@@ -119,7 +119,8 @@ def encode_results(results: Iterable[ResultItem] | None) -> list[Any]:
     """
     out: list[bytes] = []
     dumps = pickle.dumps
-    for tid, ok, value in results or ():
+    for item in results or ():
+        tid, ok, value = item[0], item[1], item[2]
         if ok:
             extra = b"%d" % value if isinstance(value, int) else b""
             body = dumps(value, _PICKLE)
@@ -127,8 +128,12 @@ def encode_results(results: Iterable[ResultItem] | None) -> list[Any]:
             err = str(value)[:_ERROR_TEXT_LIMIT]
             extra = (err.strip().splitlines()[-1:] or [""])[0].encode("utf-8", "replace")
             body = err.encode("utf-8", "replace")
-        # one element per result: "<id>:<ok>:<len>:" + extra + payload (see redis_scripts)
-        out.append(b"%d:%d:%d:%b%b" % (int(tid), 1 if ok else 0, len(extra), extra, body))
+        started = item[3] if len(item) > 4 else None
+        timing = b"" if started is None else b"%r,%r" % (float(started), float(item[4]))
+        # one element per result: "<id>:<ok>:<len>:<started>,<runtime>:" + extra + payload,
+        # the times empty when not measured (see redis_scripts)
+        out.append(b"%d:%d:%d:%b:%b%b" % (int(tid), 1 if ok else 0, len(extra), timing, extra,
+                                          body))
     return out
 
 
@@ -786,6 +791,7 @@ def _task(tid: int, h: dict) -> Task:
         worker=_s(h.get(b"w")) or None,
         result=_loads(h.get(b"r"), "result"),
         error=_s(h.get(b"x")) or None,
+        runtime=_opt_float(h.get(b"rt")),
     )
 
 

@@ -10,7 +10,9 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:t:<id>``           hash, one per task: f function, a pickled args, k pickled kwargs,
                        s submitted, c "1" if it came in through the classic queue, cp the
                        tutorial's "n * n = " prefix, st state, n attempts (present once
-                       claimed), w worker, b started, e finished, r pickled result, x error
+                       claimed), w worker, b started (the claim time until the worker
+                       reports when it really began), rt seconds it ran (measured by the
+                       worker), e finished, r pickled result, x error
 ``P:lanes``            set of function names whose queue may hold tasks
 ``P:q:<function>``     zset, score = id (retried: the last id + 0.5): the queued tasks of one
                        function, claimed lowest score first across all lanes
@@ -190,21 +192,23 @@ local function requeue(id, key, fn, score)
   -- an expired or released lease keeps its id as score (near the front, as it is old); a
   -- retried task goes behind everything submitted so far, as in the in-memory broker
   redis.call('HSET', key, 'st', 'queued')
-  redis.call('HDEL', key, 'w', 'b')
+  redis.call('HDEL', key, 'w', 'b', 'rt')
   redis.call('ZADD', P .. 'q:' .. fn, score or id, id)
   redis.call('SADD', P .. 'lanes', fn)
 end
 
 local function parse_results(base)
-  -- one ARGV element per result: "<id>:<ok>:<len>:" .. extra (len bytes) .. payload, where
-  -- payload is the pickled value (ok) or the error text, and extra the value's int text (ok,
-  -- for the tutorial's string) or the error's last line (failed)
+  -- one ARGV element per result: "<id>:<ok>:<len>:<started>,<runtime>:" .. extra (len bytes)
+  -- .. payload, where payload is the pickled value (ok) or the error text, extra the value's
+  -- int text (ok, for the tutorial's string) or the error's last line (failed), and the two
+  -- times (empty when the worker did not measure) when the task began and how long it ran
   local items, i = {}, base
   while ARGV[i] do
     local s = ARGV[i]
-    local id, ok, len, pos = string.match(s, '^(%d+):(%d):(%d+):()')
+    local id, ok, len, st, rt, pos = string.match(s, '^(%d+):(%d):(%d+):([^,:]*),?([^:]*):()')
     len = tonumber(len)
-    items[#items + 1] = {id, ok, string.sub(s, pos + len), string.sub(s, pos, pos + len - 1)}
+    items[#items + 1] = {id, ok, string.sub(s, pos + len), string.sub(s, pos, pos + len - 1),
+      st, rt}
     i = i + 1
   end
   return items
@@ -234,7 +238,9 @@ local function complete(wid, items)
       accept = true
     end
     if accept then
-      -- the worker that delivered the result is recorded, as in memory
+      -- the worker that delivered the result is recorded, as in memory, and so is its own
+      -- measurement of when the task began and how long it ran
+      if item[5] ~= '' then redis.call('HSET', key, 'b', item[5], 'rt', item[6]) end
       if ok == '1' then
         finish(id, key, 'done', payload, nil, extra, t[5], t[6], wid)
         done_n = done_n + 1
@@ -734,7 +740,7 @@ while ARGV[i] do
   if t[1] == 'failed' or t[1] == 'dead' then
     redis.call('ZREM', P .. 'fin:' .. t[1], id)
     bump(t[1], -1)
-    redis.call('HDEL', key, 'r', 'x', 'e', 'w', 'b')
+    redis.call('HDEL', key, 'r', 'x', 'e', 'w', 'b', 'rt')
     redis.call('HSET', key, 'n', 0)
     requeue(id, key, t[2], (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5)
     n = n + 1

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -65,7 +66,8 @@ CREATE TABLE IF NOT EXISTS finished (
     result,
     result_pickled INTEGER NOT NULL DEFAULT 0,
     error TEXT,
-    classic INTEGER NOT NULL DEFAULT 0
+    classic INTEGER NOT NULL DEFAULT 0,
+    runtime REAL
 );
 CREATE INDEX IF NOT EXISTS finished_state ON finished(state, finished);
 CREATE TABLE IF NOT EXISTS done (
@@ -76,6 +78,9 @@ CREATE TABLE IF NOT EXISTS done (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
+#: Columns added since the first release: a journal written by an older guidist gets them
+#: (appended, so positional rows stay in this order) when it is opened.
+_ADDED_COLUMNS = {"finished": (("runtime", "REAL"),)}
 
 
 def _connect(path: str | Path) -> sqlite3.Connection:
@@ -85,6 +90,11 @@ def _connect(path: str | Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(_SCHEMA)
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
     return db
 
 
@@ -183,7 +193,7 @@ class SqliteJournal:
         """Record failed, dead or cancelled tasks (copied: a retry changes the record)."""
         self._add("finish", [(r.id, r.function, r.args, r.kwargs, r.state.value, r.attempts,
                               r.submitted, r.started, r.finished, r.worker, r.result, r.error,
-                              r.classic) for r in records])
+                              r.classic, r.runtime) for r in records])
 
     def cancelled_ids(self, ids: Iterable[int], when: float) -> None:
         """Record a purge: tasks that never got a record."""
@@ -276,16 +286,16 @@ class SqliteJournal:
                 elif kind == "done":
                     done_rows.append((len(data), data[-1].finished or 0.0, pickle.dumps(
                         [(r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted,
-                          r.started, r.finished, r.worker, r.result) for r in data],
+                          r.started, r.finished, r.worker, r.result, r.runtime) for r in data],
                         protocol=pickle.HIGHEST_PROTOCOL)))
                 elif kind == "finish":
                     for (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result,
-                         error, classic) in data:
+                         error, classic, runtime) in data:
                         value, pickled = _encode_result(result)
                         finished[tid] = (tid, fn, pickle.dumps(args),
                                          None if kwargs is None else pickle.dumps(kwargs),
                                          state, attempts, sub, st, fin, worker, value, pickled,
-                                         error, int(bool(classic)))
+                                         error, int(bool(classic)), runtime)
                     rows.append(("finish", pickle.dumps([(d[0], d[4]) for d in data])))
                 else:
                     if kind == "requeue":
@@ -316,8 +326,8 @@ class SqliteJournal:
         if requeued:  # a retried task is not finished any more
             db.executemany("DELETE FROM finished WHERE id = ?", requeued)
         if finished:
-            db.executemany("INSERT OR REPLACE INTO finished VALUES "
-                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", finished.values())
+            db.executemany(f"INSERT OR REPLACE INTO finished({_FINISHED_COLUMNS}) VALUES "
+                           f"({_FINISHED_MARKS})", finished.values())
         if done_rows:
             db.executemany("INSERT INTO done(n, finished, data) VALUES (?, ?, ?)", done_rows)
         self._rows_since_checkpoint += len(rows) + len(done_rows)
@@ -371,7 +381,8 @@ class SqliteJournal:
         out.extend(reversed(newest[:keep]))
         for st in (TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED):
             rows = self._db.execute(
-                "SELECT * FROM finished WHERE state=? ORDER BY finished DESC, id DESC LIMIT ?",
+                f"SELECT {_FINISHED_COLUMNS} FROM finished WHERE state=? "
+                "ORDER BY finished DESC, id DESC LIMIT ?",
                 (st.value, broker.keep_limit(st))).fetchall()
             out.extend(_row_to_task(r) for r in reversed(rows))
         return out
@@ -474,17 +485,25 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
 
 
 def _done_to_task(d: tuple) -> Task:
-    tid, fn, args, kwargs, attempts, sub, started, fin, worker, result = d
+    tid, fn, args, kwargs, attempts, sub, started, fin, worker, result = d[:10]
+    runtime = d[10] if len(d) > 10 else None  # rows from before runtimes were measured
     return Task(tid, fn, args, kwargs, TaskState.DONE, attempts, sub, started, fin, worker,
-                result)
+                result, None, runtime)
+
+
+#: The finished table's columns in the order rows are written and read (SELECT of these).
+_FINISHED_COLUMNS = ("id, function, args, kwargs, state, attempts, submitted, started, "
+                     "finished, worker, result, result_pickled, error, classic, runtime")
+_FINISHED_MARKS = ",".join("?" * (_FINISHED_COLUMNS.count(",") + 1))
 
 
 def _row_to_task(row: tuple) -> Task:
     (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result, pickled, error,
-     _classic) = row
+     _classic, runtime) = row
     return Task(tid, fn, pickle.loads(args) if args is not None else (),
                 pickle.loads(kwargs) if kwargs is not None else None, TaskState(state),
-                attempts, sub or 0.0, st, fin, worker, _decode_result(result, pickled), error)
+                attempts, sub or 0.0, st, fin, worker, _decode_result(result, pickled), error,
+                runtime)
 
 
 def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERVAL,
@@ -503,7 +522,14 @@ def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERV
 # ---------------------------------------------------------------------- export and pruning
 
 EXPORT_COLUMNS = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
-                  "started", "finished", "worker", "result", "error")
+                  "started", "finished", "runtime", "worker", "result", "error")
+
+
+def iso_time(t: float | None) -> str | None:
+    """An epoch time as ISO-8601 in UTC with microseconds (``2024-05-01T12:00:00.250000Z``)."""
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterator[Task]:
@@ -515,7 +541,7 @@ def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterat
             for (blob,) in db.execute("SELECT data FROM done ORDER BY seq"):
                 for d in pickle.loads(blob):
                     yield _done_to_task(d)
-        for row in db.execute("SELECT * FROM finished ORDER BY id"):
+        for row in db.execute(f"SELECT {_FINISHED_COLUMNS} FROM finished ORDER BY id"):
             if wanted is None or row[4] in wanted:
                 yield _row_to_task(row)
         if wanted is None or TaskState.QUEUED.value in wanted:
@@ -527,10 +553,11 @@ def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterat
 
 
 def task_to_row(task: Task) -> dict[str, Any]:
-    """A task as a flat dict of JSON-friendly values."""
+    """A task as a flat dict of JSON-friendly values; times in ISO-8601 UTC, runtime in s."""
     return {"id": task.id, "function": task.function, "args": list(task.args),
             "kwargs": task.kwargs, "state": task.state.value, "attempts": task.attempts,
-            "submitted": task.submitted, "started": task.started, "finished": task.finished,
+            "submitted": iso_time(task.submitted or None), "started": iso_time(task.started),
+            "finished": iso_time(task.finished), "runtime": task.runtime,
             "worker": task.worker, "result": task.result, "error": task.error}
 
 

@@ -287,8 +287,7 @@ class Worker:
             tid = self._inflight.pop(fut)
             if fut.cancelled():
                 continue  # never started: unregister gives it back to the queue
-            ok, value = fut.result()
-            self._pending.append((tid, ok, value))
+            self._pending.append((tid, *fut.result()))  # (ok, value, started, runtime)
             self.processed += 1
         self._current = next(iter(self._inflight.values()), None)
         ex = self._executor
@@ -301,6 +300,7 @@ class Worker:
         """Run every claimed task; stop early (handing the rest back) when asked to."""
         clock = time.perf_counter
         started = clock()
+        wall = time.time() - started  # + a perf_counter reading = that moment's wall clock
         report_at = started + _REPORT_SECONDS
         ran = 0
         stopping = self._stop.is_set
@@ -316,12 +316,19 @@ class Worker:
                 if stopping():
                     break
                 self._current = tid
+                # Each task is timed on its own, on the monotonic clock: its start and run
+                # time travel with its result, so a task that waited behind others in this
+                # batch is not reported as having run all that while.
+                t0 = clock()
                 try:
-                    add((tid, True, fn(*args, **kw) if kw else fn(*args)))
+                    value = fn(*args, **kw) if kw else fn(*args)
+                    t1 = clock()
+                    add((tid, True, value, wall + t0, t1 - t0))
                 except Exception:
-                    add((tid, False, traceback.format_exc()))
+                    t1 = clock()
+                    add((tid, False, traceback.format_exc(), wall + t0, t1 - t0))
                 ran += 1
-                if clock() > report_at:
+                if t1 > report_at:
                     # A slow task in a big batch must not hold back the fast ones' results.
                     self._report_partial()
                     add = self._pending.append
@@ -424,23 +431,24 @@ def _run_coroutine(fn: Callable[..., Any]) -> Callable[..., Any]:
 def results_within(results: list, limit: int) -> list:
     """Replace results whose pickled size is over limit by failures that say so."""
     out = []
-    for tid, ok, value in results:
-        size = len(pack(value))
+    for item in results:
+        size = len(pack(item[2]))
         if size > limit:
-            out.append((tid, False, f"PayloadTooLarge: the result is {mib(size)}, over the "
-                                    f"{mib(limit)} limit; write it to a file and return the path"))
+            out.append((item[0], False, f"PayloadTooLarge: the result is {mib(size)}, over the "
+                        f"{mib(limit)} limit; write it to a file and return the path", *item[3:5]))
         else:
-            out.append((tid, ok, value))
+            out.append(item)
     return out
 
 
 def results_are_picklable(results: list) -> list:
     """Replace results that cannot be pickled by failures that say so."""
     out = []
-    for tid, ok, value in results:
+    for item in results:
         try:
-            pickle.dumps(value)
-            out.append((tid, ok, value))
+            pickle.dumps(item)
+            out.append(item)
         except Exception as exc:
-            out.append((tid, False, f"the result could not be sent: {type(exc).__name__}: {exc}"))
+            out.append((item[0], False, f"the result could not be sent: {type(exc).__name__}: "
+                        f"{exc}", *item[3:5]))
     return out

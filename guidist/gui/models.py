@@ -230,7 +230,7 @@ class TasksModel(_RowsModel):
     COL_ID, COL_STATE, COL_FUNCTION, COL_ARGS, COL_ATTEMPTS, COL_WORKER, COL_SUBMITTED, \
         COL_DURATION, COL_OUTCOME = range(9)
     HEADERS = ("ID", "State", "Function", "Arguments", "Attempts", "Worker", "Submitted",
-               "Duration", "Result / error")
+               "Ran", "Result / error")
     TaskRole = Qt.ItemDataRole.UserRole + 1
     PAGE_SIZE = 200
     MAX_PAGES = 50
@@ -309,8 +309,10 @@ class TasksModel(_RowsModel):
         if col == self.COL_SUBMITTED:
             return fmt_clock(t.submitted)
         if col == self.COL_DURATION:
+            if t.runtime is not None:
+                return fmt_duration(t.runtime)  # as the worker measured it
             if t.started and t.finished:
-                return fmt_duration(t.finished - t.started)
+                return fmt_duration(t.finished - t.started)  # a tutorial worker's task
             return ""
         if col == self.COL_OUTCOME:
             if t.error:

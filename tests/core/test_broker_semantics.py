@@ -291,6 +291,26 @@ def test_failure_keeps_its_traceback(broker: Any) -> None:
     assert (info.done, info.failed) == (1, 1)
 
 
+def test_the_workers_own_timing_is_kept(broker: Any, clock: FakeClock) -> None:
+    """A worker reports when each task began and how long it ran; that replaces the claim
+    time, which for the last task of a batch includes waiting behind the others."""
+    broker.submit("square", [(1,), (2,), (3,)])
+    w = register(broker)
+    broker.claim(w, 3)
+    claimed = clock.now
+    clock.advance(2.0)
+    assert broker.complete(w, [(1, True, 1, claimed + 0.5, 0.25),
+                               (2, False, "tb", claimed + 0.75, 0.125),
+                               (3, True, 9)]) == 3  # a tutorial worker measures nothing
+    one, two, three = (broker.get_task(i) for i in (1, 2, 3))
+    assert (one.started, one.runtime, one.finished) == (claimed + 0.5, 0.25, clock.now)
+    assert (two.state, two.started, two.runtime) == (TaskState.FAILED, claimed + 0.75, 0.125)
+    assert (three.started, three.runtime) == (claimed, None)
+    assert one.waited == pytest.approx(0.5)
+    broker.retry([2])
+    assert broker.get_task(2).runtime is None and broker.get_task(2).started is None
+
+
 def test_results_since_pages_in_finishing_order(broker: Any) -> None:
     broker.submit("square", [(i,) for i in range(5)])
     w = register(broker)

@@ -149,7 +149,8 @@ def _ledger(path: Path) -> None:
     b.submit("square", [(i,) for i in range(6)])
     w = b.register_worker("w", "h", 1)["id"]
     b.claim(w, 4)
-    b.complete(w, [(1, True, 0), (2, True, 1), (3, False, "Traceback\nValueError: 2, \"q\"")])
+    b.complete(w, [(1, True, 0), (2, True, 1, 1_700_000_000.25, 0.125),
+                   (3, False, "Traceback\nValueError: 2, \"q\"", 1_700_000_001.5, 0.5)])
     b.close()
 
 
@@ -173,12 +174,18 @@ def test_export_csv_and_jsonl(path: Path) -> None:
     by_id = {r["id"]: r for r in rows}
     assert by_id[2]["result"] == 1 and by_id[2]["args"] == [1] and by_id[2]["state"] == "done"
     assert by_id[3]["error"].endswith('ValueError: 2, "q"')
+    # times are ISO-8601 in UTC, and the worker's measured run time has its own column
+    assert by_id[2]["started"] == "2023-11-14T22:13:20.250000Z"
+    assert (by_id[2]["runtime"], by_id[3]["runtime"]) == (0.125, 0.5)
+    assert by_id[3]["started"] == "2023-11-14T22:13:21.500000Z"
+    assert by_id[1]["runtime"] is None and by_id[1]["submitted"].endswith("Z")
     out = io.StringIO()
     assert write_export(iter_ledger(path, ["failed", "done"]), out, "csv") == 3
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [r["id"] for r in rows] == ["1", "2", "3"]
     assert rows[2]["error"].endswith('ValueError: 2, "q"')  # quoting survives the round trip
     assert json.loads(rows[1]["args"]) == [1]
+    assert (rows[1]["runtime"], rows[2]["runtime"]) == ("0.125", "0.5")
     with pytest.raises(ValueError, match="unknown export format"):
         write_export([], io.StringIO(), "xml")
 

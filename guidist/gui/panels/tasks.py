@@ -241,8 +241,10 @@ class TasksPanel(QWidget):
             ("Started", fmt_clock(task.started) or "—"),
             ("Finished", fmt_clock(task.finished) or "—"),
         ]
-        if task.started and task.finished:
-            rows.append(("Took", fmt_duration(task.finished - task.started)))
+        if task.waited is not None:
+            rows.append(("Waited", fmt_duration(task.waited)))
+        if task.runtime is not None:
+            rows.append(("Ran", fmt_duration(task.runtime)))  # measured by the worker
         table = "".join(f"<tr><td style='color:#666;padding-right:8px'>{k}</td><td>{v}</td>"
                         "</tr>" for k, v in rows)
         body = f"<h3 style='margin:0'>Task {task.id}</h3><table>{table}</table>"
