@@ -12,6 +12,8 @@ Design notes (why it looks the way it does):
 * Cancelling or finishing a task that sits in a queue lane is lazy: it is marked and skipped when
   the lane reaches it, so nothing is ever removed from the middle of a deque.
 * Every public method takes the one lock; ``claim`` long-polls on a condition of that lock.
+* Every task belongs to a job (``_Job``), and each batch and record points at its job, so a
+  state change moves the job's counters too: reading a job is constant-time.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .payload import MAX_PAYLOAD, unpack, unpack_submission
 from .protocol import (
     DEFAULT_TASK,
     Event,
+    Job,
     Snapshot,
     Task,
     TaskPage,
@@ -72,14 +75,15 @@ class Journal(Protocol):
     """What the broker tells a durable store; called under the broker lock, so it must only buffer."""
 
     def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
-                  when: float, classic: bool) -> None: ...
+                  when: float, classic: bool, job: int) -> None: ...
+    def job(self, job: _Job) -> None: ...
     def claimed(self, ids: list[int], attempts: int) -> None: ...
     def requeued(self, records: list[_Record]) -> None: ...
     def done(self, records: list[_Record]) -> None: ...
     def finished(self, records: list[_Record]) -> None: ...
     def throttle(self) -> None: ...
     def checkpoint(self, state: dict[str, Any]) -> None: ...
-    def cancelled_ids(self, ids: Iterable[int], when: float) -> None: ...
+    def cancelled_ids(self, ids: Iterable[int], when: float, by_job: dict[int, int]) -> None: ...
 
 
 class NullJournal:
@@ -88,7 +92,7 @@ class NullJournal:
     def submitted(self, *args: Any) -> None:
         """Ignore a submission."""
 
-    claimed = requeued = done = finished = cancelled_ids = checkpoint = submitted
+    claimed = requeued = done = finished = cancelled_ids = checkpoint = job = submitted
 
     def throttle(self) -> None:
         """Never hold anyone back."""
@@ -97,10 +101,11 @@ class NullJournal:
 class _Batch:
     """A run of queued tasks with consecutive ids, exactly as one submit call delivered them."""
 
-    __slots__ = ("first_id", "function", "kwargs", "items", "pos", "holes", "submitted", "classic")
+    __slots__ = ("first_id", "function", "kwargs", "items", "pos", "holes", "submitted", "classic",
+                 "job")
 
     def __init__(self, first_id: int, function: str, kwargs: dict | None, items: list,
-                 submitted: float, classic: bool) -> None:
+                 submitted: float, classic: bool, job: _Job) -> None:
         self.first_id = first_id
         self.function = function
         self.kwargs = kwargs
@@ -109,6 +114,7 @@ class _Batch:
         self.holes = 0  # cancelled/finished items at or after pos
         self.submitted = submitted
         self.classic = classic
+        self.job = job
 
     @property
     def alive(self) -> int:
@@ -120,11 +126,12 @@ class _Record:
     """A task that has been claimed at least once (or retried, or cancelled by id)."""
 
     __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
-                 "started", "finished", "worker", "result", "error", "classic", "runtime")
+                 "started", "finished", "worker", "result", "error", "classic", "runtime", "job")
 
     def __init__(self, id: int, function: str, args: tuple, kwargs: dict | None,
-                 attempts: int, submitted: float, classic: bool, state: TaskState = QUEUED,
-                 worker: str | None = None, started: float | None = None) -> None:
+                 attempts: int, submitted: float, classic: bool, job: _Job,
+                 state: TaskState = QUEUED, worker: str | None = None,
+                 started: float | None = None) -> None:
         self.id = id
         self.function = function
         self.args = args
@@ -139,12 +146,68 @@ class _Record:
         self.error: str | None = None
         self.classic = classic
         self.runtime: float | None = None
+        self.job = job
 
     def to_task(self) -> Task:
         """Freeze into the public dataclass."""
         return Task(self.id, self.function, self.args, self.kwargs, self.state, self.attempts,
                     self.submitted, self.started, self.finished, self.worker, self.result,
-                    self.error, self.runtime)
+                    self.error, self.runtime, self.job.id)
+
+
+class _Job:
+    """A job's live counters; every batch and record of it points here."""
+
+    __slots__ = ("id", "name", "functions", "submitted", "started", "last", "ranges",
+                 "queued", "running", "done", "failed", "dead", "cancelled")
+
+    def __init__(self, id: int, name: str, submitted: float) -> None:
+        self.id, self.name, self.submitted = id, name, submitted
+        self.functions: list[str] = []
+        self.started: float | None = None
+        self.last: float | None = None
+        self.ranges: list[list[int]] = []  # [first id, count], adjacent runs merged
+        self.queued = self.running = self.done = self.failed = self.dead = self.cancelled = 0
+
+    def add(self, state: TaskState, n: int) -> None:
+        """Move n tasks into (n > 0) or out of (n < 0) a state; the rare paths use this."""
+        attr = state.value
+        setattr(self, attr, getattr(self, attr) + n)
+
+    def add_range(self, first: int, n: int, function: str) -> None:
+        """Record a submission's ids (merged with the previous run when they follow it)."""
+        if self.ranges and self.ranges[-1][0] + self.ranges[-1][1] == first:
+            self.ranges[-1][1] += n
+        else:
+            self.ranges.append([first, n])
+        if function not in self.functions:
+            self.functions.append(function)
+
+    @property
+    def remaining(self) -> int:
+        """Queued or running tasks."""
+        return self.queued + self.running
+
+    def info(self, now: float) -> Job:
+        """Freeze into the public dataclass."""
+        return Job(self.id, self.name, tuple(self.functions), self.queued, self.running,
+                   self.done, self.failed, self.dead, self.cancelled, self.submitted,
+                   self.started, self.last, now, tuple((a, b) for a, b in self.ranges))
+
+
+def check_job_name(name: str) -> str:
+    """A job name as given, stripped; raises ValueError for one no lookup could tell apart."""
+    name = str(name).strip()
+    if not name or len(name) > 200 or name.startswith("#"):
+        raise ValueError("a job name is 1 to 200 characters and does not start with '#'")
+    return name
+
+
+def auto_job_name(function: str, when: float) -> str:
+    """The name of a job nobody named: its function and when it was made (local time)."""
+    short = function.rsplit(":", 1)[-1].split("#", 1)[0].rsplit(".", 1)[-1] or "job"
+    return f"{short}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+
 
 
 class _Worker:
@@ -182,7 +245,7 @@ class _Worker:
 
 def _live_row(r: _Record) -> tuple:
     """A live task as the journal's checkpoint stores it."""
-    return (r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.classic)
+    return (r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.classic, r.job.id)
 
 
 def classic_result_text(function: str, args: tuple, value: Any) -> Any:
@@ -206,6 +269,7 @@ class Broker:
         keep_done: int = 20_000,
         keep_failed: int = 50_000,
         keep_cancelled: int = 10_000,
+        keep_jobs: int = 1000,
         clock: Callable[[], float] = time.time,
         journal: Journal | None = None,
         first_id: int = 1,
@@ -247,12 +311,20 @@ class Broker:
         self._sec = int(self._started)
         self._bucket = [0, 0, 0, 0]  # submitted, done, failed, requeued in the current second
         self.classic_results: queue.Queue = queue.Queue()
+        self._jobs: OrderedDict[int, _Job] = OrderedDict()  # oldest first
+        self._job_names: dict[str, int] = {}
+        self._job_seq = 0
+        self._keep_jobs = keep_jobs
 
     # ------------------------------------------------------------------ submission
 
     def submit(self, function: str, args_list: list, kwargs: dict | None = None,
-               classic: bool = False) -> tuple[int, int]:
-        """Queue one task per argument tuple; returns (first_id, count), ids are consecutive."""
+               classic: bool = False, job: int | str | None = None) -> tuple[int, int]:
+        """Queue one task per argument tuple; returns (first_id, count), ids are consecutive.
+
+        job is the id or the name of the job they join (a new name makes a new job); without
+        one they go to a job named after the function and the time.
+        """
         args_list = unpack_submission(function, args_list, kwargs)
         n = len(args_list)
         if n == 0:
@@ -260,19 +332,132 @@ class Broker:
         with self._cv:
             now = self._clock()
             self._tick(now)
+            j = self._job_for(job, now, function)
             first = self._next_id
             self._next_id += n
-            batch = _Batch(first, function, kwargs or None, args_list, now, classic)
+            batch = _Batch(first, function, kwargs or None, args_list, now, classic, j)
             self._lanes.setdefault(function, deque()).append(batch)
             self._batches.append(batch)
             self._batch_starts.append(first)
             self._counts[QUEUED] += n
             self._submitted += n
             self._bucket[0] += n
-            self._journal.submitted(first, function, args_list, kwargs or None, now, classic)
+            j.queued += n
+            j.add_range(first, n, function)
+            self._journal.job(j)
+            self._journal.submitted(first, function, args_list, kwargs or None, now, classic,
+                                    j.id)
             self._cv.notify_all()
         self._journal.throttle()  # outside the lock: wait while the journal is behind
         return (first, n)
+
+    # ------------------------------------------------------------------ jobs
+
+    def open_job(self, name: str | None = None, function: str = "") -> Job:
+        """The job with this name, made if there is none (named after function and the time
+        when name is empty)."""
+        with self._lock:
+            now = self._clock()
+            return self._job_for(name or None, now, function or "job").info(now)
+
+    def job(self, ref: int | str) -> Job | None:
+        """One job by id or name (a name made of digits is tried as a name first)."""
+        with self._lock:
+            j = self._find_job(ref)
+            return j.info(self._clock()) if j is not None else None
+
+    def jobs(self) -> tuple[Job, ...]:
+        """Every job kept (those with tasks left, and the newest finished ones), newest first."""
+        with self._lock:
+            now = self._clock()
+            return tuple(j.info(now) for j in reversed(self._jobs.values()))
+
+    def cancel_job(self, ref: int | str) -> int:
+        """Cancel every queued task of a job; returns how many were."""
+        with self._lock:
+            j = self._find_job(ref)
+            if j is None or not j.queued:
+                return 0
+            now = self._clock()
+            recs: list[_Record] = []
+            ids: list[int] = []
+            for lane in self._lanes.values():
+                for item in lane:
+                    if item.job is not j:
+                        continue
+                    if type(item) is _Record:
+                        if self._lane_records.pop(item.id, None) is not None:
+                            recs.append(item)
+                        continue
+                    ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
+                               if item.items[i] is not _HOLE)
+                    # Exhaust the batch in place: its lane drops it when it reaches the head.
+                    item.items = item.items[:item.pos]
+                    item.holes = 0
+            for rec in recs:
+                self._counts[QUEUED] -= 1
+                j.queued -= 1
+                self._finish(rec, CANCELLED, now)
+            n = len(ids)
+            self._counts[QUEUED] -= n
+            self._counts[CANCELLED] += n
+            j.queued -= n
+            j.cancelled += n
+            if n or recs:
+                j.last = now
+            self._prune_batches()
+            if recs:
+                self._journal.finished(recs)
+            if ids:
+                self._journal.cancelled_ids(ids, now, {j.id: n})
+            self._event("control", f"job {j.name}: {n + len(recs)} queued task(s) cancelled")
+            return n + len(recs)
+
+    def retry_job(self, ref: int | str) -> int:
+        """Queue a job's failed and dead tasks again (those still held in memory)."""
+        with self._lock:
+            j = self._find_job(ref)
+            if j is None:
+                return 0
+            ids = [tid for state in (FAILED, DEAD) for tid, rec in self._finished[state].items()
+                   if rec.job is j]
+        return self.retry(ids)
+
+    def _find_job(self, ref: int | str) -> _Job | None:
+        if isinstance(ref, int):
+            return self._jobs.get(ref)
+        jid = self._job_names.get(str(ref))
+        if jid is None and str(ref).strip().isdigit():
+            jid = int(str(ref).strip())
+        return self._jobs.get(jid) if jid is not None else None
+
+    def _job_for(self, ref: int | str | None, now: float, function: str) -> _Job:
+        """The job a submission joins (made when the name is new); under the lock."""
+        if isinstance(ref, int):
+            j = self._jobs.get(ref)
+            if j is None:
+                raise ValueError(f"no job with id {ref}: open it by name first")
+            return j
+        name = check_job_name(ref) if ref is not None and str(ref).strip() else \
+            auto_job_name(function, now)
+        jid = self._job_names.get(name)
+        if jid is not None:
+            return self._jobs[jid]
+        self._job_seq += 1
+        j = _Job(self._job_seq, name, now)
+        self._jobs[j.id] = j
+        self._job_names[name] = j.id
+        self._trim_jobs()
+        self._journal.job(j)
+        return j
+
+    def _trim_jobs(self) -> None:
+        """Forget the oldest finished jobs beyond keep_jobs (jobs with work left stay)."""
+        over = len(self._jobs) - self._keep_jobs
+        if over <= 0:
+            return
+        for jid in [jid for jid, j in self._jobs.items() if not j.remaining][:over]:
+            del self._job_names[self._jobs.pop(jid).name]
 
     # ------------------------------------------------------------------ workers
 
@@ -452,6 +637,12 @@ class Broker:
             running[head.id] = leases[head.id] = head
             self._counts[QUEUED] -= 1
             self._counts[RUNNING] += 1
+            j = head.job
+            j.queued -= 1
+            j.running += 1
+            if j.started is None:
+                j.started = now
+                self._journal.job(j)
             self._journal.claimed([head.id], head.attempts)
             return (head.function, head.kwargs, [head.id], [head.args])
         start = head.pos
@@ -469,15 +660,20 @@ class Broker:
             head.items = []  # free the arguments now; _prune_batches drops the shell
             head.pos = head.holes = 0
             self._prune_batches()
-        fn, kw, sub, cl = head.function, head.kwargs, head.submitted, head.classic
+        fn, kw, sub, cl, j = head.function, head.kwargs, head.submitted, head.classic, head.job
         new = _Record
         for tid, args in zip(ids, items):
-            running[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, RUNNING, wid, now)
+            running[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, j, RUNNING, wid, now)
         n = len(ids)
         if n:
             self._journal.claimed(ids, 1)
+            if j.started is None:
+                j.started = now
+                self._journal.job(j)
         self._counts[QUEUED] -= n
         self._counts[RUNNING] += n
+        j.queued -= n
+        j.running += n
         return (fn, kw, ids, items) if n else None
 
     def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
@@ -499,6 +695,7 @@ class Broker:
             rec = running_pop(tid, None)
             if rec is not None:
                 n_running += 1
+                rec.job.running -= 1
                 holder_id = rec.worker
                 holder = w if holder_id == worker_id else workers.get(holder_id)
                 if holder is not None:
@@ -510,6 +707,7 @@ class Broker:
                     self._ignored_late += 1
                     continue
                 n_queued += 1
+                rec.job.queued -= 1
             rec.worker = worker_id
             if len(item) > 4 and item[3] is not None:
                 # The worker's own measurement replaces the claim time: a task that waited in
@@ -519,6 +717,9 @@ class Broker:
                 rec.state = DONE
                 rec.finished = now
                 rec.result = value
+                j = rec.job
+                j.done += 1
+                j.last = now
                 done_store[tid] = rec
                 recent(rec)
                 done.append(rec)
@@ -555,6 +756,8 @@ class Broker:
         rec.result = result
         rec.error = error
         self._counts[state] += 1
+        rec.job.add(state, 1)
+        rec.job.last = now
         if state is DONE:
             self._bucket[1] += 1
         elif state is not CANCELLED:
@@ -593,6 +796,8 @@ class Broker:
         self._lane_records[rec.id] = rec
         self._counts[RUNNING] -= 1
         self._counts[QUEUED] += 1
+        rec.job.running -= 1
+        rec.job.queued += 1
 
     # ------------------------------------------------------------------ leases
 
@@ -619,6 +824,7 @@ class Broker:
                 continue
             if rec.attempts >= self.max_attempts:
                 self._counts[RUNNING] -= 1
+                rec.job.running -= 1
                 self._finish(rec, DEAD, now, error=(
                     f"lease expired {rec.attempts} times (its worker died or hung each time); "
                     f"last worker {w.id}"))
@@ -668,6 +874,7 @@ class Broker:
                     if rec is None:
                         continue
                 self._counts[QUEUED] -= 1
+                rec.job.queued -= 1
                 self._finish(rec, CANCELLED, now)
                 cancelled.append(rec)
             if cancelled:
@@ -681,15 +888,23 @@ class Broker:
             now = self._clock()
             ids: list[int] = []
             recs: list[_Record] = []
+            by_job: dict[int, int] = {}
             for lane in self._lanes.values():
                 for item in lane:
                     if type(item) is _Record:
                         if self._lane_records.pop(item.id, None) is not None:
                             recs.append(item)
                     else:
+                        before = len(ids)
                         ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
                                    if item.items[i] is not _HOLE)
+                        k = len(ids) - before
+                        item.job.queued -= k
+                        item.job.cancelled += k
+                        item.job.last = now
+                        by_job[item.job.id] = by_job.get(item.job.id, 0) + k
             for rec in recs:
+                rec.job.queued -= 1
                 self._finish(rec, CANCELLED, now)
             self._counts[CANCELLED] += len(ids)
             n = len(ids) + len(recs)
@@ -700,7 +915,7 @@ class Broker:
             if recs:
                 self._journal.finished(recs)
             if ids:
-                self._journal.cancelled_ids(ids, now)
+                self._journal.cancelled_ids(ids, now, by_job)
             self._event("control", f"queue purged: {n} task(s) cancelled")
             return n
 
@@ -728,6 +943,8 @@ class Broker:
 
     def _requeue_finished(self, rec: _Record, state: TaskState) -> None:
         self._counts[state] -= 1
+        rec.job.add(state, -1)
+        rec.job.queued += 1
         rec.attempts = 0
         rec.result = rec.error = rec.finished = rec.runtime = None
         rec.state, rec.worker, rec.started = QUEUED, None, None
@@ -762,7 +979,7 @@ class Broker:
         idx = tid - b.first_id
         if idx < b.pos or b.items[idx] is _HOLE:
             return None
-        rec = _Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic)
+        rec = _Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic, b.job)
         b.items[idx] = _HOLE
         b.holes += 1
         return rec
@@ -814,16 +1031,23 @@ class Broker:
                 idx = task_id - b.first_id
                 if idx >= b.pos and b.items[idx] is not _HOLE:
                     return Task(task_id, b.function, b.items[idx], b.kwargs, QUEUED, 0,
-                                b.submitted)
+                                b.submitted, job=b.job.id)
             return None
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
-                   search: str | None = None) -> TaskPage:
-        """A page of tasks: running, then queued (oldest first), then finished (newest first)."""
+                   search: str | None = None, job: int | str | None = None) -> TaskPage:
+        """A page of tasks: running, then queued (oldest first), then finished (newest first);
+        with job, only that job's (a bounded scan, like a search)."""
         limit = max(0, min(int(limit), 10_000))
         offset = max(0, int(offset))
         states = [TaskState(state)] if state else [RUNNING, QUEUED, *_FINISHED_STATES]
         with self._lock:
+            if job is not None:
+                j = self._find_job(job)
+                if j is None:
+                    return TaskPage(0, offset, ())
+                return self._search_locked(states, (search or "").strip().lower(), offset,
+                                           limit, j)
             if search:
                 return self._search_locked(states, search.strip().lower(), offset, limit)
             total = 0
@@ -848,24 +1072,27 @@ class Broker:
             return len(self._running)
         return len(self._finished[s])
 
-    def _iter_segment(self, s: TaskState, skip: int = 0) -> Iterator[Task]:
+    def _iter_segment(self, s: TaskState, skip: int = 0, job: _Job | None = None
+                      ) -> Iterator[Task]:
         if s is QUEUED:
-            yield from self._iter_queued(skip)
-        elif s is RUNNING:
-            for rec in itertools.islice(self._running.values(), skip, None):
-                yield rec.to_task()
-        else:
-            store = self._finished[s]
-            for rec in itertools.islice(reversed(store.values()), skip, None):
-                yield rec.to_task()
+            yield from self._iter_queued(skip, job)
+            return
+        recs: Iterable[_Record] = (self._running.values() if s is RUNNING
+                                   else reversed(self._finished[s].values()))
+        if job is not None:
+            recs = (r for r in recs if r.job is job)
+        for rec in itertools.islice(recs, skip, None):
+            yield rec.to_task()
 
-    def _iter_queued(self, skip: int) -> Iterator[Task]:
+    def _iter_queued(self, skip: int, job: _Job | None = None) -> Iterator[Task]:
         """Queued tasks lane by lane, skipping whole batches arithmetically."""
         # A record finished late while it waited keeps a stale copy in its lane; if it is then
         # retried it is queued twice, so list each record once (records are few: no cost).
         seen: set[int] = set()
         for lane in list(self._lanes.values()):
             for item in list(lane):
+                if job is not None and item.job is not job:
+                    continue  # another job's: a whole batch is skipped at once
                 if type(item) is _Record:
                     if (item.state is not QUEUED or item.id not in self._lane_records
                             or item.id in seen):
@@ -890,18 +1117,22 @@ class Broker:
                         skip -= 1
                         continue
                     yield Task(item.first_id + i, item.function, args, item.kwargs, QUEUED, 0,
-                               item.submitted)
+                               item.submitted, job=item.job.id)
 
     def _search_locked(self, states: list[TaskState], needle: str, offset: int,
-                       limit: int) -> TaskPage:
-        """Substring search over id, function, args, result and error; scans a bounded number."""
+                       limit: int, job: _Job | None = None) -> TaskPage:
+        """Substring search over id, function, args, result and error, within one job when
+        given; scans a bounded number."""
         matches: list[Task] = []
         scanned = 0
         for s in states:
-            for t in self._iter_segment(s):
+            for t in self._iter_segment(s, 0, job):
                 scanned += 1
                 if scanned > _SEARCH_SCAN_LIMIT:
                     break
+                if not needle:
+                    matches.append(t)
+                    continue
                 hay = f"{t.id} {t.function} {t.args!r} {t.result!r} {t.error or ''}".lower()
                 if needle in hay:
                     matches.append(t)
@@ -996,29 +1227,57 @@ class Broker:
         return self._keep[TaskState(state)]
 
     def restore(self, queued: list[tuple], finished: list[Task], counts: dict[str, int],
-                submitted: int, requeued: int, next_id: int) -> None:
+                submitted: int, requeued: int, next_id: int, jobs: Iterable[Job] = ()) -> None:
         """Load state replayed from a journal into this (fresh) broker.
 
-        queued rows are (id, function, args, kwargs, attempts, submitted, classic) in id
+        queued rows are (id, function, args, kwargs, attempts, submitted, classic, job) in id
         order; untouched runs of consecutive ids become batches again, the rest records.
+        jobs come with their counts (the queued ones included).
         """
         with self._lock:
             self._next_id = max(self._next_id, next_id)
+            for info in sorted(jobs, key=lambda j: j.id):
+                j = _Job(info.id, info.name, info.submitted)
+                j.functions = list(info.functions)
+                j.started, j.last = info.started, info.last_finished
+                j.ranges = [list(r) for r in info.ranges]
+                for state in TaskState:
+                    setattr(j, state.value, info.count(state))
+                j.running = 0  # running at the crash: queued again (the journal counts so)
+                self._jobs[j.id] = j
+                self._job_names[j.name] = j.id
+                self._job_seq = max(self._job_seq, j.id)
+
+            made: set[int] = set()
+
+            def job_of(jid: int | None) -> _Job:
+                # Tasks journaled before jobs existed (or whose job row is gone) share a job
+                # made here, which counts what is restored into it.
+                j = self._jobs.get(jid or 0)
+                if j is None:
+                    j = self._jobs[jid or 0] = _Job(jid or 0, f"restored-{jid or 0}",
+                                                    self._clock())
+                    self._job_names[j.name] = j.id
+                    made.add(j.id)
+                return j
+
             run: list = []
             run_key: tuple | None = None
             run_first = run_next = 0
 
             def flush_run() -> None:
                 if run:
-                    fn, kwargs, sub, classic = run_key  # type: ignore[misc]
-                    b = _Batch(run_first, fn, kwargs, list(run), sub, classic)
+                    fn, kwargs, sub, classic, jid = run_key  # type: ignore[misc]
+                    b = _Batch(run_first, fn, kwargs, list(run), sub, classic, job_of(jid))
+                    if b.job.id in made:
+                        b.job.queued += len(run)
                     self._lanes.setdefault(fn, deque()).append(b)
                     self._batches.append(b)
                     self._batch_starts.append(run_first)
                     run.clear()
 
-            for tid, fn, args, kwargs, attempts, sub, classic in queued:
-                key = (fn, kwargs, sub, classic)
+            for tid, fn, args, kwargs, attempts, sub, classic, jid in queued:
+                key = (fn, kwargs, sub, classic, jid)
                 if attempts == 0:
                     if not (run and tid == run_next and key == run_key):
                         flush_run()
@@ -1027,12 +1286,17 @@ class Broker:
                     run_next = tid + 1
                     continue
                 flush_run()
-                rec = _Record(tid, fn, args, kwargs, attempts, sub, classic)
+                rec = _Record(tid, fn, args, kwargs, attempts, sub, classic, job_of(jid))
+                if rec.job.id in made:
+                    rec.job.queued += 1
                 self._lanes.setdefault(fn, deque()).append(rec)
                 self._lane_records[tid] = rec
             flush_run()
             for t in finished:
-                rec = _Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False)
+                rec = _Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False,
+                              job_of(t.job))
+                if rec.job.id in made:
+                    rec.job.add(t.state, 1)
                 rec.state, rec.started, rec.finished = t.state, t.started, t.finished
                 rec.worker, rec.result, rec.error = t.worker, t.result, t.error
                 rec.runtime = t.runtime
@@ -1067,7 +1331,8 @@ class Broker:
                             records.append(_live_row(item))
                     elif item.pos < len(item.items):
                         batches.append((item.first_id + item.pos, item.function, item.kwargs,
-                                        item.items[item.pos:], item.submitted, item.classic))
+                                        item.items[item.pos:], item.submitted, item.classic,
+                                        item.job.id))
             records.extend(_live_row(r) for r in self._running.values())
             self._journal.checkpoint({"batches": batches, "records": records,
                                       "next_id": self._next_id, "submitted": self._submitted,

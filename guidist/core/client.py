@@ -12,7 +12,7 @@ from typing import Any, overload
 from . import transport
 from .errors import AuthenticationFailed, NotAGuidistServer, RemoteError, ServerUnavailable
 from .payload import MAX_PAYLOAD, mib, pack_batches
-from .protocol import Snapshot, Task, TaskPage, TaskState, WorkerInfo
+from .protocol import Job, Snapshot, Task, TaskPage, TaskState, WorkerInfo
 from .security import to_bytes
 from .server import QueueManager
 
@@ -24,10 +24,12 @@ _CONNECTION_ERRORS = (ConnectionError, EOFError, OSError)
 
 
 class TaskIds(Sequence[int]):
-    """The ids a submit_many call got, stored as ranges (a million ids cost a few bytes)."""
+    """The ids a submit_many call got, stored as ranges (a million ids cost a few bytes), and
+    the job they join (None on a classic master)."""
 
-    def __init__(self, ranges: Iterable[range] = ()) -> None:
+    def __init__(self, ranges: Iterable[range] = (), job: Job | None = None) -> None:
         self.ranges: list[range] = [r for r in ranges if len(r)]
+        self.job = job
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.ranges)
@@ -132,6 +134,7 @@ class Client:
         self._task_q: Any = None
         self._result_q: Any = None
         self.kind: str | None = None
+        self._job_ids: dict[str, int] = {}  # job names this client opened -> their ids
 
     # ------------------------------------------------------------------ connection
 
@@ -230,33 +233,48 @@ class Client:
 
     def submit_many(self, function: str, args_list: Iterable[Any], kwargs: dict | None = None,
                     chunk: int = SUBMIT_CHUNK,
-                    progress: Callable[[int], bool | None] | None = None) -> TaskIds:
+                    progress: Callable[[int], bool | None] | None = None,
+                    job: str | int | None = None) -> TaskIds:
         """Queue one task per argument tuple (a bare value is one argument), chunk by chunk.
 
-        ``progress(n_so_far)`` is called after each chunk; returning False stops early (what
-        was already sent stays queued).
+        ``job`` names the job they join (made when new; an id joins an existing one); without
+        it they make a job named after the function and the time. ``progress(n_so_far)`` is
+        called after each chunk; returning False stops early (what was already sent stays
+        queued).
         """
         self.connect()
+        opened = self.open_job(job, function) if self.kind == "guidist" else None
+        jid = opened.id if opened is not None else None
         ranges: list[range] = []
         sent = 0
         batch: list[tuple] = []
         for a in args_list:
             batch.append(a if type(a) is tuple else (a,))
             if len(batch) >= chunk:
-                ranges.extend(self._send_batch(function, batch, kwargs, sent))
+                ranges.extend(self._send_batch(function, batch, kwargs, sent, jid))
                 sent += len(batch)
                 batch = []
                 if progress is not None and progress(sent) is False:
-                    return TaskIds(ranges)
+                    return TaskIds(ranges, opened)
         if batch:
-            ranges.extend(self._send_batch(function, batch, kwargs, sent))
+            ranges.extend(self._send_batch(function, batch, kwargs, sent, jid))
             sent += len(batch)
             if progress is not None:
                 progress(sent)
-        return TaskIds(ranges)
+        return TaskIds(ranges, opened)
+
+    def open_job(self, job: str | int | None = None, function: str = "") -> Job:
+        """The job a submission joins: by id, or by name (made when new; a name made from
+        function and the time when None)."""
+        if isinstance(job, int):
+            found = self.job(job)
+            if found is None:
+                raise RemoteError(f"There is no job with id {job} on the server.")
+            return found
+        return self.call("open_job", job, function)
 
     def _send_batch(self, function: str, batch: list[tuple], kwargs: dict | None,
-                    offset: int) -> list[range]:
+                    offset: int, job: int | None = None) -> list[range]:
         if self.kind == "classic":
             for args in batch:
                 self._classic(self._task_q.put, args[0] if len(args) == 1 else args)
@@ -269,7 +287,7 @@ class Client:
 
         out = []
         for blob in pack_batches(batch, self.max_payload, too_big):
-            first, n = self.call("submit", function, blob, kwargs)
+            first, n = self.call("submit", function, blob, kwargs, False, job)
             out.append(range(first, first + n))
         return out
 
@@ -297,10 +315,11 @@ class Client:
         return self.call("snapshot", series_since, events_since)
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0,
-                   limit: int = 100, search: str | None = None) -> TaskPage:
-        """A page of the task ledger."""
-        return self.call("list_tasks", TaskState(state).value if state else None, offset, limit,
-                         search)
+                   limit: int = 100, search: str | None = None,
+                   job: int | str | None = None) -> TaskPage:
+        """A page of the task ledger (of one job's tasks, with job)."""
+        args: tuple = (TaskState(state).value if state else None, offset, limit, search)
+        return self.call("list_tasks", *args, *(() if job is None else (job,)))
 
     def get_task(self, task_id: int) -> Task | None:
         """One task by id."""
@@ -313,6 +332,22 @@ class Client:
     def workers(self) -> tuple[WorkerInfo, ...]:
         """Every worker the server knows."""
         return self.call("workers")
+
+    def jobs(self) -> tuple[Job, ...]:
+        """Every job the server keeps (unfinished ones and the newest finished), newest first."""
+        return self.call("jobs")
+
+    def job(self, ref: int | str) -> Job | None:
+        """One job by id or name; None when there is none."""
+        return self.call("job", ref)
+
+    def cancel_job(self, ref: int | str) -> int:
+        """Cancel every queued task of a job; returns how many were."""
+        return self.call("cancel_job", ref)
+
+    def retry_job(self, ref: int | str) -> int:
+        """Queue a job's failed and dead tasks again; returns how many."""
+        return self.call("retry_job", ref)
 
     def wait_idle(self, timeout: float = 60.0, poll: float = 0.05) -> Snapshot:
         """Block until nothing is queued or running (for scripts and tests)."""

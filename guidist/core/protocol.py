@@ -77,6 +77,7 @@ class Task:
     result: Any = None
     error: str | None = None
     runtime: float | None = None
+    job: int | None = None  # the id of the job it was submitted in
 
     @property
     def waited(self) -> float | None:
@@ -84,6 +85,103 @@ class Task:
         if self.started is None or not self.submitted:
             return None
         return max(0.0, self.started - self.submitted)
+
+
+#: The per-state counts a job keeps, in the order they are shown.
+JOB_STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "dead", "cancelled")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A batch of tasks followed as one unit: one or more submissions under one name.
+
+    The counts are kept incrementally by the broker, so reading a job costs the same whatever
+    its size. ``time`` is the server's clock when it was read; the rate and the ETA are
+    computed from it.
+    """
+
+    id: int
+    name: str
+    functions: tuple[str, ...] = ()
+    queued: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    dead: int = 0
+    cancelled: int = 0
+    submitted: float = 0.0  # its first submission
+    started: float | None = None  # when a worker first took one of its tasks
+    last_finished: float | None = None  # when one of its tasks last finished
+    time: float = 0.0
+    ranges: tuple[tuple[int, int], ...] = ()  # (first id, count) per run of its task ids
+
+    @property
+    def total(self) -> int:
+        """Every task submitted in the job."""
+        return self.queued + self.running + self.done + self.failed + self.dead + self.cancelled
+
+    @property
+    def remaining(self) -> int:
+        """Tasks still to run (queued or running)."""
+        return self.queued + self.running
+
+    @property
+    def finished(self) -> float | None:
+        """When its last task finished, once none is left to run; else None."""
+        return self.last_finished if self.remaining == 0 else None
+
+    @property
+    def rate(self) -> float:
+        """Tasks finished per second since it started (0 before the first one finished)."""
+        ran = self.done + self.failed + self.dead
+        if not ran or self.started is None:
+            return 0.0
+        end = self.finished if self.finished is not None else self.time
+        return ran / max(end - self.started, 1e-3)
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until the remaining tasks are done at the current rate (0 when finished;
+        None while there is no rate to go by)."""
+        if self.remaining == 0:
+            return 0.0
+        rate = self.rate
+        return self.remaining / rate if rate > 0 else None
+
+    @property
+    def state(self) -> str:
+        """queued (nothing started), running, or once finished: done, failed or cancelled."""
+        if self.remaining:
+            started = self.running or self.done or self.failed or self.dead
+            return "running" if started else "queued"
+        if self.failed or self.dead:
+            return "failed"
+        if self.cancelled:
+            return "cancelled"
+        return "done"
+
+    @property
+    def ok(self) -> bool:
+        """True when every task is done (none failed, died or was cancelled)."""
+        return self.remaining == 0 and self.done == self.total
+
+    @property
+    def function(self) -> str:
+        """Its function, or the functions joined with commas."""
+        return ",".join(self.functions)
+
+    def count(self, state: TaskState | str) -> int:
+        """Tasks of the job in one state."""
+        return int(getattr(self, TaskState(state).value))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat dict ``guidist jobs --json`` prints."""
+        return {"id": self.id, "name": self.name, "function": self.function,
+                "functions": list(self.functions), "state": self.state, "total": self.total,
+                **{s: getattr(self, s) for s in JOB_STATES},
+                "submitted": self.submitted, "started": self.started,
+                "finished": self.finished, "rate": round(self.rate, 3),
+                "eta_s": None if self.eta_s is None else round(self.eta_s, 1)}
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .broker import CMD_OK, ClaimGroup, ResultItem
+from .broker import CMD_OK, ClaimGroup, ResultItem, auto_job_name, check_job_name
 from .client import Client
 from .errors import AuthenticationFailed, ServerUnavailable
 from .payload import MAX_PAYLOAD, unpack, unpack_submission
 from .protocol import (
     DEFAULT_TASK,
+    JOB_STATES,
     Event,
+    Job,
     Snapshot,
     Task,
     TaskPage,
@@ -280,6 +282,7 @@ class RedisBroker:
         keep_done: int | None = None,
         keep_failed: int | None = None,
         keep_cancelled: int | None = None,
+        keep_jobs: int | None = None,
         max_payload: int | None = None,
         clock: Callable[[], float] | None = None,
         namespace: str = "guidist",
@@ -313,10 +316,10 @@ class RedisBroker:
         given = {"lease_timeout": lease_timeout, "max_attempts": max_attempts,
                  "default_task": default_task, "keep_done": keep_done,
                  "keep_failed": keep_failed, "keep_cancelled": keep_cancelled,
-                 "max_payload": max_payload}
+                 "keep_jobs": keep_jobs, "max_payload": max_payload}
         defaults = {"lease_timeout": 30.0, "max_attempts": 3, "default_task": DEFAULT_TASK,
                     "keep_done": 20_000, "keep_failed": 50_000, "keep_cancelled": 10_000,
-                    "max_payload": MAX_PAYLOAD}
+                    "keep_jobs": 1000, "max_payload": MAX_PAYLOAD}
         args: list[Any] = []
         for k, v in given.items():
             if v is not None:
@@ -406,15 +409,20 @@ class RedisBroker:
     # ------------------------------------------------------------------ submission
 
     def submit(self, function: str, args_list: list, kwargs: dict | None = None,
-               classic: bool = False) -> tuple[int, int]:
-        """Queue one task per argument tuple; returns (first_id, count), ids are consecutive."""
+               classic: bool = False, job: int | str | None = None) -> tuple[int, int]:
+        """Queue one task per argument tuple; returns (first_id, count), ids are consecutive.
+
+        job is the id or the name of the job they join (a new name makes a new job); without
+        one they go to a job named after the function and the time.
+        """
         args_list = unpack_submission(function, args_list, kwargs)
         n = len(args_list)
         if n == 0:
             last = self._retrying(lambda: self._redis.get(self._key("seq:task")))
             return (int(last or 0) + 1, 0)
         kw = pickle.dumps(kwargs, _PICKLE) if kwargs else b""
-        args: list[Any] = [uuid.uuid4().hex, function, kw, "1" if classic else "0", n]
+        args: list[Any] = [uuid.uuid4().hex, self._job_ref(job, function), function, kw,
+                           "1" if classic else "0", n]
         dumps = pickle.dumps
         square = classic and function == "square"
         if classic:  # each task also carries the tutorial's "n * n = " prefix (or "")
@@ -425,8 +433,59 @@ class RedisBroker:
                 args += [dumps(a, _PICKLE), cp]
         else:
             args += [dumps(a, _PICKLE) for a in args_list]
-        first = int(self._eval("submit", args))
+        first = int(self._job_call("submit", args))
         return (first, n)
+
+    # ------------------------------------------------------------------ jobs
+
+    def _job_ref(self, job: int | str | None, function: str) -> str:
+        """'#id' for an id, the name for a name (checked), or a name made for nobody's job."""
+        if isinstance(job, int):
+            return f"#{job}"
+        if job is None or not str(job).strip():
+            return auto_job_name(function or "job", self._clock() if self._clock else time.time())
+        return check_job_name(job)
+
+    def _job_call(self, name: str, args: list) -> Any:
+        """A script that opens a job: its "no job with id" error is a ValueError, as in memory."""
+        try:
+            return self._eval(name, args)
+        except self._errors.ResponseError as exc:
+            if "no job with id" in str(exc):
+                raise ValueError(_first_line(exc).split("script: ")[-1]) from None
+            raise
+
+    def open_job(self, name: str | None = None, function: str = "") -> Job:
+        """The job with this name, made if there is none (named after function and the time
+        when name is empty)."""
+        return _job(self._job_call("open_job", [self._job_ref(name, function)]))
+
+    def job(self, ref: int | str) -> Job | None:
+        """One job by id or name (a name made of digits is tried as a name first)."""
+        info = self._eval("job", [f"#{ref}" if isinstance(ref, int) else str(ref).strip()])
+        return _job(info) if info else None
+
+    def jobs(self) -> tuple[Job, ...]:
+        """Every job kept (those with tasks left, and the newest finished ones), newest first."""
+        return tuple(_job(j) for j in self._eval("jobs", []))
+
+    def _job_ids(self, ref: int | str) -> Iterator[list[int]]:
+        job = self.job(ref)
+        if job is None:
+            return
+        ids = [i for first, n in job.ranges for i in range(first, first + n)]
+        for i in range(0, len(ids), _CHUNK):
+            yield ids[i:i + _CHUNK]
+
+    def cancel_job(self, ref: int | str) -> int:
+        """Cancel every queued task of a job; returns how many were."""
+        # The cancel script checks each id is still queued, so walking the job's id runs in
+        # chunks is exact, and no script holds Redis for long.
+        return sum(int(self._eval("cancel", chunk)) for chunk in self._job_ids(ref))
+
+    def retry_job(self, ref: int | str) -> int:
+        """Queue a job's failed and dead tasks again (those still kept)."""
+        return sum(int(self._eval("retry", chunk)) for chunk in self._job_ids(ref))
 
     # ------------------------------------------------------------------ workers
 
@@ -643,12 +702,19 @@ class RedisBroker:
         return [int(x) for x in self._retrying(lambda: fn(key, start, end))]
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
-                   search: str | None = None) -> TaskPage:
-        """A page of tasks: running, then queued (oldest first), then finished (newest first)."""
+                   search: str | None = None, job: int | str | None = None) -> TaskPage:
+        """A page of tasks: running, then queued (oldest first), then finished (newest first);
+        with job, only that job's (a bounded scan, like a search)."""
         limit = max(0, min(int(limit), 10_000))
         offset = max(0, int(offset))
         states = [TaskState(state)] if state else list(_ORDER)
         segments = self._segments(states)
+        if job is not None:
+            found = self.job(job)
+            if found is None:
+                return TaskPage(0, offset, ())
+            return self._search(segments, (search or "").strip().lower(), offset, limit,
+                                found.id)
         if search:
             return self._search(segments, search.strip().lower(), offset, limit)
         total = sum(size for _, _, size, _ in segments)
@@ -669,12 +735,16 @@ class RedisBroker:
             for start in range(0, size, 1000):
                 yield from self._fetch(self._ids(key, start, 1000, rev))
 
-    def _search(self, segments: list, needle: str, offset: int, limit: int) -> TaskPage:
-        """Substring search over id, function, args, result and error; scans a bounded number."""
+    def _search(self, segments: list, needle: str, offset: int, limit: int,
+                job: int | None = None) -> TaskPage:
+        """Substring search over id, function, args, result and error, within one job when
+        given; scans a bounded number."""
         matches: list[Task] = []
         for scanned, t in enumerate(self._iter_segment_tasks(segments), 1):
             if scanned > _SEARCH_SCAN_LIMIT:
                 break
+            if job is not None and t.job != job:
+                continue
             hay = f"{t.id} {t.function} {t.args!r} {t.result!r} {t.error or ''}".lower()
             if needle in hay:
                 matches.append(t)
@@ -776,6 +846,20 @@ def _worker_info(w: list) -> WorkerInfo:
                       tuple(sorted(f for f in _s(fns).split(",") if f)))
 
 
+def _job(info: list) -> Job:
+    (jid, name, fns, queued, running, done, failed, dead, cancelled, sub, started, last, now,
+     runs) = info
+    counts = dict(zip(JOB_STATES, (int(x or 0) for x in (queued, running, done, failed, dead,
+                                                           cancelled))))
+    ranges = []
+    for r in runs:
+        first, n = _s(r).split(":")
+        ranges.append((int(first), int(n)))
+    return Job(int(jid), _s(name), tuple(f for f in _s(fns).split(",") if f),
+               submitted=float(sub or 0), started=_opt_float(started),
+               last_finished=_opt_float(last), time=float(now), ranges=tuple(ranges), **counts)
+
+
 def _task(tid: int, h: dict) -> Task:
     kw = h.get(b"k")
     return Task(
@@ -792,6 +876,7 @@ def _task(tid: int, h: dict) -> Task:
         result=_loads(h.get(b"r"), "result"),
         error=_s(h.get(b"x")) or None,
         runtime=_opt_float(h.get(b"rt")),
+        job=int(h[b"j"]) if h.get(b"j") else None,
     )
 
 

@@ -12,7 +12,7 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
                        tutorial's "n * n = " prefix, st state, n attempts (present once
                        claimed), w worker, b started (the claim time until the worker
                        reports when it really began), rt seconds it ran (measured by the
-                       worker), e finished, r pickled result, x error
+                       worker), e finished, r pickled result, x error, j its job's id
 ``P:lanes``            set of function names whose queue may hold tasks
 ``P:q:<function>``     zset, score = id (retried: the last id + 0.5): the queued tasks of one
                        function, claimed lowest score first across all lanes
@@ -35,6 +35,13 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:classic``          list: the classic result queue ("s" + text or "p" + pickle)
 ``P:wake``             pub/sub channel: published when tasks become claimable
 ``P:reaplock``         rate limit of the reaping that claims do on the side
+``P:seq:job``          job id counter
+``P:job:<id>``         hash, one per job: name, fns (comma-separated), sub, started, last (a
+                       task last finished), and the counts queued running done failed dead
+                       cancelled, kept by the scripts as tasks move
+``P:jr:<id>``          list of "first:count" runs of the job's task ids
+``P:jobs``             zset of job ids (score = id); the oldest finished beyond keep_jobs go
+``P:jobnames``         hash job name -> id
 =====================  ====================================================================
 
 Every script receives ARGV[1] = prefix and ARGV[2] = the caller's clock ("" to use the Redis
@@ -53,12 +60,22 @@ if not now then
 end
 local NOW = string.format('%.6f', now)
 local CFG = redis.call('HMGET', P .. 'config', 'lease_timeout', 'max_attempts', 'default_task',
-  'keep_done', 'keep_failed', 'keep_cancelled')
+  'keep_done', 'keep_failed', 'keep_cancelled', 'keep_jobs')
 local LEASE = tonumber(CFG[1]) or 30
 local MAXATT = tonumber(CFG[2]) or 3
 local DEFAULT = CFG[3] or 'square'
 local KEEP = {done = tonumber(CFG[4]) or 20000, failed = tonumber(CFG[5]) or 50000,
   dead = tonumber(CFG[5]) or 50000, cancelled = tonumber(CFG[6]) or 10000}
+local KEEP_JOBS = tonumber(CFG[7]) or 1000
+
+-- Job counters are summed per job here and written once by flush(), as the global ones.
+local JOB = {}
+local function jbump(jid, field, n)
+  if not jid then return end
+  local t = JOB[jid]
+  if not t then t = {}; JOB[jid] = t end
+  t[field] = (t[field] or 0) + n
+end
 
 -- Counters are summed here and written once by flush(), so a batch costs one HINCRBY each.
 local CNT, BUCKET, TOUCHED = {}, {}, {}
@@ -132,8 +149,9 @@ end
 
 local FIN = {}  -- state -> {seq, id, seq, id, ...} added to the finished sets by flush()
 
-local function finish(id, key, state, result, err, extra, classic, cp, wid)
+local function finish(id, key, state, result, err, extra, classic, cp, wid, jid)
   -- move one task into a finished state; classic tasks also answer on the classic queue
+  jbump(jid, state, 1)
   local h = {'st', state, 'e', NOW}
   if result then h[#h + 1] = 'r'; h[#h + 1] = result end
   if err then h[#h + 1] = 'x'; h[#h + 1] = err end
@@ -171,6 +189,17 @@ local function flush()
   for f, n in pairs(CNT) do if n ~= 0 then redis.call('HINCRBY', P .. 'c', f, n) end end
   for f, n in pairs(BUCKET) do if n ~= 0 then redis.call('HINCRBY', P .. 'cur', f, n) end end
   CNT, BUCKET = {}, {}
+  for jid, t in pairs(JOB) do
+    local jkey = P .. 'job:' .. jid
+    if redis.call('EXISTS', jkey) == 1 then
+      for f, n in pairs(t) do if n ~= 0 then redis.call('HINCRBY', jkey, f, n) end end
+      if (t.running or 0) > 0 then redis.call('HSETNX', jkey, 'started', NOW) end
+      if (t.done or 0) + (t.failed or 0) + (t.dead or 0) + (t.cancelled or 0) > 0 then
+        redis.call('HSET', jkey, 'last', NOW)
+      end
+    end
+  end
+  JOB = {}
   for state, l in pairs(FIN) do
     local fin = P .. 'fin:' .. state
     zadd_pairs(fin, l)
@@ -188,9 +217,10 @@ local function flush()
   FIN = {}
 end
 
-local function requeue(id, key, fn, score)
+local function requeue(id, key, fn, score, jid)
   -- an expired or released lease keeps its id as score (near the front, as it is old); a
   -- retried task goes behind everything submitted so far, as in the in-memory broker
+  jbump(jid, 'queued', 1)
   redis.call('HSET', key, 'st', 'queued')
   redis.call('HDEL', key, 'w', 'b', 'rt')
   redis.call('ZADD', P .. 'q:' .. fn, score or id, id)
@@ -222,9 +252,10 @@ local function complete(wid, items)
   for _, item in ipairs(items) do
     local id, ok, payload, extra = item[1], item[2], item[3], item[4]
     local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp')
+    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'j')
     local accept = false
     if t[1] == 'running' then
+      jbump(t[7], 'running', -1)
       running[#running + 1] = id
       if t[2] then
         local l = by_holder[t[2]]
@@ -235,6 +266,7 @@ local function complete(wid, items)
     elseif t[1] == 'queued' and t[4] then
       -- its lease expired and it waits again: the first result wins
       redis.call('ZREM', P .. 'q:' .. t[3], id)
+      jbump(t[7], 'queued', -1)
       accept = true
     end
     if accept then
@@ -242,10 +274,10 @@ local function complete(wid, items)
       -- measurement of when the task began and how long it ran
       if item[5] ~= '' then redis.call('HSET', key, 'b', item[5], 'rt', item[6]) end
       if ok == '1' then
-        finish(id, key, 'done', payload, nil, extra, t[5], t[6], wid)
+        finish(id, key, 'done', payload, nil, extra, t[5], t[6], wid, t[7])
         done_n = done_n + 1
       else
-        finish(id, key, 'failed', nil, payload, extra, t[5], t[6], wid)
+        finish(id, key, 'failed', nil, payload, extra, t[5], t[6], wid, t[7])
         failed_n = failed_n + 1
       end
       accepted = accepted + 1
@@ -281,13 +313,15 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   local stop = false
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
-    local d = redis.call('HMGET', key, 'a', 'k', 'n')
+    local d = redis.call('HMGET', key, 'a', 'k', 'n', 'j')
     local attempts = tonumber(d[3]) or 0
     if attempts > 0 then
       stop = true
       if #all_ids > 0 then break end
     end
     redis.call('HSET', key, 'st', 'running', 'w', wid, 'b', NOW, 'n', attempts + 1)
+    jbump(d[4], 'queued', -1)
+    jbump(d[4], 'running', 1)
     local kw = d[2] or ''
     if cur == nil or cur[2] ~= kw then
       cur = {fn, kw, {}, {}}
@@ -379,12 +413,13 @@ local function release_ids(wid, ids)
   for _, id in ipairs(ids) do
     if redis.call('ZREM', wl, id) == 1 then
       local key = P .. 't:' .. id
-      local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n')
+      local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'j')
       if t[1] == 'running' and t[2] == wid then
         redis.call('ZREM', P .. 'running', id)
         local n = tonumber(t[4]) or 0
         if n > 0 then redis.call('HSET', key, 'n', n - 1) end
-        requeue(id, key, t[3])
+        jbump(t[5], 'running', -1)
+        requeue(id, key, t[3], nil, t[5])
         back = back + 1
       end
     end
@@ -404,17 +439,18 @@ local function expire(wid, why)
   local back, dead, running = 0, 0, {}
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp')
+    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'j')
     if t[1] == 'running' and t[2] == wid then
       running[#running + 1] = id
+      jbump(t[7], 'running', -1)
       local n = tonumber(t[4]) or 0
       if n >= MAXATT then
         local err = string.format('lease expired %d times (its worker died or hung each time); '
           .. 'last worker %s', n, wid)
-        finish(id, key, 'dead', nil, err, err, t[5], t[6])
+        finish(id, key, 'dead', nil, err, err, t[5], t[6], nil, t[7])
         dead = dead + 1
       else
-        requeue(id, key, t[3])
+        requeue(id, key, t[3], nil, t[7])
         back = back + 1
       end
     end
@@ -468,6 +504,63 @@ local function maybe_reap(auto_ms)
   -- with no server process in the path, claims reap on the side (at most once per interval)
   if auto_ms > 0 and redis.call('SET', P .. 'reaplock', '1', 'PX', auto_ms, 'NX') then reap() end
 end
+
+local function trim_jobs()
+  -- forget the oldest finished jobs beyond KEEP_JOBS (jobs with tasks left always stay)
+  local over = redis.call('ZCARD', P .. 'jobs') - KEEP_JOBS
+  if over <= 0 then return end
+  for _, jid in ipairs(redis.call('ZRANGE', P .. 'jobs', 0, over + 99)) do
+    if over <= 0 then break end
+    local jkey = P .. 'job:' .. jid
+    local h = redis.call('HMGET', jkey, 'name', 'queued', 'running')
+    if (tonumber(h[2]) or 0) + (tonumber(h[3]) or 0) == 0 then
+      if h[1] then redis.call('HDEL', P .. 'jobnames', h[1]) end
+      redis.call('DEL', jkey, P .. 'jr:' .. jid)
+      redis.call('ZREM', P .. 'jobs', jid)
+      over = over - 1
+    end
+  end
+end
+
+local function find_job(ref)
+  -- a job by '#id' or by name; nil when there is none
+  if string.sub(ref, 1, 1) == '#' then
+    local jid = string.sub(ref, 2)
+    if redis.call('EXISTS', P .. 'job:' .. jid) == 1 then return jid end
+    return nil
+  end
+  local jid = redis.call('HGET', P .. 'jobnames', ref)
+  if jid then return jid end
+  if string.match(ref, '^%d+$') and redis.call('EXISTS', P .. 'job:' .. ref) == 1 then
+    return ref
+  end
+  return nil
+end
+
+local function open_job(ref)
+  -- the job a submission joins: '#id' must exist; a name is made when new
+  local jid = find_job(ref)
+  if jid then return jid end
+  if string.sub(ref, 1, 1) == '#' then
+    return redis.error_reply('no job with id ' .. string.sub(ref, 2) .. ': open it by name first')
+  end
+  jid = tostring(redis.call('INCR', P .. 'seq:job'))
+  redis.call('HSET', P .. 'job:' .. jid, 'name', ref, 'fns', '', 'sub', NOW, 'queued', 0,
+    'running', 0, 'done', 0, 'failed', 0, 'dead', 0, 'cancelled', 0)
+  redis.call('ZADD', P .. 'jobs', tonumber(jid), jid)
+  redis.call('HSET', P .. 'jobnames', ref, jid)
+  trim_jobs()
+  return jid
+end
+
+local function job_info(jid)
+  local h = redis.call('HMGET', P .. 'job:' .. jid, 'name', 'fns', 'queued', 'running', 'done',
+    'failed', 'dead', 'cancelled', 'sub', 'started', 'last')
+  if not h[1] then return nil end
+  for i = 1, #h do if not h[i] then h[i] = '' end end
+  return {jid, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], NOW,
+    redis.call('LRANGE', P .. 'jr:' .. jid, 0, -1)}
+end
 """
 
 INIT = r"""
@@ -486,15 +579,17 @@ return redis.call('HGETALL', P .. 'config')
 """
 
 SUBMIT = r"""
--- ARGV: token, function, kwargs blob ('' for none), classic, n, then per task the args blob
--- (and, for classic submissions, the tutorial's "n * n = " prefix or '')
+-- ARGV: token, job ('#id' or a name), function, kwargs blob ('' for none), classic, n, then
+-- per task the args blob (and, for classic submissions, the tutorial's "n * n = " prefix or '')
 local token = ARGV[3]
 if token ~= '' then
   local prev = redis.call('GET', P .. 'tok:' .. token)
   if prev then return tonumber(prev) end
 end
 tick()
-local fn, kw, classic, n = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local jid = open_job(ARGV[4])
+if type(jid) == 'table' then return jid end  -- the error reply of an unknown job id
+local fn, kw, classic, n = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local last = redis.call('INCRBY', P .. 'seq:task', n)
 local first = last - n + 1
 local ids = {}
@@ -502,11 +597,11 @@ local stride = 1
 if classic == '1' then stride = 2 end
 for i = 0, n - 1 do
   local id = first + i
-  local h = {'f', fn, 'a', ARGV[8 + stride * i], 's', NOW, 'st', 'queued'}
+  local h = {'f', fn, 'a', ARGV[9 + stride * i], 's', NOW, 'st', 'queued', 'j', jid}
   if kw ~= '' then h[#h + 1] = 'k'; h[#h + 1] = kw end
   if classic == '1' then
     h[#h + 1] = 'c'; h[#h + 1] = '1'
-    local cp = ARGV[9 + stride * i]
+    local cp = ARGV[10 + stride * i]
     if cp ~= '' then h[#h + 1] = 'cp'; h[#h + 1] = cp end
   end
   redis.call('HSET', P .. 't:' .. id, unpack(h))
@@ -514,6 +609,22 @@ for i = 0, n - 1 do
 end
 zadd_ids(P .. 'q:' .. fn, ids)
 redis.call('SADD', P .. 'lanes', fn)
+jbump(jid, 'queued', n)
+local jkey = P .. 'job:' .. jid
+local fns = redis.call('HGET', jkey, 'fns') or ''
+if not string.find(',' .. fns .. ',', ',' .. fn .. ',', 1, true) then
+  redis.call('HSET', jkey, 'fns', fns == '' and fn or (fns .. ',' .. fn))
+end
+-- its ids, as runs: a submission right after the job's previous one extends that run
+local runs = P .. 'jr:' .. jid
+local prev = redis.call('LINDEX', runs, -1)
+local pf, pn = nil, nil
+if prev then pf, pn = string.match(prev, '^(%d+):(%d+)$') end
+if pf and tonumber(pf) + tonumber(pn) == first then
+  redis.call('LSET', runs, -1, pf .. ':' .. (tonumber(pn) + n))
+else
+  redis.call('RPUSH', runs, first .. ':' .. n)
+end
 bump('submitted', n)
 bucket('sub', n)
 flush()
@@ -608,6 +719,7 @@ redis.call('ZREM', P .. 'wdl', wid)
 local msg = 'worker ' .. wid .. ' left'
 if n > 0 then msg = msg .. ', returning ' .. n .. ' task(s) to the queue' end
 event('worker-left', msg)
+flush()
 return n
 """
 
@@ -623,7 +735,9 @@ else
   local i = 5
   while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
 end
-return release_ids(wid, ids)
+local n = release_ids(wid, ids)
+flush()
+return n
 """
 
 REQUEST_STOP = r"""
@@ -683,10 +797,11 @@ local n, i = 0, 3
 while ARGV[i] do
   local id = ARGV[i]
   local key = P .. 't:' .. id
-  local t = redis.call('HMGET', key, 'st', 'f', 'c', 'cp')
+  local t = redis.call('HMGET', key, 'st', 'f', 'c', 'cp', 'j')
   if t[1] == 'queued' then
     redis.call('ZREM', P .. 'q:' .. t[2], id)
-    finish(id, key, 'cancelled', nil, nil, nil, t[3], t[4])
+    jbump(t[5], 'queued', -1)
+    finish(id, key, 'cancelled', nil, nil, nil, t[3], t[4], nil, t[5])
     n = n + 1
   end
   i = i + 1
@@ -711,10 +826,12 @@ for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
     local plain = 0
     for _, id in ipairs(ids) do
       local key = P .. 't:' .. id
-      local t = redis.call('HMGET', key, 'n', 'c', 'cp')
+      local t = redis.call('HMGET', key, 'n', 'c', 'cp', 'j')
+      jbump(t[4], 'queued', -1)
       if t[1] then
-        finish(id, key, 'cancelled', nil, nil, nil, t[2], t[3])
+        finish(id, key, 'cancelled', nil, nil, nil, t[2], t[3], nil, t[4])
       else
+        jbump(t[4], 'cancelled', 1)
         redis.call('DEL', key)  -- never claimed: counted, not kept (as the in-memory broker)
         plain = plain + 1
       end
@@ -736,13 +853,14 @@ local n, i = 0, 3
 while ARGV[i] do
   local id = ARGV[i]
   local key = P .. 't:' .. id
-  local t = redis.call('HMGET', key, 'st', 'f')
+  local t = redis.call('HMGET', key, 'st', 'f', 'j')
   if t[1] == 'failed' or t[1] == 'dead' then
     redis.call('ZREM', P .. 'fin:' .. t[1], id)
     bump(t[1], -1)
+    jbump(t[3], t[1], -1)
     redis.call('HDEL', key, 'r', 'x', 'e', 'w', 'b', 'rt')
     redis.call('HSET', key, 'n', 0)
-    requeue(id, key, t[2], (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5)
+    requeue(id, key, t[2], (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5, t[3])
     n = n + 1
   end
   i = i + 1
@@ -838,6 +956,31 @@ flush()
 return 1
 """
 
+OPEN_JOB = r"""
+-- ARGV: job ('#id' or a name); reply: the job's info
+tick()
+local jid = open_job(ARGV[3])
+if type(jid) == 'table' then return jid end
+return job_info(jid)
+"""
+
+JOB = r"""
+-- ARGV: '#id' or a name; reply: the job's info, or nil
+local jid = find_job(ARGV[3])
+if not jid then return nil end
+return job_info(jid)
+"""
+
+JOBS = r"""
+-- reply: every job kept, newest first
+local out = {}
+for _, jid in ipairs(redis.call('ZREVRANGE', P .. 'jobs', 0, -1)) do
+  local info = job_info(jid)
+  if info then out[#out + 1] = info end
+end
+return out
+"""
+
 #: name -> full script source (prelude + body).
 SCRIPTS: dict[str, str] = {
     name: PRELUDE + body for name, body in {
@@ -847,6 +990,6 @@ SCRIPTS: dict[str, str] = {
         "workers": WORKERS, "reap": REAP, "pause": PAUSE, "cancel": CANCEL, "purge": PURGE,
         "retry": RETRY, "snapshot": SNAPSHOT, "queued_count": QUEUED_COUNT,
         "classic_get": CLASSIC_GET, "classic_put": CLASSIC_PUT,
-        "connection_closed": CONNECTION_CLOSED,
+        "connection_closed": CONNECTION_CLOSED, "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS,
     }.items()
 }

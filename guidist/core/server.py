@@ -39,7 +39,7 @@ BROKER_EXPOSED = (
     "submit", "register_worker", "heartbeat", "unregister_worker", "release", "request_stop",
     "forget_offline", "workers", "claim", "complete", "exchange", "reap", "pause", "resume",
     "cancel", "purge", "retry", "retry_all", "snapshot", "get_task", "list_tasks",
-    "results_since", "events",
+    "results_since", "events", "open_job", "job", "jobs", "cancel_job", "retry_job",
 )
 #: The methods of queue.Queue that tutorial scripts use.
 QUEUE_EXPOSED = ("get", "get_nowait", "put", "put_nowait", "qsize", "empty", "full")

@@ -37,7 +37,7 @@ from typing import IO, Any
 
 from .broker import _HOLE, Broker, _Record
 from .errors import JournalInUse
-from .protocol import Task, TaskState
+from .protocol import JOB_STATES, Job, Task, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +67,33 @@ CREATE TABLE IF NOT EXISTS finished (
     result_pickled INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     classic INTEGER NOT NULL DEFAULT 0,
-    runtime REAL
+    runtime REAL,
+    job INTEGER
 );
 CREATE INDEX IF NOT EXISTS finished_state ON finished(state, finished);
 CREATE TABLE IF NOT EXISTS done (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     n INTEGER NOT NULL,
     finished REAL NOT NULL,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    job INTEGER,
+    min_id INTEGER,
+    max_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    functions TEXT NOT NULL,
+    submitted REAL,
+    started REAL,
+    ranges BLOB
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
 #: Columns added since the first release: a journal written by an older guidist gets them
 #: (appended, so positional rows stay in this order) when it is opened.
-_ADDED_COLUMNS = {"finished": (("runtime", "REAL"),)}
+_ADDED_COLUMNS = {"finished": (("runtime", "REAL"), ("job", "INTEGER")),
+                  "done": (("job", "INTEGER"), ("min_id", "INTEGER"), ("max_id", "INTEGER"))}
 
 
 def _connect(path: str | Path) -> sqlite3.Connection:
@@ -95,6 +108,8 @@ def _connect(path: str | Path) -> sqlite3.Connection:
         for name, kind in columns:
             if name not in have:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    # Finds the done batch holding a task id (results evicted from memory are read back).
+    db.execute("CREATE INDEX IF NOT EXISTS done_ids ON done(min_id, max_id)")
     return db
 
 
@@ -161,15 +176,21 @@ class SqliteJournal:
         self._rows_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._purged = 0  # tasks purged so far (never got a record), for checkpoints
+        self._purged_by_job: dict[int, int] = {}  # the same per job
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -------------------------------------------------------------- broker hooks (under lock)
 
     def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
-                  when: float, classic: bool) -> None:
+                  when: float, classic: bool, job: int) -> None:
         """Record a submitted batch (copied: the broker later punches holes into its list)."""
-        self._add("submit", (first_id, function, kwargs, list(args_list), when, classic))
+        self._add("submit", (first_id, function, kwargs, list(args_list), when, classic, job))
+
+    def job(self, job: Any) -> None:
+        """Record a job's name, functions, times and id ranges (copied: they change)."""
+        self._add("job", (job.id, job.name, ",".join(job.functions), job.submitted, job.started,
+                          [tuple(r) for r in job.ranges]))
 
     def claimed(self, ids: list[int], attempts: int) -> None:
         """Record leases (ids all at the same attempt), so a restart counts the attempt."""
@@ -182,7 +203,7 @@ class SqliteJournal:
         so the row carries everything needed to queue the task again.
         """
         self._add("requeue", [(r.id, r.attempts, r.function, r.args, r.kwargs, r.submitted,
-                               r.classic) for r in records])
+                               r.classic, r.job.id) for r in records])
 
     def done(self, records: list[_Record]) -> None:
         """Record a batch of successes: O(1) under the broker lock (done records never change),
@@ -193,11 +214,11 @@ class SqliteJournal:
         """Record failed, dead or cancelled tasks (copied: a retry changes the record)."""
         self._add("finish", [(r.id, r.function, r.args, r.kwargs, r.state.value, r.attempts,
                               r.submitted, r.started, r.finished, r.worker, r.result, r.error,
-                              r.classic, r.runtime) for r in records])
+                              r.classic, r.runtime, r.job.id) for r in records])
 
-    def cancelled_ids(self, ids: Iterable[int], when: float) -> None:
-        """Record a purge: tasks that never got a record."""
-        self._add("cancel", (list(ids), when))
+    def cancelled_ids(self, ids: Iterable[int], when: float, by_job: dict[int, int]) -> None:
+        """Record a purge: tasks that never got a record (and how many per job)."""
+        self._add("cancel", (list(ids), when, dict(by_job)))
 
     def checkpoint(self, state: dict[str, Any]) -> None:
         """Record a snapshot of the live tasks; older log rows are dropped when it is written."""
@@ -267,7 +288,8 @@ class SqliteJournal:
                 self._saved.notify_all()
             return 0
         rows: list[tuple[str, bytes]] = []
-        done_rows: list[tuple[int, float, bytes]] = []
+        done_rows: list[tuple] = []
+        jobs: dict[int, tuple] = {}  # the last state of each job changed in this window
         # Apply finishes and requeues in buffer order: a task that failed and was retried in
         # the same window must not keep its 'failed' row (the last change per id wins).
         finished: dict[int, tuple] = {}
@@ -280,22 +302,21 @@ class SqliteJournal:
                 if kind == "checkpoint":
                     # Everything before it in the buffer is part of the snapshot: write that,
                     # then the snapshot, then drop the log rows it replaces.
-                    self._write(rows, requeued, finished, done_rows)
-                    rows, requeued, finished, done_rows = [], [], {}, []
+                    self._write(rows, requeued, finished, done_rows, jobs)
+                    rows, requeued, finished, done_rows, jobs = [], [], {}, [], {}
                     self._write_checkpoint(data, purged)
                 elif kind == "done":
-                    done_rows.append((len(data), data[-1].finished or 0.0, pickle.dumps(
-                        [(r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted,
-                          r.started, r.finished, r.worker, r.result, r.runtime) for r in data],
-                        protocol=pickle.HIGHEST_PROTOCOL)))
+                    done_rows.extend(_done_rows(data))
+                elif kind == "job":
+                    jobs[data[0]] = data
                 elif kind == "finish":
                     for (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result,
-                         error, classic, runtime) in data:
+                         error, classic, runtime, job) in data:
                         value, pickled = _encode_result(result)
                         finished[tid] = (tid, fn, pickle.dumps(args),
                                          None if kwargs is None else pickle.dumps(kwargs),
                                          state, attempts, sub, st, fin, worker, value, pickled,
-                                         error, int(bool(classic)), runtime)
+                                         error, int(bool(classic)), runtime, job)
                     rows.append(("finish", pickle.dumps([(d[0], d[4]) for d in data])))
                 else:
                     if kind == "requeue":
@@ -304,8 +325,9 @@ class SqliteJournal:
                             requeued.append((d[0],))
                     elif kind == "cancel":
                         purged += len(data[0])
+                        _add_counts(self._purged_by_job, data[2])
                     rows.append((kind, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)))
-            self._write(rows, requeued, finished, done_rows)
+            self._write(rows, requeued, finished, done_rows, jobs)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -319,9 +341,14 @@ class SqliteJournal:
             self._saved.notify_all()
         return len(buf)
 
-    def _write(self, rows: list, requeued: list, finished: dict, done_rows: list) -> None:
+    def _write(self, rows: list, requeued: list, finished: dict, done_rows: list,
+               jobs: dict[int, tuple]) -> None:
         """Insert one segment of a flush (inside the flush's transaction)."""
         db = self._db
+        if jobs:  # first: a job's row is never missing for tasks written beside it
+            db.executemany("INSERT OR REPLACE INTO jobs(id, name, functions, submitted, started, "
+                           "ranges) VALUES (?, ?, ?, ?, ?, ?)",
+                           [(*j[:5], pickle.dumps(j[5])) for j in jobs.values()])
         db.executemany("INSERT INTO log(kind, data) VALUES (?, ?)", rows)
         if requeued:  # a retried task is not finished any more
             db.executemany("DELETE FROM finished WHERE id = ?", requeued)
@@ -329,19 +356,21 @@ class SqliteJournal:
             db.executemany(f"INSERT OR REPLACE INTO finished({_FINISHED_COLUMNS}) VALUES "
                            f"({_FINISHED_MARKS})", finished.values())
         if done_rows:
-            db.executemany("INSERT INTO done(n, finished, data) VALUES (?, ?, ?)", done_rows)
+            db.executemany("INSERT INTO done(n, finished, data, job, min_id, max_id) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", done_rows)
         self._rows_since_checkpoint += len(rows) + len(done_rows)
 
     def _write_checkpoint(self, state: dict[str, Any], purged: int) -> None:
         """Write a running server's snapshot and drop the log rows before it."""
         db = self._db
         done_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM done").fetchone()[0]
-        batches = [(first, fn, kw, [None if a is _HOLE else a for a in items], sub, classic)
-                   for first, fn, kw, items, sub, classic in state["batches"]]
+        batches = [(first, fn, kw, [None if a is _HOLE else a for a in items], sub, classic,
+                    job) for first, fn, kw, items, sub, classic, job in state["batches"]]
         blob = pickle.dumps({"batches": batches, "records": state["records"],
                              "next_id": state["next_id"], "submitted": state["submitted"],
                              "requeued": state["requeued"], "purged": purged,
-                             "done_seq": done_seq}, protocol=pickle.HIGHEST_PROTOCOL)
+                             "purged_by_job": self._purged_by_job, "done_seq": done_seq},
+                            protocol=pickle.HIGHEST_PROTOCOL)
         seq = db.execute("INSERT INTO log(kind, data) VALUES ('checkpoint', ?)",
                          (blob,)).lastrowid
         db.execute("DELETE FROM log WHERE seq < ?", (seq,))
@@ -363,9 +392,11 @@ class SqliteJournal:
         """Replay the journal into a fresh broker, then compact the log to one checkpoint."""
         state = _replay(self._db)
         self._purged = state.purged
+        self._purged_by_job = dict(state.purged_by_job)
         broker.restore(queued=state.queued_tasks(), finished=self._finished_tasks(broker),
                        counts=state.counts(self._db), submitted=state.submitted,
-                       requeued=state.requeued, next_id=state.next_id)
+                       requeued=state.requeued, next_id=state.next_id,
+                       jobs=state.jobs(self._db))
         self._checkpoint(state)
         return {"queued": len(state.live), "next_id": state.next_id}
 
@@ -392,8 +423,8 @@ class SqliteJournal:
         done_seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM done").fetchone()[0]
         data = pickle.dumps({"live": state.live_rows(), "next_id": state.next_id,
                              "submitted": state.submitted, "requeued": state.requeued,
-                             "purged": state.purged, "done_seq": done_seq},
-                            protocol=pickle.HIGHEST_PROTOCOL)
+                             "purged": state.purged, "purged_by_job": state.purged_by_job,
+                             "done_seq": done_seq}, protocol=pickle.HIGHEST_PROTOCOL)
         db = self._db
         db.execute("BEGIN")
         db.execute("DELETE FROM log")
@@ -405,15 +436,55 @@ class _ReplayState:
     """Per-task state rebuilt from the log: the live tasks (with args) and the counters."""
 
     def __init__(self) -> None:
-        self.live: dict[int, list] = {}  # id -> [function, args, kwargs, attempts, sub, classic]
+        # id -> [function, args, kwargs, attempts, submitted, classic, job]
+        self.live: dict[int, list] = {}
         self.next_id = 1
         self.submitted = 0
         self.requeued = 0
         self.purged = 0
+        self.purged_by_job: dict[int, int] = {}
 
     def queued_tasks(self) -> list[tuple]:
-        """(id, function, args, kwargs, attempts, submitted, classic) in id order."""
+        """(id, function, args, kwargs, attempts, submitted, classic, job) in id order."""
         return [(tid, *v) for tid, v in sorted(self.live.items())]
+
+    def jobs(self, db: sqlite3.Connection) -> list[Job]:
+        """Every job in the journal with its counts: queued from the live tasks, finished from
+        the ledger tables (SQL aggregates: no task row is read), purges from the log."""
+        counts: dict[int, dict[str, int]] = {}
+        last: dict[int, float] = {}
+
+        def add(jid: int | None, state: str, n: int, when: float | None = None) -> None:
+            c = counts.setdefault(jid or 0, {})
+            c[state] = c.get(state, 0) + int(n)
+            if when is not None:
+                last[jid or 0] = max(last.get(jid or 0, 0.0), when)
+
+        for row in self.live.values():
+            add(row[6], "queued", 1)
+        for jid, n, when in db.execute("SELECT job, SUM(n), MAX(finished) FROM done GROUP BY job"):
+            add(jid, "done", n, when)
+        for jid, state, n, when in db.execute(
+                "SELECT job, state, COUNT(*), MAX(finished) FROM finished GROUP BY job, state"):
+            add(jid, state, n, when)
+        for jid, n in self.purged_by_job.items():
+            add(jid, "cancelled", n)
+        out = []
+        known = set()
+        for jid, name, functions, submitted, started, ranges in db.execute(
+                "SELECT id, name, functions, submitted, started, ranges FROM jobs"):
+            known.add(jid)
+            c = counts.get(jid, {})
+            out.append(Job(jid, name, tuple(f for f in functions.split(",") if f),
+                           submitted=submitted or 0.0, started=started,
+                           last_finished=last.get(jid),
+                           ranges=tuple(pickle.loads(ranges)) if ranges else (),
+                           **{s: c.get(s, 0) for s in JOB_STATES if s != "running"}))
+        for jid, c in counts.items():  # tasks journaled before jobs existed
+            if jid not in known:
+                out.append(Job(jid, f"restored-{jid}", last_finished=last.get(jid),
+                               **{s: c.get(s, 0) for s in JOB_STATES if s != "running"}))
+        return out
 
     def live_rows(self) -> list[tuple]:
         """The same rows, for the checkpoint."""
@@ -440,21 +511,25 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
         if kind == "checkpoint":
             done_seq = data.get("done_seq", 0)
             st.live = {}
-            for tid, fn, args, kwargs, attempts, sub, classic in data.get("live", ()):
-                st.live[tid] = [fn, args, kwargs, attempts, sub, classic]
-            for first, fn, kwargs, items, sub, classic in data.get("batches", ()):
+            # Rows written before jobs existed lack the job id at the end: None.
+            for row in data.get("live", ()):
+                st.live[row[0]] = [*row[1:7], row[7] if len(row) > 7 else None]
+            for first, fn, kwargs, items, sub, classic, *job in data.get("batches", ()):
                 for i, args in enumerate(items):
                     if args is not None:  # None marks a task cancelled inside its batch
-                        st.live[first + i] = [fn, args, kwargs, 0, sub, classic]
-            for tid, fn, args, kwargs, attempts, sub, classic in data.get("records", ()):
-                st.live[tid] = [fn, args, kwargs, attempts, sub, classic]
+                        st.live[first + i] = [fn, args, kwargs, 0, sub, classic,
+                                              job[0] if job else None]
+            for row in data.get("records", ()):
+                st.live[row[0]] = [*row[1:7], row[7] if len(row) > 7 else None]
             st.next_id = data["next_id"]
             st.submitted, st.requeued = data["submitted"], data["requeued"]
             st.purged = data["purged"]
+            st.purged_by_job = dict(data.get("purged_by_job", {}))
         elif kind == "submit":
-            first, fn, kwargs, args_list, when, classic = data
+            first, fn, kwargs, args_list, when, classic = data[:6]
+            job = data[6] if len(data) > 6 else None
             for i, args in enumerate(args_list):
-                st.live[first + i] = [fn, args, kwargs, 0, when, classic]
+                st.live[first + i] = [fn, args, kwargs, 0, when, classic, job]
             st.next_id = max(st.next_id, first + len(args_list))
             st.submitted += len(args_list)
         elif kind == "claim":
@@ -464,17 +539,19 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
                 if row is not None:
                     row[3] = attempts  # running at the crash: requeued, attempt counted
         elif kind == "requeue":
-            for tid, attempts, fn, args, kwargs, sub, classic in data:
-                st.live[tid] = [fn, args, kwargs, attempts, sub, classic]
+            for tid, attempts, fn, args, kwargs, sub, classic, *job in data:
+                st.live[tid] = [fn, args, kwargs, attempts, sub, classic,
+                                job[0] if job else None]
             st.requeued += sum(1 for d in data if d[1] > 0)
         elif kind == "finish":
             for tid, _state in data:
                 st.live.pop(tid, None)
         elif kind == "cancel":
-            ids, _when = data
+            ids = data[0]
             for tid in ids:
                 st.live.pop(tid, None)
             st.purged += len(ids)
+            _add_counts(st.purged_by_job, data[2] if len(data) > 2 else {None: len(ids)})
     # Successes live in their own table, one row per batch; a done task is never requeued
     # again, so removing them after the log is right whatever the order. Rows from before
     # the checkpoint were already taken out of its live set.
@@ -484,26 +561,52 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
     return st
 
 
+def _add_counts(into: dict, more: dict) -> None:
+    for k, n in more.items():
+        into[k] = into.get(k, 0) + n
+
+
+def _done_rows(records: list[_Record]) -> Iterator[tuple]:
+    """A batch of successes as done rows, one per run of one job (so counts per job are
+    one SQL aggregate), with the id span that lookups of evicted results search by."""
+    start = 0
+    n = len(records)
+    while start < n:
+        job = records[start].job
+        end = start + 1
+        while end < n and records[end].job is job:
+            end += 1
+        run = records[start:end]
+        ids = [r.id for r in run]
+        yield (len(run), run[-1].finished or 0.0, pickle.dumps(
+            [(r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.started,
+              r.finished, r.worker, r.result, r.runtime, job.id) for r in run],
+            protocol=pickle.HIGHEST_PROTOCOL), job.id, min(ids), max(ids))
+        start = end
+
+
 def _done_to_task(d: tuple) -> Task:
     tid, fn, args, kwargs, attempts, sub, started, fin, worker, result = d[:10]
-    runtime = d[10] if len(d) > 10 else None  # rows from before runtimes were measured
+    # rows from before runtimes were measured and jobs existed lack the last two fields
+    runtime = d[10] if len(d) > 10 else None
+    job = d[11] if len(d) > 11 else None
     return Task(tid, fn, args, kwargs, TaskState.DONE, attempts, sub, started, fin, worker,
-                result, None, runtime)
+                result, None, runtime, job)
 
 
 #: The finished table's columns in the order rows are written and read (SELECT of these).
 _FINISHED_COLUMNS = ("id, function, args, kwargs, state, attempts, submitted, started, "
-                     "finished, worker, result, result_pickled, error, classic, runtime")
+                     "finished, worker, result, result_pickled, error, classic, runtime, job")
 _FINISHED_MARKS = ",".join("?" * (_FINISHED_COLUMNS.count(",") + 1))
 
 
 def _row_to_task(row: tuple) -> Task:
     (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result, pickled, error,
-     _classic, runtime) = row
+     _classic, runtime, job) = row
     return Task(tid, fn, pickle.loads(args) if args is not None else (),
                 pickle.loads(kwargs) if kwargs is not None else None, TaskState(state),
                 attempts, sub or 0.0, st, fin, worker, _decode_result(result, pickled), error,
-                runtime)
+                runtime, job)
 
 
 def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERVAL,
@@ -546,8 +649,8 @@ def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterat
                 yield _row_to_task(row)
         if wanted is None or TaskState.QUEUED.value in wanted:
             st = _replay(db)
-            for tid, fn, args, kwargs, attempts, sub, _classic in st.queued_tasks():
-                yield Task(tid, fn, args, kwargs, TaskState.QUEUED, attempts, sub)
+            for tid, fn, args, kwargs, attempts, sub, _classic, job in st.queued_tasks():
+                yield Task(tid, fn, args, kwargs, TaskState.QUEUED, attempts, sub, job=job)
     finally:
         db.close()
 

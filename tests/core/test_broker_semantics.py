@@ -459,6 +459,97 @@ def test_list_tasks_pages_by_state(broker: Any) -> None:
     assert broker.get_task(999) is None
 
 
+# ---------------------------------------------------------------------- jobs
+
+
+def job_counts(job: Any) -> tuple[int, ...]:
+    return (job.queued, job.running, job.done, job.failed, job.dead, job.cancelled)
+
+
+def test_every_submission_belongs_to_a_job(broker: Any, clock: FakeClock) -> None:
+    broker.submit("square", [(1,), (2,)])  # nobody named it: function and time
+    broker.submit("echo", [(3,)], job="nightly")
+    broker.submit("tests.jobs:boom", [(4,), (5,)], job="nightly")  # the same name: one job
+    jobs = broker.jobs()
+    assert [j.name for j in jobs][0] == "nightly"  # newest first
+    auto, nightly = jobs[1], jobs[0]
+    assert auto.name.startswith("square-") and auto.functions == ("square",)
+    assert (auto.total, auto.queued, auto.state) == (2, 2, "queued")
+    assert nightly.functions == ("echo", "tests.jobs:boom") and nightly.total == 3
+    assert nightly.ranges == ((3, 3),)  # consecutive submissions: one run of ids
+    assert nightly.submitted == clock.now and nightly.started is None
+    assert broker.get_task(4).job == nightly.id and broker.get_task(1).job == auto.id
+    assert broker.job("nightly") == broker.job(nightly.id)
+    assert broker.job(str(nightly.id)).id == nightly.id  # an id typed as text
+    assert broker.job("no such job") is None
+    assert broker.open_job("nightly").id == nightly.id
+    fresh = broker.open_job("later", "square")
+    assert (fresh.total, fresh.state) == (0, "done") and broker.job("later") is not None
+    with pytest.raises(ValueError):
+        broker.submit("square", [(1,)], job=9999)  # an id must exist
+    with pytest.raises(ValueError):
+        broker.submit("square", [(1,)], job="#7")  # a name that would read as an id
+
+
+def test_job_counts_follow_every_state_change(make: Callable, clock: FakeClock) -> None:
+    broker = make(max_attempts=1)
+    broker.submit("square", [(i,) for i in range(8)], job="j")  # 1..8
+    broker.submit("square", [(9,)], job="other")
+    w = register(broker)
+    clock.advance(1.0)
+    broker.claim(w, 5)  # 1..5 running
+    assert job_counts(broker.job("j")) == (3, 5, 0, 0, 0, 0)
+    assert broker.job("j").started == clock.now and broker.job("j").state == "running"
+    clock.advance(1.0)
+    broker.complete(w, [(1, True, 0), (2, False, "boom")])
+    assert broker.release(w, [3]) == 1  # back to the queue
+    assert broker.cancel([6]) == 1
+    assert job_counts(broker.job("j")) == (3, 2, 1, 1, 0, 1)
+    clock.advance(LEASE + 1)
+    broker.reap()  # 4 and 5 die: one attempt allowed
+    assert job_counts(broker.job("j")) == (3, 0, 1, 1, 2, 1)
+    assert broker.retry_job("j") == 3
+    assert job_counts(broker.job("j")) == (6, 0, 1, 0, 0, 1)
+    assert broker.cancel_job("j") == 6
+    j = broker.job("j")
+    assert job_counts(j) == (0, 0, 1, 0, 0, 7)
+    assert (j.state, j.ok, j.finished, j.eta_s) == ("cancelled", False, clock.now, 0.0)
+    assert job_counts(broker.job("other")) == (1, 0, 0, 0, 0, 0)  # untouched
+    assert broker.cancel_job("j") == 0 and broker.cancel_job("nobody") == 0
+    assert broker.purge() == 1
+    assert broker.job("other").cancelled == 1
+    assert sum(j.total for j in broker.jobs()) == broker.snapshot().submitted
+
+
+def test_job_rate_and_eta(broker: Any, clock: FakeClock) -> None:
+    broker.submit("square", [(i,) for i in range(10)], job="r")
+    w = register(broker)
+    broker.claim(w, 10)
+    started = clock.now
+    clock.advance(2.0)
+    broker.complete(w, [(i, True, i) for i in range(1, 5)])  # 4 in 2 s
+    j = broker.job("r")
+    assert j.time == clock.now
+    assert j.rate == pytest.approx(2.0) and j.eta_s == pytest.approx(3.0)
+    broker.complete(w, [(i, True, i) for i in range(5, 11)])
+    j = broker.job("r")
+    assert (j.state, j.ok, j.remaining, j.started) == ("done", True, 0, started)
+    assert j.to_dict()["eta_s"] == 0.0 and j.to_dict()["done"] == 10
+
+
+def test_finished_jobs_beyond_the_limit_are_forgotten(make: Callable) -> None:
+    broker = make(keep_jobs=2)
+    broker.submit("square", [(1,)], job="old")  # stays queued: never forgotten
+    w = register(broker)
+    for name in ("a", "b", "c"):
+        first, _ = broker.submit("square", [(2,)], job=name)
+        groups = broker.claim(w, 5)
+        broker.complete(w, [(tid, True, 4) for tid in ids_of(groups) if tid == first])
+    names = [j.name for j in broker.jobs()]
+    assert "old" in names and "c" in names and len(names) <= 3
+    assert broker.job("a") is None
+
+
 # ---------------------------------------------------------------------- classic facade
 
 
@@ -536,7 +627,7 @@ def test_redis_claim_replayed_after_a_lost_reply(rbroker: Any) -> None:
 def test_redis_submit_replayed_after_a_lost_reply(rbroker: Any) -> None:
     import pickle
 
-    args = ["tok-1", "square", b"", "0", 2, pickle.dumps((1,)), pickle.dumps((2,))]
+    args = ["tok-1", "a-job", "square", b"", "0", 2, pickle.dumps((1,)), pickle.dumps((2,))]
     assert rbroker._eval("submit", args) == rbroker._eval("submit", args) == 1
     assert rbroker.queued_count() == 2
 
@@ -587,3 +678,19 @@ def test_a_worker_with_a_function_list_claims_only_those(broker: Any) -> None:
     assert ids_of(broker.claim(cpu, 10)) == [1, 2]
     info = {w.id: w.functions for w in broker.workers()}
     assert info == {cpu: ("primes",), io: ("io_wait", "square")}
+
+
+def test_list_tasks_of_one_job(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(4)], job="a")  # 1..4
+    broker.submit("square", [(i,) for i in range(3)], job="b")  # 5..7
+    broker.submit("square", [(9,)], job="a")  # 8
+    w = register(broker)
+    broker.claim(w, 2)
+    broker.complete(w, [(1, True, 0)])
+    page = broker.list_tasks(job="a")
+    assert page.total == 5
+    assert [t.id for t in page.tasks] == [2, 3, 4, 8, 1]  # running, queued, finished
+    assert [t.id for t in broker.list_tasks("queued", job="a", offset=1, limit=1).tasks] == [4]
+    assert broker.list_tasks(job="b").total == 3
+    assert [t.id for t in broker.list_tasks(job="a", search="(9,)").tasks] == [8]
+    assert broker.list_tasks(job="nobody").total == 0

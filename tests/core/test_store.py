@@ -268,3 +268,41 @@ def test_a_checkpoint_while_running_compacts_the_log_and_loses_nothing(path: Pat
     assert snap.submitted == 11
     assert b.submit("square", [(0,)]) == (12, 1)
     b.close()
+
+
+def _job_counts(b: Broker, name: str) -> tuple[int, ...]:
+    j = b.job(name)
+    assert j is not None
+    return (j.queued, j.running, j.done, j.failed, j.dead, j.cancelled)
+
+
+def test_jobs_and_their_counts_survive_a_restart(path: Path) -> None:
+    b = open_journaled_broker(path, lease_timeout=30)
+    b.submit("square", [(i,) for i in range(6)], job="a")  # 1..6
+    b.submit("echo", [("x",), ("y",)], job="b")  # 7, 8
+    b.submit("square", [(9,), (10,)], job="a")  # 9, 10: the same job, a second run of ids
+    w = b.register_worker("w", "h", 1)["id"]
+    b.claim(w, 4)  # 1..4
+    b.complete(w, [(1, True, 0), (2, False, "boom")])  # 3, 4 still running at the "crash"
+    assert b.cancel_job("b") == 2
+    b.cancel([5])
+    before = {name: _job_counts(b, name) for name in ("a", "b")}
+    assert before == {"a": (3, 2, 1, 1, 0, 1), "b": (0, 0, 0, 0, 0, 2)}
+    started = b.job("a").started
+    b = reopen(b, path, lease_timeout=30)
+    # running tasks come back queued, as the tasks themselves do
+    assert _job_counts(b, "a") == (5, 0, 1, 1, 0, 1)
+    assert _job_counts(b, "b") == (0, 0, 0, 0, 0, 2)
+    a = b.job("a")
+    assert a.ranges == ((1, 6), (9, 2)) and a.functions == ("square",)
+    assert a.started == started and b.get_task(9).job == a.id
+    assert b.submit("square", [(1,)], job="a")[0] == 11  # the same job goes on
+    assert b.job("a").queued == 6 and b.open_job("c").id == 3  # ids go on too
+    # checkpointed and reopened once more: still the same
+    b.journal_checkpoint()
+    b = reopen(b, path, lease_timeout=30)
+    assert _job_counts(b, "a") == (6, 0, 1, 1, 0, 1)
+    assert b.purge() == 6
+    b = reopen(b, path, lease_timeout=30)
+    assert _job_counts(b, "a") == (0, 0, 1, 1, 0, 7)
+    b.close()
