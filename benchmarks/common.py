@@ -220,16 +220,16 @@ def _json_default(o: Any) -> Any:
 # ---------------------------------------------------------------------------- guidist helpers
 
 def journal_available() -> tuple[bool, str]:
-    """Whether the SQLite journal exists in this checkout (guidist.core.store), and why not."""
+    """Whether the SQLite journal exists in this checkout (guidist.core.backends.memory.journal), and why not."""
     try:
-        if importlib.util.find_spec("guidist.core.store") is None:
-            return False, "guidist.core.store does not exist yet"
-        mod = importlib.import_module("guidist.core.store")
+        if importlib.util.find_spec("guidist.core.backends.memory.journal") is None:
+            return False, "guidist.core.backends.memory.journal does not exist yet"
+        mod = importlib.import_module("guidist.core.backends.memory.journal")
     except Exception as exc:  # a half-written store must not break the journal-off figures
-        return False, f"guidist.core.store does not import: {type(exc).__name__}: {exc}"
+        return False, f"guidist.core.backends.memory.journal does not import: {type(exc).__name__}: {exc}"
     if not hasattr(mod, "open_journaled_broker"):
-        return False, "guidist.core.store has no open_journaled_broker yet"
-    return True, "guidist.core.store is importable"
+        return False, "guidist.core.backends.memory.journal has no open_journaled_broker yet"
+    return True, "guidist.core.backends.memory.journal is importable"
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str,

@@ -7,7 +7,7 @@ Variants, in interleaved rounds (each run starts fresh processes and an empty Re
 embedded        ServerProcess (journal off) + WorkerPool workers through the manager
 redis facade    ServerProcess(backend=redis://...) + the same workers through the manager
 redis direct    workers started with ``guidist worker --redis`` (no server process at all),
-                tasks submitted with RedisClient
+                tasks submitted with Client.redis
 
 Each is timed from just before the first submit until the backend stored the last result
 (its own ``finished`` stamp, read back with results_since), with 2 and with 4 workers. The
@@ -106,12 +106,12 @@ def run_facade(url: str, n: int, workers: int) -> dict[str, Any]:
 
 
 def run_direct(url: str, n: int, workers: int) -> dict[str, Any]:
-    """Workers straight on Redis (worker --redis) and a RedisClient: no server process."""
+    """Workers straight on Redis (worker --redis) and Client.redis: no server process."""
+    from guidist.core.client import Client
     from guidist.core.pool import WorkerPool
-    from guidist.core.redis_backend import RedisClient
 
     _flush(url)
-    client = RedisClient(url).connect()
+    client = Client.redis(url).connect()
     pool = WorkerPool(("", 0), AUTHKEY, redis_url=url, give_up_after=10.0)
     try:
         pool.launch(workers)

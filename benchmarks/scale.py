@@ -6,7 +6,7 @@ Per round, on fresh servers (no workers, so nothing drains the queue):
 
 * memory: server RSS (psutil on ServerProcess.pid) after connecting, and again after
   ``Client.submit_many("square", range(N))`` (20,000 per call) and a 0.5 s settle; the difference
-  over N is bytes per task. Journal off, and journal on when guidist.core.store exists.
+  over N is bytes per task. Journal off, and journal on when guidist.core.backends.memory.journal exists.
 * submit time: wall time of that submit_many, from the client.
 * does the server stay fast at that size: the same calls are timed, alternately (A B A B …), on a
   small server and on the one holding N tasks, and reported as a ratio big/small:

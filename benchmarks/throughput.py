@@ -8,7 +8,7 @@ Variants, run side by side in interleaved rounds (each round starts fresh proces
               (benchmarks/_classic.py). Timed from the first put until the master has read every
               result.
 (b) guidist   ServerProcess + WorkerPool.launch(2) + Client.submit_many, journal off; and journal
-              on as soon as guidist.core.store exists (picked up automatically). Timed from just
+              on as soon as guidist.core.backends.memory.journal exists (picked up automatically). Timed from just
               before the first submit until the server stored the last result: that moment is
               the server's own ``finished`` stamp of the last task (``results_since``), so the
               20 ms completion poll adds nothing to the figure.

@@ -7,7 +7,6 @@ process lists. Errors are one line on stderr and a non-zero exit, never a traceb
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -15,18 +14,22 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .core.backends.base import DEFAULTS
 from .core.client import Client, iter_tasks
 from .core.errors import GuidistError
+from .core.paths import default_journal_path, journal_dir
 from .core.protocol import Snapshot, TaskState
+from .core.rows import RowError, iter_file_rows
 from .core.security import generate_key, is_loopback, parse_address, to_bytes
 from .core.tasks import as_args, check_task_name, parse_range, parse_value
+from .core.urls import REDIS_URL_ENV, redact_url, resolve_url
 
 KEY_ENV = "GUIDIST_AUTHKEY"
-REDIS_ENV = "GUIDIST_REDIS_URL"  # the Redis URL (and password) stays out of process lists
+REDIS_ENV = REDIS_URL_ENV  # the Redis URL (and password) stays out of process lists
 EXIT_USAGE = 2
 
 
@@ -75,8 +78,6 @@ def status_line(snap: Snapshot) -> str:
 
 def _redis_url(value: str | None) -> str:
     """A Redis URL from the option, else from $GUIDIST_REDIS_URL; CliError if there is none."""
-    from .core.redis_backend import resolve_url
-
     try:
         return resolve_url(value or None)
     except ValueError as exc:
@@ -111,8 +112,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     shown_host = host if not host.startswith("0.0.0.0") else _reachable_host()
     where = ""
     if backend:
-        from .core.redis_backend import redact_url
-
         where = f" (state in Redis at {redact_url(backend)})"
     elif journal:
         where = f" (journal {journal})"
@@ -144,22 +143,6 @@ def _reachable_host() -> str:
 
     addrs = reachable_addresses()
     return addrs[0] if addrs else "THIS-MACHINE"
-
-
-def journal_dir() -> Path:
-    """The per-user folder that holds the default journals."""
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("guidist", appauthor=False))
-
-
-def default_journal_path(name: str = "window") -> Path:
-    """The default journal of one server: "window", or "serve-PORT" for ``guidist serve``.
-
-    One file per server, so the window and a headless server (or two on different ports) never
-    share one; restarting on the same port finds its own journal again.
-    """
-    return journal_dir() / f"{name}.sqlite"
 
 
 def _journal_arg(args: argparse.Namespace) -> Path:
@@ -200,48 +183,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = Worker(config)
     worker.install_signal_handlers()
     if redis_url is not None:
-        from .core.redis_backend import redact_url
-
         target = redact_url(redis_url)
     else:
         target = args.connect
     logging.getLogger("guidist").info("worker %s connecting to %s", worker.name, target)
     return worker.run()
-
-
-def _tasks_from_file(path: str) -> Iterator[tuple[tuple, dict | None]]:
-    """Yield (args, kwargs) from a JSON-lines or CSV file; errors name the line."""
-    p = Path(path)
-    try:
-        handle = p.open(encoding="utf-8", newline="")
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        if p.suffix.lower() == ".csv":
-            for lineno, row in enumerate(csv.reader(handle), 1):
-                if not row or all(not c.strip() for c in row):
-                    continue
-                try:
-                    yield tuple(parse_value(c) for c in row), None
-                except ValueError as exc:
-                    raise CliError(f"{path}:{lineno}: {exc}") from None
-            return
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CliError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-            if isinstance(value, dict) and ("args" in value or "kwargs" in value):
-                args = value.get("args", [])
-                kwargs = value.get("kwargs")
-                if not isinstance(args, list) or not (kwargs is None or isinstance(kwargs, dict)):
-                    raise CliError(f"{path}:{lineno}: 'args' must be a list and 'kwargs' an "
-                                   "object")
-                yield tuple(args), kwargs
-            else:
-                yield as_args(value), None
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -266,8 +212,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
         groups = {None: [arg] * args.count}
     else:
         groups = {}
-        for a, kw in _tasks_from_file(args.file):
-            groups.setdefault(json.dumps(kw, sort_keys=True) if kw else None, []).append(a)
+        try:
+            for a, kw in iter_file_rows(args.file):
+                groups.setdefault(json.dumps(kw, sort_keys=True) if kw else None, []).append(a)
+        except RowError as exc:
+            raise CliError(str(exc)) from None
     client = _client(args)
     total = 0
     for kw_key, arg_list in groups.items():
@@ -299,7 +248,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the ledger (or part of it) as CSV or JSON lines, from a journal or a live server."""
-    from .core.store import iter_ledger, write_export
+    from .core.backends.memory.journal import iter_ledger, write_export
 
     fmt = args.format or ("csv" if (args.output or "").lower().endswith(".csv") else "jsonl")
     states = args.state or None
@@ -323,7 +272,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Delete old finished tasks from a journal's ledger (failures are kept longer)."""
-    from .core.store import prune_journal
+    from .core.backends.memory.journal import prune_journal
 
     path = _journal_arg(args)
     day = 86400.0
@@ -376,9 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key(serve)
     serve.add_argument("--insecure", action="store_true",
                        help="accept a weak key on a non-loopback address")
-    serve.add_argument("--lease-timeout", type=float, default=30.0,
+    serve.add_argument("--lease-timeout", type=float, default=DEFAULTS.lease_timeout,
                        help="seconds without a heartbeat before a worker's tasks are requeued")
-    serve.add_argument("--max-attempts", type=int, default=3,
+    serve.add_argument("--max-attempts", type=int, default=DEFAULTS.max_attempts,
                        help="lease expiries before a task is dead")
     serve.add_argument("--journal", help="SQLite journal file (default: per-user data dir)")
     serve.add_argument("--no-journal", action="store_true", help="keep state in memory only")

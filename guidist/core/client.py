@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from multiprocessing import AuthenticationError, managers
 from typing import Any, overload
 
 from . import transport
-from .errors import AuthenticationFailed, NotAGuidistServer, RemoteError, ServerUnavailable
+from .connection import Connection, ManagerConnection
+from .errors import RemoteError
 from .payload import MAX_PAYLOAD, mib, pack_batches
 from .protocol import Job, Snapshot, Task, TaskPage, TaskState, WorkerInfo
-from .security import to_bytes
-from .server import QueueManager
+from .security import parse_address
+from .urls import is_redis_url
 
 log = logging.getLogger(__name__)
 
 #: Tasks per submit round trip: big enough to amortise the call, small enough to show progress.
 SUBMIT_CHUNK = 20_000
-_CONNECTION_ERRORS = (ConnectionError, EOFError, OSError)
 
 
 class TaskIds(Sequence[int]):
@@ -61,40 +59,6 @@ class TaskIds(Sequence[int]):
         return f"TaskIds({self.ranges!r})"
 
 
-def _cached_connection(proxy: Any) -> Any:
-    """The socket multiprocessing caches for proxy's server address in this thread, if any."""
-    tls = getattr(proxy, "_tls", None)
-    return getattr(tls, "connection", None) if tls is not None else None
-
-
-def _connection_is_stale(proxy: Any) -> bool:
-    """True when the cached socket was closed by the server (idle and readable means EOF)."""
-    conn = _cached_connection(proxy)
-    if conn is None:
-        return False
-    try:
-        return bool(conn.poll(0))
-    except (OSError, EOFError, ValueError):
-        return True
-
-
-def _drop_stale_connection(proxy: Any, only_if_stale: bool) -> None:
-    """Close and forget this thread's cached socket so the next proxy call reconnects."""
-    if proxy is None or (only_if_stale and not _connection_is_stale(proxy)):
-        return
-    conn = _cached_connection(proxy)
-    if conn is None:
-        return
-    try:
-        conn.close()
-    except OSError:
-        pass
-    try:
-        del proxy._tls.connection
-    except AttributeError:
-        pass
-
-
 def iter_tasks(client: Any, state: TaskState | str | None = None, search: str | None = None,
                page: int = 5000) -> Iterator[Task]:
     """Every task a server lists (what it holds in memory), page by page, for exports.
@@ -109,87 +73,67 @@ def iter_tasks(client: Any, state: TaskState | str | None = None, search: str | 
             return
 
 
-def describe_address(address: tuple[str, int]) -> str:
-    """"host:port" for messages."""
-    return f"{address[0]}:{address[1]}"
-
-
 class Client:
-    """A connection to a guidist server, or to a classic tutorial master (kind == "classic").
+    """The one object the window, the CLI, workers and scripts use to talk to a broker.
 
-    Thread use: each thread gets its own socket (multiprocessing proxies are per thread), and
-    a lost connection is re-opened on the next call, so a monitor survives a server restart.
+    It speaks through a Connection: a manager socket to a guidist server or a tutorial master
+    (``Client((host, port), key)``), or Redis directly (``Client.redis(url)``). Either way the
+    calls are the same, so callers never ask which backend they hold.
     """
 
-    def __init__(self, address: tuple[str, int], authkey: str | bytes,
+    def __init__(self, target: tuple[str, int] | Connection, authkey: str | bytes = b"",
                  connect_timeout: float = transport.CONNECT_TIMEOUT,
                  max_payload: int = MAX_PAYLOAD) -> None:
-        self.address = (address[0], int(address[1]))
-        self.max_payload = max_payload
-        self._authkey = to_bytes(authkey)
-        self._connect_timeout = connect_timeout
-        self._lock = threading.Lock()
-        self._manager: QueueManager | None = None
-        self._broker: Any = None
-        self._task_q: Any = None
-        self._result_q: Any = None
-        self.kind: str | None = None
+        if isinstance(target, (tuple, list)):
+            self.connection: Connection = ManagerConnection(
+                (target[0], int(target[1])), authkey, connect_timeout, max_payload)
+        else:
+            self.connection = target
         self._job_ids: dict[str, int] = {}  # job names this client opened -> their ids
+
+    @classmethod
+    def redis(cls, url: str | None = None, **broker_options: Any) -> Client:
+        """A Client straight to a Redis deployment (URL, else $GUIDIST_REDIS_URL)."""
+        from .backends.redis.connection import (
+            RedisConnection,  # needs the redis package
+        )
+
+        return cls(RedisConnection(url, **broker_options))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of the server or Redis, for messages and instructions."""
+        return self.connection.address
+
+    @property
+    def where(self) -> str:
+        """The target as shown to people (a Redis URL without its password)."""
+        return self.connection.where
+
+    @property
+    def kind(self) -> str | None:
+        """"guidist", "classic" (a tutorial master), or None before connecting."""
+        return self.connection.kind
+
+    @property
+    def max_payload(self) -> int:
+        """Largest task argument list or result the broker accepts, in bytes."""
+        return self.connection.max_payload
 
     # ------------------------------------------------------------------ connection
 
     def connect(self) -> Client:
         """Connect now (calls connect lazily anyway); raises a GuidistError that says what to do."""
-        with self._lock:
-            if self._manager is not None:
-                return self
-            where = describe_address(self.address)
-            manager = QueueManager(address=self.address, authkey=self._authkey,
-                                   serializer=transport.SERIALIZER)
-            try:
-                manager.connect()
-            except AuthenticationError:
-                raise AuthenticationFailed(
-                    f"The server at {where} rejected the key: use the key it was started with "
-                    "(--authkey or the GUIDIST_AUTHKEY environment variable).") from None
-            except ConnectionRefusedError:
-                raise ServerUnavailable(
-                    f"Nothing is listening at {where}: start it with 'guidist serve' (or the "
-                    "window), or check the host and port.") from None
-            except socket.gaierror as exc:
-                raise ServerUnavailable(f"Cannot resolve {self.address[0]!r}: {exc.strerror}. "
-                                        "Check the host name.") from None
-            except (TimeoutError, socket.timeout):
-                raise ServerUnavailable(
-                    f"No answer from {where} within {self._connect_timeout:.0f} s: check the "
-                    "address and that a firewall lets the port through.") from None
-            except _CONNECTION_ERRORS as exc:
-                raise ServerUnavailable(f"Cannot connect to {where}: {exc}.") from None
-            try:
-                self._broker = manager.get_broker()
-                self.kind = "guidist"
-            except managers.RemoteError:
-                # An unmodified tutorial master: it only knows the two classic queues.
-                self._task_q = manager.get_task_queue()
-                self._result_q = manager.get_result_queue()
-                self.kind = "classic"
-            except _CONNECTION_ERRORS as exc:
-                raise ServerUnavailable(f"The connection to {where} broke: {exc}.") from None
-            self._manager = manager
-            # Another Client in this thread may have left a socket to a server that has since
-            # restarted in the cache our new proxies share; never send on that one.
-            _drop_stale_connection(self._broker or self._task_q, only_if_stale=True)
-            return self
+        self.connection.open()
+        return self
 
     def close(self) -> None:
         """Forget the connection; the next call connects again."""
-        with self._lock:
-            self._manager = self._broker = self._task_q = self._result_q = None
+        self.connection.close()
 
-    def _reset(self) -> None:
-        """After a connection error: drop this thread's cached socket too, then forget."""
-        _drop_stale_connection(self._broker or self._task_q, only_if_stale=False)
-        self.close()
+    def shutdown(self) -> None:
+        """Release the connection for good (a Redis connection also ends its listener)."""
+        self.connection.shutdown()
 
     def __enter__(self) -> Client:
         return self.connect()
@@ -198,31 +142,8 @@ class Client:
         self.close()
 
     def call(self, method: str, *args: Any) -> Any:
-        """Call a broker method on the server; translates transport failures."""
-        self.connect()
-        if self.kind != "guidist":
-            raise NotAGuidistServer(
-                f"{describe_address(self.address)} is a classic tutorial master: it has only "
-                f"a task queue and a result queue, so '{method}' is not available there.")
-        if _connection_is_stale(self._broker):
-            # The server closed our socket (it restarted, or dropped us): proxies to the old
-            # process are useless, so connect afresh before sending anything.
-            self._reset()
-            self.connect()
-        try:
-            return getattr(self._broker, method)(*args)
-        except managers.RemoteError as exc:
-            raise RemoteError(f"The server failed on {method}: {exc}") from None
-        except _CONNECTION_ERRORS as exc:
-            self._reset()
-            raise ServerUnavailable(
-                f"Lost the connection to {describe_address(self.address)} ({type(exc).__name__}"
-                "); it will be retried on the next call.") from None
-        except Exception as exc:
-            # The broker raised (bad arguments, unknown state...): the manager re-raises the
-            # server's exception as is; give callers one type with the server's explanation.
-            raise RemoteError(f"The server refused {method}: {type(exc).__name__}: {exc}") \
-                from None
+        """Call a broker method; transport failures become GuidistErrors."""
+        return self.connection.call(method, *args)
 
     # ------------------------------------------------------------------ submitting
 
@@ -276,8 +197,10 @@ class Client:
     def _send_batch(self, function: str, batch: list[tuple], kwargs: dict | None,
                     offset: int, job: int | None = None) -> list[range]:
         if self.kind == "classic":
+            conn = self.connection
+            put = conn.task_queue().put
             for args in batch:
-                self._classic(self._task_q.put, args[0] if len(args) == 1 else args)
+                conn.guard(put, args[0] if len(args) == 1 else args)
             return []
 
         def too_big(i: int, size: int) -> str:
@@ -291,24 +214,15 @@ class Client:
             out.append(range(first, first + n))
         return out
 
-    def _classic(self, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except _CONNECTION_ERRORS as exc:
-            self._reset()
-            raise ServerUnavailable(f"Lost the connection to {describe_address(self.address)}: "
-                                    f"{exc}") from None
-
     # ------------------------------------------------------------------ monitoring
 
     def snapshot(self, series_since: int = 0, events_since: int = 0) -> Snapshot:
         """Counts, workers, series points and events after the given cursors, in one call."""
         self.connect()
         if self.kind == "classic":
-            import time
-
-            queued = self._classic(self._task_q.qsize)
-            waiting = self._classic(self._result_q.qsize)
+            conn = self.connection
+            queued = conn.guard(conn.task_queue().qsize)
+            waiting = conn.guard(conn.result_queue().qsize)
             return Snapshot(time=time.time(), counts={"queued": queued}, submitted=0,
                             requeued=0, paused=False, throughput=0.0, kind="classic",
                             extra={"results_waiting": waiting})
@@ -351,8 +265,6 @@ class Client:
 
     def wait_idle(self, timeout: float = 60.0, poll: float = 0.05) -> Snapshot:
         """Block until nothing is queued or running (for scripts and tests)."""
-        import time
-
         deadline = time.monotonic() + timeout
         while True:
             snap = self.snapshot()
@@ -399,8 +311,13 @@ class Client:
 
     def classic_result(self, timeout: float | None = None) -> Any:
         """Read one string from the classic result queue (what a tutorial master would)."""
-        self.connect()
-        if self._result_q is None:
-            assert self._manager is not None
-            self._result_q = self._manager.get_result_queue()
-        return self._classic(self._result_q.get, True, timeout)
+        conn = self.connection
+        return conn.guard(conn.result_queue().get, True, timeout)
+
+
+def open_client(target: str | tuple[str, int], authkey: str | bytes = b"") -> Client:
+    """A Client for "host:port", a (host, port) pair, or a redis:// URL (not yet connected)."""
+    if isinstance(target, str) and is_redis_url(target):
+        return Client.redis(target)
+    address = parse_address(target) if isinstance(target, str) else target
+    return Client(address, authkey)

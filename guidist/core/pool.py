@@ -14,11 +14,11 @@ import subprocess
 import sys
 import threading
 import time
-
-import psutil
 from collections import deque
 from dataclasses import dataclass, field
 from typing import IO
+
+import psutil
 
 from .security import to_bytes
 
@@ -110,7 +110,8 @@ class WorkerPool:
         else:
             host, port = self.address
             target = ["--connect", f"{host}:{port}"]
-        cmd = [sys.executable, "-m", "guidist", "worker", *target, "--name", name, "--exit-with-parent",
+        cmd = [sys.executable, "-m", "guidist", "worker", *target, "--name", name,
+               "--exit-with-parent",
                "--give-up-after", str(self._give_up_after)]
         if self._prefetch:
             cmd += ["--prefetch", str(self._prefetch)]

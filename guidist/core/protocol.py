@@ -6,6 +6,7 @@ connection and can be handed from a worker thread to the GUI thread without copy
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -24,6 +25,42 @@ SERIES_FIELDS: tuple[str, ...] = (
 
 #: Name of the task a bare payload runs with (the tutorial's worker squares integers).
 DEFAULT_TASK = "square"
+
+# Commands a broker returns to workers from heartbeat() and exchange().
+CMD_OK, CMD_STOP, CMD_UNKNOWN = "ok", "stop", "unknown"
+
+#: A claimed group: (function, kwargs, ids, args_list) — one per run of same-function tasks.
+ClaimGroup = tuple[str, "dict | None", list[int], list[tuple]]
+#: A reported result: (task_id, ok, value, started, runtime) where value is the result or the
+#: error text, started the wall-clock time the worker began executing the task and runtime the
+#: seconds it ran on the worker's monotonic clock. Tutorial workers cannot measure, so
+#: (task_id, ok, value) is accepted too, and None for either time means "not measured".
+ResultItem = tuple
+
+#: Seconds of the per-second series that the snapshot's throughput averages over.
+THROUGHPUT_WINDOW = 10
+
+
+def classic_prefix(function: str, args: tuple) -> str | None:
+    """The tutorial's ``'n * n = '`` prefix for a square task on an int; None for other tasks."""
+    if function == DEFAULT_TASK and len(args) == 1 and type(args[0]) is int:
+        n = args[0]
+        return "%d * %d = " % (n, n)
+    return None
+
+
+def classic_result_text(function: str, args: tuple, value: Any) -> Any:
+    """Format a result the way the tutorial's worker does (``'%d * %d = %d'``) for square."""
+    prefix = classic_prefix(function, args)
+    if prefix is not None and isinstance(value, int):
+        return f"{prefix}{value}"
+    return value
+
+
+def throughput(points: list[tuple] | tuple[tuple, ...]) -> float:
+    """Finished tasks per second over the newest THROUGHPUT_WINDOW series points (any order)."""
+    recent = points[:THROUGHPUT_WINDOW]
+    return sum(p[2] + p[3] for p in recent) / THROUGHPUT_WINDOW if recent else 0.0
 
 
 class TaskState(str, Enum):
@@ -85,6 +122,21 @@ class Task:
         if self.started is None or not self.submitted:
             return None
         return max(0.0, self.started - self.submitted)
+
+
+def check_job_name(name: str) -> str:
+    """A job name as given, stripped; raises ValueError for one no lookup could tell apart."""
+    name = str(name).strip()
+    if not name or len(name) > 200 or name.startswith("#"):
+        raise ValueError("a job name is 1 to 200 characters and does not start with '#'")
+    return name
+
+
+def auto_job_name(function: str, when: float) -> str:
+    """The name of a job nobody named: its function and when it was made (local time)."""
+    short = function.rsplit(":", 1)[-1].split("#", 1)[0].rsplit(".", 1)[-1] or "job"
+    return f"{short}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+
 
 
 #: The per-state counts a job keeps, in the order they are shown.

@@ -1,8 +1,8 @@
-"""The queue server: manager registrations, serve(), and ServerProcess (spawn context).
+"""The queue server: the classic queue facade, serve(), and ServerProcess (spawn context).
 
 The registered callables are module-level functions returning module-level singletons that
 ``serve`` sets up, so the server behaves the same under ``spawn`` on Linux, macOS and Windows
-(the tutorial's lambdas do not pickle there).
+(the tutorial's lambdas do not pickle there). The names themselves live in ``manager``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from multiprocessing import connection, managers
 from typing import Any
 
 from . import payload, transport
-from .broker import Broker
+from .backends.base import DEFAULTS, BrokerOptions, ServedBackend
+from .backends.factory import open_backend
 from .errors import (
     AddressUnavailable,
     GuidistError,
@@ -29,26 +30,16 @@ from .errors import (
     PortInUse,
     ServerUnavailable,
 )
-from .protocol import DEFAULT_TASK
+from .manager import REGISTERED, QueueManager
 from .security import check_key, to_bytes
+from .urls import redact_url
 
 log = logging.getLogger(__name__)
-
-#: Methods of the broker a connected client may call.
-BROKER_EXPOSED = (
-    "submit", "register_worker", "heartbeat", "unregister_worker", "release", "request_stop",
-    "forget_offline", "workers", "claim", "complete", "exchange", "reap", "pause", "resume",
-    "cancel", "purge", "retry", "retry_all", "snapshot", "get_task", "list_tasks",
-    "results_since", "events", "open_job", "job", "jobs", "cancel_job", "retry_job",
-)
-#: The methods of queue.Queue that tutorial scripts use.
-QUEUE_EXPOSED = ("get", "get_nowait", "put", "put_nowait", "qsize", "empty", "full")
-
 
 class ClassicTaskQueue:
     """What ``get_task_queue()`` returns: the tutorial's task queue, backed by the broker."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: ServedBackend) -> None:
         self._broker = broker
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -83,7 +74,7 @@ class ClassicTaskQueue:
 class ClassicResultQueue:
     """What ``get_result_queue()`` returns: results of classic tasks, as strings."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: ServedBackend) -> None:
         self._broker = broker
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -123,12 +114,12 @@ def connection_key() -> str:
     return getattr(_CONNECTION, "key", "local")
 
 
-_BROKER: Broker | None = None
+_BROKER: ServedBackend | None = None
 _TASK_QUEUE: ClassicTaskQueue | None = None
 _RESULT_QUEUE: ClassicResultQueue | None = None
 
 
-def get_broker() -> Broker | None:
+def get_broker() -> ServedBackend | None:
     """Registered as ``get_broker``: guidist's own, batched API."""
     return _BROKER
 
@@ -143,13 +134,13 @@ def get_result_queue() -> ClassicResultQueue | None:
     return _RESULT_QUEUE
 
 
-class QueueManager(managers.BaseManager):
-    """The manager class shared by server and clients; same names as the tutorial's."""
+class ServingManager(QueueManager):
+    """QueueManager's names bound to the callables that serve them (server side only)."""
 
 
-QueueManager.register("get_task_queue", callable=get_task_queue, exposed=QUEUE_EXPOSED)
-QueueManager.register("get_result_queue", callable=get_result_queue, exposed=QUEUE_EXPOSED)
-QueueManager.register("get_broker", callable=get_broker, exposed=BROKER_EXPOSED)
+for _name, _callable in {"get_task_queue": get_task_queue, "get_result_queue": get_result_queue,
+                         "get_broker": get_broker}.items():
+    ServingManager.register(_name, callable=_callable, exposed=REGISTERED[_name])
 
 
 class GuidistServer(managers.Server):
@@ -157,6 +148,10 @@ class GuidistServer(managers.Server):
 
     handshake_timeout = 10.0
     max_message = payload.backstop()
+    # Set by managers.Server.__init__ and serve(); declared because the stdlib is untyped here.
+    listener: Any
+    authkey: bytes
+    stop_event: threading.Event
 
     def __init__(self, *args: Any, on_disconnect: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -211,12 +206,12 @@ class GuidistServer(managers.Server):
                 raise ValueError(f"{funcname!r} unrecognized")
             func = getattr(self, funcname)
         except Exception:
-            msg = ("#TRACEBACK", managers.format_exc())
+            msg = ("#TRACEBACK", managers.format_exc())  # type: ignore[attr-defined]
         else:
             try:
                 msg = ("#RETURN", func(c, *args, **kwds))
             except Exception:
-                msg = ("#TRACEBACK", managers.format_exc())
+                msg = ("#TRACEBACK", managers.format_exc())  # type: ignore[attr-defined]
         try:
             c.send(msg)
         except Exception:
@@ -282,34 +277,25 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 0
     authkey: bytes = b""
-    lease_timeout: float = 30.0
-    max_attempts: int = 3
-    default_task: str = DEFAULT_TASK
-    keep_done: int = 20_000
-    keep_failed: int = 50_000
+    lease_timeout: float = DEFAULTS.lease_timeout
+    max_attempts: int = DEFAULTS.max_attempts
+    default_task: str = DEFAULTS.default_task
+    keep_done: int = DEFAULTS.keep_done
+    keep_failed: int = DEFAULTS.keep_failed
     handshake_timeout: float = 10.0
     reap_interval: float = 0.5
     journal: str | None = None  # path of the SQLite journal; None keeps state in memory only
-    max_payload: int = payload.MAX_PAYLOAD  # largest task argument or result, in bytes
+    max_payload: int = DEFAULTS.max_payload  # largest task argument or result, in bytes
     backend: str | None = None  # redis://HOST:PORT/DB keeps the state in Redis (no journal)
     log_level: int = logging.WARNING
     extra: dict[str, Any] = field(default_factory=dict)
 
-
-def build_broker(config: ServerConfig) -> Broker:
-    """The broker for a config, with its journal (restored from disk when it exists)."""
-    kwargs = dict(lease_timeout=config.lease_timeout, max_attempts=config.max_attempts,
-                  default_task=config.default_task, keep_done=config.keep_done,
-                  keep_failed=config.keep_failed, max_payload=config.max_payload)
-    if config.backend:
-        from .redis_backend import RedisBroker  # same interface; Redis (AOF) is the journal
-
-        return RedisBroker(config.backend, **kwargs)  # type: ignore[return-value]
-    if config.journal:
-        from .store import open_journaled_broker
-
-        return open_journaled_broker(config.journal, **kwargs)
-    return Broker(**kwargs)
+    @property
+    def options(self) -> BrokerOptions:
+        """The broker settings in this config."""
+        return BrokerOptions(lease_timeout=self.lease_timeout, max_attempts=self.max_attempts,
+                             default_task=self.default_task, keep_done=self.keep_done,
+                             keep_failed=self.keep_failed, max_payload=self.max_payload)
 
 
 def serve(config: ServerConfig, ready: Any = None, control: Any = None) -> None:
@@ -318,10 +304,11 @@ def serve(config: ServerConfig, ready: Any = None, control: Any = None) -> None:
     logging.basicConfig(level=config.log_level,
                         format="%(asctime)s guidist-server %(levelname)s %(message)s")
     try:
-        broker = build_broker(config)
+        broker = open_backend(config.options, journal=config.journal, url=config.backend)
         _BROKER = broker
         _TASK_QUEUE, _RESULT_QUEUE = ClassicTaskQueue(broker), ClassicResultQueue(broker)
-        server = GuidistServer(QueueManager._registry, (config.host, config.port),
+        server = GuidistServer(ServingManager._registry,  # type: ignore[attr-defined]
+                               (config.host, config.port),
                                config.authkey, "pickle", on_disconnect=broker.connection_closed)
         server.handshake_timeout = config.handshake_timeout
         server.max_message = payload.backstop(config.max_payload)
@@ -371,7 +358,7 @@ def _wait_for_stop(control: Any, stop: threading.Event) -> None:
             return
 
 
-def _reap_loop(broker: Broker, server: GuidistServer, stop: threading.Event,
+def _reap_loop(broker: ServedBackend, server: GuidistServer, stop: threading.Event,
                interval: float) -> None:
     while not stop.wait(interval):
         for step in (broker.reap, server.expire_handshakes):
@@ -499,7 +486,5 @@ class ServerProcess:
         d = asdict(self.config)
         d.pop("authkey", None)
         if d.get("backend"):
-            from .redis_backend import redact_url
-
             d["backend"] = redact_url(d["backend"])  # the URL may carry the Redis password
         return d

@@ -121,7 +121,8 @@ def parse_value(text: str) -> Any:
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        if text.replace("_", "").replace("-", "").replace(".", "").isalnum() and not text[0].isdigit():
+        bare = text.replace("_", "").replace("-", "").replace(".", "")
+        if bare.isalnum() and not text[0].isdigit():
             return text  # a bare word such as hello: treat it as a string
         raise ValueError(f"not a Python literal: {text!r}") from None
 

@@ -111,4 +111,6 @@ def nodelay_client(address: Any, family: str | None = None,
     return conn
 
 
-managers.listener_client.setdefault(SERIALIZER, (connection.Listener, nodelay_client))
+# listener_client is the stdlib's untyped registry of serializers.
+managers.listener_client.setdefault(  # type: ignore[attr-defined]
+    SERIALIZER, (connection.Listener, nodelay_client))

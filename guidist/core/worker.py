@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .broker import CMD_STOP, CMD_UNKNOWN, classic_result_text
+from .backends.base import DEFAULTS
 from .client import Client
 from .errors import AuthenticationFailed, GuidistError, RemoteError, ServerUnavailable
 from .executors import Executor, ProcessExecutor, default_concurrency, make_executor
 from .payload import MAX_PAYLOAD, mib, pack
-from .protocol import DEFAULT_TASK
+from .protocol import CMD_STOP, CMD_UNKNOWN, DEFAULT_TASK, classic_result_text
 from .tasks import TaskNotFound, resolve
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Worker:
         self._client = self._new_client()
         self._id: str | None = None
         self._current: int | None = None
-        self._pending: list[tuple[int, bool, Any]] = []  # results not yet accepted by a server
+        self._pending: list[tuple] = []  # ResultItems not yet accepted by a server
         self._functions: dict[str, Callable[..., Any]] = {}
         self._batch = 8
         self._heartbeat_s = config.heartbeat_s
@@ -226,9 +226,7 @@ class Worker:
     def _new_client(self) -> Client:
         """A connection to the server, or straight to Redis when redis_url is set."""
         if self.config.redis_url:
-            from .redis_backend import RedisClient
-
-            return RedisClient(self.config.redis_url)
+            return Client.redis(self.config.redis_url)
         return Client(self.config.address, self.config.authkey)
 
     def _register(self) -> None:
@@ -237,7 +235,7 @@ class Worker:
                                   list(self.config.functions) or None)
         self._id = reply["id"]
         self._max_payload = int(reply.get("max_payload", MAX_PAYLOAD))
-        lease = float(reply.get("lease_timeout", 30.0))
+        lease = float(reply.get("lease_timeout", DEFAULTS.lease_timeout))
         self._heartbeat_s = max(0.05, min(self.config.heartbeat_s, lease / 4))
         log.info("registered as %s (lease %.1f s, heartbeat %.2f s)", self._id, lease,
                  self._heartbeat_s)
@@ -395,9 +393,8 @@ class Worker:
         """Serve an unmodified tutorial master: bare payloads in, formatted strings out."""
         log.info("the server has no guidist broker; working its two classic queues")
         fn = resolve(DEFAULT_TASK)
-        manager = self._client._manager
-        assert manager is not None
-        tasks, results = manager.get_task_queue(), manager.get_result_queue()
+        conn = self._client.connection
+        tasks, results = conn.task_queue(), conn.result_queue()
         while not self._stop.is_set():
             if self.config.max_tasks is not None and self.processed >= self.config.max_tasks:
                 break

@@ -23,10 +23,12 @@ from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from ..core.backends.base import DEFAULTS
 from ..core.security import generate_key
-from .controller import POLL_INTERVAL_MS, Controller
+from .controller import Controller
 from .dialogs import Preferences
 from .main_window import MainWindow
+from .state import POLL_INTERVAL_MS
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,9 @@ def app_icon() -> QIcon:
 
 
 def journal_available() -> bool:
-    """True once the core has its SQLite journal (guidist.core.store)."""
+    """True when this install has the SQLite journal (the window then journals by default)."""
     try:
-        return importlib.util.find_spec("guidist.core.store") is not None
+        return importlib.util.find_spec("guidist.core.backends.memory.journal") is not None
     except (ImportError, ValueError):
         return False
 
@@ -76,8 +78,8 @@ def load_preferences(settings: QSettings, args: argparse.Namespace) -> Preferenc
 
     available = journal_available()
     prefs = Preferences(
-        lease_timeout=value("server/lease_timeout", 30.0, float),
-        max_attempts=value("server/max_attempts", 3, int),
+        lease_timeout=value("server/lease_timeout", DEFAULTS.lease_timeout, float),
+        max_attempts=value("server/max_attempts", DEFAULTS.max_attempts, int),
         use_journal=value("server/use_journal", available, bool),
         journal_path=str(settings.value("server/journal_path", "") or ""),
         autostart=value("server/autostart", False, bool),
@@ -87,7 +89,7 @@ def load_preferences(settings: QSettings, args: argparse.Namespace) -> Preferenc
     if getattr(args, "max_attempts", None):
         prefs.max_attempts = int(args.max_attempts)
     if not prefs.journal_path and available:
-        from ..cli import default_journal_path
+        from ..core.paths import default_journal_path
 
         prefs.journal_path = str(default_journal_path())
     journal = getattr(args, "journal", None)

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.backends.base import DEFAULTS
 from ..core.netinfo import reachable_addresses
 from ..core.security import parse_address
 from .remote_script import (
@@ -346,8 +347,8 @@ class AttachDialog(QDialog):
 class Preferences:
     """Settings applied at the next server start."""
 
-    lease_timeout: float = 30.0
-    max_attempts: int = 3
+    lease_timeout: float = DEFAULTS.lease_timeout
+    max_attempts: int = DEFAULTS.max_attempts
     use_journal: bool = False
     journal_path: str = ""
     autostart: bool = False

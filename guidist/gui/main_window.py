@@ -24,18 +24,9 @@ from PySide6.QtWidgets import (
 from .. import __version__ as _version
 from ..core.executors import default_concurrency
 from ..core.protocol import Snapshot
-from ..core.redis_backend import redact_url
 from ..core.security import key_weakness
-from .controller import (
-    DEMO_PHASE_S,
-    Controller,
-    Mode,
-    Notice,
-    Phase,
-    ServerOptions,
-    Status,
-    SubmitOutcome,
-)
+from ..core.urls import redact_url
+from .controller import Controller
 from .dialogs import (
     AttachDialog,
     ConnectRemoteDialog,
@@ -43,9 +34,25 @@ from .dialogs import (
     PreferencesDialog,
     RedisWorkerDialog,
 )
-from .panels import EventLogDock, ServerBar, SubmitPanel, TasksPanel, TotalsPanel, WorkersPanel
+from .panels import (
+    EventLogDock,
+    ServerBar,
+    SubmitPanel,
+    TasksPanel,
+    TotalsPanel,
+    WorkersPanel,
+)
 from .plots import WINDOWS, LivePlots
 from .remote_script import is_loopback_literal
+from .state import (
+    DEMO_PHASE_S,
+    Mode,
+    Notice,
+    Phase,
+    ServerOptions,
+    Status,
+    SubmitOutcome,
+)
 from .style import fmt_int
 from .submission import SubmitJob
 from .widgets import Banner
@@ -457,8 +464,8 @@ class MainWindow(QMainWindow):
 
     def about(self) -> None:
         """Help → About."""
-        from PySide6 import __version__ as pyside_version
         import pyqtgraph
+        from PySide6 import __version__ as pyside_version
 
         QMessageBox.about(
             self, "About guidist",

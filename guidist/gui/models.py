@@ -12,10 +12,17 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QFont
 
-from ..core.protocol import Event, Task, TaskPage, WorkerInfo, WorkerState
+from ..core.protocol import Event, Task, WorkerInfo, WorkerState
+from .state import PageReply, PageRequest
 from .style import (
     EVENT_COLORS,
     STATE_COLORS,
@@ -191,26 +198,6 @@ class WorkersModel(_RowsModel):
 
 
 # ---------------------------------------------------------------------- tasks
-
-
-@dataclass(frozen=True)
-class PageRequest:
-    """Which page of which listing the model wants; ``generation`` orders refreshes."""
-
-    state: str | None
-    search: str | None
-    offset: int
-    limit: int
-    generation: int
-
-
-@dataclass(frozen=True)
-class PageReply:
-    """What came back for a PageRequest: a page, or an error sentence."""
-
-    request: PageRequest
-    page: TaskPage | None = None
-    error: str | None = None
 
 
 @dataclass

@@ -5,12 +5,14 @@ Qt-free, so the texts are tested (and the script is run against a real server) w
 
 from __future__ import annotations
 
-import shlex
 import ipaddress
 import json
+import shlex
+
+from ..core.urls import REDIS_URL_ENV as REDIS_ENV
+from ..core.urls import redact_url
 
 KEY_ENV = "GUIDIST_AUTHKEY"
-REDIS_ENV = "GUIDIST_REDIS_URL"
 
 _SCRIPT = '''\
 #!/usr/bin/env python3
@@ -89,8 +91,6 @@ def redis_worker_command(url: str, shown: bool = False, mode: str = "inline",
     """The line that starts a worker straight on a Redis deployment; with shown=True the URL
     has no credentials (for the screen), else it is complete (for the clipboard)."""
     if shown:
-        from ..core.redis_backend import redact_url
-
         url = redact_url(url)
     line = f"{REDIS_ENV}={shlex.quote(url)} guidist worker --redis"
     if mode and mode != "inline":

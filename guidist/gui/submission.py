@@ -6,8 +6,6 @@ thread iterates it lazily, so a million tasks are never held as one list in the 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import random
@@ -16,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.rows import RowError, iter_file_rows, iter_text_rows
 from ..core.tasks import as_args, check_task_name, parse_value
 
 MAX_TASKS = 10_000_000
@@ -276,53 +275,19 @@ def build_job(preset_key: str, *, mode: str, count: int, function: str = "", val
 
 
 def parse_rows(text: str, path: str | None = None) -> list[tuple[tuple, dict | None]]:
-    """One (args, kwargs) per non-empty line of pasted text or of a file.
+    """One (args, kwargs) per non-empty line of pasted text or of a file (``core.rows``'s rules).
 
-    A ``.csv`` file is read as CSV, every cell a Python literal. Otherwise each line is a JSON
-    value (a list gives several arguments; ``{"args": [...], "kwargs": {...}}`` gives both), or,
-    if it is not JSON, a CSV row of Python literals. Raises InputError naming the line.
+    Raises InputError naming the line, or when there are no rows at all.
     """
-    name = "line"
-    if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(FIELD_ROWS, f"Cannot read {path}: "
-                             f"{getattr(exc, 'strerror', None) or exc}.") from None
-        name = f"{Path(path).name} line"
-    rows: list[tuple[tuple, dict | None]] = []
-    if path is not None and path.lower().endswith(".csv"):
-        rows.extend(_csv_rows(text, name))
-        text = ""
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            rows.extend(_csv_rows(line, name, lineno))
-            continue
-        if isinstance(value, dict) and ("args" in value or "kwargs" in value):
-            args, kwargs = value.get("args", []), value.get("kwargs")
-            if not isinstance(args, list) or not (kwargs is None or isinstance(kwargs, dict)):
-                raise InputError(FIELD_ROWS, f"{name} {lineno}: 'args' must be a list and "
-                                 "'kwargs' an object.")
-            rows.append((tuple(args), kwargs or None))
-        else:
-            rows.append((as_args(value), None))
+    try:
+        rows = list(iter_file_rows(path) if path is not None else iter_text_rows(text))
+    except RowError as exc:
+        message = str(exc)
+        raise InputError(FIELD_ROWS, message if message.endswith(".") else message + ".") \
+            from None
     if not rows:
         raise InputError(FIELD_ROWS, "There are no tasks in the text: write one per line.")
     return rows
-
-
-def _csv_rows(text: str, name: str, first_line: int = 1) -> Iterator[tuple[tuple, None]]:
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), first_line):
-        if not row or all(not c.strip() for c in row):
-            continue
-        try:
-            yield tuple(parse_value(c) for c in row), None
-        except ValueError as exc:
-            raise InputError(FIELD_ROWS, f"{name} {lineno}: {exc}.") from None
 
 
 def _sentence(text: str) -> str:

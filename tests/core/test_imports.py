@@ -11,7 +11,7 @@ from tests.conftest import REPO
 CHECK = r"""
 import importlib, json, pkgutil, sys
 import guidist.core
-names = sorted(m.name for m in pkgutil.iter_modules(guidist.core.__path__, "guidist.core."))
+names = sorted(m.name for m in pkgutil.walk_packages(guidist.core.__path__, "guidist.core."))
 for name in names:
     importlib.import_module(name)
 import guidist.cli
@@ -26,5 +26,6 @@ def test_importing_the_core_loads_no_qt() -> None:
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert "guidist.core.broker" in report["modules"] and "guidist.core.server" in report["modules"]
+    assert "guidist.core.backends.memory.broker" in report["modules"]
+    assert "guidist.core.server" in report["modules"]
     assert report["qt"] == []

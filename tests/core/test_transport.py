@@ -11,7 +11,7 @@ from guidist.core.server import ServerProcess
 
 def test_client_connections_set_tcp_nodelay(server: ServerProcess, client: Client) -> None:
     client.snapshot()
-    conn = client._broker._tls.connection
+    conn = client.connection._broker._tls.connection
     s = socket.socket(fileno=conn.fileno())
     try:
         assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

@@ -70,20 +70,22 @@ class _FakeQueue:
         self.got.append(value)
 
 
-class _FakeManager:
+class _FakeConnection:
+    """Stands in for a tutorial master's manager connection: just its two queues."""
+
     def __init__(self, tasks: _FakeQueue, results: _FakeQueue) -> None:
         self.tasks, self.results = tasks, results
 
-    def get_task_queue(self) -> _FakeQueue:
+    def task_queue(self) -> _FakeQueue:
         return self.tasks
 
-    def get_result_queue(self) -> _FakeQueue:
+    def result_queue(self) -> _FakeQueue:
         return self.results
 
 
 def _classic_worker(tasks: _FakeQueue, results: _FakeQueue, **config: object) -> Worker:
     w = Worker(WorkerConfig(("127.0.0.1", 1), b"k" * 10, wait_s=0.01, **config))  # type: ignore
-    w._client._manager = _FakeManager(tasks, results)  # type: ignore[assignment]
+    w._client.connection = _FakeConnection(tasks, results)  # type: ignore[assignment]
     return w
 
 

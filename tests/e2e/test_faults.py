@@ -102,7 +102,7 @@ def test_a_huge_message_on_an_established_proxy_connection_is_refused(srv: Serve
     rss = psutil.Process(srv.pid).memory_info().rss
     c = Client(srv.address, TEST_KEY).connect()
     c.snapshot()  # the proxy's own connection is now in serve_client
-    conn = c._broker._tls.connection
+    conn = c.connection._broker._tls.connection
     os.write(conn.fileno(), struct.pack("!i", 0x7FFFFFF0) + b"x" * 100)
     time.sleep(0.3)
     assert psutil.Process(srv.pid).memory_info().rss < rss + 50 * 2**20
@@ -170,7 +170,7 @@ def test_remote_shutdown_through_the_manager_protocol_is_refused(srv: ServerProc
 
 def test_remote_shutdown_via_a_connected_manager_is_refused(srv: ServerProcess) -> None:
     """What a script would try: a connected BaseManager has no shutdown(), so it goes raw."""
-    from guidist.core.server import QueueManager
+    from guidist.core.manager import QueueManager
 
     assert srv.address is not None
     m = QueueManager(address=srv.address, authkey=TEST_KEY.encode())

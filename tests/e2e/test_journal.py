@@ -19,11 +19,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from guidist.core.backends.memory.journal import iter_ledger
 from guidist.core.client import Client
 from guidist.core.pool import WorkerPool
 from guidist.core.protocol import TaskState
 from guidist.core.server import ServerProcess
-from guidist.core.store import iter_ledger
 from tests.conftest import TEST_KEY, wait_for
 from tests.e2e.conftest import run_cli
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from guidist.core.backends.redis.broker import RedisBroker
 from guidist.core.client import Client
 from guidist.core.errors import AuthenticationFailed, ServerUnavailable
 from guidist.core.protocol import Task
-from guidist.core.redis_backend import RedisBroker, RedisClient
 from guidist.core.server import ServerProcess
 from tests.conftest import TEST_KEY, wait_for
 from tests.e2e.conftest import cli_env, output_of, run_cli, script_argv, worker_argv
@@ -110,7 +110,7 @@ def test_sigkilled_direct_worker_loses_nothing(redis_srv: RedisServer, direct_wo
                                                tmp_path: Path) -> None:
     """No server process at all: the surviving worker's claims reap the dead one's leases."""
     marker = tmp_path / "started"
-    client = RedisClient(redis_srv.url, lease_timeout=1.0, max_attempts=3).connect()
+    client = Client.redis(redis_srv.url, lease_timeout=1.0, max_attempts=3).connect()
     try:
         first, _ = client.call("submit", "tests.redis_fixtures:stall_once",
                                [(str(marker), 0)])
@@ -146,7 +146,7 @@ def test_redis_restart_with_aof_loses_nothing_acknowledged(direct_worker: Callab
     d = tmp_path / "aof"
     d.mkdir()
     redis = RedisServer(d, aof=True, password=PASSWORD).start()
-    client = RedisClient(redis.url, lease_timeout=10.0).connect()
+    client = Client.redis(redis.url, lease_timeout=10.0).connect()
     server = ServerProcess(authkey=TEST_KEY, backend=redis.url, lease_timeout=10.0)
     workers: list[subprocess.Popen] = []
     try:

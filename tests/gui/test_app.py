@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from guidist.core.client import Client
-from guidist.gui.app import app_icon, load_preferences
+from guidist.gui.app import app_icon, journal_available, load_preferences
 from guidist.gui.dialogs import AttachDialog, Preferences, PreferencesDialog
 
 from .conftest import WAIT_MS, window_args
@@ -15,6 +15,12 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_this_install_has_the_journal() -> None:
+    # The window journals by default only when this is true: a module move once made it
+    # false and every window silently ran without a journal.
+    assert journal_available()
 
 
 def test_port_and_key_on_the_command_line_start_that_server(qtbot, window_factory) -> None:

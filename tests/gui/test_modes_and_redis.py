@@ -16,10 +16,10 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QAbstractButton, QLabel, QLineEdit
 
 from guidist.core.executors import default_concurrency
-from guidist.gui.controller import Mode
 from guidist.gui.dialogs import AttachDialog, RedisWorkerDialog
 from guidist.gui.main_window import MainWindow
 from guidist.gui.models import WorkersModel
+from guidist.gui.state import Mode
 from guidist.gui.widgets import MASK, SecretUrlEdit
 
 from ..redis_fixtures import RedisServer, free_port, redis_available
@@ -225,7 +225,7 @@ def test_url_field_masks_the_password_until_edited(qtbot) -> None:
 
 
 def test_demo_alternates_a_cpu_and_an_io_phase() -> None:
-    from guidist.gui.controller import DEMO_PHASE_S, demo_phase
+    from guidist.gui.state import DEMO_PHASE_S, demo_phase
 
     assert [demo_phase(t * DEMO_PHASE_S + 1) for t in range(4)] == ["cpu", "io", "cpu", "io"]
 

@@ -84,7 +84,7 @@ def test_rows_from_files(tmp_path) -> None:
     assert parse_rows("", str(csv_file)) == [((1, 2), None), ((3, "x"), None)]
     jsonl = tmp_path / "tasks.jsonl"
     jsonl.write_text("[1]\n{bad\n")
-    with pytest.raises(InputError, match="tasks.jsonl line 2"):
+    with pytest.raises(InputError, match="tasks.jsonl:2: not JSON"):
         parse_rows("", str(jsonl))
     job = build_job("square", mode="rows", count=0, rows_path=str(csv_file))
     assert job.total is None and len(_args(job)[0][1]) == 2

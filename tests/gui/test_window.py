@@ -12,9 +12,9 @@ from PySide6.QtCore import QTimer
 
 from guidist.core.client import Client
 from guidist.core.protocol import TaskState, WorkerState
-from guidist.gui.controller import Mode, Phase
 from guidist.gui.main_window import MainWindow
 from guidist.gui.models import TasksModel, WorkersModel
+from guidist.gui.state import Mode, Phase
 
 from ..conftest import TEST_KEY
 from .conftest import WAIT_MS, launch_workers, start_server

@@ -22,12 +22,12 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.security import generate_key
-from ..controller import Mode, Phase, Status
+from ...core.urls import REDIS_URL_ENV, is_redis_url
+from ..state import Mode, Phase, Status
 from ..widgets import ErrorLabel, SecretUrlEdit, StatusLight
 
 LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"
-REDIS_URL_ENV = "GUIDIST_REDIS_URL"
 REDIS_PLACEHOLDER = "redis://:password@host:6379/0"
 BACKEND_EMBEDDED, BACKEND_REDIS = "embedded", "redis"
 
@@ -288,8 +288,6 @@ class ServerBar(QFrame):
             return
         backend = None
         if self.backend == BACKEND_REDIS:
-            from ...core.redis_backend import is_redis_url
-
             backend = self.redis_url()
             if not is_redis_url(backend):
                 self.show_error(f"Type the Redis URL: redis://HOST:PORT/DB, e.g. "

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..controller import SubmitOutcome, SubmitProgress
+from ..state import SubmitOutcome, SubmitProgress
 from ..style import fmt_int
 from ..submission import (
     FIELD_COUNT,

@@ -25,7 +25,6 @@ from ..models import WorkersModel
 from ..submission import PRESETS, worker_hint
 from ..widgets import ErrorLabel
 
-
 #: Worker execution modes (``guidist worker --mode``), with what each is for.
 WORKER_MODES: dict[str, str] = {
     "inline": "one task at a time in the worker: fastest for tiny tasks",

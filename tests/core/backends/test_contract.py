@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from guidist.core.broker import Broker
+from guidist.core.backends.memory.broker import Broker
 from guidist.core.protocol import SERIES_FIELDS, TaskState, WorkerState
 from tests.conftest import FakeClock
-from tests.redis_fixtures import RedisServer, needs_redis, shared_redis  # noqa: F401
+from tests.redis_fixtures import RedisServer, needs_redis
 
 LEASE = 10.0
 
@@ -44,7 +44,7 @@ def make(backend: str, clock: FakeClock,
         if backend == "memory":
             broker = Broker(clock=clock, **options)
         else:
-            from guidist.core.redis_backend import RedisBroker
+            from guidist.core.backends.redis.broker import RedisBroker
 
             assert shared_redis is not None
             ns = f"test-{uuid.uuid4().hex[:12]}"
@@ -647,7 +647,7 @@ def test_redis_claims_reap_when_no_server_runs(rbroker: Any, clock: FakeClock) -
 
 @redis_only
 def test_redis_settings_are_shared_by_the_deployment(rbroker: Any) -> None:
-    from guidist.core.redis_backend import RedisBroker
+    from guidist.core.backends.redis.broker import RedisBroker
 
     other = RedisBroker(rbroker._url, namespace=rbroker._prefix[:-1])
     try:
@@ -658,7 +658,7 @@ def test_redis_settings_are_shared_by_the_deployment(rbroker: Any) -> None:
 
 
 def test_redact_url_drops_credentials() -> None:
-    from guidist.core.redis_backend import redact_url, resolve_url
+    from guidist.core.urls import redact_url, resolve_url
 
     assert redact_url("redis://user:s3cret@db.example:6380/2") == "redis://db.example:6380/2"
     assert redact_url("redis://:s3cret@[::1]:6379/0") == "redis://[::1]:6379/0"

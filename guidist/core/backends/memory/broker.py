@@ -5,7 +5,7 @@ Design notes (why it looks the way it does):
 * Queued tasks are kept as the batches the client sent (``_Batch``: a first id plus the list of
   argument tuples), not as one object per task. That keeps a million queued tasks to roughly a
   hundred bytes each and lets ``claim`` hand out a slice per round trip.
-* A task gets a ``_Record`` only once it is claimed; finished records are kept in capped,
+* A task gets a ``Record`` only once it is claimed; finished records are kept in capped,
   insertion-ordered dicts per state, so memory stays bounded when millions of tasks pass.
 * Leases are per worker: one heartbeat renews every lease a worker holds, and the reaper
   requeues all of a silent worker's tasks at once. Constant work per task, no timers per task.
@@ -28,18 +28,28 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from .payload import MAX_PAYLOAD, unpack, unpack_submission
-from .protocol import (
-    DEFAULT_TASK,
+from ...payload import unpack, unpack_submission
+from ...protocol import (
+    CMD_OK,
+    CMD_STOP,
+    CMD_UNKNOWN,
+    THROUGHPUT_WINDOW,
+    ClaimGroup,
     Event,
     Job,
+    ResultItem,
     Snapshot,
     Task,
     TaskPage,
     TaskState,
     WorkerInfo,
     WorkerState,
+    auto_job_name,
+    check_job_name,
+    classic_result_text,
+    throughput,
 )
+from ..base import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -52,38 +62,29 @@ QUEUED, RUNNING, DONE, FAILED, DEAD, CANCELLED = (
     TaskState.CANCELLED,
 )
 _FINISHED_STATES = (DONE, FAILED, DEAD, CANCELLED)
-_HOLE = object()  # placeholder for a cancelled or finished item inside a queued batch
+HOLE = object()  # placeholder for a cancelled or finished item inside a queued batch
 _SERIES_SECONDS = 3600
 _MAX_SERIES_REPLY = 900
 _MAX_EVENTS_REPLY = 500
 _SEARCH_SCAN_LIMIT = 200_000
 _ERROR_TEXT_LIMIT = 16_000
 
-# Commands returned to workers by heartbeat() and exchange().
-CMD_OK, CMD_STOP, CMD_UNKNOWN = "ok", "stop", "unknown"
-
-#: A claimed group: (function, kwargs, ids, args_list) — one per run of same-function tasks.
-ClaimGroup = tuple[str, "dict | None", list[int], list[tuple]]
-#: A reported result: (task_id, ok, value, started, runtime) where value is the result or the
-#: error text, started the wall-clock time the worker began executing the task and runtime the
-#: seconds it ran on the worker's monotonic clock. Tutorial workers cannot measure, so
-#: (task_id, ok, value) is accepted too, and None for either time means "not measured".
-ResultItem = tuple
-
 
 class Journal(Protocol):
-    """What the broker tells a durable store; called under the broker lock, so it must only buffer."""
+    """What the broker tells a durable store; called under the broker lock, so it only buffers."""
 
     def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
                   when: float, classic: bool, job: int) -> None: ...
     def job(self, job: _Job) -> None: ...
     def claimed(self, ids: list[int], attempts: int) -> None: ...
-    def requeued(self, records: list[_Record]) -> None: ...
-    def done(self, records: list[_Record]) -> None: ...
-    def finished(self, records: list[_Record]) -> None: ...
+    def requeued(self, records: list[Record]) -> None: ...
+    def done(self, records: list[Record]) -> None: ...
+    def finished(self, records: list[Record]) -> None: ...
     def throttle(self) -> None: ...
     def checkpoint(self, state: dict[str, Any]) -> None: ...
     def cancelled_ids(self, ids: Iterable[int], when: float, by_job: dict[int, int]) -> None: ...
+    def attach(self, checkpoint: Callable[[], None]) -> None:
+        """Take the broker's checkpoint function, which the journal calls to compact itself."""
 
 
 class NullJournal:
@@ -96,6 +97,9 @@ class NullJournal:
 
     def throttle(self) -> None:
         """Never hold anyone back."""
+
+    def attach(self, checkpoint: Callable[[], None]) -> None:
+        """Nothing to compact."""
 
 
 class _Batch:
@@ -122,7 +126,7 @@ class _Batch:
         return len(self.items) - self.pos - self.holes
 
 
-class _Record:
+class Record:
     """A task that has been claimed at least once (or retried, or cancelled by id)."""
 
     __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
@@ -195,21 +199,6 @@ class _Job:
                    self.started, self.last, now, tuple((a, b) for a, b in self.ranges))
 
 
-def check_job_name(name: str) -> str:
-    """A job name as given, stripped; raises ValueError for one no lookup could tell apart."""
-    name = str(name).strip()
-    if not name or len(name) > 200 or name.startswith("#"):
-        raise ValueError("a job name is 1 to 200 characters and does not start with '#'")
-    return name
-
-
-def auto_job_name(function: str, when: float) -> str:
-    """The name of a job nobody named: its function and when it was made (local time)."""
-    short = function.rsplit(":", 1)[-1].split("#", 1)[0].rsplit(".", 1)[-1] or "job"
-    return f"{short}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
-
-
-
 class _Worker:
     """Server-side bookkeeping for one connected worker (guidist or classic)."""
 
@@ -224,7 +213,7 @@ class _Worker:
         self.joined = self.last_seen = now
         self.current_task: int | None = None
         self.done = self.failed = 0
-        self.leases: dict[int, _Record] = {}
+        self.leases: dict[int, Record] = {}
         self.state = WorkerState.IDLE
         self.stop = False
         self.functions: frozenset[str] | None = None  # None: claims every function
@@ -243,18 +232,9 @@ class _Worker:
                           tuple(sorted(self.functions)) if self.functions else ())
 
 
-def _live_row(r: _Record) -> tuple:
+def _live_row(r: Record) -> tuple:
     """A live task as the journal's checkpoint stores it."""
     return (r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.classic, r.job.id)
-
-
-def classic_result_text(function: str, args: tuple, value: Any) -> Any:
-    """Format a result the way the tutorial's worker does (``'%d * %d = %d'``) for square."""
-    if (function == "square" and len(args) == 1 and isinstance(args[0], int)
-            and isinstance(value, int)):
-        n = args[0]
-        return "%d * %d = %d" % (n, n, value)
-    return value
 
 
 class Broker:
@@ -263,17 +243,17 @@ class Broker:
     def __init__(
         self,
         *,
-        lease_timeout: float = 30.0,
-        max_attempts: int = 3,
-        default_task: str = DEFAULT_TASK,
-        keep_done: int = 20_000,
-        keep_failed: int = 50_000,
-        keep_cancelled: int = 10_000,
-        keep_jobs: int = 1000,
+        lease_timeout: float = DEFAULTS.lease_timeout,
+        max_attempts: int = DEFAULTS.max_attempts,
+        default_task: str = DEFAULTS.default_task,
+        keep_done: int = DEFAULTS.keep_done,
+        keep_failed: int = DEFAULTS.keep_failed,
+        keep_cancelled: int = DEFAULTS.keep_cancelled,
+        keep_jobs: int = DEFAULTS.keep_jobs,
         clock: Callable[[], float] = time.time,
         journal: Journal | None = None,
         first_id: int = 1,
-        max_payload: int = MAX_PAYLOAD,
+        max_payload: int = DEFAULTS.max_payload,
     ) -> None:
         self.max_payload = max_payload
         self.lease_timeout = lease_timeout
@@ -283,19 +263,20 @@ class Broker:
                       CANCELLED: keep_cancelled}
         self._clock = clock
         self._journal: Journal = journal or NullJournal()
+        self._journal.attach(self.journal_checkpoint)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._next_id = first_id
-        self._lanes: dict[str, deque] = {}  # function -> deque of _Batch | _Record
+        self._lanes: dict[str, deque] = {}  # function -> deque of _Batch | Record
         self._batches: list[_Batch] = []  # every batch still holding items, by first_id
         self._batch_starts: list[int] = []
-        self._lane_records: dict[int, _Record] = {}  # queued records (requeued or retried)
-        self._running: dict[int, _Record] = {}
+        self._lane_records: dict[int, Record] = {}  # queued records (requeued or retried)
+        self._running: dict[int, Record] = {}
         # OrderedDict, not dict: dropping the oldest of a dict that is appended to and trimmed
         # at the front scans the dummies left by deletions (measured ~10 µs per task at 20k).
-        self._finished: dict[TaskState, OrderedDict[int, _Record]] = {
+        self._finished: dict[TaskState, OrderedDict[int, Record]] = {
             s: OrderedDict() for s in _FINISHED_STATES}
-        self._recent: deque[_Record] = deque(maxlen=max(keep_done, 1000))
+        self._recent: deque[Record] = deque(maxlen=max(keep_done, 1000))
         self._result_seq = 0  # results ever finished; the last one in _recent has this number
         self._workers: dict[str, _Worker] = {}
         self._worker_seq = itertools.count(1)
@@ -379,18 +360,18 @@ class Broker:
             if j is None or not j.queued:
                 return 0
             now = self._clock()
-            recs: list[_Record] = []
+            recs: list[Record] = []
             ids: list[int] = []
             for lane in self._lanes.values():
                 for item in lane:
                     if item.job is not j:
                         continue
-                    if type(item) is _Record:
+                    if type(item) is Record:
                         if self._lane_records.pop(item.id, None) is not None:
                             recs.append(item)
                         continue
                     ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
-                               if item.items[i] is not _HOLE)
+                               if item.items[i] is not HOLE)
                     # Exhaust the batch in place: its lane drops it when it reaches the head.
                     item.items = item.items[:item.pos]
                     item.holes = 0
@@ -589,7 +570,7 @@ class Broker:
             if lane_name is None:
                 break
             head = self._lanes[lane_name][0]
-            if type(head) is _Record and head.attempts > 0 and head.state is QUEUED:
+            if type(head) is Record and head.attempts > 0 and head.state is QUEUED:
                 # Its worker died holding it. Hand it out alone: if it is the task that kills
                 # workers, only it piles up attempts, not the neighbours of its old batch.
                 if groups:
@@ -616,7 +597,7 @@ class Broker:
             if only is not None and name not in only:
                 continue
             head = lane[0]
-            hid = head.id if type(head) is _Record else head.first_id + head.pos
+            hid = head.id if type(head) is Record else head.first_id + head.pos
             if best_id is None or hid < best_id:
                 best, best_id = name, hid
         return best
@@ -628,7 +609,7 @@ class Broker:
         wid = w.id
         running = self._running
         leases = w.leases
-        if type(head) is _Record:
+        if type(head) is Record:
             lane.popleft()
             if head.state is not QUEUED or self._lane_records.pop(head.id, None) is None:
                 return None  # finished or cancelled while it waited: a lazy deletion
@@ -651,7 +632,7 @@ class Broker:
         first = head.first_id + start
         ids = list(range(first, first + len(items)))
         if head.holes:  # filter before the exhausted batch resets its hole count below
-            keep = [i for i, a in enumerate(items) if a is not _HOLE]
+            keep = [i for i, a in enumerate(items) if a is not HOLE]
             head.holes -= len(items) - len(keep)
             ids = [ids[i] for i in keep]
             items = [items[i] for i in keep]
@@ -661,7 +642,7 @@ class Broker:
             head.pos = head.holes = 0
             self._prune_batches()
         fn, kw, sub, cl, j = head.function, head.kwargs, head.submitted, head.classic, head.job
-        new = _Record
+        new = Record
         for tid, args in zip(ids, items):
             running[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, j, RUNNING, wid, now)
         n = len(ids)
@@ -688,8 +669,8 @@ class Broker:
         recent = self._recent.append
         classic_put = self.classic_results.put
         n_running = n_queued = n_done = n_failed = 0
-        done: list[_Record] = []
-        failed: list[_Record] = []
+        done: list[Record] = []
+        failed: list[Record] = []
         for item in results:
             tid, ok, value = item[0], item[1], item[2]
             rec = running_pop(tid, None)
@@ -697,7 +678,7 @@ class Broker:
                 n_running += 1
                 rec.job.running -= 1
                 holder_id = rec.worker
-                holder = w if holder_id == worker_id else workers.get(holder_id)
+                holder = w if holder_id == worker_id else workers.get(holder_id or "")
                 if holder is not None:
                     holder.leases.pop(tid, None)
             else:
@@ -748,7 +729,7 @@ class Broker:
             self._journal.finished(failed)
         return n_done + n_failed
 
-    def _finish(self, rec: _Record, state: TaskState, now: float, result: Any = None,
+    def _finish(self, rec: Record, state: TaskState, now: float, result: Any = None,
                 error: str | None = None) -> None:
         """Move a record into a finished state; keeps only the newest N per state in memory."""
         rec.state = state
@@ -790,7 +771,7 @@ class Broker:
             self._cv.notify_all()
         return len(back)
 
-    def _requeue(self, rec: _Record) -> None:
+    def _requeue(self, rec: Record) -> None:
         rec.state, rec.worker, rec.started, rec.runtime = QUEUED, None, None, None
         self._lanes.setdefault(rec.function, deque()).appendleft(rec)
         self._lane_records[rec.id] = rec
@@ -887,17 +868,17 @@ class Broker:
         with self._lock:
             now = self._clock()
             ids: list[int] = []
-            recs: list[_Record] = []
+            recs: list[Record] = []
             by_job: dict[int, int] = {}
             for lane in self._lanes.values():
                 for item in lane:
-                    if type(item) is _Record:
+                    if type(item) is Record:
                         if self._lane_records.pop(item.id, None) is not None:
                             recs.append(item)
                     else:
                         before = len(ids)
                         ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
-                                   if item.items[i] is not _HOLE)
+                                   if item.items[i] is not HOLE)
                         k = len(ids) - before
                         item.job.queued -= k
                         item.job.cancelled += k
@@ -941,7 +922,7 @@ class Broker:
             ids = list(self._finished[FAILED]) + list(self._finished[DEAD])
         return self.retry(ids)
 
-    def _requeue_finished(self, rec: _Record, state: TaskState) -> None:
+    def _requeue_finished(self, rec: Record, state: TaskState) -> None:
         self._counts[state] -= 1
         rec.job.add(state, -1)
         rec.job.queued += 1
@@ -971,16 +952,16 @@ class Broker:
         b = self._batches[i]
         return b if tid < b.first_id + len(b.items) else None
 
-    def _punch_hole(self, tid: int) -> _Record | None:
+    def _punch_hole(self, tid: int) -> Record | None:
         """Take a still-queued task out of its batch; returns a record for it, or None."""
         b = self._find_batch(tid)
         if b is None:
             return None
         idx = tid - b.first_id
-        if idx < b.pos or b.items[idx] is _HOLE:
+        if idx < b.pos or b.items[idx] is HOLE:
             return None
-        rec = _Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic, b.job)
-        b.items[idx] = _HOLE
+        rec = Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic, b.job)
+        b.items[idx] = HOLE
         b.holes += 1
         return rec
 
@@ -1011,9 +992,8 @@ class Broker:
                        "classic_results": self.classic_results.qsize()},
             )
 
-    def _throughput(self, seconds: int = 10) -> float:
-        pts = list(itertools.islice(reversed(self._series), seconds))
-        return sum(p[2] + p[3] for p in pts) / seconds if pts else 0.0
+    def _throughput(self) -> float:
+        return throughput(list(itertools.islice(reversed(self._series), THROUGHPUT_WINDOW)))
 
     def get_task(self, task_id: int) -> Task | None:
         """One task by id, wherever it is; None if unknown or pruned from memory."""
@@ -1029,7 +1009,7 @@ class Broker:
             b = self._find_batch(task_id)
             if b is not None:
                 idx = task_id - b.first_id
-                if idx >= b.pos and b.items[idx] is not _HOLE:
+                if idx >= b.pos and b.items[idx] is not HOLE:
                     return Task(task_id, b.function, b.items[idx], b.kwargs, QUEUED, 0,
                                 b.submitted, job=b.job.id)
             return None
@@ -1077,7 +1057,7 @@ class Broker:
         if s is QUEUED:
             yield from self._iter_queued(skip, job)
             return
-        recs: Iterable[_Record] = (self._running.values() if s is RUNNING
+        recs: Iterable[Record] = (self._running.values() if s is RUNNING
                                    else reversed(self._finished[s].values()))
         if job is not None:
             recs = (r for r in recs if r.job is job)
@@ -1093,7 +1073,7 @@ class Broker:
             for item in list(lane):
                 if job is not None and item.job is not job:
                     continue  # another job's: a whole batch is skipped at once
-                if type(item) is _Record:
+                if type(item) is Record:
                     if (item.state is not QUEUED or item.id not in self._lane_records
                             or item.id in seen):
                         continue
@@ -1111,7 +1091,7 @@ class Broker:
                     start, skip = start + skip, 0
                 for i in range(start, len(item.items)):
                     args = item.items[i]
-                    if args is _HOLE:
+                    if args is HOLE:
                         continue
                     if skip:
                         skip -= 1
@@ -1139,7 +1119,7 @@ class Broker:
         return TaskPage(len(matches), offset, tuple(matches[offset:offset + limit]))
 
     def results_since(self, cursor: int, limit: int = 1000) -> tuple[int, list[Task]]:
-        """Tasks finished after cursor (a sequence number), oldest first; returns (cursor, tasks)."""
+        """Tasks finished after cursor (a sequence number), oldest first: (cursor, tasks)."""
         with self._lock:
             if not self._recent:
                 return cursor, []
@@ -1286,14 +1266,14 @@ class Broker:
                     run_next = tid + 1
                     continue
                 flush_run()
-                rec = _Record(tid, fn, args, kwargs, attempts, sub, classic, job_of(jid))
+                rec = Record(tid, fn, args, kwargs, attempts, sub, classic, job_of(jid))
                 if rec.job.id in made:
                     rec.job.queued += 1
                 self._lanes.setdefault(fn, deque()).append(rec)
                 self._lane_records[tid] = rec
             flush_run()
             for t in finished:
-                rec = _Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False,
+                rec = Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False,
                               job_of(t.job))
                 if rec.job.id in made:
                     rec.job.add(t.state, 1)
@@ -1324,7 +1304,7 @@ class Broker:
             seen: set[int] = set()
             for lane in self._lanes.values():
                 for item in lane:
-                    if type(item) is _Record:
+                    if type(item) is Record:
                         if (item.state is QUEUED and item.id in self._lane_records
                                 and item.id not in seen):
                             seen.add(item.id)

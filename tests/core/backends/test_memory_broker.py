@@ -10,8 +10,15 @@ from typing import Any
 
 import pytest
 
-from guidist.core.broker import CMD_OK, CMD_STOP, CMD_UNKNOWN, Broker, classic_result_text
-from guidist.core.protocol import TaskState, WorkerState
+from guidist.core.backends.memory.broker import Broker
+from guidist.core.protocol import (
+    CMD_OK,
+    CMD_STOP,
+    CMD_UNKNOWN,
+    TaskState,
+    WorkerState,
+    classic_result_text,
+)
 from tests.conftest import FakeClock
 
 LEASE = 2.0
@@ -585,7 +592,7 @@ def test_memory_stays_bounded_when_200k_tasks_pass(clock: FakeClock) -> None:
     b = Broker(lease_timeout=LEASE, keep_done=100, keep_failed=50, keep_cancelled=20,
                clock=clock)
     w = join(b)
-    for chunk in range(200):
+    for _chunk in range(200):
         first, n = b.submit("square", [(i,) for i in range(1000)])
         b.cancel([first])  # one cancelled per chunk
         results = []
@@ -606,7 +613,7 @@ def test_memory_stays_bounded_when_200k_tasks_pass(clock: FakeClock) -> None:
     assert len(b._finished[TaskState.CANCELLED]) == 20
     assert len(b._recent) <= 1000
     assert not b._running and not b._lane_records
-    assert len(b._batches) <= 1 and sum(len(l) for l in b._lanes.values()) <= 1
+    assert len(b._batches) <= 1 and sum(len(lane) for lane in b._lanes.values()) <= 1
     assert len(b._series) <= 3600 and len(b._events) <= 1000
     assert b.get_task(1) is None  # pruned: the journal keeps those
     assert b.get_task(200_000).state is TaskState.DONE
@@ -666,7 +673,7 @@ def test_tutorial_worker_results_for_window_tasks_do_not_pile_up_in_the_result_q
     its result string is not pushed onto the classic result queue, which only carries
     results of classic submissions (nobody would ever read it: memory would grow per task)."""
     broker.submit("square", [(i,) for i in range(100)])  # from the window or guidist submit
-    for i in range(100):
+    for _ in range(100):
         n = broker.classic_get("1@h", block=False)
         broker.classic_put_result("1@h", "%d * %d = %d" % (n, n, n * n))
     assert counts(broker) == {"done": 100}

@@ -25,39 +25,40 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from .broker import CMD_OK, ClaimGroup, ResultItem, auto_job_name, check_job_name
-from .client import Client
-from .errors import AuthenticationFailed, ServerUnavailable
-from .payload import MAX_PAYLOAD, unpack, unpack_submission
-from .protocol import (
-    DEFAULT_TASK,
+from ...errors import AuthenticationFailed, ServerUnavailable
+from ...payload import unpack, unpack_submission
+from ...protocol import (
+    CMD_OK,
     JOB_STATES,
+    ClaimGroup,
     Event,
     Job,
+    ResultItem,
     Snapshot,
     Task,
     TaskPage,
     TaskState,
     WorkerInfo,
     WorkerState,
+    auto_job_name,
+    check_job_name,
+    classic_prefix,
+    throughput,
 )
-from .redis_scripts import SCRIPTS
+from ...urls import REDIS_URL_ENV, redact_url, resolve_url
+from ..base import DEFAULTS
+from .scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
-
-#: Environment variable holding the Redis URL (and its password), so it stays out of ``ps``.
-REDIS_URL_ENV = "GUIDIST_REDIS_URL"
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 _ERROR_TEXT_LIMIT = 16_000
 _SEARCH_SCAN_LIMIT = 50_000  # fewer than in memory: every scanned task crosses the network
@@ -65,35 +66,6 @@ _CHUNK = 5_000  # ids per script call for purge and retry_all, so Redis never bl
 _FINISHED = (TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED)
 _ORDER = (TaskState.RUNNING, TaskState.QUEUED, *_FINISHED)
 _PICKLE = pickle.HIGHEST_PROTOCOL
-
-
-def is_redis_url(text: str | None) -> bool:
-    """True for redis://, rediss:// and unix:// URLs."""
-    return bool(text) and str(text).lower().startswith(REDIS_SCHEMES)
-
-
-def redact_url(url: str) -> str:
-    """The URL without user name and password, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "redis://<unparsable URL>"
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def resolve_url(url: str | None) -> str:
-    """The URL given, else $GUIDIST_REDIS_URL; raises ValueError when neither is a Redis URL."""
-    url = url or os.environ.get(REDIS_URL_ENV)
-    if not url:
-        raise ValueError(f"no Redis URL: pass redis://HOST:PORT/DB or set {REDIS_URL_ENV}")
-    if not is_redis_url(url):
-        raise ValueError(f"{redact_url(url)!r} is not a Redis URL: write redis://HOST:PORT/DB "
-                         "(redis://:PASSWORD@HOST:PORT/DB with a password)")
-    return url
 
 
 def _s(b: bytes | str | None) -> str:
@@ -229,7 +201,7 @@ class RedisClassicResults:
             if remaining <= 0:
                 raise queue.Empty
             item = self._broker._retrying(
-                lambda r=remaining: self._broker._redis.blpop([key], timeout=max(r, 0.01)))
+                partial(self._broker._redis.blpop, [key], timeout=max(remaining, 0.01)))
             if item is not None:
                 return self._decode(item[1])
 
@@ -317,9 +289,7 @@ class RedisBroker:
                  "default_task": default_task, "keep_done": keep_done,
                  "keep_failed": keep_failed, "keep_cancelled": keep_cancelled,
                  "keep_jobs": keep_jobs, "max_payload": max_payload}
-        defaults = {"lease_timeout": 30.0, "max_attempts": 3, "default_task": DEFAULT_TASK,
-                    "keep_done": 20_000, "keep_failed": 50_000, "keep_cancelled": 10_000,
-                    "keep_jobs": 1000, "max_payload": MAX_PAYLOAD}
+        defaults = DEFAULTS.as_kwargs()
         args: list[Any] = []
         for k, v in given.items():
             if v is not None:
@@ -340,22 +310,22 @@ class RedisBroker:
     @property
     def lease_timeout(self) -> float:
         """Seconds without a heartbeat before a worker's leases are requeued."""
-        return float(self._config.get("lease_timeout", 30.0))
+        return float(self._config.get("lease_timeout", DEFAULTS.lease_timeout))
 
     @property
     def max_attempts(self) -> int:
         """Lease expiries before a task is dead."""
-        return int(float(self._config.get("max_attempts", 3)))
+        return int(float(self._config.get("max_attempts", DEFAULTS.max_attempts)))
 
     @property
     def max_payload(self) -> int:
         """Largest task argument or result, in bytes (workers learn it when registering)."""
-        return int(float(self._config.get("max_payload", MAX_PAYLOAD)))
+        return int(float(self._config.get("max_payload", DEFAULTS.max_payload)))
 
     @property
     def default_task(self) -> str:
         """The task a bare (classic) payload runs with."""
-        return self._config.get("default_task", DEFAULT_TASK)
+        return self._config.get("default_task", DEFAULTS.default_task)
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else repr(float(self._clock()))
@@ -424,13 +394,9 @@ class RedisBroker:
         args: list[Any] = [uuid.uuid4().hex, self._job_ref(job, function), function, kw,
                            "1" if classic else "0", n]
         dumps = pickle.dumps
-        square = classic and function == "square"
         if classic:  # each task also carries the tutorial's "n * n = " prefix (or "")
             for a in args_list:
-                cp = ""
-                if square and len(a) == 1 and isinstance(a[0], int):
-                    cp = "%d * %d = " % (a[0], a[0])
-                args += [dumps(a, _PICKLE), cp]
+                args += [dumps(a, _PICKLE), classic_prefix(function, a) or ""]
         else:
             args += [dumps(a, _PICKLE) for a in args_list]
         first = int(self._job_call("submit", args))
@@ -643,14 +609,13 @@ class RedisBroker:
         counts[TaskState.QUEUED.value] = int(queued)
         counts[TaskState.RUNNING.value] = int(running)
         recent = [_point(p) for p in last10]
-        throughput = sum(p[2] + p[3] for p in recent) / 10 if recent else 0.0
         return Snapshot(
             time=float(now),
             counts=counts,
             submitted=int(c.get("submitted", 0)),
             requeued=int(c.get("requeued", 0)),
             paused=bool(int(paused)),
-            throughput=throughput,
+            throughput=throughput(recent),
             workers=tuple(_worker_info(w) for w in workers),
             series=tuple(_point(p) for p in reversed(series)),
             events=tuple(_event(e) for e in reversed(events)),
@@ -878,72 +843,3 @@ def _task(tid: int, h: dict) -> Task:
         runtime=_opt_float(h.get(b"rt")),
         job=int(h[b"j"]) if h.get(b"j") else None,
     )
-
-
-class RedisClient(Client):
-    """The Client API over a RedisBroker in this process: no manager server in the path.
-
-    A worker started with ``--redis`` uses it as its connection (``connect/close/call/kind``
-    like ``Client``), and the window or a script can use it to attach to a Redis deployment:
-    submit_many, snapshot, list_tasks and the controls all work as against a server.
-    """
-
-    def __init__(self, url: str | None = None, **broker_options: Any) -> None:
-        self._url = resolve_url(url)
-        parts = urlsplit(self._url)
-        # Client's own fields (address is only shown in messages; there is no manager)
-        super().__init__((parts.hostname or parts.path or "localhost", parts.port or 6379), b"")
-        self.where = redact_url(self._url)
-        # A window or a worker surfaces a Redis outage after 5 s (the worker then reconnects
-        # with back-off and replays its claim); the server's facade rides out 30 s instead.
-        broker_options.setdefault("retry_for", 5.0)
-        self._options = broker_options
-        self._broker_obj: RedisBroker | None = None
-        self._connected = False
-
-    @property
-    def broker(self) -> RedisBroker:
-        """The RedisBroker behind this client (connecting first)."""
-        self.connect()
-        assert self._broker_obj is not None
-        return self._broker_obj
-
-    def connect(self) -> RedisClient:
-        """Reach Redis (the broker, and its retry tokens, survive reconnects)."""
-        with self._lock:
-            if self._connected:
-                return self
-            if self._broker_obj is None:
-                self._broker_obj = RedisBroker(self._url, **self._options)
-            else:
-                self._broker_obj.ping()
-            self.max_payload = self._broker_obj.max_payload
-            self._connected = True
-            self.kind = "guidist"
-            return self
-
-    def close(self) -> None:
-        """Mark the connection lost; the next call reaches Redis again."""
-        with self._lock:
-            self._connected = False
-
-    def shutdown(self) -> None:
-        """Close the broker's connections and its listener thread for good."""
-        with self._lock:
-            self._connected = False
-            broker, self._broker_obj = self._broker_obj, None
-        if broker is not None:
-            broker.close()
-
-    def call(self, method: str, *args: Any) -> Any:
-        """Call a broker method directly; lost connections raise ServerUnavailable."""
-        broker = self.broker
-        try:
-            return getattr(broker, method)(*args)
-        except ServerUnavailable:
-            self.close()
-            raise
-
-    def classic_result(self, timeout: float | None = None) -> Any:
-        """Read one result from the classic result queue."""
-        return self.broker.classic_results.get(True, timeout)

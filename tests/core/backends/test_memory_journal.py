@@ -11,9 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from guidist.core.broker import Broker
+from guidist.core.backends.memory.broker import Broker
+from guidist.core.backends.memory.journal import (
+    iter_ledger,
+    open_journaled_broker,
+    prune_journal,
+    write_export,
+)
 from guidist.core.protocol import TaskState
-from guidist.core.store import iter_ledger, open_journaled_broker, prune_journal, write_export
 
 
 def ids_of(groups: list) -> list[int]:

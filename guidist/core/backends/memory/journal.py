@@ -30,14 +30,14 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from .broker import _HOLE, Broker, _Record
-from .errors import JournalInUse
-from .protocol import JOB_STATES, Job, Task, TaskState
+from ...errors import JournalInUse
+from ...protocol import Job, Task, TaskState
+from .broker import HOLE, Broker, Record
 
 log = logging.getLogger(__name__)
 
@@ -172,13 +172,17 @@ class SqliteJournal:
         self._saved = threading.Condition(self._buf_lock)  # notified after every commit
         self._oldest: float | None = None  # when the oldest buffered change arrived
         self._writing_since: float | None = None  # the oldest change of the flush under way
-        self._broker: Broker | None = None  # set by open_journaled_broker, for checkpoints
+        self._checkpoint_fn: Callable[[], None] | None = None  # the broker's, via attach()
         self._rows_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._purged = 0  # tasks purged so far (never got a record), for checkpoints
         self._purged_by_job: dict[int, int] = {}  # the same per job
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def attach(self, checkpoint: Callable[[], None]) -> None:
+        """The broker hands over its checkpoint function; the writer thread calls it to compact."""
+        self._checkpoint_fn = checkpoint
 
     # -------------------------------------------------------------- broker hooks (under lock)
 
@@ -196,7 +200,7 @@ class SqliteJournal:
         """Record leases (ids all at the same attempt), so a restart counts the attempt."""
         self._add("claim", (ids, attempts))
 
-    def requeued(self, records: list[_Record]) -> None:
+    def requeued(self, records: list[Record]) -> None:
         """Record tasks going back to the queue (lease expiry, release, retry), in full.
 
         Requeues are rare, and a retried task's submit row may be gone after a checkpoint,
@@ -205,12 +209,12 @@ class SqliteJournal:
         self._add("requeue", [(r.id, r.attempts, r.function, r.args, r.kwargs, r.submitted,
                                r.classic, r.job.id) for r in records])
 
-    def done(self, records: list[_Record]) -> None:
+    def done(self, records: list[Record]) -> None:
         """Record a batch of successes: O(1) under the broker lock (done records never change),
         written later as one row for the whole batch."""
         self._add("done", records)
 
-    def finished(self, records: list[_Record]) -> None:
+    def finished(self, records: list[Record]) -> None:
         """Record failed, dead or cancelled tasks (copied: a retry changes the record)."""
         self._add("finish", [(r.id, r.function, r.args, r.kwargs, r.state.value, r.attempts,
                               r.submitted, r.started, r.finished, r.worker, r.result, r.error,
@@ -267,13 +271,13 @@ class SqliteJournal:
                 log.exception("journal flush failed; will retry")
             # Behind (changes piled up while writing)? Write again at once.
             wait = 0.0 if self.lag() >= self.flush_interval else self.flush_interval
-            if (self._broker is not None and self._rows_since_checkpoint > CHECKPOINT_ROWS
+            if (self._checkpoint_fn is not None and self._rows_since_checkpoint > CHECKPOINT_ROWS
                     and time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS):
                 # Compact while running, so the log (and a restart's replay) stays small.
                 self._last_checkpoint = time.monotonic()
                 self._rows_since_checkpoint = 0
                 try:
-                    self._broker.journal_checkpoint()
+                    self._checkpoint_fn()
                 except Exception:
                     log.exception("journal checkpoint failed")
 
@@ -364,7 +368,7 @@ class SqliteJournal:
         """Write a running server's snapshot and drop the log rows before it."""
         db = self._db
         done_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM done").fetchone()[0]
-        batches = [(first, fn, kw, [None if a is _HOLE else a for a in items], sub, classic,
+        batches = [(first, fn, kw, [None if a is HOLE else a for a in items], sub, classic,
                     job) for first, fn, kw, items, sub, classic, job in state["batches"]]
         blob = pickle.dumps({"batches": batches, "records": state["records"],
                              "next_id": state["next_id"], "submitted": state["submitted"],
@@ -475,15 +479,13 @@ class _ReplayState:
                 "SELECT id, name, functions, submitted, started, ranges FROM jobs"):
             known.add(jid)
             c = counts.get(jid, {})
-            out.append(Job(jid, name, tuple(f for f in functions.split(",") if f),
-                           submitted=submitted or 0.0, started=started,
-                           last_finished=last.get(jid),
-                           ranges=tuple(pickle.loads(ranges)) if ranges else (),
-                           **{s: c.get(s, 0) for s in JOB_STATES if s != "running"}))
+            out.append(_restored_job(jid, name, tuple(f for f in functions.split(",") if f), c,
+                                     submitted or 0.0, started, last.get(jid),
+                                     tuple(pickle.loads(ranges)) if ranges else ()))
         for jid, c in counts.items():  # tasks journaled before jobs existed
             if jid not in known:
-                out.append(Job(jid, f"restored-{jid}", last_finished=last.get(jid),
-                               **{s: c.get(s, 0) for s in JOB_STATES if s != "running"}))
+                out.append(_restored_job(jid, f"restored-{jid}", (), c, 0.0, None, last.get(jid),
+                                         ()))
         return out
 
     def live_rows(self) -> list[tuple]:
@@ -561,12 +563,22 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
     return st
 
 
+def _restored_job(jid: int, name: str, functions: tuple[str, ...], c: dict[str, int],
+                  submitted: float, started: float | None, last: float | None,
+                  ranges: tuple) -> Job:
+    """A job as the journal restores it: nothing is running after a restart."""
+    return Job(jid, name, functions, queued=c.get("queued", 0), running=0,
+               done=c.get("done", 0), failed=c.get("failed", 0), dead=c.get("dead", 0),
+               cancelled=c.get("cancelled", 0), submitted=submitted, started=started,
+               last_finished=last, ranges=ranges)
+
+
 def _add_counts(into: dict, more: dict) -> None:
     for k, n in more.items():
         into[k] = into.get(k, 0) + n
 
 
-def _done_rows(records: list[_Record]) -> Iterator[tuple]:
+def _done_rows(records: list[Record]) -> Iterator[tuple]:
     """A batch of successes as done rows, one per run of one job (so counts per job are
     one SQL aggregate), with the id span that lookups of evicted results search by."""
     start = 0
@@ -615,7 +627,6 @@ def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERV
     journal = SqliteJournal(path, flush_interval)
     broker = Broker(journal=journal, **broker_options)
     info = journal.restore_into(broker)
-    journal._broker = broker
     if info["queued"]:
         log.info("restored %d queued task(s) from %s", info["queued"], path)
     journal.start()

@@ -1,0 +1,1 @@
+"""The in-memory broker (``broker.Broker``) and its SQLite journal (``journal``)."""
