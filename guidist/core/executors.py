@@ -23,13 +23,15 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from . import remote
 from .tasks import resolve
 
 log = logging.getLogger(__name__)
 
 MODES = ("inline", "process", "thread", "async")
-#: (ok, value or traceback text, wall-clock start, seconds run on the monotonic clock)
-Outcome = tuple[bool, Any, float | None, float | None]
+#: (ok, value or traceback text, wall-clock start, seconds run on the monotonic clock, and
+#: for a task that raised its exception pickled to send back, or None)
+Outcome = tuple[bool, Any, float | None, float | None, bytes | None]
 
 
 def default_concurrency(mode: str) -> int:
@@ -46,22 +48,29 @@ def default_concurrency(mode: str) -> int:
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
 
-def run_task(function: str, args: tuple, kwargs: dict | None) -> Outcome:
-    """Resolve and run one task; never raises (module-level, so process pools can pickle it)."""
+def run_task(function: str, args: tuple, kwargs: dict | None,
+             blob: bytes | None = None) -> Outcome:
+    """Resolve and run one task; never raises (module-level, so process pools can pickle it).
+
+    blob carries a by-value function's bytes into a child process, which cannot fetch them.
+    """
     try:
         fn = _FUNCTIONS.get(function)
         if fn is None:
+            if blob is not None:
+                remote.define(function, blob)
             fn = _FUNCTIONS[function] = resolve(function)
-    except Exception:
-        return False, traceback.format_exc(), None, None
+    except Exception as exc:
+        return False, traceback.format_exc(), None, None, remote.dump_exception(exc)
     started, t0 = time.time(), time.perf_counter()
     try:
         value = fn(*args, **kwargs) if kwargs else fn(*args)
         if inspect.iscoroutine(value):  # an async def run outside the async mode
             value = asyncio.run(value)
-        return True, value, started, time.perf_counter() - t0
-    except Exception:
-        return False, traceback.format_exc(), started, time.perf_counter() - t0
+        return True, value, started, time.perf_counter() - t0, None
+    except Exception as exc:
+        return (False, traceback.format_exc(), started, time.perf_counter() - t0,
+                remote.dump_exception(exc))
 
 
 def _child_init(parent: int) -> None:
@@ -135,7 +144,8 @@ class ProcessExecutor(Executor):
 
     def submit(self, function: str, args: tuple, kwargs: dict | None) -> cf.Future:
         """Run in a child process; a child that dies fails its task instead of the worker."""
-        fut = self._pool.submit(run_task, function, args, kwargs)
+        blob = remote.blob_of(function) if remote.is_by_value(function) else None
+        fut = self._pool.submit(run_task, function, args, kwargs, blob)
         out: cf.Future = cf.Future()
 
         def relay(f: cf.Future) -> None:
@@ -144,7 +154,7 @@ class ProcessExecutor(Executor):
             except cf.CancelledError:
                 out.cancel()
             except Exception as exc:  # BrokenProcessPool, unpicklable arguments or results
-                out.set_result((False, f"{type(exc).__name__}: {exc}", None, None))
+                out.set_result((False, f"{type(exc).__name__}: {exc}", None, None, None))
 
         fut.add_done_callback(relay)
         return out
@@ -186,8 +196,8 @@ class AsyncExecutor(Executor):
                 fn = _FUNCTIONS.get(function)
                 if fn is None:
                     fn = _FUNCTIONS[function] = resolve(function)
-            except Exception:
-                return False, traceback.format_exc(), None, None
+            except Exception as exc:
+                return False, traceback.format_exc(), None, None, remote.dump_exception(exc)
             if not inspect.iscoroutinefunction(fn):
                 return await self._loop.run_in_executor(self._threads, run_task, function,
                                                         args, kwargs)
@@ -195,9 +205,10 @@ class AsyncExecutor(Executor):
             started, t0 = time.time(), time.perf_counter()
             try:
                 value = await (fn(*args, **kwargs) if kwargs else fn(*args))
-                return True, value, started, time.perf_counter() - t0
-            except Exception:
-                return False, traceback.format_exc(), started, time.perf_counter() - t0
+                return True, value, started, time.perf_counter() - t0, None
+            except Exception as exc:
+                return (False, traceback.format_exc(), started, time.perf_counter() - t0,
+                        remote.dump_exception(exc))
 
     def submit(self, function: str, args: tuple, kwargs: dict | None) -> cf.Future:
         """Schedule one coroutine on the loop."""

@@ -115,6 +115,7 @@ class Task:
     error: str | None = None
     runtime: float | None = None
     job: int | None = None  # the id of the job it was submitted in
+    exception: bytes | None = None  # what it raised, pickled by the worker (see remote)
 
     @property
     def waited(self) -> float | None:
@@ -134,9 +135,19 @@ def check_job_name(name: str) -> str:
 
 def auto_job_name(function: str, when: float) -> str:
     """The name of a job nobody named: its function and when it was made (local time)."""
-    short = function.rsplit(":", 1)[-1].split("#", 1)[0].rsplit(".", 1)[-1] or "job"
+    short = function.rsplit(":", 1)[-1].split("#", 1)[0].rsplit(".", 1)[-1]
+    short = short.replace("<", "").replace(">", "") or "job"  # <lambda> reads as lambda
     return f"{short}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
 
+
+
+#: A finished task as a result waiter gets it: (id, state value, result, error, exception).
+Outcome = tuple[int, str, Any, "str | None", "bytes | None"]
+
+
+def outcome_of(task: Task) -> tuple:
+    """The Outcome of a task (its state may be unfinished: the waiter keeps waiting)."""
+    return (task.id, task.state.value, task.result, task.error, task.exception)
 
 
 #: The per-state counts a job keeps, in the order they are shown.

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import remote
 from .backends.base import DEFAULTS
 from .client import Client
 from .errors import AuthenticationFailed, GuidistError, RemoteError, ServerUnavailable
@@ -145,6 +146,8 @@ class Worker:
                 log.info("the server does not know this worker (restarted?); registering again")
                 self._id = None
                 continue
+            if groups:
+                self._fetch_definitions(groups)
             if self._executor is None:
                 if groups:
                     self._run_groups(groups)
@@ -306,7 +309,9 @@ class Worker:
             try:
                 fn = self._function(function)
             except TaskNotFound as exc:
-                self._pending.extend((tid, False, f"TaskNotFound: {exc}") for tid in ids)
+                blob = remote.dump_exception(exc)
+                self._pending.extend((tid, False, f"TaskNotFound: {exc}", None, None, blob)
+                                     for tid in ids)
                 continue
             kw = kwargs or {}
             add = self._pending.append
@@ -322,9 +327,10 @@ class Worker:
                     value = fn(*args, **kw) if kw else fn(*args)
                     t1 = clock()
                     add((tid, True, value, wall + t0, t1 - t0))
-                except Exception:
+                except Exception as exc:
                     t1 = clock()
-                    add((tid, False, traceback.format_exc(), wall + t0, t1 - t0))
+                    add((tid, False, traceback.format_exc(), wall + t0, t1 - t0,
+                         remote.dump_exception(exc)))
                 ran += 1
                 if t1 > report_at:
                     # A slow task in a big batch must not hold back the fast ones' results.
@@ -351,6 +357,18 @@ class Worker:
             self._call_with_results("complete")
         except GuidistError as exc:
             log.info("could not report part of a batch yet: %s", exc)
+
+    def _fetch_definitions(self, groups: list) -> None:
+        """Fetch, once, the bytes of claimed functions that were sent by value."""
+        for function, *_ in groups:
+            if remote.is_by_value(function) and remote.blob_of(function) is None:
+                try:
+                    blob = self._client.call("get_function", function)
+                except GuidistError as exc:
+                    log.warning("could not fetch %s: %s", function, exc)
+                    continue  # its tasks fail with TaskNotFound, saying so
+                if blob is not None:
+                    remote.define(function, blob)
 
     def _function(self, name: str) -> Callable[..., Any]:
         fn = self._functions.get(name)

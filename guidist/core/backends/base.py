@@ -180,6 +180,32 @@ class BrokerBackend(Protocol):
         """Tasks finished after a cursor."""
         ...
 
+    def get_tasks(self, ids: Iterable[int]) -> list[Task | None]:
+        """Several tasks by id in one call (memory: from the journal when evicted)."""
+        ...
+
+    # results for callers (futures)
+    def result_cursor(self) -> int:
+        """The newest result's sequence number."""
+        ...
+
+    def wait_results(self, cursor: int, jobs: list[int], timeout: float = 30.0,
+                     token: str = "", limit: int = 10_000) -> tuple[int, list[tuple], bool]:
+        """Block until tasks of these jobs finish after cursor: (cursor, outcomes, gap)."""
+        ...
+
+    def poke(self, token: str) -> None:
+        """Wake the wait_results call made with this token."""
+        ...
+
+    def define_function(self, name: str, blob: bytes) -> None:
+        """Keep a task function sent by value."""
+        ...
+
+    def get_function(self, name: str) -> bytes | None:
+        """The bytes of a task function sent by value."""
+        ...
+
     def events(self, since: int = 0) -> list[Event]:
         """Events after a cursor."""
         ...

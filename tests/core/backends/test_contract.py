@@ -16,7 +16,7 @@ import pytest
 
 from guidist.core.backends.memory.broker import Broker
 from guidist.core.protocol import SERIES_FIELDS, TaskState, WorkerState
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, wait_for
 from tests.redis_fixtures import RedisServer, needs_redis
 
 LEASE = 10.0
@@ -694,3 +694,92 @@ def test_list_tasks_of_one_job(broker: Any) -> None:
     assert broker.list_tasks(job="b").total == 3
     assert [t.id for t in broker.list_tasks(job="a", search="(9,)").tasks] == [8]
     assert broker.list_tasks(job="nobody").total == 0
+
+
+# ---------------------------------------------------------------------- results for callers
+
+
+def test_wait_results_returns_what_finished_in_the_jobs_asked_for(broker: Any) -> None:
+    cursor = broker.result_cursor()
+    broker.submit("square", [(1,), (2,), (3,)], job="mine")  # 1..3
+    broker.submit("square", [(4,)], job="theirs")  # 4
+    mine = broker.job("mine").id
+    w = register(broker)
+    broker.claim(w, 4)
+    broker.complete(w, [(4, True, 16), (2, True, 4), (1, False, "tb\nValueError: x", None,
+                                                       None, b"pickled")])
+    cursor, got, gap = broker.wait_results(cursor, [mine], 5.0)
+    assert not gap
+    assert got == [(2, "done", 4, None, None), (1, "failed", None, "tb\nValueError: x",
+                                                b"pickled")]
+    assert broker.get_task(1).exception == b"pickled"
+    # nothing new: waits its timeout (a duration, whatever the fake clock says)
+    start = time.monotonic()
+    assert broker.wait_results(cursor, [mine], 0.3) == (cursor, [], False)
+    assert time.monotonic() - start >= 0.25
+    assert [t.id if t else None for t in broker.get_tasks([3, 99, 2])] == [3, None, 2]
+
+
+def test_wait_results_blocks_until_a_result_arrives(broker: Any) -> None:
+    broker.submit("square", [(5,)], job="j")
+    jid = broker.job("j").id
+    w = register(broker)
+    broker.claim(w, 1)
+    cursor = broker.result_cursor()
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(broker.wait_results(cursor, [jid], 10.0)))
+    start = time.monotonic()
+    t.start()
+    wait_for(lambda: t.is_alive(), message="the waiter to start")
+    time.sleep(0.1)  # it must be blocked, not returning at once
+    assert t.is_alive()
+    broker.complete(w, [(1, True, 25)])
+    t.join(5)
+    assert not t.is_alive() and got[0][1] == [(1, "done", 25, None, None)]
+    assert time.monotonic() - start < 5
+
+
+def test_poke_ends_a_wait_early(broker: Any) -> None:
+    cursor = broker.result_cursor()
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(broker.wait_results(cursor, [], 10.0, "tk")))
+    t.start()
+    time.sleep(0.2)
+    broker.poke("tk")
+    t.join(5)
+    assert not t.is_alive() and got == [(cursor, [], False)]
+
+
+def test_wait_results_says_when_results_were_missed(make: Callable) -> None:
+    broker = make(keep_done=5)
+    cursor = broker.result_cursor()
+    broker.submit("square", [(i,) for i in range(2000)], job="big")
+    jid = broker.job("big").id
+    w = register(broker)
+    broker.claim(w, 2000)
+    broker.complete(w, [(i, True, i) for i in range(1, 2001)])
+    _, got, gap = broker.wait_results(cursor, [jid], 1.0)
+    assert gap  # the first ones left memory before this caller looked: it must ask by id
+    assert broker.wait_results(10**9, [jid], 0.1)[2]  # a cursor of another server's life
+
+
+def test_cancelled_in_bulk_is_seen_by_waiters(broker: Any) -> None:
+    cursor = broker.result_cursor()
+    broker.submit("square", [(i,) for i in range(3)], job="gone")
+    jid = broker.job("gone").id
+    assert broker.purge() == 3
+    cursor2, got, gap = broker.wait_results(cursor, [jid], 1.0)
+    assert gap or [g[1] for g in got] == ["cancelled"] * 3
+    assert [t.state for t in broker.get_tasks([1, 2, 3])] == [TaskState.CANCELLED] * 3
+    broker.submit("square", [(i,) for i in range(2)], job="also")
+    assert broker.cancel_job("also") == 2
+    assert [t.state for t in broker.get_tasks([4, 5])] == [TaskState.CANCELLED] * 2
+
+
+def test_functions_sent_by_value_are_kept_as_bytes(broker: Any) -> None:
+    assert broker.get_function("__main__:f#abc") is None
+    broker.define_function("__main__:f#abc", b"\x80\x05bytes")
+    broker.define_function("__main__:f#abc", b"other")  # the first definition stays
+    assert broker.get_function("__main__:f#abc") == b"\x80\x05bytes"
+    with pytest.raises(ValueError):
+        broker.define_function("no-marker", b"x")

@@ -311,3 +311,23 @@ def test_jobs_and_their_counts_survive_a_restart(path: Path) -> None:
     b = reopen(b, path, lease_timeout=30)
     assert _job_counts(b, "a") == (0, 0, 1, 1, 0, 7)
     b.close()
+
+
+def test_results_evicted_from_memory_are_read_back_written_or_not(path: Path) -> None:
+    # A long flush interval: the first lookups find what is still only in the buffer.
+    b = open_journaled_broker(path, flush_interval=30.0, keep_done=5, keep_failed=5)
+    b.submit("square", [(i,) for i in range(40)], job="j")
+    w = b.register_worker("w", "h", 1)["id"]
+    b.claim(w, 40)
+    b.complete(w, [(1, False, "tb\nValueError: one", 1.0, 0.5, b"exc")])
+    b.complete(w, [(i, True, i * i, 2.0, 0.25) for i in range(2, 41)])
+    t = b.get_task(2)  # evicted from memory, not written yet
+    assert (t.state, t.result, t.runtime, t.job) == (TaskState.DONE, 4, 0.25, b.job("j").id)
+    b._journal.flush()  # type: ignore[attr-defined]
+    got = b.get_tasks([1, 2, 3, 40, 999])
+    assert [x.result if x else None for x in got] == [None, 4, 9, 1600, None]
+    assert (got[0].state, got[0].exception, got[0].error) == \
+        (TaskState.FAILED, b"exc", "tb\nValueError: one")
+    b = reopen(b, path, keep_done=5, keep_failed=5)
+    assert b.get_task(2).result == 4 and b.get_task(1).exception == b"exc"
+    b.close()

@@ -49,6 +49,7 @@ from ...protocol import (
     classic_result_text,
     throughput,
 )
+from ...remote import is_by_value
 from ..base import DEFAULTS
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,11 @@ QUEUED, RUNNING, DONE, FAILED, DEAD, CANCELLED = (
 )
 _FINISHED_STATES = (DONE, FAILED, DEAD, CANCELLED)
 HOLE = object()  # placeholder for a cancelled or finished item inside a queued batch
+# In the recent-results log: tasks were cancelled in bulk there without records of their own
+# (a purge, a job's cancel), so a result waiter must look its ids up instead.
+_BULK_CANCEL = object()
+_MAX_WAIT = 60.0  # seconds one wait_results call may block the server thread serving it
+_MAX_PURGED_RUNS = 10_000  # runs of ids cancelled in bulk that get_task still answers for
 _SERIES_SECONDS = 3600
 _MAX_SERIES_REPLY = 900
 _MAX_EVENTS_REPLY = 500
@@ -83,6 +89,10 @@ class Journal(Protocol):
     def throttle(self) -> None: ...
     def checkpoint(self, state: dict[str, Any]) -> None: ...
     def cancelled_ids(self, ids: Iterable[int], when: float, by_job: dict[int, int]) -> None: ...
+    def defined(self, name: str, blob: bytes) -> None: ...
+    def lookup(self, ids: list[int]) -> dict[int, Task]:
+        """Tasks no longer in memory, read back (called outside the broker lock)."""
+        ...
     def attach(self, checkpoint: Callable[[], None]) -> None:
         """Take the broker's checkpoint function, which the journal calls to compact itself."""
 
@@ -94,6 +104,11 @@ class NullJournal:
         """Ignore a submission."""
 
     claimed = requeued = done = finished = cancelled_ids = checkpoint = job = submitted
+    defined = submitted
+
+    def lookup(self, ids: list[int]) -> dict[int, Task]:
+        """Nothing is kept beyond memory."""
+        return {}
 
     def throttle(self) -> None:
         """Never hold anyone back."""
@@ -130,7 +145,8 @@ class Record:
     """A task that has been claimed at least once (or retried, or cancelled by id)."""
 
     __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
-                 "started", "finished", "worker", "result", "error", "classic", "runtime", "job")
+                 "started", "finished", "worker", "result", "error", "classic", "runtime", "job",
+                 "exception")
 
     def __init__(self, id: int, function: str, args: tuple, kwargs: dict | None,
                  attempts: int, submitted: float, classic: bool, job: _Job,
@@ -151,12 +167,13 @@ class Record:
         self.classic = classic
         self.runtime: float | None = None
         self.job = job
+        self.exception: bytes | None = None
 
     def to_task(self) -> Task:
         """Freeze into the public dataclass."""
         return Task(self.id, self.function, self.args, self.kwargs, self.state, self.attempts,
                     self.submitted, self.started, self.finished, self.worker, self.result,
-                    self.error, self.runtime, self.job.id)
+                    self.error, self.runtime, self.job.id, self.exception)
 
 
 class _Job:
@@ -266,6 +283,12 @@ class Broker:
         self._journal.attach(self.journal_checkpoint)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
+        # Result waiters sleep on their own condition of the same lock, so a batch of
+        # results wakes them and not every idle worker's claim (and a submit, not them).
+        self._results_cv = threading.Condition(self._lock)
+        self._pokes: set[str] = set()
+        self._purged_runs: deque[tuple] = deque(maxlen=_MAX_PURGED_RUNS)
+        self._functions: dict[str, bytes] = {}  # by-value task functions (see remote)
         self._next_id = first_id
         self._lanes: dict[str, deque] = {}  # function -> deque of _Batch | Record
         self._batches: list[_Batch] = []  # every batch still holding items, by first_id
@@ -276,7 +299,8 @@ class Broker:
         # at the front scans the dummies left by deletions (measured ~10 µs per task at 20k).
         self._finished: dict[TaskState, OrderedDict[int, Record]] = {
             s: OrderedDict() for s in _FINISHED_STATES}
-        self._recent: deque[Record] = deque(maxlen=max(keep_done, 1000))
+        self._recent: deque[Any] = deque(  # Records and _BULK_CANCEL marks
+            maxlen=max(keep_done, 1000))
         self._result_seq = 0  # results ever finished; the last one in _recent has this number
         self._workers: dict[str, _Worker] = {}
         self._worker_seq = itertools.count(1)
@@ -372,6 +396,9 @@ class Broker:
                         continue
                     ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
                                if item.items[i] is not HOLE)
+                    self._purged_runs.append((item.first_id + item.pos,
+                                              item.first_id + len(item.items), item.function,
+                                              j, now))
                     # Exhaust the batch in place: its lane drops it when it reaches the head.
                     item.items = item.items[:item.pos]
                     item.holes = 0
@@ -391,6 +418,7 @@ class Broker:
                 self._journal.finished(recs)
             if ids:
                 self._journal.cancelled_ids(ids, now, {j.id: n})
+                self._bulk_cancelled()
             self._event("control", f"job {j.name}: {n + len(recs)} queued task(s) cancelled")
             return n + len(recs)
 
@@ -708,6 +736,8 @@ class Broker:
                     classic_put(classic_result_text(rec.function, rec.args, value))
             else:
                 self._finish(rec, FAILED, now, error=str(value)[:_ERROR_TEXT_LIMIT])
+                if len(item) > 5:
+                    rec.exception = item[5]
                 failed.append(rec)
         counts = self._counts
         counts[RUNNING] -= n_running
@@ -727,6 +757,8 @@ class Broker:
             self._journal.done(done)  # done records never change again: no copy needed
         if failed:
             self._journal.finished(failed)
+        if done or failed:
+            self._results_cv.notify_all()
         return n_done + n_failed
 
     def _finish(self, rec: Record, state: TaskState, now: float, result: Any = None,
@@ -749,6 +781,7 @@ class Broker:
             store.popitem(last=False)
         self._result_seq += 1
         self._recent.append(rec)
+        self._results_cv.notify_all()
         if rec.classic:
             if state is DONE:
                 self.classic_results.put(classic_result_text(rec.function, rec.args, result))
@@ -880,6 +913,9 @@ class Broker:
                         ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
                                    if item.items[i] is not HOLE)
                         k = len(ids) - before
+                        self._purged_runs.append((item.first_id + item.pos,
+                                                  item.first_id + len(item.items),
+                                                  item.function, item.job, now))
                         item.job.queued -= k
                         item.job.cancelled += k
                         item.job.last = now
@@ -897,6 +933,7 @@ class Broker:
                 self._journal.finished(recs)
             if ids:
                 self._journal.cancelled_ids(ids, now, by_job)
+                self._bulk_cancelled()
             self._event("control", f"queue purged: {n} task(s) cancelled")
             return n
 
@@ -927,7 +964,7 @@ class Broker:
         rec.job.add(state, -1)
         rec.job.queued += 1
         rec.attempts = 0
-        rec.result = rec.error = rec.finished = rec.runtime = None
+        rec.result = rec.error = rec.finished = rec.runtime = rec.exception = None
         rec.state, rec.worker, rec.started = QUEUED, None, None
         self._lanes.setdefault(rec.function, deque()).append(rec)
         self._lane_records[rec.id] = rec
@@ -996,23 +1033,42 @@ class Broker:
         return throughput(list(itertools.islice(reversed(self._series), THROUGHPUT_WINDOW)))
 
     def get_task(self, task_id: int) -> Task | None:
-        """One task by id, wherever it is; None if unknown or pruned from memory."""
+        """One task by id, wherever it is: in memory, else in the journal (a result evicted
+        from memory is read back from there); None if unknown (or pruned from both)."""
+        return self.get_tasks([task_id])[0]
+
+    def get_tasks(self, ids: Iterable[int]) -> list[Task | None]:
+        """Several tasks by id in one call (at most 10,000), None for those unknown."""
+        ids = [int(i) for i in ids][:10_000]
         with self._lock:
-            rec = self._running.get(task_id) or self._lane_records.get(task_id)
-            if rec is None:
-                for store in self._finished.values():
-                    rec = store.get(task_id)
-                    if rec is not None:
-                        break
-            if rec is not None:
-                return rec.to_task()
-            b = self._find_batch(task_id)
-            if b is not None:
-                idx = task_id - b.first_id
-                if idx >= b.pos and b.items[idx] is not HOLE:
-                    return Task(task_id, b.function, b.items[idx], b.kwargs, QUEUED, 0,
-                                b.submitted, job=b.job.id)
-            return None
+            out = [self._task_locked(tid) for tid in ids]
+        missing = [tid for tid, t in zip(ids, out) if t is None]
+        if missing:
+            # Outside the lock: the journal reads its file, which must not stall dispatch.
+            found = self._journal.lookup(missing)
+            out = [found.get(tid) if t is None else t for tid, t in zip(ids, out)]
+        return out
+
+    def _task_locked(self, task_id: int) -> Task | None:
+        rec = self._running.get(task_id) or self._lane_records.get(task_id)
+        if rec is None:
+            for store in self._finished.values():
+                rec = store.get(task_id)
+                if rec is not None:
+                    break
+        if rec is not None:
+            return rec.to_task()
+        b = self._find_batch(task_id)
+        if b is not None:
+            idx = task_id - b.first_id
+            if idx >= b.pos and b.items[idx] is not HOLE:
+                return Task(task_id, b.function, b.items[idx], b.kwargs, QUEUED, 0,
+                            b.submitted, job=b.job.id)
+        for first, end, function, job, when in reversed(self._purged_runs):
+            if first <= task_id < end:  # cancelled in bulk: no record, its args dropped
+                return Task(task_id, function, (), None, CANCELLED, 0, job.submitted,
+                            finished=when, job=job.id)
+        return None
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
                    search: str | None = None, job: int | str | None = None) -> TaskPage:
@@ -1118,6 +1174,91 @@ class Broker:
                     matches.append(t)
         return TaskPage(len(matches), offset, tuple(matches[offset:offset + limit]))
 
+    # ------------------------------------------------------------------ results for callers
+
+    def result_cursor(self) -> int:
+        """The sequence number of the newest result: wait_results from here sees what follows."""
+        with self._lock:
+            return self._result_seq
+
+    def wait_results(self, cursor: int, jobs: list[int], timeout: float = 30.0,
+                     token: str = "", limit: int = 10_000) -> tuple[int, list[tuple], bool]:
+        """Block until a task of one of these jobs finishes after cursor; one round trip
+        returns every such result there is (up to limit): (new cursor, outcomes, gap).
+
+        gap is True when results after cursor are no longer in the recent-results log (or
+        tasks were cancelled in bulk): the caller then looks its tasks up with get_tasks.
+        Returns early, with nothing, when poke(token) is called (the caller's set of jobs
+        grew). The scan is of the results after cursor, never of the caller's task ids.
+        """
+        wanted = set(jobs)
+        deadline = time.monotonic() + max(0.0, min(float(timeout), _MAX_WAIT))
+        with self._lock:
+            self._pokes.discard(token)
+            while True:
+                cursor, out, gap = self._scan_results(cursor, wanted, limit)
+                remaining = deadline - time.monotonic()
+                if out or gap or remaining <= 0 or token in self._pokes:
+                    self._pokes.discard(token)
+                    return cursor, out, gap
+                self._results_cv.wait(remaining)
+
+    def _scan_results(self, cursor: int, wanted: set[int],
+                      limit: int) -> tuple[int, list[tuple], bool]:
+        """Results after cursor of the wanted jobs, oldest first; reads only those after it."""
+        newest = self._result_seq
+        fresh = newest - cursor
+        if fresh < 0:  # a cursor from before a restart: this server counts from 0 again
+            return newest, [], True
+        if fresh == 0:
+            return newest, [], False
+        held = len(self._recent)
+        gap = fresh > held  # some finished and left the log before this caller looked
+        take = min(fresh, held)
+        recs = list(itertools.islice(reversed(self._recent), take))[::-1]
+        if len(recs) > limit:
+            recs = recs[:limit]
+            newest = newest - take + limit
+        out = []
+        finished = _FINISHED_STATES
+        for rec in recs:
+            if rec is _BULK_CANCEL:
+                gap = True
+            elif rec.job.id in wanted and rec.state in finished:
+                out.append((rec.id, rec.state.value, rec.result, rec.error, rec.exception))
+        return newest, out, gap
+
+    def poke(self, token: str) -> None:
+        """Wake the wait_results call made with this token (its caller has more to wait for)."""
+        with self._lock:
+            self._pokes.add(token)
+            if len(self._pokes) > 10_000:  # tokens nobody waited with: forget them
+                self._pokes.clear()
+                self._pokes.add(token)
+            self._results_cv.notify_all()
+
+    def _bulk_cancelled(self) -> None:
+        """Mark the results log: tasks were cancelled without records (waiters look them up)."""
+        self._result_seq += 1
+        self._recent.append(_BULK_CANCEL)
+        self._results_cv.notify_all()
+
+    def define_function(self, name: str, blob: bytes) -> None:
+        """Keep a task function sent by value (cloudpickled; never loaded here)."""
+        if not is_by_value(name) or not isinstance(blob, bytes):
+            raise ValueError("a function sent by value needs a name with '#' and its bytes")
+        if len(blob) > self.max_payload:
+            raise ValueError(f"the function {name} is {len(blob)} bytes, over the limit")
+        with self._lock:
+            if name not in self._functions:
+                self._functions[name] = blob
+                self._journal.defined(name, blob)
+
+    def get_function(self, name: str) -> bytes | None:
+        """The bytes of a task function sent by value, for a worker about to run it."""
+        with self._lock:
+            return self._functions.get(name)
+
     def results_since(self, cursor: int, limit: int = 1000) -> tuple[int, list[Task]]:
         """Tasks finished after cursor (a sequence number), oldest first: (cursor, tasks)."""
         with self._lock:
@@ -1125,9 +1266,9 @@ class Broker:
                 return cursor, []
             first_seq = self._result_seq - len(self._recent) + 1
             start = max(0, cursor + 1 - first_seq)
-            out = [rec.to_task() for rec in itertools.islice(self._recent, start,
-                                                             start + limit)]
-            return (first_seq + start + len(out) - 1 if out else cursor), out
+            recs = list(itertools.islice(self._recent, start, start + limit))
+            out = [rec.to_task() for rec in recs if rec is not _BULK_CANCEL]
+            return (first_seq + start + len(recs) - 1 if recs else cursor), out
 
     def queued_count(self) -> int:
         """Tasks waiting to be claimed."""
@@ -1207,7 +1348,8 @@ class Broker:
         return self._keep[TaskState(state)]
 
     def restore(self, queued: list[tuple], finished: list[Task], counts: dict[str, int],
-                submitted: int, requeued: int, next_id: int, jobs: Iterable[Job] = ()) -> None:
+                submitted: int, requeued: int, next_id: int, jobs: Iterable[Job] = (),
+                functions: dict[str, bytes] | None = None) -> None:
         """Load state replayed from a journal into this (fresh) broker.
 
         queued rows are (id, function, args, kwargs, attempts, submitted, classic, job) in id
@@ -1216,6 +1358,7 @@ class Broker:
         """
         with self._lock:
             self._next_id = max(self._next_id, next_id)
+            self._functions.update(functions or {})
             for info in sorted(jobs, key=lambda j: j.id):
                 j = _Job(info.id, info.name, info.submitted)
                 j.functions = list(info.functions)
@@ -1279,7 +1422,7 @@ class Broker:
                     rec.job.add(t.state, 1)
                 rec.state, rec.started, rec.finished = t.state, t.started, t.finished
                 rec.worker, rec.result, rec.error = t.worker, t.result, t.error
-                rec.runtime = t.runtime
+                rec.runtime, rec.exception = t.runtime, t.exception
                 self._finished[t.state][t.id] = rec
             for s in TaskState:
                 self._counts[s] = counts.get(s.value, 0)

@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS finished (
     error TEXT,
     classic INTEGER NOT NULL DEFAULT 0,
     runtime REAL,
-    job INTEGER
+    job INTEGER,
+    exception BLOB
 );
 CREATE INDEX IF NOT EXISTS finished_state ON finished(state, finished);
 CREATE TABLE IF NOT EXISTS done (
@@ -88,11 +89,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     started REAL,
     ranges BLOB
 );
+CREATE TABLE IF NOT EXISTS functions (name TEXT PRIMARY KEY, blob BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
 #: Columns added since the first release: a journal written by an older guidist gets them
 #: (appended, so positional rows stay in this order) when it is opened.
-_ADDED_COLUMNS = {"finished": (("runtime", "REAL"), ("job", "INTEGER")),
+_ADDED_COLUMNS = {"finished": (("runtime", "REAL"), ("job", "INTEGER"), ("exception", "BLOB")),
                   "done": (("job", "INTEGER"), ("min_id", "INTEGER"), ("max_id", "INTEGER"))}
 
 
@@ -168,6 +170,9 @@ class SqliteJournal:
         self._lock_file = _lock_journal(self.path)
         self._db = _connect(self.path)
         self._buf: list[tuple[str, Any]] = []
+        self._writing: list[tuple[str, Any]] = []  # the entries of the flush under way
+        self._reader: sqlite3.Connection | None = None  # lookups, beside the writer's
+        self._reader_lock = threading.Lock()
         self._buf_lock = threading.Lock()
         self._saved = threading.Condition(self._buf_lock)  # notified after every commit
         self._oldest: float | None = None  # when the oldest buffered change arrived
@@ -190,6 +195,10 @@ class SqliteJournal:
                   when: float, classic: bool, job: int) -> None:
         """Record a submitted batch (copied: the broker later punches holes into its list)."""
         self._add("submit", (first_id, function, kwargs, list(args_list), when, classic, job))
+
+    def defined(self, name: str, blob: bytes) -> None:
+        """Record a task function sent by value (queued tasks name it across restarts)."""
+        self._add("function", (name, blob))
 
     def job(self, job: Any) -> None:
         """Record a job's name, functions, times and id ranges (copied: they change)."""
@@ -218,7 +227,7 @@ class SqliteJournal:
         """Record failed, dead or cancelled tasks (copied: a retry changes the record)."""
         self._add("finish", [(r.id, r.function, r.args, r.kwargs, r.state.value, r.attempts,
                               r.submitted, r.started, r.finished, r.worker, r.result, r.error,
-                              r.classic, r.runtime, r.job.id) for r in records])
+                              r.classic, r.runtime, r.job.id, r.exception) for r in records])
 
     def cancelled_ids(self, ids: Iterable[int], when: float, by_job: dict[int, int]) -> None:
         """Record a purge: tasks that never got a record (and how many per job)."""
@@ -285,6 +294,7 @@ class SqliteJournal:
         """Write everything buffered in one transaction; returns the number of entries."""
         with self._buf_lock:
             buf, self._buf = self._buf, []
+            self._writing = buf  # lookups still find these until they are committed
             self._writing_since, self._oldest = self._oldest, None
         if not buf:
             with self._saved:
@@ -313,14 +323,16 @@ class SqliteJournal:
                     done_rows.extend(_done_rows(data))
                 elif kind == "job":
                     jobs[data[0]] = data
+                elif kind == "function":
+                    db.execute("INSERT OR IGNORE INTO functions(name, blob) VALUES (?, ?)", data)
                 elif kind == "finish":
                     for (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result,
-                         error, classic, runtime, job) in data:
+                         error, classic, runtime, job, exc) in data:
                         value, pickled = _encode_result(result)
                         finished[tid] = (tid, fn, pickle.dumps(args),
                                          None if kwargs is None else pickle.dumps(kwargs),
                                          state, attempts, sub, st, fin, worker, value, pickled,
-                                         error, int(bool(classic)), runtime, job)
+                                         error, int(bool(classic)), runtime, job, exc)
                     rows.append(("finish", pickle.dumps([(d[0], d[4]) for d in data])))
                 else:
                     if kind == "requeue":
@@ -337,13 +349,67 @@ class SqliteJournal:
             db.execute("ROLLBACK")
             with self._buf_lock:
                 self._buf[:0] = buf  # keep them for the next try
+                self._writing = []
                 self._oldest, self._writing_since = self._writing_since, None
             raise
         self._purged = purged
         with self._saved:
             self._writing_since = None
+            self._writing = []
             self._saved.notify_all()
         return len(buf)
+
+    # -------------------------------------------------------------- lookups
+
+    def lookup(self, ids: list[int]) -> dict[int, Task]:
+        """Finished tasks no longer in the broker's memory, by id: from the changes not yet
+        written, else from the file. Called outside the broker lock, from any thread."""
+        want = set(ids)
+        found: dict[int, Task] = {}
+        with self._buf_lock:
+            pending = self._writing + self._buf
+        for kind, data in reversed(pending):  # the newest change of a task wins
+            if kind == "done":
+                for r in data:
+                    if r.id in want and r.id not in found:
+                        found[r.id] = r.to_task()
+            elif kind == "finish":
+                for row in data:
+                    if row[0] in want and row[0] not in found:
+                        found[row[0]] = _finish_row_to_task(row)
+        rest = sorted(want - found.keys())
+        if rest:
+            with self._reader_lock:
+                found.update(self._read(rest))
+        return found
+
+    def _read(self, ids: list[int]) -> dict[int, Task]:
+        """Tasks from the ledger tables; a done batch is found by the span of its ids."""
+        if self._reader is None:
+            self._reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                           check_same_thread=False, timeout=30)
+        db = self._reader
+        found: dict[int, Task] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            marks = ",".join("?" * len(part))
+            for row in db.execute(f"SELECT {_FINISHED_COLUMNS} FROM finished WHERE id IN "
+                                  f"({marks})", part):
+                found[row[0]] = _row_to_task(row)
+        blobs: dict[int, list] = {}  # one batch is unpickled once however many ids it holds
+        for tid in ids:
+            if tid in found:
+                continue
+            for seq, blob in db.execute("SELECT seq, data FROM done WHERE min_id <= ? AND "
+                                        "max_id >= ?", (tid, tid)):
+                rows = blobs.get(seq)
+                if rows is None:
+                    rows = blobs[seq] = pickle.loads(blob)
+                hit = next((d for d in rows if d[0] == tid), None)
+                if hit is not None:
+                    found[tid] = _done_to_task(hit)
+                    break
+        return found
 
     def _write(self, rows: list, requeued: list, finished: dict, done_rows: list,
                jobs: dict[int, tuple]) -> None:
@@ -379,6 +445,10 @@ class SqliteJournal:
                          (blob,)).lastrowid
         db.execute("DELETE FROM log WHERE seq < ?", (seq,))
 
+    def functions(self) -> dict[str, bytes]:
+        """Every task function sent by value and journaled, for a restore."""
+        return dict(self._db.execute("SELECT name, blob FROM functions"))
+
     def close(self) -> None:
         """Stop the writer, flush what is left, and close the file."""
         self._stop.set()
@@ -388,6 +458,9 @@ class SqliteJournal:
             self.flush()
         finally:
             self._db.close()
+            with self._reader_lock:
+                if self._reader is not None:
+                    self._reader.close()
             self._lock_file.close()  # releases the lock
 
     # -------------------------------------------------------------- restore
@@ -400,7 +473,7 @@ class SqliteJournal:
         broker.restore(queued=state.queued_tasks(), finished=self._finished_tasks(broker),
                        counts=state.counts(self._db), submitted=state.submitted,
                        requeued=state.requeued, next_id=state.next_id,
-                       jobs=state.jobs(self._db))
+                       jobs=state.jobs(self._db), functions=self.functions())
         self._checkpoint(state)
         return {"queued": len(state.live), "next_id": state.next_id}
 
@@ -608,17 +681,26 @@ def _done_to_task(d: tuple) -> Task:
 
 #: The finished table's columns in the order rows are written and read (SELECT of these).
 _FINISHED_COLUMNS = ("id, function, args, kwargs, state, attempts, submitted, started, "
-                     "finished, worker, result, result_pickled, error, classic, runtime, job")
+                     "finished, worker, result, result_pickled, error, classic, runtime, job, "
+                     "exception")
 _FINISHED_MARKS = ",".join("?" * (_FINISHED_COLUMNS.count(",") + 1))
 
 
 def _row_to_task(row: tuple) -> Task:
     (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result, pickled, error,
-     _classic, runtime, job) = row
+     _classic, runtime, job, exc) = row
     return Task(tid, fn, pickle.loads(args) if args is not None else (),
                 pickle.loads(kwargs) if kwargs is not None else None, TaskState(state),
                 attempts, sub or 0.0, st, fin, worker, _decode_result(result, pickled), error,
-                runtime, job)
+                runtime, job, exc)
+
+
+def _finish_row_to_task(d: tuple) -> Task:
+    """A buffered 'finish' entry (SqliteJournal.finished) as a Task."""
+    (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result, error, _classic,
+     runtime, job, exc) = d
+    return Task(tid, fn, args, kwargs, TaskState(state), attempts, sub or 0.0, st, fin, worker,
+                result, error, runtime, job, exc)
 
 
 def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERVAL,

@@ -54,6 +54,7 @@ from ...protocol import (
     classic_prefix,
     throughput,
 )
+from ...remote import is_by_value
 from ...urls import REDIS_URL_ENV, redact_url, resolve_url
 from ..base import DEFAULTS
 from .scripts import SCRIPTS
@@ -104,10 +105,11 @@ def encode_results(results: Iterable[ResultItem] | None) -> list[Any]:
             body = err.encode("utf-8", "replace")
         started = item[3] if len(item) > 4 else None
         timing = b"" if started is None else b"%r,%r" % (float(started), float(item[4]))
-        # one element per result: "<id>:<ok>:<len>:<started>,<runtime>:" + extra + payload,
-        # the times empty when not measured (see redis_scripts)
-        out.append(b"%d:%d:%d:%b:%b%b" % (int(tid), 1 if ok else 0, len(extra), timing, extra,
-                                          body))
+        exc = (item[5] or b"") if len(item) > 5 and not ok else b""
+        # one element per result: "<id>:<ok>:<len>:<started>,<runtime>:<exclen>:" + extra +
+        # exception + payload, the times empty when not measured (see scripts)
+        out.append(b"%d:%d:%d:%b:%d:%b%b%b" % (int(tid), 1 if ok else 0, len(extra), timing,
+                                               len(exc), extra, exc, body))
     return out
 
 
@@ -131,6 +133,12 @@ class _Waker:
         """Changes whenever a wake-up arrives; read before trying, pass to wait()."""
         with self._cv:
             return self._gen
+
+    def nudge(self) -> None:
+        """Wake the waiters in this process (as a published message would)."""
+        with self._cv:
+            self._gen += 1
+            self._cv.notify_all()
 
     def wait(self, seen: int, timeout: float) -> None:
         """Wait until a wake-up newer than seen arrives, or timeout."""
@@ -284,6 +292,8 @@ class RedisBroker:
         self._scripts = {name: self._redis.register_script(src)
                          for name, src in SCRIPTS.items()}
         self._waker = _Waker(self._redis, self._key("wake"))
+        self._results = _Waker(self._redis, self._key("done"))  # results arrived
+        self._pokes: set[str] = set()
         self.classic_results = RedisClassicResults(self)
         given = {"lease_timeout": lease_timeout, "max_attempts": max_attempts,
                  "default_task": default_task, "keep_done": keep_done,
@@ -369,8 +379,9 @@ class RedisBroker:
         self._retrying(self._redis.ping, retry_for=0.0)
 
     def close(self) -> None:
-        """Stop the wake-up listener and close the connections."""
+        """Stop the wake-up listeners and close the connections."""
         self._waker.close()
+        self._results.close()
         try:
             self._redis.close()
         except Exception:
@@ -626,9 +637,67 @@ class RedisBroker:
         )
 
     def get_task(self, task_id: int) -> Task | None:
-        """One task by id, wherever it is; None if unknown or pruned."""
+        """One task by id, wherever it is; None if unknown or no longer kept (a finished
+        task is kept until keep_done / keep_failed / keep_cancelled newer ones finished)."""
         h = self._retrying(lambda: self._redis.hgetall(self._key(f"t:{int(task_id)}")))
         return _task(int(task_id), h) if h else None
+
+    def get_tasks(self, ids: Iterable[int]) -> list[Task | None]:
+        """Several tasks by id in one round trip (at most 10,000), None for those unknown."""
+        ids = [int(i) for i in ids][:10_000]
+
+        def read() -> list:
+            pipe = self._redis.pipeline(transaction=False)
+            for tid in ids:
+                pipe.hgetall(self._key(f"t:{tid}"))
+            return pipe.execute()
+
+        return [_task(tid, h) if h else None for tid, h in zip(ids, self._retrying(read))]
+
+    # ------------------------------------------------------------------ results for callers
+
+    def result_cursor(self) -> int:
+        """The sequence number of the newest result: wait_results from here sees what follows."""
+        return int(self._retrying(lambda: self._redis.hget(self._key("c"), "result_seq")) or 0)
+
+    def wait_results(self, cursor: int, jobs: list[int], timeout: float = 30.0,
+                     token: str = "", limit: int = 10_000) -> tuple[int, list[tuple], bool]:
+        """Block until a task of one of these jobs finishes after cursor; one round trip
+        returns every such result there is: (new cursor, outcomes, gap). As in memory; the
+        scan runs in Redis, over the finished sets after cursor (see scripts.RESULTS)."""
+        deadline = time.monotonic() + max(0.0, min(float(timeout), 60.0))
+        self._pokes.discard(token)
+        while True:
+            seen = self._results.generation
+            new, rows, gap = self._eval("results", [int(cursor), int(limit),
+                                                    *(int(j) for j in jobs)])
+            cursor = int(new)
+            out = [(int(tid), _s(st), _loads(r, "result") if r else None, _s(x) or None,
+                    xp or None) for tid, st, r, x, xp in rows]
+            remaining = deadline - time.monotonic()
+            if out or int(gap) or remaining <= 0 or token in self._pokes:
+                self._pokes.discard(token)
+                return cursor, out, bool(int(gap))
+            self._results.wait(seen, min(remaining, 1.0))
+
+    def poke(self, token: str) -> None:
+        """Wake the wait_results call made with this token (in this process)."""
+        if len(self._pokes) > 10_000:
+            self._pokes.clear()
+        self._pokes.add(token)
+        self._results.nudge()
+
+    def define_function(self, name: str, blob: bytes) -> None:
+        """Keep a task function sent by value (cloudpickled; never loaded here)."""
+        if not is_by_value(name) or not isinstance(blob, bytes):
+            raise ValueError("a function sent by value needs a name with '#' and its bytes")
+        if len(blob) > self.max_payload:
+            raise ValueError(f"the function {name} is {len(blob)} bytes, over the limit")
+        self._retrying(lambda: self._redis.set(self._key(f"fn:{name}"), blob, nx=True))
+
+    def get_function(self, name: str) -> bytes | None:
+        """The bytes of a task function sent by value, for a worker about to run it."""
+        return self._retrying(lambda: self._redis.get(self._key(f"fn:{name}")))
 
     def _segments(self, states: list[TaskState]) -> list[tuple[TaskState, str, int, bool]]:
         """(state, key, size, newest_first) per sorted set making up the listing, in order."""
@@ -842,4 +911,5 @@ def _task(tid: int, h: dict) -> Task:
         error=_s(h.get(b"x")) or None,
         runtime=_opt_float(h.get(b"rt")),
         job=int(h[b"j"]) if h.get(b"j") else None,
+        exception=h.get(b"xp") or None,
     )

@@ -12,7 +12,8 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
                        tutorial's "n * n = " prefix, st state, n attempts (present once
                        claimed), w worker, b started (the claim time until the worker
                        reports when it really began), rt seconds it ran (measured by the
-                       worker), e finished, r pickled result, x error, j its job's id
+                       worker), e finished, r pickled result, x error, xp the exception it
+                       raised (pickled by the worker), j its job's id
 ``P:lanes``            set of function names whose queue may hold tasks
 ``P:q:<function>``     zset, score = id (retried: the last id + 0.5): the queued tasks of one
                        function, claimed lowest score first across all lanes
@@ -27,7 +28,8 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:fin:<state>``      zset id -> result seq, for done/failed/dead/cancelled, capped (keep_*);
                        a record leaving its set is deleted; results_since merges these sets
 ``P:c``                hash of counters: submitted, requeued, ignored_late, done, failed,
-                       dead, cancelled, result_seq, event_seq
+                       dead, cancelled, result_seq, event_seq, and evicted (the highest result
+                       seq whose record was dropped, so result waiters know what they missed)
 ``P:cur``              hash: the per-second bucket being filled (sec sub done fail req)
 ``P:series``           zset sec -> "sec,sub,done,fail,req,queued,running,workers" (1 hour)
 ``P:events``           zset seq -> JSON [seq, time, kind, message] (last 1000)
@@ -42,6 +44,8 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:jr:<id>``          list of "first:count" runs of the job's task ids
 ``P:jobs``             zset of job ids (score = id); the oldest finished beyond keep_jobs go
 ``P:jobnames``         hash job name -> id
+``P:fn:<name>``        the bytes of a task function sent by value (see core.remote)
+``P:done``             pub/sub channel: published when tasks finished (result waiters)
 =====================  ====================================================================
 
 Every script receives ARGV[1] = prefix and ARGV[2] = the caller's clock ("" to use the Redis
@@ -200,12 +204,18 @@ local function flush()
     end
   end
   JOB = {}
+  if next(FIN) then redis.call('PUBLISH', P .. 'done', '1') end
   for state, l in pairs(FIN) do
     local fin = P .. 'fin:' .. state
     zadd_pairs(fin, l)
     local over = redis.call('ZCARD', fin) - KEEP[state]
     if over > 0 then
       local old = redis.call('ZRANGE', fin, 0, over - 1)
+      local last = redis.call('ZRANGE', fin, over - 1, over - 1, 'WITHSCORES')
+      local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
+      if last[2] and tonumber(last[2]) > evicted then
+        redis.call('HSET', P .. 'c', 'evicted', last[2])
+      end
       redis.call('ZREMRANGEBYRANK', fin, 0, over - 1)
       for i = 1, #old, 1000 do
         local keys = {}
@@ -228,17 +238,19 @@ local function requeue(id, key, fn, score, jid)
 end
 
 local function parse_results(base)
-  -- one ARGV element per result: "<id>:<ok>:<len>:<started>,<runtime>:" .. extra (len bytes)
-  -- .. payload, where payload is the pickled value (ok) or the error text, extra the value's
-  -- int text (ok, for the tutorial's string) or the error's last line (failed), and the two
-  -- times (empty when the worker did not measure) when the task began and how long it ran
+  -- one ARGV element per result: "<id>:<ok>:<len>:<started>,<runtime>:<xlen>:" .. extra (len
+  -- bytes) .. exception (xlen bytes) .. payload, where payload is the pickled value (ok) or
+  -- the error text, extra the value's int text (ok, for the tutorial's string) or the error's
+  -- last line (failed), exception what the task raised as the worker pickled it (or empty),
+  -- and the two times (empty when the worker did not measure) when it began and how long it ran
   local items, i = {}, base
   while ARGV[i] do
     local s = ARGV[i]
-    local id, ok, len, st, rt, pos = string.match(s, '^(%d+):(%d):(%d+):([^,:]*),?([^:]*):()')
-    len = tonumber(len)
-    items[#items + 1] = {id, ok, string.sub(s, pos + len), string.sub(s, pos, pos + len - 1),
-      st, rt}
+    local id, ok, len, st, rt, xlen, pos = string.match(s,
+      '^(%d+):(%d):(%d+):([^,:]*),?([^:]*):(%d+):()')
+    len, xlen = tonumber(len), tonumber(xlen)
+    items[#items + 1] = {id, ok, string.sub(s, pos + len + xlen),
+      string.sub(s, pos, pos + len - 1), st, rt, string.sub(s, pos + len, pos + len + xlen - 1)}
     i = i + 1
   end
   return items
@@ -273,6 +285,7 @@ local function complete(wid, items)
       -- the worker that delivered the result is recorded, as in memory, and so is its own
       -- measurement of when the task began and how long it ran
       if item[5] ~= '' then redis.call('HSET', key, 'b', item[5], 'rt', item[6]) end
+      if item[7] ~= '' then redis.call('HSET', key, 'xp', item[7]) end
       if ok == '1' then
         finish(id, key, 'done', payload, nil, extra, t[5], t[6], wid, t[7])
         done_n = done_n + 1
@@ -823,20 +836,13 @@ for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
   local ids = redis.call('ZRANGEBYSCORE', lane, '-inf', maxid, 'LIMIT', 0, limit - n)
   if #ids > 0 then
     redis.call('ZREMRANGEBYRANK', lane, 0, #ids - 1)
-    local plain = 0
     for _, id in ipairs(ids) do
       local key = P .. 't:' .. id
       local t = redis.call('HMGET', key, 'n', 'c', 'cp', 'j')
       jbump(t[4], 'queued', -1)
-      if t[1] then
-        finish(id, key, 'cancelled', nil, nil, nil, t[2], t[3], nil, t[4])
-      else
-        jbump(t[4], 'cancelled', 1)
-        redis.call('DEL', key)  -- never claimed: counted, not kept (as the in-memory broker)
-        plain = plain + 1
-      end
+      -- kept as cancelled (up to keep_cancelled), so a result waiter learns it was
+      finish(id, key, 'cancelled', nil, nil, nil, t[2], t[3], nil, t[4])
     end
-    bump('cancelled', plain)
     n = n + #ids
   end
   if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'lanes', f) end
@@ -858,7 +864,7 @@ while ARGV[i] do
     redis.call('ZREM', P .. 'fin:' .. t[1], id)
     bump(t[1], -1)
     jbump(t[3], t[1], -1)
-    redis.call('HDEL', key, 'r', 'x', 'e', 'w', 'b', 'rt')
+    redis.call('HDEL', key, 'r', 'x', 'xp', 'e', 'w', 'b', 'rt')
     redis.call('HSET', key, 'n', 0)
     requeue(id, key, t[2], (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5, t[3])
     n = n + 1
@@ -956,6 +962,40 @@ flush()
 return 1
 """
 
+RESULTS = r"""
+-- ARGV: cursor (a result seq), limit, then the job ids wanted
+-- reply: {new cursor, {{id, state, result, error, exception}...}, gap}
+-- Reads only the results after cursor (the finished sets are scored by result seq), so its
+-- cost follows what finished, never how many tasks the caller waits for.
+local cursor, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local want = {}
+local i = 5
+while ARGV[i] do want[ARGV[i]] = true; i = i + 1 end
+local newest = tonumber(redis.call('HGET', P .. 'c', 'result_seq')) or 0
+if cursor > newest then return {newest, {}, 1} end  -- a cursor from another deployment
+local rows, bound = {}, newest
+for _, state in ipairs({'done', 'failed', 'dead', 'cancelled'}) do
+  local part = redis.call('ZRANGEBYSCORE', P .. 'fin:' .. state, '(' .. cursor, '+inf',
+    'WITHSCORES', 'LIMIT', 0, limit)
+  for j = 1, #part, 2 do rows[#rows + 1] = {tonumber(part[j + 1]), part[j], state} end
+  -- a set that filled the limit may hold more: read no further than its last, this time
+  if #part >= 2 * limit then bound = math.min(bound, tonumber(part[#part])) end
+end
+table.sort(rows, function(a, b) return a[1] < b[1] end)
+local out = {}
+for _, row in ipairs(rows) do
+  if row[1] <= bound then
+    local key = P .. 't:' .. row[2]
+    local h = redis.call('HMGET', key, 'j', 'st', 'r', 'x', 'xp')
+    if h[1] and want[h[1]] and h[2] == row[3] then
+      out[#out + 1] = {row[2], h[2], h[3] or '', h[4] or '', h[5] or ''}
+    end
+  end
+end
+local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
+return {bound, out, evicted > cursor and 1 or 0}
+"""
+
 OPEN_JOB = r"""
 -- ARGV: job ('#id' or a name); reply: the job's info
 tick()
@@ -991,5 +1031,6 @@ SCRIPTS: dict[str, str] = {
         "retry": RETRY, "snapshot": SNAPSHOT, "queued_count": QUEUED_COUNT,
         "classic_get": CLASSIC_GET, "classic_put": CLASSIC_PUT,
         "connection_closed": CONNECTION_CLOSED, "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS,
+        "results": RESULTS,
     }.items()
 }
