@@ -1,7 +1,10 @@
-"""Command line: ``guidist [gui] | serve | worker | submit | status | export``.
+"""Command line: ``guidist [gui] | serve | worker | submit | status | export | prune`` and the
+window's controls (``pause | resume | cancel | retry | purge | task | workers``).
 
-Every command that takes --authkey also reads GUIDIST_AUTHKEY, so keys need not appear in
-process lists. Errors are one line on stderr and a non-zero exit, never a traceback.
+Every command that connects takes --connect (or $GUIDIST_CONNECT) or --redis (or
+$GUIDIST_REDIS_URL), and --authkey (or $GUIDIST_AUTHKEY), so keys need not appear in process
+lists. Errors are one line on stderr and an exit code per kind of failure (errors.ExitCode),
+never a traceback.
 """
 
 from __future__ import annotations
@@ -10,55 +13,58 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import __version__
+from .commands import control, task_view, window, workers
+from .commands.connection import (
+    CONNECT_ENV,
+    KEY_ENV,
+    REDIS_ENV,
+    add_connection_options,
+    add_key_option,
+    bare_redis_flags,
+    explicit_target,
+    key_from,
+    open_client,
+    parse_connect,
+    redis_url,
+    target_from,
+)
+from .commands.failures import CliError, exit_code_for
+from .commands.help import HelpFormatter, add_command, verbosity, verbosity_parent
+from .commands.watch import watch
 from .core.backends.base import DEFAULTS
 from .core.client import Client, iter_tasks
-from .core.errors import GuidistError
+from .core.errors import ExitCode, GuidistError
 from .core.paths import default_journal_path, journal_dir
-from .core.protocol import Snapshot, TaskState
+from .core.protocol import Snapshot, Task, TaskState
 from .core.rows import RowError, iter_file_rows
-from .core.security import generate_key, is_loopback, parse_address, to_bytes
+from .core.security import generate_key, is_loopback, to_bytes
 from .core.tasks import as_args, check_task_name, parse_range, parse_value
-from .core.urls import REDIS_URL_ENV, redact_url, resolve_url
+from .core.urls import redact_url
 
-KEY_ENV = "GUIDIST_AUTHKEY"
-REDIS_ENV = REDIS_URL_ENV  # the Redis URL (and password) stays out of process lists
-EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    """Bad input on the command line: printed as one line, exit 2."""
+EXIT_USAGE = ExitCode.USAGE
+__all__ = ["CONNECT_ENV", "KEY_ENV", "REDIS_ENV", "CliError", "build_parser", "main"]
 
 
 # ---------------------------------------------------------------------- helpers
 
-
-def _key_from(args: argparse.Namespace, required: bool) -> str | None:
-    key = args.authkey if args.authkey is not None else os.environ.get(KEY_ENV)
-    if key is None and required:
-        raise CliError(f"no key: pass --authkey KEY or set {KEY_ENV} (the server printed it)")
-    return key
-
-
-def _address(text: str) -> tuple[str, int]:
-    try:
-        host, port = parse_address(text)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    if port == 0:
-        raise CliError(f"{text!r} has no port: write HOST:PORT, e.g. 127.0.0.1:5000")
-    return host, port
+# The names the commands below were written against; the rules live in commands.connection.
+_key_from = key_from
+_address = parse_connect
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(_address(args.connect), _key_from(args, required=True) or "").connect()
+    """A connected client for --connect / --redis (or their environment variables)."""
+    return open_client(args)
 
 
 def status_line(snap: Snapshot) -> str:
@@ -76,12 +82,7 @@ def status_line(snap: Snapshot) -> str:
 # ---------------------------------------------------------------------- commands
 
 
-def _redis_url(value: str | None) -> str:
-    """A Redis URL from the option, else from $GUIDIST_REDIS_URL; CliError if there is none."""
-    try:
-        return resolve_url(value or None)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+_redis_url = redis_url
 
 
 def _backend_from(args: argparse.Namespace) -> str | None:
@@ -165,13 +166,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Run one worker until stopped."""
     from .core.worker import Worker, WorkerConfig
 
-    redis_url = None
-    if args.redis is not None or (args.connect is None and os.environ.get(REDIS_ENV)):
-        redis_url = _redis_url(args.redis)  # straight to Redis: no server, no authkey
-    elif args.connect is None:
-        raise CliError(f"pass --connect HOST:PORT (a guidist server) or --redis URL (a Redis "
-                       f"backend, also from {REDIS_ENV})")
-    config = WorkerConfig(address=_address(args.connect) if redis_url is None else ("", 0),
+    target = target_from(args)
+    if target is None:
+        raise CliError(f"pass --connect HOST:PORT (a guidist server, also from {CONNECT_ENV}) "
+                       f"or --redis URL (a Redis backend, also from {REDIS_ENV})")
+    redis_url = target.redis_url  # straight to Redis: no server, no authkey
+    add_import_paths([*(args.path or []), os.getcwd()])
+    config = WorkerConfig(address=target.address or ("", 0),
                           authkey=(to_bytes(_key_from(args, required=True)) if redis_url is None
                                    else b""),
                           name=args.name or "", prefetch=args.prefetch,
@@ -182,12 +183,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
                                           if n.strip()), redis_url=redis_url)
     worker = Worker(config)
     worker.install_signal_handlers()
-    if redis_url is not None:
-        target = redact_url(redis_url)
-    else:
-        target = args.connect
-    logging.getLogger("guidist").info("worker %s connecting to %s", worker.name, target)
+    logging.getLogger("guidist").info("worker %s connecting to %s", worker.name,
+                                      target.describe())
     return worker.run()
+
+
+def add_import_paths(paths: Sequence[str]) -> None:
+    """Put folders first on sys.path, so "mytasks:f" imports from the folder the worker runs in.
+
+    Under ``python -m guidist`` Python does this for the working directory; the ``guidist``
+    script puts its own bin folder there instead, and every task failed with TaskNotFound.
+    Process-mode children inherit sys.path (spawn passes it on).
+    """
+    wanted = [os.path.abspath(p) for p in paths]
+    for missing in (p for p in wanted if not os.path.isdir(p)):
+        raise CliError(f"--path {missing}: no such folder")
+    sys.path[:0] = [p for i, p in enumerate(wanted) if p not in wanted[:i]]
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -233,16 +244,26 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def status_lines(snap: Snapshot, as_json: bool = False) -> list[str]:
+    """What ``guidist status`` prints: the status line and one line per worker, or JSON."""
+    if as_json:
+        return [json.dumps(snap.to_status(), sort_keys=True)]
+    lines = [status_line(snap)]
+    for w in snap.workers:
+        lines.append(f"  {w.id:<24} {w.host:<16} pid {w.pid:<7} {w.state.value:<8} "
+                     f"done {w.done} failed {w.failed}")
+    return lines
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the server's counts once."""
-    snap = _client(args).snapshot()
-    if args.json:
-        print(json.dumps(snap.to_status(), sort_keys=True))
-    else:
-        print(status_line(snap))
-        for w in snap.workers:
-            print(f"  {w.id:<24} {w.host:<16} pid {w.pid:<7} {w.state.value:<8} "
-                  f"done {w.done} failed {w.failed}")
+    """Print the server's counts once, or again and again with --watch."""
+    client = _client(args)
+    if args.watch:
+        if args.interval <= 0:
+            raise CliError("--interval must be above 0")
+        return watch(client.snapshot, lambda snap: status_lines(snap, args.json),
+                     args.interval)
+    print("\n".join(status_lines(client.snapshot(), args.json)))
     return 0
 
 
@@ -252,9 +273,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     fmt = args.format or ("csv" if (args.output or "").lower().endswith(".csv") else "jsonl")
     states = args.state or None
-    if args.connect:
+    if args.journal and explicit_target(args):
+        raise CliError("pass --journal FILE or a server (--connect, --redis), not both")
+    if not args.journal and target_from(args) is not None:
         client = _client(args)
-        tasks = (t for state in (states or [None]) for t in iter_tasks(client, state))
+        tasks: Iterator[Task] = (t for state in (states or [None])
+                                 for t in iter_tasks(client, state))
     else:
         tasks = iter_ledger(_journal_arg(args), states)
     if args.output and args.output != "-":
@@ -284,12 +308,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    """Open the window."""
+    """Open the window, or say in one line why it cannot open here."""
+    if window.missing_gui_modules():
+        raise CliError(window.GUI_HINT, ExitCode.UNSUPPORTED)
+    problem = window.display_problem()
+    if problem:
+        raise CliError(problem, ExitCode.UNSUPPORTED)
     try:
         from .gui.app import main as gui_main
-    except ImportError as exc:
+    except ImportError as exc:  # a system library Qt needs is missing, for instance
         raise CliError(f"the window is not available here ({exc}); the commands serve, worker, "
-                       "submit and status work without it") from None
+                       "submit and status work without it", ExitCode.UNSUPPORTED) from None
     return gui_main(args)
 
 
@@ -297,58 +326,97 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 def _add_key(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--authkey", help=f"the server's key (default: ${KEY_ENV})")
+    add_key_option(p)
+
+
+DESCRIPTION = """\
+guidist: a monitor and controller for a multiprocessing.managers task queue.
+
+With no command (or 'gui') it opens the window; every command below works without it.
+Connecting commands read GUIDIST_CONNECT, GUIDIST_AUTHKEY and GUIDIST_REDIS_URL."""
+
+EXIT_CODES = """\
+exit codes (the same for every command):
+  0 success       1 the server refused or failed     2 bad input on the command line
+  3 no server     4 the key was rejected             5 no such task or worker
+  6 not possible here (classic master, no display, gui extra missing)   130 Ctrl-C"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree for every command."""
-    parser = argparse.ArgumentParser(prog="guidist", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    sub = parser.add_subparsers(dest="command")
+    parser = argparse.ArgumentParser(prog="guidist", description=DESCRIPTION,
+                                     epilog=EXIT_CODES, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"guidist {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (repeatable; also after the command)")
+    parser.add_argument("-q", "--quiet", action="count", default=0,
+                        help="less logging (repeatable; also after the command)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parents = [verbosity_parent()]
 
     def add_gui_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-        p.add_argument("--port", type=int, default=0, help="port to listen on (0: any free)")
+        p.add_argument("--host", default="127.0.0.1", metavar="HOST", help="address to listen on")
+        p.add_argument("--port", type=int, metavar="PORT", default=0,
+                       help="port to listen on (0: any free)")
         p.add_argument("--demo", action="store_true",
                        help="start the server, 2 workers and a steady mixed load")
         p.add_argument("--no-journal", action="store_true", help="keep state in memory only")
-        p.add_argument("--journal", help="SQLite journal file")
+        p.add_argument("--journal", metavar="FILE", help="SQLite journal file")
 
-    gui = sub.add_parser("gui", help="open the window (the default)")
+    gui = add_command(sub, "gui", "open the window (the default)",
+                      "Open the window with its embedded server. Needs the gui extra "
+                      "(pip install \".[gui]\") and a display.",
+                      ["guidist --demo", "guidist gui --port 5000 --authkey KEY"], parents)
     add_gui_options(gui)
     _add_key(gui)
 
-    serve = sub.add_parser("serve", help="run a headless server")
-    serve.add_argument("--host", default="127.0.0.1",
+    serve = add_command(sub, "serve", "run a headless server",
+                        "Run a queue server without a window until Ctrl-C: it prints its "
+                        "address and how to connect a worker, then a status line every "
+                        "--interval seconds.",
+                        ["guidist serve --port 5000",
+                         "GUIDIST_REDIS_URL=redis://:PASSWORD@HOST:6379/0 guidist serve "
+                         "--backend redis"], parents)
+    serve.add_argument("--host", default="127.0.0.1", metavar="HOST",
                        help="address to listen on (0.0.0.0: every interface)")
-    serve.add_argument("--port", type=int, default=5000, help="port (0: any free port)")
+    serve.add_argument("--port", type=int, metavar="PORT", default=5000,
+                       help="port (0: any free port)")
     _add_key(serve)
     serve.add_argument("--insecure", action="store_true",
                        help="accept a weak key on a non-loopback address")
-    serve.add_argument("--lease-timeout", type=float, default=DEFAULTS.lease_timeout,
+    serve.add_argument("--lease-timeout", type=float, metavar="SECONDS",
+                       default=DEFAULTS.lease_timeout,
                        help="seconds without a heartbeat before a worker's tasks are requeued")
-    serve.add_argument("--max-attempts", type=int, default=DEFAULTS.max_attempts,
+    serve.add_argument("--max-attempts", type=int, metavar="N", default=DEFAULTS.max_attempts,
                        help="lease expiries before a task is dead")
-    serve.add_argument("--journal", help="SQLite journal file (default: per-user data dir)")
+    serve.add_argument("--journal", metavar="FILE",
+                       help="SQLite journal file (default: per-user data dir)")
     serve.add_argument("--no-journal", action="store_true", help="keep state in memory only")
     serve.add_argument("--backend", metavar="memory|redis://HOST:PORT/DB",
                        help="where the queue's state lives: memory (default, with the journal) "
                             f"or a Redis URL ('redis' alone reads ${REDIS_ENV})")
-    serve.add_argument("--interval", type=float, default=5.0, help="seconds between status lines")
+    serve.add_argument("--interval", type=float, metavar="SECONDS", default=5.0,
+                       help="seconds between status lines")
 
-    worker = sub.add_parser("worker", help="run a worker")
-    worker.add_argument("--connect", metavar="HOST:PORT", help="the guidist server")
-    worker.add_argument("--redis", nargs="?", const="", metavar="URL",
-                        help=f"work straight from a Redis backend (URL default: ${REDIS_ENV})")
-    _add_key(worker)
-    worker.add_argument("--name", help="shown in the window (default: host-pid)")
-    worker.add_argument("--prefetch", type=int, default=1000,
+    worker = add_command(sub, "worker", "run a worker",
+                         "Run one worker until stopped: it claims tasks in batches, runs them "
+                         "and reports the results. Task functions ('mytasks:f') are imported "
+                         "from the working directory and the --path folders.",
+                         ["GUIDIST_AUTHKEY=KEY guidist worker --connect 127.0.0.1:5000",
+                          "guidist worker --redis --mode process --path ./src"], parents)
+    add_connection_options(worker)
+    worker.add_argument("--path", action="append", metavar="DIR",
+                        help="also import task functions from this folder (repeatable; the "
+                             "working directory is always searched)")
+    worker.add_argument("--name", metavar="NAME", help="shown in the window (default: host-pid)")
+    worker.add_argument("--prefetch", type=int, metavar="N", default=1000,
                         help="most tasks leased per claim (the batch adapts below it)")
-    worker.add_argument("--give-up-after", type=float, default=60.0,
+    worker.add_argument("--give-up-after", type=float, metavar="SECONDS", default=60.0,
                         help="seconds without a server before exiting non-zero")
-    worker.add_argument("--heartbeat", type=float, default=5.0, help="heartbeat period (s)")
+    worker.add_argument("--heartbeat", type=float, metavar="SECONDS", default=5.0,
+                        help="heartbeat period (s)")
     worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
-    worker.add_argument("--max-tasks", type=int, help="exit after this many tasks")
+    worker.add_argument("--max-tasks", type=int, metavar="N", help="exit after this many tasks")
     worker.add_argument("--mode", choices=["inline", "process", "thread", "async"],
                         default="inline",
                         help="inline: one task at a time, fastest for tiny tasks; process: N "
@@ -356,79 +424,116 @@ def build_parser() -> argparse.ArgumentParser:
                              " async: an event loop for async def / I/O-bound tasks")
     worker.add_argument("--tasks", metavar="NAME[,NAME...]",
                         help="claim only tasks of these functions (default: all)")
-    worker.add_argument("--concurrency", type=int,
+    worker.add_argument("--concurrency", type=int, metavar="N",
                         help="tasks at once (default: cores for process, 32 thread, 64 async)")
 
-    submit = sub.add_parser("submit", help="queue tasks")
-    submit.add_argument("--connect", required=True, metavar="HOST:PORT")
-    _add_key(submit)
-    submit.add_argument("--task", default="square",
+    submit = add_command(sub, "submit", "queue tasks",
+                         "Queue tasks: one per integer of a range, N alike, or one per line "
+                         "of a JSON-lines or CSV file. Arguments are Python literals, never "
+                         "evaluated code.",
+                         ["guidist submit --connect 127.0.0.1:5000 --range 1..1000",
+                          "guidist submit --task primes --count 200 --arg 50000",
+                          "guidist submit --task mytasks:resize --file jobs.jsonl --redis"],
+                         parents)
+    add_connection_options(submit)
+    submit.add_argument("--task", default="square", metavar="NAME",
                         help="square, sleep, primes, fail, echo, io_wait, aio_wait or "
                              "package.module:function")
     how = submit.add_mutually_exclusive_group(required=True)
     how.add_argument("--range", metavar="A..B", help="one task per integer from A to B")
-    how.add_argument("--count", type=int, help="N tasks with the same --arg")
-    how.add_argument("--file", help="JSON lines (.jsonl) or CSV: one task per line")
-    submit.add_argument("--arg", help="the argument for --count, a Python literal")
+    how.add_argument("--count", type=int, metavar="N", help="N tasks with the same --arg")
+    how.add_argument("--file", metavar="FILE", help="JSON lines (.jsonl) or CSV: one task per line")
+    submit.add_argument("--arg", metavar="VALUE", help="the argument for --count, a Python literal")
 
-    status = sub.add_parser("status", help="print the server's counts")
-    status.add_argument("--connect", required=True, metavar="HOST:PORT")
-    _add_key(status)
+    status = add_command(sub, "status", "print the server's counts",
+                         "Print the counts per state, the workers and the throughput, once or "
+                         "(--watch) again every --interval seconds, in place on a terminal.",
+                         ["guidist status --connect 127.0.0.1:5000",
+                          "guidist status --json --redis", "guidist status --watch"], parents)
+    add_connection_options(status)
     status.add_argument("--json", action="store_true", help="one JSON object")
+    status.add_argument("--watch", action="store_true",
+                        help="refresh until Ctrl-C (one line per refresh when not a terminal)")
+    status.add_argument("--interval", type=float, metavar="SECONDS", default=1.0,
+                        help="seconds between refreshes with --watch")
 
-    export = sub.add_parser("export", help="write the task ledger as CSV or JSON lines")
-    where = export.add_mutually_exclusive_group()
-    where.add_argument("--journal", help="journal file (default: the per-user one)")
-    where.add_argument("--connect", metavar="HOST:PORT", help="a live server instead")
-    _add_key(export)
+    export = add_command(sub, "export", "write the task ledger as CSV or JSON lines",
+                         "Write the task ledger (or the tasks in some states) as CSV or JSON "
+                         "lines, from a journal file or from a live server.",
+                         ["guidist export -o tasks.csv",
+                          "guidist export --connect 127.0.0.1:5000 --state failed -o f.jsonl"],
+                         parents)
+    export.add_argument("--journal", metavar="FILE",
+                        help="journal file (default: the per-user one, unless a server is "
+                             "named)")
+    add_connection_options(export)
     export.add_argument("--state", action="append",
                         choices=[s.value for s in TaskState], help="only these states")
     export.add_argument("--format", choices=["csv", "jsonl"], help="default: from -o's suffix")
-    export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    export.add_argument("-o", "--output", metavar="FILE",
+                        help="file to write (default: standard output)")
 
-    prune = sub.add_parser("prune", help="delete old finished tasks from a journal")
-    prune.add_argument("--journal", help="journal file (default: the per-user one)")
-    prune.add_argument("--done-days", type=float, default=7.0,
+    prune = add_command(sub, "prune", "delete old finished tasks from a journal",
+                        "Delete old finished tasks from a journal's ledger; failures are kept "
+                        "longer than successes.",
+                        ["guidist prune --done-days 1 --keep-failed 10000"], parents)
+    prune.add_argument("--journal", metavar="FILE", help="journal file (default: the per-user one)")
+    prune.add_argument("--done-days", type=float, metavar="DAYS", default=7.0,
                        help="delete successes older than this")
-    prune.add_argument("--failed-days", type=float, default=30.0,
+    prune.add_argument("--failed-days", type=float, metavar="DAYS", default=30.0,
                        help="delete failures older than this (kept longer)")
-    prune.add_argument("--keep-done", type=int, help="keep at most this many successes")
-    prune.add_argument("--keep-failed", type=int, help="keep at most this many failures")
+    prune.add_argument("--keep-done", type=int, metavar="N",
+                       help="keep at most this many successes")
+    prune.add_argument("--keep-failed", type=int, metavar="N",
+                       help="keep at most this many failures")
+
+    for module in (control, task_view, workers):
+        module.add_parsers(sub, parents)
     return parser
 
 
 COMMANDS = {"gui": cmd_gui, "serve": cmd_serve, "worker": cmd_worker, "submit": cmd_submit,
-            "status": cmd_status, "export": cmd_export, "prune": cmd_prune}
+            "status": cmd_status, "export": cmd_export, "prune": cmd_prune,
+            **control.COMMANDS, **task_view.COMMANDS, **workers.COMMANDS}
+
+_GLOBAL_FLAG = re.compile(r"^(-[vq]+|--verbose|--quiet)$")
+
+
+def _default_to_gui(argv: list[str]) -> list[str]:
+    """Insert "gui" when no command is named: ``guidist -v --demo`` opens the window."""
+    i = 0
+    while i < len(argv) and _GLOBAL_FLAG.match(argv[i]):
+        i += 1
+    if i == len(argv) or (argv[i].startswith("-") and argv[i] not in ("-h", "--help",
+                                                                        "--version")):
+        return [*argv[:i], "gui", *argv[i:]]
+    return argv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``guidist`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "-v",
-                                                               "--verbose"):
-        argv = ["gui", *argv]  # `guidist --demo` opens the window
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["gui", *argv])
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    if args.command == "worker":
-        level = min(level, logging.INFO)
+    argv = bare_redis_flags(_default_to_gui(list(sys.argv[1:] if argv is None else argv)))
+    args = build_parser().parse_args(argv)
+    args.verbose = verbosity(args)  # -v and -q, before and after the command, added up
+    base = logging.INFO if args.command == "worker" else logging.WARNING
+    level = min(logging.CRITICAL, max(logging.DEBUG, base - 10 * args.verbose))
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     try:
-        return COMMANDS[args.command](args)
-    except CliError as exc:
+        return int(COMMANDS[args.command](args))
+    except (CliError, GuidistError) as exc:
         print(f"guidist {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except GuidistError as exc:
-        print(f"guidist {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return exit_code_for(exc)
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `guidist export | head`: the reader is done, so are we
         sys.stderr.close()
         return 0
+
+
+def gui_main() -> int:
+    """Entry point of the ``guidist-gui`` script (a windowed program on Windows: no console)."""
+    return main(["gui", *sys.argv[1:]])
 
 
 if __name__ == "__main__":  # pragma: no cover

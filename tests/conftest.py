@@ -13,7 +13,9 @@ import pytest
 
 # Qt must never try to open a display in tests; set before anything imports PySide6.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.pop("GUIDIST_AUTHKEY", None)
+# A developer's own server settings must not leak into the tests' commands.
+for _name in ("GUIDIST_AUTHKEY", "GUIDIST_CONNECT", "GUIDIST_REDIS_URL"):
+    os.environ.pop(_name, None)
 
 from guidist.core.client import Client  # noqa: E402
 from guidist.core.pool import WorkerPool  # noqa: E402

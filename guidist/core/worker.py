@@ -26,7 +26,7 @@ from typing import Any
 from . import remote
 from .backends.base import DEFAULTS
 from .client import Client
-from .errors import AuthenticationFailed, GuidistError, RemoteError, ServerUnavailable
+from .errors import AuthenticationFailed, ExitCode, GuidistError, RemoteError, ServerUnavailable
 from .executors import Executor, ProcessExecutor, default_concurrency, make_executor
 from .payload import MAX_PAYLOAD, mib, pack
 from .protocol import CMD_STOP, CMD_UNKNOWN, DEFAULT_TASK, classic_result_text
@@ -34,7 +34,8 @@ from .tasks import TaskNotFound, resolve
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_GAVE_UP, EXIT_AUTH = 0, 3, 4
+# The codes every guidist command uses for the same failures (errors.ExitCode).
+EXIT_OK, EXIT_GAVE_UP, EXIT_AUTH = ExitCode.OK, ExitCode.UNAVAILABLE, ExitCode.AUTH
 _BATCH_SECONDS = 0.1  # aim for this much work per claim
 _REPORT_SECONDS = 0.2  # a batch that runs longer (a slow task in it) reports what is done
 

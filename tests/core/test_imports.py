@@ -1,4 +1,5 @@
-"""guidist.core is Qt-free: importing every core module (and the CLI) loads no Qt at all."""
+"""guidist.core is Qt-free: importing every core module (and the CLI) loads no Qt at all,
+and no numpy either: a headless install (no gui extra) has neither."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import guidist.core
 names = sorted(m.name for m in pkgutil.walk_packages(guidist.core.__path__, "guidist.core."))
 for name in names:
     importlib.import_module(name)
-import guidist.cli
+import guidist, guidist.cli, guidist.commands
+for m in pkgutil.iter_modules(guidist.commands.__path__, "guidist.commands."):
+    importlib.import_module(m.name)
 bad = sorted(m for m in sys.modules
-             if m.split(".")[0] in {"PySide6", "pyqtgraph", "shiboken6", "PyQt5", "PyQt6"})
+             if m.split(".")[0] in {"PySide6", "pyqtgraph", "shiboken6", "PyQt5", "PyQt6",
+                                    "numpy"})
 print(json.dumps({"modules": names, "qt": bad}))
 """
 
