@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .commands import control, task_view, window, workers
+from .commands import control, jobs, task_view, window, workers
 from .commands.connection import (
     CONNECT_ENV,
     KEY_ENV,
@@ -105,6 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.journal or str(default_journal_path(f"serve-{args.port}")))
     server = ServerProcess(args.host, args.port, key, insist_weak_key=args.insecure,
                            lease_timeout=args.lease_timeout, max_attempts=args.max_attempts,
+                           keep_done=args.keep_done, keep_failed=args.keep_failed,
                            journal=journal, backend=backend)
     host, port = server.start()
     stop = threading.Event()
@@ -230,13 +231,20 @@ def cmd_submit(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     client = _client(args)
     total = 0
+    job: str | int | None = args.job
     for kw_key, arg_list in groups.items():
         kwargs = json.loads(kw_key) if kw_key else None
-        ids = client.submit_many(task, arg_list, kwargs)
+        try:
+            ids = client.submit_many(task, arg_list, kwargs, job=job)
+        except ValueError as exc:  # a job name the server cannot tell from an id
+            raise CliError(f"--job: {exc}") from None
         total += len(arg_list)
+        if ids.job is not None:
+            job = ids.job.id  # rows with other kwargs join the same job
         if client.kind == "guidist" and len(ids):
             first, last = ids[0], ids[-1]
-            print(f"queued {len(ids)} {task} task(s), ids {first}..{last}")
+            where = f", job {ids.job.name} (id {ids.job.id})" if ids.job is not None else ""
+            print(f"queued {len(ids)} {task} task(s), ids {first}..{last}{where}")
     if client.kind == "classic":
         print(f"queued {total} payload(s) on the classic task queue")
     elif total == 0:
@@ -339,7 +347,8 @@ EXIT_CODES = """\
 exit codes (the same for every command):
   0 success       1 the server refused or failed     2 bad input on the command line
   3 no server     4 the key was rejected             5 no such task or worker
-  6 not possible here (classic master, no display, gui extra missing)   130 Ctrl-C"""
+  6 not possible here (classic master, no display, gui extra missing)
+  7 timed out (wait --timeout)                                          130 Ctrl-C"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -389,6 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds without a heartbeat before a worker's tasks are requeued")
     serve.add_argument("--max-attempts", type=int, metavar="N", default=DEFAULTS.max_attempts,
                        help="lease expiries before a task is dead")
+    serve.add_argument("--keep-done", type=int, metavar="N", default=DEFAULTS.keep_done,
+                       help="successes kept in memory (Redis: kept at all); the journal keeps "
+                            "every one")
+    serve.add_argument("--keep-failed", type=int, metavar="N", default=DEFAULTS.keep_failed,
+                       help="failed and dead tasks kept in memory (Redis: kept at all)")
     serve.add_argument("--journal", metavar="FILE",
                        help="SQLite journal file (default: per-user data dir)")
     serve.add_argument("--no-journal", action="store_true", help="keep state in memory only")
@@ -444,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--count", type=int, metavar="N", help="N tasks with the same --arg")
     how.add_argument("--file", metavar="FILE", help="JSON lines (.jsonl) or CSV: one task per line")
     submit.add_argument("--arg", metavar="VALUE", help="the argument for --count, a Python literal")
+    submit.add_argument("--job", metavar="NAME",
+                        help="the job they join (made when new; default: one named after the "
+                             "task and the time)")
 
     status = add_command(sub, "status", "print the server's counts",
                          "Print the counts per state, the workers and the throughput, once or "
@@ -487,14 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--keep-failed", type=int, metavar="N",
                        help="keep at most this many failures")
 
-    for module in (control, task_view, workers):
+    for module in (control, task_view, workers, jobs):
         module.add_parsers(sub, parents)
     return parser
 
 
 COMMANDS = {"gui": cmd_gui, "serve": cmd_serve, "worker": cmd_worker, "submit": cmd_submit,
             "status": cmd_status, "export": cmd_export, "prune": cmd_prune,
-            **control.COMMANDS, **task_view.COMMANDS, **workers.COMMANDS}
+            **control.COMMANDS, **task_view.COMMANDS, **workers.COMMANDS, **jobs.COMMANDS}
 
 _GLOBAL_FLAG = re.compile(r"^(-[vq]+|--verbose|--quiet)$")
 
