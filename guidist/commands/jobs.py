@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any, TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
 from ..core.client import Client
 from ..core.errors import ExitCode, NotFound
-from ..core.protocol import Job, Task
+from ..core.job_results import job_tasks, result_row, write_results
+from ..core.protocol import Job
 from .connection import add_connection_options, connected, require_target
 from .failures import CliError
 from .help import add_command
-
-RESULT_COLUMNS = ("id", "state", "result", "error", "args", "runtime")
-_LOOKUP = 5000  # tasks per get_tasks call
 
 
 def fmt_eta(seconds: float | None) -> str:
@@ -141,47 +138,6 @@ def cmd_wait(args: argparse.Namespace) -> int:
         return ExitCode.TIMEOUT
     print(summary_line(job))
     return 0 if job.ok else ExitCode.FAILED
-
-
-def job_tasks(client: Client, job: Job) -> Iterator[tuple[int, Task | None]]:
-    """(id, task) for every task of the job, in submission order, a few thousand per call."""
-    chunk: list[int] = []
-    for first, n in job.ranges:
-        for tid in range(first, first + n):
-            chunk.append(tid)
-            if len(chunk) >= _LOOKUP:
-                yield from zip(chunk, client.get_tasks(chunk))
-                chunk = []
-    if chunk:
-        yield from zip(chunk, client.get_tasks(chunk))
-
-
-def result_row(tid: int, task: Task | None) -> dict[str, Any]:
-    """One line of ``guidist results``: JSON-friendly values."""
-    if task is None:
-        return {"id": tid, "state": "unknown", "result": None,
-                "error": "no longer kept by the server", "args": None, "runtime": None}
-    return {"id": tid, "state": task.state.value, "result": task.result, "error": task.error,
-            "args": list(task.args), "runtime": task.runtime}
-
-
-def write_results(rows: Iterator[dict[str, Any]], out: IO[str], fmt: str) -> int:
-    """Write result rows as JSON lines or CSV (values that JSON lacks become repr)."""
-    n = 0
-    if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=RESULT_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            row = dict(row)
-            for k in ("result", "args"):
-                row[k] = json.dumps(row[k], default=repr)
-            writer.writerow(row)
-            n += 1
-    else:
-        for row in rows:
-            out.write(json.dumps(row, default=repr) + "\n")
-            n += 1
-    return n
 
 
 def cmd_results(args: argparse.Namespace) -> int:

@@ -150,6 +150,9 @@ def outcome_of(task: Task) -> tuple:
     return (task.id, task.state.value, task.result, task.error, task.exception)
 
 
+#: Jobs a snapshot carries: the window's jobs panel polls nothing else.
+SNAPSHOT_JOBS = 50
+
 #: The per-state counts a job keeps, in the order they are shown.
 JOB_STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "dead", "cancelled")
 
@@ -304,6 +307,7 @@ class Snapshot:
     default_task: str = DEFAULT_TASK
     started: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    jobs: tuple[Job, ...] = ()  # the newest SNAPSHOT_JOBS jobs, newest first (no id ranges)
 
     def count(self, state: TaskState | str) -> int:
         """Current count for one state (0 when unknown, e.g. on a classic master)."""

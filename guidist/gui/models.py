@@ -238,6 +238,7 @@ class TasksModel(_RowsModel):
         self.max_pages = max_pages
         self._state: str | None = None
         self._search: str | None = None
+        self._job: int | None = None
         self._generation = 0
         self._total = 0
         self._total_generation = -1
@@ -323,6 +324,11 @@ class TasksModel(_RowsModel):
         return self._state, self._search
 
     @property
+    def job(self) -> int | None:
+        """The job whose tasks are listed, or None for every task."""
+        return self._job
+
+    @property
     def cached_pages(self) -> int:
         """How many pages are held (bounded by max_pages)."""
         return len(self._pages)
@@ -352,8 +358,19 @@ class TasksModel(_RowsModel):
         search = (search or "").strip() or None
         if (state, search) == (self._state, self._search):
             return
-        self.beginResetModel()
         self._state, self._search = state, search
+        self._restart()
+
+    def set_job(self, job: int | None) -> None:
+        """List only one job's tasks (None: every task), from the top."""
+        if job == self._job:
+            return
+        self._job = job
+        self._restart()
+
+    def _restart(self) -> None:
+        """Another listing: forget every page and start again from the top."""
+        self.beginResetModel()
         self._pages.clear()
         self._pending.clear()
         self._touched.clear()
@@ -391,7 +408,7 @@ class TasksModel(_RowsModel):
     def on_page(self, reply: PageReply) -> None:
         """A page arrived (or failed): cache it, adjust the row count, repaint its rows."""
         req = reply.request
-        if (req.state, req.search) != (self._state, self._search):
+        if (req.state, req.search, req.job) != (self._state, self._search, self._job):
             return  # an answer for a listing no longer shown
         number = req.offset // self.page_size
         if req.generation == self._generation:
@@ -429,7 +446,7 @@ class TasksModel(_RowsModel):
             return
         self._pending.add(number)
         self.page_needed.emit(PageRequest(self._state, self._search, number * self.page_size,
-                                          self.page_size, self._generation))
+                                          self.page_size, self._generation, self._job))
 
     def _set_total(self, total: int) -> None:
         total = max(0, int(total))

@@ -139,6 +139,7 @@ class PageRequest:
     offset: int
     limit: int
     generation: int
+    job: int | None = None  # only this job's tasks (the jobs panel's selection)
 
 
 @dataclass(frozen=True)

@@ -783,3 +783,11 @@ def test_functions_sent_by_value_are_kept_as_bytes(broker: Any) -> None:
     assert broker.get_function("__main__:f#abc") == b"\x80\x05bytes"
     with pytest.raises(ValueError):
         broker.define_function("no-marker", b"x")
+
+
+def test_the_snapshot_carries_the_newest_jobs(broker: Any) -> None:
+    broker.submit("square", [(1,), (2,)], job="first")
+    broker.submit("echo", [(3,)], job="second")
+    jobs = broker.snapshot().jobs
+    assert [j.name for j in jobs] == ["second", "first"]  # newest first
+    assert (jobs[1].total, jobs[1].queued, jobs[1].ranges) == (2, 2, ())  # no id ranges

@@ -33,6 +33,7 @@ from ...protocol import (
     CMD_OK,
     CMD_STOP,
     CMD_UNKNOWN,
+    SNAPSHOT_JOBS,
     THROUGHPUT_WINDOW,
     ClaimGroup,
     Event,
@@ -209,11 +210,12 @@ class _Job:
         """Queued or running tasks."""
         return self.queued + self.running
 
-    def info(self, now: float) -> Job:
-        """Freeze into the public dataclass."""
+    def info(self, now: float, ranges: bool = True) -> Job:
+        """Freeze into the public dataclass (without its id ranges, for snapshots)."""
         return Job(self.id, self.name, tuple(self.functions), self.queued, self.running,
                    self.done, self.failed, self.dead, self.cancelled, self.submitted,
-                   self.started, self.last, now, tuple((a, b) for a, b in self.ranges))
+                   self.started, self.last, now,
+                   tuple((a, b) for a, b in self.ranges) if ranges else ())
 
 
 class _Worker:
@@ -1027,6 +1029,8 @@ class Broker:
                 started=self._started,
                 extra={"ignored_late": self._ignored_late,
                        "classic_results": self.classic_results.qsize()},
+                jobs=tuple(j.info(now, ranges=False) for j in itertools.islice(
+                    reversed(self._jobs.values()), SNAPSHOT_JOBS)),
             )
 
     def _throughput(self) -> float:

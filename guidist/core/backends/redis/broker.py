@@ -39,6 +39,7 @@ from ...payload import unpack, unpack_submission
 from ...protocol import (
     CMD_OK,
     JOB_STATES,
+    SNAPSHOT_JOBS,
     ClaimGroup,
     Event,
     Job,
@@ -614,7 +615,8 @@ class RedisBroker:
     def snapshot(self, series_since: int = 0, events_since: int = 0) -> Snapshot:
         """Counts, workers, and the series points and events after the caller's cursors."""
         (now, counters, queued, running, paused, series, last10, events, workers, started,
-         classic_len, default) = self._eval("snapshot", [int(series_since), int(events_since)])
+         classic_len, default, jobs) = self._eval("snapshot", [int(series_since),
+                                                                int(events_since), SNAPSHOT_JOBS])
         c = self._decode_config(counters)
         counts = {s.value: int(c.get(s.value, 0)) for s in TaskState}
         counts[TaskState.QUEUED.value] = int(queued)
@@ -634,6 +636,7 @@ class RedisBroker:
             started=float(started),
             extra={"ignored_late": int(c.get("ignored_late", 0)),
                    "classic_results": int(classic_len), "backend": self.where},
+            jobs=tuple(_job(j) for j in jobs),
         )
 
     def get_task(self, task_id: int) -> Task | None:

@@ -566,13 +566,24 @@ local function open_job(ref)
   return jid
 end
 
-local function job_info(jid)
+local function job_info(jid, no_ranges)
   local h = redis.call('HMGET', P .. 'job:' .. jid, 'name', 'fns', 'queued', 'running', 'done',
     'failed', 'dead', 'cancelled', 'sub', 'started', 'last')
   if not h[1] then return nil end
   for i = 1, #h do if not h[i] then h[i] = '' end end
   return {jid, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], NOW,
-    redis.call('LRANGE', P .. 'jr:' .. jid, 0, -1)}
+    no_ranges and {} or redis.call('LRANGE', P .. 'jr:' .. jid, 0, -1)}
+end
+
+local function jobs_info(n)
+  -- the newest n jobs, newest first, without their id ranges (what a snapshot carries)
+  local out = {}
+  if n <= 0 then return out end
+  for _, jid in ipairs(redis.call('ZREVRANGE', P .. 'jobs', 0, n - 1)) do
+    local info = job_info(jid, true)
+    if info then out[#out + 1] = info end
+  end
+  return out
 end
 """
 
@@ -880,8 +891,8 @@ return n
 """
 
 SNAPSHOT = r"""
--- ARGV: series cursor, events cursor
-local series_since, events_since = ARGV[3], ARGV[4]
+-- ARGV: series cursor, events cursor, how many of the newest jobs
+local series_since, events_since, n_jobs = ARGV[3], ARGV[4], tonumber(ARGV[5]) or 0
 tick()
 local series = redis.call('ZREVRANGEBYSCORE', P .. 'series', '+inf', '(' .. series_since,
   'LIMIT', 0, 900)
@@ -890,7 +901,8 @@ local events = redis.call('ZREVRANGEBYSCORE', P .. 'events', '+inf', '(' .. even
   'LIMIT', 0, 500)
 return {NOW, redis.call('HGETALL', P .. 'c'), queued_count(), redis.call('ZCARD', P .. 'running'),
   redis.call('EXISTS', P .. 'paused'), series, last10, events, workers_info(),
-  redis.call('GET', P .. 'started') or NOW, redis.call('LLEN', P .. 'classic'), DEFAULT}
+  redis.call('GET', P .. 'started') or NOW, redis.call('LLEN', P .. 'classic'), DEFAULT,
+  jobs_info(n_jobs)}
 """
 
 QUEUED_COUNT = r"""
