@@ -701,12 +701,20 @@ class Broker:
         n_running = n_queued = n_done = n_failed = 0
         done: list[Record] = []
         failed: list[Record] = []
+        # A batch's results mostly belong to one job: sum its counts in locals and move them
+        # once per run of one job, not with three attribute updates per task.
+        job = None
+        j_running = j_queued = j_done = 0
         for item in results:
-            tid, ok, value = item[0], item[1], item[2]
+            if len(item) == 5:  # (id, ok, value, started, runtime): a guidist worker's
+                tid, ok, value, started, runtime = item
+            else:  # (id, ok, value) from a tutorial worker; a failure adds its exception
+                tid, ok, value = item[0], item[1], item[2]
+                started, runtime = (item[3], item[4]) if len(item) > 4 else (None, None)
             rec = running_pop(tid, None)
             if rec is not None:
                 n_running += 1
-                rec.job.running -= 1
+                from_running = True
                 holder_id = rec.worker
                 holder = w if holder_id == worker_id else workers.get(holder_id or "")
                 if holder is not None:
@@ -718,19 +726,29 @@ class Broker:
                     self._ignored_late += 1
                     continue
                 n_queued += 1
-                rec.job.queued -= 1
+                from_running = False
+            if rec.job is not job:
+                if job is not None:
+                    job.running -= j_running
+                    job.queued -= j_queued
+                    if j_done:
+                        job.done += j_done
+                        job.last = now
+                job, j_running, j_queued, j_done = rec.job, 0, 0, 0
+            if from_running:
+                j_running += 1
+            else:
+                j_queued += 1
             rec.worker = worker_id
-            if len(item) > 4 and item[3] is not None:
+            if started is not None:
                 # The worker's own measurement replaces the claim time: a task that waited in
                 # the worker's buffer behind others did not start when it was claimed.
-                rec.started, rec.runtime = item[3], item[4]
+                rec.started, rec.runtime = started, runtime
             if ok:
                 rec.state = DONE
                 rec.finished = now
                 rec.result = value
-                j = rec.job
-                j.done += 1
-                j.last = now
+                j_done += 1
                 done_store[tid] = rec
                 recent(rec)
                 done.append(rec)
@@ -741,6 +759,12 @@ class Broker:
                 if len(item) > 5:
                     rec.exception = item[5]
                 failed.append(rec)
+        if job is not None:
+            job.running -= j_running
+            job.queued -= j_queued
+            if j_done:
+                job.done += j_done
+                job.last = now
         counts = self._counts
         counts[RUNNING] -= n_running
         counts[QUEUED] -= n_queued
