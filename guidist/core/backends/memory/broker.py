@@ -704,17 +704,17 @@ class Broker:
         # A batch's results mostly belong to one job: sum its counts in locals and move them
         # once per run of one job, not with three attribute updates per task.
         job = None
-        j_running = j_queued = j_done = 0
+        j_all = j_done = 0  # results and successes in the run of the current job
+        from_lanes: list[_Job] = []  # the rare late results for requeued tasks
         for item in results:
-            if len(item) == 5:  # (id, ok, value, started, runtime): a guidist worker's
+            try:  # (id, ok, value, started, runtime): what a guidist worker sends
                 tid, ok, value, started, runtime = item
-            else:  # (id, ok, value) from a tutorial worker; a failure adds its exception
-                tid, ok, value = item[0], item[1], item[2]
+            except ValueError:  # (id, ok, value) from a tutorial worker; a failure adds its
+                tid, ok, value = item[0], item[1], item[2]  # exception as a sixth
                 started, runtime = (item[3], item[4]) if len(item) > 4 else (None, None)
             rec = running_pop(tid, None)
             if rec is not None:
                 n_running += 1
-                from_running = True
                 holder_id = rec.worker
                 holder = w if holder_id == worker_id else workers.get(holder_id or "")
                 if holder is not None:
@@ -726,19 +726,15 @@ class Broker:
                     self._ignored_late += 1
                     continue
                 n_queued += 1
-                from_running = False
+                from_lanes.append(rec.job)
             if rec.job is not job:
                 if job is not None:
-                    job.running -= j_running
-                    job.queued -= j_queued
+                    job.running -= j_all
                     if j_done:
                         job.done += j_done
                         job.last = now
-                job, j_running, j_queued, j_done = rec.job, 0, 0, 0
-            if from_running:
-                j_running += 1
-            else:
-                j_queued += 1
+                job, j_all, j_done = rec.job, 0, 0
+            j_all += 1
             rec.worker = worker_id
             if started is not None:
                 # The worker's own measurement replaces the claim time: a task that waited in
@@ -760,11 +756,13 @@ class Broker:
                     rec.exception = item[5]
                 failed.append(rec)
         if job is not None:
-            job.running -= j_running
-            job.queued -= j_queued
+            job.running -= j_all
             if j_done:
                 job.done += j_done
                 job.last = now
+        for j in from_lanes:  # counted as running above: they were queued
+            j.running += 1
+            j.queued -= 1
         counts = self._counts
         counts[RUNNING] -= n_running
         counts[QUEUED] -= n_queued
