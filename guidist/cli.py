@@ -74,7 +74,8 @@ def status_line(snap: Snapshot) -> str:
                 f"{snap.extra.get('results_waiting', 0)} results waiting")
     c = snap.count
     paused = " (paused)" if snap.paused else ""
-    return (f"{c('queued')} queued, {c('running')} running, {c('done')} done, "
+    return (f"{c('queued')} queued, {c('claimed')} claimed, {c('running')} running, "
+            f"{c('done')} done, "
             f"{c('failed')} failed, {c('dead')} dead, {c('cancelled')} cancelled | "
             f"{snap.connected_workers} workers | {snap.throughput:,.0f} tasks/s{paused}")
 
@@ -258,7 +259,7 @@ def status_lines(snap: Snapshot, as_json: bool = False) -> list[str]:
         return [json.dumps(snap.to_status(), sort_keys=True)]
     lines = [status_line(snap)]
     for w in snap.workers:
-        lines.append(f"  {w.id:<24} {w.host:<16} pid {w.pid:<7} {w.state.value:<8} "
+        lines.append(f"  {w.id:<24} {w.host_label:<16} pid {w.pid:<7} {w.state.value:<8} "
                      f"done {w.done} failed {w.failed}")
     return lines
 

@@ -1,8 +1,13 @@
 """Render docs/screenshot.png: the real window running the demo, captured mid-run.
 
-Run it under a virtual display so the window is drawn exactly as on a desktop:
+Run it under a virtual display so the window is drawn exactly as on a desktop, with a screen
+the size of the window (the window arranges its panels for the screen it opens on):
 
-    xvfb-run -a -s "-screen 0 1280x800x24" python scripts/render_screenshot.py
+    xvfb-run -a -s "-screen 0 1440x900x24" python scripts/render_screenshot.py --size 1440x900
+    xvfb-run -a -s "-screen 0 1024x700x24" python scripts/render_screenshot.py \\
+        --size 1024x700 --output docs/screenshot-1024x700.png
+    xvfb-run -a -s "-screen 0 1280x800x24" python scripts/render_screenshot.py --dark \\
+        --output docs/screenshot-dark.png
 
 It starts the demo (embedded server, a process-mode and a thread-mode local worker, a load
 that alternates 20 s of CPU-bound primes and 20 s of blocking I/O), waits until the plots hold
@@ -30,6 +35,8 @@ def main() -> int:
                         help="how long the demo runs before the capture (at 52 s the 1-minute "
                         "plots show a CPU phase, an I/O phase and the next CPU phase)")
     parser.add_argument("--size", default="1280x800", help="window size, WIDTHxHEIGHT")
+    parser.add_argument("--dark", action="store_true",
+                        help="a dark palette (Fusion style), as a dark desktop theme gives")
     opts = parser.parse_args()
     width, height = (int(v) for v in opts.size.lower().split("x"))
 
@@ -42,6 +49,9 @@ def main() -> int:
     app = QApplication(sys.argv[:1])
     app.setApplicationName("guidist")
     app.setWindowIcon(app_icon())
+    if opts.dark:
+        app.setStyle("Fusion")
+        app.setPalette(dark_palette())
     with tempfile.TemporaryDirectory() as tmp:
         settings = QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat)
         args = argparse.Namespace(host="127.0.0.1", port=0, authkey=None, demo=True,
@@ -49,6 +59,9 @@ def main() -> int:
         window = build_window(args, settings)
         window.resize(width, height)
         window.show()
+        # Xvfb has no window manager: the window keeps room for a title bar that is not there
+        # when it first fits the screen. Give it the whole size asked for.
+        window.resize(width, height)
         # Show the launch controls as a person would set them for the CPU-bound preset.
         window.submit_panel.set_preset("primes")
         window.workers_panel.set_mode("process")
@@ -59,7 +72,8 @@ def main() -> int:
             panel = window.tasks_panel
             panel.live_check.setChecked(False)
             snap = window.last_snapshot
-            start = snap.count("running") + snap.count("queued") if snap else 0
+            # finished ones follow the running and claimed ones
+            start = snap.leased if snap else 0
             panel.refresh()
             chosen = None
             for _ in range(6):  # rows move while tasks finish: look around until found
@@ -89,6 +103,28 @@ def main() -> int:
             window.shutdown()
             window.close()
     return 0
+
+
+def dark_palette():  # noqa: ANN201 - a QPalette, imported late
+    """A dark palette like the common desktop dark themes (text light on dark grey)."""
+    from PySide6.QtGui import QColor, QPalette
+
+    pal = QPalette()
+    role = QPalette.ColorRole
+    for r, color in ((role.Window, "#2b2d31"), (role.WindowText, "#e6e6e6"),
+                     (role.Base, "#1e1f22"), (role.AlternateBase, "#26282c"),
+                     (role.Text, "#e6e6e6"), (role.Button, "#35373c"),
+                     (role.ButtonText, "#e6e6e6"), (role.Highlight, "#3d6fb4"),
+                     (role.HighlightedText, "#ffffff"), (role.ToolTipBase, "#35373c"),
+                     (role.ToolTipText, "#e6e6e6"), (role.PlaceholderText, "#8a8d93"),
+                     (role.Link, "#6ea8fe"), (role.BrightText, "#ff6b6b"),
+                     # the bevels Fusion draws pressed and checked buttons with
+                     (role.Light, "#4a4d53"), (role.Midlight, "#3f4247"),
+                     (role.Mid, "#232427"), (role.Dark, "#1b1c1f"), (role.Shadow, "#0e0f10")):
+        pal.setColor(r, QColor(color))
+    for r in (role.WindowText, role.Text, role.ButtonText):
+        pal.setColor(QPalette.ColorGroup.Disabled, r, QColor("#7c7f85"))
+    return pal
 
 
 def run_for(app, window, seconds: float, loop_class, timer_class) -> None:  # noqa: ANN001

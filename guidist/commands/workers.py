@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Any
 
 from ..core.errors import NotAGuidistServer, NotFound
-from ..core.protocol import WorkerInfo, WorkerState
+from ..core.protocol import WorkerInfo, WorkerState, host_label
 from .connection import add_connection_options, connected, require_target
 from .failures import CliError
 from .help import add_command
@@ -44,11 +44,14 @@ def _ago(seconds: float | None) -> str:
 
 def worker_table(rows: list[dict[str, Any]]) -> list[str]:
     """The workers as an aligned table, one line each."""
-    head = ("NAME", "HOST", "PID", "STATE", "MODE", "DONE", "FAILED", "TASK", "HEARTBEAT")
+    head = ("NAME", "HOST", "PID", "STATE", "MODE", "RUNNING", "CLAIMED", "DONE", "FAILED",
+            "TASK", "HEARTBEAT")
     body = []
     for r in rows:
         mode = r["mode"] if r.get("concurrency", 1) <= 1 else f"{r['mode']} x{r['concurrency']}"
-        body.append((r["name"] or r["id"], r["host"], str(r["pid"]), r["state"], mode,
+        body.append((r["name"] or r["id"], host_label(r["host"], r.get("address", "")),
+                     str(r["pid"]), r["state"], mode,
+                     str(r.get("running", 0)), str(r.get("claimed", 0)),
                      str(r["done"]), str(r["failed"]),
                      "-" if r.get("current_task") is None else str(r["current_task"]),
                      _ago(r["last_heartbeat_s"])))

@@ -372,10 +372,23 @@ class Client:
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0,
                    limit: int = 100, search: str | None = None,
-                   job: int | str | None = None) -> TaskPage:
-        """A page of the task ledger (of one job's tasks, with job)."""
-        args: tuple = (TaskState(state).value if state else None, offset, limit, search)
-        return self.call("list_tasks", *args, *(() if job is None else (job,)))
+                   order: str | None = None, job: int | str | None = None) -> TaskPage:
+        """A page of the task ledger, newest activity first, or sorted by order (one of
+        task_orders(), "-" first for descending); of one job's tasks, with job."""
+        state_value = TaskState(state).value if state else None
+        if job is not None:
+            return self.call("list_tasks", state_value, offset, limit, search, order or None,
+                             job)
+        if order:
+            return self.call("list_tasks", state_value, offset, limit, search, order)
+        return self.call("list_tasks", state_value, offset, limit, search)
+
+    def task_orders(self) -> tuple[str, ...]:
+        """The keys this server's list_tasks sorts by (none on an older server)."""
+        try:
+            return tuple(self.call("task_orders"))
+        except RemoteError:
+            return ()
 
     def get_task(self, task_id: int) -> Task | None:
         """One task by id (a finished one is read back from the journal once memory no
@@ -415,14 +428,15 @@ class Client:
         return self.call("retry_job", ref)
 
     def wait_idle(self, timeout: float = 60.0, poll: float = 0.05) -> Snapshot:
-        """Block until nothing is queued or running (for scripts and tests)."""
+        """Block until nothing is queued, claimed or running (for scripts and tests)."""
         deadline = time.monotonic() + timeout
         while True:
             snap = self.snapshot()
-            if snap.count("queued") == 0 and snap.count("running") == 0:
+            if snap.count("queued") == 0 and snap.leased == 0:
                 return snap
             if time.monotonic() > deadline:
-                raise TimeoutError(f"still {snap.count('queued')} queued and "
+                raise TimeoutError(f"still {snap.count('queued')} queued, "
+                                   f"{snap.count('claimed')} claimed and "
                                    f"{snap.count('running')} running after {timeout:.0f} s")
             time.sleep(poll)
 

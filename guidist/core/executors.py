@@ -109,6 +109,10 @@ class Executor:
         """Start one task."""
         raise NotImplementedError
 
+    def cancel(self, fut: cf.Future) -> bool:
+        """Withdraw a task that has not started; False when it may have (or cannot tell)."""
+        return False
+
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting tasks; with wait, let the running ones finish."""
 
@@ -125,6 +129,10 @@ class ThreadExecutor(Executor):
     def submit(self, function: str, args: tuple, kwargs: dict | None) -> cf.Future:
         """Run in a pool thread."""
         return self._pool.submit(run_task, function, args, kwargs)
+
+    def cancel(self, fut: cf.Future) -> bool:
+        """A pool future can only be cancelled before a thread picks it up."""
+        return fut.cancel()
 
     def shutdown(self, wait: bool = True) -> None:
         """Cancel what has not started; optionally wait for the rest."""
@@ -147,6 +155,7 @@ class ProcessExecutor(Executor):
         blob = remote.blob_of(function) if remote.is_by_value(function) else None
         fut = self._pool.submit(run_task, function, args, kwargs, blob)
         out: cf.Future = cf.Future()
+        out.inner = fut  # type: ignore[attr-defined]  # cancel() must reach the pool's future
 
         def relay(f: cf.Future) -> None:
             try:
@@ -158,6 +167,12 @@ class ProcessExecutor(Executor):
 
         fut.add_done_callback(relay)
         return out
+
+    def cancel(self, fut: cf.Future) -> bool:
+        """Only the pool's own future knows whether a child took the task; relay() then
+        cancels the one handed out."""
+        inner = getattr(fut, "inner", None)
+        return inner is not None and inner.cancel()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the children (they are also tied to this process's life)."""

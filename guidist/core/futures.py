@@ -212,7 +212,15 @@ class ResultWatcher:
             self._entries.clear()
             self._starts.clear()
             self._jobs.clear()
+            waiting = self._in_flight is not None
             self._wake.notify_all()
+        if waiting and threading.current_thread() is not self._thread:
+            # End the wait under way now, or a server thread stays blocked in it (and its
+            # connection open) for up to WAIT_SECONDS after the client is gone.
+            try:
+                self._client.call("poke", self._token)
+            except GuidistError:
+                pass
         self._fail(entries, reason)
 
     # -------------------------------------------------------------- the thread

@@ -24,3 +24,17 @@ def reachable_addresses() -> list[str]:
             found.append(a.address)
     # Private LAN addresses are what a second laptop on the same network can reach.
     return sorted(set(found), key=lambda a: (not ipaddress.ip_address(a).is_private, a))
+
+
+def address_towards(host: str, port: int) -> str:
+    """The local IP address this machine uses to reach host ("" if there is no route).
+
+    Connecting a UDP socket only asks the kernel for a route: no packet is sent.
+    """
+    try:
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((host.strip("[]"), int(port) or 9))
+            return str(s.getsockname()[0])
+    except OSError:
+        return ""

@@ -7,6 +7,7 @@ connection and can be handed from a worker thread to the GUI thread without copy
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -19,15 +20,19 @@ SERIES_FIELDS: tuple[str, ...] = (
     "failed",  # tasks that raised (or went dead) during that second
     "requeued",  # leases that expired and went back to the queue
     "queued",  # queue depth at the end of the second
-    "running",  # leased tasks at the end of the second
+    "running",  # tasks a worker has started, at the end of the second
     "workers",  # connected workers at the end of the second
+    "claimed",  # tasks claimed by a worker and not started yet, at the end of the second
 )
 
 #: Name of the task a bare payload runs with (the tutorial's worker squares integers).
 DEFAULT_TASK = "square"
 
-# Commands a broker returns to workers from heartbeat() and exchange().
+# Commands a broker returns to workers from heartbeat() and exchange(). Workers treat a
+# command they do not know as "ok", so an older worker simply never gives anything back.
 CMD_OK, CMD_STOP, CMD_UNKNOWN = "ok", "stop", "unknown"
+#: Another worker waits for work: hand back (release) the tasks you have not started.
+CMD_GIVE_BACK = "give-back"
 
 #: A claimed group: (function, kwargs, ids, args_list) — one per run of same-function tasks.
 ClaimGroup = tuple[str, "dict | None", list[int], list[tuple]]
@@ -62,11 +67,31 @@ def throughput(points: list[tuple] | tuple[tuple, ...]) -> float:
     recent = points[:THROUGHPUT_WINDOW]
     return sum(p[2] + p[3] for p in recent) / THROUGHPUT_WINDOW if recent else 0.0
 
+#: Keys a task listing can be sorted by (``list_tasks(order=...)``; a leading "-" sorts
+#: descending). A backend says which of them it supports with ``task_orders()``.
+TASK_ORDERS: tuple[str, ...] = ("id", "state", "function", "runtime", "attempts", "submitted")
+
+
+def parse_order(order: str | None) -> tuple[str | None, bool]:
+    """(key, descending) of a listing order such as "-runtime"; (None, False) for none."""
+    if not order:
+        return None, False
+    key = order.lstrip("-")
+    if key not in TASK_ORDERS:
+        raise ValueError(f"cannot sort tasks by {key!r}: use one of {', '.join(TASK_ORDERS)}")
+    return key, order.startswith("-")
+
 
 class TaskState(str, Enum):
-    """Where a task is in its life: queued → running → done | failed; dead; cancelled."""
+    """Where a task is in its life: queued → claimed → running → done | failed; dead, cancelled.
+
+    Claimed means a worker holds the task (its lease) but has not started it: it waits in
+    that worker's batch. Claimed and running tasks both go back to the queue when their
+    worker is lost.
+    """
 
     QUEUED = "queued"
+    CLAIMED = "claimed"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
@@ -95,10 +120,10 @@ class WorkerState(str, Enum):
 class Task:
     """One task as the ledger knows it.
 
-    ``started`` is when the worker began executing it (wall clock, as the worker measured it;
-    until a result arrives, when it was claimed) and ``runtime`` the seconds it ran, timed by
-    the worker on a monotonic clock: neither includes time spent in a worker's buffer or on
-    the wire.
+    ``started`` is when the worker began executing it (wall clock, as the worker measured it,
+    once its result arrived; before, when the worker said it started) and ``runtime`` the
+    seconds it ran, timed by the worker on a monotonic clock: neither includes time spent in
+    a worker's buffer or on the wire.
     """
 
     id: int
@@ -154,7 +179,8 @@ def outcome_of(task: Task) -> tuple:
 SNAPSHOT_JOBS = 50
 
 #: The per-state counts a job keeps, in the order they are shown.
-JOB_STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "dead", "cancelled")
+JOB_STATES: tuple[str, ...] = ("queued", "claimed", "running", "done", "failed", "dead",
+                                "cancelled")
 
 
 @dataclass(frozen=True)
@@ -170,6 +196,7 @@ class Job:
     name: str
     functions: tuple[str, ...] = ()
     queued: int = 0
+    claimed: int = 0  # leased by a worker, not started yet
     running: int = 0
     done: int = 0
     failed: int = 0
@@ -184,12 +211,13 @@ class Job:
     @property
     def total(self) -> int:
         """Every task submitted in the job."""
-        return self.queued + self.running + self.done + self.failed + self.dead + self.cancelled
+        return (self.queued + self.claimed + self.running + self.done + self.failed + self.dead
+                + self.cancelled)
 
     @property
     def remaining(self) -> int:
-        """Tasks still to run (queued or running)."""
-        return self.queued + self.running
+        """Tasks still to run (queued, claimed or running)."""
+        return self.queued + self.claimed + self.running
 
     @property
     def finished(self) -> float | None:
@@ -218,7 +246,7 @@ class Job:
     def state(self) -> str:
         """queued (nothing started), running, or once finished: done, failed or cancelled."""
         if self.remaining:
-            started = self.running or self.done or self.failed or self.dead
+            started = self.running or self.claimed or self.done or self.failed or self.dead
             return "running" if started else "queued"
         if self.failed or self.dead:
             return "failed"
@@ -257,6 +285,9 @@ class TaskPage:
     total: int
     offset: int
     tasks: tuple[Task, ...]
+    #: Finished tasks of the listed states that the server counts but no longer holds (it
+    #: keeps the newest N per state; the rest are in its journal, if it keeps one).
+    not_held: int = 0
 
 
 @dataclass(frozen=True)
@@ -274,10 +305,27 @@ class WorkerInfo:
     joined: float = 0.0
     last_seen: float = 0.0
     current_task: int | None = None
-    running: int = 0
+    running: int = 0  # tasks it has started and not finished
     done: int = 0
     failed: int = 0
     functions: tuple[str, ...] = ()  # the only task functions it claims; () means all
+    address: str = ""  # the IP address it connects from ("" if it did not say)
+    claimed: int = 0  # tasks it holds and has not started yet
+
+    @property
+    def held(self) -> int:
+        """Every task it holds a lease on: claimed or running."""
+        return self.running + self.claimed
+
+    @property
+    def host_label(self) -> str:
+        """"host (address)" for people; just the host when the address adds nothing."""
+        return host_label(self.host, self.address)
+
+
+def host_label(host: str, address: str) -> str:
+    """"host (address)", or host alone when address is empty or the same."""
+    return host if not address or address == host else f"{host} ({address})"
 
 
 @dataclass(frozen=True)
@@ -314,6 +362,11 @@ class Snapshot:
         return self.counts.get(TaskState(state).value, 0)
 
     @property
+    def leased(self) -> int:
+        """Tasks that workers hold: claimed (not started yet) plus running."""
+        return self.count(TaskState.CLAIMED) + self.count(TaskState.RUNNING)
+
+    @property
     def connected_workers(self) -> int:
         """Workers that are not offline."""
         return sum(1 for w in self.workers if w.state is not WorkerState.OFFLINE)
@@ -331,3 +384,12 @@ class Snapshot:
         )
         status.update(self.extra)
         return status
+
+
+def running_ids(current: int | Iterable[int] | None) -> list[int]:
+    """The tasks a worker says it runs: one id (what older workers send), a list, or none."""
+    if current is None:
+        return []
+    if isinstance(current, int):
+        return [current]
+    return [int(i) for i in current]

@@ -175,6 +175,9 @@ class GuidistServer(managers.Server):
                     return
                 continue
             transport.set_nodelay(c)
+            # A worker or client whose host vanished never sends FIN: keepalive ends its
+            # connection (and so requeues a classic worker's task) instead of keeping it forever.
+            transport.set_keepalive(c)
             key = f"{next(self._conn_seq)}@{_peer_host(c)}"
             threading.Thread(target=self.handle_request, args=(c, key), name=f"conn-{key}",
                              daemon=True).start()
@@ -305,6 +308,9 @@ def serve(config: ServerConfig, ready: Any = None, control: Any = None) -> None:
                         format="%(asctime)s guidist-server %(levelname)s %(message)s")
     try:
         broker = open_backend(config.options, journal=config.journal, url=config.backend)
+        # The broker asks which connection a worker's call came on, so that the last of a
+        # worker's connections closing requeues its tasks at once (not after the lease).
+        broker.connection_key = connection_key
         _BROKER = broker
         _TASK_QUEUE, _RESULT_QUEUE = ClassicTaskQueue(broker), ClassicResultQueue(broker)
         server = GuidistServer(ServingManager._registry,  # type: ignore[attr-defined]

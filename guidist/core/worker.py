@@ -1,8 +1,12 @@
 """The worker: claim → run → report, one batch per round trip, with a heartbeat beside it.
 
 Like huey's consumer, the loop does one step at a time and the signal handlers only set a flag.
-The batch size adapts to the task duration (about a tenth of a second of work per claim, capped
-by ``prefetch``), so trivial tasks move in big batches while slow ones are not hoarded.
+The batch size adapts to the duration of each task function (about a tenth of a second of work
+of that function per claim, capped by ``prefetch``; see ``claims``), so trivial tasks move in
+big batches while slow ones, and ones not run yet, are claimed one at a time. The worker tells
+the server which tasks it is running with each exchange and heartbeat (a few ids, never a call
+per task), and when the server says another worker waits for work (``give-back``) it releases
+the tasks it has not started, unless they would be done before another worker could start them.
 """
 
 from __future__ import annotations
@@ -22,14 +26,17 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import remote
 from .backends.base import DEFAULTS
+from .claims import ClaimSizer
 from .client import Client
 from .errors import AuthenticationFailed, ExitCode, GuidistError, RemoteError, ServerUnavailable
 from .executors import Executor, ProcessExecutor, default_concurrency, make_executor
+from .netinfo import address_towards
 from .payload import MAX_PAYLOAD, mib, pack
-from .protocol import CMD_STOP, CMD_UNKNOWN, DEFAULT_TASK, classic_result_text
+from .protocol import CMD_GIVE_BACK, CMD_STOP, CMD_UNKNOWN, DEFAULT_TASK, classic_result_text
 from .tasks import TaskNotFound, resolve
 
 log = logging.getLogger(__name__)
@@ -72,7 +79,9 @@ class Worker:
         self._current: int | None = None
         self._pending: list[tuple] = []  # ResultItems not yet accepted by a server
         self._functions: dict[str, Callable[..., Any]] = {}
-        self._batch = 8
+        self._sizer = ClaimSizer(_BATCH_SECONDS, config.prefetch)
+        self._give_back = False  # the server asked for the tasks not started (any thread sets)
+        self._unreleased: list[int] = []  # given up, not yet known to the server as released
         self._heartbeat_s = config.heartbeat_s
         # The launcher's pid from the pool: getppid() is already 1 if it died during our start.
         self._parent = int(os.environ.get("GUIDIST_PARENT_PID") or os.getppid())
@@ -123,10 +132,15 @@ class Worker:
             try:
                 if self._id is None:
                     self._register()
+                    self._unreleased = []  # a new id: the old one's leases are gone anyway
+                elif self._unreleased:
+                    self._release_unreleased()
                 # With tasks in flight the claim must not wait on the server: their results
                 # are due back as soon as they finish.
                 cmd, groups = self._call_with_results(
-                    "exchange", self._claim_size(), 0.0 if self._inflight else self.config.wait_s)
+                    "exchange", self._claim_size(),
+                    0.0 if self._inflight else self.config.wait_s, self._running_now(),
+                    None if self._executor is not None else self._sizer.limits())
             except ServerUnavailable as exc:
                 code = self._reconnect(exc)
                 if code is not None:
@@ -144,16 +158,22 @@ class Worker:
                 continue
             self._trouble_since = None
             if cmd == CMD_UNKNOWN:
-                log.info("the server does not know this worker (restarted?); registering again")
+                log.info("the server does not know this worker (it restarted, or lost touch "
+                         "with this worker for longer than the lease); registering again")
                 self._id = None
                 continue
             if groups:
                 self._fetch_definitions(groups)
             if self._executor is None:
                 if groups:
+                    self._give_back = False  # it was about an earlier batch
                     self._run_groups(groups)
             else:
+                if cmd == CMD_GIVE_BACK:
+                    self._give_back = True
                 self._start_groups(groups)
+                if self._give_back:
+                    self._give_back_queued()
                 self._collect(self.config.wait_s)
             if cmd == CMD_STOP:
                 log.info("the server asked this worker to stop")
@@ -236,13 +256,20 @@ class Worker:
     def _register(self) -> None:
         reply = self._client.call("register_worker", self.name, socket.gethostname(),
                                   os.getpid(), self.mode, self.concurrency, "guidist",
-                                  list(self.config.functions) or None)
+                                  list(self.config.functions) or None, self._address())
         self._id = reply["id"]
         self._max_payload = int(reply.get("max_payload", MAX_PAYLOAD))
         lease = float(reply.get("lease_timeout", DEFAULTS.lease_timeout))
         self._heartbeat_s = max(0.05, min(self.config.heartbeat_s, lease / 4))
         log.info("registered as %s (lease %.1f s, heartbeat %.2f s)", self._id, lease,
                  self._heartbeat_s)
+
+    def _address(self) -> str:
+        """The IP address the server sees this worker at (its route towards the server)."""
+        if self.config.redis_url:
+            url = urlsplit(self.config.redis_url)
+            return address_towards(url.hostname, url.port or 6379) if url.hostname else ""
+        return address_towards(*self.config.address)
 
     def _heartbeat_loop(self) -> None:
         """Renew leases from a second connection (proxies are not shared between threads)."""
@@ -256,20 +283,60 @@ class Worker:
             if wid is None:
                 continue
             try:
-                if client.call("heartbeat", wid, self._current) == CMD_STOP:
+                cmd = client.call("heartbeat", wid, self._running_now())
+                if cmd == CMD_STOP:
                     self._stop.set()
+                elif cmd == CMD_GIVE_BACK:
+                    self._give_back = True  # the batch loop acts on it between two tasks
             except GuidistError:
                 client.close()  # the main loop does the reconnecting and the giving up
 
     # ------------------------------------------------------------------ running
 
     def _claim_size(self) -> int:
+        """The most tasks the next claim may take; the inline mode sends per-function limits
+        beside it (``ClaimSizer``), so this is only the cap there."""
         if self._executor is not None:
             # The prefetch follows the concurrency, plus a quarter so a freed slot finds its
             # next task already here instead of waiting a round trip to the server.
             room = self.concurrency + max(1, self.concurrency // 4)
             return max(0, room - len(self._inflight))
-        return max(1, min(self._batch, self.config.prefetch))
+        return max(1, self.config.prefetch)
+
+    def _running_now(self) -> list[int]:
+        """The tasks this worker runs at this moment, as the server should hear it (called
+        from the heartbeat thread too, so it copies before it slices)."""
+        if self._executor is not None:
+            # Executors start tasks in the order they were handed over: the oldest in flight,
+            # up to the concurrency, are the ones running.
+            return list(self._inflight.values())[:self.concurrency]
+        current = self._current
+        return [] if current is None else [current]
+
+    def _give_back_queued(self) -> None:
+        """Release the tasks handed to the executor that have not started (concurrent modes)."""
+        self._give_back = False
+        ex = self._executor
+        assert ex is not None
+        cancelled = [(fut, tid) for fut, tid in list(self._inflight.items()) if ex.cancel(fut)]
+        for fut, _ in cancelled:
+            del self._inflight[fut]
+        if cancelled:
+            self._unreleased.extend(tid for _, tid in cancelled)
+            self._release_unreleased()
+
+    def _release_unreleased(self) -> bool:
+        """Give the tasks in _unreleased back to the queue, uncounted; on failure they stay
+        there for the next try (the worker no longer runs them, so they must not stay leased)."""
+        ids, self._unreleased = self._unreleased, []
+        try:
+            self._client.call("release", self._id, ids)
+        except GuidistError as exc:
+            log.info("could not give %d task(s) back yet: %s", len(ids), exc)
+            self._unreleased = ids + self._unreleased
+            return False
+        log.info("gave %d task(s) not started back for a worker that waits", len(ids))
+        return True
 
     def _start_groups(self, groups: list) -> None:
         """Hand claimed tasks to the executor."""
@@ -299,14 +366,19 @@ class Worker:
             self._executor = make_executor(self.mode, self.concurrency)
 
     def _run_groups(self, groups: list) -> None:
-        """Run every claimed task; stop early (handing the rest back) when asked to."""
+        """Run every claimed task, timing each function; stop early (handing the rest back)
+        when asked to stop, or when the server wants the unstarted ones for another worker."""
         clock = time.perf_counter
-        started = clock()
-        wall = time.time() - started  # + a perf_counter reading = that moment's wall clock
-        report_at = started + _REPORT_SECONDS
+        now = clock()
+        wall = time.time() - now  # + a perf_counter reading = that moment's wall clock
+        report_at = now + _REPORT_SECONDS
         ran = 0
+        halted = False
         stopping = self._stop.is_set
-        for function, kwargs, ids, args_list in groups:
+        sizer = self._sizer
+        for gi, (function, kwargs, ids, args_list) in enumerate(groups):
+            if halted:
+                break
             try:
                 fn = self._function(function)
             except TaskNotFound as exc:
@@ -316,13 +388,16 @@ class Worker:
                 continue
             kw = kwargs or {}
             add = self._pending.append
+            group_start = clock()
+            n = 0
             # Each task is timed on its own, on the monotonic clock: its start and run time
             # travel with its result, so a task that waited behind others in this batch is not
             # reported as having run all that while. One clock read per task: a task starts
             # when the one before it ended (its run time includes this loop's few steps).
-            t0 = clock()
+            t0 = group_start
             for tid, args in zip(ids, args_list):
                 if stopping():
+                    halted = True
                     break
                 self._current = tid
                 try:
@@ -334,20 +409,28 @@ class Worker:
                     add((tid, False, traceback.format_exc(), wall + t0, t1 - t0,
                          remote.dump_exception(exc)))
                 t0 = t1
-                ran += 1
+                n += 1
                 if t1 > report_at:
-                    # A slow task in a big batch must not hold back the fast ones' results.
-                    self._report_partial()
+                    # A slow task in a big batch must not hold back the fast ones' results,
+                    # and the server learns which task runs next (and may ask for the rest).
+                    # Give-back is looked at only here, so the per-task loop costs no more:
+                    # a batch shorter than a report interval is done before it would matter.
+                    before = t1
+                    sizer.record(function, n, before - group_start)
+                    self._report_partial(_task_after(groups, gi, n))
+                    if self._give_back and self._gave_back(groups, gi, n, before - group_start):
+                        halted = True
+                        break
                     add = self._pending.append
-                    t0 = clock()
-                    report_at = t0 + _REPORT_SECONDS
+                    after = clock()
+                    report_at = after + _REPORT_SECONDS
+                    group_start += after - before  # the round trip is not the tasks' time
+                    t0 = after
+            if n:
+                sizer.record(function, n, clock() - group_start)
+            ran += n
         self._current = None
         self.processed += ran
-        elapsed = clock() - started
-        if ran:
-            per_task = elapsed / ran
-            self._batch = int(max(1, min(self.config.prefetch,
-                                         _BATCH_SECONDS / per_task if per_task > 0 else 1e9)))
         if self._stop.is_set():
             try:
                 self._send_results()
@@ -355,12 +438,37 @@ class Worker:
             except GuidistError as exc:
                 log.warning("could not hand tasks back while stopping: %s", exc)
 
-    def _report_partial(self) -> None:
-        """Send the results so far; on failure keep them for the next exchange."""
+    def _gave_back(self, groups: list, gi: int, n: int, group_seconds: float) -> bool:
+        """The server wants the tasks not started yet (groups[gi] from its n-th on, and the
+        groups after it): release them, unless they will be done within a claim's worth of
+        work (another worker could not start them sooner). True when they were released."""
+        self._give_back = False
+        measured = group_seconds / n if n else None
+        rest = [(function, ids[n:] if k == gi else ids)
+                for k, (function, _kw, ids, _args) in enumerate(groups) if k >= gi]
+        seconds = sum(self._sizer.seconds(function, len(ids), measured if k == 0 else None)
+                      for k, (function, ids) in enumerate(rest) if ids)
+        if seconds <= _BATCH_SECONDS:
+            return False
+        self._unreleased = [tid for _, ids in rest for tid in ids]  # inline: none before
+        if self._release_unreleased():
+            return True
+        self._unreleased = []  # not released: better run them than leave them leased
+        return False
+
+    def _report_partial(self, next_task: int | None) -> None:
+        """Send the results so far and the task about to start; on failure keep the results
+        for the next exchange."""
         try:
-            self._call_with_results("complete")
+            cmd, _ = self._call_with_results(
+                "exchange", 0, 0.0, [] if next_task is None else [next_task], None)
         except GuidistError as exc:
             log.info("could not report part of a batch yet: %s", exc)
+            return
+        if cmd == CMD_GIVE_BACK:
+            self._give_back = True
+        elif cmd == CMD_STOP:
+            self._stop.set()
 
     def _fetch_definitions(self, groups: list) -> None:
         """Fetch, once, the bytes of claimed functions that were sent by value."""
@@ -438,6 +546,15 @@ class Worker:
                 return EXIT_GAVE_UP
             self.processed += 1
         return EXIT_OK
+
+
+def _task_after(groups: list, gi: int, n: int) -> int | None:
+    """The id of the task run after the n-th of groups[gi], if any."""
+    for _function, _kwargs, ids, _args in groups[gi:]:
+        if n < len(ids):
+            return ids[n]
+        n = 0
+    return None
 
 
 def _run_coroutine(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,6 +8,7 @@ drive the very window a person gets.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -20,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from PySide6.QtCore import QSettings, QTimer
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from ..core.backends.base import DEFAULTS
@@ -33,6 +34,8 @@ from .state import POLL_INTERVAL_MS
 log = logging.getLogger(__name__)
 
 KEY_ENV = "GUIDIST_AUTHKEY"
+#: guidist.desktop, as installed from resources/ (see the README).
+DESKTOP_FILE_NAME = "guidist"
 ORGANIZATION = "guidist"
 APPLICATION = "guidist"
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -64,8 +67,8 @@ def default_settings() -> QSettings:
     return QSettings(ORGANIZATION, APPLICATION)
 
 
-def load_preferences(settings: QSettings, args: argparse.Namespace) -> Preferences:
-    """Preferences from the settings, overridden by the command line."""
+def saved_preferences(settings: QSettings) -> Preferences:
+    """The preferences a person chose, as saved (no command-line option changes these)."""
     def value(key: str, default: Any, kind: type) -> Any:
         raw = settings.value(key, default)
         try:
@@ -84,14 +87,22 @@ def load_preferences(settings: QSettings, args: argparse.Namespace) -> Preferenc
         journal_path=str(settings.value("server/journal_path", "") or ""),
         autostart=value("server/autostart", False, bool),
     )
-    if getattr(args, "lease_timeout", None):
-        prefs.lease_timeout = float(args.lease_timeout)
-    if getattr(args, "max_attempts", None):
-        prefs.max_attempts = int(args.max_attempts)
     if not prefs.journal_path and available:
         from ..core.paths import default_journal_path
 
         prefs.journal_path = str(default_journal_path())
+    return prefs
+
+
+def session_preferences(saved: Preferences, args: argparse.Namespace) -> Preferences:
+    """What this run uses: the saved preferences with the command line applied. A copy: a
+    --demo or --no-journal run must not turn the journal off for every later window (closing
+    a demo window saved server/use_journal=false)."""
+    prefs = dataclasses.replace(saved)
+    if getattr(args, "lease_timeout", None):
+        prefs.lease_timeout = float(args.lease_timeout)
+    if getattr(args, "max_attempts", None):
+        prefs.max_attempts = int(args.max_attempts)
     journal = getattr(args, "journal", None)
     if journal:
         prefs.use_journal, prefs.journal_path = True, str(journal)
@@ -99,6 +110,11 @@ def load_preferences(settings: QSettings, args: argparse.Namespace) -> Preferenc
         # The demo's load is not worth keeping: it would come back at the next start.
         prefs.use_journal = False
     return prefs
+
+
+def load_preferences(settings: QSettings, args: argparse.Namespace) -> Preferences:
+    """The preferences this run uses: the saved ones with the command line applied."""
+    return session_preferences(saved_preferences(settings), args)
 
 
 def build_window(args: argparse.Namespace, settings: QSettings | None = None,
@@ -113,10 +129,12 @@ def build_window(args: argparse.Namespace, settings: QSettings | None = None,
     if QApplication.instance() is None:
         raise RuntimeError("build_window needs a QApplication")
     settings = settings if settings is not None else default_settings()
-    prefs = load_preferences(settings, args)
+    saved = saved_preferences(settings)
+    prefs = session_preferences(saved, args)
     controller = Controller(poll_ms=poll_ms or getattr(args, "poll_ms", None)
                             or POLL_INTERVAL_MS)
-    window = MainWindow(controller, settings, prefs, journal_available())
+    window = MainWindow(controller, settings, saved, journal_available(),
+                        session_prefs=prefs)
     controller.setParent(window)
     window.setWindowIcon(app_icon())
 
@@ -177,22 +195,36 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("guidist").setLevel(level)
     QApplication.setOrganizationName(ORGANIZATION)
     QApplication.setApplicationName(APPLICATION)
-    QApplication.setApplicationDisplayName("guidist")
+    # No application display name: Qt appends it to every title ("guidist — host —
+    # guidist"); the window's title says "guidist" itself.
+    # The desktop file's name: Wayland takes the window's icon and name from it.
+    QGuiApplication.setDesktopFileName(DESKTOP_FILE_NAME)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setWindowIcon(app_icon())
     install_excepthook()
     window = build_window(args)
     window.show()
 
-    # Ctrl-C in the terminal: stop everything without asking. Python runs signal handlers
-    # only between bytecodes, so a timer lets the interpreter in a few times a second.
-    def on_sigint(*_: object) -> None:
-        window.shutdown()
-        app.quit()
+    # Ctrl-C in the terminal, or SIGTERM (a logout, `kill`, a service manager): close as the
+    # close button does, without asking: settings saved, workers and server stopped. The
+    # handler only sets a flag (it runs between bytecodes, maybe deep in a Qt call); a timer
+    # lets the interpreter in a few times a second and acts on it from the event loop.
+    stop_requested: list[int] = []
 
-    signal.signal(signal.SIGINT, on_sigint)
+    def on_signal(signum: int, _frame: object) -> None:
+        stop_requested.append(signum)
+
+    def check_signals() -> None:
+        if stop_requested:
+            log.info("signal %d: closing", stop_requested[0])
+            stop_requested.clear()
+            window.shutdown()
+            app.quit()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
     wake = QTimer()
-    wake.timeout.connect(lambda: None)
+    wake.timeout.connect(check_signals)
     wake.start(250)
     try:
         code = app.exec()

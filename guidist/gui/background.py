@@ -27,6 +27,7 @@ from ..core.pool import WorkerPool
 from ..core.protocol import Snapshot
 from ..core.server import ServerProcess
 from ..core.urls import scrub_secrets as scrub
+from .failures import SAMPLE, NewFailures
 from .state import (
     DEMO_PHASE_S,
     GUI_SUBMIT_CHUNK,
@@ -111,6 +112,8 @@ class Session(ThreadWorker):
 
     polled = Signal(object)  # (generation, Snapshot)
     poll_failed = Signal(object)  # (generation, message, first_contact)
+    failures_seen = Signal(object)  # (generation, new failed Tasks oldest first, at_least)
+    orders_known = Signal(object)  # (generation, the keys list_tasks sorts by)
     page_loaded = Signal(object)  # PageReply
     task_loaded = Signal(object)  # Task | None
     action_done = Signal(object)  # (action, value)
@@ -130,6 +133,8 @@ class Session(ThreadWorker):
         self._demo_timer: QTimer | None = None
         self._demo_rng = random.Random()
         self._demo_start = 0.0
+        self._failures = NewFailures()
+        self._failed_count = -1  # the failed count at the last look at the failures
 
     @Slot()
     def start(self) -> None:
@@ -148,6 +153,8 @@ class Session(ThreadWorker):
         self._server_started = 0.0
         self._ever_answered = False
         self._failing = False
+        self._failures.reset()
+        self._failed_count = -1
         assert self._poll_timer is not None
         self._poll_timer.setInterval(self._poll_ms)
         self._poll_timer.start()
@@ -186,7 +193,13 @@ class Session(ThreadWorker):
         if self._failing and self._poll_timer is not None:
             self._poll_timer.setInterval(self._poll_ms)
         self._failing = False
+        first_contact = not self._ever_answered
         self._ever_answered = True
+        if first_contact and snap.kind == "guidist":
+            try:
+                self.orders_known.emit((self._generation, client.task_orders()))
+            except GuidistError:
+                pass
         if snap.started and snap.started != self._server_started:
             if self._server_started:
                 # The server restarted: its event numbers start again, so do our cursors.
@@ -199,6 +212,24 @@ class Session(ThreadWorker):
         if snap.kind == "classic":
             snap = self._classic_series(snap)
         self.polled.emit((self._generation, snap))
+        if snap.kind == "guidist":
+            self._look_at_failures(client, snap, first_contact)
+
+    def _look_at_failures(self, client: Client, snap: Snapshot, first_contact: bool) -> None:
+        """When the failed count moved, read the newest failed tasks and report the new ones
+        (one extra call, only then: a quiet server costs nothing)."""
+        failed = snap.count("failed")
+        if failed == self._failed_count:
+            return
+        self._failed_count = failed
+        try:
+            page = client.list_tasks("failed", 0, SAMPLE)
+        except GuidistError:
+            self._failed_count = -1  # look again at the next poll
+            return
+        new, at_least = self._failures.pick(page.tasks)
+        if new and not first_contact:  # failures from before we looked are not news
+            self.failures_seen.emit((self._generation, new, at_least))
 
     def _classic_series(self, snap: Snapshot) -> Snapshot:
         """A tutorial master keeps no series: make one point a second from its queue size."""
@@ -217,7 +248,7 @@ class Session(ThreadWorker):
             return
         try:
             page = self._client.list_tasks(request.state, request.offset, request.limit,
-                                           request.search, request.job)
+                                           request.search, request.order, request.job)
         except GuidistError as exc:
             self.page_loaded.emit(PageReply(request, error=str(exc)))
             return
@@ -314,6 +345,8 @@ class Ops(ThreadWorker):
     server_failed = Signal(str)
     server_stopped = Signal()
     local_workers = Signal(object)  # frozenset of pids
+    worker_log = Signal(object)  # (pid, name, lines)
+    killed = Signal(object)  # frozenset of the pids just killed
 
     def __init__(self) -> None:
         super().__init__()
@@ -395,14 +428,25 @@ class Ops(ThreadWorker):
         self._publish()
 
     def kill(self, pids: list[int]) -> None:
-        """SIGKILL local workers, as a crash would: their leases expire and tasks are requeued."""
+        """SIGKILL local workers, as a crash would: the server sees their connections close
+        and requeues their tasks at once."""
         if self._pool is None:
             return
         killed = [pid for pid in pids if self._pool.kill(pid)]
         if killed:
+            self.killed.emit(frozenset(killed))  # before the pids leave the local set
             self.notice.emit(Notice("worker-offline", "killed local worker(s) with SIGKILL: pid "
                                     + ", ".join(map(str, killed))))
         self._publish()
+
+    def send_log(self, pid: int) -> None:
+        """Report what a local worker printed (its last lines)."""
+        workers = self._pool.workers if self._pool is not None else []
+        for w in workers:
+            if w.pid == pid:
+                self.worker_log.emit((pid, w.name, list(w.log)))
+                return
+        self.worker_log.emit((pid, "", []))
 
     def shutdown(self) -> None:
         """Stop everything this thread owns, then end the thread."""

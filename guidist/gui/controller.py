@@ -62,6 +62,8 @@ class Controller(QObject):
     status_changed = Signal(object)
     #: frozenset[int]: pids of the workers this window launched.
     local_workers_changed = Signal(object)
+    #: frozenset[int]: local workers this window just killed (their rows show them dead).
+    workers_killed = Signal(object)
     #: SubmitProgress and SubmitOutcome of the running submission.
     submit_progress = Signal(object)
     submit_finished = Signal(object)
@@ -72,6 +74,12 @@ class Controller(QObject):
     action_done = Signal(object)
     #: Notice: something for the event log (kind "error" also for the banner).
     notice = Signal(object)
+    #: (list[Task], at_least): tasks that failed since the last look, oldest first.
+    failures = Signal(object)
+    #: tuple[str, ...]: the keys the server's task listing sorts by.
+    task_orders = Signal(object)
+    #: (pid, name, lines): what a local worker printed, as asked with request_worker_log.
+    worker_log = Signal(object)
 
     _to_session = Signal(object)
     _to_ops = Signal(object)
@@ -109,6 +117,9 @@ class Controller(QObject):
 
         self._session.polled.connect(self._on_polled)
         self._session.poll_failed.connect(self._on_poll_failed)
+        self._session.failures_seen.connect(self._on_failures_seen)
+        self._session.orders_known.connect(self._on_orders_known)
+        self._ops.worker_log.connect(self.worker_log)
         self._session.page_loaded.connect(self.page_loaded)
         self._session.task_loaded.connect(self.task_loaded)
         self._session.action_done.connect(self._on_action_done)
@@ -116,6 +127,7 @@ class Controller(QObject):
         self._ops.server_failed.connect(self._on_server_failed)
         self._ops.server_stopped.connect(self._on_server_stopped)
         self._ops.local_workers.connect(self._on_local_workers)
+        self._ops.killed.connect(self.workers_killed)
         self._submitter.progress.connect(self.submit_progress)
         self._submitter.finished.connect(self._on_submit_finished)
         for thread in self._threads:
@@ -230,8 +242,13 @@ class Controller(QObject):
             self.act("request_stop", remote)
 
     def kill_workers(self, pids: list[int]) -> None:
-        """SIGKILL local workers (the queue recovers their tasks when the leases expire)."""
+        """SIGKILL local workers (the server requeues their tasks as their connections close);
+        workers_killed says which died."""
         self._to_ops.emit(partial(self._ops.kill, [p for p in pids if p in self.local_pids]))
+
+    def request_worker_log(self, pid: int) -> None:
+        """Ask for what a local worker printed (answer: worker_log)."""
+        self._to_ops.emit(partial(self._ops.send_log, int(pid)))
 
     def stop_all_workers(self) -> None:
         """Stop every local worker, and ask every remote guidist worker to leave."""
@@ -389,6 +406,18 @@ class Controller(QObject):
             self.status, phase=Phase.LOST,
             message=f"Not answering: {message}"))
         self.notice.emit(Notice("error", f"The server is not answering: {message}"))
+
+    @Slot(object)
+    def _on_failures_seen(self, payload: tuple[int, list, bool]) -> None:
+        generation, tasks, at_least = payload
+        if generation == self._session_generation and not self._shut_down:
+            self.failures.emit((tasks, at_least))
+
+    @Slot(object)
+    def _on_orders_known(self, payload: tuple[int, tuple[str, ...]]) -> None:
+        generation, orders = payload
+        if generation == self._session_generation and not self._shut_down:
+            self.task_orders.emit(tuple(orders))
 
     @Slot(object)
     def _on_local_workers(self, pids: frozenset[int]) -> None:

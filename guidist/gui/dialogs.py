@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
+    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -38,14 +40,14 @@ from .remote_script import (
     worker_command,
     worker_script,
 )
-from .widgets import ErrorLabel, SecretUrlEdit
+from .style import state_color
+from .widgets import ErrorLabel, HintLabel, NoticeLabel, SecretUrlEdit
 
 
 def _note_and_close(dialog: QDialog, text: str) -> tuple[QLabel, QDialogButtonBox]:
     """The grey security note and the Close button the two join dialogs end with."""
-    note = QLabel(text)
+    note = HintLabel(text)
     note.setWordWrap(True)
-    note.setStyleSheet("color:#666;")
     buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
     buttons.rejected.connect(dialog.reject)
     buttons.accepted.connect(dialog.accept)
@@ -60,6 +62,10 @@ def _copy_button(text_source: Callable[[], str], name: str,
     b.setToolTip(tooltip)
     b.clicked.connect(lambda: QGuiApplication.clipboard().setText(text_source()))
     return b
+
+
+#: What the dialogs show instead of a key until Show is pressed.
+MASKED_KEY = "\u2022" * 10
 
 
 def _mono() -> QFont:
@@ -84,11 +90,8 @@ class ConnectRemoteDialog(QDialog):
                        "can connect only if that server listens on a network address "
                        "(guidist serve --host 0.0.0.0); use this machine's address below.")
             bind_host = "0.0.0.0"
-        self.warning_label = QLabel(warning or "")
+        self.warning_label = NoticeLabel(warning or "")
         self.warning_label.setObjectName("remoteLoopbackWarning")
-        self.warning_label.setWordWrap(True)
-        self.warning_label.setStyleSheet("background:#fff4e5; color:#663c00; border:1px solid "
-                                         "#e8850c; border-radius:3px; padding:6px;")
         self.warning_label.setVisible(warning is not None)
 
         if warning is not None:
@@ -116,19 +119,22 @@ class ConnectRemoteDialog(QDialog):
         self.key_edit.setObjectName("remoteKeyEdit")
         self.key_edit.setReadOnly(True)
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        show = QToolButton()
-        show.setText("Show")
-        show.setCheckable(True)
-        show.toggled.connect(lambda on: (
-            self.key_edit.setEchoMode(QLineEdit.EchoMode.Normal if on
-                                      else QLineEdit.EchoMode.Password),
-            show.setText("Hide" if on else "Show")))
+        # One Show switch for every place the key appears: the field, the command and the
+        # script were shown in clear next to a masked key field.
+        self.show_button = QToolButton()
+        self.show_button.setObjectName("remoteShowKeyButton")
+        self.show_button.setText("Show")
+        self.show_button.setCheckable(True)
+        self.show_button.setToolTip("Show the key in the field, the command and the script")
+        self.show_button.toggled.connect(self._on_show_toggled)
 
         self.command_edit = QLineEdit()
         self.command_edit.setObjectName("remoteCommandEdit")
         self.command_edit.setReadOnly(True)
         self.command_edit.setFont(_mono())
-        self.command_edit.setMinimumWidth(520)
+        self.command_edit.setMinimumWidth(420)
+        self.command_edit.setToolTip("The key is hidden until you press Show; Copy copies the "
+                                     "whole command, key included")
 
         self.embed_check = QCheckBox("Put the key in the script (otherwise it reads "
                                      "GUIDIST_AUTHKEY)")
@@ -144,6 +150,12 @@ class ConnectRemoteDialog(QDialog):
         save = QPushButton("Save…")
         save.setObjectName("remoteSaveScriptButton")
         save.clicked.connect(self._on_save)
+        self.save_label = QLabel()
+        self.save_label.setObjectName("remoteSaveLabel")
+        self.save_label.setWordWrap(True)
+        self.save_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.save_label.hide()
+        self._script_name = "guidist_worker.py"
 
         where = QFormLayout()
         addr_row = QHBoxLayout()
@@ -153,7 +165,7 @@ class ConnectRemoteDialog(QDialog):
         where.addRow("Address", addr_row)
         key_row = QHBoxLayout()
         key_row.addWidget(self.key_edit, 1)
-        key_row.addWidget(show)
+        key_row.addWidget(self.show_button)
         key_row.addWidget(_copy_button(lambda: self._key, "remoteCopyKeyButton",
                                        "Copy the key"))
         where.addRow("Key", key_row)
@@ -161,7 +173,8 @@ class ConnectRemoteDialog(QDialog):
         cmd_box = QGroupBox("With guidist installed there (pip install guidist)")
         cmd_layout = QHBoxLayout(cmd_box)
         cmd_layout.addWidget(self.command_edit, 1)
-        cmd_layout.addWidget(_copy_button(self.command_edit.text, "remoteCopyCommandButton"))
+        cmd_layout.addWidget(_copy_button(self.full_command, "remoteCopyCommandButton",
+                                          "Copy the whole command, key included"))
 
         script_box = QGroupBox("With only Python there: a standard-library worker for "
                                "\u201csquare (classic)\u201d tasks")
@@ -170,10 +183,11 @@ class ConnectRemoteDialog(QDialog):
         script_layout.addWidget(self.script_edit, 1)
         script_buttons = QHBoxLayout()
         script_buttons.addStretch(1)
-        script_buttons.addWidget(_copy_button(self.script_edit.toPlainText,
-                                              "remoteCopyScriptButton"))
+        script_buttons.addWidget(_copy_button(self.full_script, "remoteCopyScriptButton",
+                                              "Copy the whole script"))
         script_buttons.addWidget(save)
         script_layout.addLayout(script_buttons)
+        script_layout.addWidget(self.save_label)
 
         note, buttons = _note_and_close(
             self, "The key proves who may connect; it does not encrypt anything. Anyone "
@@ -193,26 +207,65 @@ class ConnectRemoteDialog(QDialog):
         """The address the texts use."""
         return self.address_combo.currentText().strip() or "THIS-MACHINE"
 
+    @property
+    def key_shown(self) -> bool:
+        """True while the key is shown in clear."""
+        return self.show_button.isChecked()
+
+    def full_command(self) -> str:
+        """The command with the key (what Copy puts on the clipboard)."""
+        return worker_command(self.host, self._port, self._key)
+
+    def full_script(self, filename: str | None = None) -> str:
+        """The script as saved or copied: the key in it when embedding is chosen."""
+        return worker_script(self.host, self._port, self._key, self.embed_check.isChecked(),
+                             filename=filename or self._script_name)
+
+    def _on_show_toggled(self, on: bool) -> None:
+        self.key_edit.setEchoMode(QLineEdit.EchoMode.Normal if on
+                                  else QLineEdit.EchoMode.Password)
+        self.show_button.setText("Hide" if on else "Show")
+        self._update_texts()
+
     def _update_texts(self) -> None:
-        self.command_edit.setText(worker_command(self.host, self._port, self._key))
-        self.script_edit.setPlainText(worker_script(self.host, self._port, self._key,
-                                                    self.embed_check.isChecked()))
+        key = self._key if self.key_shown else MASKED_KEY
+        self.command_edit.setText(worker_command(self.host, self._port, key))
+        self.command_edit.setCursorPosition(0)
+        self.script_edit.setPlainText(worker_script(self.host, self._port, key,
+                                                    self.embed_check.isChecked(),
+                                                    filename=self._script_name))
 
     def _on_save(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save the worker script",
-                                              "guidist_worker.py", "Python (*.py)")
+                                              self._script_name, "Python (*.py)")
         if path:
             self.save_script(path)
 
-    def save_script(self, path: str) -> None:
-        """Write the script (owner-only permissions when it holds the key)."""
+    def save_script(self, path: str) -> bool:
+        """Write the script (owner-only permissions when it holds the key); the dialog says
+        where it went, or why it could not."""
         p = Path(path)
-        p.write_text(self.script_edit.toPlainText(), encoding="utf-8")
+        self._script_name = p.name
+        try:
+            p.write_text(self.full_script(p.name), encoding="utf-8")
+        except OSError as exc:
+            self.save_label.setText(f"Could not save {p}: {exc.strerror or exc}.")
+            self.save_label.setStyleSheet(f"color: {state_color('failed')};")
+            self.save_label.show()
+            return False
+        private = ""
         if self.embed_check.isChecked():
             try:
                 p.chmod(0o600)
+                private = " (readable only by you: it holds the key)"
             except OSError:
-                pass
+                private = " (it holds the key: keep it private)"
+        self._update_texts()  # its instructions name the file as saved
+        self.save_label.setText(f"Saved {p}{private}. On the other machine run: "
+                                f"python3 {p.name}")
+        self.save_label.setStyleSheet(f"color: {state_color('done')};")
+        self.save_label.show()
+        return True
 
 
 class RedisWorkerDialog(QDialog):
@@ -235,14 +288,11 @@ class RedisWorkerDialog(QDialog):
             host = urlsplit(url).hostname or ""
         except ValueError:
             host = ""
-        self.warning_label = QLabel(
+        self.warning_label = NoticeLabel(
             f"This Redis listens on {host}: other machines cannot reach it. Use a Redis they "
             "can reach (bind it to a network address, with a password)."
             if host and is_loopback_literal(host) else "")
         self.warning_label.setObjectName("redisLoopbackWarning")
-        self.warning_label.setWordWrap(True)
-        self.warning_label.setStyleSheet("background:#fff4e5; color:#663c00; border:1px solid "
-                                         "#e8850c; border-radius:3px; padding:6px;")
         self.warning_label.setVisible(bool(self.warning_label.text()))
         intro = QLabel("This queue keeps its state in Redis, so a worker on another machine "
                        "talks to Redis directly, with no guidist server in between. With "
@@ -313,7 +363,13 @@ class AttachDialog(QDialog):
         layout.addWidget(buttons)
         self.address: tuple[str, int] | None = None
         self.redis_url: str | None = None
-        self.resize(460, 0)
+        # Wide enough for the field's placeholder, and as tall as the wrapped intro needs:
+        # resize(460, 0) cut the text off.
+        self.setMinimumWidth(max(520, self.address_edit.fontMetrics().horizontalAdvance(
+            self.address_edit.placeholderText()) + 120))
+        intro.setMinimumHeight(intro.heightForWidth(self.minimumWidth() - 24))
+        self.intro_label = intro
+        self.adjustSize()
 
     def validate(self) -> bool:
         """Check the fields; show what is wrong next to them."""
@@ -398,8 +454,7 @@ class PreferencesDialog(QDialog):
         row.addWidget(browse)
         form.addRow("Journal file", row)
         form.addRow(self.autostart_check)
-        note = QLabel("Changes apply the next time the server starts.")
-        note.setStyleSheet("color:#666;")
+        note = HintLabel("Changes apply the next time the server starts.")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -422,6 +477,64 @@ class PreferencesDialog(QDialog):
                                               options=QFileDialog.Option.DontConfirmOverwrite)
         if path:
             self.journal_edit.setText(path)
+
+
+class LogDialog(QDialog):
+    """What a local worker printed (its last lines), read-only and copyable."""
+
+    def __init__(self, title: str, text: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("workerLogDialog")
+        self.setWindowTitle(title)
+        self.text_edit = QPlainTextEdit(text)
+        self.text_edit.setObjectName("workerLogText")
+        self.text_edit.setReadOnly(True)
+        self.text_edit.setFont(_mono())
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text_edit, 1)
+        layout.addWidget(buttons)
+        self.resize(720, 420)
+
+
+def documentation_text() -> tuple[str, Path | None]:
+    """The README (markdown) and the folder its pictures are relative to, if known: from a
+    source checkout, else from the installed package's metadata (its long description)."""
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    if readme.is_file():
+        text = readme.read_text(encoding="utf-8")
+        if text.startswith("# guidist"):  # ours, not another package's in site-packages
+            return text, readme.parent
+    try:
+        from importlib.metadata import PackageNotFoundError, metadata
+
+        return str(metadata("guidist").get_payload() or ""), None
+    except (PackageNotFoundError, OSError):
+        return "", None
+
+
+class DocumentationDialog(QDialog):
+    """Help → Documentation: the README, rendered, with its links opening in a browser."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("documentationDialog")
+        self.setWindowTitle("guidist documentation")
+        text, folder = documentation_text()
+        self.view = QTextBrowser()
+        self.view.setObjectName("documentationView")
+        self.view.setOpenExternalLinks(True)
+        if folder is not None:
+            self.view.setSearchPaths([str(folder)])
+        self.view.setMarkdown(text or "The documentation is the README of the guidist "
+                              "package; it could not be found in this installation.")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(buttons)
+        self.resize(860, 640)
 
 
 def _sentence(text: str) -> str:

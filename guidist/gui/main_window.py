@@ -3,15 +3,18 @@ shows what the controller reports. It holds no connection and starts no process 
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import time
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QByteArray, QRect, QSettings, Qt, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QGroupBox,
     QLabel,
     QMainWindow,
@@ -30,9 +33,19 @@ from .controller import Controller
 from .dialogs import (
     AttachDialog,
     ConnectRemoteDialog,
+    DocumentationDialog,
+    LogDialog,
     Preferences,
     PreferencesDialog,
     RedisWorkerDialog,
+)
+from .failures import Burst, FailureDigest
+from .geometry import (
+    available_geometry,
+    default_rect,
+    fit_rect,
+    is_compact,
+    minimum_for,
 )
 from .panels import (
     EventLogDock,
@@ -54,14 +67,23 @@ from .state import (
     Status,
     SubmitOutcome,
 )
-from .style import fmt_int
+from .stopping import Keeping, quit_question, stop_question
+from .style import fmt_int, plural, state_color
 from .submission import SubmitJob
-from .widgets import Banner
+from .widgets import Banner, scrollable
 
 #: The demo's local workers: processes for its CPU phase, threads for its I/O phase.
 DEMO_WORKER_MODES = ("process", "thread")
 #: What each demo worker claims: CPU-bound work to the processes, the rest to the threads.
 DEMO_WORKER_TASKS = {"process": ("primes",), "thread": ("square", "io_wait", "sleep", "fail")}
+#: The demo's tasks that fail on purpose (labelled so, and never a banner).
+DEMO_FAILING = ("fail",)
+
+#: Pixels kept free above the window for the title bar the window manager adds.
+_TITLE_BAR_RESERVE = 32
+
+#: Actions whose server writes its own Event log line (one retry wrote two lines).
+_SERVER_LOGS = frozenset({"cancel", "purge", "retry", "retry_all", "pause", "resume"})
 
 _ACTION_WORDS = {
     "cancel": "cancelled {} queued task(s)",
@@ -82,21 +104,32 @@ class MainWindow(QMainWindow):
 
     def __init__(self, controller: Controller, settings: QSettings,
                  prefs: Preferences | None = None, journal_available: bool = False,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None,
+                 session_prefs: Preferences | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.controller = controller
         self.settings = settings
+        #: The person's choices: what is saved. Never changed by the command line or the demo.
         self.prefs = prefs or Preferences()
+        #: What this run uses: prefs with --no-journal, --demo, --lease-timeout… applied.
+        self.session_prefs = session_prefs or dataclasses.replace(self.prefs)
         self.journal_available = journal_available
         self.last_snapshot: Snapshot | None = None
         self._demo_pending = False
         self._shut_down = False
         self._lost_banner = False
         self._attach_address = str(settings.value("attach/address", "") or "")
+        #: Where the running embedded server keeps its state (for Stop's and Quit's question).
+        self.keeping = Keeping()
+        self.failures = FailureDigest()
+        self._attach_after_stop = False
+        self._fitted_on_show = False
 
         self.server_bar = ServerBar()
         self.banner = Banner()
+        #: Says a demo runs (and stops it); separate, so an error banner never hides it.
+        self.demo_banner = Banner(name="demoBanner")
         self.submit_panel = SubmitPanel()
         self.totals_panel = TotalsPanel()
         self.plots = LivePlots()
@@ -121,13 +154,22 @@ class MainWindow(QMainWindow):
         box_layout.addWidget(self.plots)
 
         left = QWidget()
+        left.setObjectName("leftColumn")
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.submit_panel)
-        left_layout.addWidget(self.totals_panel, 1)
+        left_layout.addWidget(self.totals_panel)
+        left_layout.addStretch(1)
+        # On a short screen the column scrolls rather than piling its form rows onto each
+        # other (or making the window taller than the screen).
+        self.left_scroll = scrollable(left, "leftScroll")
+        self.left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.left_scroll.setMinimumWidth(left.minimumSizeHint().width()
+                                         + self.left_scroll.verticalScrollBar()
+                                         .sizeHint().width())
         self.top_splitter = QSplitter(Qt.Orientation.Horizontal)
         self.top_splitter.setObjectName("topSplitter")
-        self.top_splitter.addWidget(left)
+        self.top_splitter.addWidget(self.left_scroll)
         self.top_splitter.addWidget(plots_box)
         self.top_splitter.setStretchFactor(0, 0)
         self.top_splitter.setStretchFactor(1, 1)
@@ -139,37 +181,58 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(6, 6, 6, 0)
         layout.setSpacing(6)
         layout.addWidget(self.server_bar)
+        layout.addWidget(self.demo_banner)
         layout.addWidget(self.banner)
-        layout.addWidget(self.top_splitter, 1)
+        # When banners and a short screen leave the plots less than their minimum, the area
+        # scrolls: the plots drew over each other instead.
+        self.top_scroll = scrollable(self.top_splitter, "topScroll")
+        layout.addWidget(self.top_scroll, 1)
         self.setCentralWidget(central)
 
         # Workers, tasks and the event log are docks: a person can rearrange, float or hide
         # them, and the arrangement is remembered.
         self.workers_dock = self._dock("Workers", "workersDock", self.workers_panel)
         self.tasks_dock = self._dock("Tasks", "tasksDock", self.tasks_panel)
-        bottom = Qt.DockWidgetArea.BottomDockWidgetArea
-        self.addDockWidget(bottom, self.workers_dock)
-        self.splitDockWidget(self.workers_dock, self.tasks_dock, Qt.Orientation.Horizontal)
-        self.addDockWidget(bottom, self.event_dock)
-        self.tabifyDockWidget(self.workers_dock, self.event_dock)
-        self.jobs_dock = self._add_jobs_dock()
-        self.workers_dock.raise_()
         self.setDockNestingEnabled(True)
-        self.resize(1280, 800)
+        available = available_geometry(self)
+        self._arrange_docks(is_compact(available))
+        self.jobs_dock = self._add_jobs_dock()
+        # Never larger than the screen, and never growing by itself: the panels scroll
+        # instead (an explicit minimum stops Qt raising it to the content's minimum).
+        self.setMinimumSize(minimum_for(available))
+        self.setGeometry(default_rect(_below_title_bar(available)))
 
     def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
-        dock.setWidget(widget)
+        # A dock narrower or shorter than its panel scrolls: rows never overlap.
+        dock.setWidget(scrollable(widget, f"{name}Scroll"))
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
         return dock
 
+    def _arrange_docks(self, compact: bool) -> None:
+        """The default arrangement: workers beside tasks (event log behind workers) on a
+        large screen; on a small one all three are tabs of one full-width row."""
+        bottom = Qt.DockWidgetArea.BottomDockWidgetArea
+        self.compact = compact
+        self.addDockWidget(bottom, self.workers_dock)
+        if compact:
+            self.addDockWidget(bottom, self.tasks_dock)
+            self.tabifyDockWidget(self.workers_dock, self.tasks_dock)
+        else:
+            self.splitDockWidget(self.workers_dock, self.tasks_dock, Qt.Orientation.Horizontal)
+        self.addDockWidget(bottom, self.event_dock)
+        self.tabifyDockWidget(self.workers_dock, self.event_dock)
+        (self.tasks_dock if compact else self.workers_dock).raise_()
+
     def _default_dock_sizes(self) -> None:
-        self.resizeDocks([self.workers_dock, self.tasks_dock], [520, 760],
-                         Qt.Orientation.Horizontal)
-        self.resizeDocks([self.workers_dock], [270], Qt.Orientation.Vertical)
+        height = 240 if self.compact else 290
+        if not self.compact:
+            self.resizeDocks([self.workers_dock, self.tasks_dock], [520, 760],
+                             Qt.Orientation.Horizontal)
+        self.resizeDocks([self.workers_dock], [height], Qt.Orientation.Vertical)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -181,9 +244,18 @@ class MainWindow(QMainWindow):
         self.rate_label.setObjectName("statusRateLabel")
         self.paused_label = QLabel("DISPATCH PAUSED")
         self.paused_label.setObjectName("statusPausedLabel")
-        self.paused_label.setStyleSheet("color:#e8850c; font-weight:bold;")
+        self.paused_label.setStyleSheet(f"color:{state_color('running')}; font-weight:bold;")
         self.paused_label.hide()
-        for w in (self.paused_label, self.counts_label, self.workers_label, self.rate_label):
+        self._status_separators: list[QFrame] = []
+        for i, w in enumerate((self.paused_label, self.counts_label, self.workers_label,
+                               self.rate_label)):
+            if i > 1:  # a line between the permanent fields, as desktop status bars have
+                line = QFrame()
+                line.setFrameShape(QFrame.Shape.VLine)
+                line.setFrameShadow(QFrame.Shadow.Sunken)
+                line.setObjectName(f"statusSeparator{i}")
+                self._status_separators.append(line)
+                bar.addPermanentWidget(line)
             bar.addPermanentWidget(w)
         self._show_counts(None)
 
@@ -270,6 +342,9 @@ class MainWindow(QMainWindow):
                          f"Ctrl+{i}", f"window{seconds}Action")
 
         m = mb.addMenu("&Help")
+        self._action(m, "&Documentation", self.show_documentation,
+                     QKeySequence.StandardKey.HelpContents, "documentationAction")
+        m.addSeparator()
         self._action(m, "&About guidist", self.about, None, "aboutAction")
         self._action(m, "About &Qt", QApplication.aboutQt, None, "aboutQtAction")
 
@@ -278,12 +353,20 @@ class MainWindow(QMainWindow):
         c.status_changed.connect(self._on_status_changed)
         c.snapshot.connect(self._on_snapshot)
         c.local_workers_changed.connect(self._on_local_workers)
+        c.workers_killed.connect(self.workers_panel.mark_killed)
         c.submit_progress.connect(self.submit_panel.on_progress)
         c.submit_finished.connect(self._on_submit_finished)
         c.page_loaded.connect(self.tasks_panel.model.on_page)
         c.task_loaded.connect(self.tasks_panel.on_task_loaded)
         c.action_done.connect(self._on_action_done)
         c.notice.connect(self._on_notice)
+        c.failures.connect(self._on_failures)
+        c.task_orders.connect(self.tasks_panel.set_orderable)
+        c.worker_log.connect(self._on_worker_log)
+        self.demo_banner.action_triggered.connect(lambda: self.set_demo(False))
+        self._banner_action: Any = None
+        self.banner.action_triggered.connect(self._on_banner_action)
+        self.banner.dismissed.connect(lambda: setattr(self, "_banner_action", None))
 
         self.plots.export_png_requested.connect(self.export_png)
         self.plots.export_csv_requested.connect(self.export_csv)
@@ -306,6 +389,7 @@ class MainWindow(QMainWindow):
         wp.stop_all_requested.connect(self._on_stop_all_workers)
         wp.forget_offline_requested.connect(self._on_forget_offline)
         wp.remote_requested.connect(self.connect_remote_worker)
+        wp.log_requested.connect(lambda w: c.request_worker_log(w.pid))
 
         tp = self.tasks_panel
         tp.model.page_needed.connect(c.request_page)
@@ -324,6 +408,7 @@ class MainWindow(QMainWindow):
         dock = self._dock("Jobs", "jobsDock", self.jobs_panel)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
         self.tabifyDockWidget(self.workers_dock, dock)
+        (self.tasks_dock if self.compact else self.workers_dock).raise_()  # as arranged
         return dock
 
     def _wire_jobs(self) -> None:
@@ -369,17 +454,37 @@ class MainWindow(QMainWindow):
     def stop_server(self) -> None:
         """Stop the embedded server (asking first if tasks would be lost), or detach."""
         st = self.controller.status
-        if st.mode is Mode.EMBEDDED and self._unfinished() and not self.confirm(
-                "Stop the server?", f"{self._unfinished_text()} They are lost when the server "
-                "stops (unless it keeps a journal). Stop the server and its local workers?"):
+        snap = self.last_snapshot
+        if st.mode is Mode.EMBEDDED and snap is not None and self._unfinished() and \
+                not self.confirm("Stop the server?", stop_question(
+                    snap.count("queued"), snap.count("running"), self.keeping)):
             return
         self._demo_pending = False
         self.demo_action.setChecked(False)
         self.controller.disconnect_server()
 
     def attach(self) -> None:
-        """Ask for a server to monitor and attach to it."""
-        if self.controller.status.mode is not Mode.NONE:
+        """Ask for a server to monitor and attach to it; while this window's own server runs,
+        offer to stop it first."""
+        st = self.controller.status
+        if st.mode is Mode.ATTACHED:
+            return
+        if st.mode is Mode.EMBEDDED:
+            if st.phase is Phase.STOPPING:
+                return
+            snap = self.last_snapshot
+            fate = ""
+            if snap is not None and self._unfinished():
+                fate = " " + stop_question(snap.count("queued"), snap.count("running"),
+                                           self.keeping).rsplit(" Stop the server", 1)[0]
+            if not self.confirm("Stop this window's server?",
+                                "A window monitors one server at a time. Stop the server it "
+                                f"runs (and its local workers) and attach to another?{fate}"):
+                return
+            self._attach_after_stop = True
+            self._demo_pending = False
+            self.demo_action.setChecked(False)
+            self.controller.disconnect_server()
             return
         dialog = AttachDialog(self, self._attach_address)
         if not dialog.exec():
@@ -396,11 +501,13 @@ class MainWindow(QMainWindow):
 
     def attach_to(self, address: tuple[str, int], key: str) -> None:
         """Monitor a server elsewhere (no dialog)."""
+        self.tasks_panel.history_hint = TasksPanel.HISTORY_HINT
         self.plots.clear()
         self.controller.attach(address, key)
 
     def attach_redis(self, url: str) -> None:
         """Monitor a Redis deployment (no dialog)."""
+        self.tasks_panel.history_hint = "Redis keeps only the newest finished tasks."
         self.plots.clear()
         self.controller.attach_redis(url)
 
@@ -434,6 +541,7 @@ class MainWindow(QMainWindow):
         if not on:
             self._demo_pending = False
             self.controller.set_demo(False)
+            self._show_demo(False)
             return
         st = self.controller.status
         if st.mode is Mode.NONE:
@@ -458,6 +566,7 @@ class MainWindow(QMainWindow):
                 self.controller.launch_workers(1, mode, default_concurrency(mode),
                                                DEMO_WORKER_TASKS[mode])
         self.controller.set_demo(True)
+        self._show_demo(True)
         self.event_dock.add_note(time.time(), "control", f"demo load started: "
                                  f"{DEMO_PHASE_S:.0f} s of CPU-bound primes, then "
                                  f"{DEMO_PHASE_S:.0f} s of blocking I/O (io_wait), in turn, "
@@ -500,7 +609,9 @@ class MainWindow(QMainWindow):
         """Edit lease timeout, attempts, journal, autostart."""
         dialog = PreferencesDialog(self.prefs, self.journal_available, self)
         if dialog.exec():
+            # What the person chose is saved and, from the next start, used as it is.
             self.prefs = dialog.preferences()
+            self.session_prefs = dataclasses.replace(self.prefs)
             self._save_prefs()
 
     def about(self) -> None:
@@ -534,12 +645,35 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.controller.shutdown()
 
+    def fit_to_screen(self) -> None:
+        """Shrink and move the window so that it, frame included, fits the available area of
+        its screen."""
+        if self.isMaximized() or self.isFullScreen():
+            return
+        inner, frame = self.geometry(), self.frameGeometry()
+        if frame == inner:  # not framed yet: keep room for a title bar
+            frame = inner.adjusted(0, -_TITLE_BAR_RESERVE, 0, 0)
+        area = available_geometry(self).adjusted(
+            inner.left() - frame.left(), inner.top() - frame.top(),
+            inner.right() - frame.right(), inner.bottom() - frame.bottom())
+        fitted = fit_rect(inner, area)
+        if fitted != inner:
+            self.setGeometry(fitted)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt name)
+        """The first time: fit the screen now that the frame is known."""
+        super().showEvent(event)
+        if not self._fitted_on_show:
+            self._fitted_on_show = True
+            self.fit_to_screen()
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
         """Ask when tasks are still queued or running, then stop everything."""
+        snap = self.last_snapshot
         if not self._shut_down and self.controller.status.mode is Mode.EMBEDDED \
-                and self._unfinished() and not self.confirm(
-                    "Quit guidist?", f"{self._unfinished_text()} Quitting stops the server and "
-                    "the local workers. Quit anyway?"):
+                and snap is not None and self._unfinished() and not self.confirm(
+                    "Quit guidist?", quit_question(snap.count("queued"), snap.count("running"),
+                                                   self.keeping)):
             event.ignore()
             return
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
@@ -553,12 +687,88 @@ class MainWindow(QMainWindow):
 
     def _unfinished(self) -> int:
         snap = self.last_snapshot
-        return 0 if snap is None else snap.count("queued") + snap.count("running")
+        return 0 if snap is None else snap.count("queued") + snap.leased
 
+    def _update_title(self, status: Status | None = None) -> None:
+        """"guidist — host:port", with "demo" while the demo runs (the application's display
+        name is not set, so Qt does not add a second "guidist")."""
+        status = status or self.controller.status
+        parts = ["guidist"]
+        if self.controller.demo_running or self._demo_pending:
+            parts.append("demo")
+        if status.address is not None and status.mode is not Mode.NONE:
+            parts.append(f"{status.address[0]}:{status.address[1]}")
+        self.setWindowTitle(" — ".join(parts))
+
+    def _show_demo(self, on: bool) -> None:
+        """The demo banner, the title, and the label on its deliberate failures."""
+        self.failures.deliberate = frozenset(DEMO_FAILING) if on else frozenset()
+        self.totals_panel.set_demo(on, ", ".join(DEMO_FAILING))
+        if on:
+            self.demo_banner.show_message(
+                "<b>Demo running</b>: a server, two local workers and a load that alternates "
+                "CPU and I/O phases. Its <code>fail</code> tasks fail on purpose.",
+                "info", action="Stop demo", closable=False)
+            self.demo_banner.setToolTip("Red in the plots, tiles and Event log from the "
+                                        "demo's fail tasks is part of the demo, not a fault. "
+                                        "Stop demo stops the load; the server and workers "
+                                        "stay.")
+        else:
+            self.demo_banner.dismiss()
+        self._update_title()
+
+    def _on_failures(self, payload: tuple[list, bool]) -> None:
+        """New failures: one Event log line per kind of error (updated as more arrive), and
+        a banner with the fix when a burst of them has a cause we recognise."""
+        tasks, at_least = payload
+        lines, burst = self.failures.add(tasks, at_least)
+        for line in lines:
+            self.event_dock.add_note(line.last, "failed", line.text(),
+                                     key=("failed", line.key, line.first))
+        if burst is not None:
+            self._show_burst(burst)
+
+    def _show_burst(self, burst: Burst) -> None:
+        if self._lost_banner:
+            return  # the server not answering matters more
+        self.banner.show_message(html.escape(burst.text()), "error",
+                                 action="Show failed tasks")
+        self._banner_action = self._show_failed_tasks
+        self.statusBar().showMessage(burst.text(), 10000)
+
+    def _show_failed_tasks(self) -> None:
+        self.tasks_dock.show()
+        self.tasks_dock.raise_()
+        i = self.tasks_panel.state_combo.findData("failed")
+        self.tasks_panel.state_combo.setCurrentIndex(i)
+        self.banner.dismiss()
+
+    def _on_banner_action(self) -> None:
+        action = self._banner_action
+        if action is not None:
+            action()
+
+    def _on_worker_log(self, payload: tuple[int, str, list[str]]) -> None:
+        pid, name, lines = payload
+        title = f"Log of {name} (pid {pid})" if name else f"Log of pid {pid}"
+        text = "\n".join(lines) if lines else (
+            "Nothing yet." if name else "This worker is gone: its log went with it.")
+        dialog = LogDialog(title, text, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.log_dialog = dialog
+
+    def show_documentation(self) -> DocumentationDialog:
+        """Help → Documentation: the README, rendered (non-modal)."""
+        dialog = DocumentationDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
     def _unfinished_text(self) -> str:
         snap = self.last_snapshot
         assert snap is not None
-        return (f"{fmt_int(snap.count('queued'))} task(s) are queued and "
+        return (f"{fmt_int(snap.count('queued'))} task(s) are queued, "
+                f"{fmt_int(snap.count('claimed'))} claimed and "
                 f"{fmt_int(snap.count('running'))} running.")
 
     def _paused(self) -> bool:
@@ -573,26 +783,25 @@ class MainWindow(QMainWindow):
         self.tasks_panel.search_edit.selectAll()
 
     def _show_counts(self, snap: Snapshot | None) -> None:
-        if snap is None:
-            self.counts_label.setText("no server")
-            self.workers_label.setText("")
-            self.rate_label.setText("")
-            self.paused_label.hide()
-            return
-        if snap.kind == "classic":
-            self.counts_label.setText(
+        if snap is None or snap.kind == "classic":
+            self.counts_label.setText("no server" if snap is None else (
                 f"classic master: {fmt_int(snap.count('queued'))} queued · "
-                f"{fmt_int(snap.extra.get('results_waiting', 0))} results waiting")
+                f"{fmt_int(snap.extra.get('results_waiting', 0))} results waiting"))
             self.workers_label.setText("")
             self.rate_label.setText("")
             self.paused_label.hide()
+            for line in self._status_separators:
+                line.hide()
             return
+        for line in self._status_separators:
+            line.show()
         c = snap.count
         self.counts_label.setText(
-            f"{fmt_int(c('queued'))} queued · {fmt_int(c('running'))} running · "
+            f"{fmt_int(c('queued'))} queued · {fmt_int(c('claimed'))} claimed · "
+            f"{fmt_int(c('running'))} running · "
             f"{fmt_int(c('done'))} done · {fmt_int(c('failed'))} failed · "
             f"{fmt_int(c('dead'))} dead · {fmt_int(c('cancelled'))} cancelled")
-        self.workers_label.setText(f"{snap.connected_workers} workers")
+        self.workers_label.setText(plural(snap.connected_workers, "worker"))
         self.rate_label.setText(f"{snap.throughput:,.0f} tasks/s")
         self.paused_label.setVisible(snap.paused)
 
@@ -614,15 +823,29 @@ class MainWindow(QMainWindow):
                 self.demo_action.setChecked(False)
                 return
             insist = True
+        prefs = self.session_prefs
         journal = None
         if backend:
             pass  # Redis keeps the state (and its AOF the durability): no journal
-        elif self.journal_available and self.prefs.use_journal and self.prefs.journal_path:
-            journal = self.prefs.journal_path
+        elif self._demo_pending:
+            pass  # a server started for the demo: its load is not worth keeping
+        elif self.journal_available and prefs.use_journal and prefs.journal_path:
+            journal = prefs.journal_path
+        self.keeping = Keeping(journal=journal,
+                               redis=redact_url(backend) if backend else None)
+        self.tasks_panel.history_hint = (
+            f"The older ones are in its journal: guidist export --journal {journal}"
+            if journal else "Redis keeps only the newest finished tasks too." if backend else
+            "This server keeps no journal, so the older ones are gone.")
+        if journal is None and not backend and not self._demo_pending:
+            # A window without a journal used to say nothing (a demo had turned it off).
+            self.event_dock.add_note(time.time(), "control", "this server keeps no journal: "
+                                     "its tasks are lost when it stops (File → Preferences → "
+                                     "Keep a journal)")
         self.plots.clear()
         self.controller.start_server(ServerOptions(
             host=host, port=port, authkey=key, insist_weak_key=insist,
-            lease_timeout=self.prefs.lease_timeout, max_attempts=self.prefs.max_attempts,
+            lease_timeout=prefs.lease_timeout, max_attempts=prefs.max_attempts,
             journal=journal, backend=backend))
 
     @Slot(object)
@@ -636,13 +859,13 @@ class MainWindow(QMainWindow):
         self.jobs_panel.set_enabled(guidist)
         idle = status.mode is Mode.NONE
         self.start_action.setEnabled(idle)
-        self.attach_action.setEnabled(idle)
+        # Attach is offered while this window's own server runs too: it offers to stop it.
+        self.attach_action.setEnabled(status.phase is not Phase.STOPPING
+                                      and status.mode is not Mode.ATTACHED)
+        self.server_bar.attach_button.setEnabled(self.attach_action.isEnabled())
         self.stop_action.setEnabled(not idle and status.phase is not Phase.STOPPING)
         self.stop_action.setText("De&tach" if status.mode is Mode.ATTACHED else "S&top server")
-        title = "guidist"
-        if status.address is not None and not idle:
-            title += f" — {status.address[0]}:{status.address[1]}"
-        self.setWindowTitle(title)
+        self._update_title(status)
         if status.phase is Phase.LOST:
             self._lost_banner = True
             self.banner.show_message(
@@ -656,7 +879,11 @@ class MainWindow(QMainWindow):
             self.last_snapshot = None
             self._show_counts(None)
             self.totals_panel.set_snapshot(None)
+            self.plots.show_live(None)  # the header said "10 queued" after Detach
             self.workers_panel.set_workers((), (), 0.0)
+            self.failures.reset()
+            self.keeping = Keeping()
+            self._show_demo(False)
             if status.message and status.message not in ("Server stopped.", "Detached."):
                 self.server_bar.show_error(status.message, _field_of(status.message))
             if self._demo_pending:
@@ -668,11 +895,15 @@ class MainWindow(QMainWindow):
             self.banner.dismiss()  # the getting-started hint has done its job
         if online and self._demo_pending:
             self._begin_demo()
+        if idle and self._attach_after_stop:
+            self._attach_after_stop = False
+            self.attach()
 
     @Slot(object)
     def _on_snapshot(self, snap: Snapshot) -> None:
         self.last_snapshot = snap
         self.plots.add_points(snap.series)
+        self.plots.show_live(snap)
         self.workers_panel.set_workers(snap.workers, self.controller.local_pids, snap.time)
         self.event_dock.add_events(snap.events)
         self.tasks_panel.on_snapshot(snap)
@@ -719,7 +950,8 @@ class MainWindow(QMainWindow):
         action, value = payload
         template = _ACTION_WORDS.get(action, action + " done")
         text = template.format(value) if "{}" in template else template
-        self.event_dock.add_note(time.time(), "control", text)
+        if action not in _SERVER_LOGS:  # the server's own event says it once already
+            self.event_dock.add_note(time.time(), "control", text)
         self.statusBar().showMessage(text[:1].upper() + text[1:], 5000)
         self.tasks_panel.refresh()
 
@@ -762,6 +994,10 @@ class MainWindow(QMainWindow):
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
+        # Saved on a larger screen it may not fit this one: Start, Attach and the status bar
+        # went off-screen. Shrink and move it into the available area (again when shown,
+        # once the window manager's frame is known).
+        self.fit_to_screen()
         state = s.value("window/state")
         if isinstance(state, QByteArray) and not state.isEmpty():
             self.restoreState(state)
@@ -806,6 +1042,12 @@ class MainWindow(QMainWindow):
         s.setValue("server/use_journal", p.use_journal)
         s.setValue("server/journal_path", p.journal_path)
         s.setValue("server/autostart", p.autostart)
+
+
+def _below_title_bar(available: QRect) -> QRect:
+    """The area a window's client rect may use: the window manager adds a title bar above
+    it, which the geometry before the first show does not include."""
+    return available.adjusted(0, _TITLE_BAR_RESERVE, 0, 0)
 
 
 def _field_of(message: str) -> str:

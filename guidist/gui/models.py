@@ -25,7 +25,6 @@ from ..core.protocol import Event, Task, WorkerInfo, WorkerState
 from .state import PageReply, PageRequest
 from .style import (
     EVENT_COLORS,
-    STATE_COLORS,
     WORKER_COLORS,
     fmt_ago,
     fmt_clock,
@@ -33,6 +32,7 @@ from .style import (
     fmt_int,
     qcolor,
     shorten,
+    state_color,
 )
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -76,16 +76,20 @@ class _RowsModel(QAbstractTableModel):
 class WorkersModel(_RowsModel):
     """The workers the server knows, updated in place so selections survive refreshes."""
 
-    COL_NAME, COL_WHERE, COL_MODE, COL_STATE, COL_TASK, COL_DONE, COL_FAILED, \
-        COL_HEARTBEAT, COL_HOST, COL_PID = range(10)
-    HEADERS = ("Name", "Where", "Mode", "State", "Current task", "Done", "Failed",
-               "Last heartbeat", "Host", "PID")
+    COL_NAME, COL_WHERE, COL_MODE, COL_STATE, COL_TASK, COL_RUNNING, COL_CLAIMED, COL_DONE, \
+        COL_FAILED, COL_HEARTBEAT, COL_HOST, COL_PID = range(12)
+    HEADERS = ("Name", "Where", "Mode", "State", "Current task", "Running", "Claimed", "Done",
+               "Failed", "Last heartbeat", "Host", "PID")
     WorkerRole = Qt.ItemDataRole.UserRole + 1
+    #: State text of a worker this window killed (the server may not have noticed yet).
+    KILLED = "DEAD (killed)"
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._rows: list[WorkerInfo] = []
         self._local: frozenset[int] = frozenset()
+        self._launched: set[int] = set()  # every pid this window launched, alive or not
+        self._killed: set[int] = set()  # pids this window killed
         self._now = 0.0
 
     # -- Qt interface
@@ -101,24 +105,29 @@ class WorkersModel(_RowsModel):
             return w
         if role == Qt.ItemDataRole.ForegroundRole:
             if col == self.COL_STATE:
-                return qcolor(WORKER_COLORS.get(w.state.value, "#000000"))
-            if w.state is WorkerState.OFFLINE:
+                state = WorkerState.OFFLINE if self.killed(w) else w.state
+                return qcolor(state_color(WORKER_COLORS.get(state.value, "#000000")))
+            if w.state is WorkerState.OFFLINE or self.killed(w):
                 return qcolor("#9e9e9e")
             if col == self.COL_FAILED and w.failed:
-                return qcolor(STATE_COLORS["failed"])
+                return qcolor(state_color("failed"))
         if role == Qt.ItemDataRole.FontRole and col == self.COL_STATE \
-                and w.state is WorkerState.OFFLINE:
+                and (w.state is WorkerState.OFFLINE or self.killed(w)):
             font = QFont()
             font.setBold(True)
             return font
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (
-                self.COL_TASK, self.COL_DONE, self.COL_FAILED, self.COL_PID):
+                self.COL_TASK, self.COL_RUNNING, self.COL_CLAIMED, self.COL_DONE,
+                self.COL_FAILED, self.COL_PID):
             return _RIGHT
         if role == Qt.ItemDataRole.ToolTipRole:
             claims = ", ".join(w.functions) if w.functions else "every task function"
+            killed = "\nkilled from this window (SIGKILL)" if self.killed(w) else ""
             return (f"{w.id} — {w.kind} worker, {w.mode}, concurrency {w.concurrency}\n"
                     f"claims: {claims}\n"
-                    f"joined {fmt_clock(w.joined)}, last heartbeat {fmt_clock(w.last_seen)}")
+                    f"holds {w.running} running and {w.claimed} claimed (not started) task(s)\n"
+                    f"joined {fmt_clock(w.joined)}, last heartbeat {fmt_clock(w.last_seen)}"
+                    f"{killed}")
         return None
 
     def _display(self, w: WorkerInfo, col: int) -> Any:
@@ -129,9 +138,17 @@ class WorkersModel(_RowsModel):
         if col == self.COL_MODE:
             return fmt_mode(w)
         if col == self.COL_STATE:
+            if self.killed(w):
+                return self.KILLED
             return "OFFLINE" if w.state is WorkerState.OFFLINE else w.state.value
         if col == self.COL_TASK:
+            if self.killed(w):
+                return ""
             return "" if w.current_task is None else str(w.current_task)
+        if col == self.COL_RUNNING:
+            return "" if self.killed(w) else fmt_int(w.running)
+        if col == self.COL_CLAIMED:
+            return "" if self.killed(w) else fmt_int(w.claimed)
         if col == self.COL_DONE:
             return fmt_int(w.done)
         if col == self.COL_FAILED:
@@ -139,7 +156,7 @@ class WorkersModel(_RowsModel):
         if col == self.COL_HEARTBEAT:
             return fmt_ago(self._now - w.last_seen) if w.last_seen else ""
         if col == self.COL_HOST:
-            return w.host
+            return w.host_label
         if col == self.COL_PID:
             return str(w.pid) if w.pid else ""
         return None
@@ -147,10 +164,23 @@ class WorkersModel(_RowsModel):
     # -- API
 
     def where(self, w: WorkerInfo) -> str:
-        """"local" for a worker this window launched, "remote" (or "classic") otherwise."""
+        """"local" for a worker this window launched (even once it exited or was killed),
+        "remote" (or "classic") otherwise."""
         if w.kind == "classic":
             return "classic"
-        return "local" if w.pid in self._local else "remote"
+        return "local" if w.pid in self._local or w.pid in self._launched else "remote"
+
+    def killed(self, w: WorkerInfo) -> bool:
+        """True for a worker this window killed."""
+        return w.kind != "classic" and w.pid in self._killed
+
+    def mark_killed(self, pids: Collection[int]) -> None:
+        """Show these local workers as dead at once, whatever the server says yet."""
+        self._killed.update(pids)
+        self._launched.update(pids)
+        if self._rows:
+            self.dataChanged.emit(self.index(0, 0),
+                                  self.index(len(self._rows) - 1, len(self.HEADERS) - 1))
 
     def is_local(self, w: WorkerInfo) -> bool:
         """True when this window launched the worker (so it may be killed)."""
@@ -169,6 +199,10 @@ class WorkersModel(_RowsModel):
         """Replace the rows: removed ids go, known ids update in place, new ids are appended."""
         new = {w.id: w for w in workers}
         self._local = frozenset(local_pids)
+        self._launched.update(self._local)
+        if not new:  # no server (or a fresh one): pids may be reused from here on
+            self._launched = set(self._local)
+            self._killed.clear()
         self._now = now
         for row in range(len(self._rows) - 1, -1, -1):
             if self._rows[row].id not in new:
@@ -192,6 +226,7 @@ class WorkersModel(_RowsModel):
     def set_local_pids(self, pids: Collection[int]) -> None:
         """Which pids this window launched (the Where column)."""
         self._local = frozenset(pids)
+        self._launched.update(self._local)
         if self._rows:
             self.dataChanged.emit(self.index(0, self.COL_WHERE),
                                   self.index(len(self._rows) - 1, self.COL_WHERE))
@@ -221,6 +256,10 @@ class TasksModel(_RowsModel):
     TaskRole = Qt.ItemDataRole.UserRole + 1
     PAGE_SIZE = 200
     MAX_PAGES = 50
+    #: The order key (protocol.TASK_ORDERS) each sortable column stands for.
+    ORDER_OF_COLUMN = {COL_ID: "id", COL_STATE: "state", COL_FUNCTION: "function",
+                       COL_ATTEMPTS: "attempts", COL_SUBMITTED: "submitted",
+                       COL_DURATION: "runtime"}
 
     #: PageRequest: the controller should fetch this page and call on_page with the reply.
     page_needed = Signal(object)
@@ -239,6 +278,9 @@ class TasksModel(_RowsModel):
         self._state: str | None = None
         self._search: str | None = None
         self._job: int | None = None
+        self._order: str | None = None
+        self._orderable: frozenset[str] = frozenset()
+        self._not_held = 0
         self._generation = 0
         self._total = 0
         self._total_generation = -1
@@ -251,6 +293,17 @@ class TasksModel(_RowsModel):
 
     def rowCount(self, parent: _Index = _NO_INDEX) -> int:  # noqa: N802
         return 0 if parent.isValid() else self._total  # virtual: the server's total
+
+    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            key = self.ORDER_OF_COLUMN.get(section)
+            if key in self._orderable:
+                return (f"Click to sort by {self.HEADERS[section].lower()}; again for the "
+                        "other direction, a third time for newest activity first")
+            return "Newest activity first: running, then finished (latest first), then " \
+                "queued in the order they will run. This server cannot sort by this column."
+        return super().headerData(section, orientation, role)
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
@@ -269,7 +322,7 @@ class TasksModel(_RowsModel):
             return task
         if role == Qt.ItemDataRole.ForegroundRole and col in (self.COL_STATE, self.COL_OUTCOME):
             if col == self.COL_STATE or task.error:
-                return qcolor(STATE_COLORS.get(task.state.value, "#000000"))
+                return qcolor(state_color(task.state.value))
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (self.COL_ID, self.COL_ATTEMPTS,
                                                                  self.COL_DURATION):
             return _RIGHT
@@ -329,6 +382,42 @@ class TasksModel(_RowsModel):
         return self._job
 
     @property
+    def not_held(self) -> int:
+        """Finished tasks the listing would hold but the server keeps no longer in memory."""
+        return self._not_held
+
+    @property
+    def order(self) -> str | None:
+        """How the listing is sorted ("-runtime"…), None for newest activity first."""
+        return self._order
+
+    @property
+    def orderable(self) -> frozenset[str]:
+        """The order keys the server can sort by."""
+        return self._orderable
+
+    def set_orderable(self, keys: Iterable[str]) -> None:
+        """What the server says it can sort by; a sort it cannot do is dropped."""
+        self._orderable = frozenset(keys)
+        if self._order and self._order.lstrip("-") not in self._orderable:
+            self.set_order(None)
+        self.headerDataChanged.emit(Qt.Orientation.Horizontal, 0, len(self.HEADERS) - 1)
+
+    def order_for(self, column: int, descending: bool) -> str | None:
+        """The order a click on column asks for (None if the server cannot sort by it)."""
+        key = self.ORDER_OF_COLUMN.get(column)
+        if key is None or key not in self._orderable:
+            return None
+        return f"-{key}" if descending else key
+
+    def set_order(self, order: str | None) -> None:
+        """Sort the listing (None: newest activity first); starts again from the top."""
+        if order == self._order:
+            return
+        self._order = order
+        self._restart()
+
+    @property
     def cached_pages(self) -> int:
         """How many pages are held (bounded by max_pages)."""
         return len(self._pages)
@@ -369,7 +458,7 @@ class TasksModel(_RowsModel):
         self._restart()
 
     def _restart(self) -> None:
-        """Another listing: forget every page and start again from the top."""
+        """Forget every page of the old listing and fetch the new one from the top."""
         self.beginResetModel()
         self._pages.clear()
         self._pending.clear()
@@ -408,7 +497,8 @@ class TasksModel(_RowsModel):
     def on_page(self, reply: PageReply) -> None:
         """A page arrived (or failed): cache it, adjust the row count, repaint its rows."""
         req = reply.request
-        if (req.state, req.search, req.job) != (self._state, self._search, self._job):
+        if (req.state, req.search, req.order, req.job) != (self._state, self._search,
+                                                             self._order, self._job):
             return  # an answer for a listing no longer shown
         number = req.offset // self.page_size
         if req.generation == self._generation:
@@ -421,6 +511,7 @@ class TasksModel(_RowsModel):
             return
         if req.generation >= self._total_generation:
             self._total_generation = req.generation
+            self._not_held = reply.page.not_held
             self._set_total(reply.page.total)
         self._pages[number] = _Page(req.generation, reply.page.tasks)
         self._pages.move_to_end(number)
@@ -446,7 +537,8 @@ class TasksModel(_RowsModel):
             return
         self._pending.add(number)
         self.page_needed.emit(PageRequest(self._state, self._search, number * self.page_size,
-                                          self.page_size, self._generation, self._job))
+                                          self.page_size, self._generation, self._order,
+                                          self._job))
 
     def _set_total(self, total: int) -> None:
         total = max(0, int(total))
@@ -471,16 +563,23 @@ class TasksModel(_RowsModel):
 
 
 class EventLogModel(_RowsModel):
-    """The event log: server events and the window's own notes, newest last, capped."""
+    """The event log: server events and the window's own notes, newest last, capped.
+
+    A line with a key (failures of one kind) is updated in place while it is among the last
+    few, rather than repeated: 200 identical failures are one line that counts.
+    """
 
     COL_TIME, COL_KIND, COL_MESSAGE = range(3)
     HEADERS = ("Time", "Kind", "Message")
     MAX_ROWS = 5000
+    #: How far back a keyed line is looked for before a new one is started.
+    FOLD_ROWS = 50
 
     def __init__(self, parent: Any = None, max_rows: int = MAX_ROWS) -> None:
         super().__init__(parent)
         self.max_rows = max_rows
         self._rows: list[tuple[float, str, str]] = []
+        self._keys: list[object] = []  # parallel to _rows: the fold key of each row, or None
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= len(self._rows):
@@ -491,40 +590,59 @@ class EventLogModel(_RowsModel):
             return (fmt_clock(when), kind, message)[col]
         if role == Qt.ItemDataRole.ForegroundRole and col != self.COL_TIME:
             color = EVENT_COLORS.get(kind)
-            return qcolor(color) if color else None
-        if role == Qt.ItemDataRole.ToolTipRole and col == self.COL_MESSAGE:
-            return message
+            return qcolor(state_color(kind)) if color else None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            # Every column: a cut line is readable by hovering anywhere on it.
+            return f"{fmt_clock(when)} {kind}: {message}"
         return None
 
     def add_events(self, events: Sequence[Event]) -> None:
         """Append the server's events."""
         self.add_rows([(e.time, e.kind, e.message) for e in events])
 
-    def add_note(self, when: float, kind: str, message: str) -> None:
-        """Append one line from the window itself (server started, submission finished…)."""
-        self.add_rows([(when, kind, message)])
+    def add_note(self, when: float, kind: str, message: str, key: object = None) -> None:
+        """Append one line from the window itself (server started, submission finished…);
+        with a key, update the recent line of that key instead, if there is one."""
+        if key is not None:
+            start = max(0, len(self._rows) - self.FOLD_ROWS)
+            for row in range(len(self._rows) - 1, start - 1, -1):
+                if self._keys[row] == key:
+                    self._rows[row] = (when, kind, message)
+                    self.dataChanged.emit(self.index(row, 0),
+                                          self.index(row, len(self.HEADERS) - 1))
+                    return
+        self.add_rows([(when, kind, message)], [key])
 
-    def add_rows(self, rows: Sequence[tuple[float, str, str]]) -> None:
+    def add_rows(self, rows: Sequence[tuple[float, str, str]],
+                 keys: Sequence[object] | None = None) -> None:
         """Append rows, dropping the oldest beyond max_rows."""
         if not rows:
             return
-        rows = list(rows)[-self.max_rows:]
+        keys = list(keys) if keys is not None else [None] * len(rows)
+        rows, keys = list(rows)[-self.max_rows:], keys[-self.max_rows:]
         overflow = len(self._rows) + len(rows) - self.max_rows
         if overflow > 0:
             self.beginRemoveRows(_NO_INDEX, 0, overflow - 1)
             del self._rows[:overflow]
+            del self._keys[:overflow]
             self.endRemoveRows()
         first = len(self._rows)
         self.beginInsertRows(_NO_INDEX, first, first + len(rows) - 1)
         self._rows.extend(rows)
+        self._keys.extend(keys)
         self.endInsertRows()
 
     def clear(self) -> None:
         """Empty the log."""
         self.beginResetModel()
         self._rows.clear()
+        self._keys.clear()
         self.endResetModel()
 
     def row(self, i: int) -> tuple[float, str, str]:
         """(time, kind, message) of a row."""
         return self._rows[i]
+
+    def rows(self) -> list[tuple[float, str, str]]:
+        """Every row, oldest first."""
+        return list(self._rows)

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -28,8 +29,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.protocol import SERIES_FIELDS
-from .style import STATE_COLORS, WORKERS_COLOR
+from ..core.protocol import SERIES_FIELDS, Snapshot
+from .style import (
+    STATE_COLORS,
+    WORKERS_COLOR,
+    base_color,
+    fmt_int,
+    fmt_si,
+    muted,
+    state_color,
+    text_color,
+)
 
 #: Seconds of history kept (the broker keeps an hour too).
 CAPACITY = 3600
@@ -39,17 +49,28 @@ WINDOWS: dict[str, int] = {"1 min": 60, "10 min": 600}
 _COL = {name: i for i, name in enumerate(SERIES_FIELDS)}
 #: Curves that are counts per second (smoothed on request); the others are gauges.
 _RATES = ("done", "failed")
-SMOOTH_SECONDS = 5
+#: Smoothing: a centred Gaussian of this width (seconds, one sigma), cut at 3 sigma.
+SMOOTH_SIGMA = 1.0
+#: Seconds of data beyond the window the smoothing kernel reaches.
+SMOOTH_REACH = 3
 
 
-def _trailing_mean(y: np.ndarray, width: int) -> np.ndarray:
-    """Mean of each point and the width-1 before it (fewer at the start)."""
-    if len(y) == 0:
+def smooth(y: np.ndarray, sigma: float = SMOOTH_SIGMA) -> np.ndarray:
+    """A centred Gaussian moving average, renormalised where the data end.
+
+    Workers report in batches, so raw per-second counts are spiky. A 5-second trailing mean
+    turned a burst shorter than a second into a 5-second plateau that began at the burst;
+    this kernel keeps a burst where it happened, as a peak that falls off within a couple of
+    seconds, and keeps the area (the number of tasks) the same.
+    """
+    if len(y) == 0 or sigma <= 0:
         return y
-    c = np.cumsum(np.insert(y, 0, 0.0))
-    idx = np.arange(1, len(y) + 1)
-    lo = np.maximum(idx - width, 0)
-    return (c[idx] - c[lo]) / (idx - lo)
+    reach = int(math.ceil(3 * sigma))
+    offsets = np.arange(-reach, reach + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    total = np.convolve(y, kernel, mode="full")[reach:reach + len(y)]
+    weight = np.convolve(np.ones(len(y)), kernel, mode="full")[reach:reach + len(y)]
+    return total / weight
 
 
 class SeriesBuffer:
@@ -78,7 +99,9 @@ class SeriesBuffer:
             t = p[0]
             if t <= self.last_t:
                 continue
-            row = np.asarray(p[:width], dtype=np.float64)
+            row = np.zeros(width, dtype=np.float64)
+            values = p[:width]
+            row[:len(values)] = values  # a server without the newer fields: zeros there
             self._data[self._next] = row
             self._data[self._next + self.capacity] = row
             self._next = (self._next + 1) % self.capacity
@@ -113,6 +136,14 @@ def _nice_ceiling(value: float) -> float:
     return float(10 * exp)
 
 
+class _SiAxis(pg.AxisItem):
+    """Counts with SI prefixes (100k, 1.5M): at high rates the plain numbers overlapped the
+    axis title or were dropped."""
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        return [fmt_si(v * scale) for v in values]
+
+
 class _AgoAxis(pg.AxisItem):
     """Seconds before now ("-1:30", "-20 s", "now"): the x range stays fixed, so the ticks are
     computed and drawn once, not every second as a clock axis scrolling with the data was
@@ -127,7 +158,7 @@ class _AgoAxis(pg.AxisItem):
 
 
 def _plot_widget(name: str, left: str, time_axis: bool = True) -> pg.PlotWidget:
-    w = pg.PlotWidget(background="w", axisItems={"bottom": _AgoAxis("bottom")})
+    w = pg.PlotWidget(axisItems={"bottom": _AgoAxis("bottom"), "left": _SiAxis("left")})
     w.setObjectName(name)
     item = w.getPlotItem()
     item.setClipToView(True)
@@ -135,26 +166,45 @@ def _plot_widget(name: str, left: str, time_axis: bool = True) -> pg.PlotWidget:
     item.showGrid(x=True, y=True, alpha=0.15)
     item.setMenuEnabled(False)
     item.hideButtons()
-    for axis in ("left", "bottom"):
-        ax = item.getAxis(axis)
-        ax.setPen(pg.mkPen("#8a8a8a"))
-        ax.setTextPen(pg.mkPen("#333333"))
     item.getAxis("left").setWidth(48)
-    item.setLabel("left", left, color="#333333")
+    if left:
+        item.setLabel("left", left)
     if not time_axis:
         item.hideAxis("bottom")  # the plots share the time axis of the bottom one
-    legend = item.addLegend(offset=(6, 2), labelTextColor="#333333",
-                            brush=pg.mkBrush(255, 255, 255, 210), colCount=2)
+    legend = item.addLegend(offset=(6, 2), colCount=2)
     legend.setZValue(10)
+    _apply_palette(w)
     item.setMouseEnabled(x=False, y=False)
     # Y ranges are set by redraw() from the data, rounded up so they rarely change: pyqtgraph's
     # auto-range recomputed bounds and re-laid the axes on every tick (part of a measured
     # 30-45 ms redraw once a second).
     item.enableAutoRange(axis="y", enable=False)
     item.getViewBox().setLimits(yMin=0)
-    w.setMinimumHeight(70)
+    w.setMinimumHeight(52)  # three fit beside the submit form on a 700 px screen
     w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
     return w
+
+
+def _apply_palette(w: pg.PlotWidget) -> None:
+    """Background, axes, labels and legend from the application palette (light or dark)."""
+    fg, grey, bg = text_color(), muted(), base_color()
+    w.setBackground(bg)
+    item = w.getPlotItem()
+    for axis in ("left", "bottom"):
+        ax = item.getAxis(axis)
+        ax.setPen(pg.mkPen(grey))
+        ax.setTextPen(pg.mkPen(fg))
+    label = item.getAxis("left").labelText
+    if label:
+        item.setLabel("left", label, color=fg)
+    legend = item.legend
+    if legend is not None:
+        fill = QColor(bg)
+        fill.setAlpha(210)
+        legend.setBrush(pg.mkBrush(fill))
+        legend.setLabelTextColor(fg)
+        for _, text in legend.items:
+            text.setText(text.text, color=fg)
 
 
 class LivePlots(QWidget):
@@ -171,6 +221,8 @@ class LivePlots(QWidget):
         self.buffer = SeriesBuffer(capacity)
         self.window_seconds = WINDOWS["1 min"]
         self._paused = False
+        self._live: Snapshot | None = None  # what the header's counts say (the tiles' too)
+        self._detached = False  # show_live(None): there is no server any more
 
         self.window_combo = QComboBox()
         self.window_combo.setObjectName("plotWindowCombo")
@@ -189,9 +241,10 @@ class LivePlots(QWidget):
         self.smooth_button.setText("Smooth")
         self.smooth_button.setCheckable(True)
         self.smooth_button.setChecked(True)
-        self.smooth_button.setToolTip(f"Show throughput as a {SMOOTH_SECONDS}-second moving "
-                                      "average (workers report in batches, so raw per-second "
-                                      "counts are spiky); queue depth is never smoothed")
+        self.smooth_button.setToolTip("Smooth throughput over about 2 seconds around each "
+                                      "point (workers report in batches, so raw per-second "
+                                      "counts are spiky); a short burst stays a short peak. "
+                                      "Queue depth is never smoothed")
         self.smooth_button.toggled.connect(lambda _on: self.redraw())
         self.export_button = QToolButton()
         self.export_button.setObjectName("plotExportButton")
@@ -205,6 +258,9 @@ class LivePlots(QWidget):
         self.rate_label = QLabel()
         self.rate_label.setObjectName("plotRateLabel")
         self.rate_label.setTextFormat(Qt.TextFormat.RichText)
+        # Wraps rather than setting the window's minimum width (it did: 1085 px).
+        self.rate_label.setWordWrap(True)
+        self.rate_label.setMinimumWidth(120)
 
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
@@ -215,9 +271,11 @@ class LivePlots(QWidget):
         bar.addWidget(self.pause_button)
         bar.addWidget(self.export_button)
 
-        self.throughput_plot = _plot_widget("throughputPlot", "throughput /s", False)
-        self.queue_plot = _plot_widget("queueDepthPlot", "queue depth", False)
-        self.workers_plot = _plot_widget("workersPlot", "workers")
+        # Short axis titles: on a short screen a plot is ~60 px tall and "throughput /s"
+        # was cut; the legends say the rest.
+        self.throughput_plot = _plot_widget("throughputPlot", "tasks/s", False)
+        self.queue_plot = _plot_widget("queueDepthPlot", "tasks", False)
+        self.workers_plot = _plot_widget("workersPlot", "")  # its legend says "workers"
         self.queue_plot.setXLink(self.throughput_plot)
         self.workers_plot.setXLink(self.throughput_plot)
         self._y_tops: dict[str, float] = {}
@@ -226,7 +284,10 @@ class LivePlots(QWidget):
             "done": self._curve(self.throughput_plot, "done per second", STATE_COLORS["done"]),
             "failed": self._curve(self.throughput_plot, "failed per second",
                                   STATE_COLORS["failed"]),
-            "queued": self._curve(self.queue_plot, "queued", STATE_COLORS["queued"], fill=True),
+            "queued": self._curve(self.queue_plot, "queued", STATE_COLORS["queued"],
+                                  fill=True),
+            "claimed": self._curve(self.queue_plot, "claimed (not started)",
+                                   STATE_COLORS["claimed"]),
             "running": self._curve(self.queue_plot, "running", STATE_COLORS["running"]),
             "workers": self._curve(self.workers_plot, "workers", WORKERS_COLOR),
         }
@@ -236,6 +297,13 @@ class LivePlots(QWidget):
         layout.setSpacing(2)
         layout.addLayout(bar)
         self.plots_area = QWidget()
+        self.plots_area.setObjectName("plotsArea")
+        self.plots_area.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.plots_area.customContextMenuRequested.connect(self._on_context_menu)
+        for w in (self.throughput_plot, self.queue_plot, self.workers_plot):
+            w.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+            w.customContextMenuRequested.connect(
+                lambda pos, w=w: self._on_context_menu(w.mapTo(self.plots_area, pos)))
         plots_layout = QVBoxLayout(self.plots_area)
         plots_layout.setContentsMargins(0, 0, 0, 0)
         plots_layout.setSpacing(2)
@@ -248,14 +316,18 @@ class LivePlots(QWidget):
     @staticmethod
     def _curve(widget: pg.PlotWidget, name: str, color: str, fill: bool = False) -> Any:
         pen = pg.mkPen(color, width=2)
-        kwargs: dict[str, Any] = {"pen": pen, "name": name}
+        item = widget.getPlotItem()
+        kwargs: dict[str, Any] = {"pen": pen}
         if fill:
             c = pg.mkColor(color)
             c.setAlpha(40)
             kwargs.update(fillLevel=0, brush=pg.mkBrush(c))
-        curve = widget.getPlotItem().plot([], [], **kwargs)
+        curve = item.plot([], [], **kwargs)
         curve.setClipToView(True)
         curve.setDownsampling(auto=True, method="peak")
+        # The legend gets a plain line: for a filled curve pyqtgraph draws its fill as an
+        # odd triangle in the legend.
+        item.legend.addItem(pg.PlotDataItem(pen=pen), name)
         return curve
 
     # -- API
@@ -275,9 +347,9 @@ class LivePlots(QWidget):
     def redraw(self) -> None:
         """One setData per curve over the visible window."""
         n = self.window_seconds
-        smooth = self.smooth_button.isChecked()
+        smoothing = self.smooth_button.isChecked()
         # Smoothing needs the seconds just before the window too.
-        data = self.buffer.view(n + (SMOOTH_SECONDS - 1 if smooth else 0))
+        data = self.buffer.view(n + (SMOOTH_REACH if smoothing else 0))
         shown = data[-n:]
         # x is seconds before the end of the newest second (the pyqtgraph scrolling-plot
         # idiom): the curves move, the axes stay put.
@@ -287,8 +359,8 @@ class LivePlots(QWidget):
         tops: dict[str, float] = {}
         for name, curve in self.curves.items():
             y = data[:, _COL[name]]
-            if smooth and name in _RATES:
-                y = _trailing_mean(y, SMOOTH_SECONDS)
+            if smoothing and name in _RATES:
+                y = smooth(y)
             y = y[-n:]
             curve.setData(t, y)
             tops[name] = float(np.nanmax(y)) if len(y) else 0.0
@@ -298,6 +370,7 @@ class LivePlots(QWidget):
         self._set_y_top(self.throughput_plot,
                         _nice_ceiling(1.1 * max(tops["done"], tops["failed"])))
         self._set_y_top(self.queue_plot, _nice_ceiling(1.1 * max(tops["queued"],
+                                                                 tops["claimed"],
                                                                  tops["running"])))
         self._set_y_top(self.workers_plot, _nice_ceiling(tops["workers"] + 1.0))
         self._update_rate_label()
@@ -357,21 +430,72 @@ class LivePlots(QWidget):
         if label in WINDOWS:
             self.set_window(WINDOWS[label])
 
+    def show_live(self, snap: Snapshot | None) -> None:
+        """The snapshot the header's counts come from (the same numbers as the tiles), or
+        None once there is no server."""
+        self._live = snap
+        self._detached = snap is None
+        self._update_rate_label()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt name)
+        """Follow a palette change (light or dark theme)."""
+        if event.type() == QEvent.Type.PaletteChange:
+            for w in (self.throughput_plot, self.queue_plot, self.workers_plot):
+                _apply_palette(w)
+            self._update_rate_label()
+        super().changeEvent(event)
+
+    def context_menu(self) -> QMenu:
+        """The plots' right-click menu: export, pause, smooth, window."""
+        menu = QMenu(self)
+        menu.setObjectName("plotsContextMenu")
+        menu.addAction("Export plots as PNG…", self.export_png_requested.emit)
+        menu.addAction("Export series as CSV (last hour)…", self.export_csv_requested.emit)
+        menu.addSeparator()
+        pause = menu.addAction("Resume" if self._paused else "Pause")
+        pause.triggered.connect(lambda: self.set_paused(not self._paused))
+        smooth_action = menu.addAction("Smooth")
+        smooth_action.setCheckable(True)
+        smooth_action.setChecked(self.smooth_button.isChecked())
+        smooth_action.toggled.connect(self.smooth_button.setChecked)
+        for label, seconds in WINDOWS.items():
+            action = menu.addAction(f"Last {label}")
+            action.setCheckable(True)
+            action.setChecked(seconds == self.window_seconds)
+            action.triggered.connect(lambda _=False, s=seconds: self.set_window(s))
+        return menu
+
+    def _on_context_menu(self, pos: QPoint) -> None:
+        self.context_menu().exec(self.plots_area.mapToGlobal(pos))
+
     def _update_rate_label(self) -> None:
-        data = self.buffer.view(10)
-        if len(data) == 0:
-            self.rate_label.setText("<span style='color:#777'>No data yet: start or attach to "
-                                    "a server.</span>")
+        grey = muted()
+        snap = self._live
+        if (snap is None and self._detached) or not len(self.buffer):
+            what = "No server: start or attach to one." if not len(self.buffer) else \
+                "No server. The plots keep the last one’s history."
+            self.rate_label.setText(f"<span style='color:{grey}'>{what}</span>")
             return
-        last = data[-1]
-        done = data[:, _COL["done"]].mean()
-        failed = data[:, _COL["failed"]].mean()
-        paused = " <b style='color:#e8850c'>(paused)</b>" if self._paused else ""
+        data = self.buffer.view(10)
+        paused = f" <b style='color:{state_color('running')}'>(paused)</b>" \
+            if self._paused else ""
+        rates = ""
+        if len(data):
+            done = data[:, _COL["done"]].mean()
+            failed = data[:, _COL["failed"]].mean()
+            rates = (f"<b style='color:{state_color('done')}'>{done:,.0f}</b> done/s · "
+                     f"<b style='color:{state_color('failed')}'>{failed:,.1f}</b> failed/s · ")
+            self.rate_label.setToolTip("Rates: the mean of the last 10 seconds. Queued, "
+                                       "running and workers: now, as in Totals.")
+        if snap is None:
+            self.rate_label.setText(rates.removesuffix(" · ") + paused)
+            return
+        # Counts from the snapshot, as the tiles show them: the last one-second point of the
+        # series lagged them by up to a second (672,991 against 491,991 queued).
+        c = snap.count
         self.rate_label.setText(
-            f"<b style='color:{STATE_COLORS['done']}'>{done:,.0f}</b> done/s · "
-            f"<b style='color:{STATE_COLORS['failed']}'>{failed:,.1f}</b> failed/s "
-            f"<span style='color:#777'>(10 s avg)</span> · "
-            f"<b style='color:{STATE_COLORS['queued']}'>{int(last[_COL['queued']]):,}</b> queued"
-            f" · <b style='color:{STATE_COLORS['running']}'>{int(last[_COL['running']]):,}</b>"
-            f" running · <b style='color:{WORKERS_COLOR}'>{int(last[_COL['workers']])}</b> "
-            f"workers{paused}")
+            f"{rates}<b style='color:{state_color('queued')}'>{fmt_int(c('queued'))}</b>"
+            f" queued · <b style='color:{state_color('claimed')}'>{fmt_int(c('claimed'))}</b>"
+            f" claimed · <b style='color:{state_color('running')}'>{fmt_int(c('running'))}</b>"
+            f" running · <b style='color:{state_color(WORKERS_COLOR)}'>"
+            f"{snap.connected_workers}</b> workers{paused}")

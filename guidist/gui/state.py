@@ -139,6 +139,7 @@ class PageRequest:
     offset: int
     limit: int
     generation: int
+    order: str | None = None  # a TASK_ORDERS key, "-" first for descending; None: newest
     job: int | None = None  # only this job's tasks (the jobs panel's selection)
 
 

@@ -1,22 +1,24 @@
-"""Small widgets the panels share: a status light, an inline error label, a banner, and a
-URL field that hides the password it holds."""
+"""Small widgets the panels share: a status light, an inline error label, a banner, a scroll
+area for panels, and a URL field that hides the password it holds."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QFocusEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
+    QScrollArea,
     QToolButton,
     QWidget,
 )
 
-from .style import LIGHT_COLORS
+from .style import LIGHT_COLORS, banner_colors, muted, state_color
 
 _INVALID = "border: 1px solid #d62728; border-radius: 2px;"
 
@@ -39,13 +41,59 @@ class StatusLight(QLabel):
                            "border: 1px solid rgba(0,0,0,60);")
 
 
+class HintLabel(QLabel):
+    """Secondary text (hints, captions, notes) in a colour derived from the palette, so it
+    reads on a dark theme too."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None,
+                 extra_style: str = "") -> None:
+        super().__init__(text, parent)
+        self._extra = extra_style
+        self._restyle()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt name)
+        """Follow the palette."""
+        if event.type() == QEvent.Type.PaletteChange:
+            self._restyle()
+        super().changeEvent(event)
+
+    def _restyle(self) -> None:
+        style = f"color: {muted()}; {self._extra}"
+        if style != self.styleSheet():
+            self.setStyleSheet(style)
+
+
+class NoticeLabel(QLabel):
+    """A boxed sentence in a dialog (a warning), coloured like the banner of its level."""
+
+    def __init__(self, text: str = "", level: str = "warning",
+                 parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self._level = level
+        self.setWordWrap(True)
+        self._restyle()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt name)
+        """Follow the palette."""
+        if event.type() == QEvent.Type.PaletteChange:
+            self._restyle()
+        super().changeEvent(event)
+
+    def _restyle(self) -> None:
+        bg, border, fg = banner_colors(self._level)
+        style = (f"background:{bg}; color:{fg}; border:1px solid {border}; border-radius:3px; "
+                 "padding:6px;")
+        if style != self.styleSheet():
+            self.setStyleSheet(style)
+
+
 class ErrorLabel(QLabel):
     """A red sentence under a form, hidden while empty; it marks the offending field."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWordWrap(True)
-        self.setStyleSheet("color: #d62728;")
+        self.setStyleSheet(f"color: {state_color('failed')};")
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.hide()
         self._marked: list[QWidget] = []
@@ -73,42 +121,46 @@ class ErrorLabel(QLabel):
 
 
 class Banner(QFrame):
-    """A coloured strip across the top of the window for what needs attention now."""
+    """A coloured strip across the top of the window for what needs attention now, with an
+    optional button that does something about it."""
 
     dismissed = Signal()
+    #: The action button was pressed.
+    action_triggered = Signal()
 
-    _STYLES = {
-        "error": ("#fdecea", "#d62728", "#611a15"),
-        "warning": ("#fff4e5", "#e8850c", "#663c00"),
-        "info": ("#e8f1fb", "#1f77b4", "#0d3c61"),
-    }
-
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, name: str = "banner") -> None:
         super().__init__(parent)
-        self.setObjectName("banner")
+        self.setObjectName(name)
         self.label = QLabel()
-        self.label.setObjectName("bannerLabel")
+        self.label.setObjectName(f"{name}Label")
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton()
-        close.setText("✕")
-        close.setToolTip("Dismiss")
-        close.setAutoRaise(True)
-        close.clicked.connect(self.dismiss)
+        self.action_button = QPushButton()
+        self.action_button.setObjectName(f"{name}ActionButton")
+        self.action_button.hide()
+        self.action_button.clicked.connect(self.action_triggered)
+        self.close_button = QToolButton()
+        self.close_button.setText("✕")
+        self.close_button.setToolTip("Dismiss")
+        self.close_button.setAutoRaise(True)
+        self.close_button.clicked.connect(self.dismiss)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 4, 4, 4)
         layout.addWidget(self.label, 1)
-        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self.action_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
         self.level = ""
         self.hide()
 
-    def show_message(self, message: str, level: str = "error") -> None:
-        """Show a sentence; level is error, warning or info."""
-        bg, border, fg = self._STYLES.get(level, self._STYLES["info"])
+    def show_message(self, message: str, level: str = "error", action: str = "",
+                     closable: bool = True) -> None:
+        """Show a sentence; level is error, warning or info; action names the button."""
         self.level = level
-        self.setStyleSheet(f"#banner {{ background: {bg}; border: 1px solid {border}; "
-                           f"border-radius: 3px; }} #bannerLabel {{ color: {fg}; }}")
+        self._restyle()
         self.label.setText(message)
+        self.action_button.setText(action)
+        self.action_button.setVisible(bool(action))
+        self.close_button.setVisible(closable)
         self.show()
 
     def dismiss(self) -> None:
@@ -121,6 +173,20 @@ class Banner(QFrame):
     def text(self) -> str:
         """The sentence shown (empty when hidden)."""
         return "" if self.isHidden() else self.label.text()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt name)
+        """Follow the palette (a dark theme gets dark banners)."""
+        if event.type() == QEvent.Type.PaletteChange and self.level:
+            self._restyle()
+        super().changeEvent(event)
+
+    def _restyle(self) -> None:
+        bg, border, fg = banner_colors(self.level)
+        name = self.objectName()
+        style = (f"#{name} {{ background: {bg}; border: 1px solid {border}; "
+                 f"border-radius: 3px; }} #{name}Label {{ color: {fg}; }}")
+        if style != self.styleSheet():
+            self.setStyleSheet(style)
 
 
 MASK = "••••"
@@ -185,3 +251,16 @@ class SecretUrlEdit(QLineEdit):
         if masked != self.text():
             self.setText(masked)
             self.setCursorPosition(0)
+
+
+def scrollable(widget: QWidget, name: str = "") -> QScrollArea:
+    """widget in a frameless scroll area: when its space is smaller than the widget needs,
+    it scrolls instead of squeezing its rows onto each other (and the window never has to
+    grow to fit it)."""
+    area = QScrollArea()
+    if name:
+        area.setObjectName(name)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(widget)
+    return area

@@ -18,12 +18,13 @@ from guidist.core.protocol import (
     TaskState,
     WorkerInfo,
     WorkerState,
+    running_ids,
 )
 
 
 def test_task_state_is_a_str_enum_with_the_documented_values() -> None:
-    assert [s.value for s in TaskState] == ["queued", "running", "done", "failed", "dead",
-                                            "cancelled"]
+    assert [s.value for s in TaskState] == ["queued", "claimed", "running", "done", "failed",
+                                            "dead", "cancelled"]
     assert TaskState.DONE == "done"
     assert TaskState("failed") is TaskState.FAILED
     assert json.dumps(TaskState.DEAD) == '"dead"'
@@ -64,15 +65,30 @@ def test_snapshot_count_and_connected_workers() -> None:
         snap.count("bogus")
 
 
+def test_leased_counts_claimed_and_running() -> None:
+    snap = Snapshot(time=0.0, counts={"queued": 4, "claimed": 3, "running": 2}, submitted=9,
+                    requeued=0, paused=False, throughput=0.0)
+    assert snap.leased == 5
+    w = WorkerInfo("a#1", "a", "h", 1, running=2, claimed=3)
+    assert w.held == 5
+
+
+def test_running_ids_takes_what_old_and_new_workers_send() -> None:
+    assert running_ids(None) == []
+    assert running_ids(7) == [7]
+    assert running_ids([3, 4]) == [3, 4]
+    assert running_ids((5,)) == [5]
+
+
 def test_to_status_has_every_field_issue_2_requires() -> None:
     snap = Snapshot(time=0.0, counts={s.value: i for i, s in enumerate(TaskState)},
                     submitted=15, requeued=3, paused=False, throughput=7.26,
                     workers=(WorkerInfo("a#1", "a", "h", 1),))
     status = snap.to_status()
-    for key in ("queued", "running", "done", "failed", "dead", "cancelled", "workers",
-                "throughput"):
+    for key in ("queued", "claimed", "running", "done", "failed", "dead", "cancelled",
+                "workers", "throughput"):
         assert key in status
-    assert status["queued"] == 0 and status["cancelled"] == 5
+    assert status["queued"] == 0 and status["cancelled"] == 6
     assert status["workers"] == 1
     assert status["throughput"] == 7.3
     json.dumps(status)  # the CLI prints it as JSON
@@ -81,5 +97,5 @@ def test_to_status_has_every_field_issue_2_requires() -> None:
 def test_series_fields_and_default_task() -> None:
     assert SERIES_FIELDS[0] == "t"
     assert set(SERIES_FIELDS[1:]) == {"submitted", "done", "failed", "requeued", "queued",
-                                      "running", "workers"}
+                                      "running", "workers", "claimed"}
     assert DEFAULT_TASK == "square"

@@ -192,16 +192,16 @@ def test_status_json(server: ServerProcess, where: str, client: Client,
     out = run_cli("status", "--connect", where, "--json")
     assert out.returncode == 0, out.stderr
     status = json.loads(out.stdout)
-    for field in ("queued", "running", "done", "failed", "dead", "cancelled", "workers",
-                  "throughput"):
+    for field in ("queued", "claimed", "running", "done", "failed", "dead", "cancelled",
+                  "workers", "throughput"):
         assert field in status, field
-    assert (status["queued"], status["running"], status["done"], status["failed"],
-            status["dead"], status["cancelled"]) == (3, 0, 50, 2, 0, 0)
+    assert (status["queued"], status["claimed"], status["running"], status["done"],
+            status["failed"], status["dead"], status["cancelled"]) == (3, 0, 0, 50, 2, 0, 0)
     assert status["workers"] == 1
     assert status["throughput"] > 0 and status["paused"] is True
     text = run_cli("status", "--connect", where)
     assert text.returncode == 0
-    assert text.stdout.startswith("3 queued, 0 running, 50 done, 2 failed, 0 dead, "
+    assert text.stdout.startswith("3 queued, 0 claimed, 0 running, 50 done, 2 failed, 0 dead, "
                                   "0 cancelled | 1 workers")
     assert "(paused)" in text.stdout
 

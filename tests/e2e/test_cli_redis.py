@@ -63,7 +63,8 @@ def test_status_submit_and_export_work_on_redis_alone(redis_url: str, tmp_path: 
     got = json.loads(run("status", "--redis", "--json", url=redis_url).stdout)
     assert (got["queued"], got["done"], got["failed"]) == (0, 30, 2)
     text = run("status", url=redis_url)  # no --redis: GUIDIST_REDIS_URL alone names the target
-    assert text.returncode == 0 and text.stdout.startswith("0 queued, 0 running, 30 done")
+    assert text.returncode == 0 and text.stdout.startswith(
+        "0 queued, 0 claimed, 0 running, 30 done")
     out_file = tmp_path / "ledger.csv"
     exp = run("export", "--redis", "-o", str(out_file), url=redis_url)
     assert exp.returncode == 0, exp.stderr

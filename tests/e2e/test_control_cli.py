@@ -221,15 +221,16 @@ def test_workers_json_and_stop(server: ServerProcess, where: str, client: Client
     rows = json.loads(ok(run("workers", "--json", "--connect", where)))
     assert len(rows) == 1
     row = rows[0]
-    for field in ("id", "name", "host", "pid", "state", "mode", "concurrency", "done",
-                  "failed", "last_heartbeat_s", "current_task", "joined", "last_seen"):
+    for field in ("id", "name", "host", "pid", "state", "mode", "concurrency", "running",
+                  "claimed", "done", "failed", "last_heartbeat_s", "current_task", "joined",
+                  "last_seen"):
         assert field in row, field
     assert row["name"] == "cli-stop-me" and row["pid"] == w.pid
     assert row["mode"] == "thread" and row["concurrency"] == 3 and row["done"] == 5
     assert row["state"] in ("idle", "busy") and 0 <= row["last_heartbeat_s"] < 10
     table = ok(run("workers", "--connect", where)).splitlines()
-    assert table[0].split() == ["NAME", "HOST", "PID", "STATE", "MODE", "DONE", "FAILED",
-                                "TASK", "HEARTBEAT"]
+    assert table[0].split() == ["NAME", "HOST", "PID", "STATE", "MODE", "RUNNING", "CLAIMED",
+                                "DONE", "FAILED", "TASK", "HEARTBEAT"]
     assert table[1].startswith("cli-stop-me") and "thread x3" in table[1]
     line = one_line_failure(run("workers", "stop", "nobody", "--connect", where),
                             ExitCode.NOT_FOUND)

@@ -92,8 +92,8 @@ def test_two_direct_workers_and_one_through_the_facade_finish_10000(
         wait_for(lambda: c.snapshot().count("done") == 10_000, timeout=60,
                  message="10,000 tasks to finish")
         snap = c.snapshot()
-        assert snap.counts == {"queued": 0, "running": 0, "done": 10_000, "failed": 0,
-                               "dead": 0, "cancelled": 0}
+        assert snap.counts == {"queued": 0, "claimed": 0, "running": 0, "done": 10_000,
+                               "failed": 0, "dead": 0, "cancelled": 0}
         done = all_tasks(c, "done")
         assert sorted(t.id for t in done) == list(ids)  # every id once, none missing
         assert all(t.result == t.args[0] ** 2 for t in done)
@@ -117,7 +117,7 @@ def test_sigkilled_direct_worker_loses_nothing(redis_srv: RedisServer, direct_wo
         ids = [first, *client.submit_many("square", range(1, 20))]
         victim = direct_worker(redis_srv.url, "--name", "victim")
         wait_for(marker.exists, timeout=30, message="the stalling task to start")
-        held = next(w.running for w in client.workers() if w.name == "victim")
+        held = next(w.held for w in client.workers() if w.name == "victim")
         assert held >= 1
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(10)
@@ -125,7 +125,7 @@ def test_sigkilled_direct_worker_loses_nothing(redis_srv: RedisServer, direct_wo
         wait_for(lambda: client.snapshot().count("done") == 20, timeout=30,
                  message="every task to finish on the survivor")
         snap = client.snapshot()
-        assert (snap.count("queued"), snap.count("running"), snap.count("dead")) == (0, 0, 0)
+        assert (snap.count("queued"), snap.leased, snap.count("dead")) == (0, 0, 0)
         assert snap.requeued == held
         tasks = {t.id: t for t in all_tasks(client, "done")}
         assert sorted(tasks) == ids
@@ -167,7 +167,7 @@ def test_redis_restart_with_aof_loses_nothing_acknowledged(direct_worker: Callab
         wait_for(lambda: client.call("snapshot").count("done") == n, timeout=60,
                  message="the worker to finish after the restart")
         snap = client.snapshot()
-        assert (snap.count("queued"), snap.count("running"), snap.submitted) == (0, 0, n)
+        assert (snap.count("queued"), snap.leased, snap.submitted) == (0, 0, n)
         done = {t.id: t for t in all_tasks(client, "done")}
         assert sorted(done) == ids
         assert all(done[i].result == r for i, r in acked.items())  # acknowledged: still there

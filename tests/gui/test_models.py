@@ -104,6 +104,37 @@ def test_workers_model_updates_in_place_and_badges_offline(qtbot) -> None:
     assert removed == [1] and [model.worker(r).id for r in range(2)] == ["a#1", "c#3"]
 
 
+def test_workers_model_shows_running_apart_from_claimed(qtbot) -> None:
+    model = WorkersModel()
+    w = WorkerInfo("a#1", "a", "box", 7, state=WorkerState.BUSY, running=1, claimed=40,
+                   current_task=12)
+    model.set_workers([w], {7}, 100.0)
+    assert model.index(0, WorkersModel.COL_RUNNING).data() == "1"
+    assert model.index(0, WorkersModel.COL_CLAIMED).data() == "40"
+    assert "1 running and 40 claimed" in model.index(0, 0).data(Qt.ItemDataRole.ToolTipRole)
+
+
+def test_a_killed_worker_reads_dead_and_local_at_once(qtbot) -> None:
+    model = WorkersModel()
+    busy = WorkerInfo("a#1", "a", "box", 7, state=WorkerState.BUSY, running=1, claimed=3,
+                      current_task=5)
+    other = _worker("b#2", 8)
+    model.set_workers([busy, other], {7, 8}, 100.0)
+    model.mark_killed({7})
+    # The server has not noticed yet (busy, and the pid is no longer a live local one).
+    model.set_workers([busy, other], {8}, 100.5)
+    state = model.index(0, WorkersModel.COL_STATE)
+    assert state.data() == WorkersModel.KILLED and state.data(Qt.ItemDataRole.FontRole).bold()
+    assert model.index(0, WorkersModel.COL_WHERE).data() == "local"  # never "remote"
+    assert model.index(0, WorkersModel.COL_TASK).data() == ""
+    assert model.index(0, WorkersModel.COL_CLAIMED).data() == ""
+    assert not model.is_local(model.worker(0))  # nothing more to kill or stop there
+    assert model.index(1, WorkersModel.COL_STATE).data() == "idle"
+    # Once the server marks it offline, it still reads as killed.
+    model.set_workers([_worker("a#1", 7, WorkerState.OFFLINE), other], {8}, 101.0)
+    assert model.index(0, WorkersModel.COL_STATE).data() == WorkersModel.KILLED
+
+
 # ---------------------------------------------------------------------- tasks
 
 

@@ -9,9 +9,12 @@ import time
 
 import psutil
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QLineEdit, QToolButton
 
 from guidist.core.client import Client
 from guidist.core.protocol import TaskState, WorkerState
+from guidist.gui.dialogs import MASKED_KEY
 from guidist.gui.main_window import MainWindow
 from guidist.gui.models import TasksModel, WorkersModel
 from guidist.gui.state import Mode, Phase
@@ -92,8 +95,9 @@ def test_start_launch_enqueue_and_watch(qtbot, window: MainWindow) -> None:
     assert {"control", "worker-joined", "submit"} <= kinds
 
 
-def test_kill_a_worker_mid_run_requeues_and_all_complete(qtbot, window: MainWindow) -> None:
-    win = window
+def test_kill_a_worker_mid_run_requeues_and_all_complete(qtbot, window_factory) -> None:
+    # The default 30 s lease: the killed worker's tasks must come back long before it ends.
+    win = window_factory(lease_timeout=30.0)
     start_server(qtbot, win)
     launch_workers(qtbot, win, 2)
     _enqueue(win, "sleep", "fixed", 60, value="0.2")
@@ -119,20 +123,26 @@ def test_kill_a_worker_mid_run_requeues_and_all_complete(qtbot, window: MainWind
     qtbot.waitUntil(found, timeout=WAIT_MS)
     assert win.workers_panel.select_worker(victim.id)
     assert win.workers_panel.kill_button.isEnabled()
+    model = win.workers_panel.model
+    row = next(r for r in range(model.rowCount()) if model.worker(r).id == victim.id)
     win.workers_panel.kill_button.click()
 
-    qtbot.waitUntil(lambda: victim.pid not in win.controller.local_pids, timeout=WAIT_MS)
+    # Its row says so at once (not "remote · busy" until the lease runs out)...
+    qtbot.waitUntil(lambda: model.index(row, WorkersModel.COL_STATE).data()
+                    == WorkersModel.KILLED, timeout=5_000)
+    assert model.index(row, WorkersModel.COL_WHERE).data() == "local"
     assert not psutil.pid_exists(victim.pid) or \
         psutil.Process(victim.pid).status() == psutil.STATUS_ZOMBIE
-    qtbot.waitUntil(lambda: win.last_snapshot.requeued >= 1, timeout=WAIT_MS)
+    # ...and the server requeued its tasks as its connections closed, well within the lease.
+    qtbot.waitUntil(lambda: win.last_snapshot.requeued >= 1, timeout=5_000)
+    assert model.index(row, WorkersModel.COL_WHERE).data() == "local"
     qtbot.waitUntil(lambda: win.last_snapshot.count("done") == 60, timeout=WAIT_MS)
     snap = win.last_snapshot
     assert snap.count("dead") == 0 and snap.count("queued") == 0
     states = {w.id: w.state for w in snap.workers}
     assert states[victim.id] is WorkerState.OFFLINE
-    row = next(r for r in range(win.workers_panel.model.rowCount())
-               if win.workers_panel.model.worker(r).id == victim.id)
-    assert win.workers_panel.model.index(row, WorkersModel.COL_STATE).data() == "OFFLINE"
+    assert model.worker(row).id == victim.id
+    assert model.index(row, WorkersModel.COL_STATE).data() == WorkersModel.KILLED
     log = win.event_dock.model
     assert any(log.row(i)[1] == "requeued" for i in range(log.rowCount()))
 
@@ -269,7 +279,7 @@ def test_queue_actions_pause_retry_purge(qtbot, window: MainWindow) -> None:
     launch_workers(qtbot, win, 1)
     _enqueue(win, "fail", "fixed", 30, value="1.0")
     qtbot.waitUntil(lambda: win.last_snapshot.count("queued") == 30, timeout=WAIT_MS)
-    assert win.last_snapshot.count("running") == 0  # paused: nothing dispatched
+    assert win.last_snapshot.leased == 0  # paused: nothing dispatched
 
     tp.pause_button.click()
     qtbot.waitUntil(lambda: win.last_snapshot.count("failed") == 30, timeout=WAIT_MS)
@@ -410,13 +420,44 @@ def test_connect_remote_worker_dialog(qtbot, window: MainWindow) -> None:
     assert dialog is not None
     port = win.controller.status.address[1]
     assert dialog.warning_label.isVisible()  # loopback only
+    key = win.controller.key
+    # The command and the script hide the key as the key field does, until Show...
     assert f"--connect 127.0.0.1:{port}" in dialog.command_edit.text()
-    assert f"GUIDIST_AUTHKEY={win.controller.key}" in dialog.command_edit.text()
+    assert key not in dialog.command_edit.text() and MASKED_KEY in dialog.command_edit.text()
+    assert key not in dialog.script_edit.toPlainText()
+    # ...and Copy copies the whole command, key included.
+    dialog.findChild(QToolButton, "remoteCopyCommandButton").click()
+    assert QGuiApplication.clipboard().text() == f"GUIDIST_AUTHKEY={key} guidist worker " \
+        f"--connect 127.0.0.1:{port}"
+    dialog.findChild(QToolButton, "remoteCopyScriptButton").click()
+    assert f'"{key}"' in QGuiApplication.clipboard().text()
+    dialog.show_button.click()
+    assert f"GUIDIST_AUTHKEY={key}" in dialog.command_edit.text()
+    assert dialog.key_edit.echoMode() is QLineEdit.EchoMode.Normal
     script = dialog.script_edit.toPlainText()
     assert "get_task_queue" in script and "queue.Empty" in script
-    assert f'"{win.controller.key}"' in script
+    assert f'"{key}"' in script
     dialog.embed_check.setChecked(False)
-    assert win.controller.key not in dialog.script_edit.toPlainText()
+    assert key not in dialog.script_edit.toPlainText()
+    dialog.close()
+
+
+def test_saving_the_worker_script_says_where_and_uses_that_name(
+        qtbot, window: MainWindow, tmp_path) -> None:
+    win = window
+    start_server(qtbot, win)
+    dialog = win.connect_remote_worker()
+    assert dialog is not None and dialog.save_label.isHidden()
+    target = tmp_path / "crunch.py"
+    assert dialog.save_script(str(target))
+    assert dialog.save_label.isVisible() and str(target) in dialog.save_label.text()
+    assert "python3 crunch.py" in dialog.save_label.text()
+    saved = target.read_text()
+    # The instructions inside name the file as saved, and the key is in it (owner-only).
+    assert "run:  python3 crunch.py" in saved and "guidist_worker.py" not in saved
+    assert f'"{win.controller.key}"' in saved and (target.stat().st_mode & 0o077) == 0
+    assert not dialog.save_script(str(tmp_path / "no-such-dir" / "w.py"))
+    assert "Could not save" in dialog.save_label.text()
     dialog.close()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -91,12 +91,15 @@ class BrokerBackend(Protocol):
     # workers
     def register_worker(self, name: str, host: str, pid: int, mode: str = "inline",
                         concurrency: int = 1, kind: str = "guidist",
-                        functions: list[str] | None = None) -> dict[str, Any]:
-        """Add a worker; returns its id and the settings it must follow."""
+                        functions: list[str] | None = None,
+                        address: str = "") -> dict[str, Any]:
+        """Add a worker; returns its id and the settings it must follow (address: the IP it
+        connects from, "" when it does not say)."""
         ...
 
-    def heartbeat(self, worker_id: str, current_task: int | None = None) -> str:
-        """Renew the worker's leases; returns a CMD_* command."""
+    def heartbeat(self, worker_id: str, current_task: int | list[int] | None = None) -> str:
+        """Renew the worker's leases and mark what it runs (an id or ids) as running;
+        returns a CMD_* command (CMD_GIVE_BACK: release what you have not started)."""
         ...
 
     def unregister_worker(self, worker_id: str) -> int:
@@ -127,9 +130,12 @@ class BrokerBackend(Protocol):
         """Store a batch of results (a list of ResultItem, or its packed bytes)."""
         ...
 
-    def exchange(self, worker_id: str, results: Any, max_n: int,
-                 wait_s: float = 0.0) -> tuple[str, list[ClaimGroup]]:
-        """Report results and claim the next batch in one round trip."""
+    def exchange(self, worker_id: str, results: Any, max_n: int, wait_s: float = 0.0,
+                 running: list[int] | None = None,
+                 limits: dict[str, int] | None = None) -> tuple[str, list[ClaimGroup]]:
+        """Report results and what runs now, and claim the next batch in one round trip;
+        limits caps the tasks per function (1 for a function not in it), about one claim's
+        worth of work in all."""
         ...
 
     def reap(self) -> int:
@@ -172,8 +178,13 @@ class BrokerBackend(Protocol):
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0,
                    limit: int = 100, search: str | None = None,
-                   job: int | str | None = None) -> TaskPage:
-        """A page of the ledger (of one job, with job)."""
+                   order: str | None = None, job: int | str | None = None) -> TaskPage:
+        """A page of the ledger, newest activity first or sorted by order (task_orders());
+        of one job's tasks, with job."""
+        ...
+
+    def task_orders(self) -> tuple[str, ...]:
+        """The keys list_tasks can sort by (protocol.TASK_ORDERS, or some of them)."""
         ...
 
     def results_since(self, cursor: int, limit: int = 1000) -> tuple[int, list[Task]]:
@@ -215,6 +226,9 @@ class ServedBackend(BrokerBackend, Protocol):
     """What the server process needs beyond the wire calls: the classic facade and shutdown."""
 
     classic_results: Any  # a queue-like object of classic result strings
+    #: The key of the manager connection the current call came on (None outside a server);
+    #: the server sets it, so a worker whose connections all closed is requeued at once.
+    connection_key: Callable[[], str | None]
 
     def queued_count(self) -> int:
         """Tasks queued, of every kind."""
@@ -230,7 +244,8 @@ class ServedBackend(BrokerBackend, Protocol):
         ...
 
     def connection_closed(self, conn_key: str) -> None:
-        """A manager connection closed: requeue what it held."""
+        """A manager connection closed: requeue what its classic worker held, and what a
+        guidist worker held if it was that worker's last connection."""
         ...
 
     def close(self) -> None:

@@ -68,9 +68,9 @@ class EventLogDock(QDockWidget):
             self.model.add_events(events)
             self._follow()
 
-    def add_note(self, when: float, kind: str, message: str) -> None:
-        """Append a line from the window."""
-        self.model.add_note(when, kind, message)
+    def add_note(self, when: float, kind: str, message: str, key: object = None) -> None:
+        """Append a line from the window; with a key, update that key's recent line."""
+        self.model.add_note(when, kind, message, key)
         self._follow()
 
     def _follow(self) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QComboBox,
@@ -27,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..state import SubmitOutcome, SubmitProgress
-from ..style import fmt_int
+from ..style import fmt_int, muted
 from ..submission import (
     FIELD_COUNT,
     FIELD_FUNCTION,
@@ -49,7 +50,7 @@ from ..submission import (
     build_job,
     check_job_field,
 )
-from ..widgets import ErrorLabel
+from ..widgets import ErrorLabel, HintLabel
 
 _PAGES = {MODE_FIXED: 0, MODE_RANGE: 1, MODE_RANDOM: 2, MODE_ROWS: 3}
 
@@ -83,10 +84,9 @@ class SubmitPanel(QGroupBox):
         self.function_edit.setPlaceholderText("package.module:function")
         self.function_edit.setToolTip("Any function the workers can import, e.g. "
                                       "mypkg.jobs:resize")
-        self.help_label = QLabel()
+        self.help_label = HintLabel()
         self.help_label.setObjectName("presetHelpLabel")
         self.help_label.setWordWrap(True)
-        self.help_label.setStyleSheet("color: #666;")
         # A wrapped label in a form row does not get its height for the width it ends up
         # with; reserve two lines so the text is never clipped.
         self.help_label.setMinimumHeight(2 * self.help_label.fontMetrics().lineSpacing() + 2)
@@ -117,8 +117,7 @@ class SubmitPanel(QGroupBox):
         self.start_edit = QLineEdit()
         self.start_edit.setObjectName("rangeStartEdit")
         self.start_edit.setToolTip("The first n; the tasks get n, n+1, n+2, …")
-        self.range_end_label = QLabel()
-        self.range_end_label.setStyleSheet("color: #666;")
+        self.range_end_label = HintLabel()
         self.low_edit = QLineEdit()
         self.low_edit.setObjectName("randomLowEdit")
         self.high_edit = QLineEdit()
@@ -179,6 +178,7 @@ class SubmitPanel(QGroupBox):
         self.summary_label = QLabel()
         self.summary_label.setObjectName("submitSummaryLabel")
         self.summary_label.setWordWrap(True)
+        self.summary_label.setTextFormat(Qt.TextFormat.RichText)
         self.error_label = ErrorLabel()
         self.error_label.setObjectName("submitErrorLabel")
 
@@ -267,7 +267,7 @@ class SubmitPanel(QGroupBox):
             self.file_label.setText(Path(self._rows_path).name)
             self.file_label.setToolTip(self._rows_path)
         else:
-            self.file_label.setText("<span style='color:#777'>or paste above</span>")
+            self.file_label.setText(f"<span style='color:{muted()}'>or paste above</span>")
             self.file_label.setToolTip("")
         self.clear_file_button.setVisible(bool(self._rows_path))
         self.rows_edit.setEnabled(not self._rows_path)
@@ -425,7 +425,20 @@ class SubmitPanel(QGroupBox):
 
     def _on_input_changed(self) -> None:
         self.error_label.clear_error()
-        self.summary_label.setText(self._summary())
+        self.summary_label.setText(self._preview())
+
+    def _preview(self) -> str:
+        """What Enqueue would queue; a call that would not validate is not previewed (it kept
+        showing "square(abc)" as if that were fine)."""
+        summary = html.escape(self._summary())
+        if self.mode == MODE_ROWS and self._rows_path:
+            return summary  # a file is read only when queueing
+        try:
+            self.build()
+        except InputError as exc:
+            return (f"<span style='color:{muted()}'>Nothing to queue yet: "
+                    f"{html.escape(str(exc))}</span>")
+        return summary
 
     def _summary(self) -> str:
         count = self.count_spin.value()

@@ -5,15 +5,19 @@ from __future__ import annotations
 import html
 import time
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QSizePolicy,
     QSplitter,
@@ -25,8 +29,9 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.protocol import Snapshot, Task, TaskState
+from ..columns import fit_columns, widen_to_rows
 from ..models import TasksModel
-from ..style import STATE_COLORS, fmt_clock, fmt_duration, fmt_int
+from ..style import fmt_clock, fmt_duration, fmt_int, muted, plural, state_color
 
 _STATES = [("All states", None)] + [(s.value, s.value) for s in TaskState]
 #: The table refreshes at most this often while live.
@@ -35,6 +40,10 @@ REFRESH_SECONDS = 1.0
 
 class TasksPanel(QWidget):
     """The server's task ledger, page by page, with the actions that apply to tasks."""
+
+    #: Where older finished tasks are, when nothing more is known of the server.
+    HISTORY_HINT = ("They are in the server's journal, if it keeps one (guidist export "
+                    "--journal FILE).")
 
     #: list[int]: cancel these queued tasks.
     cancel_requested = Signal(object)
@@ -57,7 +66,10 @@ class TasksPanel(QWidget):
         self._last_refresh = 0.0
         self._last_key: tuple = ()
         self._shown_id: int | None = None
+        self._shown_task: Task | None = None
         self._tracking = False
+        #: Where tasks beyond what the server holds in memory can be read (said in the count).
+        self.history_hint = self.HISTORY_HINT
 
         self.state_combo = QComboBox()
         self.state_combo.setObjectName("taskStateCombo")
@@ -94,6 +106,8 @@ class TasksPanel(QWidget):
         self._job_name = ""
         self.count_label = QLabel("0 tasks")
         self.count_label.setObjectName("tasksCountLabel")
+        # One line (the tooltip has the whole sentence): a wrapped label here asked the dock
+        # for a height it did not have, and the action buttons scrolled out of sight.
         self.count_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.model.total_changed.connect(self._on_total_changed)
         self.model.page_arrived.connect(self._keep_selection)
@@ -112,13 +126,23 @@ class TasksPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setStretchLastSection(True)
         header.setHighlightSections(False)
-        for col, width in {TasksModel.COL_ID: 70, TasksModel.COL_STATE: 70,
-                           TasksModel.COL_FUNCTION: 70, TasksModel.COL_ARGS: 90,
-                           TasksModel.COL_ATTEMPTS: 60, TasksModel.COL_WORKER: 90,
-                           TasksModel.COL_SUBMITTED: 70, TasksModel.COL_DURATION: 70}.items():
-            header.resizeSection(col, width)
+        fit_columns(self.table, {
+            TasksModel.COL_ID: "1,000,000", TasksModel.COL_STATE: "cancelled",
+            TasksModel.COL_FUNCTION: "io_wait", TasksModel.COL_ARGS: "20000, x=1",
+            TasksModel.COL_ATTEMPTS: "3", TasksModel.COL_WORKER: "local-1#1",
+            TasksModel.COL_SUBMITTED: "23:59:59", TasksModel.COL_DURATION: "850 ms"})
+        # Sorting by the columns the server can order by: a click sorts, a second click
+        # reverses, a third goes back to newest activity first.
+        header.setSectionsClickable(True)
+        header.setSortIndicatorShown(False)
+        header.sectionClicked.connect(self._on_header_clicked)
         self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._on_context_menu)
+        self.table.doubleClicked.connect(lambda _index: self.show_details())
+        self.model.page_arrived.connect(self._fit_loaded_rows)
+        self.model.page_arrived.connect(self._update_count)
 
         self.detail = QTextBrowser()
         self.detail.setObjectName("taskDetailView")
@@ -126,7 +150,7 @@ class TasksPanel(QWidget):
         self.detail.setPlaceholderText("Select a task for its details.")
         self.detail.setToolTip("Arguments, result or traceback, times, attempts and worker of "
                                "the selected task")
-        self.detail.setMinimumWidth(200)
+        self.detail.setMinimumWidth(220)
 
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("cancelTasksButton")
@@ -169,7 +193,8 @@ class TasksPanel(QWidget):
         self.splitter.addWidget(self.table)
         self.splitter.addWidget(self.detail)
         self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([680, 320])  # the pane is wide enough for a traceback line
         self.splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -259,35 +284,11 @@ class TasksPanel(QWidget):
     def show_task(self, task: Task | None) -> None:
         """Render a task in the detail pane."""
         self._shown_id = task.id if task is not None else None
+        self._shown_task = task
         if task is None:
             self.detail.clear()
             return
-        color = STATE_COLORS.get(task.state.value, "#000")
-        rows = [
-            ("State", f"<b style='color:{color}'>{task.state.value}</b>"),
-            ("Function", f"<code>{html.escape(task.function)}</code>"),
-            ("Arguments", f"<code>{html.escape(_args_text(task))}</code>"),
-            ("Attempts", str(task.attempts)),
-            ("Worker", html.escape(task.worker or "—")),
-            ("Job", str(task.job) if task.job is not None else "—"),
-            ("Submitted", fmt_clock(task.submitted) or "—"),
-            ("Started", fmt_clock(task.started) or "—"),
-            ("Finished", fmt_clock(task.finished) or "—"),
-        ]
-        if task.waited is not None:
-            rows.append(("Waited", fmt_duration(task.waited)))
-        if task.runtime is not None:
-            rows.append(("Ran", fmt_duration(task.runtime)))  # measured by the worker
-        table = "".join(f"<tr><td style='color:#666;padding-right:8px'>{k}</td><td>{v}</td>"
-                        "</tr>" for k, v in rows)
-        body = f"<h3 style='margin:0'>Task {task.id}</h3><table>{table}</table>"
-        if task.error:
-            body += ("<p style='margin-bottom:2px'><b style='color:#d62728'>Traceback</b></p>"
-                     f"<pre style='color:#611a15'>{html.escape(task.error)}</pre>")
-        elif task.state is TaskState.DONE:
-            body += ("<p style='margin-bottom:2px'><b>Result</b></p>"
-                     f"<pre>{html.escape(repr(task.result))}</pre>")
-        self.detail.setHtml(body)
+        self.detail.setHtml(task_html(task))
 
     def on_task_loaded(self, task: Task | None) -> None:
         """Fresh details arrived; show them if that task is still the one selected."""
@@ -302,14 +303,33 @@ class TasksPanel(QWidget):
         self.show_task(None)
         self._update_buttons()
 
-    def _on_total_changed(self, total: int) -> None:
+    def _on_total_changed(self, _total: int) -> None:
+        self._update_count()
+
+    def _update_count(self) -> None:
+        """"N tasks", and when the server counts more than it still holds (it keeps only the
+        newest finished tasks in memory), say so instead of dropping from 136,019 to
+        20,028 without a word."""
+        total = self.model.total
         state = self.state_combo.currentData()
-        what = f"{state} tasks" if state else "tasks"
         search = self.model.filter[1]
-        self.count_label.setText(f"{fmt_int(total)} {what}"
-                                 + (f" of job {self._job_name}" if self.model.job is not None
-                                    else "")
-                                 + (f" matching “{search}”" if search else ""))
+        text = plural(total, f"{state} task" if state else "task")
+        if self.model.job is not None:
+            text += f" of job {self._job_name}"
+        if search:
+            self.count_label.setText(f"{text} matching \u201c{html.escape(search)}\u201d")
+            self.count_label.setToolTip("")
+            return
+        missing = self.model.not_held
+        if missing and total:
+            self.count_label.setText(f"{text} listed · {fmt_int(missing)} older finished not "
+                                     "held in memory")
+            self.count_label.setToolTip(
+                f"The server counts {fmt_int(total + missing)} but keeps only the newest "
+                f"finished tasks in memory. {self.history_hint}")
+            return
+        self.count_label.setText(text)
+        self.count_label.setToolTip("")
 
     def _keep_selection(self) -> None:
         """Rows move as tasks change state: keep the selected task selected, by id."""
@@ -346,6 +366,104 @@ class TasksPanel(QWidget):
         if ids:
             signal.emit(ids)  # type: ignore[attr-defined]
 
+    def set_orderable(self, keys: tuple[str, ...]) -> None:
+        """The columns the server can sort by become clickable sorts."""
+        self.model.set_orderable(keys)
+        self._show_sort()
+
+    def sort_by(self, column: int, descending: bool = False) -> bool:
+        """Sort by a column if the server can; False if it cannot."""
+        order = self.model.order_for(column, descending)
+        if order is None:
+            return False
+        self.model.set_order(order)
+        self._show_sort()
+        return True
+
+    def _on_header_clicked(self, column: int) -> None:
+        current = self.model.order
+        key = TasksModel.ORDER_OF_COLUMN.get(column)
+        if current == key:
+            self.sort_by(column, descending=True)
+        elif current == f"-{key}":
+            self.model.set_order(None)  # third click: newest activity first again
+            self._show_sort()
+        elif not self.sort_by(column):
+            self._show_sort()  # not sortable here: the tooltip says why
+
+    def _show_sort(self) -> None:
+        header = self.table.horizontalHeader()
+        order = self.model.order
+        column = next((c for c, k in TasksModel.ORDER_OF_COLUMN.items()
+                       if order and order.lstrip("-") == k), -1)
+        header.setSortIndicatorShown(column >= 0)
+        if column >= 0:
+            header.setSortIndicator(column, Qt.SortOrder.DescendingOrder if order.startswith("-")
+                                    else Qt.SortOrder.AscendingOrder)
+
+    def context_menu(self, row: int) -> QMenu:
+        """The right-click menu of a task row: copy, retry, cancel, details."""
+        if row >= 0 and not self.table.selectionModel().isRowSelected(row, QModelIndex()):
+            self.select_row(row)
+        chosen = self.selected_tasks()
+        menu = QMenu(self)
+        menu.setObjectName("tasksContextMenu")
+        one = chosen[0] if len(chosen) == 1 else None
+
+        def copy(text: str) -> None:
+            QGuiApplication.clipboard().setText(text)
+
+        menu.addAction("Copy id", lambda: copy("\n".join(str(t.id) for t in chosen))) \
+            .setEnabled(bool(chosen))
+        menu.addAction("Copy arguments", lambda: copy("\n".join(_args_text(t) for t in chosen))
+                       ).setEnabled(bool(chosen))
+        menu.addAction("Copy result or error", lambda: copy("\n".join(
+            t.error if t.error else repr(t.result) for t in chosen))) \
+            .setEnabled(any(t.state.finished for t in chosen))
+        menu.addSeparator()
+        retry = menu.addAction("Retry", lambda: self._emit_ids(
+            self.retry_requested, {TaskState.FAILED, TaskState.DEAD}))
+        retry.setEnabled(bool(self._enabled) and any(
+            t.state in (TaskState.FAILED, TaskState.DEAD) for t in chosen))
+        cancel = menu.addAction("Cancel", lambda: self._emit_ids(
+            self.cancel_requested, {TaskState.QUEUED}))
+        cancel.setEnabled(bool(self._enabled) and any(t.state is TaskState.QUEUED
+                                                      for t in chosen))
+        menu.addSeparator()
+        menu.addAction("Details…", self.show_details).setEnabled(one is not None)
+        return menu
+
+    def _on_context_menu(self, pos: QPoint) -> None:
+        row = self.table.rowAt(pos.y())
+        if row < 0:
+            return
+        self.context_menu(row).exec(self.table.viewport().mapToGlobal(pos))
+
+    def show_details(self) -> QDialog | None:
+        """The selected task's details in a window of their own (non-modal)."""
+        task = self._shown_task
+        if task is None:
+            return None
+        dialog = QDialog(self)
+        dialog.setObjectName("taskDetailsDialog")
+        dialog.setWindowTitle(f"Task {task.id}")
+        view = QTextBrowser()
+        view.setObjectName("taskDetailsView")
+        view.setHtml(task_html(task))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(dialog.reject)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(view, 1)
+        layout.addWidget(buttons)
+        dialog.resize(720, 520)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def _fit_loaded_rows(self) -> None:
+        widen_to_rows(self.table, (TasksModel.COL_ID, TasksModel.COL_FUNCTION,
+                                   TasksModel.COL_WORKER, TasksModel.COL_ARGS))
+
     def _update_buttons(self) -> None:
         chosen = self.selected_tasks() if self._enabled else []
         self.cancel_button.setEnabled(any(t.state is TaskState.QUEUED for t in chosen))
@@ -355,6 +473,39 @@ class TasksPanel(QWidget):
         if not self._enabled:
             self.retry_all_button.setEnabled(False)
             self.purge_button.setEnabled(False)
+
+
+def task_html(task: Task) -> str:
+    """A task's details as rich text; long lines (tracebacks) wrap instead of being cut."""
+    grey = muted()
+    rows = [
+        ("State", f"<b style='color:{state_color(task.state.value)}'>{task.state.value}</b>"),
+        ("Function", f"<code>{html.escape(task.function)}</code>"),
+        ("Arguments", f"<code>{html.escape(_args_text(task))}</code>"),
+        ("Attempts", str(task.attempts)),
+        ("Worker", html.escape(task.worker or "—")),
+        ("Job", str(task.job) if task.job is not None else "—"),
+        ("Submitted", fmt_clock(task.submitted) or "—"),
+        ("Started", fmt_clock(task.started) or "—"),
+        ("Finished", fmt_clock(task.finished) or "—"),
+    ]
+    if task.waited is not None:
+        rows.append(("Waited", fmt_duration(task.waited)))  # queued: submission to start
+    if task.runtime is not None:
+        rows.append(("Ran", fmt_duration(task.runtime)))  # measured by the worker
+    elif task.started and task.finished:
+        rows.append(("Took", fmt_duration(task.finished - task.started)))  # a tutorial worker
+    table = "".join(f"<tr><td style='color:{grey};padding-right:8px'>{k}</td><td>{v}</td>"
+                    "</tr>" for k, v in rows)
+    body = f"<h3 style='margin:0'>Task {task.id}</h3><table>{table}</table>"
+    wrap = "white-space:pre-wrap"
+    if task.error:
+        body += (f"<p style='margin-bottom:2px'><b style='color:{state_color('failed')}'>"
+                 f"Traceback</b></p><pre style='{wrap}'>{html.escape(task.error)}</pre>")
+    elif task.state is TaskState.DONE:
+        body += ("<p style='margin-bottom:2px'><b>Result</b></p>"
+                 f"<pre style='{wrap}'>{html.escape(repr(task.result))}</pre>")
+    return body
 
 
 def _args_text(task: Task) -> str:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QPushButton,
     QSizePolicy,
     QSpinBox,
@@ -21,9 +23,11 @@ from PySide6.QtWidgets import (
 
 from ...core.executors import default_concurrency
 from ...core.protocol import WorkerInfo, WorkerState
+from ..columns import fit_columns, widen_to_rows
 from ..models import WorkersModel
+from ..style import state_color
 from ..submission import PRESETS, worker_hint
-from ..widgets import ErrorLabel
+from ..widgets import ErrorLabel, HintLabel
 
 #: Worker execution modes (``guidist worker --mode``), with what each is for.
 WORKER_MODES: dict[str, str] = {
@@ -46,6 +50,8 @@ class WorkersPanel(QWidget):
     stop_all_requested = Signal()
     forget_offline_requested = Signal()
     remote_requested = Signal()
+    #: WorkerInfo: show what this local worker printed.
+    log_requested = Signal(object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -80,9 +86,8 @@ class WorkersPanel(QWidget):
             lambda: self.launch_requested.emit(self.count_spin.value(), self.mode,
                                                self.concurrency_spin.value()))
         self._preset = "square"
-        self.mode_hint = QLabel()
+        self.mode_hint = HintLabel()
         self.mode_hint.setObjectName("workerModeHintLabel")
-        self.mode_hint.setStyleSheet("color: #555;")
         self.mode_hint.setWordWrap(True)
         self.mode_hint.setTextFormat(Qt.TextFormat.RichText)
         self.mode_hint.setToolTip("Which worker mode fits the task chosen under Submit tasks")
@@ -125,20 +130,19 @@ class WorkersPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setStretchLastSection(True)
         header.setHighlightSections(False)
-        widths = {WorkersModel.COL_NAME: 60, WorkersModel.COL_WHERE: 44,
-                  WorkersModel.COL_MODE: 100,
-                  WorkersModel.COL_STATE: 60, WorkersModel.COL_TASK: 76,
-                  WorkersModel.COL_DONE: 58, WorkersModel.COL_FAILED: 48,
-                  WorkersModel.COL_HEARTBEAT: 94, WorkersModel.COL_HOST: 70,
-                  WorkersModel.COL_PID: 50}
-        for col, width in widths.items():
-            header.resizeSection(col, width)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        fit_columns(self.table, {
+            WorkersModel.COL_NAME: "local-10", WorkersModel.COL_WHERE: "remote",
+            WorkersModel.COL_MODE: "process ×16 *", WorkersModel.COL_STATE: "stopping",
+            WorkersModel.COL_TASK: "1,000,000", WorkersModel.COL_DONE: "1,000,000",
+            WorkersModel.COL_FAILED: "10,000", WorkersModel.COL_HEARTBEAT: "10.0 s ago",
+            WorkersModel.COL_HOST: "hostname"})
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._on_context_menu)
 
-        self.summary = QLabel()
+        self.summary = HintLabel()
         self.summary.setObjectName("workersSummaryLabel")
-        self.summary.setStyleSheet("color: #555;")
         self.summary.setMinimumWidth(0)
         self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.hint = ErrorLabel()
@@ -201,7 +205,8 @@ class WorkersPanel(QWidget):
                     now: float) -> None:
         """Refresh the table from a snapshot (selection is kept)."""
         self.model.set_workers(workers, local_pids, now)
-        online = sum(1 for w in workers if w.state is not WorkerState.OFFLINE)
+        online = sum(1 for w in workers
+                     if w.state is not WorkerState.OFFLINE and not self.model.killed(w))
         local = sum(1 for w in workers if self.model.is_local(w)
                     and w.state is not WorkerState.OFFLINE)
         offline = len(workers) - online
@@ -209,13 +214,20 @@ class WorkersPanel(QWidget):
         if online - local:
             text += f" · {online - local} remote"
         if offline:
-            text += f", <span style='color:#d62728'>{offline} offline</span>"
+            text += f", <span style='color:{state_color('failed')}'>{offline} offline</span>"
         self.summary.setText(text)
+        widen_to_rows(self.table, (WorkersModel.COL_NAME, WorkersModel.COL_MODE,
+                                   WorkersModel.COL_HOST))
         self._update_buttons()
 
     def set_local_pids(self, pids: Collection[int]) -> None:
         """Which pids this window launched."""
         self.model.set_local_pids(pids)
+        self._update_buttons()
+
+    def mark_killed(self, pids: Collection[int]) -> None:
+        """Show workers this window killed as dead right away."""
+        self.model.mark_killed(pids)
         self._update_buttons()
 
     def selected_workers(self) -> list[WorkerInfo]:
@@ -261,6 +273,35 @@ class WorkersPanel(QWidget):
             return
         self.hint.clear_error()
         self.kill_requested.emit(local)
+
+    def context_menu(self, row: int) -> QMenu:
+        """The right-click menu of a worker row: stop, kill, show log, copy."""
+        if row >= 0 and not self.table.selectionModel().isRowSelected(row):
+            self.table.selectRow(row)
+        chosen = self.selected_workers()
+        menu = QMenu(self)
+        menu.setObjectName("workersContextMenu")
+        on = self._enabled and bool(chosen)
+        live = [w for w in chosen if w.state is not WorkerState.OFFLINE]
+        stop = menu.addAction("Stop (finish the task at hand)", self._on_stop_clicked)
+        stop.setEnabled(on and bool(live))
+        kill = menu.addAction("Kill (SIGKILL, as a crash would)", self._on_kill_clicked)
+        kill.setEnabled(on and any(self.model.is_local(w) for w in live))
+        log = menu.addAction("Show log…", lambda: self.log_requested.emit(chosen[0]))
+        log.setEnabled(len(chosen) == 1 and self.model.is_local(chosen[0]))
+        if log.isEnabled() is False and len(chosen) == 1:
+            log.setToolTip("Only workers this window launched have a log here")
+        menu.addSeparator()
+        copy = menu.addAction("Copy name", lambda: QGuiApplication.clipboard().setText(
+            "\n".join(w.name for w in chosen)))
+        copy.setEnabled(bool(chosen))
+        return menu
+
+    def _on_context_menu(self, pos: QPoint) -> None:
+        row = self.table.rowAt(pos.y())
+        if row < 0:
+            return
+        self.context_menu(row).exec(self.table.viewport().mapToGlobal(pos))
 
     def _update_buttons(self) -> None:
         chosen = self.selected_workers()

@@ -95,13 +95,18 @@ def test_claim_leases_in_batches_oldest_first(broker: Any) -> None:
     assert groups == [("square", None, [1, 2, 3], [(0,), (1,), (2,)])]
     assert ids_of(broker.claim(w2, 10)) == [4, 5]
     assert broker.claim(w1, 10) == []
-    t = broker.get_task(2)
+    # An inline worker starts the first task of a claim at once; the rest wait, claimed.
+    t = broker.get_task(1)
     assert (t.state, t.attempts, t.worker) == (TaskState.RUNNING, 1, w1)
+    assert t.started is not None
+    t = broker.get_task(2)
+    assert (t.state, t.attempts, t.worker, t.started) == (TaskState.CLAIMED, 1, w1, None)
     c = counts(broker)
-    assert (c["queued"], c["running"]) == (0, 5)
+    assert (c["queued"], c["claimed"], c["running"]) == (0, 3, 2)
     info = {w.id: w for w in broker.workers()}
-    assert info[w1].running == 3 and info[w1].state is WorkerState.BUSY
-    assert info[w2].running == 2
+    assert (info[w1].running, info[w1].claimed) == (1, 2)
+    assert info[w1].state is WorkerState.BUSY
+    assert (info[w2].running, info[w2].claimed) == (1, 1)
 
 
 def test_claim_is_fifo_across_functions_and_keeps_kwargs(broker: Any) -> None:
@@ -165,7 +170,7 @@ def test_heartbeat_renews_every_lease(broker: Any, clock: FakeClock) -> None:
     assert broker.heartbeat(w, 1) == "ok"
     clock.advance(LEASE * 0.75)
     assert broker.reap() == 0
-    assert counts(broker)["running"] == 2
+    assert broker.snapshot().leased == 2
     clock.advance(LEASE + 1)
     assert broker.reap() == 2
 
@@ -241,6 +246,159 @@ def test_forget_offline(broker: Any, clock: FakeClock) -> None:
     assert w1 != w2
 
 
+# ---------------------------------------------------------------------- claimed and running
+
+
+def held_adds_up(broker: Any) -> tuple[int, int]:
+    """(claimed, running) of the snapshot, checked against what the workers hold."""
+    snap = broker.snapshot()
+    live = [w for w in snap.workers]
+    assert sum(w.claimed for w in live) == snap.count("claimed")
+    assert sum(w.running for w in live) == snap.count("running")
+    return snap.count("claimed"), snap.count("running")
+
+
+def test_claimed_tasks_run_once_the_worker_says_so(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(6)])
+    w = broker.register_worker("w", "host", 1, "thread", 2)["id"]
+    assert ids_of(broker.claim(w, 4)) == [1, 2, 3, 4]
+    assert held_adds_up(broker) == (2, 2)  # two free slots: the first two started at once
+    assert broker.get_task(3).state is TaskState.CLAIMED
+    cmd, _ = broker.exchange(w, [(1, True, 0)], 0, 0.0, [2, 3])
+    assert cmd == "ok"
+    t = broker.get_task(3)
+    assert t.state is TaskState.RUNNING and t.started is not None
+    assert held_adds_up(broker) == (1, 2)
+    assert broker.heartbeat(w, [4, 99]) == "ok"  # an id it does not hold is ignored
+    assert held_adds_up(broker) == (0, 3)
+    info = {x.id: x for x in broker.workers()}[w]
+    assert (info.running, info.claimed, info.held, info.current_task) == (3, 0, 3, 4)
+    # A claimed task may finish before its worker said it started: it is done all the same.
+    other = register(broker, "other")
+    assert ids_of(broker.claim(other, 2)) == [5, 6]
+    assert broker.complete(other, [(6, True, 25)]) == 1
+    assert held_adds_up(broker) == (0, 4)
+    assert broker.get_task(6).state is TaskState.DONE
+
+
+def test_claimed_and_running_both_return_when_released_or_expired(
+        broker: Any, clock: FakeClock) -> None:
+    broker.submit("square", [(i,) for i in range(4)])
+    w = register(broker)
+    broker.claim(w, 4)
+    assert broker.release(w, [1, 2]) == 2  # one running, one claimed
+    assert held_adds_up(broker) == (2, 0)
+    assert [broker.get_task(i).state for i in (1, 2)] == [TaskState.QUEUED] * 2
+    clock.advance(LEASE + 1)
+    assert broker.reap() == 2
+    assert held_adds_up(broker) == (0, 0)
+    assert counts(broker)["queued"] == 4
+
+
+def test_claims_are_sized_per_function(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(10)])  # ids 1-10
+    broker.submit("sleep", [(0.05,)] * 6)  # ids 11-16
+    w = register(broker)
+    limits = {"square": 4}
+    assert ids_of(broker.exchange(w, None, 1000, 0.0, None, limits)[1]) == [1, 2, 3, 4]
+    # The rest of the squares fill a tenth of the claim; an unknown function's task does
+    # not fit in what is left, so it waits for a claim of its own.
+    limits = {"square": 100}
+    assert ids_of(broker.exchange(w, None, 1000, 0.0, None, limits)[1]) == list(range(5, 11))
+    assert ids_of(broker.exchange(w, None, 1000, 0.0, None, limits)[1]) == [11]
+    limits = {"square": 100, "sleep": 2}
+    assert ids_of(broker.exchange(w, None, 1000, 0.0, None, limits)[1]) == [12, 13]
+    assert ids_of(broker.exchange(w, None, 1, 0.0, None, limits)[1]) == [14]  # max_n caps
+    assert ids_of(broker.exchange(w, None, 1000)[1]) == [15, 16]  # no limits: max_n only
+
+
+def test_a_claim_mixes_functions_within_its_budget(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(5)])  # ids 1-5
+    broker.submit("sleep", [(0.05,)] * 4)  # ids 6-9
+    w = register(broker)
+    # Five squares are half of this claim (limit 10), so one of two sleeps fits beside them.
+    groups = broker.exchange(w, None, 1000, 0.0, None, {"square": 10, "sleep": 2})[1]
+    assert ids_of(groups) == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_idle_worker_makes_a_busy_one_give_back_what_it_has_not_started(
+        broker: Any) -> None:
+    broker.submit("sleep", [(1.0,)] * 5)
+    busy = register(broker, "busy")
+    assert ids_of(broker.claim(busy, 5)) == [1, 2, 3, 4, 5]  # 1 runs, 2-5 wait in its batch
+    idle = register(broker, "idle")
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(broker.claim(idle, 10, 10.0)), daemon=True)
+    t.start()
+    # The idle worker's long poll asked; the busy one hears it on its next heartbeat.
+    replies = []
+    deadline = time.monotonic() + 10
+    while "give-back" not in replies and time.monotonic() < deadline:
+        replies.append(broker.heartbeat(busy, [1]))
+        time.sleep(0.01)
+    assert "give-back" in replies
+    assert broker.heartbeat(busy, [1]) == "ok"  # said once
+    assert broker.release(busy, [2, 3, 4, 5]) == 4
+    t.join(10)
+    assert not t.is_alive() and ids_of(got[0]) == [2, 3, 4, 5]
+    t2 = broker.get_task(2)
+    assert (t2.worker, t2.attempts) == (idle, 1)  # the give-back cost no attempt
+    assert held_adds_up(broker) == (3, 2)
+
+
+def test_give_back_is_asked_only_of_a_worker_holding_unstarted_tasks(broker: Any) -> None:
+    broker.submit("sleep", [(1.0,)] * 3)
+    a = register(broker, "a")
+    b = broker.register_worker("b", "h", 2, "thread", 2)["id"]
+    assert ids_of(broker.claim(a, 1)) == [1]  # running: nothing to give back
+    assert ids_of(broker.claim(b, 2)) == [2, 3]  # both running (two slots)
+    idle = register(broker, "idle")
+    assert broker.exchange(idle, None, 5, 0.05) == ("ok", [])
+    assert broker.heartbeat(a, [1]) == "ok" and broker.heartbeat(b, [2, 3]) == "ok"
+    broker.submit("sleep", [(1.0,)] * 2)  # ids 4, 5
+    assert ids_of(broker.claim(a, 2)) == [4, 5]  # claimed behind task 1
+    assert broker.exchange(idle, None, 5, 0.05) == ("ok", [])
+    # The exchange says it as well, and then claims nothing: the worker is to release.
+    assert broker.exchange(a, None, 5) == ("give-back", [])
+    assert broker.exchange(a, None, 5) == ("ok", [])  # nothing queued meanwhile
+
+
+def test_a_worker_whose_connections_all_closed_loses_its_tasks_at_once(broker: Any) -> None:
+    conn = {"key": "1@host"}
+    broker.connection_key = lambda: conn["key"]
+    broker.submit("square", [(i,) for i in range(3)])
+    w = register(broker)  # on connection 1
+    broker.claim(w, 3)
+    conn["key"] = "2@host"
+    broker.heartbeat(w, [1])  # the heartbeat thread's own connection
+    conn["key"] = "3@host"
+    client = register(broker, "other")  # another worker, on a third connection
+    broker.connection_closed("1@host")
+    assert held_adds_up(broker) == (2, 1)  # one connection left: nothing happens yet
+    broker.connection_closed("2@host")
+    snap = broker.snapshot()
+    assert (snap.count("queued"), snap.leased, snap.requeued) == (3, 0, 3)
+    states = {x.id: x.state for x in snap.workers}
+    assert states == {w: WorkerState.OFFLINE, client: WorkerState.IDLE}
+    assert broker.get_task(1).attempts == 1  # counted: the worker may have died of it
+    assert any(e.kind == "worker-offline" and "connection closed" in e.message
+               for e in snap.events)
+    assert broker.heartbeat(w) == "unknown"
+    broker.connection_closed("9@host")  # a connection no worker used: nothing to do
+
+
+def test_a_worker_that_left_is_not_expired_when_its_connection_closes(broker: Any) -> None:
+    broker.connection_key = lambda: "1@host"
+    broker.submit("square", [(1,)])
+    w = register(broker)
+    broker.claim(w, 1)
+    assert broker.unregister_worker(w) == 1
+    broker.connection_closed("1@host")
+    snap = broker.snapshot()
+    assert snap.requeued == 0 and snap.workers == ()
+    assert broker.get_task(1).attempts == 0
+
+
 # ---------------------------------------------------------------------- results
 
 
@@ -305,7 +463,8 @@ def test_the_workers_own_timing_is_kept(broker: Any, clock: FakeClock) -> None:
     one, two, three = (broker.get_task(i) for i in (1, 2, 3))
     assert (one.started, one.runtime, one.finished) == (claimed + 0.5, 0.25, clock.now)
     assert (two.state, two.started, two.runtime) == (TaskState.FAILED, claimed + 0.75, 0.125)
-    assert (three.started, three.runtime) == (claimed, None)
+    # claimed and never said to have started (concurrency 1: the worker ran 1 first)
+    assert (three.state, three.started, three.runtime) == (TaskState.DONE, None, None)
     assert one.waited == pytest.approx(0.5)
     broker.retry([2])
     assert broker.get_task(2).runtime is None and broker.get_task(2).started is None
@@ -336,6 +495,9 @@ def test_finished_records_are_capped(make: Callable) -> None:
     assert page.total == 5
     assert [t.id for t in page.tasks] == [20, 19, 18, 17, 16]
     assert counts(broker)["done"] == 20
+    # The listing says how many it counts but no longer holds (the window tells the person).
+    assert page.not_held == 15
+    assert broker.list_tasks().not_held == 15 and broker.list_tasks("queued").not_held == 0
 
 
 # ---------------------------------------------------------------------- control
@@ -396,16 +558,28 @@ def test_retry_failed_and_dead(make: Callable, clock: FakeClock) -> None:
     broker.reap()  # task 3 dies (one attempt allowed)
     c = counts(broker)
     assert (c["failed"], c["dead"], c["done"]) == (1, 1, 1)
+    requeued = broker.snapshot().requeued
     assert broker.retry([1, 2]) == 1  # a done task is not retried
     t = broker.get_task(1)
-    assert (t.state, t.attempts, t.error, t.result) == (TaskState.QUEUED, 0, None, None)
+    # A retry is visible: the attempts go on counting and the task counts as requeued.
+    assert (t.state, t.attempts, t.error, t.result) == (TaskState.QUEUED, 1, None, None)
+    assert broker.snapshot().requeued == requeued + 1
     assert broker.retry_all() == 1
     c = counts(broker)
     assert (c["failed"], c["dead"], c["queued"]) == (0, 0, 2)
+    assert broker.snapshot().requeued == requeued + 2
     broker.submit("square", [(4,)])
     w2 = register(broker, "w2")
-    assert ids_of(broker.claim(w2, 5)) == [1, 3, 4]  # retried tasks rejoin at the back
-    assert broker.get_task(3).attempts == 1
+    # Retried tasks rejoin at the back, and in one claim: they are not suspected of killing
+    # workers as a task whose lease expired is.
+    assert ids_of(broker.claim(w2, 5)) == [1, 3, 4]
+    assert (broker.get_task(1).attempts, broker.get_task(3).attempts) == (2, 2)
+    # The lease rules start afresh after a retry: one more expiry (max_attempts=1) is dead.
+    clock.advance(LEASE + 1)
+    broker.reap()
+    t = broker.get_task(3)
+    assert (t.state, t.attempts) == (TaskState.DEAD, 2)
+    assert "lease expired 1 times" in t.error
 
 
 # ---------------------------------------------------------------------- monitoring
@@ -422,15 +596,16 @@ def test_snapshot_counters_and_series(broker: Any, clock: FakeClock) -> None:
     clock.advance(1)
     snap = broker.snapshot()
     assert snap.submitted == 5
-    assert snap.counts == {"queued": 2, "running": 1, "done": 1, "failed": 1, "dead": 0,
-                           "cancelled": 0}
+    assert snap.counts == {"queued": 2, "claimed": 1, "running": 0, "done": 1, "failed": 1,
+                           "dead": 0, "cancelled": 0}
     assert snap.time == clock.now
     pts = [dict(zip(SERIES_FIELDS, p)) for p in snap.series]
     assert [p["t"] for p in pts][-2:] == [2_000_000, 2_000_001]
     first, second = pts[-2], pts[-1]
-    assert (first["submitted"], first["queued"], first["running"], first["workers"]) == \
-        (5, 2, 3, 1)
-    assert (second["done"], second["failed"], second["running"]) == (1, 1, 1)
+    assert (first["submitted"], first["queued"], first["running"], first["claimed"],
+            first["workers"]) == (5, 2, 1, 2, 1)
+    assert (second["done"], second["failed"], second["running"], second["claimed"]) == \
+        (1, 1, 0, 1)
     assert snap.throughput == pytest.approx(0.2)
     assert snap.connected_workers == 1
     later = broker.snapshot(series_since=snap.series[-1][0],
@@ -446,12 +621,15 @@ def test_list_tasks_pages_by_state(broker: Any) -> None:
     w = register(broker)
     broker.claim(w, 4)
     broker.complete(w, [(1, True, 0), (2, True, 1)])
+    broker.heartbeat(w, [4])  # the worker says it runs task 4 now
     page = broker.list_tasks()
     assert page.total == 10
-    assert [t.state for t in page.tasks][:2] == [TaskState.RUNNING] * 2
-    assert [t.id for t in page.tasks] == [3, 4, 5, 6, 7, 8, 9, 10, 2, 1]
+    assert [t.state for t in page.tasks][:2] == [TaskState.RUNNING, TaskState.CLAIMED]
+    # Newest activity first: running, claimed, finished (latest first), then queued in turn.
+    assert [t.id for t in page.tasks] == [4, 3, 2, 1, 5, 6, 7, 8, 9, 10]
+    assert [t.id for t in broker.list_tasks("claimed").tasks] == [3]
     page = broker.list_tasks(offset=3, limit=4)
-    assert [t.id for t in page.tasks] == [6, 7, 8, 9]
+    assert [t.id for t in page.tasks] == [1, 5, 6, 7]
     assert broker.list_tasks("queued", limit=2).tasks[1].id == 6
     assert broker.list_tasks(TaskState.DONE).total == 2
     found = broker.list_tasks(search="(7,)")
@@ -463,7 +641,9 @@ def test_list_tasks_pages_by_state(broker: Any) -> None:
 
 
 def job_counts(job: Any) -> tuple[int, ...]:
-    return (job.queued, job.running, job.done, job.failed, job.dead, job.cancelled)
+    """(queued, leased: claimed or running, done, failed, dead, cancelled)."""
+    return (job.queued, job.claimed + job.running, job.done, job.failed, job.dead,
+            job.cancelled)
 
 
 def test_every_submission_belongs_to_a_job(broker: Any, clock: FakeClock) -> None:
@@ -497,8 +677,10 @@ def test_job_counts_follow_every_state_change(make: Callable, clock: FakeClock) 
     broker.submit("square", [(9,)], job="other")
     w = register(broker)
     clock.advance(1.0)
-    broker.claim(w, 5)  # 1..5 running
+    broker.claim(w, 5)  # 1..5 leased: the first running, the others claimed
     assert job_counts(broker.job("j")) == (3, 5, 0, 0, 0, 0)
+    c = counts(broker)
+    assert (broker.job("j").claimed, broker.job("j").running) == (c["claimed"], c["running"])
     assert broker.job("j").started == clock.now and broker.job("j").state == "running"
     clock.advance(1.0)
     broker.complete(w, [(1, True, 0), (2, False, "boom")])
@@ -550,6 +732,47 @@ def test_finished_jobs_beyond_the_limit_are_forgotten(make: Callable) -> None:
     assert broker.job("a") is None
 
 
+def test_all_states_lists_newest_activity_first(broker: Any, clock: FakeClock) -> None:
+    """A failure is listed above the older successes, not after every done task."""
+    broker.submit("square", [(i,) for i in range(6)])  # ids 1..6
+    w = register(broker)
+    broker.claim(w, 5)
+    broker.complete(w, [(1, True, 0), (2, True, 1)])
+    clock.advance(1)
+    broker.complete(w, [(3, False, "boom")])
+    clock.advance(1)
+    broker.complete(w, [(4, True, 9)])
+    page = broker.list_tasks()
+    assert [(t.id, t.state.value) for t in page.tasks] == [
+        (5, "claimed"), (4, "done"), (3, "failed"), (2, "done"), (1, "done"), (6, "queued")]
+    # Paging through the merged finished part gives the same rows.
+    rows = [t.id for off in range(0, 6, 2) for t in broker.list_tasks(offset=off,
+                                                                      limit=2).tasks]
+    assert rows == [5, 4, 3, 2, 1, 6]
+    assert [t.id for t in broker.list_tasks(search="square").tasks] == rows
+
+
+def test_list_tasks_sorts_by_what_the_backend_offers(broker: Any, clock: FakeClock) -> None:
+    broker.submit("square", [(i,) for i in range(4)])  # ids 1..4
+    broker.submit("echo", [(1,)])  # id 5
+    w = register(broker)
+    broker.claim(w, 4)
+    broker.complete(w, [(1, True, 0), (2, False, "x")])
+    orders = broker.task_orders()
+    assert "state" in orders
+    by_state = [t.state.value for t in broker.list_tasks(order="state").tasks]
+    # 3 and 4 are claimed, not started: the worker (concurrency 1) ran only 1 and 2.
+    assert by_state == ["queued", "claimed", "claimed", "done", "failed"]
+    by_state = [t.state.value for t in broker.list_tasks(order="-state").tasks]
+    assert by_state == ["failed", "done", "claimed", "claimed", "queued"]
+    for key in ("id", "function", "runtime", "attempts", "submitted"):
+        if key not in orders:
+            with pytest.raises(ValueError):
+                broker.list_tasks(order=key)
+    with pytest.raises(ValueError):
+        broker.list_tasks(order="colour")
+
+
 # ---------------------------------------------------------------------- classic facade
 
 
@@ -596,6 +819,18 @@ def test_classic_worker_disconnect_requeues(broker: Any) -> None:
     assert broker.classic_results.get(False) == "stray"
 
 
+def test_workers_are_listed_with_the_address_they_connect_from(broker: Any) -> None:
+    """Host names are often alike across machines (containers, images); addresses are not."""
+    broker.register_worker("w", "node", 1, "inline", 1, "guidist", None, "10.0.0.7")
+    broker.register_worker("old", "node", 2)  # a worker that does not say
+    broker.submit("square", [(1,)])
+    broker.classic_get("5@10.0.0.9", block=False)
+    got = {w.name: w for w in broker.workers()}
+    assert got["w"].address == "10.0.0.7" and got["w"].host_label == "node (10.0.0.7)"
+    assert got["old"].address == "" and got["old"].host_label == "node"
+    assert got["classic"].address == "10.0.0.9" and got["classic"].host_label == "10.0.0.9"
+
+
 # ---------------------------------------------------------------------- Redis only
 
 
@@ -620,7 +855,7 @@ def test_redis_claim_replayed_after_a_lost_reply(rbroker: Any) -> None:
     rbroker._retry_tokens[w] = "lost-reply"  # as if that reply never arrived
     assert rbroker.claim(w, 3) == first
     assert ids_of(rbroker.claim(w, 10)) == [4, 5, 6]  # a fresh token claims anew
-    assert counts(rbroker)["running"] == 6
+    assert rbroker.snapshot().leased == 6
 
 
 @redis_only
@@ -689,7 +924,7 @@ def test_list_tasks_of_one_job(broker: Any) -> None:
     broker.complete(w, [(1, True, 0)])
     page = broker.list_tasks(job="a")
     assert page.total == 5
-    assert [t.id for t in page.tasks] == [2, 3, 4, 8, 1]  # running, queued, finished
+    assert [t.id for t in page.tasks] == [2, 1, 3, 4, 8]  # leased, finished, queued
     assert [t.id for t in broker.list_tasks("queued", job="a", offset=1, limit=1).tasks] == [4]
     assert broker.list_tasks(job="b").total == 3
     assert [t.id for t in broker.list_tasks(job="a", search="(9,)").tasks] == [8]

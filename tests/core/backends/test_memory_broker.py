@@ -109,7 +109,7 @@ def test_claim_respects_max_n_and_keeps_order_between_claims(broker: Broker) -> 
             break
     assert seen == list(range(1, 16))
     assert broker.claim(w, 4) == []
-    assert counts(broker) == {"running": 15}
+    assert counts(broker) == {"running": 1, "claimed": 14}  # inline: one runs, the rest wait
 
 
 def test_claim_carries_kwargs(broker: Broker) -> None:
@@ -150,7 +150,7 @@ def test_exchange_reports_and_claims_in_one_call(broker: Broker) -> None:
     assert cmd == CMD_OK and ids_of(groups) == [1, 2]
     cmd, groups = broker.exchange(w, [(1, True, 1), (2, True, 4)], 10)
     assert cmd == CMD_OK and ids_of(groups) == [3, 4]
-    assert counts(broker) == {"running": 2, "done": 2}
+    assert counts(broker) == {"running": 1, "claimed": 1, "done": 2}
     assert broker.get_task(2).result == 4
     assert broker.get_task(2).state is TaskState.DONE
 
@@ -316,7 +316,7 @@ def test_unregister_and_release_return_leases_without_counting_an_attempt(
     broker.claim(w, 4)
     assert broker.release(w, [1, 2]) == 2
     assert broker.get_task(1).attempts == 0
-    assert counts(broker) == {"queued": 2, "running": 2}
+    assert counts(broker) == {"queued": 2, "claimed": 2}  # the running one went back too
     assert broker.unregister_worker(w) == 2
     assert counts(broker) == {"queued": 4}
     assert broker.unregister_worker(w) == 0
@@ -332,18 +332,18 @@ def test_unregister_and_release_return_leases_without_counting_an_attempt(
 def test_cancel_queued_tasks_only(broker: Broker, clock: FakeClock) -> None:
     broker.submit("square", [(i,) for i in range(10)])
     w = join(broker)
-    broker.claim(w, 2)  # 1 and 2 run
-    assert broker.cancel([1, 4, 5, 99]) == 2  # running 1 and unknown 99 are left alone
+    broker.claim(w, 2)  # 1 runs, 2 is claimed
+    assert broker.cancel([1, 2, 4, 5, 99]) == 2  # leased 1 and 2, unknown 99 are left alone
     assert broker.cancel([4]) == 0
     assert broker.get_task(4).state is TaskState.CANCELLED
-    assert counts(broker) == {"queued": 6, "running": 2, "cancelled": 2}
+    assert counts(broker) == {"queued": 6, "running": 1, "claimed": 1, "cancelled": 2}
     # A requeued task can be cancelled too.
     clock.advance(LEASE + 1)
     broker.reap()
     assert broker.cancel([2]) == 1
     w2 = join(broker)
     assert claim_n(broker, w2, 100) == [1, 3, 6, 7, 8, 9, 10]
-    assert counts(broker) == {"running": 7, "cancelled": 3}
+    assert counts(broker) == {"running": 1, "claimed": 6, "cancelled": 3}
 
 
 def test_purge_cancels_everything_queued(broker: Broker, clock: FakeClock) -> None:
@@ -403,7 +403,7 @@ def test_retry_one_and_all(broker: Broker, clock: FakeClock) -> None:
     assert broker.retry([3, 99]) == 0  # done or unknown tasks are not retried
     assert broker.retry([1]) == 1
     t = broker.get_task(1)
-    assert (t.state, t.attempts, t.error) == (TaskState.QUEUED, 0, None)
+    assert (t.state, t.attempts, t.error) == (TaskState.QUEUED, 1, None)  # attempts go on
     assert counts(broker) == {"queued": 2, "failed": 1, "done": 1}
     # make a dead one: claim 4 and let its lease expire max_attempts times
     for _ in range(3):
@@ -417,7 +417,8 @@ def test_retry_one_and_all(broker: Broker, clock: FakeClock) -> None:
     assert counts(broker) == {"queued": 3, "done": 1}
     w2 = join(broker)
     assert sorted(ids_of(broker.claim(w2, 10))) == [1, 2, 4]  # retried go to the back
-    assert broker.get_task(4).attempts == 1
+    # 3 expiries, then a retry: the fourth hand-out (the lease rules count from the retry)
+    assert broker.get_task(4).attempts == 4 and broker.get_task(1).attempts == 5
 
 
 # ---------------------------------------------------------------------- monitoring
@@ -434,15 +435,16 @@ def test_snapshot_series_and_events(clock: FakeClock) -> None:
     b.submit("square", [(1,), (2,)])
     clock.now = 5003.2  # second 5002 had nothing; it still gets a point
     snap = b.snapshot()
+    # (t, submitted, done, failed, requeued, queued, running, workers, claimed)
     assert snap.series[-3:] == (
-        (5000, 10, 6, 1, 0, 0, 3, 1),
-        (5001, 2, 0, 0, 0, 2, 3, 1),
-        (5002, 0, 0, 0, 0, 2, 3, 1),
+        (5000, 10, 6, 1, 0, 0, 0, 1, 3),
+        (5001, 2, 0, 0, 0, 2, 0, 1, 3),
+        (5002, 0, 0, 0, 0, 2, 0, 1, 3),
     )
     assert snap.throughput == pytest.approx(0.7)
     assert snap.submitted == 12
     assert snap.counts["done"] == 6 and snap.counts["failed"] == 1
-    assert snap.counts["running"] == 3 and snap.counts["queued"] == 2
+    assert snap.counts["claimed"] == 3 and snap.counts["queued"] == 2
     # Cursors: only what is new comes back.
     later = b.snapshot(series_since=5001, events_since=snap.events[-1].seq)
     assert [p[0] for p in later.series] == [5002]
@@ -471,7 +473,7 @@ def test_snapshot_is_cheap_whatever_the_task_count() -> None:
 
 
 def _mixed_ledger(broker: Broker, clock: FakeClock) -> None:
-    """3 running, 6 queued (2 batches + 1 requeued record), 4 done, 2 failed, 1 cancelled."""
+    """1 running, 2 claimed, 2 queued, 5 done, 2 failed, 1 cancelled."""
     broker.submit("square", [(i,) for i in range(1, 9)])  # ids 1..8
     broker.submit("echo", [("x",), ("y",), ("z",)])  # ids 9..11
     broker.submit("boom", [(1,), (2,)])  # ids 12..13
@@ -497,11 +499,16 @@ def test_list_tasks_pages_across_segments(broker: Broker, clock: FakeClock) -> N
     c = broker.snapshot().counts
     assert full.total == sum(c.values()) == len(full.tasks) == 13
     states = [t.state.value for t in full.tasks]
-    # running, then queued (oldest first), then finished states (newest first within each)
-    assert states == ["running"] * 3 + ["queued"] * 2 + ["done"] * 5 + ["failed"] * 2 + \
-        ["cancelled"]
+    # Newest activity first: running, claimed (latest first), every finished task latest
+    # first whatever its state (a failure is not buried under older successes), then the
+    # queued ones in the order they will run.
+    assert states[:3] == ["running"] + ["claimed"] * 2 and states[-2:] == ["queued"] * 2
+    assert [t.id for t in full.tasks[:3]] == [5, 8, 6]
+    finished = full.tasks[3:-2]
+    assert [t.finished for t in finished] == sorted((t.finished for t in finished),
+                                                    reverse=True)
+    assert [t.id for t in finished] == [7, 11, 9, 10, 4, 3, 2, 1]
     assert [t.id for t in full.tasks if t.state is TaskState.QUEUED] == [12, 13]
-    assert [t.id for t in full.tasks if t.state is TaskState.DONE] == [7, 4, 3, 2, 1]
     for limit in (1, 2, 3, 4, 5, 7):
         pages = []
         for offset in range(0, full.total + limit, limit):
@@ -533,7 +540,7 @@ def test_list_tasks_by_state_pages_through_batches_and_holes(broker: Broker) -> 
 def test_list_tasks_search(broker: Broker, clock: FakeClock) -> None:
     _mixed_ledger(broker, clock)
     assert {t.id for t in broker.list_tasks(search="echo").tasks} == {9, 10, 11}
-    assert [t.id for t in broker.list_tasks(search="BOOM").tasks] == [12, 13, 11]
+    assert [t.id for t in broker.list_tasks(search="BOOM").tasks] == [11, 12, 13]
     assert [t.id for t in broker.list_tasks("failed", search="boom").tasks] == [11]
     page = broker.list_tasks(search="square", offset=2, limit=3)
     assert page.total == 8 and len(page.tasks) == 3
@@ -606,13 +613,13 @@ def test_memory_stays_bounded_when_200k_tasks_pass(clock: FakeClock) -> None:
     assert snap.count("failed") == sum(1 for t in range(1, 200_001)
                                        if t % 97 == 0 and (t - 1) % 1000 != 0)
     assert snap.count("done") == 200_000 - 200 - snap.count("failed")
-    assert snap.count("queued") == snap.count("running") == 0
+    assert snap.count("queued") == snap.leased == 0
     # In-memory stores are at their caps, the queue structures are empty.
     assert len(b._finished[TaskState.DONE]) == 100
     assert len(b._finished[TaskState.FAILED]) == 50
     assert len(b._finished[TaskState.CANCELLED]) == 20
     assert len(b._recent) <= 1000
-    assert not b._running and not b._lane_records
+    assert not b._leased and not b._lane_records
     assert len(b._batches) <= 1 and sum(len(lane) for lane in b._lanes.values()) <= 1
     assert len(b._series) <= 3600 and len(b._events) <= 1000
     assert b.get_task(1) is None  # pruned: the journal keeps those

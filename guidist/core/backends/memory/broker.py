@@ -9,6 +9,14 @@ Design notes (why it looks the way it does):
   insertion-ordered dicts per state, so memory stays bounded when millions of tasks pass.
 * Leases are per worker: one heartbeat renews every lease a worker holds, and the reaper
   requeues all of a silent worker's tasks at once. Constant work per task, no timers per task.
+  A worker's tasks also come back the moment every connection it made to the server closes
+  (the process died, or TCP gave up on its host): the lease is only the fallback for a worker
+  that hangs while connected.
+* A leased task is claimed (waiting in its worker's batch) until the worker says it started
+  it: the worker reports what it runs with each exchange and heartbeat (a few ids, never a
+  call per task), and the first tasks of a claim, up to the worker's free slots, start as
+  they are delivered. A worker that waits for work with nothing to claim makes the broker ask
+  a busy one to give back what it has not started (``CMD_GIVE_BACK``).
 * Cancelling or finishing a task that sits in a queue lane is lazy: it is marked and skipped when
   the lane reaches it, so nothing is ever removed from the middle of a deque.
 * Every public method takes the one lock; ``claim`` long-polls on a condition of that lock.
@@ -19,6 +27,7 @@ Design notes (why it looks the way it does):
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import logging
 import queue
@@ -26,14 +35,17 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any, Protocol
 
 from ...payload import unpack, unpack_submission
 from ...protocol import (
+    CMD_GIVE_BACK,
     CMD_OK,
     CMD_STOP,
     CMD_UNKNOWN,
     SNAPSHOT_JOBS,
+    TASK_ORDERS,
     THROUGHPUT_WINDOW,
     ClaimGroup,
     Event,
@@ -48,6 +60,8 @@ from ...protocol import (
     auto_job_name,
     check_job_name,
     classic_result_text,
+    parse_order,
+    running_ids,
     throughput,
 )
 from ...remote import is_by_value
@@ -55,8 +69,9 @@ from ..base import DEFAULTS
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, DONE, FAILED, DEAD, CANCELLED = (
+QUEUED, CLAIMED, RUNNING, DONE, FAILED, DEAD, CANCELLED = (
     TaskState.QUEUED,
+    TaskState.CLAIMED,
     TaskState.RUNNING,
     TaskState.DONE,
     TaskState.FAILED,
@@ -74,6 +89,10 @@ _SERIES_SECONDS = 3600
 _MAX_SERIES_REPLY = 900
 _MAX_EVENTS_REPLY = 500
 _SEARCH_SCAN_LIMIT = 200_000
+#: Pages this deep into the finished tasks (newest first) are cut from one merged list built at
+#: most once a second, not merged lazily for every page.
+_LAZY_MERGE_DEPTH = 5_000
+_LISTING_CACHE_S = 1.0
 _ERROR_TEXT_LIMIT = 16_000
 
 
@@ -146,8 +165,8 @@ class Record:
     """A task that has been claimed at least once (or retried, or cancelled by id)."""
 
     __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
-                 "started", "finished", "worker", "result", "error", "classic", "runtime", "job",
-                 "exception")
+                 "started", "finished", "worker", "result", "error", "classic", "retry_base",
+                 "runtime", "job", "exception")
 
     def __init__(self, id: int, function: str, args: tuple, kwargs: dict | None,
                  attempts: int, submitted: float, classic: bool, job: _Job,
@@ -169,6 +188,8 @@ class Record:
         self.runtime: float | None = None
         self.job = job
         self.exception: bytes | None = None
+        # attempts at the last retry by hand: the lease rules count hand-outs after it
+        self.retry_base = 0
 
     def to_task(self) -> Task:
         """Freeze into the public dataclass."""
@@ -181,7 +202,7 @@ class _Job:
     """A job's live counters; every batch and record of it points here."""
 
     __slots__ = ("id", "name", "functions", "submitted", "started", "last", "ranges",
-                 "queued", "running", "done", "failed", "dead", "cancelled")
+                 "queued", "claimed", "running", "done", "failed", "dead", "cancelled")
 
     def __init__(self, id: int, name: str, submitted: float) -> None:
         self.id, self.name, self.submitted = id, name, submitted
@@ -189,7 +210,8 @@ class _Job:
         self.started: float | None = None
         self.last: float | None = None
         self.ranges: list[list[int]] = []  # [first id, count], adjacent runs merged
-        self.queued = self.running = self.done = self.failed = self.dead = self.cancelled = 0
+        self.queued = self.claimed = self.running = 0
+        self.done = self.failed = self.dead = self.cancelled = 0
 
     def add(self, state: TaskState, n: int) -> None:
         """Move n tasks into (n > 0) or out of (n < 0) a state; the rare paths use this."""
@@ -207,15 +229,16 @@ class _Job:
 
     @property
     def remaining(self) -> int:
-        """Queued or running tasks."""
-        return self.queued + self.running
+        """Queued, claimed or running tasks."""
+        return self.queued + self.claimed + self.running
 
     def info(self, now: float, ranges: bool = True) -> Job:
         """Freeze into the public dataclass (without its id ranges, for snapshots)."""
-        return Job(self.id, self.name, tuple(self.functions), self.queued, self.running,
-                   self.done, self.failed, self.dead, self.cancelled, self.submitted,
-                   self.started, self.last, now,
-                   tuple((a, b) for a, b in self.ranges) if ranges else ())
+        return Job(self.id, self.name, tuple(self.functions), queued=self.queued,
+                   claimed=self.claimed, running=self.running, done=self.done,
+                   failed=self.failed, dead=self.dead, cancelled=self.cancelled,
+                   submitted=self.submitted, started=self.started, last_finished=self.last,
+                   time=now, ranges=tuple((a, b) for a, b in self.ranges) if ranges else ())
 
 
 class _Worker:
@@ -223,7 +246,7 @@ class _Worker:
 
     __slots__ = ("id", "name", "host", "pid", "kind", "mode", "concurrency", "joined",
                  "last_seen", "current_task", "done", "failed", "leases", "state", "stop",
-                 "functions")
+                 "functions", "address", "n_running", "conns", "give_back")
 
     def __init__(self, id: str, name: str, host: str, pid: int, kind: str, mode: str,
                  concurrency: int, now: float) -> None:
@@ -232,10 +255,19 @@ class _Worker:
         self.joined = self.last_seen = now
         self.current_task: int | None = None
         self.done = self.failed = 0
-        self.leases: dict[int, Record] = {}
+        self.leases: dict[int, Record] = {}  # claim order: an inline worker runs them so
+        self.n_running = 0  # leases in the RUNNING state (the rest are CLAIMED)
         self.state = WorkerState.IDLE
         self.stop = False
         self.functions: frozenset[str] | None = None  # None: claims every function
+        self.address = ""
+        self.conns: set[str] = set()  # manager connections its calls arrived on
+        self.give_back = False  # asked to hand back its unstarted tasks (told on next call)
+
+    @property
+    def n_claimed(self) -> int:
+        """Leases it has not started."""
+        return len(self.leases) - self.n_running
 
     def info(self) -> WorkerInfo:
         """Freeze into the public dataclass."""
@@ -247,13 +279,36 @@ class _Worker:
             current = next(iter(self.leases))
         return WorkerInfo(self.id, self.name, self.host, self.pid, self.kind, self.mode,
                           self.concurrency, state, self.joined, self.last_seen, current,
-                          len(self.leases), self.done, self.failed,
-                          tuple(sorted(self.functions)) if self.functions else ())
+                          self.n_running, self.done, self.failed,
+                          tuple(sorted(self.functions)) if self.functions else (),
+                          address=self.address, claimed=self.n_claimed)
+
+
+def _finished_key(r: Record) -> float:
+    """Merge key of finished records, latest first."""
+    return -(r.finished or 0.0)
+
+
+def _sort_value(r: Record, key: str) -> Any:
+    """What a record sorts by for a TASK_ORDERS key (None: it has no such value yet)."""
+    if key == "runtime":
+        runtime = getattr(r, "runtime", None)  # measured by the worker, where it is sent
+        if runtime is None and r.started and r.finished:
+            runtime = r.finished - r.started
+        return runtime
+    if key == "state":
+        return list(TaskState).index(r.state)
+    return getattr(r, key)
 
 
 def _live_row(r: Record) -> tuple:
     """A live task as the journal's checkpoint stores it."""
     return (r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.classic, r.job.id)
+
+
+def _no_connection() -> str | None:
+    """The connection key outside a server (tests, direct use): none."""
+    return None
 
 
 class Broker:
@@ -296,7 +351,7 @@ class Broker:
         self._batches: list[_Batch] = []  # every batch still holding items, by first_id
         self._batch_starts: list[int] = []
         self._lane_records: dict[int, Record] = {}  # queued records (requeued or retried)
-        self._running: dict[int, Record] = {}
+        self._leased: dict[int, Record] = {}  # claimed or running, in every worker
         # OrderedDict, not dict: dropping the oldest of a dict that is appended to and trimmed
         # at the front scans the dummies left by deletions (measured ~10 µs per task at 20k).
         self._finished: dict[TaskState, OrderedDict[int, Record]] = {
@@ -306,6 +361,9 @@ class Broker:
         self._result_seq = 0  # results ever finished; the last one in _recent has this number
         self._workers: dict[str, _Worker] = {}
         self._worker_seq = itertools.count(1)
+        self._conn_workers: dict[str, str] = {}  # connection key -> guidist worker id
+        #: Returns the key of the connection the current call arrived on (the server sets it).
+        self.connection_key: Callable[[], str | None] = _no_connection
         self._counts = {s: 0 for s in TaskState}
         self._submitted = 0
         self._requeued_total = 0
@@ -322,6 +380,7 @@ class Broker:
         self._job_names: dict[str, int] = {}
         self._job_seq = 0
         self._keep_jobs = keep_jobs
+        self._listing_cache: tuple | None = None  # (key, built at, records): see list_tasks
 
     # ------------------------------------------------------------------ submission
 
@@ -474,31 +533,79 @@ class Broker:
 
     def register_worker(self, name: str, host: str, pid: int, mode: str = "inline",
                         concurrency: int = 1, kind: str = "guidist",
-                        functions: list[str] | None = None) -> dict[str, Any]:
+                        functions: list[str] | None = None,
+                        address: str = "") -> dict[str, Any]:
         """Add a worker; returns its id (sent with every later call) and the lease timeout.
 
         With functions, the worker only ever claims tasks of those functions (a process-mode
-        worker for the CPU-bound ones, a thread-mode one for I/O, say).
+        worker for the CPU-bound ones, a thread-mode one for I/O, say). address is the IP the
+        worker connects from: host names are often alike across machines, addresses are not.
         """
         with self._lock:
             now = self._clock()
             wid = f"{name}#{next(self._worker_seq)}"
             w = _Worker(wid, name, host, int(pid), kind, mode, int(concurrency), now)
             w.functions = frozenset(functions) if functions else None
+            w.address = str(address or "")
             self._workers[wid] = w
+            self._bind(w)
             self._event("worker-joined", f"worker {wid} joined from {host} (pid {pid}, {mode})")
             return {"id": wid, "lease_timeout": self.lease_timeout,
                     "default_task": self.default_task, "max_payload": self.max_payload}
 
-    def heartbeat(self, worker_id: str, current_task: int | None = None) -> str:
-        """Renew every lease the worker holds; returns 'ok', 'stop' or 'unknown'."""
+    def heartbeat(self, worker_id: str, current_task: int | list[int] | None = None) -> str:
+        """Renew every lease the worker holds; returns 'ok', 'stop', 'give-back' or 'unknown'.
+
+        current_task is what the worker runs now: one id, or a list of ids (concurrent
+        modes); those tasks count as running from now on.
+        """
         with self._lock:
             w = self._workers.get(worker_id)
             if w is None or w.state is WorkerState.OFFLINE:
                 return CMD_UNKNOWN
-            w.last_seen = self._clock()
-            w.current_task = current_task
-            return CMD_STOP if w.stop else CMD_OK
+            now = self._clock()
+            self._bind(w)
+            w.last_seen = now
+            running = running_ids(current_task)
+            w.current_task = running[0] if running else None
+            self._start_locked(w, running, now)
+            if w.stop:
+                return CMD_STOP
+            return CMD_GIVE_BACK if self._give_back_due(w) else CMD_OK
+
+    def _bind(self, w: _Worker) -> None:
+        """Remember that w talks on the current connection, so its closing can requeue."""
+        key = self.connection_key()
+        if key is None or self._conn_workers.get(key) == w.id:
+            return
+        old = self._workers.get(self._conn_workers.get(key, ""))
+        if old is not None:  # a worker that registered again on the same connection
+            old.conns.discard(key)
+        self._conn_workers[key] = w.id
+        w.conns.add(key)
+
+    def _give_back_due(self, w: _Worker) -> bool:
+        """Whether to tell w now that others wait for the tasks it has not started."""
+        if not w.give_back:
+            return False
+        w.give_back = False
+        return w.n_claimed > 0
+
+    def _start_locked(self, w: _Worker, ids: Iterable[int], now: float) -> None:
+        """Mark w's claimed tasks among ids as running, from now."""
+        leases = w.leases
+        n = 0
+        for tid in ids:
+            rec = leases.get(tid)
+            if rec is not None and rec.state is CLAIMED:
+                rec.state, rec.started = RUNNING, now
+                rec.job.claimed -= 1
+                rec.job.running += 1
+                n += 1
+        if n:
+            w.n_running += n
+            self._counts[CLAIMED] -= n
+            self._counts[RUNNING] += n
 
     def unregister_worker(self, worker_id: str) -> int:
         """A worker leaves cleanly: its unfinished leases go back to the queue uncounted."""
@@ -507,12 +614,19 @@ class Broker:
             if w is None:
                 return 0
             n = self._release_locked(w, list(w.leases))
+            self._unbind(w)
             self._event("worker-left", f"worker {worker_id} left"
                         + (f", returning {n} task(s) to the queue" if n else ""))
             return n
 
+    def _unbind(self, w: _Worker) -> None:
+        for key in w.conns:
+            if self._conn_workers.get(key) == w.id:
+                del self._conn_workers[key]
+        w.conns.clear()
+
     def release(self, worker_id: str, ids: list[int] | None = None) -> int:
-        """Give leased tasks back without counting an attempt (the worker is stopping)."""
+        """Give leased tasks back without counting an attempt (stopping, or giving back)."""
         with self._cv:
             w = self._workers.get(worker_id)
             if w is None:
@@ -559,8 +673,18 @@ class Broker:
         return accepted
 
     def exchange(self, worker_id: str, results: list[ResultItem] | None, max_n: int,
-                 wait_s: float = 0.0) -> tuple[str, list[ClaimGroup]]:
-        """Report results and claim the next batch in one round trip: (command, groups)."""
+                 wait_s: float = 0.0, running: list[int] | None = None,
+                 limits: dict[str, int] | None = None) -> tuple[str, list[ClaimGroup]]:
+        """Report results and claim the next batch in one round trip: (command, groups).
+
+        running lists the tasks the worker runs now or starts as soon as this call returns
+        (they count as running from now on). limits sizes the claim per function: at most
+        limits[f] tasks of f, and as a whole about one claim's worth of work (half the
+        limit of one function and half of another's fill it); a function not in limits is
+        claimed one task at a time. Without limits, max_n of any function.
+        The command is 'give-back' (and nothing is claimed) when another worker waits for
+        the tasks this one holds and has not started: it should release them.
+        """
         results = unpack(results)
         if results:
             self._journal.throttle()  # before taking more work, if the journal is behind
@@ -571,12 +695,19 @@ class Broker:
                 if results:
                     self._complete_locked(worker_id, results, now)
                 return CMD_UNKNOWN, []
+            self._bind(w)
             w.last_seen = now
             if results:
                 self._complete_locked(worker_id, results, now)
+            if running:
+                self._start_locked(w, running, now)
             if w.stop:
                 return CMD_STOP, []
-            groups = self._take(w, max_n, now)
+            if self._give_back_due(w):
+                return CMD_GIVE_BACK, []
+            groups = self._take(w, max_n, now, limits)
+            if not groups and wait_s > 0:
+                self._ask_for_give_back(w)
             # Waiting is real time, whatever clock the ledger uses (tests inject a fake one).
             deadline = time.monotonic() + wait_s
             while not groups and wait_s > 0:
@@ -586,21 +717,48 @@ class Broker:
                 self._cv.wait(remaining)
                 now = self._clock()
                 w.last_seen = now
-                groups = self._take(w, max_n, now)
+                groups = self._take(w, max_n, now, limits)
             return (CMD_STOP if w.stop else CMD_OK), groups
 
-    def _take(self, w: _Worker, max_n: int, now: float) -> list[ClaimGroup]:
-        """Move up to max_n queued tasks into w's leases, oldest id first across lanes."""
+    def _ask_for_give_back(self, idle: _Worker) -> None:
+        """An idle worker waits: ask the busy worker holding most unstarted tasks to give them
+        back. It hears it on its next call (a heartbeat at the latest) and releases them."""
+        best, most = None, 0
+        for w in self._workers.values():
+            n = w.n_claimed
+            if (n > most and w is not idle and w.kind == "guidist"
+                    and w.state is not WorkerState.OFFLINE and not w.stop
+                    and self._can_run_any(idle, w)):
+                best, most = w, n
+        if best is not None and not best.give_back:
+            best.give_back = True
+            log.debug("asked %s to give back %d unstarted task(s) for %s", best.id, most,
+                      idle.id)
+
+    @staticmethod
+    def _can_run_any(idle: _Worker, busy: _Worker) -> bool:
+        """True when idle may claim one of the tasks busy has not started."""
+        if idle.functions is None:
+            return True
+        return any(r.state is CLAIMED and r.function in idle.functions
+                   for r in busy.leases.values())
+
+    def _take(self, w: _Worker, max_n: int, now: float,
+              limits: dict[str, int] | None = None) -> list[ClaimGroup]:
+        """Move up to max_n queued tasks into w's leases, oldest id first across lanes; the
+        first of them, up to w's free slots, start at once (the rest wait as claimed)."""
         if self._paused or self._counts[QUEUED] == 0 or max_n <= 0:
             return []
         groups: list[ClaimGroup] = []
         left = max_n
+        used = 0.0  # share of the claim's work taken so far (with limits)
         while left > 0 and self._counts[QUEUED] > 0:
             lane_name = self._oldest_lane(w.functions)
             if lane_name is None:
                 break
             head = self._lanes[lane_name][0]
-            if type(head) is Record and head.attempts > 0 and head.state is QUEUED:
+            if type(head) is Record and head.attempts > head.retry_base \
+                    and head.state is QUEUED:
                 # Its worker died holding it. Hand it out alone: if it is the task that kills
                 # workers, only it piles up attempts, not the neighbours of its old batch.
                 if groups:
@@ -610,10 +768,26 @@ class Broker:
                     groups.append(taken)
                     break
                 continue
-            taken = self._take_from_lane(lane_name, left, w, now)
+            n = left
+            if limits is not None:
+                limit = max(1, int(limits.get(lane_name, 1)))
+                n = min(left, int((1.0 - used) * limit + 1e-9))
+                if n < 1:
+                    if groups:
+                        break  # the claim is full: this function's tasks wait for the next
+                    n = 1
+            taken = self._take_from_lane(lane_name, n, w, now)
             if taken is not None:
                 groups.append(taken)
-                left -= len(taken[2])
+                got = len(taken[2])
+                left -= got
+                if limits is not None:
+                    used += got / max(1, int(limits.get(lane_name, 1)))
+        free = w.concurrency - w.n_running
+        if groups and free > 0:
+            # The worker starts these as soon as the reply arrives: they are running now.
+            self._start_locked(w, itertools.islice(
+                (tid for g in groups for tid in g[2]), free), now)
         return groups
 
     def _oldest_lane(self, only: frozenset[str] | None = None) -> str | None:
@@ -637,20 +811,20 @@ class Broker:
         lane = self._lanes[name]
         head = lane[0]
         wid = w.id
-        running = self._running
+        leased = self._leased
         leases = w.leases
         if type(head) is Record:
             lane.popleft()
             if head.state is not QUEUED or self._lane_records.pop(head.id, None) is None:
                 return None  # finished or cancelled while it waited: a lazy deletion
-            head.state, head.worker, head.started = RUNNING, wid, now
+            head.state, head.worker, head.started = CLAIMED, wid, None
             head.attempts += 1
-            running[head.id] = leases[head.id] = head
+            leased[head.id] = leases[head.id] = head
             self._counts[QUEUED] -= 1
-            self._counts[RUNNING] += 1
+            self._counts[CLAIMED] += 1
             j = head.job
             j.queued -= 1
-            j.running += 1
+            j.claimed += 1
             if j.started is None:
                 j.started = now
                 self._journal.job(j)
@@ -674,7 +848,7 @@ class Broker:
         fn, kw, sub, cl, j = head.function, head.kwargs, head.submitted, head.classic, head.job
         new = Record
         for tid, args in zip(ids, items):
-            running[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, j, RUNNING, wid, now)
+            leased[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, j, CLAIMED, wid)
         n = len(ids)
         if n:
             self._journal.claimed(ids, 1)
@@ -682,41 +856,48 @@ class Broker:
                 j.started = now
                 self._journal.job(j)
         self._counts[QUEUED] -= n
-        self._counts[RUNNING] += n
+        self._counts[CLAIMED] += n
         j.queued -= n
-        j.running += n
+        j.claimed += n
         return (fn, kw, ids, items) if n else None
 
     def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
         # The hot path: constant work per task, counters and trimming once per batch, and no
         # TaskState-keyed dict lookups per task (Enum.__hash__ runs in Python).
         self._tick(now)
-        running_pop = self._running.pop
+        leased_pop = self._leased.pop
         lane_pop = self._lane_records.pop
         workers = self._workers
         w = workers.get(worker_id)
         done_store = self._finished[DONE]
         recent = self._recent.append
         classic_put = self.classic_results.put
-        n_running = n_queued = n_done = n_failed = 0
+        running_state = RUNNING  # a local: this loop runs once per task
+        n_running = n_claimed = n_queued = n_done = n_failed = 0
         done: list[Record] = []
         failed: list[Record] = []
         # A batch's results mostly belong to one job: sum its counts in locals and move them
-        # once per run of one job, not with three attribute updates per task.
+        # once per run of one job, not with attribute updates per task.
         job = None
-        j_all = j_done = 0  # results and successes in the run of the current job
-        from_lanes: list[_Job] = []  # the rare late results for requeued tasks
+        j_running = j_claimed = j_done = 0  # of the run of the current job
         for item in results:
             try:  # (id, ok, value, started, runtime): what a guidist worker sends
                 tid, ok, value, started, runtime = item
             except ValueError:  # (id, ok, value) from a tutorial worker; a failure adds its
                 tid, ok, value = item[0], item[1], item[2]  # exception as a sixth
                 started, runtime = (item[3], item[4]) if len(item) > 4 else (None, None)
-            rec = running_pop(tid, None)
+            rec = leased_pop(tid, None)
             if rec is not None:
-                n_running += 1
                 holder_id = rec.worker
                 holder = w if holder_id == worker_id else workers.get(holder_id or "")
+                if rec.state is running_state:
+                    n_running += 1
+                    was = 1
+                    if holder is not None:
+                        holder.n_running -= 1
+                else:  # it ran and finished before the worker said it started
+                    n_claimed += 1
+                    was = 0
                 if holder is not None:
                     holder.leases.pop(tid, None)
             else:
@@ -726,15 +907,21 @@ class Broker:
                     self._ignored_late += 1
                     continue
                 n_queued += 1
-                from_lanes.append(rec.job)
+                was = -1
             if rec.job is not job:
                 if job is not None:
-                    job.running -= j_all
+                    job.running -= j_running
+                    job.claimed -= j_claimed
                     if j_done:
                         job.done += j_done
                         job.last = now
-                job, j_all, j_done = rec.job, 0, 0
-            j_all += 1
+                job, j_running, j_claimed, j_done = rec.job, 0, 0, 0
+            if was > 0:
+                j_running += 1
+            elif was == 0:
+                j_claimed += 1
+            else:
+                job.queued -= 1  # rare: a late result for a requeued task
             rec.worker = worker_id
             if started is not None:
                 # The worker's own measurement replaces the claim time: a task that waited in
@@ -756,15 +943,14 @@ class Broker:
                     rec.exception = item[5]
                 failed.append(rec)
         if job is not None:
-            job.running -= j_all
+            job.running -= j_running
+            job.claimed -= j_claimed
             if j_done:
                 job.done += j_done
                 job.last = now
-        for j in from_lanes:  # counted as running above: they were queued
-            j.running += 1
-            j.queued -= 1
         counts = self._counts
         counts[RUNNING] -= n_running
+        counts[CLAIMED] -= n_claimed
         counts[QUEUED] -= n_queued
         n_done, n_failed = len(done), len(failed)
         if n_done:
@@ -818,8 +1004,10 @@ class Broker:
         back = []
         for tid in reversed(ids):  # appendleft: reversed keeps their order at the front
             rec = w.leases.pop(tid, None)
-            if rec is None or self._running.pop(tid, None) is None:
+            if rec is None or self._leased.pop(tid, None) is None:
                 continue
+            if rec.state is RUNNING:
+                w.n_running -= 1
             rec.attempts = max(rec.attempts - 1, 0)
             self._requeue(rec)
             back.append(rec)
@@ -829,12 +1017,13 @@ class Broker:
         return len(back)
 
     def _requeue(self, rec: Record) -> None:
+        """A leased (claimed or running) record goes back to the front of its lane."""
+        self._counts[rec.state] -= 1
+        rec.job.add(rec.state, -1)
         rec.state, rec.worker, rec.started, rec.runtime = QUEUED, None, None, None
         self._lanes.setdefault(rec.function, deque()).appendleft(rec)
         self._lane_records[rec.id] = rec
-        self._counts[RUNNING] -= 1
         self._counts[QUEUED] += 1
-        rec.job.running -= 1
         rec.job.queued += 1
 
     # ------------------------------------------------------------------ leases
@@ -854,17 +1043,23 @@ class Broker:
         """Mark a worker offline and requeue (or bury) every task it held."""
         w.state = WorkerState.OFFLINE
         w.current_task = None
+        w.give_back = False
         recs = list(w.leases.values())
         w.leases.clear()
+        w.n_running = 0
+        self._unbind(w)
         back, dead = [], []
+        # Every lease counts an attempt, claimed ones too: an inline worker may have started
+        # tasks since it last said so, and the one that killed it must reach max_attempts.
         for rec in reversed(recs):  # appendleft: reversed keeps their order at the front
-            if self._running.pop(rec.id, None) is None:
+            if self._leased.pop(rec.id, None) is None:
                 continue
-            if rec.attempts >= self.max_attempts:
-                self._counts[RUNNING] -= 1
-                rec.job.running -= 1
+            expiries = rec.attempts - rec.retry_base
+            if expiries >= self.max_attempts:
+                self._counts[rec.state] -= 1
+                rec.job.add(rec.state, -1)
                 self._finish(rec, DEAD, now, error=(
-                    f"lease expired {rec.attempts} times (its worker died or hung each time); "
+                    f"lease expired {expiries} times (its worker died or hung each time); "
                     f"last worker {w.id}"))
                 dead.append(rec)
             else:
@@ -962,8 +1157,10 @@ class Broker:
             return n
 
     def retry(self, ids: Iterable[int]) -> int:
-        """Queue failed or dead tasks again, with a fresh attempt count."""
+        """Queue failed or dead tasks again; attempts go on counting (the lease rules start
+        afresh), and each retried task counts as requeued."""
         with self._cv:
+            self._tick(self._clock())  # the retries land in the current second's bucket
             n = 0
             for tid in ids:
                 for state in (FAILED, DEAD):
@@ -973,6 +1170,8 @@ class Broker:
                         n += 1
                         break
             if n:
+                self._requeued_total += n
+                self._bucket[3] += n
                 self._event("control", f"{n} task(s) queued again for retry")
                 self._cv.notify_all()
             return n
@@ -987,7 +1186,7 @@ class Broker:
         self._counts[state] -= 1
         rec.job.add(state, -1)
         rec.job.queued += 1
-        rec.attempts = 0
+        rec.retry_base = rec.attempts
         rec.result = rec.error = rec.finished = rec.runtime = rec.exception = None
         rec.state, rec.worker, rec.started = QUEUED, None, None
         self._lanes.setdefault(rec.function, deque()).append(rec)
@@ -1076,7 +1275,7 @@ class Broker:
         return out
 
     def _task_locked(self, task_id: int) -> Task | None:
-        rec = self._running.get(task_id) or self._lane_records.get(task_id)
+        rec = self._leased.get(task_id) or self._lane_records.get(task_id)
         if rec is None:
             for store in self._finished.values():
                 rec = store.get(task_id)
@@ -1097,54 +1296,156 @@ class Broker:
         return None
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
-                   search: str | None = None, job: int | str | None = None) -> TaskPage:
-        """A page of tasks: running, then queued (oldest first), then finished (newest first);
-        with job, only that job's (a bounded scan, like a search)."""
+                   search: str | None = None, order: str | None = None,
+                   job: int | str | None = None) -> TaskPage:
+        """A page of tasks, newest activity first: running (latest started first), claimed,
+        finished (latest first, whatever the state), then queued in the order they will run.
+
+        order sorts by one of TASK_ORDERS ("-" for descending): "state" arranges the states;
+        the others sort the running, claimed and finished tasks, and the queued ones follow in
+        the order they will run (a million queued tasks are never sorted). With job, only that
+        job's tasks, in the same order (a bounded scan, like a search)."""
         limit = max(0, min(int(limit), 10_000))
         offset = max(0, int(offset))
-        states = [TaskState(state)] if state else [RUNNING, QUEUED, *_FINISHED_STATES]
+        key, desc = parse_order(order)
+        states = ([TaskState(state)] if state
+                  else [RUNNING, CLAIMED, *_FINISHED_STATES, QUEUED])
+        if key == "state":
+            states = sorted(states, key=list(TaskState).index, reverse=desc)
         with self._lock:
             if job is not None:
                 j = self._find_job(job)
                 if j is None:
                     return TaskPage(0, offset, ())
-                return self._search_locked(states, (search or "").strip().lower(), offset,
-                                           limit, j)
+                return self._search_locked(self._job_segments(states, j),
+                                           (search or "").strip().lower(), offset, limit)
+            segments = self._segments(states, key if key != "state" else None, desc)
             if search:
-                return self._search_locked(states, search.strip().lower(), offset, limit)
+                return self._search_locked(segments, search.strip().lower(), offset, limit)
             total = 0
             page: list[Task] = []
             skip = offset
-            for s in states:
-                size = self._segment_size(s)
+            for size, tasks in segments:
                 total += size
                 if len(page) >= limit:
                     continue
                 if skip >= size:
                     skip -= size
                     continue
-                page.extend(itertools.islice(self._iter_segment(s, skip), limit - len(page)))
+                page.extend(itertools.islice(tasks(skip), limit - len(page)))
                 skip = 0
-            return TaskPage(total, offset, tuple(page))
+            not_held = sum(max(0, self._counts[s] - len(self._finished[s]))
+                           for s in states if s.finished)
+            return TaskPage(total, offset, tuple(page), not_held)
+
+    def task_orders(self) -> tuple[str, ...]:
+        """The keys list_tasks can sort by."""
+        return TASK_ORDERS
+
+    def _segments(self, states: list[TaskState], key: str | None,
+                  desc: bool) -> list[tuple[int, Callable[[int], Iterator[Task]]]]:
+        """The listing as (size, tasks from a skip) parts, in order."""
+        finished = [s for s in states if s.finished]
+        out: list[tuple[int, Callable[[int], Iterator[Task]]]] = []
+        if key is not None:
+            held = [s for s in states if s in (RUNNING, CLAIMED) or s.finished]
+            if held:
+                recs = self._sorted_records(tuple(held), key, desc)
+                out.append((len(recs), lambda skip: (r.to_task() for r in
+                                                     itertools.islice(recs, skip, None))))
+            if QUEUED in states:
+                out.append((self._counts[QUEUED], self._iter_queued))
+            return out
+        merged = False
+        for s in states:
+            if s.finished and len(finished) > 1:
+                if not merged:  # every finished state as one part, latest first
+                    merged = True
+                    out.append((sum(len(self._finished[f]) for f in finished),
+                                lambda skip: self._iter_finished(tuple(finished), skip)))
+                continue
+            out.append((self._segment_size(s), partial(self._iter_segment, s)))
+        return out
+
+    def _iter_finished(self, states: tuple[TaskState, ...], skip: int) -> Iterator[Task]:
+        """Finished tasks of several states, latest first: a lazy merge near the top, one
+        list built at most once a second deeper down (a merge there costs the whole depth)."""
+        if skip < _LAZY_MERGE_DEPTH:
+            stores = [reversed(self._finished[s].values()) for s in states]
+            merged = heapq.merge(*stores, key=_finished_key)
+            for rec in itertools.islice(merged, skip, None):
+                yield rec.to_task()
+            return
+        for rec in itertools.islice(self._sorted_records(states, None, False), skip, None):
+            yield rec.to_task()
+
+    def _sorted_records(self, states: tuple[TaskState, ...], key: str | None,
+                        desc: bool) -> list[Record]:
+        """Running and finished records of states, latest activity first, then sorted by key
+        (a stable sort keeps that as the tie-break); reused for a second, as pages of one
+        screen are asked for together."""
+        now = time.monotonic()
+        cache_key = (states, key, desc)
+        cached = self._listing_cache
+        if cached is not None and cached[0] == cache_key and now - cached[1] < _LISTING_CACHE_S:
+            return cached[2]
+        recs: list[Record] = []
+        for live in (RUNNING, CLAIMED):
+            if live in states:
+                recs.extend(r for r in reversed(self._leased.values()) if r.state is live)
+        stores = [reversed(self._finished[s].values()) for s in states if s.finished]
+        recs.extend(heapq.merge(*stores, key=_finished_key))
+        if key is not None:
+            values = [(_sort_value(r, key), r) for r in recs]
+            known = [(v, r) for v, r in values if v is not None]
+            known.sort(key=lambda vr: vr[0], reverse=desc)
+            # Tasks without the value (no runtime yet) go last, whichever the direction.
+            recs = [r for _, r in known] + [r for v, r in values if v is None]
+        self._listing_cache = (cache_key, now, recs)
+        return recs
 
     def _segment_size(self, s: TaskState) -> int:
         if s is QUEUED:
             return self._counts[QUEUED]
-        if s is RUNNING:
-            return len(self._running)
+        if s is RUNNING or s is CLAIMED:
+            return self._counts[s]
         return len(self._finished[s])
 
     def _iter_segment(self, s: TaskState, skip: int = 0, job: _Job | None = None
                       ) -> Iterator[Task]:
         if s is QUEUED:
-            yield from self._iter_queued(skip, job)
-            return
-        recs: Iterable[Record] = (self._running.values() if s is RUNNING
-                                   else reversed(self._finished[s].values()))
-        if job is not None:
-            recs = (r for r in recs if r.job is job)
-        for rec in itertools.islice(recs, skip, None):
-            yield rec.to_task()
+            yield from self._iter_queued(skip)
+        elif s is RUNNING or s is CLAIMED:  # the latest claimed first
+            # Leases are bounded by workers x their claim size: filtering them is cheap.
+            of_state = (rec for rec in reversed(self._leased.values()) if rec.state is s)
+            for rec in itertools.islice(of_state, skip, None):
+                yield rec.to_task()
+        else:
+            store = self._finished[s]
+            for rec in itertools.islice(reversed(store.values()), skip, None):
+                yield rec.to_task()
+
+    def _job_segments(self, states: list[TaskState],
+                      job: _Job) -> list[tuple[int, Callable[[int], Iterator[Task]]]]:
+        """The listing of one job's tasks as search segments: running, claimed, finished
+        (latest first), queued; records are filtered by their job, batches skipped whole."""
+        out: list[tuple[int, Callable[[int], Iterator[Task]]]] = []
+
+        def leased_of(state: TaskState) -> Callable[[int], Iterator[Task]]:
+            return lambda _skip: (r.to_task() for r in reversed(self._leased.values())
+                                  if r.state is state and r.job is job)
+
+        for live in (RUNNING, CLAIMED):
+            if live in states:
+                out.append((0, leased_of(live)))
+        finished = tuple(s for s in states if s.finished)
+        if finished:
+            stores = [reversed(self._finished[s].values()) for s in finished]
+            out.append((0, lambda _skip: (r.to_task() for r in heapq.merge(
+                *stores, key=_finished_key) if r.job is job)))
+        if QUEUED in states:
+            out.append((0, lambda skip: self._iter_queued(skip, job)))
+        return out
 
     def _iter_queued(self, skip: int, job: _Job | None = None) -> Iterator[Task]:
         """Queued tasks lane by lane, skipping whole batches arithmetically."""
@@ -1181,14 +1482,13 @@ class Broker:
                     yield Task(item.first_id + i, item.function, args, item.kwargs, QUEUED, 0,
                                item.submitted, job=item.job.id)
 
-    def _search_locked(self, states: list[TaskState], needle: str, offset: int,
-                       limit: int, job: _Job | None = None) -> TaskPage:
-        """Substring search over id, function, args, result and error, within one job when
-        given; scans a bounded number."""
+    def _search_locked(self, segments: list[tuple[int, Callable[[int], Iterator[Task]]]],
+                       needle: str, offset: int, limit: int) -> TaskPage:
+        """Substring search over id, function, args, result and error; scans a bounded number."""
         matches: list[Task] = []
         scanned = 0
-        for s in states:
-            for t in self._iter_segment(s, 0, job):
+        for _, tasks in segments:
+            for t in tasks(0):
                 scanned += 1
                 if scanned > _SEARCH_SCAN_LIMIT:
                     break
@@ -1220,7 +1520,8 @@ class Broker:
         wanted = set(jobs)
         deadline = time.monotonic() + max(0.0, min(float(timeout), _MAX_WAIT))
         with self._lock:
-            self._pokes.discard(token)
+            # A poke that came before this call is kept: it may be for this very call (its
+            # caller poked while the call was on its way); a stale one ends one wait early.
             while True:
                 cursor, out, gap = self._scan_results(cursor, wanted, limit)
                 remaining = deadline - time.monotonic()
@@ -1322,6 +1623,7 @@ class Broker:
                     while self._lanes.get(self.default_task):
                         g = self._take_from_lane(self.default_task, 1, w, now)
                         if g is not None:
+                            self._start_locked(w, g[2], now)  # the tutorial runs it at once
                             args, kwargs = g[3][0], g[1]
                             return args[0] if len(args) == 1 and not kwargs else args
                     self._lanes.pop(self.default_task, None)
@@ -1347,8 +1649,17 @@ class Broker:
             self.classic_results.put(value)
 
     def connection_closed(self, conn_key: str) -> None:
-        """A manager connection ended: a classic worker on it is gone, so requeue its tasks."""
+        """A manager connection ended: a classic worker on it is gone, and so is a guidist
+        worker whose last connection it was; either way their tasks are requeued at once."""
         with self._cv:
+            wid = self._conn_workers.pop(conn_key, None)
+            g = self._workers.get(wid) if wid is not None else None
+            if g is not None:
+                g.conns.discard(conn_key)
+                if not g.conns and g.state is not WorkerState.OFFLINE:
+                    now = self._clock()
+                    self._tick(now)
+                    self._expire(g, now, "its connection closed")
             w = self._workers.get(f"classic:{conn_key}")
             if w is None:
                 return
@@ -1363,6 +1674,7 @@ class Broker:
         if w is None:
             host = conn_key.rsplit("@", 1)[-1]
             w = _Worker(wid, "classic", host, 0, "classic", "classic", 1, self._clock())
+            w.address = host  # the peer address of its connection
             self._workers[wid] = w
             self._event("worker-joined", f"classic worker connected from {host}")
         return w
@@ -1392,7 +1704,7 @@ class Broker:
                 j.ranges = [list(r) for r in info.ranges]
                 for state in TaskState:
                     setattr(j, state.value, info.count(state))
-                j.running = 0  # running at the crash: queued again (the journal counts so)
+                j.running = j.claimed = 0  # leased at the crash: queued again (so counted)
                 self._jobs[j.id] = j
                 self._job_names[j.name] = j.id
                 self._job_seq = max(self._job_seq, j.id)
@@ -1453,7 +1765,7 @@ class Broker:
             for s in TaskState:
                 self._counts[s] = counts.get(s.value, 0)
             self._counts[QUEUED] = len(queued)
-            self._counts[RUNNING] = 0
+            self._counts[RUNNING] = self._counts[CLAIMED] = 0
             self._submitted = submitted
             self._requeued_total = requeued
             if queued or finished:
@@ -1482,7 +1794,7 @@ class Broker:
                         batches.append((item.first_id + item.pos, item.function, item.kwargs,
                                         item.items[item.pos:], item.submitted, item.classic,
                                         item.job.id))
-            records.extend(_live_row(r) for r in self._running.values())
+            records.extend(_live_row(r) for r in self._leased.values())
             self._journal.checkpoint({"batches": batches, "records": records,
                                       "next_id": self._next_id, "submitted": self._submitted,
                                       "requeued": self._requeued_total})
@@ -1501,7 +1813,8 @@ class Broker:
         if sec <= self._sec:
             return
         gauges = (self._counts[QUEUED], self._counts[RUNNING],
-                  sum(1 for w in self._workers.values() if w.state is not WorkerState.OFFLINE))
+                  sum(1 for w in self._workers.values() if w.state is not WorkerState.OFFLINE),
+                  self._counts[CLAIMED])  # the order of SERIES_FIELDS
         b = self._bucket
         self._series.append((self._sec, b[0], b[1], b[2], b[3], *gauges))
         for s in range(max(self._sec + 1, sec - _SERIES_SECONDS), sec):

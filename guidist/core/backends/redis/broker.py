@@ -13,6 +13,9 @@ Design notes:
 * Leases are per worker, as in the in-memory broker: a sorted set holds each live worker's
   deadline, a heartbeat or claim renews it, and ``reap()`` (the server's reaper, or any claim
   at most once a second when no server runs) requeues an expired worker's tasks or buries them.
+  Behind a server, a worker's tasks are also requeued the moment its last connection to that
+  server closes (the server tracks connections in its own memory). A worker that talks to
+  Redis directly has no such connection to watch: for it the lease is the only mechanism.
 * A call whose reply is lost (Redis restarting, a dropped connection) is retried with the same
   token, and the scripts replay the previous answer: a claim is never leased twice to nobody,
   a submit never queues twice.
@@ -39,6 +42,7 @@ from ...payload import unpack, unpack_submission
 from ...protocol import (
     CMD_OK,
     JOB_STATES,
+    SERIES_FIELDS,
     SNAPSHOT_JOBS,
     ClaimGroup,
     Event,
@@ -53,6 +57,8 @@ from ...protocol import (
     auto_job_name,
     check_job_name,
     classic_prefix,
+    parse_order,
+    running_ids,
     throughput,
 )
 from ...remote import is_by_value
@@ -66,7 +72,12 @@ _ERROR_TEXT_LIMIT = 16_000
 _SEARCH_SCAN_LIMIT = 50_000  # fewer than in memory: every scanned task crosses the network
 _CHUNK = 5_000  # ids per script call for purge and retry_all, so Redis never blocks for long
 _FINISHED = (TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED)
-_ORDER = (TaskState.RUNNING, TaskState.QUEUED, *_FINISHED)
+# Newest activity first: running, claimed, every finished state merged latest first, then queued.
+_ORDER = (TaskState.RUNNING, TaskState.CLAIMED, *_FINISHED, TaskState.QUEUED)
+#: The keys list_tasks can sort by here (finished tasks' fields live in hashes: sorting them
+#: would fetch every one).
+_TASK_ORDERS = ("state",)
+_LAZY_MERGE_DEPTH = 5_000  # deeper pages of the merged finished tasks read one cached union
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
 
@@ -284,6 +295,12 @@ class RedisBroker:
         self._errors = redis.exceptions
         self._retry_tokens: dict[str, str] = {}
         self._reap_warned = -1e9
+        # Behind a server: which manager connections each worker's calls arrived on, so the
+        # last one closing requeues its tasks at once (see Broker.connection_closed).
+        self.connection_key: Callable[[], str | None] = lambda: None
+        self._conns_lock = threading.Lock()
+        self._conn_workers: dict[str, str] = {}
+        self._worker_conns: dict[str, set[str]] = {}
         try:
             self._redis = redis.Redis.from_url(
                 self._url, socket_connect_timeout=connect_timeout, socket_timeout=30.0,
@@ -469,27 +486,52 @@ class RedisBroker:
 
     def register_worker(self, name: str, host: str, pid: int, mode: str = "inline",
                         concurrency: int = 1, kind: str = "guidist",
-                        functions: list[str] | None = None) -> dict[str, Any]:
+                        functions: list[str] | None = None,
+                        address: str = "") -> dict[str, Any]:
         """Add a worker; returns its id (sent with every later call) and the lease timeout.
 
-        With functions, the worker only ever claims tasks of those functions."""
+        With functions, the worker only ever claims tasks of those functions; address is the
+        IP it connects from."""
         wid, lease, default = self._eval("register", [uuid.uuid4().hex, name, host, int(pid),
                                                       mode, int(concurrency), kind,
-                                                      ",".join(functions or ())])
+                                                      ",".join(functions or ()),
+                                                      str(address or "")])
+        self._bind(_s(wid))
         self._config["lease_timeout"] = _s(lease)
         self._config["default_task"] = _s(default)
         return {"id": _s(wid), "lease_timeout": float(lease), "default_task": _s(default),
                 "max_payload": self.max_payload}
 
-    def heartbeat(self, worker_id: str, current_task: int | None = None) -> str:
-        """Renew every lease the worker holds; returns 'ok', 'stop' or 'unknown'."""
-        return _s(self._eval("heartbeat", [worker_id,
-                                           "" if current_task is None else int(current_task)]))
+    def heartbeat(self, worker_id: str, current_task: int | list[int] | None = None) -> str:
+        """Renew every lease the worker holds; returns 'ok', 'stop', 'give-back' or 'unknown'.
+
+        current_task is what the worker runs now (an id or a list of ids): running from now.
+        """
+        self._bind(worker_id)
+        running = ",".join(str(i) for i in running_ids(current_task))
+        return _s(self._eval("heartbeat", [worker_id, running]))
 
     def unregister_worker(self, worker_id: str) -> int:
         """A worker leaves cleanly: its unfinished leases go back to the queue uncounted."""
         self._retry_tokens.pop(worker_id, None)
+        with self._conns_lock:
+            for key in self._worker_conns.pop(worker_id, ()):
+                self._conn_workers.pop(key, None)
         return int(self._eval("unregister", [worker_id]))
+
+    def _bind(self, worker_id: str) -> None:
+        """Remember that the worker talks on the current connection (behind a server only)."""
+        key = self.connection_key()
+        if key is None:
+            return
+        with self._conns_lock:
+            old = self._conn_workers.get(key)
+            if old == worker_id:
+                return
+            if old is not None:  # a worker that registered again on the same connection
+                self._worker_conns.get(old, set()).discard(key)
+            self._conn_workers[key] = worker_id
+            self._worker_conns.setdefault(worker_id, set()).add(key)
 
     def release(self, worker_id: str, ids: list[int] | None = None) -> int:
         """Give leased tasks back without counting an attempt (the worker is stopping)."""
@@ -524,9 +566,18 @@ class RedisBroker:
         return int(self._eval("complete", [worker_id, *payload]))
 
     def exchange(self, worker_id: str, results: list[ResultItem] | None, max_n: int,
-                 wait_s: float = 0.0) -> tuple[str, list[ClaimGroup]]:
-        """Report results and claim the next batch in one round trip: (command, groups)."""
+                 wait_s: float = 0.0, running: list[int] | None = None,
+                 limits: dict[str, int] | None = None) -> tuple[str, list[ClaimGroup]]:
+        """Report results and claim the next batch in one round trip: (command, groups).
+
+        running and limits as in the in-memory ``Broker.exchange``; so is 'give-back'.
+        """
+        self._bind(worker_id)
         payload = encode_results(unpack(results))
+        started = ",".join(str(int(i)) for i in running or ())
+        sizes = "" if limits is None else json.dumps({str(f): max(1, int(n))
+                                                      for f, n in limits.items()})
+        ask = "1" if wait_s > 0 else "0"
         # A call that failed before its reply arrived is repeated with its token, so the
         # script hands back what that call leased instead of leasing more to nobody.
         token = self._retry_tokens.pop(worker_id, None) or uuid.uuid4().hex
@@ -535,11 +586,13 @@ class RedisBroker:
             seen = self._waker.generation
             try:
                 reply = self._eval("exchange", [worker_id, int(max_n), token,
-                                                self._auto_reap_ms, *payload])
+                                                self._auto_reap_ms, started, sizes, ask,
+                                                *payload])
             except ServerUnavailable:
                 self._retry_tokens[worker_id] = token
                 raise
-            payload = []  # reported once; a long poll's later tries only claim
+            # Reported once; a long poll's later tries only claim (and ask only once).
+            payload, started, ask = [], "", "0"
             cmd = _s(reply[0])
             groups = [_group(g) for g in reply[2:]]
             if groups or cmd != CMD_OK or wait_s <= 0:
@@ -615,11 +668,12 @@ class RedisBroker:
     def snapshot(self, series_since: int = 0, events_since: int = 0) -> Snapshot:
         """Counts, workers, and the series points and events after the caller's cursors."""
         (now, counters, queued, running, paused, series, last10, events, workers, started,
-         classic_len, default, jobs) = self._eval("snapshot", [int(series_since),
-                                                                int(events_since), SNAPSHOT_JOBS])
+         classic_len, default, claimed, jobs) = self._eval(
+            "snapshot", [int(series_since), int(events_since), SNAPSHOT_JOBS])
         c = self._decode_config(counters)
         counts = {s.value: int(c.get(s.value, 0)) for s in TaskState}
         counts[TaskState.QUEUED.value] = int(queued)
+        counts[TaskState.CLAIMED.value] = int(claimed)
         counts[TaskState.RUNNING.value] = int(running)
         recent = [_point(p) for p in last10]
         return Snapshot(
@@ -669,8 +723,7 @@ class RedisBroker:
         returns every such result there is: (new cursor, outcomes, gap). As in memory; the
         scan runs in Redis, over the finished sets after cursor (see scripts.RESULTS)."""
         deadline = time.monotonic() + max(0.0, min(float(timeout), 60.0))
-        self._pokes.discard(token)
-        while True:
+        while True:  # a poke that came first is kept: it may be for this call (see memory)
             seen = self._results.generation
             new, rows, gap = self._eval("results", [int(cursor), int(limit),
                                                     *(int(j) for j in jobs)])
@@ -702,14 +755,16 @@ class RedisBroker:
         """The bytes of a task function sent by value, for a worker about to run it."""
         return self._retrying(lambda: self._redis.get(self._key(f"fn:{name}")))
 
-    def _segments(self, states: list[TaskState]) -> list[tuple[TaskState, str, int, bool]]:
-        """(state, key, size, newest_first) per sorted set making up the listing, in order."""
+    def _segments(self, states: list[TaskState],
+                  merge_finished: bool = True) -> list[tuple[str, tuple[str, ...], int, bool]]:
+        """(what, keys, size, newest_first) per part of the listing, in order: one sorted set,
+        or (with merge_finished) every finished state's set merged by result sequence."""
         def read() -> tuple[list, list]:
             lanes = sorted(_s(x) for x in self._redis.smembers(self._key("lanes")))
             keys: list[tuple[TaskState, str, bool]] = []
             for s in states:
-                if s is TaskState.RUNNING:
-                    keys.append((s, self._key("running"), False))
+                if s is TaskState.RUNNING or s is TaskState.CLAIMED:
+                    keys.append((s, self._key(s.value), True))
                 elif s is TaskState.QUEUED:
                     keys.extend((s, self._key(f"q:{f}"), False) for f in lanes)
                 else:
@@ -720,7 +775,20 @@ class RedisBroker:
             return keys, pipe.execute()
 
         keys, sizes = self._retrying(read)
-        return [(s, key, int(n), rev) for (s, key, rev), n in zip(keys, sizes)]
+        finished = [(key, int(n)) for (s, key, _), n in zip(keys, sizes) if s.finished]
+        out: list[tuple[str, tuple[str, ...], int, bool]] = []
+        for (s, key, rev), n in zip(keys, sizes):
+            if s.finished and merge_finished and len(finished) > 1:
+                if not any(what == "merged" for what, _, _, _ in out):
+                    out.append(("merged", tuple(k for k, _ in finished),
+                                sum(m for _, m in finished), True))
+                continue
+            out.append(("set", (key,), int(n), rev))
+        return out
+
+    def task_orders(self) -> tuple[str, ...]:
+        """The keys list_tasks can sort by."""
+        return _TASK_ORDERS
 
     def _fetch(self, ids: list[int]) -> list[Task]:
         def read() -> list:
@@ -738,14 +806,55 @@ class RedisBroker:
         fn = self._redis.zrevrange if newest_first else self._redis.zrange
         return [int(x) for x in self._retrying(lambda: fn(key, start, end))]
 
+    def _part_ids(self, part: tuple[str, tuple[str, ...], int, bool], start: int,
+                  count: int) -> list[int]:
+        what, keys, _, rev = part
+        if what == "set":
+            return self._ids(keys[0], start, count, rev)
+        if count <= 0:
+            return []
+        if start + count <= _LAZY_MERGE_DEPTH:
+            # Near the top: the first start+count of each set, merged by sequence (unique
+            # across the finished sets), latest first.
+            def read() -> list:
+                pipe = self._redis.pipeline(transaction=False)
+                for key in keys:
+                    pipe.zrevrange(key, 0, start + count - 1, withscores=True)
+                return pipe.execute()
+
+            rows = sorted(((seq, int(m)) for part_ in self._retrying(read) for m, seq in part_),
+                          reverse=True)
+            return [tid for _, tid in rows[start:start + count]]
+        # Deeper: one union of the sets, kept for a second so the pages of a screen share it.
+        union = self._key("listing:finished")
+
+        def read_deep() -> list:
+            if not self._redis.exists(union):
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.zunionstore(union, list(keys))
+                pipe.pexpire(union, 1000)
+                pipe.execute()
+            return self._redis.zrevrange(union, start, start + count - 1)
+
+        return [int(x) for x in self._retrying(read_deep)]
+
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
-                   search: str | None = None, job: int | str | None = None) -> TaskPage:
-        """A page of tasks: running, then queued (oldest first), then finished (newest first);
-        with job, only that job's (a bounded scan, like a search)."""
+                   search: str | None = None, order: str | None = None,
+                   job: int | str | None = None) -> TaskPage:
+        """A page of tasks, newest activity first: running, claimed, finished (latest first,
+        whatever the state), then queued in the order they will run; order "state" or
+        "-state" arranges the states (the only order this backend sorts by). With job, only
+        that job's tasks (a bounded scan, like a search)."""
         limit = max(0, min(int(limit), 10_000))
         offset = max(0, int(offset))
+        key, desc = parse_order(order)
+        if key not in (None, *_TASK_ORDERS):
+            raise ValueError(f"the Redis backend cannot sort tasks by {key}; it sorts by "
+                             f"{', '.join(_TASK_ORDERS)}")
         states = [TaskState(state)] if state else list(_ORDER)
-        segments = self._segments(states)
+        if key == "state":
+            states = sorted(states, key=list(TaskState).index, reverse=desc)
+        segments = self._segments(states, merge_finished=key is None)
         if job is not None:
             found = self.job(job)
             if found is None:
@@ -757,20 +866,37 @@ class RedisBroker:
         total = sum(size for _, _, size, _ in segments)
         ids: list[int] = []
         skip = offset
-        for _, key, size, rev in segments:
+        for part in segments:
+            size = part[2]
             if len(ids) >= limit:
                 break
             if skip >= size:
                 skip -= size
                 continue
-            ids.extend(self._ids(key, skip, min(limit - len(ids), size - skip), rev))
+            ids.extend(self._part_ids(part, skip, min(limit - len(ids), size - skip)))
             skip = 0
-        return TaskPage(total, offset, tuple(self._fetch(ids)))
+        return TaskPage(total, offset, tuple(self._fetch(ids)), self._not_held(states))
+
+    def _not_held(self, states: list[TaskState]) -> int:
+        """Finished tasks of states that are counted but no longer kept (past keep_*)."""
+        finished = [s for s in states if s.finished]
+        if not finished:
+            return 0
+
+        def read() -> list:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hmget(self._key("c"), [s.value for s in finished])
+            for s in finished:
+                pipe.zcard(self._key(f"fin:{s.value}"))
+            return pipe.execute()
+
+        counted, *held = self._retrying(read)
+        return sum(max(0, int(c or 0) - int(h)) for c, h in zip(counted, held))
 
     def _iter_segment_tasks(self, segments: list) -> Iterator[Task]:
-        for _, key, size, rev in segments:
-            for start in range(0, size, 1000):
-                yield from self._fetch(self._ids(key, start, 1000, rev))
+        for part in segments:
+            for start in range(0, part[2], 1000):
+                yield from self._fetch(self._part_ids(part, start, 1000))
 
     def _search(self, segments: list, needle: str, offset: int, limit: int,
                 job: int | None = None) -> TaskPage:
@@ -845,7 +971,18 @@ class RedisBroker:
         self._eval("classic_put", [conn_key, *encode_results([(0, True, value)])])
 
     def connection_closed(self, conn_key: str) -> None:
-        """A manager connection ended: a classic worker on it is gone, so requeue its tasks."""
+        """A manager connection ended: a classic worker on it is gone, and so is a guidist
+        worker whose last connection it was; either way their tasks are requeued at once."""
+        with self._conns_lock:
+            wid = self._conn_workers.pop(conn_key, None)
+            conns = self._worker_conns.get(wid, set()) if wid is not None else None
+            last = conns is not None and conn_key in conns and len(conns) == 1
+            if conns is not None:
+                conns.discard(conn_key)
+                if not conns:
+                    self._worker_conns.pop(wid, None)  # type: ignore[arg-type]
+        if last:
+            self._eval("expire_worker", [wid, "its connection closed"])
         self._eval("connection_closed", [conn_key])
 
 
@@ -861,7 +998,9 @@ def _group(g: list) -> ClaimGroup:
 
 
 def _point(member: bytes) -> tuple:
-    return tuple(int(float(x)) for x in _s(member).split(","))
+    values = [int(float(x)) for x in _s(member).split(",")]
+    values += [0] * (len(SERIES_FIELDS) - len(values))  # points stored before a field existed
+    return tuple(values)
 
 
 def _event(member: bytes) -> Event:
@@ -870,24 +1009,25 @@ def _event(member: bytes) -> Event:
 
 
 def _worker_info(w: list) -> WorkerInfo:
-    (wid, name, host, pid, kind, mode, conc, state, joined, seen, cur, done, failed, running,
-     first, fns) = w
+    (wid, name, host, pid, kind, mode, conc, state, joined, seen, cur, done, failed, held,
+     first, fns, addr, nrun) = w
     st = WorkerState(_s(state))
-    running = int(running)
-    if st is WorkerState.IDLE and running:
+    held = int(held)
+    running = min(int(nrun or 0), held)
+    if st is WorkerState.IDLE and held:
         st = WorkerState.BUSY
     current = int(cur) if cur else (int(first) if first else None)
     return WorkerInfo(_s(wid), _s(name), _s(host), int(pid or 0), _s(kind), _s(mode),
                       int(conc or 1), st, float(joined or 0), float(seen or 0), current, running,
                       int(done or 0), int(failed or 0),
-                      tuple(sorted(f for f in _s(fns).split(",") if f)))
+                      tuple(sorted(f for f in _s(fns).split(",") if f)), address=_s(addr),
+                      claimed=held - running)
 
 
 def _job(info: list) -> Job:
-    (jid, name, fns, queued, running, done, failed, dead, cancelled, sub, started, last, now,
-     runs) = info
-    counts = dict(zip(JOB_STATES, (int(x or 0) for x in (queued, running, done, failed, dead,
-                                                           cancelled))))
+    jid, name, fns = info[:3]
+    counts = dict(zip(JOB_STATES, (int(x or 0) for x in info[3:3 + len(JOB_STATES)])))
+    sub, started, last, now, runs = info[3 + len(JOB_STATES):]
     ranges = []
     for r in runs:
         first, n = _s(r).split(":")

@@ -10,18 +10,21 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:t:<id>``           hash, one per task: f function, a pickled args, k pickled kwargs,
                        s submitted, c "1" if it came in through the classic queue, cp the
                        tutorial's "n * n = " prefix, st state, n attempts (present once
-                       claimed), w worker, b started (the claim time until the worker
-                       reports when it really began), rt seconds it ran (measured by the
-                       worker), e finished, r pickled result, x error, xp the exception it
+                       claimed), w worker, b started (once running; the worker's own
+                       measurement once its result arrived), rt seconds it ran (measured by
+                       the worker), e finished, r pickled result, x error, xp the exception it
                        raised (pickled by the worker), j its job's id
 ``P:lanes``            set of function names whose queue may hold tasks
 ``P:q:<function>``     zset, score = id (retried: the last id + 0.5): the queued tasks of one
                        function, claimed lowest score first across all lanes
-``P:running``          zset, score = id: every leased task
+``P:claimed``          zset, score = id: leased tasks their worker has not started yet
+``P:running``          zset, score = id: leased tasks their worker has started
 ``P:w:<worker>``       hash: name host pid kind mode conc joined seen cur done failed state stop
+                       fns, nrun (how many of its leases are running), gb ("1": asked to give
+                       back what it has not started; told on its next call)
 ``P:workers``          zset of worker ids by join order (offline ones stay until forgotten)
 ``P:wdl``              zset worker id -> lease deadline; only live workers are in it
-``P:wl:<worker>``      zset of the task ids a worker holds (its leases)
+``P:wl:<worker>``      zset of the task ids a worker holds (its leases: claimed or running)
 ``P:lc:<worker>``      "token:id,id,..": the worker's last claim, replayed when a call is
                        retried after a lost reply so no lease is orphaned
 ``P:tok:<token>``      reply of a retried submit/register (expires after 10 minutes)
@@ -31,7 +34,8 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
                        dead, cancelled, result_seq, event_seq, and evicted (the highest result
                        seq whose record was dropped, so result waiters know what they missed)
 ``P:cur``              hash: the per-second bucket being filled (sec sub done fail req)
-``P:series``           zset sec -> "sec,sub,done,fail,req,queued,running,workers" (1 hour)
+``P:series``           zset sec -> "sec,sub,done,fail,req,queued,running,workers,claimed"
+                       (1 hour; the fields of protocol.SERIES_FIELDS)
 ``P:events``           zset seq -> JSON [seq, time, kind, message] (last 1000)
 ``P:paused``           exists while dispatch is paused
 ``P:classic``          list: the classic result queue ("s" + text or "p" + pickle)
@@ -132,7 +136,7 @@ local function tick()
   if sec <= cur then return end
   local b = redis.call('HMGET', P .. 'cur', 'sub', 'done', 'fail', 'req')
   local tail = ',' .. queued_count() .. ',' .. redis.call('ZCARD', P .. 'running') .. ',' ..
-    redis.call('ZCARD', P .. 'wdl')
+    redis.call('ZCARD', P .. 'wdl') .. ',' .. redis.call('ZCARD', P .. 'claimed')
   local series = P .. 'series'
   redis.call('ZADD', series, cur, cur .. ',' .. (b[1] or 0) .. ',' .. (b[2] or 0) .. ',' ..
     (b[3] or 0) .. ',' .. (b[4] or 0) .. tail)
@@ -197,7 +201,7 @@ local function flush()
     local jkey = P .. 'job:' .. jid
     if redis.call('EXISTS', jkey) == 1 then
       for f, n in pairs(t) do if n ~= 0 then redis.call('HINCRBY', jkey, f, n) end end
-      if (t.running or 0) > 0 then redis.call('HSETNX', jkey, 'started', NOW) end
+      if (t.claimed or 0) > 0 then redis.call('HSETNX', jkey, 'started', NOW) end
       if (t.done or 0) + (t.failed or 0) + (t.dead or 0) + (t.cancelled or 0) > 0 then
         redis.call('HSET', jkey, 'last', NOW)
       end
@@ -225,6 +229,80 @@ local function flush()
     end
   end
   FIN = {}
+end
+
+local function split_ids(csv)
+  local ids = {}
+  for id in string.gmatch(csv or '', '[^,]+') do ids[#ids + 1] = id end
+  return ids
+end
+
+local function start_ids(wid, ids)
+  -- mark wid's claimed tasks among ids as running, from now
+  local moved = {}
+  for _, id in ipairs(ids) do
+    local key = P .. 't:' .. id
+    local t = redis.call('HMGET', key, 'st', 'w', 'j')
+    if t[1] == 'claimed' and t[2] == wid then
+      redis.call('HSET', key, 'st', 'running', 'b', NOW)
+      jbump(t[3], 'claimed', -1)
+      jbump(t[3], 'running', 1)
+      moved[#moved + 1] = id
+    end
+  end
+  if #moved > 0 then
+    zrem_ids(P .. 'claimed', moved)
+    zadd_ids(P .. 'running', moved)
+    redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', #moved)
+  end
+  return #moved
+end
+
+local function n_claimed(wid)
+  -- leases a worker holds and has not started
+  local nrun = tonumber(redis.call('HGET', P .. 'w:' .. wid, 'nrun')) or 0
+  return redis.call('ZCARD', P .. 'wl:' .. wid) - nrun
+end
+
+local function give_back_due(wid)
+  -- whether to tell wid now that others wait for the tasks it has not started
+  local wkey = P .. 'w:' .. wid
+  if redis.call('HGET', wkey, 'gb') ~= '1' then return false end
+  redis.call('HDEL', wkey, 'gb')
+  return n_claimed(wid) > 0
+end
+
+local function allowed_functions(wid)
+  -- nil: every function; else the set of the only functions the worker claims
+  local fns = redis.call('HGET', P .. 'w:' .. wid, 'fns')
+  if not fns or fns == '' then return nil end
+  local allowed = {}
+  for f in string.gmatch(fns, '[^,]+') do allowed[f] = true end
+  return allowed
+end
+
+local function ask_for_give_back(idle)
+  -- an idle worker waits: ask the live worker holding most unstarted tasks (that idle may
+  -- run) to give them back; it hears it on its next call and releases them
+  local allowed = allowed_functions(idle)
+  local best, most = nil, 0
+  for _, wid in ipairs(redis.call('ZRANGE', P .. 'wdl', 0, -1)) do
+    if wid ~= idle then
+      local h = redis.call('HMGET', P .. 'w:' .. wid, 'kind', 'state', 'stop')
+      local n = n_claimed(wid)
+      if n > most and h[1] == 'guidist' and h[2] ~= 'offline' and h[3] ~= '1' then
+        local fits = allowed == nil
+        if not fits then
+          for _, id in ipairs(redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)) do
+            local t = redis.call('HMGET', P .. 't:' .. id, 'st', 'f')
+            if t[1] == 'claimed' and allowed[t[2]] then fits = true; break end
+          end
+        end
+        if fits then best, most = wid, n end
+      end
+    end
+  end
+  if best then redis.call('HSET', P .. 'w:' .. best, 'gb', '1') end
 end
 
 local function requeue(id, key, fn, score, jid)
@@ -260,15 +338,20 @@ local function complete(wid, items)
   local wkey = P .. 'w:' .. wid
   local wexists = redis.call('EXISTS', wkey) == 1
   local accepted, ignored, done_n, failed_n = 0, 0, 0, 0
-  local running, by_holder = {}, {}
+  local running, claimed, by_holder, nrun_of = {}, {}, {}, {}
   for _, item in ipairs(items) do
     local id, ok, payload, extra = item[1], item[2], item[3], item[4]
     local key = P .. 't:' .. id
     local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'j')
     local accept = false
-    if t[1] == 'running' then
-      jbump(t[7], 'running', -1)
-      running[#running + 1] = id
+    if t[1] == 'running' or t[1] == 'claimed' then
+      jbump(t[7], t[1], -1)
+      if t[1] == 'running' then
+        running[#running + 1] = id
+        if t[2] then nrun_of[t[2]] = (nrun_of[t[2]] or 0) + 1 end
+      else
+        claimed[#claimed + 1] = id  -- it ran and finished before its worker said it started
+      end
       if t[2] then
         local l = by_holder[t[2]]
         if not l then l = {}; by_holder[t[2]] = l end
@@ -299,7 +382,13 @@ local function complete(wid, items)
     end
   end
   zrem_ids(P .. 'running', running)
+  zrem_ids(P .. 'claimed', claimed)
   for holder, ids in pairs(by_holder) do zrem_ids(P .. 'wl:' .. holder, ids) end
+  for holder, n in pairs(nrun_of) do
+    if redis.call('EXISTS', P .. 'w:' .. holder) == 1 then
+      redis.call('HINCRBY', P .. 'w:' .. holder, 'nrun', -n)
+    end
+  end
   if wexists then
     if done_n > 0 then redis.call('HINCRBY', wkey, 'done', done_n) end
     if failed_n > 0 then redis.call('HINCRBY', wkey, 'failed', failed_n) end
@@ -326,15 +415,16 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   local stop = false
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
-    local d = redis.call('HMGET', key, 'a', 'k', 'n', 'j')
+    local d = redis.call('HMGET', key, 'a', 'k', 'n', 'rb', 'j')
     local attempts = tonumber(d[3]) or 0
-    if attempts > 0 then
+    -- rb: the attempts at its last retry by hand; only hand-outs after it are suspect
+    if attempts > (tonumber(d[4]) or 0) then
       stop = true
       if #all_ids > 0 then break end
     end
-    redis.call('HSET', key, 'st', 'running', 'w', wid, 'b', NOW, 'n', attempts + 1)
-    jbump(d[4], 'queued', -1)
-    jbump(d[4], 'running', 1)
+    redis.call('HSET', key, 'st', 'claimed', 'w', wid, 'n', attempts + 1)
+    jbump(d[5], 'queued', -1)
+    jbump(d[5], 'claimed', 1)
     local kw = d[2] or ''
     if cur == nil or cur[2] ~= kw then
       cur = {fn, kw, {}, {}}
@@ -352,18 +442,16 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   return #taken, stop
 end
 
-local function take(wid, max_n, only_lane)
-  -- lease up to max_n queued tasks to wid, oldest id first across lanes
+local function take(wid, max_n, only_lane, limits)
+  -- lease up to max_n queued tasks to wid, oldest id first across lanes; with limits (function
+  -- -> most tasks per claim; 1 for a function not in it) about one claim's worth of work in
+  -- all. The first tasks, up to the worker's free slots, start as they are delivered.
   local groups, all_ids = {}, {}
   if redis.call('EXISTS', P .. 'paused') == 1 or max_n <= 0 then return groups, all_ids end
   local left = max_n
+  local used = 0.0
   -- a worker registered with a list of functions claims only those
-  local allowed = nil
-  local fns = redis.call('HGET', P .. 'w:' .. wid, 'fns')
-  if fns and fns ~= '' then
-    allowed = {}
-    for f in string.gmatch(fns, '[^,]+') do allowed[f] = true end
-  end
+  local allowed = allowed_functions(wid)
   while left > 0 do
     local heads = {}
     local names = only_lane and {only_lane} or redis.call('SMEMBERS', P .. 'lanes')
@@ -379,13 +467,32 @@ local function take(wid, max_n, only_lane)
     table.sort(heads, function(x, y) return x[2] < y[2] end)
     local bound = nil
     if heads[2] then bound = heads[2][2] end
-    local got, stop = take_from(wid, heads[1][1], left, bound, groups, all_ids)
+    local fn = heads[1][1]
+    local n, limit = left, 1
+    if limits then
+      limit = math.max(1, math.floor(tonumber(limits[fn]) or 1))
+      n = math.min(left, math.floor((1.0 - used) * limit + 1e-9))
+      if n < 1 then
+        if #all_ids > 0 then break end  -- the claim is full: these wait for the next one
+        n = 1
+      end
+    end
+    local got, stop = take_from(wid, fn, n, bound, groups, all_ids)
     left = left - got
+    used = used + got / limit
     if stop or got == 0 then break end
   end
   if #all_ids > 0 then
-    zadd_ids(P .. 'running', all_ids)
+    zadd_ids(P .. 'claimed', all_ids)
     zadd_ids(P .. 'wl:' .. wid, all_ids)
+    local h = redis.call('HMGET', P .. 'w:' .. wid, 'conc', 'nrun')
+    local free = (tonumber(h[1]) or 1) - (tonumber(h[2]) or 0)
+    if free > 0 then
+      -- the worker starts these as soon as the reply arrives: they are running now
+      local first = {}
+      for i = 1, math.min(free, #all_ids) do first[i] = all_ids[i] end
+      start_ids(wid, first)
+    end
   end
   return groups, all_ids
 end
@@ -406,7 +513,7 @@ local function replay(wid, token)
   local groups, cur = {}, nil
   for id in string.gmatch(string.sub(v, sep + 1), '[^,]+') do
     local d = redis.call('HMGET', P .. 't:' .. id, 'st', 'w', 'f', 'a', 'k')
-    if d[1] == 'running' and d[2] == wid then
+    if (d[1] == 'running' or d[1] == 'claimed') and d[2] == wid then
       local kw = d[5] or ''
       if cur == nil or cur[1] ~= d[3] or cur[2] ~= kw then
         cur = {d[3], kw, {}, {}}
@@ -427,11 +534,12 @@ local function release_ids(wid, ids)
     if redis.call('ZREM', wl, id) == 1 then
       local key = P .. 't:' .. id
       local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'j')
-      if t[1] == 'running' and t[2] == wid then
-        redis.call('ZREM', P .. 'running', id)
+      if (t[1] == 'running' or t[1] == 'claimed') and t[2] == wid then
+        redis.call('ZREM', P .. t[1], id)  -- P:running or P:claimed
+        if t[1] == 'running' then redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', -1) end
+        jbump(t[5], t[1], -1)
         local n = tonumber(t[4]) or 0
         if n > 0 then redis.call('HSET', key, 'n', n - 1) end
-        jbump(t[5], 'running', -1)
         requeue(id, key, t[3], nil, t[5])
         back = back + 1
       end
@@ -444,31 +552,34 @@ end
 local function expire(wid, why)
   -- mark a worker offline and requeue (or bury) every task it held
   local wkey = P .. 'w:' .. wid
-  redis.call('HSET', wkey, 'state', 'offline')
-  redis.call('HDEL', wkey, 'cur')
+  redis.call('HSET', wkey, 'state', 'offline', 'nrun', 0)
+  redis.call('HDEL', wkey, 'cur', 'gb')
   redis.call('ZREM', P .. 'wdl', wid)
   local ids = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)
   redis.call('DEL', P .. 'wl:' .. wid, P .. 'lc:' .. wid)
-  local back, dead, running = 0, 0, {}
+  local back, dead, running, claimed = 0, 0, {}, {}
+  -- every lease counts an attempt, claimed ones too: an inline worker may have started tasks
+  -- since it last said so, and the one that killed it must reach max_attempts
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'j')
-    if t[1] == 'running' and t[2] == wid then
-      running[#running + 1] = id
-      jbump(t[7], 'running', -1)
-      local n = tonumber(t[4]) or 0
+    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'rb', 'j')
+    if (t[1] == 'running' or t[1] == 'claimed') and t[2] == wid then
+      if t[1] == 'running' then running[#running + 1] = id else claimed[#claimed + 1] = id end
+      jbump(t[8], t[1], -1)
+      local n = (tonumber(t[4]) or 0) - (tonumber(t[7]) or 0)  -- expiries since a retry
       if n >= MAXATT then
         local err = string.format('lease expired %d times (its worker died or hung each time); '
           .. 'last worker %s', n, wid)
-        finish(id, key, 'dead', nil, err, err, t[5], t[6], nil, t[7])
+        finish(id, key, 'dead', nil, err, err, t[5], t[6], nil, t[8])
         dead = dead + 1
       else
-        requeue(id, key, t[3], nil, t[7])
+        requeue(id, key, t[3], nil, t[8])
         back = back + 1
       end
     end
   end
   zrem_ids(P .. 'running', running)
+  zrem_ids(P .. 'claimed', claimed)
   bump('requeued', back)
   bucket('req', back)
   event('worker-offline', 'worker ' .. wid .. ' went offline (' .. why .. ')')
@@ -496,13 +607,13 @@ local function workers_info()
   local out = {}
   for _, wid in ipairs(redis.call('ZRANGE', P .. 'workers', 0, -1)) do
     local h = redis.call('HMGET', P .. 'w:' .. wid, 'name', 'host', 'pid', 'kind', 'mode', 'conc',
-      'state', 'joined', 'seen', 'cur', 'done', 'failed', 'fns')
+      'state', 'joined', 'seen', 'cur', 'done', 'failed', 'fns', 'addr', 'nrun')
     if h[7] then
       local wl = P .. 'wl:' .. wid
       local first = redis.call('ZRANGE', wl, 0, 0)[1] or ''
       out[#out + 1] = {wid, h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '',
         h[6] or '1', h[7], h[8] or '0', h[9] or '0', h[10] or '', h[11] or '0', h[12] or '0',
-        redis.call('ZCARD', wl), first, h[13] or ''}
+        redis.call('ZCARD', wl), first, h[13] or '', h[14] or '', h[15] or '0'}
     end
   end
   return out
@@ -525,8 +636,8 @@ local function trim_jobs()
   for _, jid in ipairs(redis.call('ZRANGE', P .. 'jobs', 0, over + 99)) do
     if over <= 0 then break end
     local jkey = P .. 'job:' .. jid
-    local h = redis.call('HMGET', jkey, 'name', 'queued', 'running')
-    if (tonumber(h[2]) or 0) + (tonumber(h[3]) or 0) == 0 then
+    local h = redis.call('HMGET', jkey, 'name', 'queued', 'running', 'claimed')
+    if (tonumber(h[2]) or 0) + (tonumber(h[3]) or 0) + (tonumber(h[4]) or 0) == 0 then
       if h[1] then redis.call('HDEL', P .. 'jobnames', h[1]) end
       redis.call('DEL', jkey, P .. 'jr:' .. jid)
       redis.call('ZREM', P .. 'jobs', jid)
@@ -559,7 +670,7 @@ local function open_job(ref)
   end
   jid = tostring(redis.call('INCR', P .. 'seq:job'))
   redis.call('HSET', P .. 'job:' .. jid, 'name', ref, 'fns', '', 'sub', NOW, 'queued', 0,
-    'running', 0, 'done', 0, 'failed', 0, 'dead', 0, 'cancelled', 0)
+    'claimed', 0, 'running', 0, 'done', 0, 'failed', 0, 'dead', 0, 'cancelled', 0)
   redis.call('ZADD', P .. 'jobs', tonumber(jid), jid)
   redis.call('HSET', P .. 'jobnames', ref, jid)
   trim_jobs()
@@ -567,11 +678,11 @@ local function open_job(ref)
 end
 
 local function job_info(jid, no_ranges)
-  local h = redis.call('HMGET', P .. 'job:' .. jid, 'name', 'fns', 'queued', 'running', 'done',
-    'failed', 'dead', 'cancelled', 'sub', 'started', 'last')
+  local h = redis.call('HMGET', P .. 'job:' .. jid, 'name', 'fns', 'queued', 'claimed',
+    'running', 'done', 'failed', 'dead', 'cancelled', 'sub', 'started', 'last')
   if not h[1] then return nil end
   for i = 1, #h do if not h[i] then h[i] = '' end end
-  return {jid, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], NOW,
+  return {jid, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], NOW,
     no_ranges and {} or redis.call('LRANGE', P .. 'jr:' .. jid, 0, -1)}
 end
 
@@ -658,7 +769,7 @@ return first
 """
 
 REGISTER = r"""
--- ARGV: token, name, host, pid, mode, concurrency, kind
+-- ARGV: token, name, host, pid, mode, concurrency, kind, functions, address
 local token = ARGV[3]
 if token ~= '' then
   local prev = redis.call('GET', P .. 'tok:' .. token)
@@ -667,11 +778,12 @@ end
 tick()
 local name, host, pid, mode, conc, kind = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local fns = ARGV[10] or ''
+local addr = ARGV[11] or ''
 local seq = redis.call('INCR', P .. 'seq:worker')
 local wid = name .. '#' .. seq
 redis.call('HSET', P .. 'w:' .. wid, 'name', name, 'host', host, 'pid', pid, 'kind', kind,
   'mode', mode, 'conc', conc, 'joined', NOW, 'seen', NOW, 'done', 0, 'failed', 0,
-  'state', 'idle', 'stop', '0', 'fns', fns)
+  'state', 'idle', 'stop', '0', 'fns', fns, 'addr', addr, 'nrun', 0)
 redis.call('ZADD', P .. 'workers', seq, wid)
 redis.call('ZADD', P .. 'wdl', now + LEASE, wid)
 event('worker-joined', 'worker ' .. wid .. ' joined from ' .. host .. ' (pid ' .. pid .. ', ' ..
@@ -681,41 +793,57 @@ return {wid, tostring(LEASE), DEFAULT}
 """
 
 HEARTBEAT = r"""
--- ARGV: worker id, current task ('' for none)
-local wid, cur = ARGV[3], ARGV[4]
+-- ARGV: worker id, the ids of the tasks it runs now ("id,id,..."; '' for none)
+local wid = ARGV[3]
+local running = split_ids(ARGV[4])
 local wkey = P .. 'w:' .. wid
 local st = redis.call('HGET', wkey, 'state')
 if not st or st == 'offline' then return 'unknown' end
 touch_worker(wid)
-if cur ~= '' then redis.call('HSET', wkey, 'cur', cur) else redis.call('HDEL', wkey, 'cur') end
+if running[1] then
+  redis.call('HSET', wkey, 'cur', running[1])
+  start_ids(wid, running)
+  flush()  -- the started tasks' jobs count them as running
+else
+  redis.call('HDEL', wkey, 'cur')
+end
 if redis.call('HGET', wkey, 'stop') == '1' then return 'stop' end
+if give_back_due(wid) then return 'give-back' end
 return 'ok'
 """
 
 EXCHANGE = r"""
--- ARGV: worker id, max_n, token, auto-reap ms, then result quads
+-- ARGV: worker id, max_n, token, auto-reap ms, running ids ("id,id,..." or ''), limits (JSON
+-- object function -> most tasks per claim, or '' for none), ask ('1': the caller will wait,
+-- so ask a busy worker to give back what it has not started), then result quads
 -- reply: {command, accepted, group...}, group = {function, kwargs blob, {ids}, {args blobs}}
 local wid, max_n, token, auto_ms = ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local limits = nil
+if ARGV[8] ~= '' then limits = cjson.decode(ARGV[8]) end
 tick()
 local wkey = P .. 'w:' .. wid
 local st = redis.call('HGET', wkey, 'state')
 if not st or st == 'offline' then
-  local accepted = complete(wid, parse_results(7))
+  local accepted = complete(wid, parse_results(10))
   flush()
   return {'unknown', accepted}
 end
 touch_worker(wid)
-local accepted = complete(wid, parse_results(7))
+local accepted = complete(wid, parse_results(10))
+if ARGV[7] ~= '' then start_ids(wid, split_ids(ARGV[7])) end
 maybe_reap(auto_ms)
 local reply = {'ok', accepted}
 if redis.call('HGET', wkey, 'stop') == '1' then
   reply[1] = 'stop'
+elseif give_back_due(wid) then
+  reply[1] = 'give-back'
 else
   local groups = replay(wid, token)
   if not groups then
     local ids
-    groups, ids = take(wid, max_n, nil)
+    groups, ids = take(wid, max_n, nil, limits)
     remember_claim(wid, token, ids)
+    if #ids == 0 and ARGV[9] == '1' then ask_for_give_back(wid) end
   end
   for _, g in ipairs(groups) do reply[#reply + 1] = g end
 end
@@ -870,19 +998,22 @@ local n, i = 0, 3
 while ARGV[i] do
   local id = ARGV[i]
   local key = P .. 't:' .. id
-  local t = redis.call('HMGET', key, 'st', 'f', 'j')
+  local t = redis.call('HMGET', key, 'st', 'f', 'n', 'j')
   if t[1] == 'failed' or t[1] == 'dead' then
     redis.call('ZREM', P .. 'fin:' .. t[1], id)
     bump(t[1], -1)
-    jbump(t[3], t[1], -1)
+    jbump(t[4], t[1], -1)
     redis.call('HDEL', key, 'r', 'x', 'xp', 'e', 'w', 'b', 'rt')
-    redis.call('HSET', key, 'n', 0)
-    requeue(id, key, t[2], (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5, t[3])
+    -- the attempts go on counting; the lease rules start afresh from here
+    redis.call('HSET', key, 'rb', tonumber(t[3]) or 0)
+    requeue(id, key, t[2], (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5, t[4])
     n = n + 1
   end
   i = i + 1
 end
 if n > 0 then
+  bump('requeued', n)
+  bucket('req', n)
   event('control', n .. ' task(s) queued again for retry')
   redis.call('PUBLISH', P .. 'wake', 't')
 end
@@ -902,7 +1033,7 @@ local events = redis.call('ZREVRANGEBYSCORE', P .. 'events', '+inf', '(' .. even
 return {NOW, redis.call('HGETALL', P .. 'c'), queued_count(), redis.call('ZCARD', P .. 'running'),
   redis.call('EXISTS', P .. 'paused'), series, last10, events, workers_info(),
   redis.call('GET', P .. 'started') or NOW, redis.call('LLEN', P .. 'classic'), DEFAULT,
-  jobs_info(n_jobs)}
+  redis.call('ZCARD', P .. 'claimed'), jobs_info(n_jobs)}
 """
 
 QUEUED_COUNT = r"""
@@ -920,7 +1051,7 @@ if not st then
   local seq = redis.call('INCR', P .. 'seq:worker')
   redis.call('HSET', wkey, 'name', 'classic', 'host', host, 'pid', 0, 'kind', 'classic',
     'mode', 'classic', 'conc', 1, 'joined', NOW, 'done', 0, 'failed', 0, 'state', 'idle',
-    'stop', '0')
+    'stop', '0', 'addr', host, 'nrun', 0)
   redis.call('ZADD', P .. 'workers', seq, wid)
   event('worker-joined', 'classic worker connected from ' .. host)
 elseif st == 'offline' then
@@ -1033,6 +1164,17 @@ end
 return out
 """
 
+EXPIRE_WORKER = r"""
+-- ARGV: worker id, why; a guidist worker whose every connection to the server closed
+local wid = ARGV[3]
+local st = redis.call('HGET', P .. 'w:' .. wid, 'state')
+if not st or st == 'offline' then return 0 end
+tick()
+local n = expire(wid, ARGV[4])
+flush()
+return n
+"""
+
 #: name -> full script source (prelude + body).
 SCRIPTS: dict[str, str] = {
     name: PRELUDE + body for name, body in {
@@ -1042,7 +1184,7 @@ SCRIPTS: dict[str, str] = {
         "workers": WORKERS, "reap": REAP, "pause": PAUSE, "cancel": CANCEL, "purge": PURGE,
         "retry": RETRY, "snapshot": SNAPSHOT, "queued_count": QUEUED_COUNT,
         "classic_get": CLASSIC_GET, "classic_put": CLASSIC_PUT,
-        "connection_closed": CONNECTION_CLOSED, "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS,
-        "results": RESULTS,
+        "connection_closed": CONNECTION_CLOSED, "expire_worker": EXPIRE_WORKER,
+        "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS, "results": RESULTS,
     }.items()
 }
