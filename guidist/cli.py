@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .commands import control, task_view, window, workers
+from .commands import control, jobs, task_view, window, workers
 from .commands.connection import (
     CONNECT_ENV,
     KEY_ENV,
@@ -46,7 +46,7 @@ from .core.backends.base import DEFAULTS
 from .core.client import Client, iter_tasks
 from .core.errors import ExitCode, GuidistError
 from .core.paths import default_journal_path, journal_dir
-from .core.protocol import Snapshot, Task, TaskState
+from .core.protocol import Job, Snapshot, Task, TaskState
 from .core.rows import RowError, iter_file_rows
 from .core.security import generate_key, is_loopback, to_bytes
 from .core.tasks import as_args, check_task_name, parse_range, parse_value
@@ -109,8 +109,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.journal or str(default_journal_path(f"serve-{args.port}")))
     server = ServerProcess(args.host, args.port, key, insist_weak_key=args.insecure,
                            lease_timeout=args.lease_timeout, max_attempts=args.max_attempts,
-                           journal=journal, backend=backend,
-                           task_timeout=args.task_timeout)
+                           keep_done=args.keep_done, keep_failed=args.keep_failed,
+                           journal=journal, backend=backend, task_timeout=args.task_timeout)
     host, port = server.start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -300,17 +300,23 @@ def _file_rows(path: str) -> Iterator[tuple[tuple, dict | None]]:
         raise CliError(str(exc)) from None
 
 
-def _resume_hint(args: argparse.Namespace, sent: int) -> str:
-    """What to run to queue the rest without duplicates."""
+def _job_note(job: Job | None) -> str:
+    return f", job {job.name} (id {job.id})" if job is not None else ""
+
+
+def _resume_hint(args: argparse.Namespace, sent: int, job: Job | None = None) -> str:
+    """What to run to queue the rest without duplicates (into the same job)."""
     done = args.skip + sent  # tasks of the source that are queued (or were skipped)
+    same_job = f" --job {job.name}" if job is not None else ""
     if args.range:
         numbers = parse_range(args.range)
         rest = numbers[done:]
-        return f"to queue the rest: --range {rest[0]}..{rest[-1]}" if rest else "nothing is left"
+        return (f"to queue the rest: --range {rest[0]}..{rest[-1]}{same_job}" if rest
+                else "nothing is left")
     if args.count is not None:
         left = args.count - done
-        return f"to queue the rest: --count {left}" if left > 0 else "nothing is left"
-    return f"to queue the rest: --file {args.file} --skip {done}"
+        return f"to queue the rest: --count {left}{same_job}" if left > 0 else "nothing is left"
+    return f"to queue the rest: --file {args.file} --skip {done}{same_job}"
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -335,11 +341,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
     sent = 0
     show = sys.stderr.isatty()
     shown_at = 0.0
+    job: str | int | None = args.job
+    joined: Job | None = None
 
     def send(batch: list[tuple], kwargs: dict | None) -> None:
-        nonlocal sent, shown_at
-        ranges.extend(client.submit_many(task, batch, kwargs, chunk=SUBMIT_CHUNK,
-                                         timeout=args.timeout).ranges)
+        nonlocal sent, shown_at, job, joined
+        try:
+            ids = client.submit_many(task, batch, kwargs, chunk=SUBMIT_CHUNK, job=job,
+                                     timeout=args.timeout)
+        except ValueError as exc:  # a job name the server cannot tell from an id
+            raise CliError(f"--job: {exc}") from None
+        if ids.job is not None:
+            joined, job = ids.job, ids.job.id  # the next chunks join the same job
+        ranges.extend(ids.ranges)
         sent += len(batch)
         if show and time.monotonic() - shown_at > 0.1:
             shown_at = time.monotonic()
@@ -367,9 +381,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if show:
             print(file=sys.stderr)
         if sent:  # say what did get queued before the failure, so nothing is sent twice
-            print(f"queued {sent} {task} task(s) before stopping, {_describe_ids(ranges)}; "
-                  f"{_resume_hint(args, sent)} (the chunk being sent at the time may have "
-                  "been queued too: check with guidist status)", file=sys.stderr)
+            print(f"queued {sent} {task} task(s) before stopping, {_describe_ids(ranges)}"
+                  f"{_job_note(joined)}; {_resume_hint(args, sent, joined)} (the chunk being "
+                  "sent at the time may have been queued too: check with guidist status)",
+                  file=sys.stderr)
         if isinstance(exc, KeyboardInterrupt):
             return ExitCode.INTERRUPTED
         raise
@@ -380,10 +395,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     elif sent == 0:
         print("queued 0 tasks")
     else:
-        print(f"queued {sent} {task} task(s), {_describe_ids(ranges)}")
+        print(f"queued {sent} {task} task(s), {_describe_ids(ranges)}{_job_note(joined)}")
     if interrupted:
         print(f"guidist submit: interrupted: the rest was not queued; "
-              f"{_resume_hint(args, sent)}", file=sys.stderr)
+              f"{_resume_hint(args, sent, joined)}", file=sys.stderr)
         return ExitCode.INTERRUPTED
     return 0
 
@@ -483,7 +498,8 @@ EXIT_CODES = """\
 exit codes (the same for every command):
   0 success       1 the server refused or failed     2 bad input on the command line
   3 no server     4 the key was rejected             5 no such task or worker
-  6 not possible here (classic master, no display, gui extra missing)   130 Ctrl-C"""
+  6 not possible here (classic master, no display, gui extra missing)
+  7 timed out (wait --timeout)                                          130 Ctrl-C"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -533,6 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds without a heartbeat before a worker's tasks are requeued")
     serve.add_argument("--max-attempts", type=int, metavar="N", default=DEFAULTS.max_attempts,
                        help="lease expiries before a task is dead")
+    serve.add_argument("--keep-done", type=int, metavar="N", default=DEFAULTS.keep_done,
+                       help="successes kept in memory (Redis: kept at all); the journal keeps "
+                            "every one")
+    serve.add_argument("--keep-failed", type=int, metavar="N", default=DEFAULTS.keep_failed,
+                       help="failed and dead tasks kept in memory (Redis: kept at all)")
     serve.add_argument("--journal", metavar="FILE",
                        help="SQLite journal file (default: per-user data dir)")
     serve.add_argument("--no-journal", action="store_true", help="keep state in memory only")
@@ -591,6 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--count", type=int, metavar="N", help="N tasks with the same --arg")
     how.add_argument("--file", metavar="FILE", help="JSON lines (.jsonl) or CSV: one task per line")
     submit.add_argument("--arg", metavar="VALUE", help="the argument for --count, a Python literal")
+    submit.add_argument("--job", metavar="NAME",
+                        help="the job they join (made when new; default: one named after the "
+                             "task and the time)")
     submit.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="fail each task that runs longer than this (default: the "
                              "server's --task-timeout, if any)")
@@ -639,14 +663,14 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--keep-failed", type=int, metavar="N",
                        help="keep at most this many failures")
 
-    for module in (control, task_view, workers):
+    for module in (control, task_view, workers, jobs):
         module.add_parsers(sub, parents)
     return parser
 
 
 COMMANDS = {"gui": cmd_gui, "serve": cmd_serve, "worker": cmd_worker, "submit": cmd_submit,
             "status": cmd_status, "export": cmd_export, "prune": cmd_prune,
-            **control.COMMANDS, **task_view.COMMANDS, **workers.COMMANDS}
+            **control.COMMANDS, **task_view.COMMANDS, **workers.COMMANDS, **jobs.COMMANDS}
 
 _GLOBAL_FLAG = re.compile(r"^(-[vq]+|--verbose|--quiet)$")
 

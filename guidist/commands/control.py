@@ -12,6 +12,7 @@ from ..core.tasks import parse_range
 from .connection import add_connection_options, connected, require_target
 from .failures import CliError
 from .help import add_command
+from .jobs import find_job
 
 
 def parse_ids(texts: Sequence[str]) -> list[int]:
@@ -52,7 +53,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """Cancel queued tasks by id."""
+    """Cancel queued tasks by id, or every queued task of a job (--job)."""
+    if args.job is not None:
+        if args.ids:
+            raise CliError("pass task ids or --job, not both")
+        with connected(args) as client:
+            job = find_job(client, args.job, require_target(args).describe())
+            n = client.cancel_job(job.id)
+        print(f"cancelled {n} queued task(s) of job {job.name} (id {job.id})")
+        return 0
     ids = _ids_or_error(args, "cancel")
     with connected(args) as client:
         n = client.cancel(ids)
@@ -63,8 +72,14 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     """Queue failed or dead tasks again: by id, or every one with --all-failed."""
-    if args.all_failed and args.ids:
-        raise CliError("pass task ids or --all-failed, not both")
+    if sum(map(bool, (args.all_failed, args.ids, args.job is not None))) > 1:
+        raise CliError("pass one of task ids, --all-failed and --job, not both")
+    if args.job is not None:
+        with connected(args) as client:
+            job = find_job(client, args.job, require_target(args).describe())
+            n = client.retry_job(job.id)
+        print(f"queued {n} failed or dead task(s) of job {job.name} (id {job.id}) again")
+        return 0
     ids = None if args.all_failed else _ids_or_error(args, "retry")
     with connected(args) as client:
         n = client.retry_all() if ids is None else client.retry(ids)
@@ -117,16 +132,21 @@ def add_parsers(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     p = add_command(sub, "cancel", "cancel queued tasks",
                     "Cancel queued tasks by id; tasks already running or finished are left "
                     "as they are. Ids are integers or inclusive ranges A..B.",
-                    ["guidist cancel 7 10..12 --connect 127.0.0.1:5000"], parents)
+                    ["guidist cancel 7 10..12 --connect 127.0.0.1:5000",
+                     "guidist cancel --job nightly"], parents)
     p.add_argument("ids", nargs="*", metavar="ID", help="task ids or ranges A..B")
+    p.add_argument("--job", metavar="JOB", help="every queued task of this job (name or id)")
     add_connection_options(p)
     p = add_command(sub, "retry", "queue failed or dead tasks again",
                     "Queue failed or dead tasks again, by id or all of them, as the window's "
                     "Retry and Retry all failed do. Their attempts start again.",
                     ["guidist retry 42 --connect 127.0.0.1:5000",
-                     "guidist retry --all-failed --redis"], parents)
+                     "guidist retry --all-failed --redis", "guidist retry --job nightly"],
+                    parents)
     p.add_argument("ids", nargs="*", metavar="ID", help="task ids or ranges A..B")
     p.add_argument("--all-failed", action="store_true", help="every failed and dead task")
+    p.add_argument("--job", metavar="JOB",
+                   help="every failed and dead task of this job (name or id)")
     add_connection_options(p)
     p = add_command(sub, "purge", "cancel every queued task",
                     "Cancel every queued task. On a terminal it asks first; elsewhere (a "

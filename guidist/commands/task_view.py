@@ -22,6 +22,8 @@ def task_to_dict(task: Task) -> dict[str, Any]:
     for f in dataclasses.fields(task):
         value = getattr(task, f.name)
         out[f.name] = value.value if isinstance(value, Enum) else value
+    if isinstance(out.get("exception"), bytes):  # pickled by the worker: its size, not bytes
+        out["exception"] = f"<pickled exception, {len(out['exception'])} bytes>"
     if isinstance(out.get("args"), tuple):
         out["args"] = list(out["args"])
     return out
@@ -43,11 +45,15 @@ def task_lines(task: Task) -> list[str]:
              f"  submitted  {_when(task.submitted)}",
              f"  started    {_when(task.started)}",
              f"  finished   {_when(task.finished)}"]
-    if task.started and task.finished:
-        lines.append(f"  took       {task.finished - task.started:.3f} s")
+    if task.waited is not None:
+        lines.append(f"  waited     {task.waited:.3f} s")
+    if task.runtime is not None:
+        lines.append(f"  ran        {task.runtime:.6f} s (measured by the worker)")
+    if task.job is not None:
+        lines.append(f"  job        {task.job}")
     known = {f.name for f in dataclasses.fields(Task)} - {
         "id", "function", "args", "kwargs", "state", "attempts", "submitted", "started",
-        "finished", "worker", "result", "error"}
+        "finished", "worker", "result", "error", "runtime", "job", "exception"}
     for name in sorted(known):  # fields added after this report was written still show
         lines.append(f"  {name:<10} {getattr(task, name)!r}")
     lines.append(f"  worker     {task.worker or '-'}")

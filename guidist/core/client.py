@@ -1,18 +1,27 @@
-"""The one object the window, the CLI and the workers use to talk to a server."""
+"""The one object the window, the CLI, the workers and scripts use to talk to a server.
+
+Scripts get results back as ``concurrent.futures`` futures (``submit``, ``map``; see
+``futures``), with functions sent by reference or by value (see ``remote``).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 
 from . import transport
 from .connection import Connection, ManagerConnection
-from .errors import RemoteError
+from .errors import GuidistError, NotAGuidistServer, RemoteError
+from .futures import MapResults, ResultWatcher, TaskFuture, classic_future, settle
 from .payload import MAX_PAYLOAD, mib, pack_batches
-from .protocol import Snapshot, Task, TaskPage, TaskState, WorkerInfo
+from .protocol import Job, Snapshot, Task, TaskPage, TaskState, WorkerInfo
+from .remote import function_spec
 from .security import parse_address
+from .tasks import chunk_function
 from .urls import is_redis_url
 
 log = logging.getLogger(__name__)
@@ -24,10 +33,12 @@ ID_CHUNK = 100_000
 
 
 class TaskIds(Sequence[int]):
-    """The ids a submit_many call got, stored as ranges (a million ids cost a few bytes)."""
+    """The ids a submit_many call got, stored as ranges (a million ids cost a few bytes), and
+    the job they join (None on a classic master)."""
 
-    def __init__(self, ranges: Iterable[range] = ()) -> None:
+    def __init__(self, ranges: Iterable[range] = (), job: Job | None = None) -> None:
         self.ranges: list[range] = [r for r in ranges if len(r)]
+        self.job = job
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.ranges)
@@ -96,12 +107,19 @@ class Client:
 
     def __init__(self, target: tuple[str, int] | Connection, authkey: str | bytes = b"",
                  connect_timeout: float = transport.CONNECT_TIMEOUT,
-                 max_payload: int = MAX_PAYLOAD) -> None:
+                 max_payload: int = MAX_PAYLOAD, job: str | None = None) -> None:
         if isinstance(target, (tuple, list)):
             self.connection: Connection = ManagerConnection(
                 (target[0], int(target[1])), authkey, connect_timeout, max_payload)
         else:
             self.connection = target
+        #: The job submit() puts tasks in; None: one per function, named on first use.
+        self.job_name = job
+        self._job_ids: dict[str, int] = {}  # submit()'s jobs: function (or job name) -> id
+        self._defined: set[str] = set()  # by-value functions this client sent the server
+        self._names: dict[Any, str] = {}  # callables already turned into task names
+        self._watcher: ResultWatcher | None = None
+        self._watcher_lock = threading.Lock()
 
     @classmethod
     def redis(cls, url: str | None = None, **broker_options: Any) -> Client:
@@ -140,12 +158,20 @@ class Client:
         return self
 
     def close(self) -> None:
-        """Forget the connection; the next call connects again."""
+        """Forget the connection; the next call connects again. Futures still waiting fail."""
+        self._stop_watching()
         self.connection.close()
 
     def shutdown(self) -> None:
         """Release the connection for good (a Redis connection also ends its listener)."""
+        self._stop_watching()
         self.connection.shutdown()
+
+    def _stop_watching(self) -> None:
+        with self._watcher_lock:
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.close()
 
     def __enter__(self) -> Client:
         return self.connect()
@@ -159,42 +185,176 @@ class Client:
 
     # ------------------------------------------------------------------ submitting
 
-    def submit(self, function: str, *args: Any, **kwargs: Any) -> int:
-        """Queue one task; returns its id (classic masters: returns 0, ids are unknown there)."""
-        ids = self.submit_many(function, [args], kwargs or None)
-        return ids[0] if len(ids) else 0
+    def submit(self, fn: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> TaskFuture:
+        """Queue fn(*args, **kwargs) as one task; returns a concurrent.futures.Future of its
+        result (``.id`` is the task's id).
 
-    def submit_many(self, function: str, args_list: Iterable[Any], kwargs: dict | None = None,
-                    chunk: int = SUBMIT_CHUNK,
+        fn is a callable (sent by reference when workers can import it, else by value) or a
+        "package.module:function" name. Tasks go to the client's job (``job=`` of connect),
+        or else to one job per function, named after it and the time of its first task.
+        """
+        name = self.function_name(fn)
+        self.connect()
+        if self.kind == "classic":
+            self.submit_many(name, [args], kwargs or None)
+            return classic_future(f"{self.where} is a tutorial master: its results come back "
+                                  "on the classic result queue (classic_result()), not here")
+        watcher = self._results()
+        since = watcher.cursor()  # before sending: a result can never be missed
+        for attempt in (0, 1):
+            jid = self._session_job(name)
+            try:
+                first = self._send_batch(name, [args], kwargs or None, 0, jid)[0].start
+                break
+            except RemoteError as exc:
+                if attempt or "no job with id" not in str(exc):
+                    raise
+                self._job_ids.clear()  # the server forgot that (finished, old) job: open anew
+        fut = TaskFuture(first, self)
+        watcher.add(first, 1, jid, since, lambda _tid, outcome: settle(fut, outcome))
+        return fut
+
+    def map(self, fn: Callable[..., Any] | str, *iterables: Iterable[Any],
+            job: str | int | None = None, chunksize: int = 1,
+            timeout: float | None = None) -> Iterator[Any]:
+        """Like the builtin map, run as tasks: results in input order, streamed as they
+        finish; a task's exception is raised where its result would be.
+
+        Every task is queued at once (one round trip per 20,000); with chunksize N, each task
+        runs fn over N items. job names the job (a new one per call by default). timeout
+        counts from this call, as in concurrent.futures.Executor.map.
+        """
+        if chunksize < 1:
+            raise ValueError("chunksize must be 1 or more")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        items = list(zip(*iterables))
+        chunked = chunksize > 1
+        name = self.function_name(chunk_function(fn) if chunked else fn)
+        self.connect()
+        if self.kind == "classic":
+            raise NotAGuidistServer(f"{self.where} is a tutorial master: it hands out no task "
+                                    "ids, so results cannot come back to map()")
+        args_list = ([(items[i:i + chunksize],) for i in range(0, len(items), chunksize)]
+                     if chunked else items)
+        watcher = self._results()
+        since = watcher.cursor()
+        results = MapResults(chunked)
+        ids = self.submit_many(name, args_list, job=job)
+        jid = ids.job.id if ids.job is not None else 0
+        base = 0
+        for r in ids.ranges:
+            watcher.add(r.start, len(r), jid, since, results.watch(r.start, len(r), base))
+            base += len(r)
+
+        def cancel_rest(index: int) -> None:  # the caller stopped reading: drop what is queued
+            rest = list(ids)[index:]
+            for i in range(0, len(rest), 10_000):
+                try:
+                    self.cancel(rest[i:i + 10_000])
+                except GuidistError:
+                    return
+
+        return results.results(len(args_list), deadline, cancel_rest)
+
+    def future(self, task_id: int) -> TaskFuture:
+        """A future for a task submitted earlier (by anyone): resolved at once when it has
+        already finished, its result read back from the journal if memory no longer holds it."""
+        task_id = int(task_id)
+        watcher = self._results()
+        since = watcher.cursor()
+        task = self.get_task(task_id)
+        fut = TaskFuture(task_id, self)
+        if task is None:
+            watcher.add(task_id, 1, 0, since, lambda _t, o: settle(fut, o))
+            watcher.check([task_id])  # not known: fails with the reason
+            return fut
+        watcher.add(task_id, 1, task.job or 0, since, lambda _t, o: settle(fut, o))
+        if task.state.finished:
+            watcher.check([task_id])
+        return fut
+
+    def function_name(self, fn: Callable[..., Any] | str) -> str:
+        """The task name fn goes by: its import path, or a by-value name whose bytes this
+        client sends the server once. Raises remote.NotSendable for a callable that can go
+        neither way."""
+        if isinstance(fn, str):
+            return fn
+        try:
+            cached = self._names.get(fn)
+        except TypeError:  # an unhashable callable
+            cached = None
+        if cached is not None:
+            return cached
+        name, blob = function_spec(fn)
+        if blob is not None and name not in self._defined:
+            self.call("define_function", name, blob)
+            self._defined.add(name)
+        try:
+            self._names[fn] = name
+        except TypeError:
+            pass
+        return name
+
+    def _session_job(self, function: str) -> int:
+        key = self.job_name or function
+        jid = self._job_ids.get(key)
+        if jid is None:
+            jid = self._job_ids[key] = self.open_job(self.job_name, function).id
+        return jid
+
+    def _results(self) -> ResultWatcher:
+        with self._watcher_lock:
+            if self._watcher is None:
+                self._watcher = ResultWatcher(self)
+            return self._watcher
+
+    def submit_many(self, function: str | Callable[..., Any], args_list: Iterable[Any],
+                    kwargs: dict | None = None, chunk: int = SUBMIT_CHUNK,
                     progress: Callable[[int], bool | None] | None = None,
-                    timeout: float | None = None) -> TaskIds:
+                    job: str | int | None = None, timeout: float | None = None) -> TaskIds:
         """Queue one task per argument tuple (a bare value is one argument), chunk by chunk.
 
-        ``progress(n_so_far)`` is called after each chunk; returning False stops early (what
-        was already sent stays queued). ``timeout`` is how long each task may run before its
-        worker fails it (None: the server's ``--task-timeout``, if any).
+        ``job`` names the job they join (made when new; an id joins an existing one); without
+        it they make a job named after the function and the time. ``progress(n_so_far)`` is
+        called after each chunk; returning False stops early (what was already sent stays
+        queued). ``timeout`` is how long each task may run before its worker fails it (None:
+        the server's ``--task-timeout``, if any).
         """
+        function = self.function_name(function)
         self.connect()
+        opened = self.open_job(job, function) if self.kind == "guidist" else None
+        jid = opened.id if opened is not None else None
         ranges: list[range] = []
         sent = 0
         batch: list[tuple] = []
         for a in args_list:
             batch.append(a if type(a) is tuple else (a,))
             if len(batch) >= chunk:
-                ranges.extend(self._send_batch(function, batch, kwargs, sent, timeout))
+                ranges.extend(self._send_batch(function, batch, kwargs, sent, jid, timeout))
                 sent += len(batch)
                 batch = []
                 if progress is not None and progress(sent) is False:
-                    return TaskIds(ranges)
+                    return TaskIds(ranges, opened)
         if batch:
-            ranges.extend(self._send_batch(function, batch, kwargs, sent, timeout))
+            ranges.extend(self._send_batch(function, batch, kwargs, sent, jid, timeout))
             sent += len(batch)
             if progress is not None:
                 progress(sent)
-        return TaskIds(ranges)
+        return TaskIds(ranges, opened)
+
+    def open_job(self, job: str | int | None = None, function: str = "") -> Job:
+        """The job a submission joins: by id, or by name (made when new; a name made from
+        function and the time when None)."""
+        if isinstance(job, int):
+            found = self.job(job)
+            if found is None:
+                raise RemoteError(f"There is no job with id {job} on the server.")
+            return found
+        return self.call("open_job", job, function)
 
     def _send_batch(self, function: str, batch: list[tuple], kwargs: dict | None,
-                    offset: int, timeout: float | None = None) -> list[range]:
+                    offset: int, job: int | None = None,
+                    timeout: float | None = None) -> list[range]:
         if self.kind == "classic":
             conn = self.connection
             put = conn.task_queue().put
@@ -209,9 +369,9 @@ class Client:
 
         out = []
         # The time limit goes only when there is one, so older servers keep working.
-        extra = () if timeout is None else (False, timeout)
+        extra = () if timeout is None else (timeout,)
         for blob in pack_batches(batch, self.max_payload, too_big):
-            first, n = self.call("submit", function, blob, kwargs, *extra)
+            first, n = self.call("submit", function, blob, kwargs, False, job, *extra)
             out.append(range(first, first + n))
         return out
 
@@ -231,10 +391,13 @@ class Client:
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0,
                    limit: int = 100, search: str | None = None,
-                   order: str | None = None) -> TaskPage:
+                   order: str | None = None, job: int | str | None = None) -> TaskPage:
         """A page of the task ledger, newest activity first, or sorted by order (one of
-        task_orders(), "-" first for descending)."""
+        task_orders(), "-" first for descending); of one job's tasks, with job."""
         state_value = TaskState(state).value if state else None
+        if job is not None:
+            return self.call("list_tasks", state_value, offset, limit, search, order or None,
+                             job)
         if order:
             return self.call("list_tasks", state_value, offset, limit, search, order)
         return self.call("list_tasks", state_value, offset, limit, search)
@@ -247,8 +410,17 @@ class Client:
             return ()
 
     def get_task(self, task_id: int) -> Task | None:
-        """One task by id."""
+        """One task by id (a finished one is read back from the journal once memory no
+        longer holds it, on the in-memory backend)."""
         return self.call("get_task", int(task_id))
+
+    def get_tasks(self, ids: Iterable[int]) -> list[Task | None]:
+        """Several tasks by id, in one round trip per 10,000."""
+        ids = [int(i) for i in ids]
+        out: list[Task | None] = []
+        for i in range(0, len(ids), 10_000):
+            out.extend(self.call("get_tasks", ids[i:i + 10_000]))
+        return out
 
     def results_since(self, cursor: int = 0, limit: int = 1000) -> tuple[int, list[Task]]:
         """Tasks finished after a cursor; returns the new cursor and the tasks."""
@@ -257,6 +429,22 @@ class Client:
     def workers(self) -> tuple[WorkerInfo, ...]:
         """Every worker the server knows."""
         return self.call("workers")
+
+    def jobs(self) -> tuple[Job, ...]:
+        """Every job the server keeps (unfinished ones and the newest finished), newest first."""
+        return self.call("jobs")
+
+    def job(self, ref: int | str) -> Job | None:
+        """One job by id or name; None when there is none."""
+        return self.call("job", ref)
+
+    def cancel_job(self, ref: int | str) -> int:
+        """Cancel every queued task of a job; returns how many were."""
+        return self.call("cancel_job", ref)
+
+    def retry_job(self, ref: int | str) -> int:
+        """Queue a job's failed and dead tasks again; returns how many."""
+        return self.call("retry_job", ref)
 
     def wait_idle(self, timeout: float = 60.0, poll: float = 0.05) -> Snapshot:
         """Block until nothing is queued, claimed or running (for scripts and tests)."""
@@ -317,3 +505,37 @@ def open_client(target: str | tuple[str, int], authkey: str | bytes = b"") -> Cl
         return Client.redis(target)
     address = parse_address(target) if isinstance(target, str) else target
     return Client(address, authkey)
+
+
+KEY_ENV = "GUIDIST_AUTHKEY"
+CONNECT_ENV = "GUIDIST_CONNECT"
+
+
+def connect(address: str | tuple[str, int] | None = None, authkey: str | bytes | None = None,
+            *, job: str | None = None) -> Client:
+    """A connected Client: ``guidist.connect("127.0.0.1:5000")`` or a ``redis://`` URL.
+
+    address defaults to $GUIDIST_CONNECT (else $GUIDIST_REDIS_URL), the key to
+    $GUIDIST_AUTHKEY; job names the job submit() puts tasks in. Raises a GuidistError that
+    says what to do when the server cannot be reached.
+    """
+    target = address or os.environ.get(CONNECT_ENV) or os.environ.get("GUIDIST_REDIS_URL")
+    if not target:
+        raise GuidistError(f"no address: pass HOST:PORT (or a redis:// URL), or set "
+                           f"{CONNECT_ENV}")
+    if isinstance(target, str) and is_redis_url(target):
+        client = Client.redis(target)
+    else:
+        key = authkey if authkey is not None else os.environ.get(KEY_ENV)
+        if key is None:
+            raise GuidistError(f"no key: pass authkey=... or set {KEY_ENV} (the server "
+                               "printed it)")
+        try:
+            where = parse_address(target) if isinstance(target, str) else target
+        except ValueError as exc:
+            raise GuidistError(str(exc)) from None
+        if not where[1]:
+            raise GuidistError(f"{target!r} has no port: write HOST:PORT, e.g. 127.0.0.1:5000")
+        client = Client(where, key)
+    client.job_name = job
+    return client.connect()

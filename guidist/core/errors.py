@@ -18,7 +18,8 @@ class ExitCode(IntEnum):
     AUTH = 4  # the key (or the Redis password) was rejected
     NOT_FOUND = 5  # no task or worker with that id or name
     UNSUPPORTED = 6  # not possible here: a classic master, no display, the gui extra missing
-    STUCK = 7  # a worker left because a task was stuck past its time limit (restart it)
+    TIMEOUT = 7  # what was waited for did not happen in time (guidist wait --timeout)
+    STUCK = 8  # a worker left because a task was stuck past its time limit (restart it)
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
@@ -75,7 +76,7 @@ class PayloadTooLarge(GuidistError):
 
 
 class NotFound(GuidistError):
-    """No task or worker has the id or name asked for."""
+    """No task, worker or job has the id or name asked for."""
 
     exit_code = ExitCode.NOT_FOUND
 

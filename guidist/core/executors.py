@@ -1,8 +1,11 @@
 """How a worker runs the tasks it claimed: in processes, threads, or an asyncio event loop.
 
-All three expose ``submit(function_name, args, kwargs, timeout) -> Future[(ok, value)]`` so the
-worker's claim → run → report loop is the same in every mode. The futures never raise: a task's
-exception becomes ``(False, traceback_text)``, computed where the task ran.
+All three expose ``submit(function_name, args, kwargs) -> Future[Outcome]`` so the worker's
+claim → run → report loop is the same in every mode. An outcome is ``(ok, value, started,
+runtime)``: the task is timed where it runs (in the child process, the thread or the
+coroutine), so time spent waiting for a free slot is not counted as running. The futures
+never raise: a task's exception becomes ``(False, traceback_text, ...)``, computed where the
+task ran.
 
 A task given a time limit that runs longer is failed with ``TaskTimeout``, counted from when it
 really started (not from when it was claimed): the process mode kills that task's child and
@@ -32,12 +35,15 @@ from collections.abc import Callable
 from multiprocessing import connection
 from typing import Any
 
+from . import remote
 from .tasks import resolve
 
 log = logging.getLogger(__name__)
 
 MODES = ("inline", "process", "thread", "async")
-Outcome = tuple[bool, Any]
+#: (ok, value or traceback text, wall-clock start, seconds run on the monotonic clock, and
+#: for a task that raised its exception pickled to send back, or None)
+Outcome = tuple[bool, Any, float | None, float | None, bytes | None]
 
 
 def default_concurrency(mode: str) -> int:
@@ -54,18 +60,34 @@ def default_concurrency(mode: str) -> int:
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
 
-def run_task(function: str, args: tuple, kwargs: dict | None) -> Outcome:
-    """Resolve and run one task; never raises (module-level, so process pools can pickle it)."""
+def run_task(function: str, args: tuple, kwargs: dict | None,
+             blob: bytes | None = None) -> Outcome:
+    """Resolve and run one task; never raises (module-level, so process pools can pickle it).
+
+    blob carries a by-value function's bytes into a child process, which cannot fetch them.
+    """
     try:
         fn = _FUNCTIONS.get(function)
         if fn is None:
+            if blob is not None:
+                remote.define(function, blob)
             fn = _FUNCTIONS[function] = resolve(function)
+    except Exception as exc:
+        return False, traceback.format_exc(), None, None, remote.dump_exception(exc)
+    started, t0 = time.time(), time.perf_counter()
+    try:
         value = fn(*args, **kwargs) if kwargs else fn(*args)
         if inspect.iscoroutine(value):  # an async def run outside the async mode
             value = asyncio.run(value)
-        return True, value
-    except Exception:
-        return False, traceback.format_exc()
+        return True, value, started, time.perf_counter() - t0, None
+    except Exception as exc:
+        return (False, traceback.format_exc(), started, time.perf_counter() - t0,
+                remote.dump_exception(exc))
+
+
+def failure(text: str, started: float | None = None, runtime: float | None = None) -> Outcome:
+    """The outcome of a task that did not run to its end (no exception to send back)."""
+    return False, text, started, runtime, None
 
 
 def timeout_text(seconds: float, what: str) -> str:
@@ -185,7 +207,7 @@ class ThreadExecutor(Executor):
         def run() -> None:
             if not out.set_running_or_notify_cancel():
                 return
-            self._deadlines.add(time.monotonic() + timeout, (out, timeout))
+            self._deadlines.add(time.monotonic() + timeout, (out, timeout, time.time()))
             outcome = run_task(function, args, kwargs)
             try:
                 out.set_result(outcome)
@@ -197,11 +219,11 @@ class ThreadExecutor(Executor):
         inner.add_done_callback(lambda f: out.cancel() if f.cancelled() else None)
         return out
 
-    def _late(self, item: tuple[cf.Future, float]) -> None:
-        out, timeout = item
+    def _late(self, item: tuple[cf.Future, float, float]) -> None:
+        out, timeout, started = item
         try:
-            out.set_result((False, timeout_text(timeout, "its thread cannot be stopped and "
-                                                "was left to finish on its own")))
+            out.set_result(failure(timeout_text(timeout, "its thread cannot be stopped and was "
+                                                "left to finish on its own"), started, timeout))
         except cf.InvalidStateError:
             return  # it finished in time
         # The stuck thread still holds a slot of the pool: new tasks get a fresh pool.
@@ -224,13 +246,14 @@ class ThreadExecutor(Executor):
 class _Job:
     """A task for the process pool, and its future."""
 
-    __slots__ = ("future", "call", "timeout", "deadline")
+    __slots__ = ("future", "call", "timeout", "deadline", "started")
 
     def __init__(self, call: tuple, timeout: float | None) -> None:
         self.future: cf.Future = cf.Future()
-        self.call = call
+        self.call = call  # run_task's arguments
         self.timeout = timeout
         self.deadline: float | None = None
+        self.started: float | None = None  # wall clock, once a child took it
 
 
 class _Child:
@@ -257,7 +280,8 @@ def _child_main(conn: Any, parent: int) -> None:
         try:
             conn.send(outcome)
         except Exception as exc:  # an unpicklable result
-            conn.send((False, f"the result could not be sent back: {type(exc).__name__}: {exc}"))
+            conn.send(failure(f"the result could not be sent back: {type(exc).__name__}: {exc}",
+                              outcome[2], outcome[3]))
 
 
 class ProcessExecutor(Executor):
@@ -295,10 +319,12 @@ class ProcessExecutor(Executor):
     def submit(self, function: str, args: tuple, kwargs: dict | None,
                timeout: float | None = None) -> cf.Future:
         """Run in a child process; a child that dies fails its task instead of the worker."""
-        job = _Job((function, args, kwargs), timeout)
+        # A by-value function's bytes go along: a child cannot fetch them itself.
+        blob = remote.blob_of(function) if remote.is_by_value(function) else None
+        job = _Job((function, args, kwargs, blob), timeout)
         with self._lock:
             if self._closed:
-                job.future.set_result((False, "the worker is stopping"))
+                job.future.set_result(failure("the worker is stopping"))
                 return job.future
             self._queue.append(job)
             done = self._dispatch_locked()
@@ -328,10 +354,11 @@ class ProcessExecutor(Executor):
                 continue
             except Exception as exc:  # unpicklable arguments (pickled first: the pipe is clean)
                 self._idle.append(child)
-                done.append((job.future, (False, f"the task could not be sent to its process: "
-                                                 f"{type(exc).__name__}: {exc}")))
+                done.append((job.future, failure(f"the task could not be sent to its "
+                                                 f"process: {type(exc).__name__}: {exc}")))
                 continue
             job.future.set_running_or_notify_cancel()
+            job.started = time.time()
             if job.timeout is not None:
                 job.deadline = time.monotonic() + job.timeout
             self._busy[child] = job
@@ -401,7 +428,8 @@ class ProcessExecutor(Executor):
         child.process.join(5)
         child.conn.close()
         if job is not None:
-            done.append((job.future, (False, why)))
+            ran = None if job.started is None else time.time() - job.started
+            done.append((job.future, failure(why, job.started, ran)))
             log.warning("task process %s replaced: %s", child.process.pid, why.split(";")[0])
         if not self._closed:
             self._idle.append(self._spawn())
@@ -471,17 +499,28 @@ class AsyncExecutor(Executor):
                 fn = _FUNCTIONS.get(function)
                 if fn is None:
                     fn = _FUNCTIONS[function] = resolve(function)
-                if inspect.iscoroutinefunction(fn):
-                    run = fn(*args, **kwargs) if kwargs else fn(*args)
-                    return True, await asyncio.wait_for(run, timeout)
-                work = self._loop.run_in_executor(self._threads, run_task, function, args,
-                                                  kwargs)
-                return await asyncio.wait_for(work, timeout)
-            except asyncio.TimeoutError:
-                return False, timeout_text(timeout or 0, "it was cancelled (a plain function "
-                                           "in its thread was left to finish on its own)")
-            except Exception:
-                return False, traceback.format_exc()
+            except Exception as exc:
+                return False, traceback.format_exc(), None, None, remote.dump_exception(exc)
+            # Timed from inside the semaphore: a coroutine waiting for a slot is not running.
+            started, t0 = time.time(), time.perf_counter()
+            try:
+                if not inspect.iscoroutinefunction(fn):
+                    work = self._loop.run_in_executor(self._threads, run_task, function, args,
+                                                      kwargs)
+                    return await asyncio.wait_for(work, timeout)
+                value = await asyncio.wait_for(fn(*args, **kwargs) if kwargs else fn(*args),
+                                               timeout)
+                return True, value, started, time.perf_counter() - t0, None
+            except asyncio.TimeoutError as exc:
+                ran = time.perf_counter() - t0
+                if timeout is not None and ran >= timeout * 0.999:  # ours, not the task's own
+                    return failure(timeout_text(timeout, "it was cancelled (a plain function "
+                                                "in its thread was left to finish on its own)"),
+                                   started, ran)
+                return False, traceback.format_exc(), started, ran, remote.dump_exception(exc)
+            except Exception as exc:
+                return (False, traceback.format_exc(), started, time.perf_counter() - t0,
+                        remote.dump_exception(exc))
 
     def submit(self, function: str, args: tuple, kwargs: dict | None,
                timeout: float | None = None) -> cf.Future:

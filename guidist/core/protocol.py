@@ -6,6 +6,7 @@ connection and can be handed from a worker thread to the GUI thread without copy
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -36,8 +37,11 @@ CMD_GIVE_BACK = "give-back"
 #: A claimed group: (function, kwargs, ids, args_list) — one per run of same-function tasks,
 #: with a 5th element, the tasks' time limit in seconds, when they have one (claim_group).
 ClaimGroup = tuple[str, "dict | None", list[int], list[tuple]]
-#: A reported result: (task_id, ok, value) where value is the result or the error text.
-ResultItem = tuple[int, bool, Any]
+#: A reported result: (task_id, ok, value, started, runtime) where value is the result or the
+#: error text, started the wall-clock time the worker began executing the task and runtime the
+#: seconds it ran on the worker's monotonic clock. Tutorial workers cannot measure, so
+#: (task_id, ok, value) is accepted too, and None for either time means "not measured".
+ResultItem = tuple
 
 #: Seconds of the per-second series that the snapshot's throughput averages over.
 THROUGHPUT_WINDOW = 10
@@ -137,7 +141,13 @@ class WorkerState(str, Enum):
 
 @dataclass(frozen=True)
 class Task:
-    """One task as the ledger knows it."""
+    """One task as the ledger knows it.
+
+    ``started`` is when the worker began executing it (wall clock, as the worker measured it,
+    once its result arrived; before, when the worker said it started) and ``runtime`` the
+    seconds it ran, timed by the worker on a monotonic clock: neither includes time spent in
+    a worker's buffer or on the wire.
+    """
 
     id: int
     function: str
@@ -151,6 +161,144 @@ class Task:
     worker: str | None = None
     result: Any = None
     error: str | None = None
+    runtime: float | None = None
+    job: int | None = None  # the id of the job it was submitted in
+    exception: bytes | None = None  # what it raised, pickled by the worker (see remote)
+
+    @property
+    def waited(self) -> float | None:
+        """Seconds between submission and the start of execution (None before it started)."""
+        if self.started is None or not self.submitted:
+            return None
+        return max(0.0, self.started - self.submitted)
+
+
+def check_job_name(name: str) -> str:
+    """A job name as given, stripped; raises ValueError for one no lookup could tell apart."""
+    name = str(name).strip()
+    if not name or len(name) > 200 or name.startswith("#"):
+        raise ValueError("a job name is 1 to 200 characters and does not start with '#'")
+    return name
+
+
+def auto_job_name(function: str, when: float) -> str:
+    """The name of a job nobody named: its function and when it was made (local time)."""
+    short = function.rsplit(":", 1)[-1].split("#", 1)[0].rsplit(".", 1)[-1]
+    short = short.replace("<", "").replace(">", "") or "job"  # <lambda> reads as lambda
+    return f"{short}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+
+
+
+#: A finished task as a result waiter gets it: (id, state value, result, error, exception).
+Outcome = tuple[int, str, Any, "str | None", "bytes | None"]
+
+
+def outcome_of(task: Task) -> tuple:
+    """The Outcome of a task (its state may be unfinished: the waiter keeps waiting)."""
+    return (task.id, task.state.value, task.result, task.error, task.exception)
+
+
+#: Jobs a snapshot carries: the window's jobs panel polls nothing else.
+SNAPSHOT_JOBS = 50
+
+#: The per-state counts a job keeps, in the order they are shown.
+JOB_STATES: tuple[str, ...] = ("queued", "claimed", "running", "done", "failed", "dead",
+                                "cancelled")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A batch of tasks followed as one unit: one or more submissions under one name.
+
+    The counts are kept incrementally by the broker, so reading a job costs the same whatever
+    its size. ``time`` is the server's clock when it was read; the rate and the ETA are
+    computed from it.
+    """
+
+    id: int
+    name: str
+    functions: tuple[str, ...] = ()
+    queued: int = 0
+    claimed: int = 0  # leased by a worker, not started yet
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    dead: int = 0
+    cancelled: int = 0
+    submitted: float = 0.0  # its first submission
+    started: float | None = None  # when a worker first took one of its tasks
+    last_finished: float | None = None  # when one of its tasks last finished
+    time: float = 0.0
+    ranges: tuple[tuple[int, int], ...] = ()  # (first id, count) per run of its task ids
+
+    @property
+    def total(self) -> int:
+        """Every task submitted in the job."""
+        return (self.queued + self.claimed + self.running + self.done + self.failed + self.dead
+                + self.cancelled)
+
+    @property
+    def remaining(self) -> int:
+        """Tasks still to run (queued, claimed or running)."""
+        return self.queued + self.claimed + self.running
+
+    @property
+    def finished(self) -> float | None:
+        """When its last task finished, once none is left to run; else None."""
+        return self.last_finished if self.remaining == 0 else None
+
+    @property
+    def rate(self) -> float:
+        """Tasks finished per second since it started (0 before the first one finished)."""
+        ran = self.done + self.failed + self.dead
+        if not ran or self.started is None:
+            return 0.0
+        end = self.finished if self.finished is not None else self.time
+        return ran / max(end - self.started, 1e-3)
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until the remaining tasks are done at the current rate (0 when finished;
+        None while there is no rate to go by)."""
+        if self.remaining == 0:
+            return 0.0
+        rate = self.rate
+        return self.remaining / rate if rate > 0 else None
+
+    @property
+    def state(self) -> str:
+        """queued (nothing started), running, or once finished: done, failed or cancelled."""
+        if self.remaining:
+            started = self.running or self.claimed or self.done or self.failed or self.dead
+            return "running" if started else "queued"
+        if self.failed or self.dead:
+            return "failed"
+        if self.cancelled:
+            return "cancelled"
+        return "done"
+
+    @property
+    def ok(self) -> bool:
+        """True when every task is done (none failed, died or was cancelled)."""
+        return self.remaining == 0 and self.done == self.total
+
+    @property
+    def function(self) -> str:
+        """Its function, or the functions joined with commas."""
+        return ",".join(self.functions)
+
+    def count(self, state: TaskState | str) -> int:
+        """Tasks of the job in one state."""
+        return int(getattr(self, TaskState(state).value))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat dict ``guidist jobs --json`` prints."""
+        return {"id": self.id, "name": self.name, "function": self.function,
+                "functions": list(self.functions), "state": self.state, "total": self.total,
+                **{s: getattr(self, s) for s in JOB_STATES},
+                "submitted": self.submitted, "started": self.started,
+                "finished": self.finished, "rate": round(self.rate, 3),
+                "eta_s": None if self.eta_s is None else round(self.eta_s, 1)}
 
 
 @dataclass(frozen=True)
@@ -230,6 +378,7 @@ class Snapshot:
     default_task: str = DEFAULT_TASK
     started: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    jobs: tuple[Job, ...] = ()  # the newest SNAPSHOT_JOBS jobs, newest first (no id ranges)
 
     def count(self, state: TaskState | str) -> int:
         """Current count for one state (0 when unknown, e.g. on a classic master)."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import importlib
 import math
 import random
 import time
 from collections.abc import Callable
 from typing import Any
+
+from . import remote
 
 
 def square(n: int) -> int:
@@ -77,9 +80,16 @@ class TaskNotFound(LookupError):
 
 
 def resolve(name: str) -> Callable[..., Any]:
-    """Return the callable for a built-in name or a "package.module:function" path."""
+    """Return the callable for a built-in name, a "package.module:function" path, or a
+    function sent by value and defined in this process (see remote)."""
     if name in BUILTINS:
         return BUILTINS[name]
+    if remote.is_by_value(name):
+        fn = remote.load(name)
+        if fn is None:
+            raise TaskNotFound(f"{name!r} was sent by value and its bytes are not here "
+                               "(the server no longer has them)")
+        return fn
     module_name, sep, attr = name.partition(":")
     if not sep or not module_name or not attr:
         raise TaskNotFound(
@@ -97,6 +107,18 @@ def resolve(name: str) -> Callable[..., Any]:
     if not callable(obj):
         raise TaskNotFound(f"{name!r} is not callable")
     return obj
+
+
+def chunk_function(fn: Any) -> Any:
+    """The function a map with chunksize > 1 submits: fn applied to each item of a chunk."""
+    return functools.partial(run_chunk, fn)
+
+
+def run_chunk(fn: Any, chunk: list[tuple]) -> list[Any]:
+    """Run fn over a chunk of argument tuples, in order (a task of a chunked map)."""
+    if isinstance(fn, str):
+        fn = resolve(fn)
+    return [fn(*args) for args in chunk]
 
 
 def check_task_name(name: str) -> str:

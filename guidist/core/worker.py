@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import remote
 from .backends.base import DEFAULTS
 from .claims import ClaimSizer
 from .client import Client
@@ -85,7 +86,7 @@ class Worker:
         self._client = self._new_client()
         self._id: str | None = None
         self._current: int | None = None
-        self._pending: list[tuple[int, bool, Any]] = []  # results not yet accepted by a server
+        self._pending: list[tuple] = []  # ResultItems not yet accepted by a server
         self._functions: dict[str, Callable[..., Any]] = {}
         self._sizer = ClaimSizer(_BATCH_SECONDS, config.prefetch)
         self._give_back = False  # the server asked for the tasks not started (any thread sets)
@@ -175,6 +176,8 @@ class Worker:
                          "with this worker for longer than the lease); registering again")
                 self._id = None
                 continue
+            if groups:
+                self._fetch_definitions(groups)
             if self._executor is None:
                 if groups:
                     self._give_back = False  # it was about an earlier batch
@@ -349,10 +352,12 @@ class Worker:
             raise TaskTimedOut
 
     def _run_limited(self, fn: Callable[..., Any], args: tuple, kw: dict, tid: int,
-                     limit: float) -> tuple[int, bool, Any]:
-        """Run one inline task with a time limit; a timeout becomes its failure."""
+                     limit: float, started: float) -> tuple:
+        """Run one inline task with a time limit; a timeout becomes its failure. Returns the
+        result item, timed like the others (started: its wall-clock start)."""
         self._deadline = (tid, time.monotonic() + limit, limit)
         alarms = self._alarms
+        t0 = time.perf_counter()
         try:
             try:
                 if alarms:
@@ -366,11 +371,13 @@ class Worker:
                 if alarms:
                     signal.setitimer(signal.ITIMER_REAL, 0)
                 self._deadline = None
-            return (tid, True, value)
+            return (tid, True, value, started, time.perf_counter() - t0)
         except TaskTimedOut:
-            return (tid, False, timeout_text(limit, "it was interrupted"))
-        except Exception:
-            return (tid, False, traceback.format_exc())
+            return (tid, False, timeout_text(limit, "it was interrupted"), started,
+                    time.perf_counter() - t0)
+        except Exception as exc:
+            return (tid, False, traceback.format_exc(), started, time.perf_counter() - t0,
+                    remote.dump_exception(exc))
 
     # ------------------------------------------------------------------ running
 
@@ -443,8 +450,7 @@ class Worker:
             tid = self._inflight.pop(fut)
             if fut.cancelled():
                 continue  # never started: unregister gives it back to the queue
-            ok, value = fut.result()
-            self._pending.append((tid, ok, value))
+            self._pending.append((tid, *fut.result()))  # (ok, value, started, runtime)
             self.processed += 1
         self._current = next(iter(self._inflight.values()), None)
 
@@ -452,7 +458,9 @@ class Worker:
         """Run every claimed task, timing each function; stop early (handing the rest back)
         when asked to stop, or when the server wants the unstarted ones for another worker."""
         clock = time.perf_counter
-        report_at = clock() + _REPORT_SECONDS
+        now = clock()
+        wall = time.time() - now  # + a perf_counter reading = that moment's wall clock
+        report_at = now + _REPORT_SECONDS
         ran = 0
         halted = False
         stopping = self._stop.is_set
@@ -465,31 +473,44 @@ class Worker:
             try:
                 fn = self._function(function)
             except TaskNotFound as exc:
-                self._pending.extend((tid, False, f"TaskNotFound: {exc}") for tid in ids)
+                blob = remote.dump_exception(exc)
+                self._pending.extend((tid, False, f"TaskNotFound: {exc}", None, None, blob)
+                                     for tid in ids)
                 continue
             kw = kwargs or {}
             add = self._pending.append
             group_start = clock()
             n = 0
+            # Each task is timed on its own, on the monotonic clock: its start and run time
+            # travel with its result, so a task that waited behind others in this batch is not
+            # reported as having run all that while. One clock read per task: a task starts
+            # when the one before it ended (its run time includes this loop's few steps).
+            t0 = group_start
             for tid, args in zip(ids, args_list):
                 if stopping():
                     halted = True
                     break
                 self._current = tid
                 if limit is not None:
-                    add(self._run_limited(fn, args, kw, tid, limit))
+                    add(self._run_limited(fn, args, kw, tid, limit, wall + t0))
+                    t1 = clock()
                 else:
                     try:
-                        add((tid, True, fn(*args, **kw) if kw else fn(*args)))
-                    except Exception:
-                        add((tid, False, traceback.format_exc()))
+                        value = fn(*args, **kw) if kw else fn(*args)
+                        t1 = clock()
+                        add((tid, True, value, wall + t0, t1 - t0))
+                    except Exception as exc:
+                        t1 = clock()
+                        add((tid, False, traceback.format_exc(), wall + t0, t1 - t0,
+                             remote.dump_exception(exc)))
+                t0 = t1
                 n += 1
-                if clock() > report_at:
+                if t1 > report_at:
                     # A slow task in a big batch must not hold back the fast ones' results,
                     # and the server learns which task runs next (and may ask for the rest).
                     # Give-back is looked at only here, so the per-task loop costs no more:
                     # a batch shorter than a report interval is done before it would matter.
-                    before = clock()
+                    before = t1
                     sizer.record(function, n, before - group_start)
                     self._report_partial(_task_after(groups, gi, n))
                     if self._give_back and self._gave_back(groups, gi, n, before - group_start):
@@ -499,6 +520,7 @@ class Worker:
                     after = clock()
                     report_at = after + _REPORT_SECONDS
                     group_start += after - before  # the round trip is not the tasks' time
+                    t0 = after
             if n:
                 sizer.record(function, n, clock() - group_start)
             ran += n
@@ -542,6 +564,18 @@ class Worker:
             self._give_back = True
         elif cmd == CMD_STOP:
             self._stop.set()
+
+    def _fetch_definitions(self, groups: list) -> None:
+        """Fetch, once, the bytes of claimed functions that were sent by value."""
+        for function, *_ in groups:
+            if remote.is_by_value(function) and remote.blob_of(function) is None:
+                try:
+                    blob = self._client.call("get_function", function)
+                except GuidistError as exc:
+                    log.warning("could not fetch %s: %s", function, exc)
+                    continue  # its tasks fail with TaskNotFound, saying so
+                if blob is not None:
+                    remote.define(function, blob)
 
     def _function(self, name: str) -> Callable[..., Any]:
         fn = self._functions.get(name)
@@ -638,23 +672,24 @@ def results_within(results: list, limit: int) -> list:
     """Replace results whose pickled size (as a report of one) is over limit by failures that
     say so: the task is failed with the reason, and the worker goes on."""
     out = []
-    for tid, ok, value in results:
-        size = len(pack([(tid, ok, value)]))
+    for item in results:
+        size = len(pack([item]))  # as a report of one: what must fit a message
         if size > limit:
-            out.append((tid, False, f"PayloadTooLarge: the result is {mib(size)}, over the "
-                                    f"{mib(limit)} limit; write it to a file and return the path"))
+            out.append((item[0], False, f"PayloadTooLarge: the result is {mib(size)}, over the "
+                        f"{mib(limit)} limit; write it to a file and return the path", *item[3:5]))
         else:
-            out.append((tid, ok, value))
+            out.append(item)
     return out
 
 
 def results_are_picklable(results: list) -> list:
     """Replace results that cannot be pickled by failures that say so."""
     out = []
-    for tid, ok, value in results:
+    for item in results:
         try:
-            pickle.dumps(value)
-            out.append((tid, ok, value))
+            pickle.dumps(item)
+            out.append(item)
         except Exception as exc:
-            out.append((tid, False, f"the result could not be sent: {type(exc).__name__}: {exc}"))
+            out.append((item[0], False, f"the result could not be sent: {type(exc).__name__}: "
+                        f"{exc}", *item[3:5]))
     return out

@@ -248,7 +248,7 @@ class Session(ThreadWorker):
             return
         try:
             page = self._client.list_tasks(request.state, request.offset, request.limit,
-                                           request.search, request.order)
+                                           request.search, request.order, request.job)
         except GuidistError as exc:
             self.page_loaded.emit(PageReply(request, error=str(exc)))
             return
@@ -272,6 +272,25 @@ class Session(ThreadWorker):
         except OSError as exc:
             raise GuidistError(f"Could not write {path}: {exc.strerror}.") from None
         self.notice.emit(Notice("control", f"exported {n} task(s) to {path}"))
+
+    def export_job_results(self, path: str, job_id: int) -> None:
+        """Write a job's results in submission order to path, as CSV or JSON lines."""
+        if self._client is None:
+            raise GuidistError("Not connected to a server.")
+        from ..core.job_results import job_tasks, result_row, write_results
+
+        job = self._client.job(job_id)
+        if job is None:
+            raise GuidistError(f"The server no longer has job {job_id}.")
+        fmt = "csv" if path.lower().endswith(".csv") else "jsonl"
+        try:
+            with open(path, "w", encoding="utf-8", newline="") as out:
+                n = write_results((result_row(tid, t) for tid, t in job_tasks(self._client,
+                                                                               job)), out, fmt)
+        except OSError as exc:
+            raise GuidistError(f"Could not write {path}: {exc.strerror}.") from None
+        self.notice.emit(Notice("control", f"exported {n} result(s) of job {job.name} to "
+                                f"{path}"))
 
     def act(self, action: str, *args: Any) -> None:
         """Run a control call (cancel, retry, retry_all, purge, pause, resume, request_stop…)."""
@@ -301,16 +320,20 @@ class Session(ThreadWorker):
         elapsed = time.monotonic() - self._demo_start
         cpu = demo_phase(elapsed) == "cpu"
         swell = math.sin(math.pi * (elapsed % DEMO_PHASE_S) / DEMO_PHASE_S)  # 0 → 1 → 0
+        # Named jobs: one per phase (each starts, drains and finishes in the jobs panel),
+        # and two that run throughout.
+        phase = f"demo-{'cpu' if cpu else 'io'}-{int(elapsed // DEMO_PHASE_S) + 1}"
         try:
             client.submit_many("square", [(rng.randint(1, 100_000),)
-                                          for _ in range(10 + int(10 * swell))])
+                                          for _ in range(10 + int(10 * swell))],
+                               job="demo-squares")
             if cpu:
                 client.submit_many("primes", [(rng.randint(10_000, 25_000),)
-                                              for _ in range(6 + int(10 * swell))])
+                                              for _ in range(6 + int(10 * swell))], job=phase)
             else:
                 client.submit_many("io_wait", [(round(rng.uniform(0.02, 0.1), 3),)
-                                               for _ in range(20 + int(40 * swell))])
-            client.submit_many("fail", [(0.25,) for _ in range(3)])
+                                               for _ in range(20 + int(40 * swell))], job=phase)
+            client.submit_many("fail", [(0.25,) for _ in range(3)], job="demo-failures")
         except GuidistError:
             pass  # the poll reports the lost server; the load resumes when it is back
 
@@ -504,12 +527,18 @@ class Submitter(ThreadWorker):
             # the window smooth while a million go out (20,000 showed 40-55 ms gaps).
             chunk = 500 if self._client.kind == "classic" else \
                 max(1_000, min(GUI_SUBMIT_CHUNK, (total or 0) // 50))
+            job_ref: str | int | None = job.job_name or None
             for kwargs, args in groups:
                 if cancel.is_set():
                     break
                 in_group = 0
-                self._client.submit_many(job.function, args, kwargs, chunk=chunk,
-                                         progress=on_chunk)
+                try:
+                    ids = self._client.submit_many(job.function, args, kwargs, chunk=chunk,
+                                                   progress=on_chunk, job=job_ref)
+                except ValueError as exc:  # a job name the server refuses
+                    raise InputError("job", str(exc)) from None
+                if ids.job is not None:
+                    job_ref = ids.job.id  # every group of one submission in one job
                 sent += in_group
                 in_group = 0
         except InputError as exc:

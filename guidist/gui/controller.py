@@ -290,9 +290,15 @@ class Controller(QObject):
         outcome comes as a notice."""
         self._to_session.emit(partial(self._session.export_tasks, path, state, search))
 
+    def export_job_results(self, path: str, job_id: int) -> None:
+        """Write a job's results (submission order) off the GUI thread; the outcome comes as
+        a notice."""
+        self._to_session.emit(partial(self._session.export_job_results, path, int(job_id)))
+
     def act(self, action: str, *args: Any) -> None:
         """A control call on the server: cancel, retry, retry_all, purge, pause, resume,
-        request_stop, forget_offline. The answer comes as action_done."""
+        request_stop, forget_offline, cancel_job, retry_job. The answer comes as
+        action_done."""
         self._to_session.emit(partial(self._session.act, action, *args))
 
     def set_demo(self, on: bool) -> None:

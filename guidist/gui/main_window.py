@@ -49,6 +49,7 @@ from .geometry import (
 )
 from .panels import (
     EventLogDock,
+    JobsPanel,
     ServerBar,
     SubmitPanel,
     TasksPanel,
@@ -93,6 +94,8 @@ _ACTION_WORDS = {
     "forget_offline": "forgot {} offline worker(s)",
     "pause": "dispatch paused",
     "resume": "dispatch resumed",
+    "cancel_job": "cancelled {} queued task(s) of the job",
+    "retry_job": "queued {} failed task(s) of the job again",
 }
 
 
@@ -133,6 +136,7 @@ class MainWindow(QMainWindow):
         self.workers_panel = WorkersPanel()
         self.tasks_panel = TasksPanel()
         self.event_dock = EventLogDock(self)
+        self.jobs_panel = JobsPanel()
         self._build_layout()
         self._build_status_bar()
         self._build_menus()
@@ -192,6 +196,7 @@ class MainWindow(QMainWindow):
         self.setDockNestingEnabled(True)
         available = available_geometry(self)
         self._arrange_docks(is_compact(available))
+        self.jobs_dock = self._add_jobs_dock()
         # Never larger than the screen, and never growing by itself: the panels scroll
         # instead (an explicit minimum stops Qt raising it to the content's minimum).
         self.setMinimumSize(minimum_for(available))
@@ -329,7 +334,7 @@ class MainWindow(QMainWindow):
                      "connectRemoteAction")
 
         m = mb.addMenu("&View")
-        for dock in (self.workers_dock, self.tasks_dock, self.event_dock):
+        for dock in (self.workers_dock, self.tasks_dock, self.event_dock, self.jobs_dock):
             m.addAction(dock.toggleViewAction())
         self._action(m, "Show the &event log", self._show_event_log, "Ctrl+E",
                      "showEventLogAction")
@@ -400,6 +405,43 @@ class MainWindow(QMainWindow):
         tp.retry_all_requested.connect(self._on_retry_all)
         tp.purge_requested.connect(self._on_purge)
         tp.pause_requested.connect(self._on_pause_requested)
+        self._wire_jobs()
+
+    # ------------------------------------------------------------------ jobs
+
+    def _add_jobs_dock(self) -> QDockWidget:
+        """The jobs panel, a tab beside the workers and the event log (beside the tasks)."""
+        dock = self._dock("Jobs", "jobsDock", self.jobs_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        self.tabifyDockWidget(self.workers_dock, dock)
+        (self.tasks_dock if self.compact else self.workers_dock).raise_()  # as arranged
+        return dock
+
+    def _wire_jobs(self) -> None:
+        jp = self.jobs_panel
+        jp.job_selected.connect(
+            lambda job: self.tasks_panel.set_job(None if job is None else job.id,
+                                                 "" if job is None else job.name))
+        self.tasks_panel.job_cleared.connect(lambda: jp.select_job(None))
+        jp.cancel_requested.connect(self._on_cancel_job)
+        jp.retry_requested.connect(lambda job: self.controller.act("retry_job", job.id))
+        jp.export_requested.connect(self._on_export_job)
+
+    def _on_cancel_job(self, job: Any) -> None:
+        if self.confirm("Cancel the job?", f"Cancel the {fmt_int(job.queued)} queued task(s) "
+                        f"of job {job.name}? Running tasks finish; the queued ones will not "
+                        "run."):
+            self.controller.act("cancel_job", job.id)
+
+    def _on_export_job(self, job: Any) -> None:
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export the job's results", f"{job.name}.csv",
+            "CSV (*.csv);;JSON lines (*.jsonl)")
+        if not path:
+            return
+        if "jsonl" in chosen and not path.lower().endswith(".jsonl"):
+            path += ".jsonl"
+        self.controller.export_job_results(path, job.id)
 
     # ------------------------------------------------------------------ actions
 
@@ -827,6 +869,7 @@ class MainWindow(QMainWindow):
         self.submit_panel.set_connected(online)
         self.workers_panel.set_enabled(online)
         self.tasks_panel.set_enabled(guidist)
+        self.jobs_panel.set_enabled(guidist)
         idle = status.mode is Mode.NONE
         self.start_action.setEnabled(idle)
         # Attach is offered while this window's own server runs too: it offers to stop it.
@@ -877,6 +920,7 @@ class MainWindow(QMainWindow):
         self.workers_panel.set_workers(snap.workers, self.controller.local_pids, snap.time)
         self.event_dock.add_events(snap.events)
         self.tasks_panel.on_snapshot(snap)
+        self.jobs_panel.set_jobs(snap.jobs)
         self.totals_panel.set_snapshot(snap)
         self._show_counts(snap)
 

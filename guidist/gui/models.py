@@ -252,7 +252,7 @@ class TasksModel(_RowsModel):
     COL_ID, COL_STATE, COL_FUNCTION, COL_ARGS, COL_ATTEMPTS, COL_WORKER, COL_SUBMITTED, \
         COL_DURATION, COL_OUTCOME = range(9)
     HEADERS = ("ID", "State", "Function", "Arguments", "Attempts", "Worker", "Submitted",
-               "Duration", "Result / error")
+               "Ran", "Result / error")
     TaskRole = Qt.ItemDataRole.UserRole + 1
     PAGE_SIZE = 200
     MAX_PAGES = 50
@@ -277,6 +277,7 @@ class TasksModel(_RowsModel):
         self.max_pages = max_pages
         self._state: str | None = None
         self._search: str | None = None
+        self._job: int | None = None
         self._order: str | None = None
         self._orderable: frozenset[str] = frozenset()
         self._not_held = 0
@@ -349,8 +350,10 @@ class TasksModel(_RowsModel):
         if col == self.COL_SUBMITTED:
             return fmt_clock(t.submitted)
         if col == self.COL_DURATION:
+            if t.runtime is not None:
+                return fmt_duration(t.runtime)  # as the worker measured it
             if t.started and t.finished:
-                return fmt_duration(t.finished - t.started)
+                return fmt_duration(t.finished - t.started)  # a tutorial worker's task
             return ""
         if col == self.COL_OUTCOME:
             if t.error:
@@ -372,6 +375,11 @@ class TasksModel(_RowsModel):
     def filter(self) -> tuple[str | None, str | None]:
         """(state, search) of the current listing."""
         return self._state, self._search
+
+    @property
+    def job(self) -> int | None:
+        """The job whose tasks are listed, or None for every task."""
+        return self._job
 
     @property
     def not_held(self) -> int:
@@ -442,6 +450,13 @@ class TasksModel(_RowsModel):
         self._state, self._search = state, search
         self._restart()
 
+    def set_job(self, job: int | None) -> None:
+        """List only one job's tasks (None: every task), from the top."""
+        if job == self._job:
+            return
+        self._job = job
+        self._restart()
+
     def _restart(self) -> None:
         """Forget every page of the old listing and fetch the new one from the top."""
         self.beginResetModel()
@@ -482,7 +497,8 @@ class TasksModel(_RowsModel):
     def on_page(self, reply: PageReply) -> None:
         """A page arrived (or failed): cache it, adjust the row count, repaint its rows."""
         req = reply.request
-        if (req.state, req.search, req.order) != (self._state, self._search, self._order):
+        if (req.state, req.search, req.order, req.job) != (self._state, self._search,
+                                                             self._order, self._job):
             return  # an answer for a listing no longer shown
         number = req.offset // self.page_size
         if req.generation == self._generation:
@@ -521,7 +537,8 @@ class TasksModel(_RowsModel):
             return
         self._pending.add(number)
         self.page_needed.emit(PageRequest(self._state, self._search, number * self.page_size,
-                                          self.page_size, self._generation, self._order))
+                                          self.page_size, self._generation, self._order,
+                                          self._job))
 
     def _set_total(self, total: int) -> None:
         total = max(0, int(total))

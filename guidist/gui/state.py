@@ -140,6 +140,7 @@ class PageRequest:
     limit: int
     generation: int
     order: str | None = None  # a TASK_ORDERS key, "-" first for descending; None: newest
+    job: int | None = None  # only this job's tasks (the jobs panel's selection)
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,8 @@ def fmt_duration(seconds: float | None) -> str:
     """A short human duration: 850 ms, 12.3 s, 4 min 05 s."""
     if seconds is None or seconds < 0:
         return ""
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f} µs"  # trivial tasks: "0 ms" would say nothing
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 60:

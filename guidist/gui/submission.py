@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.protocol import check_job_name
 from ..core.rows import RowError, iter_file_rows, iter_text_rows
 from ..core.tasks import as_args, check_task_name, parse_value
 
@@ -33,7 +34,7 @@ MODES: dict[str, str] = {
 
 #: Field names used in InputError, so the panel can point at the right widget.
 FIELD_FUNCTION, FIELD_COUNT, FIELD_VALUE, FIELD_START = "function", "count", "value", "start"
-FIELD_LOW, FIELD_HIGH, FIELD_ROWS = "low", "high", "rows"
+FIELD_LOW, FIELD_HIGH, FIELD_ROWS, FIELD_JOB = "low", "high", "rows", "job"
 
 
 class InputError(ValueError):
@@ -143,6 +144,7 @@ class SubmitJob:
     rows_text: str | None = None
     rows_path: str | None = None
     seed: int | None = None
+    job_name: str | None = None  # the job the tasks join (None: one named by the server)
 
     @property
     def total(self) -> int | None:
@@ -150,7 +152,11 @@ class SubmitJob:
         return None if self.mode == MODE_ROWS else self.count
 
     def describe(self) -> str:
-        """One line for the log: what was asked."""
+        """One line for the log: what was asked (and in which job)."""
+        text = self._describe_tasks()
+        return f"{text}, in job {self.job_name}" if self.job_name else text
+
+    def _describe_tasks(self) -> str:
         if self.mode == MODE_RANGE:
             return (f"{self.count:,} × {self.function}(n) for n in "
                     f"{self.start:,}..{self.start + self.count - 1:,}")
@@ -202,6 +208,16 @@ def _literal(field: str, text: str, what: str) -> Any:
     except ValueError as exc:
         raise InputError(field, f"{what}: {exc}. Type a Python literal such as 7, 0.5, "
                          "'text' or [1, 2].") from None
+
+
+def check_job_field(text: str) -> str | None:
+    """The job name typed in the submit panel: None when empty; InputError when unusable."""
+    if not text.strip():
+        return None
+    try:
+        return check_job_name(text)
+    except ValueError as exc:
+        raise InputError(FIELD_JOB, _sentence(str(exc))) from None
 
 
 def build_job(preset_key: str, *, mode: str, count: int, function: str = "", value: str = "",

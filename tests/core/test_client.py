@@ -32,7 +32,7 @@ def test_wrong_key_is_a_clear_error_and_the_server_keeps_serving(server: ServerP
     for _ in range(3):
         with pytest.raises(AuthenticationFailed, match="rejected the key.*GUIDIST_AUTHKEY"):
             Client(server.address, "not-the-right-key").connect()
-    assert client.submit("square", 3) == 1
+    assert client.submit("square", 3).id == 1
     fresh = Client(server.address, TEST_KEY).connect()
     assert fresh.snapshot().count("queued") == 1
     fresh.close()
@@ -63,10 +63,10 @@ def test_operations_round_trip(client: Client) -> None:
     assert list(ids) == list(range(1, 11)) and len(ids) == 10
     assert ids[0] == 1 and ids[-1] == 10 and 5 in ids and 11 not in ids
     assert len(ids.ranges) == 3  # one range per chunk, not one int per task
-    assert client.submit("echo", "x", "y") == 11
+    assert client.submit("echo", "x", "y").id == 11
     t = client.get_task(11)
     assert (t.function, t.args, t.state) == ("echo", ("x", "y"), TaskState.QUEUED)
-    assert client.submit("echo", k=1) == 12
+    assert client.submit("echo", k=1).id == 12
     assert client.get_task(12).kwargs == {"k": 1}
     page = client.list_tasks("queued", offset=2, limit=3)
     assert page.total == 12 and [t.id for t in page.tasks] == [3, 4, 5]

@@ -84,7 +84,7 @@ def test_a_huge_range_is_streamed_and_ctrl_c_says_what_was_queued(
         where: str, client: Client) -> None:
     code, out, err = _interrupted_submit(where, client, "--range", "1..10000000000")
     assert code == 130, err
-    m = re.fullmatch(r"queued (\d+) square task\(s\), ids 1\.\.(\d+)\n", out)
+    m = re.fullmatch(r"queued (\d+) square task\(s\), ids 1\.\.(\d+), job .*\n", out)
     assert m and m.group(1) == m.group(2), out
     n = int(m.group(1))
     assert client.snapshot().count("queued") == n  # exactly what it said, nothing in flight

@@ -193,8 +193,8 @@ def test_purge_asks_on_a_terminal(where: str, client: Client) -> None:
 
 def test_task_in_full_as_text_and_json(server: ServerProcess, where: str, client: Client,
                                        pool_factory: Callable[..., WorkerPool]) -> None:
-    ok_id = client.submit("tests.jobs:slow_square", 6, seconds=0.0)
-    bad_id = client.submit("tests.jobs:boom", 3)
+    ok_id = client.submit("tests.jobs:slow_square", 6, seconds=0.0).id
+    bad_id = client.submit("tests.jobs:boom", 3).id
     pool = pool_factory(server)
     pool.launch(1)
     client.wait_idle(30)

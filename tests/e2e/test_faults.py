@@ -47,7 +47,7 @@ def still_serves(srv: ServerProcess) -> None:
     assert srv.running
     assert srv.address is not None
     c = Client(srv.address, TEST_KEY).connect()
-    tid = c.submit("square", 3)
+    tid = c.submit("square", 3).id
     assert c.get_task(tid).args == (3,)
     c.close()
 

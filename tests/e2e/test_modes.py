@@ -95,7 +95,7 @@ def test_a_worker_limited_to_some_functions_leaves_the_others(server, client, po
     _wait_workers(client, 1)
     assert client.workers()[0].functions == ("square",)
     squares = client.submit_many("square", range(50))
-    echo = client.submit("echo", "not for it")
+    echo = client.submit("echo", "not for it").id
     wait_for(lambda: client.snapshot().count("done") == 50, timeout=30,
              message="the squares to be done")
     assert client.get_task(squares[-1]).result == 49 * 49

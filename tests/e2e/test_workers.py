@@ -70,7 +70,7 @@ def test_sigkill_mid_task_requeues_and_every_task_finishes_exactly_once(
         srv: ServerProcess, cli: Client, pool_factory: Callable[..., WorkerPool],
         tmp_path: Path) -> None:
     started = tmp_path / "started"
-    first = cli.submit("tests.jobs:sleep_first_time", str(started), 30.0)
+    first = cli.submit("tests.jobs:sleep_first_time", str(started), 30.0).id
     squares = cli.submit_many("square", range(40))
     victim_pool = pool_factory(srv, prefetch=5)
     [victim] = victim_pool.launch(1, prefix="victim")
@@ -109,7 +109,7 @@ def test_a_task_that_always_kills_its_worker_goes_dead_and_the_rest_finish(
     srv = server_factory(lease_timeout=LEASE, max_attempts=2)
     assert srv.address is not None
     c = Client(srv.address, TEST_KEY).connect()
-    killer = c.submit("tests.jobs:crash")
+    killer = c.submit("tests.jobs:crash").id
     others = c.submit_many("square", range(30))
     pool = pool_factory(srv, respawn=True, prefetch=1)  # one task per claim: it dies alone
     pool.launch(2)
@@ -130,7 +130,7 @@ def test_a_killer_task_does_not_take_its_batch_neighbours_with_it(
     assert srv.address is not None
     c = Client(srv.address, TEST_KEY).connect()
     before = c.submit_many("square", range(3))
-    killer = c.submit("tests.jobs:crash")
+    killer = c.submit("tests.jobs:crash").id
     after = c.submit_many("square", range(3, 30))
     pool = pool_factory(srv, respawn=True)  # default prefetch: batches
     pool.launch(2)
@@ -146,7 +146,7 @@ def test_a_late_result_after_the_task_finished_elsewhere_is_ignored(
         srv: ServerProcess, cli: Client, pool_factory: Callable[..., WorkerPool],
         tmp_path: Path) -> None:
     started = tmp_path / "started"
-    tid = cli.submit("tests.jobs:sleep_first_time", str(started), 2.0)
+    tid = cli.submit("tests.jobs:sleep_first_time", str(started), 2.0).id
     slow_pool = pool_factory(srv, prefetch=1)
     [slow] = slow_pool.launch(1, prefix="slow")
     wait_for(started.exists, timeout=15, message="the task to start")
@@ -219,8 +219,8 @@ def test_a_task_that_raises_is_failed_with_its_traceback_and_the_worker_goes_on(
 
 def test_unknown_task_function_fails_cleanly(srv: ServerProcess, cli: Client,
                                              pool_factory: Callable[..., WorkerPool]) -> None:
-    bad = cli.submit("no_such_module_xyz:func", 1)
-    good = cli.submit("square", 4)
+    bad = cli.submit("no_such_module_xyz:func", 1).id
+    good = cli.submit("square", 4).id
     pool_factory(srv).launch(1)
     idle(cli)
     t = cli.get_task(bad)
@@ -230,8 +230,8 @@ def test_unknown_task_function_fails_cleanly(srv: ServerProcess, cli: Client,
 
 def test_unpicklable_result_and_exception_fail_readably_and_the_worker_goes_on(
         srv: ServerProcess, cli: Client, pool_factory: Callable[..., WorkerPool]) -> None:
-    r = cli.submit("tests.jobs:unpicklable")
-    e = cli.submit("tests.jobs:raise_unpicklable")
+    r = cli.submit("tests.jobs:unpicklable").id
+    e = cli.submit("tests.jobs:raise_unpicklable").id
     ok = cli.submit_many("square", range(20))
     pool = pool_factory(srv)
     [w] = pool.launch(1)
@@ -249,8 +249,8 @@ def test_oversized_result_is_refused_with_a_clear_error(
     srv = server_factory(max_payload=256 * 1024)
     assert srv.address is not None
     c = Client(srv.address, TEST_KEY, max_payload=256 * 1024).connect()
-    big = c.submit("tests.jobs:big_result", 1024 * 1024)
-    small = c.submit("tests.jobs:big_result", 1000)
+    big = c.submit("tests.jobs:big_result", 1024 * 1024).id
+    small = c.submit("tests.jobs:big_result", 1000).id
     after = c.submit_many("square", range(10))
     pool = pool_factory(srv)
     [w] = pool.launch(1)

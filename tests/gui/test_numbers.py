@@ -44,7 +44,7 @@ def test_the_views_agree_once_the_tasks_are_done(qtbot, window: MainWindow) -> N
     header = win.plots.rate_label.text()
     assert "<b style='color:" in header
     assert re.search(r">0</b> queued", header) and re.search(r">0</b> running", header)
-    assert win.counts_label.text().startswith("0 queued · 0 running · 120 done")
+    assert win.counts_label.text().startswith("0 queued · 0 claimed · 0 running · 120 done")
     assert win.workers_label.text() == "2 workers" and snap.connected_workers == 2
     # The table settles too: no stale "running" rows once everything is done.
     qtbot.waitUntil(lambda: win.tasks_panel.model.total == 120

@@ -11,6 +11,7 @@ from ..protocol import (
     DEFAULT_TASK,
     ClaimGroup,
     Event,
+    Job,
     Snapshot,
     Task,
     TaskPage,
@@ -29,6 +30,7 @@ class BrokerOptions:
     keep_done: int = 20_000  # finished successes kept in memory (the journal keeps all)
     keep_failed: int = 50_000  # failed and dead tasks kept in memory
     keep_cancelled: int = 10_000  # cancelled tasks kept in memory
+    keep_jobs: int = 1000  # finished jobs kept (jobs with tasks left are always kept)
     max_payload: int = MAX_PAYLOAD  # largest task argument list or result, in bytes
     task_timeout: float | None = None  # seconds a task may run before its worker fails it
 
@@ -61,9 +63,31 @@ class BrokerBackend(Protocol):
 
     # submission
     def submit(self, function: str, args_list: Any, kwargs: dict | None = None,
-               classic: bool = False, timeout: float | None = None) -> tuple[int, int]:
-        """Queue one task per argument tuple; returns (first_id, count). timeout: seconds
-        each may run (None: the server's task_timeout)."""
+               classic: bool = False, job: int | str | None = None,
+               timeout: float | None = None) -> tuple[int, int]:
+        """Queue one task per argument tuple in a job (by id or name); returns (first_id,
+        count). timeout: seconds each may run (None: the server's task_timeout)."""
+        ...
+
+    # jobs
+    def open_job(self, name: str | None = None, function: str = "") -> Job:
+        """The job with this name, made when there is none (named for nobody: auto)."""
+        ...
+
+    def job(self, ref: int | str) -> Job | None:
+        """One job by id or name."""
+        ...
+
+    def jobs(self) -> tuple[Job, ...]:
+        """Every job kept, newest first."""
+        ...
+
+    def cancel_job(self, ref: int | str) -> int:
+        """Cancel a job's queued tasks."""
+        ...
+
+    def retry_job(self, ref: int | str) -> int:
+        """Queue a job's failed and dead tasks again."""
         ...
 
     # workers
@@ -156,8 +180,9 @@ class BrokerBackend(Protocol):
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0,
                    limit: int = 100, search: str | None = None,
-                   order: str | None = None) -> TaskPage:
-        """A page of the ledger, newest activity first or sorted by order (task_orders())."""
+                   order: str | None = None, job: int | str | None = None) -> TaskPage:
+        """A page of the ledger, newest activity first or sorted by order (task_orders());
+        of one job's tasks, with job."""
         ...
 
     def task_orders(self) -> tuple[str, ...]:
@@ -166,6 +191,32 @@ class BrokerBackend(Protocol):
 
     def results_since(self, cursor: int, limit: int = 1000) -> tuple[int, list[Task]]:
         """Tasks finished after a cursor."""
+        ...
+
+    def get_tasks(self, ids: Iterable[int]) -> list[Task | None]:
+        """Several tasks by id in one call (memory: from the journal when evicted)."""
+        ...
+
+    # results for callers (futures)
+    def result_cursor(self) -> int:
+        """The newest result's sequence number."""
+        ...
+
+    def wait_results(self, cursor: int, jobs: list[int], timeout: float = 30.0,
+                     token: str = "", limit: int = 10_000) -> tuple[int, list[tuple], bool]:
+        """Block until tasks of these jobs finish after cursor: (cursor, outcomes, gap)."""
+        ...
+
+    def poke(self, token: str) -> None:
+        """Wake the wait_results call made with this token."""
+        ...
+
+    def define_function(self, name: str, blob: bytes) -> None:
+        """Keep a task function sent by value."""
+        ...
+
+    def get_function(self, name: str) -> bytes | None:
+        """The bytes of a task function sent by value."""
         ...
 
     def events(self, since: int = 0) -> list[Event]:

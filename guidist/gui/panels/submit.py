@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from ..submission import (
     FIELD_COUNT,
     FIELD_FUNCTION,
     FIELD_HIGH,
+    FIELD_JOB,
     FIELD_LOW,
     FIELD_ROWS,
     FIELD_START,
@@ -46,6 +48,7 @@ from ..submission import (
     InputError,
     SubmitJob,
     build_job,
+    check_job_field,
 )
 from ..widgets import ErrorLabel, HintLabel
 
@@ -99,6 +102,12 @@ class SubmitPanel(QGroupBox):
         self.count_spin.setGroupSeparatorShown(True)
         self.count_spin.setAccelerated(True)
         self.count_spin.setToolTip(f"How many tasks to queue (up to {MAX_TASKS:,})")
+        self.job_edit = QLineEdit()
+        self.job_edit.setObjectName("jobNameEdit")
+        self.job_edit.setPlaceholderText("optional: a name to follow them by")
+        self.job_edit.setToolTip("The job these tasks join, shown in the Jobs panel; the same "
+                                 "name again adds to it. Empty: a job named after the task "
+                                 "and the time.")
 
         # One page of argument fields per mode.
         self.value_edit = QLineEdit()
@@ -196,6 +205,7 @@ class SubmitPanel(QGroupBox):
         form.addRow("Function", self.function_edit)
         form.addRow("Arguments", self.mode_combo)
         form.addRow("Tasks", self.count_spin)
+        form.addRow("Job", self.job_edit)
         self._form = form
         buttons = QHBoxLayout()
         buttons.addWidget(self.enqueue_button)
@@ -212,7 +222,7 @@ class SubmitPanel(QGroupBox):
         self.preset_combo.currentIndexChanged.connect(self._on_preset_changed)
         self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
         for e in (self.value_edit, self.start_edit, self.low_edit, self.high_edit,
-                  self.function_edit):
+                  self.function_edit, self.job_edit):
             e.textChanged.connect(self._on_input_changed)
             e.returnPressed.connect(self.request_submit)
         self.count_spin.valueChanged.connect(self._on_input_changed)
@@ -269,11 +279,12 @@ class SubmitPanel(QGroupBox):
 
     def build(self) -> SubmitJob:
         """The job the fields describe; raises InputError naming the field."""
-        return build_job(self.preset, mode=self.mode, count=self.count_spin.value(),
-                         function=self.function_edit.text(), value=self.value_edit.text(),
-                         start=self.start_edit.text(), low=self.low_edit.text(),
-                         high=self.high_edit.text(), rows_text=self.rows_edit.toPlainText(),
-                         rows_path=self._rows_path)
+        job = build_job(self.preset, mode=self.mode, count=self.count_spin.value(),
+                        function=self.function_edit.text(), value=self.value_edit.text(),
+                        start=self.start_edit.text(), low=self.low_edit.text(),
+                        high=self.high_edit.text(), rows_text=self.rows_edit.toPlainText(),
+                        rows_path=self._rows_path)
+        return dataclasses.replace(job, job_name=check_job_field(self.job_edit.text()))
 
     def request_submit(self) -> None:
         """Validate and ask for the job to be queued; bad input is shown, nothing is sent."""
@@ -295,7 +306,7 @@ class SubmitPanel(QGroupBox):
                   FIELD_VALUE: self.value_edit, FIELD_START: self.start_edit,
                   FIELD_LOW: self.low_edit, FIELD_HIGH: self.high_edit,
                   FIELD_ROWS: self.rows_edit if not self._rows_path else self.load_button,
-                  }.get(field or "")
+                  FIELD_JOB: self.job_edit}.get(field or "")
         self.error_label.show_error(message, widget)
 
     def on_submit_started(self, job: SubmitJob) -> None:

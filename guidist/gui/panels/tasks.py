@@ -55,6 +55,8 @@ class TasksPanel(QWidget):
     pause_requested = Signal(bool)
     #: int: fetch this task's details.
     detail_requested = Signal(int)
+    #: The person cleared the job filter (the jobs panel drops its selection).
+    job_cleared = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -93,6 +95,15 @@ class TasksPanel(QWidget):
         self.refresh_button.setText("Refresh")
         self.refresh_button.setToolTip("Load the rows again now (F5)")
         self.refresh_button.clicked.connect(self.refresh)
+        self.job_label = QLabel()
+        self.job_label.setObjectName("tasksJobLabel")
+        self.job_label.setStyleSheet("background:#e3edf7; border-radius:3px; padding:1px 4px;")
+        self.job_clear_button = QToolButton()
+        self.job_clear_button.setObjectName("tasksJobClearButton")
+        self.job_clear_button.setText("✕")
+        self.job_clear_button.setToolTip("Show the tasks of every job")
+        self.job_clear_button.clicked.connect(self._on_job_clear_clicked)
+        self._job_name = ""
         self.count_label = QLabel("0 tasks")
         self.count_label.setObjectName("tasksCountLabel")
         # One line (the tooltip has the whole sentence): a wrapped label here asked the dock
@@ -166,6 +177,8 @@ class TasksPanel(QWidget):
         self.pause_button.clicked.connect(self._on_pause_clicked)
 
         top = QHBoxLayout()
+        top.addWidget(self.job_label)
+        top.addWidget(self.job_clear_button)
         top.addWidget(self.state_combo)
         top.addWidget(self.search_edit, 1)
         top.addWidget(self.live_check)
@@ -188,6 +201,7 @@ class TasksPanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.splitter, 1)
         layout.addLayout(actions)
+        self._show_job()
         self.set_enabled(False)
 
     # -- API
@@ -221,6 +235,24 @@ class TasksPanel(QWidget):
             return
         self._last_key = key
         self.refresh()
+
+    def set_job(self, job_id: int | None, name: str = "") -> None:
+        """List only this job's tasks (None: every task); the chip above the table says so."""
+        self._job_name = name if job_id is not None else ""
+        self.model.set_job(job_id)
+        self._show_job()
+        self.show_task(None)
+        self._update_buttons()
+
+    def _show_job(self) -> None:
+        shown = self.model.job is not None
+        self.job_label.setText(f"Job: {self._job_name}" if shown else "")
+        self.job_label.setVisible(shown)
+        self.job_clear_button.setVisible(shown)
+
+    def _on_job_clear_clicked(self) -> None:
+        self.set_job(None)
+        self.job_cleared.emit()
 
     def current_filter(self) -> tuple[str | None, str]:
         """(state or None for all, search text): what the table lists now."""
@@ -282,6 +314,8 @@ class TasksPanel(QWidget):
         state = self.state_combo.currentData()
         search = self.model.filter[1]
         text = plural(total, f"{state} task" if state else "task")
+        if self.model.job is not None:
+            text += f" of job {self._job_name}"
         if search:
             self.count_label.setText(f"{text} matching \u201c{html.escape(search)}\u201d")
             self.count_label.setToolTip("")
@@ -450,12 +484,17 @@ def task_html(task: Task) -> str:
         ("Arguments", f"<code>{html.escape(_args_text(task))}</code>"),
         ("Attempts", str(task.attempts)),
         ("Worker", html.escape(task.worker or "—")),
+        ("Job", str(task.job) if task.job is not None else "—"),
         ("Submitted", fmt_clock(task.submitted) or "—"),
         ("Started", fmt_clock(task.started) or "—"),
         ("Finished", fmt_clock(task.finished) or "—"),
     ]
-    if task.started and task.finished:
-        rows.append(("Took", fmt_duration(task.finished - task.started)))
+    if task.waited is not None:
+        rows.append(("Waited", fmt_duration(task.waited)))  # queued: submission to start
+    if task.runtime is not None:
+        rows.append(("Ran", fmt_duration(task.runtime)))  # measured by the worker
+    elif task.started and task.finished:
+        rows.append(("Took", fmt_duration(task.finished - task.started)))  # a tutorial worker
     table = "".join(f"<tr><td style='color:{grey};padding-right:8px'>{k}</td><td>{v}</td>"
                     "</tr>" for k, v in rows)
     body = f"<h3 style='margin:0'>Task {task.id}</h3><table>{table}</table>"

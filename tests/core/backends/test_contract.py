@@ -16,7 +16,7 @@ import pytest
 
 from guidist.core.backends.memory.broker import Broker
 from guidist.core.protocol import SERIES_FIELDS, TaskState, WorkerState
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, wait_for
 from tests.redis_fixtures import RedisServer, needs_redis
 
 LEASE = 10.0
@@ -449,6 +449,27 @@ def test_failure_keeps_its_traceback(broker: Any) -> None:
     assert (info.done, info.failed) == (1, 1)
 
 
+def test_the_workers_own_timing_is_kept(broker: Any, clock: FakeClock) -> None:
+    """A worker reports when each task began and how long it ran; that replaces the claim
+    time, which for the last task of a batch includes waiting behind the others."""
+    broker.submit("square", [(1,), (2,), (3,)])
+    w = register(broker)
+    broker.claim(w, 3)
+    claimed = clock.now
+    clock.advance(2.0)
+    assert broker.complete(w, [(1, True, 1, claimed + 0.5, 0.25),
+                               (2, False, "tb", claimed + 0.75, 0.125),
+                               (3, True, 9)]) == 3  # a tutorial worker measures nothing
+    one, two, three = (broker.get_task(i) for i in (1, 2, 3))
+    assert (one.started, one.runtime, one.finished) == (claimed + 0.5, 0.25, clock.now)
+    assert (two.state, two.started, two.runtime) == (TaskState.FAILED, claimed + 0.75, 0.125)
+    # claimed and never said to have started (concurrency 1: the worker ran 1 first)
+    assert (three.state, three.started, three.runtime) == (TaskState.DONE, None, None)
+    assert one.waited == pytest.approx(0.5)
+    broker.retry([2])
+    assert broker.get_task(2).runtime is None and broker.get_task(2).started is None
+
+
 def test_results_since_pages_in_finishing_order(broker: Any) -> None:
     broker.submit("square", [(i,) for i in range(5)])
     w = register(broker)
@@ -616,6 +637,101 @@ def test_list_tasks_pages_by_state(broker: Any) -> None:
     assert broker.get_task(999) is None
 
 
+# ---------------------------------------------------------------------- jobs
+
+
+def job_counts(job: Any) -> tuple[int, ...]:
+    """(queued, leased: claimed or running, done, failed, dead, cancelled)."""
+    return (job.queued, job.claimed + job.running, job.done, job.failed, job.dead,
+            job.cancelled)
+
+
+def test_every_submission_belongs_to_a_job(broker: Any, clock: FakeClock) -> None:
+    broker.submit("square", [(1,), (2,)])  # nobody named it: function and time
+    broker.submit("echo", [(3,)], job="nightly")
+    broker.submit("tests.jobs:boom", [(4,), (5,)], job="nightly")  # the same name: one job
+    jobs = broker.jobs()
+    assert [j.name for j in jobs][0] == "nightly"  # newest first
+    auto, nightly = jobs[1], jobs[0]
+    assert auto.name.startswith("square-") and auto.functions == ("square",)
+    assert (auto.total, auto.queued, auto.state) == (2, 2, "queued")
+    assert nightly.functions == ("echo", "tests.jobs:boom") and nightly.total == 3
+    assert nightly.ranges == ((3, 3),)  # consecutive submissions: one run of ids
+    assert nightly.submitted == clock.now and nightly.started is None
+    assert broker.get_task(4).job == nightly.id and broker.get_task(1).job == auto.id
+    assert broker.job("nightly") == broker.job(nightly.id)
+    assert broker.job(str(nightly.id)).id == nightly.id  # an id typed as text
+    assert broker.job("no such job") is None
+    assert broker.open_job("nightly").id == nightly.id
+    fresh = broker.open_job("later", "square")
+    assert (fresh.total, fresh.state) == (0, "done") and broker.job("later") is not None
+    with pytest.raises(ValueError):
+        broker.submit("square", [(1,)], job=9999)  # an id must exist
+    with pytest.raises(ValueError):
+        broker.submit("square", [(1,)], job="#7")  # a name that would read as an id
+
+
+def test_job_counts_follow_every_state_change(make: Callable, clock: FakeClock) -> None:
+    broker = make(max_attempts=1)
+    broker.submit("square", [(i,) for i in range(8)], job="j")  # 1..8
+    broker.submit("square", [(9,)], job="other")
+    w = register(broker)
+    clock.advance(1.0)
+    broker.claim(w, 5)  # 1..5 leased: the first running, the others claimed
+    assert job_counts(broker.job("j")) == (3, 5, 0, 0, 0, 0)
+    c = counts(broker)
+    assert (broker.job("j").claimed, broker.job("j").running) == (c["claimed"], c["running"])
+    assert broker.job("j").started == clock.now and broker.job("j").state == "running"
+    clock.advance(1.0)
+    broker.complete(w, [(1, True, 0), (2, False, "boom")])
+    assert broker.release(w, [3]) == 1  # back to the queue
+    assert broker.cancel([6]) == 1
+    assert job_counts(broker.job("j")) == (3, 2, 1, 1, 0, 1)
+    clock.advance(LEASE + 1)
+    broker.reap()  # 4 and 5 die: one attempt allowed
+    assert job_counts(broker.job("j")) == (3, 0, 1, 1, 2, 1)
+    assert broker.retry_job("j") == 3
+    assert job_counts(broker.job("j")) == (6, 0, 1, 0, 0, 1)
+    assert broker.cancel_job("j") == 6
+    j = broker.job("j")
+    assert job_counts(j) == (0, 0, 1, 0, 0, 7)
+    assert (j.state, j.ok, j.finished, j.eta_s) == ("cancelled", False, clock.now, 0.0)
+    assert job_counts(broker.job("other")) == (1, 0, 0, 0, 0, 0)  # untouched
+    assert broker.cancel_job("j") == 0 and broker.cancel_job("nobody") == 0
+    assert broker.purge() == 1
+    assert broker.job("other").cancelled == 1
+    assert sum(j.total for j in broker.jobs()) == broker.snapshot().submitted
+
+
+def test_job_rate_and_eta(broker: Any, clock: FakeClock) -> None:
+    broker.submit("square", [(i,) for i in range(10)], job="r")
+    w = register(broker)
+    broker.claim(w, 10)
+    started = clock.now
+    clock.advance(2.0)
+    broker.complete(w, [(i, True, i) for i in range(1, 5)])  # 4 in 2 s
+    j = broker.job("r")
+    assert j.time == clock.now
+    assert j.rate == pytest.approx(2.0) and j.eta_s == pytest.approx(3.0)
+    broker.complete(w, [(i, True, i) for i in range(5, 11)])
+    j = broker.job("r")
+    assert (j.state, j.ok, j.remaining, j.started) == ("done", True, 0, started)
+    assert j.to_dict()["eta_s"] == 0.0 and j.to_dict()["done"] == 10
+
+
+def test_finished_jobs_beyond_the_limit_are_forgotten(make: Callable) -> None:
+    broker = make(keep_jobs=2)
+    broker.submit("square", [(1,)], job="old")  # stays queued: never forgotten
+    w = register(broker)
+    for name in ("a", "b", "c"):
+        first, _ = broker.submit("square", [(2,)], job=name)
+        groups = broker.claim(w, 5)
+        broker.complete(w, [(tid, True, 4) for tid in ids_of(groups) if tid == first])
+    names = [j.name for j in broker.jobs()]
+    assert "old" in names and "c" in names and len(names) <= 3
+    assert broker.job("a") is None
+
+
 def test_all_states_lists_newest_activity_first(broker: Any, clock: FakeClock) -> None:
     """A failure is listed above the older successes, not after every done task."""
     broker.submit("square", [(i,) for i in range(6)])  # ids 1..6
@@ -746,7 +862,7 @@ def test_redis_claim_replayed_after_a_lost_reply(rbroker: Any) -> None:
 def test_redis_submit_replayed_after_a_lost_reply(rbroker: Any) -> None:
     import pickle
 
-    args = ["tok-1", "square", b"", "0", 2, "", pickle.dumps((1,)), pickle.dumps((2,))]
+    args = ["tok-1", "a-job", "square", b"", "0", 2, "", pickle.dumps((1,)), pickle.dumps((2,))]
     assert rbroker._eval("submit", args) == rbroker._eval("submit", args) == 1
     assert rbroker.queued_count() == 2
 
@@ -797,3 +913,116 @@ def test_a_worker_with_a_function_list_claims_only_those(broker: Any) -> None:
     assert ids_of(broker.claim(cpu, 10)) == [1, 2]
     info = {w.id: w.functions for w in broker.workers()}
     assert info == {cpu: ("primes",), io: ("io_wait", "square")}
+
+
+def test_list_tasks_of_one_job(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(4)], job="a")  # 1..4
+    broker.submit("square", [(i,) for i in range(3)], job="b")  # 5..7
+    broker.submit("square", [(9,)], job="a")  # 8
+    w = register(broker)
+    broker.claim(w, 2)
+    broker.complete(w, [(1, True, 0)])
+    page = broker.list_tasks(job="a")
+    assert page.total == 5
+    assert [t.id for t in page.tasks] == [2, 1, 3, 4, 8]  # leased, finished, queued
+    assert [t.id for t in broker.list_tasks("queued", job="a", offset=1, limit=1).tasks] == [4]
+    assert broker.list_tasks(job="b").total == 3
+    assert [t.id for t in broker.list_tasks(job="a", search="(9,)").tasks] == [8]
+    assert broker.list_tasks(job="nobody").total == 0
+
+
+# ---------------------------------------------------------------------- results for callers
+
+
+def test_wait_results_returns_what_finished_in_the_jobs_asked_for(broker: Any) -> None:
+    cursor = broker.result_cursor()
+    broker.submit("square", [(1,), (2,), (3,)], job="mine")  # 1..3
+    broker.submit("square", [(4,)], job="theirs")  # 4
+    mine = broker.job("mine").id
+    w = register(broker)
+    broker.claim(w, 4)
+    broker.complete(w, [(4, True, 16), (2, True, 4), (1, False, "tb\nValueError: x", None,
+                                                       None, b"pickled")])
+    cursor, got, gap = broker.wait_results(cursor, [mine], 5.0)
+    assert not gap
+    assert got == [(2, "done", 4, None, None), (1, "failed", None, "tb\nValueError: x",
+                                                b"pickled")]
+    assert broker.get_task(1).exception == b"pickled"
+    # nothing new: waits its timeout (a duration, whatever the fake clock says)
+    start = time.monotonic()
+    assert broker.wait_results(cursor, [mine], 0.3) == (cursor, [], False)
+    assert time.monotonic() - start >= 0.25
+    assert [t.id if t else None for t in broker.get_tasks([3, 99, 2])] == [3, None, 2]
+
+
+def test_wait_results_blocks_until_a_result_arrives(broker: Any) -> None:
+    broker.submit("square", [(5,)], job="j")
+    jid = broker.job("j").id
+    w = register(broker)
+    broker.claim(w, 1)
+    cursor = broker.result_cursor()
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(broker.wait_results(cursor, [jid], 10.0)))
+    start = time.monotonic()
+    t.start()
+    wait_for(lambda: t.is_alive(), message="the waiter to start")
+    time.sleep(0.1)  # it must be blocked, not returning at once
+    assert t.is_alive()
+    broker.complete(w, [(1, True, 25)])
+    t.join(5)
+    assert not t.is_alive() and got[0][1] == [(1, "done", 25, None, None)]
+    assert time.monotonic() - start < 5
+
+
+def test_poke_ends_a_wait_early(broker: Any) -> None:
+    cursor = broker.result_cursor()
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(broker.wait_results(cursor, [], 10.0, "tk")))
+    t.start()
+    time.sleep(0.2)
+    broker.poke("tk")
+    t.join(5)
+    assert not t.is_alive() and got == [(cursor, [], False)]
+
+
+def test_wait_results_says_when_results_were_missed(make: Callable) -> None:
+    broker = make(keep_done=5)
+    cursor = broker.result_cursor()
+    broker.submit("square", [(i,) for i in range(2000)], job="big")
+    jid = broker.job("big").id
+    w = register(broker)
+    broker.claim(w, 2000)
+    broker.complete(w, [(i, True, i) for i in range(1, 2001)])
+    _, got, gap = broker.wait_results(cursor, [jid], 1.0)
+    assert gap  # the first ones left memory before this caller looked: it must ask by id
+    assert broker.wait_results(10**9, [jid], 0.1)[2]  # a cursor of another server's life
+
+
+def test_cancelled_in_bulk_is_seen_by_waiters(broker: Any) -> None:
+    cursor = broker.result_cursor()
+    broker.submit("square", [(i,) for i in range(3)], job="gone")
+    jid = broker.job("gone").id
+    assert broker.purge() == 3
+    cursor2, got, gap = broker.wait_results(cursor, [jid], 1.0)
+    assert gap or [g[1] for g in got] == ["cancelled"] * 3
+    assert [t.state for t in broker.get_tasks([1, 2, 3])] == [TaskState.CANCELLED] * 3
+    broker.submit("square", [(i,) for i in range(2)], job="also")
+    assert broker.cancel_job("also") == 2
+    assert [t.state for t in broker.get_tasks([4, 5])] == [TaskState.CANCELLED] * 2
+
+
+def test_functions_sent_by_value_are_kept_as_bytes(broker: Any) -> None:
+    assert broker.get_function("__main__:f#abc") is None
+    broker.define_function("__main__:f#abc", b"\x80\x05bytes")
+    broker.define_function("__main__:f#abc", b"other")  # the first definition stays
+    assert broker.get_function("__main__:f#abc") == b"\x80\x05bytes"
+    with pytest.raises(ValueError):
+        broker.define_function("no-marker", b"x")
+
+
+def test_the_snapshot_carries_the_newest_jobs(broker: Any) -> None:
+    broker.submit("square", [(1,), (2,)], job="first")
+    broker.submit("echo", [(3,)], job="second")
+    jobs = broker.snapshot().jobs
+    assert [j.name for j in jobs] == ["second", "first"]  # newest first
+    assert (jobs[1].total, jobs[1].queued, jobs[1].ranges) == (2, 2, ())  # no id ranges

@@ -154,7 +154,8 @@ def _ledger(path: Path) -> None:
     b.submit("square", [(i,) for i in range(6)])
     w = b.register_worker("w", "h", 1)["id"]
     b.claim(w, 4)
-    b.complete(w, [(1, True, 0), (2, True, 1), (3, False, "Traceback\nValueError: 2, \"q\"")])
+    b.complete(w, [(1, True, 0), (2, True, 1, 1_700_000_000.25, 0.125),
+                   (3, False, "Traceback\nValueError: 2, \"q\"", 1_700_000_001.5, 0.5)])
     b.close()
 
 
@@ -178,12 +179,18 @@ def test_export_csv_and_jsonl(path: Path) -> None:
     by_id = {r["id"]: r for r in rows}
     assert by_id[2]["result"] == 1 and by_id[2]["args"] == [1] and by_id[2]["state"] == "done"
     assert by_id[3]["error"].endswith('ValueError: 2, "q"')
+    # times are ISO-8601 in UTC, and the worker's measured run time has its own column
+    assert by_id[2]["started"] == "2023-11-14T22:13:20.250000Z"
+    assert (by_id[2]["runtime"], by_id[3]["runtime"]) == (0.125, 0.5)
+    assert by_id[3]["started"] == "2023-11-14T22:13:21.500000Z"
+    assert by_id[1]["runtime"] is None and by_id[1]["submitted"].endswith("Z")
     out = io.StringIO()
     assert write_export(iter_ledger(path, ["failed", "done"]), out, "csv") == 3
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [r["id"] for r in rows] == ["1", "2", "3"]
     assert rows[2]["error"].endswith('ValueError: 2, "q"')  # quoting survives the round trip
     assert json.loads(rows[1]["args"]) == [1]
+    assert (rows[1]["runtime"], rows[2]["runtime"]) == ("0.125", "0.5")
     with pytest.raises(ValueError, match="unknown export format"):
         write_export([], io.StringIO(), "xml")
 
@@ -266,6 +273,63 @@ def test_a_checkpoint_while_running_compacts_the_log_and_loses_nothing(path: Pat
     assert snap.submitted == 11
     assert b.submit("square", [(0,)]) == (12, 1)
     b.close()
+
+
+def _job_counts(b: Broker, name: str) -> tuple[int, ...]:
+    j = b.job(name)
+    assert j is not None
+    return (j.queued, j.claimed + j.running, j.done, j.failed, j.dead, j.cancelled)
+
+
+def test_jobs_and_their_counts_survive_a_restart(path: Path) -> None:
+    b = open_journaled_broker(path, lease_timeout=30)
+    b.submit("square", [(i,) for i in range(6)], job="a")  # 1..6
+    b.submit("echo", [("x",), ("y",)], job="b")  # 7, 8
+    b.submit("square", [(9,), (10,)], job="a")  # 9, 10: the same job, a second run of ids
+    w = b.register_worker("w", "h", 1)["id"]
+    b.claim(w, 4)  # 1..4
+    b.complete(w, [(1, True, 0), (2, False, "boom")])  # 3, 4 still running at the "crash"
+    assert b.cancel_job("b") == 2
+    b.cancel([5])
+    before = {name: _job_counts(b, name) for name in ("a", "b")}
+    assert before == {"a": (3, 2, 1, 1, 0, 1), "b": (0, 0, 0, 0, 0, 2)}
+    started = b.job("a").started
+    b = reopen(b, path, lease_timeout=30)
+    # running tasks come back queued, as the tasks themselves do
+    assert _job_counts(b, "a") == (5, 0, 1, 1, 0, 1)
+    assert _job_counts(b, "b") == (0, 0, 0, 0, 0, 2)
+    a = b.job("a")
+    assert a.ranges == ((1, 6), (9, 2)) and a.functions == ("square",)
+    assert a.started == started and b.get_task(9).job == a.id
+    assert b.submit("square", [(1,)], job="a")[0] == 11  # the same job goes on
+    assert b.job("a").queued == 6 and b.open_job("c").id == 3  # ids go on too
+    # checkpointed and reopened once more: still the same
+    b.journal_checkpoint()
+    b = reopen(b, path, lease_timeout=30)
+    assert _job_counts(b, "a") == (6, 0, 1, 1, 0, 1)
+    assert b.purge() == 6
+    b = reopen(b, path, lease_timeout=30)
+    assert _job_counts(b, "a") == (0, 0, 1, 1, 0, 7)
+    b.close()
+
+
+def test_results_evicted_from_memory_are_read_back_written_or_not(path: Path) -> None:
+    # A long flush interval: the first lookups find what is still only in the buffer.
+    b = open_journaled_broker(path, flush_interval=30.0, keep_done=5, keep_failed=5)
+    b.submit("square", [(i,) for i in range(40)], job="j")
+    w = b.register_worker("w", "h", 1)["id"]
+    b.claim(w, 40)
+    b.complete(w, [(1, False, "tb\nValueError: one", 1.0, 0.5, b"exc")])
+    b.complete(w, [(i, True, i * i, 2.0, 0.25) for i in range(2, 41)])
+    t = b.get_task(2)  # evicted from memory, not written yet
+    assert (t.state, t.result, t.runtime, t.job) == (TaskState.DONE, 4, 0.25, b.job("j").id)
+    b._journal.flush()  # type: ignore[attr-defined]
+    got = b.get_tasks([1, 2, 3, 40, 999])
+    assert [x.result if x else None for x in got] == [None, 4, 9, 1600, None]
+    assert (got[0].state, got[0].exception, got[0].error) == \
+        (TaskState.FAILED, b"exc", "tb\nValueError: one")
+    b = reopen(b, path, keep_done=5, keep_failed=5)
+    assert b.get_task(2).result == 4 and b.get_task(1).exception == b"exc"
 
 
 # ---------------------------------------------------------------------- group commit (issue 11)

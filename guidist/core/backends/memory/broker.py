@@ -20,6 +20,8 @@ Design notes (why it looks the way it does):
 * Cancelling or finishing a task that sits in a queue lane is lazy: it is marked and skipped when
   the lane reaches it, so nothing is ever removed from the middle of a deque.
 * Every public method takes the one lock; ``claim`` long-polls on a condition of that lock.
+* Every task belongs to a job (``_Job``), and each batch and record points at its job, so a
+  state change moves the job's counters too: reading a job is constant-time.
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ from ...protocol import (
     CMD_OK,
     CMD_STOP,
     CMD_UNKNOWN,
+    SNAPSHOT_JOBS,
     TASK_ORDERS,
     THROUGHPUT_WINDOW,
     ClaimGroup,
     Event,
+    Job,
     ResultItem,
     Snapshot,
     Task,
@@ -53,6 +57,8 @@ from ...protocol import (
     TaskState,
     WorkerInfo,
     WorkerState,
+    auto_job_name,
+    check_job_name,
     check_timeout,
     claim_group,
     classic_result_text,
@@ -60,6 +66,7 @@ from ...protocol import (
     running_ids,
     throughput,
 )
+from ...remote import is_by_value
 from ..base import DEFAULTS
 
 log = logging.getLogger(__name__)
@@ -75,6 +82,11 @@ QUEUED, CLAIMED, RUNNING, DONE, FAILED, DEAD, CANCELLED = (
 )
 _FINISHED_STATES = (DONE, FAILED, DEAD, CANCELLED)
 HOLE = object()  # placeholder for a cancelled or finished item inside a queued batch
+# In the recent-results log: tasks were cancelled in bulk there without records of their own
+# (a purge, a job's cancel), so a result waiter must look its ids up instead.
+_BULK_CANCEL = object()
+_MAX_WAIT = 60.0  # seconds one wait_results call may block the server thread serving it
+_MAX_PURGED_RUNS = 10_000  # runs of ids cancelled in bulk that get_task still answers for
 _SERIES_SECONDS = 3600
 _MAX_SERIES_REPLY = 900
 _MAX_EVENTS_REPLY = 500
@@ -90,15 +102,21 @@ class Journal(Protocol):
     """What the broker tells a durable store; called under the broker lock, so it only buffers."""
 
     def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
-                  when: float, classic: bool, timeout: float | None = None) -> int | None: ...
+                  when: float, classic: bool, job: int,
+                  timeout: float | None = None) -> int | None: ...
     def wait_durable(self, ticket: int) -> None: ...
+    def job(self, job: _Job) -> None: ...
     def claimed(self, ids: list[int], attempts: int) -> None: ...
     def requeued(self, records: list[Record]) -> None: ...
     def done(self, records: list[Record]) -> None: ...
     def finished(self, records: list[Record]) -> None: ...
     def throttle(self) -> None: ...
     def checkpoint(self, state: dict[str, Any]) -> None: ...
-    def cancelled_ids(self, ids: Iterable[int], when: float) -> None: ...
+    def cancelled_ids(self, ids: Iterable[int], when: float, by_job: dict[int, int]) -> None: ...
+    def defined(self, name: str, blob: bytes) -> None: ...
+    def lookup(self, ids: list[int]) -> dict[int, Task]:
+        """Tasks no longer in memory, read back (called outside the broker lock)."""
+        ...
     def attach(self, checkpoint: Callable[[], None]) -> None:
         """Take the broker's checkpoint function, which the journal calls to compact itself."""
 
@@ -109,10 +127,15 @@ class NullJournal:
     def submitted(self, *args: Any) -> None:
         """Ignore a submission (no ticket: its tasks are claimable at once)."""
 
-    claimed = requeued = done = finished = cancelled_ids = checkpoint = submitted
+    claimed = requeued = done = finished = cancelled_ids = checkpoint = job = submitted
+    defined = submitted
 
     def wait_durable(self, ticket: int) -> None:
         """Nothing to wait for."""
+
+    def lookup(self, ids: list[int]) -> dict[int, Task]:
+        """Nothing is kept beyond memory."""
+        return {}
 
     def throttle(self) -> None:
         """Never hold anyone back."""
@@ -125,10 +148,10 @@ class _Batch:
     """A run of queued tasks with consecutive ids, exactly as one submit call delivered them."""
 
     __slots__ = ("first_id", "function", "kwargs", "items", "pos", "holes", "submitted", "classic",
-                 "task_bytes", "timeout")
+                 "job", "task_bytes", "timeout")
 
     def __init__(self, first_id: int, function: str, kwargs: dict | None, items: list,
-                 submitted: float, classic: bool, task_bytes: int = 1,
+                 submitted: float, classic: bool, job: _Job, task_bytes: int = 1,
                  timeout: float | None = None) -> None:
         self.first_id = first_id
         self.function = function
@@ -138,6 +161,7 @@ class _Batch:
         self.holes = 0  # cancelled/finished items at or after pos
         self.submitted = submitted
         self.classic = classic
+        self.job = job
         self.task_bytes = max(1, task_bytes)  # pickled size of one task's arguments (average)
         self.timeout = timeout  # seconds each task may run (None: the server's default)
 
@@ -152,12 +176,12 @@ class Record:
 
     __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
                  "started", "finished", "worker", "result", "error", "classic", "retry_base",
-                 "timeout")
+                 "runtime", "job", "exception", "timeout")
 
     def __init__(self, id: int, function: str, args: tuple, kwargs: dict | None,
-                 attempts: int, submitted: float, classic: bool, state: TaskState = QUEUED,
-                 worker: str | None = None, started: float | None = None,
-                 timeout: float | None = None) -> None:
+                 attempts: int, submitted: float, classic: bool, job: _Job,
+                 state: TaskState = QUEUED, worker: str | None = None,
+                 started: float | None = None, timeout: float | None = None) -> None:
         self.id = id
         self.function = function
         self.args = args
@@ -171,15 +195,76 @@ class Record:
         self.result: Any = None
         self.error: str | None = None
         self.classic = classic
+        self.runtime: float | None = None
+        self.job = job
+        self.exception: bytes | None = None
         # attempts at the last retry by hand: the lease rules count hand-outs after it
         self.retry_base = 0
-        self.timeout = timeout
+        self.timeout = timeout  # seconds it may run (None: the server's default)
 
     def to_task(self) -> Task:
         """Freeze into the public dataclass."""
         return Task(self.id, self.function, self.args, self.kwargs, self.state, self.attempts,
                     self.submitted, self.started, self.finished, self.worker, self.result,
-                    self.error)
+                    self.error, self.runtime, self.job.id, self.exception)
+
+
+class _Job:
+    """A job's live counters; every batch and record of it points here."""
+
+    __slots__ = ("id", "name", "functions", "submitted", "started", "last", "ranges",
+                 "queued", "claimed", "running", "done", "failed", "dead", "cancelled")
+
+    def __init__(self, id: int, name: str, submitted: float) -> None:
+        self.id, self.name, self.submitted = id, name, submitted
+        self.functions: list[str] = []
+        self.started: float | None = None
+        self.last: float | None = None
+        self.ranges: list[list[int]] = []  # [first id, count], adjacent runs merged
+        self.queued = self.claimed = self.running = 0
+        self.done = self.failed = self.dead = self.cancelled = 0
+
+    def add(self, state: TaskState, n: int) -> None:
+        """Move n tasks into (n > 0) or out of (n < 0) a state; the rare paths use this."""
+        attr = state.value
+        setattr(self, attr, getattr(self, attr) + n)
+
+    def add_range(self, first: int, n: int, function: str) -> None:
+        """Record a submission's ids (merged with the previous run when they follow it)."""
+        if self.ranges and self.ranges[-1][0] + self.ranges[-1][1] == first:
+            self.ranges[-1][1] += n
+        else:
+            self.ranges.append([first, n])
+        if function not in self.functions:
+            self.functions.append(function)
+
+    def remove_range(self, first: int, n: int) -> None:
+        """Take a refused submission's ids out of the ranges again."""
+        end = first + n
+        kept: list[list[int]] = []
+        for a, count in self.ranges:
+            b = a + count
+            if b <= first or a >= end:
+                kept.append([a, count])
+                continue
+            if a < first:
+                kept.append([a, first - a])
+            if end < b:
+                kept.append([end, b - end])
+        self.ranges = kept
+
+    @property
+    def remaining(self) -> int:
+        """Queued, claimed or running tasks."""
+        return self.queued + self.claimed + self.running
+
+    def info(self, now: float, ranges: bool = True) -> Job:
+        """Freeze into the public dataclass (without its id ranges, for snapshots)."""
+        return Job(self.id, self.name, tuple(self.functions), queued=self.queued,
+                   claimed=self.claimed, running=self.running, done=self.done,
+                   failed=self.failed, dead=self.dead, cancelled=self.cancelled,
+                   submitted=self.submitted, started=self.started, last_finished=self.last,
+                   time=now, ranges=tuple((a, b) for a, b in self.ranges) if ranges else ())
 
 
 class _Worker:
@@ -244,7 +329,8 @@ def _sort_value(r: Record, key: str) -> Any:
 
 def _live_row(r: Record) -> tuple:
     """A live task as the journal's checkpoint stores it."""
-    return (r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.classic, r.timeout)
+    return (r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.classic, r.job.id,
+            r.timeout)
 
 
 def _no_connection() -> str | None:
@@ -264,6 +350,7 @@ class Broker:
         keep_done: int = DEFAULTS.keep_done,
         keep_failed: int = DEFAULTS.keep_failed,
         keep_cancelled: int = DEFAULTS.keep_cancelled,
+        keep_jobs: int = DEFAULTS.keep_jobs,
         clock: Callable[[], float] = time.time,
         journal: Journal | None = None,
         first_id: int = 1,
@@ -282,6 +369,12 @@ class Broker:
         self._journal.attach(self.journal_checkpoint)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
+        # Result waiters sleep on their own condition of the same lock, so a batch of
+        # results wakes them and not every idle worker's claim (and a submit, not them).
+        self._results_cv = threading.Condition(self._lock)
+        self._pokes: set[str] = set()
+        self._purged_runs: deque[tuple] = deque(maxlen=_MAX_PURGED_RUNS)
+        self._functions: dict[str, bytes] = {}  # by-value task functions (see remote)
         self._next_id = first_id
         self._lanes: dict[str, deque] = {}  # function -> deque of _Batch | Record
         self._batches: list[_Batch] = []  # every batch still holding items, by first_id
@@ -292,7 +385,8 @@ class Broker:
         # at the front scans the dummies left by deletions (measured ~10 µs per task at 20k).
         self._finished: dict[TaskState, OrderedDict[int, Record]] = {
             s: OrderedDict() for s in _FINISHED_STATES}
-        self._recent: deque[Record] = deque(maxlen=max(keep_done, 1000))
+        self._recent: deque[Any] = deque(  # Records and _BULK_CANCEL marks
+            maxlen=max(keep_done, 1000))
         self._result_seq = 0  # results ever finished; the last one in _recent has this number
         self._workers: dict[str, _Worker] = {}
         self._worker_seq = itertools.count(1)
@@ -311,17 +405,24 @@ class Broker:
         self._sec = int(self._started)
         self._bucket = [0, 0, 0, 0]  # submitted, done, failed, requeued in the current second
         self.classic_results: queue.Queue = queue.Queue()
-        self._listing_cache: tuple | None = None  # (key, built at, records): see list_tasks
         self._pending: dict[int, _Batch] = {}  # journal ticket -> batch waiting for its commit
+        self._jobs: OrderedDict[int, _Job] = OrderedDict()  # oldest first
+        self._job_names: dict[str, int] = {}
+        self._job_seq = 0
+        self._keep_jobs = keep_jobs
+        self._listing_cache: tuple | None = None  # (key, built at, records): see list_tasks
 
     # ------------------------------------------------------------------ submission
 
     def submit(self, function: str, args_list: list, kwargs: dict | None = None,
-               classic: bool = False, timeout: float | None = None) -> tuple[int, int]:
+               classic: bool = False, job: int | str | None = None,
+               timeout: float | None = None) -> tuple[int, int]:
         """Queue one task per argument tuple; returns (first_id, count), ids are consecutive.
 
-        timeout is how long each of these tasks may run (None: the server's --task-timeout);
-        the worker fails a task that runs longer.
+        job is the id or the name of the job they join (a new name makes a new job); without
+        one they go to a job named after the function and the time. timeout is how long each
+        of these tasks may run (None: the server's --task-timeout); the worker fails a task
+        that runs longer.
 
         With a journal, this returns once the submit is committed, and its tasks can be
         claimed only from then on: a crash after the reply never loses them, and no worker
@@ -335,13 +436,17 @@ class Broker:
             return (self._next_id, 0)
         with self._cv:
             now = self._clock()
+            j = self._job_for(job, now, function)
             first = self._next_id
-            batch = _Batch(first, function, kwargs or None, args_list, now, classic,
+            batch = _Batch(first, function, kwargs or None, args_list, now, classic, j,
                            size // n + 1, timeout)
-            # May raise JournalUnavailable (the disk is full): then nothing has changed.
+            # May raise JournalUnavailable (the disk is full): then nothing has changed but
+            # a job made just now, left empty as opening it by name would.
             ticket = self._journal.submitted(first, function, args_list, kwargs or None, now,
-                                             classic, timeout)
+                                             classic, j.id, timeout)
             self._next_id += n
+            j.add_range(first, n, function)
+            self._journal.job(j)  # in the submit's commit: a restart finds its job whole
             if ticket is None:
                 self._enqueue_locked(batch)
                 return (first, n)
@@ -350,7 +455,9 @@ class Broker:
             self._journal.wait_durable(ticket)
         except BaseException:
             with self._cv:
-                self._pending.pop(ticket, None)  # refused: as if it never came
+                if self._pending.pop(ticket, None) is not None:  # refused: as if never made
+                    j.remove_range(first, n)
+                    self._journal.job(j)
             raise
         with self._cv:
             if self._pending.pop(ticket, None) is not None:
@@ -358,7 +465,7 @@ class Broker:
         return (first, n)
 
     def _enqueue_locked(self, batch: _Batch) -> None:
-        """Make a submitted batch claimable (and count it)."""
+        """Make a submitted batch claimable (and count it, in its job too)."""
         self._tick(self._clock())
         n = len(batch.items)
         self._lanes.setdefault(batch.function, deque()).append(batch)
@@ -374,7 +481,120 @@ class Broker:
         self._counts[QUEUED] += n
         self._submitted += n
         self._bucket[0] += n
+        batch.job.queued += n
         self._cv.notify_all()
+
+    # ------------------------------------------------------------------ jobs
+
+    def open_job(self, name: str | None = None, function: str = "") -> Job:
+        """The job with this name, made if there is none (named after function and the time
+        when name is empty)."""
+        with self._lock:
+            now = self._clock()
+            return self._job_for(name or None, now, function or "job").info(now)
+
+    def job(self, ref: int | str) -> Job | None:
+        """One job by id or name (a name made of digits is tried as a name first)."""
+        with self._lock:
+            j = self._find_job(ref)
+            return j.info(self._clock()) if j is not None else None
+
+    def jobs(self) -> tuple[Job, ...]:
+        """Every job kept (those with tasks left, and the newest finished ones), newest first."""
+        with self._lock:
+            now = self._clock()
+            return tuple(j.info(now) for j in reversed(self._jobs.values()))
+
+    def cancel_job(self, ref: int | str) -> int:
+        """Cancel every queued task of a job; returns how many were."""
+        with self._lock:
+            j = self._find_job(ref)
+            if j is None or not j.queued:
+                return 0
+            now = self._clock()
+            recs: list[Record] = []
+            ids: list[int] = []
+            for lane in self._lanes.values():
+                for item in lane:
+                    if item.job is not j:
+                        continue
+                    if type(item) is Record:
+                        if self._lane_records.pop(item.id, None) is not None:
+                            recs.append(item)
+                        continue
+                    ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
+                               if item.items[i] is not HOLE)
+                    self._purged_runs.append((item.first_id + item.pos,
+                                              item.first_id + len(item.items), item.function,
+                                              j, now))
+                    # Exhaust the batch in place: its lane drops it when it reaches the head.
+                    item.items = item.items[:item.pos]
+                    item.holes = 0
+            for rec in recs:
+                self._counts[QUEUED] -= 1
+                j.queued -= 1
+                self._finish(rec, CANCELLED, now)
+            n = len(ids)
+            self._counts[QUEUED] -= n
+            self._counts[CANCELLED] += n
+            j.queued -= n
+            j.cancelled += n
+            if n or recs:
+                j.last = now
+            self._prune_batches()
+            if recs:
+                self._journal.finished(recs)
+            if ids:
+                self._journal.cancelled_ids(ids, now, {j.id: n})
+                self._bulk_cancelled()
+            self._event("control", f"job {j.name}: {n + len(recs)} queued task(s) cancelled")
+            return n + len(recs)
+
+    def retry_job(self, ref: int | str) -> int:
+        """Queue a job's failed and dead tasks again (those still held in memory)."""
+        with self._lock:
+            j = self._find_job(ref)
+            if j is None:
+                return 0
+            ids = [tid for state in (FAILED, DEAD) for tid, rec in self._finished[state].items()
+                   if rec.job is j]
+        return self.retry(ids)
+
+    def _find_job(self, ref: int | str) -> _Job | None:
+        if isinstance(ref, int):
+            return self._jobs.get(ref)
+        jid = self._job_names.get(str(ref))
+        if jid is None and str(ref).strip().isdigit():
+            jid = int(str(ref).strip())
+        return self._jobs.get(jid) if jid is not None else None
+
+    def _job_for(self, ref: int | str | None, now: float, function: str) -> _Job:
+        """The job a submission joins (made when the name is new); under the lock."""
+        if isinstance(ref, int):
+            j = self._jobs.get(ref)
+            if j is None:
+                raise ValueError(f"no job with id {ref}: open it by name first")
+            return j
+        name = check_job_name(ref) if ref is not None and str(ref).strip() else \
+            auto_job_name(function, now)
+        jid = self._job_names.get(name)
+        if jid is not None:
+            return self._jobs[jid]
+        self._job_seq += 1
+        j = _Job(self._job_seq, name, now)
+        self._jobs[j.id] = j
+        self._job_names[name] = j.id
+        self._trim_jobs()
+        self._journal.job(j)
+        return j
+
+    def _trim_jobs(self) -> None:
+        """Forget the oldest finished jobs beyond keep_jobs (jobs with work left stay)."""
+        over = len(self._jobs) - self._keep_jobs
+        if over <= 0:
+            return
+        for jid in [jid for jid, j in self._jobs.items() if not j.remaining][:over]:
+            del self._job_names[self._jobs.pop(jid).name]
 
     # ------------------------------------------------------------------ workers
 
@@ -447,6 +667,8 @@ class Broker:
             rec = leases.get(tid)
             if rec is not None and rec.state is CLAIMED:
                 rec.state, rec.started = RUNNING, now
+                rec.job.claimed -= 1
+                rec.job.running += 1
                 n += 1
         if n:
             w.n_running += n
@@ -685,6 +907,12 @@ class Broker:
             leased[head.id] = leases[head.id] = head
             self._counts[QUEUED] -= 1
             self._counts[CLAIMED] += 1
+            j = head.job
+            j.queued -= 1
+            j.claimed += 1
+            if j.started is None:
+                j.started = now
+                self._journal.job(j)
             self._journal.claimed([head.id], head.attempts)
             return claim_group(head.function, head.kwargs, [head.id], [head.args], head.timeout)
         start = head.pos
@@ -702,17 +930,22 @@ class Broker:
             head.items = []  # free the arguments now; _prune_batches drops the shell
             head.pos = head.holes = 0
             self._prune_batches()
-        fn, kw, sub, cl, to = (head.function, head.kwargs, head.submitted, head.classic,
-                               head.timeout)
+        fn, kw, sub, cl, j = head.function, head.kwargs, head.submitted, head.classic, head.job
+        to = head.timeout
         new = Record
         for tid, args in zip(ids, items):
-            leased[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, CLAIMED, wid, None,
-                                            to)
+            leased[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, j, CLAIMED, wid,
+                                            None, to)
         n = len(ids)
         if n:
             self._journal.claimed(ids, 1)
+            if j.started is None:
+                j.started = now
+                self._journal.job(j)
         self._counts[QUEUED] -= n
         self._counts[CLAIMED] += n
+        j.queued -= n
+        j.claimed += n
         return claim_group(fn, kw, ids, items, to) if n else None
 
     def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
@@ -730,17 +963,28 @@ class Broker:
         n_running = n_claimed = n_queued = n_done = n_failed = 0
         done: list[Record] = []
         failed: list[Record] = []
-        for tid, ok, value in results:
+        # A batch's results mostly belong to one job: sum its counts in locals and move them
+        # once per run of one job, not with attribute updates per task.
+        job = None
+        j_running = j_claimed = j_done = 0  # of the run of the current job
+        for item in results:
+            try:  # (id, ok, value, started, runtime): what a guidist worker sends
+                tid, ok, value, started, runtime = item
+            except ValueError:  # (id, ok, value) from a tutorial worker; a failure adds its
+                tid, ok, value = item[0], item[1], item[2]  # exception as a sixth
+                started, runtime = (item[3], item[4]) if len(item) > 4 else (None, None)
             rec = leased_pop(tid, None)
             if rec is not None:
                 holder_id = rec.worker
                 holder = w if holder_id == worker_id else workers.get(holder_id or "")
                 if rec.state is running_state:
                     n_running += 1
+                    was = 1
                     if holder is not None:
                         holder.n_running -= 1
                 else:  # it ran and finished before the worker said it started
                     n_claimed += 1
+                    was = 0
                 if holder is not None:
                     holder.leases.pop(tid, None)
             else:
@@ -750,11 +994,31 @@ class Broker:
                     self._ignored_late += 1
                     continue
                 n_queued += 1
+                was = -1
+            if rec.job is not job:
+                if job is not None:
+                    job.running -= j_running
+                    job.claimed -= j_claimed
+                    if j_done:
+                        job.done += j_done
+                        job.last = now
+                job, j_running, j_claimed, j_done = rec.job, 0, 0, 0
+            if was > 0:
+                j_running += 1
+            elif was == 0:
+                j_claimed += 1
+            else:
+                job.queued -= 1  # rare: a late result for a requeued task
             rec.worker = worker_id
+            if started is not None:
+                # The worker's own measurement replaces the claim time: a task that waited in
+                # the worker's buffer behind others did not start when it was claimed.
+                rec.started, rec.runtime = started, runtime
             if ok:
                 rec.state = DONE
                 rec.finished = now
                 rec.result = value
+                j_done += 1
                 done_store[tid] = rec
                 recent(rec)
                 done.append(rec)
@@ -762,7 +1026,15 @@ class Broker:
                     classic_put(classic_result_text(rec.function, rec.args, value))
             else:
                 self._finish(rec, FAILED, now, error=str(value)[:_ERROR_TEXT_LIMIT])
+                if len(item) > 5:
+                    rec.exception = item[5]
                 failed.append(rec)
+        if job is not None:
+            job.running -= j_running
+            job.claimed -= j_claimed
+            if j_done:
+                job.done += j_done
+                job.last = now
         counts = self._counts
         counts[RUNNING] -= n_running
         counts[CLAIMED] -= n_claimed
@@ -782,6 +1054,8 @@ class Broker:
             self._journal.done(done)  # done records never change again: no copy needed
         if failed:
             self._journal.finished(failed)
+        if done or failed:
+            self._results_cv.notify_all()
         return n_done + n_failed
 
     def _finish(self, rec: Record, state: TaskState, now: float, result: Any = None,
@@ -792,6 +1066,8 @@ class Broker:
         rec.result = result
         rec.error = error
         self._counts[state] += 1
+        rec.job.add(state, 1)
+        rec.job.last = now
         if state is DONE:
             self._bucket[1] += 1
         elif state is not CANCELLED:
@@ -802,6 +1078,7 @@ class Broker:
             store.popitem(last=False)
         self._result_seq += 1
         self._recent.append(rec)
+        self._results_cv.notify_all()
         if rec.classic:
             if state is DONE:
                 self.classic_results.put(classic_result_text(rec.function, rec.args, result))
@@ -829,10 +1106,12 @@ class Broker:
     def _requeue(self, rec: Record) -> None:
         """A leased (claimed or running) record goes back to the front of its lane."""
         self._counts[rec.state] -= 1
-        rec.state, rec.worker, rec.started = QUEUED, None, None
+        rec.job.add(rec.state, -1)
+        rec.state, rec.worker, rec.started, rec.runtime = QUEUED, None, None, None
         self._lanes.setdefault(rec.function, deque()).appendleft(rec)
         self._lane_records[rec.id] = rec
         self._counts[QUEUED] += 1
+        rec.job.queued += 1
 
     # ------------------------------------------------------------------ leases
 
@@ -865,6 +1144,7 @@ class Broker:
             expiries = rec.attempts - rec.retry_base
             if expiries >= self.max_attempts:
                 self._counts[rec.state] -= 1
+                rec.job.add(rec.state, -1)
                 self._finish(rec, DEAD, now, error=(
                     f"lease expired {expiries} times (its worker died or hung each time); "
                     f"last worker {w.id}"))
@@ -914,6 +1194,7 @@ class Broker:
                     if rec is None:
                         continue
                 self._counts[QUEUED] -= 1
+                rec.job.queued -= 1
                 self._finish(rec, CANCELLED, now)
                 cancelled.append(rec)
             if cancelled:
@@ -927,15 +1208,26 @@ class Broker:
             now = self._clock()
             ids: list[int] = []
             recs: list[Record] = []
+            by_job: dict[int, int] = {}
             for lane in self._lanes.values():
                 for item in lane:
                     if type(item) is Record:
                         if self._lane_records.pop(item.id, None) is not None:
                             recs.append(item)
                     else:
+                        before = len(ids)
                         ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
                                    if item.items[i] is not HOLE)
+                        k = len(ids) - before
+                        self._purged_runs.append((item.first_id + item.pos,
+                                                  item.first_id + len(item.items),
+                                                  item.function, item.job, now))
+                        item.job.queued -= k
+                        item.job.cancelled += k
+                        item.job.last = now
+                        by_job[item.job.id] = by_job.get(item.job.id, 0) + k
             for rec in recs:
+                rec.job.queued -= 1
                 self._finish(rec, CANCELLED, now)
             self._counts[CANCELLED] += len(ids)
             n = len(ids) + len(recs)
@@ -946,7 +1238,8 @@ class Broker:
             if recs:
                 self._journal.finished(recs)
             if ids:
-                self._journal.cancelled_ids(ids, now)
+                self._journal.cancelled_ids(ids, now, by_job)
+                self._bulk_cancelled()
             self._event("control", f"queue purged: {n} task(s) cancelled")
             return n
 
@@ -978,8 +1271,10 @@ class Broker:
 
     def _requeue_finished(self, rec: Record, state: TaskState) -> None:
         self._counts[state] -= 1
+        rec.job.add(state, -1)
+        rec.job.queued += 1
         rec.retry_base = rec.attempts
-        rec.result = rec.error = rec.finished = None
+        rec.result = rec.error = rec.finished = rec.runtime = rec.exception = None
         rec.state, rec.worker, rec.started = QUEUED, None, None
         self._lanes.setdefault(rec.function, deque()).append(rec)
         self._lane_records[rec.id] = rec
@@ -1012,8 +1307,8 @@ class Broker:
         idx = tid - b.first_id
         if idx < b.pos or b.items[idx] is HOLE:
             return None
-        rec = Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic,
-                      timeout=b.timeout)
+        rec = Record(tid, b.function, b.items[idx], b.kwargs, 0, b.submitted, b.classic, b.job,
+                     timeout=b.timeout)
         b.items[idx] = HOLE
         b.holes += 1
         return rec
@@ -1042,6 +1337,8 @@ class Broker:
                 default_task=self.default_task,
                 started=self._started,
                 extra=self._snapshot_extra(),
+                jobs=tuple(j.info(now, ranges=False) for j in itertools.islice(
+                    reversed(self._jobs.values()), SNAPSHOT_JOBS)),
             )
 
     def _snapshot_extra(self) -> dict[str, Any]:
@@ -1056,32 +1353,53 @@ class Broker:
         return throughput(list(itertools.islice(reversed(self._series), THROUGHPUT_WINDOW)))
 
     def get_task(self, task_id: int) -> Task | None:
-        """One task by id, wherever it is; None if unknown or pruned from memory."""
+        """One task by id, wherever it is: in memory, else in the journal (a result evicted
+        from memory is read back from there); None if unknown (or pruned from both)."""
+        return self.get_tasks([task_id])[0]
+
+    def get_tasks(self, ids: Iterable[int]) -> list[Task | None]:
+        """Several tasks by id in one call (at most 10,000), None for those unknown."""
+        ids = [int(i) for i in ids][:10_000]
         with self._lock:
-            rec = self._leased.get(task_id) or self._lane_records.get(task_id)
-            if rec is None:
-                for store in self._finished.values():
-                    rec = store.get(task_id)
-                    if rec is not None:
-                        break
-            if rec is not None:
-                return rec.to_task()
-            b = self._find_batch(task_id)
-            if b is not None:
-                idx = task_id - b.first_id
-                if idx >= b.pos and b.items[idx] is not HOLE:
-                    return Task(task_id, b.function, b.items[idx], b.kwargs, QUEUED, 0,
-                                b.submitted)
-            return None
+            out = [self._task_locked(tid) for tid in ids]
+        missing = [tid for tid, t in zip(ids, out) if t is None]
+        if missing:
+            # Outside the lock: the journal reads its file, which must not stall dispatch.
+            found = self._journal.lookup(missing)
+            out = [found.get(tid) if t is None else t for tid, t in zip(ids, out)]
+        return out
+
+    def _task_locked(self, task_id: int) -> Task | None:
+        rec = self._leased.get(task_id) or self._lane_records.get(task_id)
+        if rec is None:
+            for store in self._finished.values():
+                rec = store.get(task_id)
+                if rec is not None:
+                    break
+        if rec is not None:
+            return rec.to_task()
+        b = self._find_batch(task_id)
+        if b is not None:
+            idx = task_id - b.first_id
+            if idx >= b.pos and b.items[idx] is not HOLE:
+                return Task(task_id, b.function, b.items[idx], b.kwargs, QUEUED, 0,
+                            b.submitted, job=b.job.id)
+        for first, end, function, job, when in reversed(self._purged_runs):
+            if first <= task_id < end:  # cancelled in bulk: no record, its args dropped
+                return Task(task_id, function, (), None, CANCELLED, 0, job.submitted,
+                            finished=when, job=job.id)
+        return None
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
-                   search: str | None = None, order: str | None = None) -> TaskPage:
+                   search: str | None = None, order: str | None = None,
+                   job: int | str | None = None) -> TaskPage:
         """A page of tasks, newest activity first: running (latest started first), claimed,
         finished (latest first, whatever the state), then queued in the order they will run.
 
         order sorts by one of TASK_ORDERS ("-" for descending): "state" arranges the states;
         the others sort the running, claimed and finished tasks, and the queued ones follow in
-        the order they will run (a million queued tasks are never sorted)."""
+        the order they will run (a million queued tasks are never sorted). With job, only that
+        job's tasks, in the same order (a bounded scan, like a search)."""
         limit = max(0, min(int(limit), 10_000))
         offset = max(0, int(offset))
         key, desc = parse_order(order)
@@ -1090,6 +1408,12 @@ class Broker:
         if key == "state":
             states = sorted(states, key=list(TaskState).index, reverse=desc)
         with self._lock:
+            if job is not None:
+                j = self._find_job(job)
+                if j is None:
+                    return TaskPage(0, offset, ())
+                return self._search_locked(self._job_segments(states, j),
+                                           (search or "").strip().lower(), offset, limit)
             segments = self._segments(states, key if key != "state" else None, desc)
             if search:
                 return self._search_locked(segments, search.strip().lower(), offset, limit)
@@ -1182,7 +1506,8 @@ class Broker:
             return self._counts[s]
         return len(self._finished[s])
 
-    def _iter_segment(self, s: TaskState, skip: int = 0) -> Iterator[Task]:
+    def _iter_segment(self, s: TaskState, skip: int = 0, job: _Job | None = None
+                      ) -> Iterator[Task]:
         if s is QUEUED:
             yield from self._iter_queued(skip)
         elif s is RUNNING or s is CLAIMED:  # the latest claimed first
@@ -1195,13 +1520,37 @@ class Broker:
             for rec in itertools.islice(reversed(store.values()), skip, None):
                 yield rec.to_task()
 
-    def _iter_queued(self, skip: int) -> Iterator[Task]:
+    def _job_segments(self, states: list[TaskState],
+                      job: _Job) -> list[tuple[int, Callable[[int], Iterator[Task]]]]:
+        """The listing of one job's tasks as search segments: running, claimed, finished
+        (latest first), queued; records are filtered by their job, batches skipped whole."""
+        out: list[tuple[int, Callable[[int], Iterator[Task]]]] = []
+
+        def leased_of(state: TaskState) -> Callable[[int], Iterator[Task]]:
+            return lambda _skip: (r.to_task() for r in reversed(self._leased.values())
+                                  if r.state is state and r.job is job)
+
+        for live in (RUNNING, CLAIMED):
+            if live in states:
+                out.append((0, leased_of(live)))
+        finished = tuple(s for s in states if s.finished)
+        if finished:
+            stores = [reversed(self._finished[s].values()) for s in finished]
+            out.append((0, lambda _skip: (r.to_task() for r in heapq.merge(
+                *stores, key=_finished_key) if r.job is job)))
+        if QUEUED in states:
+            out.append((0, lambda skip: self._iter_queued(skip, job)))
+        return out
+
+    def _iter_queued(self, skip: int, job: _Job | None = None) -> Iterator[Task]:
         """Queued tasks lane by lane, skipping whole batches arithmetically."""
         # A record finished late while it waited keeps a stale copy in its lane; if it is then
         # retried it is queued twice, so list each record once (records are few: no cost).
         seen: set[int] = set()
         for lane in list(self._lanes.values()):
             for item in list(lane):
+                if job is not None and item.job is not job:
+                    continue  # another job's: a whole batch is skipped at once
                 if type(item) is Record:
                     if (item.state is not QUEUED or item.id not in self._lane_records
                             or item.id in seen):
@@ -1226,7 +1575,7 @@ class Broker:
                         skip -= 1
                         continue
                     yield Task(item.first_id + i, item.function, args, item.kwargs, QUEUED, 0,
-                               item.submitted)
+                               item.submitted, job=item.job.id)
 
     def _search_locked(self, segments: list[tuple[int, Callable[[int], Iterator[Task]]]],
                        needle: str, offset: int, limit: int) -> TaskPage:
@@ -1238,10 +1587,99 @@ class Broker:
                 scanned += 1
                 if scanned > _SEARCH_SCAN_LIMIT:
                     break
+                if not needle:
+                    matches.append(t)
+                    continue
                 hay = f"{t.id} {t.function} {t.args!r} {t.result!r} {t.error or ''}".lower()
                 if needle in hay:
                     matches.append(t)
         return TaskPage(len(matches), offset, tuple(matches[offset:offset + limit]))
+
+    # ------------------------------------------------------------------ results for callers
+
+    def result_cursor(self) -> int:
+        """The sequence number of the newest result: wait_results from here sees what follows."""
+        with self._lock:
+            return self._result_seq
+
+    def wait_results(self, cursor: int, jobs: list[int], timeout: float = 30.0,
+                     token: str = "", limit: int = 10_000) -> tuple[int, list[tuple], bool]:
+        """Block until a task of one of these jobs finishes after cursor; one round trip
+        returns every such result there is (up to limit): (new cursor, outcomes, gap).
+
+        gap is True when results after cursor are no longer in the recent-results log (or
+        tasks were cancelled in bulk): the caller then looks its tasks up with get_tasks.
+        Returns early, with nothing, when poke(token) is called (the caller's set of jobs
+        grew). The scan is of the results after cursor, never of the caller's task ids.
+        """
+        wanted = set(jobs)
+        deadline = time.monotonic() + max(0.0, min(float(timeout), _MAX_WAIT))
+        with self._lock:
+            # A poke that came before this call is kept: it may be for this very call (its
+            # caller poked while the call was on its way); a stale one ends one wait early.
+            while True:
+                cursor, out, gap = self._scan_results(cursor, wanted, limit)
+                remaining = deadline - time.monotonic()
+                if out or gap or remaining <= 0 or token in self._pokes:
+                    self._pokes.discard(token)
+                    return cursor, out, gap
+                self._results_cv.wait(remaining)
+
+    def _scan_results(self, cursor: int, wanted: set[int],
+                      limit: int) -> tuple[int, list[tuple], bool]:
+        """Results after cursor of the wanted jobs, oldest first; reads only those after it."""
+        newest = self._result_seq
+        fresh = newest - cursor
+        if fresh < 0:  # a cursor from before a restart: this server counts from 0 again
+            return newest, [], True
+        if fresh == 0:
+            return newest, [], False
+        held = len(self._recent)
+        gap = fresh > held  # some finished and left the log before this caller looked
+        take = min(fresh, held)
+        recs = list(itertools.islice(reversed(self._recent), take))[::-1]
+        if len(recs) > limit:
+            recs = recs[:limit]
+            newest = newest - take + limit
+        out = []
+        finished = _FINISHED_STATES
+        for rec in recs:
+            if rec is _BULK_CANCEL:
+                gap = True
+            elif rec.job.id in wanted and rec.state in finished:
+                out.append((rec.id, rec.state.value, rec.result, rec.error, rec.exception))
+        return newest, out, gap
+
+    def poke(self, token: str) -> None:
+        """Wake the wait_results call made with this token (its caller has more to wait for)."""
+        with self._lock:
+            self._pokes.add(token)
+            if len(self._pokes) > 10_000:  # tokens nobody waited with: forget them
+                self._pokes.clear()
+                self._pokes.add(token)
+            self._results_cv.notify_all()
+
+    def _bulk_cancelled(self) -> None:
+        """Mark the results log: tasks were cancelled without records (waiters look them up)."""
+        self._result_seq += 1
+        self._recent.append(_BULK_CANCEL)
+        self._results_cv.notify_all()
+
+    def define_function(self, name: str, blob: bytes) -> None:
+        """Keep a task function sent by value (cloudpickled; never loaded here)."""
+        if not is_by_value(name) or not isinstance(blob, bytes):
+            raise ValueError("a function sent by value needs a name with '#' and its bytes")
+        if len(blob) > self.max_payload:
+            raise ValueError(f"the function {name} is {len(blob)} bytes, over the limit")
+        with self._lock:
+            if name not in self._functions:
+                self._functions[name] = blob
+                self._journal.defined(name, blob)
+
+    def get_function(self, name: str) -> bytes | None:
+        """The bytes of a task function sent by value, for a worker about to run it."""
+        with self._lock:
+            return self._functions.get(name)
 
     def results_since(self, cursor: int, limit: int = 1000) -> tuple[int, list[Task]]:
         """Tasks finished after cursor (a sequence number), oldest first: (cursor, tasks)."""
@@ -1250,9 +1688,9 @@ class Broker:
                 return cursor, []
             first_seq = self._result_seq - len(self._recent) + 1
             start = max(0, cursor + 1 - first_seq)
-            out = [rec.to_task() for rec in itertools.islice(self._recent, start,
-                                                             start + limit)]
-            return (first_seq + start + len(out) - 1 if out else cursor), out
+            recs = list(itertools.islice(self._recent, start, start + limit))
+            out = [rec.to_task() for rec in recs if rec is not _BULK_CANCEL]
+            return (first_seq + start + len(recs) - 1 if recs else cursor), out
 
     def queued_count(self) -> int:
         """Tasks waiting to be claimed."""
@@ -1343,32 +1781,63 @@ class Broker:
         return self._keep[TaskState(state)]
 
     def restore(self, queued: list[tuple], finished: list[Task], counts: dict[str, int],
-                submitted: int, requeued: int, next_id: int) -> None:
+                submitted: int, requeued: int, next_id: int, jobs: Iterable[Job] = (),
+                functions: dict[str, bytes] | None = None) -> None:
         """Load state replayed from a journal into this (fresh) broker.
 
-        queued rows are (id, function, args, kwargs, attempts, submitted, classic[, timeout])
-        in id order; untouched runs of consecutive ids become batches again, the rest records.
+        queued rows are (id, function, args, kwargs, attempts, submitted, classic, job
+        [, timeout]) in id order; untouched runs of consecutive ids become batches again, the
+        rest records.
+        jobs come with their counts (the queued ones included).
         """
         with self._lock:
             self._next_id = max(self._next_id, next_id)
+            self._functions.update(functions or {})
+            for info in sorted(jobs, key=lambda j: j.id):
+                j = _Job(info.id, info.name, info.submitted)
+                j.functions = list(info.functions)
+                j.started, j.last = info.started, info.last_finished
+                j.ranges = [list(r) for r in info.ranges]
+                for state in TaskState:
+                    setattr(j, state.value, info.count(state))
+                j.running = j.claimed = 0  # leased at the crash: queued again (so counted)
+                self._jobs[j.id] = j
+                self._job_names[j.name] = j.id
+                self._job_seq = max(self._job_seq, j.id)
+
+            made: set[int] = set()
+
+            def job_of(jid: int | None) -> _Job:
+                # Tasks journaled before jobs existed (or whose job row is gone) share a job
+                # made here, which counts what is restored into it.
+                j = self._jobs.get(jid or 0)
+                if j is None:
+                    j = self._jobs[jid or 0] = _Job(jid or 0, f"restored-{jid or 0}",
+                                                    self._clock())
+                    self._job_names[j.name] = j.id
+                    made.add(j.id)
+                return j
+
             run: list = []
             run_key: tuple | None = None
             run_first = run_next = 0
 
             def flush_run() -> None:
                 if run:
-                    fn, kwargs, sub, classic, timeout = run_key  # type: ignore[misc]
-                    b = _Batch(run_first, fn, kwargs, list(run), sub, classic,
+                    fn, kwargs, sub, classic, jid, timeout = run_key  # type: ignore[misc]
+                    b = _Batch(run_first, fn, kwargs, list(run), sub, classic, job_of(jid),
                                len(pack(run)) // len(run) + 1,  # for the claim byte budget
                                timeout)
+                    if b.job.id in made:
+                        b.job.queued += len(run)
                     self._lanes.setdefault(fn, deque()).append(b)
                     self._batches.append(b)
                     self._batch_starts.append(run_first)
                     run.clear()
 
-            for tid, fn, args, kwargs, attempts, sub, classic, *rest in queued:
+            for tid, fn, args, kwargs, attempts, sub, classic, jid, *rest in queued:
                 timeout = rest[0] if rest else None
-                key = (fn, kwargs, sub, classic, timeout)
+                key = (fn, kwargs, sub, classic, jid, timeout)
                 if attempts == 0:
                     if not (run and tid == run_next and key == run_key):
                         flush_run()
@@ -1377,14 +1846,21 @@ class Broker:
                     run_next = tid + 1
                     continue
                 flush_run()
-                rec = Record(tid, fn, args, kwargs, attempts, sub, classic, timeout=timeout)
+                rec = Record(tid, fn, args, kwargs, attempts, sub, classic, job_of(jid),
+                             timeout=timeout)
+                if rec.job.id in made:
+                    rec.job.queued += 1
                 self._lanes.setdefault(fn, deque()).append(rec)
                 self._lane_records[tid] = rec
             flush_run()
             for t in finished:
-                rec = Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False)
+                rec = Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False,
+                              job_of(t.job))
+                if rec.job.id in made:
+                    rec.job.add(t.state, 1)
                 rec.state, rec.started, rec.finished = t.state, t.started, t.finished
                 rec.worker, rec.result, rec.error = t.worker, t.result, t.error
+                rec.runtime, rec.exception = t.runtime, t.exception
                 self._finished[t.state][t.id] = rec
             for s in TaskState:
                 self._counts[s] = counts.get(s.value, 0)
@@ -1417,12 +1893,13 @@ class Broker:
                     elif item.pos < len(item.items):
                         batches.append((item.first_id + item.pos, item.function, item.kwargs,
                                         item.items[item.pos:], item.submitted, item.classic,
-                                        item.timeout))
+                                        item.job.id, item.timeout))
             records.extend(_live_row(r) for r in self._leased.values())
             # Batches waiting for their commit: their submit row is older than this
             # checkpoint, which replaces it, so the checkpoint must carry them.
             pending = [(ticket, (b.first_id, b.function, b.kwargs, list(b.items), b.submitted,
-                                 b.classic, b.timeout)) for ticket, b in self._pending.items()]
+                                 b.classic, b.job.id, b.timeout))
+                       for ticket, b in self._pending.items()]
             self._journal.checkpoint({"batches": batches, "records": records,
                                       "pending": pending, "next_id": self._next_id,
                                       "submitted": self._submitted,

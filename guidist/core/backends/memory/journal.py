@@ -43,11 +43,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 from ...errors import JournalInUse, JournalUnavailable, JournalUnreadable
-from ...protocol import Task, TaskState
+from ...protocol import Job, Task, TaskState
 from .broker import HOLE, Broker, Record
 
 log = logging.getLogger(__name__)
@@ -78,17 +79,36 @@ CREATE TABLE IF NOT EXISTS finished (
     result,
     result_pickled INTEGER NOT NULL DEFAULT 0,
     error TEXT,
-    classic INTEGER NOT NULL DEFAULT 0
+    classic INTEGER NOT NULL DEFAULT 0,
+    runtime REAL,
+    job INTEGER,
+    exception BLOB
 );
 CREATE INDEX IF NOT EXISTS finished_state ON finished(state, finished);
 CREATE TABLE IF NOT EXISTS done (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     n INTEGER NOT NULL,
     finished REAL NOT NULL,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    job INTEGER,
+    min_id INTEGER,
+    max_id INTEGER
 );
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    functions TEXT NOT NULL,
+    submitted REAL,
+    started REAL,
+    ranges BLOB
+);
+CREATE TABLE IF NOT EXISTS functions (name TEXT PRIMARY KEY, blob BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 """
+#: Columns added since the first release: a journal written by an older guidist gets them
+#: (appended, so positional rows stay in this order) when it is opened.
+_ADDED_COLUMNS = {"finished": (("runtime", "REAL"), ("job", "INTEGER"), ("exception", "BLOB")),
+                  "done": (("job", "INTEGER"), ("min_id", "INTEGER"), ("max_id", "INTEGER"))}
 
 
 def _connect(path: str | Path) -> sqlite3.Connection:
@@ -98,6 +118,13 @@ def _connect(path: str | Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(_SCHEMA)
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    # Finds the done batch holding a task id (results evicted from memory are read back).
+    db.execute("CREATE INDEX IF NOT EXISTS done_ids ON done(min_id, max_id)")
     return db
 
 
@@ -147,13 +174,18 @@ def _lock_journal(path: Path) -> tuple[IO[bytes], IO[str] | None]:
     return target, note
 
 
+#: What a submit brings into the buffer: its rows, its job's and a function sent by value.
+_SUBMIT_KINDS = frozenset({"submit", "job", "function"})
+
+
 def _submits_first(buf: list[tuple[int, str, Any]]) -> tuple[list, list]:
-    """Split a flush into the submits that may be committed ahead and everything else.
+    """Split a flush into what submits brought, which may be committed ahead, and the rest.
 
     Nothing else in the buffer can refer to a task of a pending submit (it cannot be claimed,
-    cancelled or finished before its commit), so submits may go first; only a checkpoint must
-    stay behind the submits before it, since it replaces their rows (submits after it stay
-    after it too).
+    cancelled or finished before its commit), so submits may go first, with the job rows and
+    functions they need after a restart (both are written as a last state, in order); only a
+    checkpoint must stay behind the submits before it, since it replaces their rows (what
+    comes after it stays after it too).
     """
     early: list = []
     rest: list = []
@@ -161,7 +193,9 @@ def _submits_first(buf: list[tuple[int, str, Any]]) -> tuple[list, list]:
         if entry[1] == "checkpoint":
             rest.extend(buf[i:])
             break
-        (early if entry[1] == "submit" else rest).append(entry)
+        (early if entry[1] in _SUBMIT_KINDS else rest).append(entry)
+    if not any(entry[1] == "submit" for entry in early):
+        return [], buf  # nobody waits: one transaction, in order
     return early, rest
 
 
@@ -203,6 +237,9 @@ class SqliteJournal:
             self._release_lock()
             raise
         self._buf: list[tuple[int, str, Any]] = []  # (ticket, kind, data)
+        self._writing: list[tuple[int, str, Any]] = []  # the entries of the flush under way
+        self._reader: sqlite3.Connection | None = None  # lookups, beside the writer's
+        self._reader_lock = threading.Lock()
         self._buf_lock = threading.Lock()
         self._saved = threading.Condition(self._buf_lock)  # notified after every write attempt
         self._ticket = 0  # the last ticket handed out (one per change)
@@ -220,6 +257,7 @@ class SqliteJournal:
         self._rows_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._purged = 0  # tasks purged so far (never got a record), for checkpoints
+        self._purged_by_job: dict[int, int] = {}  # the same per job
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -230,7 +268,7 @@ class SqliteJournal:
     # -------------------------------------------------------------- broker hooks (under lock)
 
     def submitted(self, first_id: int, function: str, args_list: list, kwargs: dict | None,
-                  when: float, classic: bool, timeout: float | None = None) -> int:
+                  when: float, classic: bool, job: int, timeout: float | None = None) -> int:
         """Record a submitted batch; returns the ticket to pass to ``wait_durable``.
 
         Raises JournalUnavailable, before anything is buffered, while writes are failing.
@@ -240,9 +278,18 @@ class SqliteJournal:
         with self._buf_lock:
             if self._failure is not None or self._closed:
                 raise JournalUnavailable(self._refusal_locked())
-            row = (first_id, function, kwargs, args_list, when, classic)
-            # A time limit, when there is one, is a 7th element: older rows have 6.
+            row = (first_id, function, kwargs, args_list, when, classic, job)
+            # A time limit, when there is one, is an 8th element: older rows have 6 or 7.
             return self._add_locked("submit", row if timeout is None else (*row, timeout))
+
+    def defined(self, name: str, blob: bytes) -> None:
+        """Record a task function sent by value (queued tasks name it across restarts)."""
+        self._add("function", (name, blob))
+
+    def job(self, job: Any) -> None:
+        """Record a job's name, functions, times and id ranges (copied: they change)."""
+        self._add("job", (job.id, job.name, ",".join(job.functions), job.submitted, job.started,
+                          [tuple(r) for r in job.ranges]))
 
     def claimed(self, ids: list[int], attempts: int) -> None:
         """Record leases (ids all at the same attempt), so a restart counts the attempt."""
@@ -255,7 +302,7 @@ class SqliteJournal:
         so the row carries everything needed to queue the task again.
         """
         self._add("requeue", [(r.id, r.attempts, r.function, r.args, r.kwargs, r.submitted,
-                               r.classic, r.timeout) for r in records])
+                               r.classic, r.job.id, r.timeout) for r in records])
 
     def done(self, records: list[Record]) -> None:
         """Record a batch of successes: O(1) under the broker lock (done records never change),
@@ -266,11 +313,11 @@ class SqliteJournal:
         """Record failed, dead or cancelled tasks (copied: a retry changes the record)."""
         self._add("finish", [(r.id, r.function, r.args, r.kwargs, r.state.value, r.attempts,
                               r.submitted, r.started, r.finished, r.worker, r.result, r.error,
-                              r.classic) for r in records])
+                              r.classic, r.runtime, r.job.id, r.exception) for r in records])
 
-    def cancelled_ids(self, ids: Iterable[int], when: float) -> None:
-        """Record a purge: tasks that never got a record."""
-        self._add("cancel", (list(ids), when))
+    def cancelled_ids(self, ids: Iterable[int], when: float, by_job: dict[int, int]) -> None:
+        """Record a purge: tasks that never got a record (and how many per job)."""
+        self._add("cancel", (list(ids), when, dict(by_job)))
 
     def checkpoint(self, state: dict[str, Any]) -> None:
         """Record a snapshot of the live tasks; older log rows are dropped when it is written."""
@@ -388,14 +435,16 @@ class SqliteJournal:
                     log.exception("journal checkpoint failed")
 
     def flush(self) -> int:
-        """Write everything buffered in one transaction; returns the number of entries.
+        """Write everything buffered; returns the number of entries.
 
-        On failure the changes are put back for the next try, except the submits, which are
-        refused (their callers are still waiting and hear why), and checkpoints, which are
-        redone later; then the error is raised.
+        Submits go first, in a transaction of their own when other changes are buffered
+        beside them (see ``_submits_first``). On failure the changes are put back for the
+        next try, except the submits, which are refused (their callers are still waiting and
+        hear why), and checkpoints, which are redone later; then the error is raised.
         """
         with self._buf_lock:
             buf, self._buf = self._buf, []
+            self._writing = buf  # lookups still find these until they are committed
             self._writing_since, self._oldest = self._oldest, None
             failing = self._failure is not None
         if not buf and not failing:
@@ -406,8 +455,8 @@ class SqliteJournal:
         last = buf[-1][0] if buf else 0  # every ticket up to it is durable after this flush
         early, rest = _submits_first(buf)
         if early and rest:
-            # Submits get a transaction of their own, first: under load most of a flush is
-            # pickling the results that piled up meanwhile, and a submit must not wait for that.
+            # Under load most of a flush is pickling the results that piled up meanwhile, and
+            # a submit must not wait for that.
             try:
                 self._write_all(early)
             except BaseException as exc:
@@ -420,7 +469,10 @@ class SqliteJournal:
         try:
             # While failing with nothing to write, a tiny write tells when the disk is back:
             # otherwise submits would stay refused for ever on an idle server.
-            self._purged = self._write_all(buf) if buf else self._probe()
+            if buf:
+                self._purged, self._purged_by_job = self._write_all(buf)
+            else:
+                self._probe()
         except BaseException as exc:
             self._write_failed(buf, exc)
             raise
@@ -429,44 +481,48 @@ class SqliteJournal:
                 self._durable = max(self._durable, last)
                 self._early = {t for t in self._early if t > self._durable}
             self._writing_since = None
+            self._writing = []
             if self._failure is not None:
                 log.warning("the journal %s can be written again", self.path)
             self._failure = self._failing_since = None
             self._saved.notify_all()
         return len(buf)
 
-    def _write_all(self, buf: list[tuple[int, str, Any]]) -> int:
+    def _write_all(self, buf: list[tuple[int, str, Any]]) -> tuple[int, dict[int, int]]:
         """Write buffered changes in one transaction (raises with nothing committed); returns
-        the purge count as of the last change."""
+        the purge counts (in all, and per job) as of the last change."""
         rows: list[tuple[str, bytes]] = []
-        done_rows: list[tuple[int, float, bytes]] = []
+        done_rows: list[tuple] = []
+        jobs: dict[int, tuple] = {}  # the last state of each job changed in this window
         # Apply finishes and requeues in buffer order: a task that failed and was retried in
         # the same window must not keep its 'failed' row (the last change per id wins).
         finished: dict[int, tuple] = {}
         requeued: list[tuple[int]] = []
         purged = self._purged
+        purged_by_job = dict(self._purged_by_job)  # kept only if the write succeeds
         db = self._db
         db.execute("BEGIN")
         for _ticket, kind, data in buf:
             if kind == "checkpoint":
                 # Everything before it in the buffer is part of the snapshot: write that,
                 # then the snapshot, then drop the log rows it replaces.
-                self._write(rows, requeued, finished, done_rows)
-                rows, requeued, finished, done_rows = [], [], {}, []
-                self._write_checkpoint(data, purged)
+                self._write(rows, requeued, finished, done_rows, jobs)
+                rows, requeued, finished, done_rows, jobs = [], [], {}, [], {}
+                self._write_checkpoint(data, purged, purged_by_job)
             elif kind == "done":
-                done_rows.append((len(data), data[-1].finished or 0.0, pickle.dumps(
-                    [(r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted,
-                      r.started, r.finished, r.worker, r.result) for r in data],
-                    protocol=pickle.HIGHEST_PROTOCOL)))
+                done_rows.extend(_done_rows(data))
+            elif kind == "job":
+                jobs[data[0]] = data
+            elif kind == "function":
+                db.execute("INSERT OR IGNORE INTO functions(name, blob) VALUES (?, ?)", data)
             elif kind == "finish":
                 for (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result,
-                     error, classic) in data:
+                     error, classic, runtime, job, exc) in data:
                     value, pickled = _encode_result(result)
                     finished[tid] = (tid, fn, pickle.dumps(args),
                                      None if kwargs is None else pickle.dumps(kwargs),
                                      state, attempts, sub, st, fin, worker, value, pickled,
-                                     error, int(bool(classic)))
+                                     error, int(bool(classic)), runtime, job, exc)
                 rows.append(("finish", pickle.dumps([(d[0], d[4]) for d in data])))
             else:
                 if kind == "requeue":
@@ -475,18 +531,18 @@ class SqliteJournal:
                         requeued.append((d[0],))
                 elif kind == "cancel":
                     purged += len(data[0])
+                    _add_counts(purged_by_job, data[2])
                 rows.append((kind, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)))
-        self._write(rows, requeued, finished, done_rows)
+        self._write(rows, requeued, finished, done_rows, jobs)
         db.execute("COMMIT")
-        return purged
+        return purged, purged_by_job
 
-    def _probe(self) -> int:
-        """Write one small row (is the journal writable again?); returns the purge count."""
+    def _probe(self) -> None:
+        """Write one small row: is the journal writable again?"""
         db = self._db
         db.execute("BEGIN")
         db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('written', ?)", (time.time(),))
         db.execute("COMMIT")
-        return self._purged
 
     def _write_failed(self, buf: list[tuple[int, str, Any]], exc: BaseException) -> None:
         """Undo a failed write: roll back if SQLite has not, keep the changes, refuse submits."""
@@ -514,6 +570,7 @@ class SqliteJournal:
             # A checkpoint taken meanwhile may hold a refused batch: drop those too.
             self._buf[:0] = keep
             self._buf = [e for e in self._buf if e[1] != "checkpoint"]
+            self._writing = []
             self._oldest, self._writing_since = self._writing_since, None
             first = self._failure is None or self._failure != why
             self._failure = why
@@ -525,20 +582,79 @@ class SqliteJournal:
                       "kept for a retry every %.0f s", self.path, why, refused, len(keep),
                       RETRY_INTERVAL)
 
-    def _write(self, rows: list, requeued: list, finished: dict, done_rows: list) -> None:
+    # -------------------------------------------------------------- lookups
+
+    def lookup(self, ids: list[int]) -> dict[int, Task]:
+        """Finished tasks no longer in the broker's memory, by id: from the changes not yet
+        written, else from the file. Called outside the broker lock, from any thread."""
+        want = set(ids)
+        found: dict[int, Task] = {}
+        with self._buf_lock:
+            pending = self._writing + self._buf
+        for _ticket, kind, data in reversed(pending):  # the newest change of a task wins
+            if kind == "done":
+                for r in data:
+                    if r.id in want and r.id not in found:
+                        found[r.id] = r.to_task()
+            elif kind == "finish":
+                for row in data:
+                    if row[0] in want and row[0] not in found:
+                        found[row[0]] = _finish_row_to_task(row)
+        rest = sorted(want - found.keys())
+        if rest:
+            with self._reader_lock:
+                found.update(self._read(rest))
+        return found
+
+    def _read(self, ids: list[int]) -> dict[int, Task]:
+        """Tasks from the ledger tables; a done batch is found by the span of its ids."""
+        if self._reader is None:
+            self._reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                           check_same_thread=False, timeout=30)
+        db = self._reader
+        found: dict[int, Task] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            marks = ",".join("?" * len(part))
+            for row in db.execute(f"SELECT {_FINISHED_COLUMNS} FROM finished WHERE id IN "
+                                  f"({marks})", part):
+                found[row[0]] = _row_to_task(row)
+        blobs: dict[int, list] = {}  # one batch is unpickled once however many ids it holds
+        for tid in ids:
+            if tid in found:
+                continue
+            for seq, blob in db.execute("SELECT seq, data FROM done WHERE min_id <= ? AND "
+                                        "max_id >= ?", (tid, tid)):
+                rows = blobs.get(seq)
+                if rows is None:
+                    rows = blobs[seq] = pickle.loads(blob)
+                hit = next((d for d in rows if d[0] == tid), None)
+                if hit is not None:
+                    found[tid] = _done_to_task(hit)
+                    break
+        return found
+
+    def _write(self, rows: list, requeued: list, finished: dict, done_rows: list,
+               jobs: dict[int, tuple]) -> None:
         """Insert one segment of a flush (inside the flush's transaction)."""
         db = self._db
+        if jobs:  # first: a job's row is never missing for tasks written beside it
+            db.executemany("INSERT OR REPLACE INTO jobs(id, name, functions, submitted, started, "
+                           "ranges) VALUES (?, ?, ?, ?, ?, ?)",
+                           [(*j[:5], pickle.dumps(j[5])) for j in jobs.values()])
         db.executemany("INSERT INTO log(kind, data) VALUES (?, ?)", rows)
         if requeued:  # a retried task is not finished any more
             db.executemany("DELETE FROM finished WHERE id = ?", requeued)
         if finished:
-            db.executemany("INSERT OR REPLACE INTO finished VALUES "
-                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", finished.values())
+            db.executemany(f"INSERT OR REPLACE INTO finished({_FINISHED_COLUMNS}) VALUES "
+                           f"({_FINISHED_MARKS})", finished.values())
         if done_rows:
-            db.executemany("INSERT INTO done(n, finished, data) VALUES (?, ?, ?)", done_rows)
+            db.executemany("INSERT INTO done(n, finished, data, job, min_id, max_id) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", done_rows)
         self._rows_since_checkpoint += len(rows) + len(done_rows)
 
-    def _write_checkpoint(self, state: dict[str, Any], purged: int) -> None:
+    def _write_checkpoint(self, state: dict[str, Any], purged: int,
+                          purged_by_job: dict[int, int]) -> None:
         """Write a running server's snapshot and drop the log rows before it."""
         db = self._db
         done_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM done").fetchone()[0]
@@ -546,17 +662,21 @@ class SqliteJournal:
         # (then their submit was refused and they must not come back on a restart).
         pending = [b for ticket, b in state.get("pending", ()) if ticket not in self._dropped]
         submitted = state["submitted"] + sum(len(b[3]) for b in pending)
-        batches = [(first, fn, kw, [None if a is HOLE else a for a in items], sub, classic,
-                    *timeout)
-                   for first, fn, kw, items, sub, classic, *timeout in [*state["batches"],
-                                                                         *pending]]
+        # (first, function, kwargs, items, submitted, classic, job[, timeout])
+        batches = [(first, fn, kw, [None if a is HOLE else a for a in items], *rest)
+                   for first, fn, kw, items, *rest in [*state["batches"], *pending]]
         blob = pickle.dumps({"batches": batches, "records": state["records"],
                              "next_id": state["next_id"], "submitted": submitted,
                              "requeued": state["requeued"], "purged": purged,
-                             "done_seq": done_seq}, protocol=pickle.HIGHEST_PROTOCOL)
+                             "purged_by_job": purged_by_job, "done_seq": done_seq},
+                            protocol=pickle.HIGHEST_PROTOCOL)
         seq = db.execute("INSERT INTO log(kind, data) VALUES ('checkpoint', ?)",
                          (blob,)).lastrowid
         db.execute("DELETE FROM log WHERE seq < ?", (seq,))
+
+    def functions(self) -> dict[str, bytes]:
+        """Every task function sent by value and journaled, for a restore."""
+        return dict(self._db.execute("SELECT name, blob FROM functions"))
 
     def close(self) -> None:
         """Stop the writer, write what is left, and close the file (a write that fails now is
@@ -576,6 +696,9 @@ class SqliteJournal:
                 self._closed = True
                 self._saved.notify_all()  # submits still waiting are refused
             self._db.close()
+            with self._reader_lock:
+                if self._reader is not None:
+                    self._reader.close()
             self._release_lock()
 
     def _release_lock(self) -> None:
@@ -589,9 +712,11 @@ class SqliteJournal:
         """Replay the journal into a fresh broker, then compact the log to one checkpoint."""
         state = _replay(self._db)
         self._purged = state.purged
+        self._purged_by_job = dict(state.purged_by_job)
         broker.restore(queued=state.queued_tasks(), finished=self._finished_tasks(broker),
                        counts=state.counts(self._db), submitted=state.submitted,
-                       requeued=state.requeued, next_id=state.next_id)
+                       requeued=state.requeued, next_id=state.next_id,
+                       jobs=state.jobs(self._db), functions=self.functions())
         self._checkpoint(state)
         return {"queued": len(state.live), "next_id": state.next_id}
 
@@ -607,7 +732,8 @@ class SqliteJournal:
         out.extend(reversed(newest[:keep]))
         for st in (TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED):
             rows = self._db.execute(
-                "SELECT * FROM finished WHERE state=? ORDER BY finished DESC, id DESC LIMIT ?",
+                f"SELECT {_FINISHED_COLUMNS} FROM finished WHERE state=? "
+                "ORDER BY finished DESC, id DESC LIMIT ?",
                 (st.value, broker.keep_limit(st))).fetchall()
             out.extend(_row_to_task(r) for r in reversed(rows))
         return out
@@ -617,8 +743,8 @@ class SqliteJournal:
         done_seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM done").fetchone()[0]
         data = pickle.dumps({"live": state.live_rows(), "next_id": state.next_id,
                              "submitted": state.submitted, "requeued": state.requeued,
-                             "purged": state.purged, "done_seq": done_seq},
-                            protocol=pickle.HIGHEST_PROTOCOL)
+                             "purged": state.purged, "purged_by_job": state.purged_by_job,
+                             "done_seq": done_seq}, protocol=pickle.HIGHEST_PROTOCOL)
         db = self._db
         db.execute("BEGIN")
         db.execute("DELETE FROM log")
@@ -630,16 +756,54 @@ class _ReplayState:
     """Per-task state rebuilt from the log: the live tasks (with args) and the counters."""
 
     def __init__(self) -> None:
-        # id -> [function, args, kwargs, attempts, sub, classic, timeout]
+        # id -> [function, args, kwargs, attempts, submitted, classic, job, timeout]
         self.live: dict[int, list] = {}
         self.next_id = 1
         self.submitted = 0
         self.requeued = 0
         self.purged = 0
+        self.purged_by_job: dict[int, int] = {}
 
     def queued_tasks(self) -> list[tuple]:
-        """(id, function, args, kwargs, attempts, submitted, classic, timeout) in id order."""
+        """(id, function, args, kwargs, attempts, submitted, classic, job, timeout) in id
+        order."""
         return [(tid, *v) for tid, v in sorted(self.live.items())]
+
+    def jobs(self, db: sqlite3.Connection) -> list[Job]:
+        """Every job in the journal with its counts: queued from the live tasks, finished from
+        the ledger tables (SQL aggregates: no task row is read), purges from the log."""
+        counts: dict[int, dict[str, int]] = {}
+        last: dict[int, float] = {}
+
+        def add(jid: int | None, state: str, n: int, when: float | None = None) -> None:
+            c = counts.setdefault(jid or 0, {})
+            c[state] = c.get(state, 0) + int(n)
+            if when is not None:
+                last[jid or 0] = max(last.get(jid or 0, 0.0), when)
+
+        for row in self.live.values():
+            add(row[6], "queued", 1)
+        for jid, n, when in db.execute("SELECT job, SUM(n), MAX(finished) FROM done GROUP BY job"):
+            add(jid, "done", n, when)
+        for jid, state, n, when in db.execute(
+                "SELECT job, state, COUNT(*), MAX(finished) FROM finished GROUP BY job, state"):
+            add(jid, state, n, when)
+        for jid, n in self.purged_by_job.items():
+            add(jid, "cancelled", n)
+        out = []
+        known = set()
+        for jid, name, functions, submitted, started, ranges in db.execute(
+                "SELECT id, name, functions, submitted, started, ranges FROM jobs"):
+            known.add(jid)
+            c = counts.get(jid, {})
+            out.append(_restored_job(jid, name, tuple(f for f in functions.split(",") if f), c,
+                                     submitted or 0.0, started, last.get(jid),
+                                     tuple(pickle.loads(ranges)) if ranges else ()))
+        for jid, c in counts.items():  # tasks journaled before jobs existed
+            if jid not in known:
+                out.append(_restored_job(jid, f"restored-{jid}", (), c, 0.0, None, last.get(jid),
+                                         ()))
+        return out
 
     def live_rows(self) -> list[tuple]:
         """The same rows, for the checkpoint."""
@@ -666,23 +830,25 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
         if kind == "checkpoint":
             done_seq = data.get("done_seq", 0)
             st.live = {}
-            # Rows written before time limits existed have no timeout element.
-            for tid, fn, args, kwargs, attempts, sub, classic, *to in data.get("live", ()):
-                st.live[tid] = [fn, args, kwargs, attempts, sub, classic, _first(to)]
-            for first, fn, kwargs, items, sub, classic, *to in data.get("batches", ()):
+            # Rows written before jobs (or time limits) existed lack them at the end: None.
+            for row in data.get("live", ()):
+                st.live[row[0]] = [*row[1:7], _at(row, 7), _at(row, 8)]
+            for first, fn, kwargs, items, sub, classic, *more in data.get("batches", ()):
+                job, timeout = _at(more, 0), _at(more, 1)
                 for i, args in enumerate(items):
                     if args is not None:  # None marks a task cancelled inside its batch
-                        st.live[first + i] = [fn, args, kwargs, 0, sub, classic, _first(to)]
-            for tid, fn, args, kwargs, attempts, sub, classic, *to in data.get("records", ()):
-                st.live[tid] = [fn, args, kwargs, attempts, sub, classic, _first(to)]
+                        st.live[first + i] = [fn, args, kwargs, 0, sub, classic, job, timeout]
+            for row in data.get("records", ()):
+                st.live[row[0]] = [*row[1:7], _at(row, 7), _at(row, 8)]
             st.next_id = data["next_id"]
             st.submitted, st.requeued = data["submitted"], data["requeued"]
             st.purged = data["purged"]
+            st.purged_by_job = dict(data.get("purged_by_job", {}))
         elif kind == "submit":
-            first, fn, kwargs, args_list, when, classic, *to = data
-            timeout = _first(to)
+            first, fn, kwargs, args_list, when, classic = data[:6]
+            job, timeout = _at(data, 6), _at(data, 7)
             for i, args in enumerate(args_list):
-                st.live[first + i] = [fn, args, kwargs, 0, when, classic, timeout]
+                st.live[first + i] = [fn, args, kwargs, 0, when, classic, job, timeout]
             st.next_id = max(st.next_id, first + len(args_list))
             st.submitted += len(args_list)
         elif kind == "claim":
@@ -692,17 +858,19 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
                 if row is not None:
                     row[3] = attempts  # running at the crash: requeued, attempt counted
         elif kind == "requeue":
-            for tid, attempts, fn, args, kwargs, sub, classic, *to in data:
-                st.live[tid] = [fn, args, kwargs, attempts, sub, classic, _first(to)]
+            for tid, attempts, fn, args, kwargs, sub, classic, *more in data:
+                st.live[tid] = [fn, args, kwargs, attempts, sub, classic, _at(more, 0),
+                                _at(more, 1)]
             st.requeued += sum(1 for d in data if d[1] > 0)
         elif kind == "finish":
             for tid, _state in data:
                 st.live.pop(tid, None)
         elif kind == "cancel":
-            ids, _when = data
+            ids = data[0]
             for tid in ids:
                 st.live.pop(tid, None)
             st.purged += len(ids)
+            _add_counts(st.purged_by_job, data[2] if len(data) > 2 else {None: len(ids)})
     # Successes live in their own table, one row per batch; a done task is never requeued
     # again, so removing them after the log is right whatever the order. Rows from before
     # the checkpoint were already taken out of its live set.
@@ -712,23 +880,76 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
     return st
 
 
-def _first(values: list) -> Any:
-    """The optional trailing element of a journal row (None when the row predates it)."""
-    return values[0] if values else None
+def _at(row: Any, i: int) -> Any:
+    """Element i of a journal row, or None when the row predates it."""
+    return row[i] if len(row) > i else None
+
+
+def _restored_job(jid: int, name: str, functions: tuple[str, ...], c: dict[str, int],
+                  submitted: float, started: float | None, last: float | None,
+                  ranges: tuple) -> Job:
+    """A job as the journal restores it: nothing is running after a restart."""
+    return Job(jid, name, functions, queued=c.get("queued", 0), running=0,
+               done=c.get("done", 0), failed=c.get("failed", 0), dead=c.get("dead", 0),
+               cancelled=c.get("cancelled", 0), submitted=submitted, started=started,
+               last_finished=last, ranges=ranges)
+
+
+def _add_counts(into: dict, more: dict) -> None:
+    for k, n in more.items():
+        into[k] = into.get(k, 0) + n
+
+
+def _done_rows(records: list[Record]) -> Iterator[tuple]:
+    """A batch of successes as done rows, one per run of one job (so counts per job are
+    one SQL aggregate), with the id span that lookups of evicted results search by."""
+    start = 0
+    n = len(records)
+    while start < n:
+        job = records[start].job
+        end = start + 1
+        while end < n and records[end].job is job:
+            end += 1
+        run = records[start:end]
+        ids = [r.id for r in run]
+        yield (len(run), run[-1].finished or 0.0, pickle.dumps(
+            [(r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.started,
+              r.finished, r.worker, r.result, r.runtime, job.id) for r in run],
+            protocol=pickle.HIGHEST_PROTOCOL), job.id, min(ids), max(ids))
+        start = end
 
 
 def _done_to_task(d: tuple) -> Task:
-    tid, fn, args, kwargs, attempts, sub, started, fin, worker, result = d
+    tid, fn, args, kwargs, attempts, sub, started, fin, worker, result = d[:10]
+    # rows from before runtimes were measured and jobs existed lack the last two fields
+    runtime = d[10] if len(d) > 10 else None
+    job = d[11] if len(d) > 11 else None
     return Task(tid, fn, args, kwargs, TaskState.DONE, attempts, sub, started, fin, worker,
-                result)
+                result, None, runtime, job)
+
+
+#: The finished table's columns in the order rows are written and read (SELECT of these).
+_FINISHED_COLUMNS = ("id, function, args, kwargs, state, attempts, submitted, started, "
+                     "finished, worker, result, result_pickled, error, classic, runtime, job, "
+                     "exception")
+_FINISHED_MARKS = ",".join("?" * (_FINISHED_COLUMNS.count(",") + 1))
 
 
 def _row_to_task(row: tuple) -> Task:
     (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result, pickled, error,
-     _classic) = row
+     _classic, runtime, job, exc) = row
     return Task(tid, fn, pickle.loads(args) if args is not None else (),
                 pickle.loads(kwargs) if kwargs is not None else None, TaskState(state),
-                attempts, sub or 0.0, st, fin, worker, _decode_result(result, pickled), error)
+                attempts, sub or 0.0, st, fin, worker, _decode_result(result, pickled), error,
+                runtime, job, exc)
+
+
+def _finish_row_to_task(d: tuple) -> Task:
+    """A buffered 'finish' entry (SqliteJournal.finished) as a Task."""
+    (tid, fn, args, kwargs, state, attempts, sub, st, fin, worker, result, error, _classic,
+     runtime, job, exc) = d
+    return Task(tid, fn, args, kwargs, TaskState(state), attempts, sub or 0.0, st, fin, worker,
+                result, error, runtime, job, exc)
 
 
 def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERVAL,
@@ -757,7 +978,14 @@ def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERV
 # ---------------------------------------------------------------------- export and pruning
 
 EXPORT_COLUMNS = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
-                  "started", "finished", "worker", "result", "error")
+                  "started", "finished", "runtime", "worker", "result", "error")
+
+
+def iso_time(t: float | None) -> str | None:
+    """An epoch time as ISO-8601 in UTC with microseconds (``2024-05-01T12:00:00.250000Z``)."""
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def _unreadable(path: str | Path, exc: BaseException, what: str) -> str:
@@ -789,11 +1017,15 @@ def _connect_readonly(path: str | Path) -> sqlite3.Connection:
 def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterator[Task]:
     """Every task in a journal file: finished ones from the ledger, then the live ones.
 
-    Raises JournalUnreadable (naming the file) when it is damaged or not a journal.
+    Raises JournalUnreadable (naming the file) when it is damaged or not a journal. A journal
+    that cannot be written (a read-only disk) is read as it is.
     """
     wanted = {TaskState(s).value for s in states} if states else None  # ValueError: bad state
     try:
-        db = _connect_readonly(path)
+        try:
+            db = _connect(path)  # brings an older journal's tables up to date
+        except sqlite3.OperationalError:
+            db = _connect_readonly(path)
     except sqlite3.Error as exc:
         raise JournalUnreadable(_unreadable(path, exc, "read")) from None
     try:
@@ -812,20 +1044,21 @@ def _ledger_rows(db: sqlite3.Connection, wanted: set[str] | None) -> Iterator[Ta
         for (blob,) in db.execute("SELECT data FROM done ORDER BY seq"):
             for d in pickle.loads(blob):
                 yield _done_to_task(d)
-    for row in db.execute("SELECT * FROM finished ORDER BY id"):
+    for row in db.execute(f"SELECT {_FINISHED_COLUMNS} FROM finished ORDER BY id"):
         if wanted is None or row[4] in wanted:
             yield _row_to_task(row)
     if wanted is None or TaskState.QUEUED.value in wanted:
         st = _replay(db)
-        for tid, fn, args, kwargs, attempts, sub, _classic, _to in st.queued_tasks():
-            yield Task(tid, fn, args, kwargs, TaskState.QUEUED, attempts, sub)
+        for tid, fn, args, kwargs, attempts, sub, _classic, job, _to in st.queued_tasks():
+            yield Task(tid, fn, args, kwargs, TaskState.QUEUED, attempts, sub, job=job)
 
 
 def task_to_row(task: Task) -> dict[str, Any]:
-    """A task as a flat dict of JSON-friendly values."""
+    """A task as a flat dict of JSON-friendly values; times in ISO-8601 UTC, runtime in s."""
     return {"id": task.id, "function": task.function, "args": list(task.args),
             "kwargs": task.kwargs, "state": task.state.value, "attempts": task.attempts,
-            "submitted": task.submitted, "started": task.started, "finished": task.finished,
+            "submitted": iso_time(task.submitted or None), "started": iso_time(task.started),
+            "finished": iso_time(task.finished), "runtime": task.runtime,
             "worker": task.worker, "result": task.result, "error": task.error}
 
 

@@ -41,9 +41,12 @@ from ...errors import AuthenticationFailed, ServerUnavailable
 from ...payload import unpack, unpack_submission
 from ...protocol import (
     CMD_OK,
+    JOB_STATES,
     SERIES_FIELDS,
+    SNAPSHOT_JOBS,
     ClaimGroup,
     Event,
+    Job,
     ResultItem,
     Snapshot,
     Task,
@@ -51,6 +54,8 @@ from ...protocol import (
     TaskState,
     WorkerInfo,
     WorkerState,
+    auto_job_name,
+    check_job_name,
     check_timeout,
     claim_group,
     classic_prefix,
@@ -58,6 +63,7 @@ from ...protocol import (
     running_ids,
     throughput,
 )
+from ...remote import is_by_value
 from ...urls import REDIS_URL_ENV, redact_url, resolve_url
 from ..base import DEFAULTS
 from .scripts import SCRIPTS
@@ -102,7 +108,8 @@ def encode_results(results: Iterable[ResultItem] | None) -> list[Any]:
     """
     out: list[bytes] = []
     dumps = pickle.dumps
-    for tid, ok, value in results or ():
+    for item in results or ():
+        tid, ok, value = item[0], item[1], item[2]
         if ok:
             extra = b"%d" % value if isinstance(value, int) else b""
             body = dumps(value, _PICKLE)
@@ -110,8 +117,13 @@ def encode_results(results: Iterable[ResultItem] | None) -> list[Any]:
             err = str(value)[:_ERROR_TEXT_LIMIT]
             extra = (err.strip().splitlines()[-1:] or [""])[0].encode("utf-8", "replace")
             body = err.encode("utf-8", "replace")
-        # one element per result: "<id>:<ok>:<len>:" + extra + payload (see redis_scripts)
-        out.append(b"%d:%d:%d:%b%b" % (int(tid), 1 if ok else 0, len(extra), extra, body))
+        started = item[3] if len(item) > 4 else None
+        timing = b"" if started is None else b"%r,%r" % (float(started), float(item[4]))
+        exc = (item[5] or b"") if len(item) > 5 and not ok else b""
+        # one element per result: "<id>:<ok>:<len>:<started>,<runtime>:<exclen>:" + extra +
+        # exception + payload, the times empty when not measured (see scripts)
+        out.append(b"%d:%d:%d:%b:%d:%b%b%b" % (int(tid), 1 if ok else 0, len(extra), timing,
+                                               len(exc), extra, exc, body))
     return out
 
 
@@ -135,6 +147,12 @@ class _Waker:
         """Changes whenever a wake-up arrives; read before trying, pass to wait()."""
         with self._cv:
             return self._gen
+
+    def nudge(self) -> None:
+        """Wake the waiters in this process (as a published message would)."""
+        with self._cv:
+            self._gen += 1
+            self._cv.notify_all()
 
     def wait(self, seen: int, timeout: float) -> None:
         """Wait until a wake-up newer than seen arrives, or timeout."""
@@ -258,6 +276,7 @@ class RedisBroker:
         keep_done: int | None = None,
         keep_failed: int | None = None,
         keep_cancelled: int | None = None,
+        keep_jobs: int | None = None,
         max_payload: int | None = None,
         task_timeout: float | None = None,
         clock: Callable[[], float] | None = None,
@@ -294,11 +313,14 @@ class RedisBroker:
         self._scripts = {name: self._redis.register_script(src)
                          for name, src in SCRIPTS.items()}
         self._waker = _Waker(self._redis, self._key("wake"))
+        self._results = _Waker(self._redis, self._key("done"))  # results arrived
+        self._pokes: set[str] = set()
         self.classic_results = RedisClassicResults(self)
         given = {"lease_timeout": lease_timeout, "max_attempts": max_attempts,
                  "default_task": default_task, "keep_done": keep_done,
                  "keep_failed": keep_failed, "keep_cancelled": keep_cancelled,
-                 "max_payload": max_payload, "task_timeout": task_timeout}
+                 "keep_jobs": keep_jobs, "max_payload": max_payload,
+                 "task_timeout": task_timeout}
         defaults = DEFAULTS.as_kwargs()
         defaults["task_timeout"] = defaults["task_timeout"] or 0  # 0: no limit (Redis has no None)
         args: list[Any] = []
@@ -386,8 +408,9 @@ class RedisBroker:
         self._retrying(self._redis.ping, retry_for=0.0)
 
     def close(self) -> None:
-        """Stop the wake-up listener and close the connections."""
+        """Stop the wake-up listeners and close the connections."""
         self._waker.close()
+        self._results.close()
         try:
             self._redis.close()
         except Exception:
@@ -396,10 +419,14 @@ class RedisBroker:
     # ------------------------------------------------------------------ submission
 
     def submit(self, function: str, args_list: list, kwargs: dict | None = None,
-               classic: bool = False, timeout: float | None = None) -> tuple[int, int]:
+               classic: bool = False, job: int | str | None = None,
+               timeout: float | None = None) -> tuple[int, int]:
         """Queue one task per argument tuple; returns (first_id, count), ids are consecutive.
 
-        timeout is how long each may run (None: the deployment's task_timeout)."""
+        job is the id or the name of the job they join (a new name makes a new job); without
+        one they go to a job named after the function and the time. timeout is how long each
+        may run (None: the deployment's task_timeout).
+        """
         args_list, _size = unpack_submission(function, args_list, kwargs, self.max_payload)
         timeout = check_timeout(timeout)
         n = len(args_list)
@@ -407,16 +434,67 @@ class RedisBroker:
             last = self._retrying(lambda: self._redis.get(self._key("seq:task")))
             return (int(last or 0) + 1, 0)
         kw = pickle.dumps(kwargs, _PICKLE) if kwargs else b""
-        args: list[Any] = [uuid.uuid4().hex, function, kw, "1" if classic else "0", n,
-                           "" if timeout is None else repr(timeout)]
+        args: list[Any] = [uuid.uuid4().hex, self._job_ref(job, function), function, kw,
+                           "1" if classic else "0", n, "" if timeout is None else repr(timeout)]
         dumps = pickle.dumps
         if classic:  # each task also carries the tutorial's "n * n = " prefix (or "")
             for a in args_list:
                 args += [dumps(a, _PICKLE), classic_prefix(function, a) or ""]
         else:
             args += [dumps(a, _PICKLE) for a in args_list]
-        first = int(self._eval("submit", args))
+        first = int(self._job_call("submit", args))
         return (first, n)
+
+    # ------------------------------------------------------------------ jobs
+
+    def _job_ref(self, job: int | str | None, function: str) -> str:
+        """'#id' for an id, the name for a name (checked), or a name made for nobody's job."""
+        if isinstance(job, int):
+            return f"#{job}"
+        if job is None or not str(job).strip():
+            return auto_job_name(function or "job", self._clock() if self._clock else time.time())
+        return check_job_name(job)
+
+    def _job_call(self, name: str, args: list) -> Any:
+        """A script that opens a job: its "no job with id" error is a ValueError, as in memory."""
+        try:
+            return self._eval(name, args)
+        except self._errors.ResponseError as exc:
+            if "no job with id" in str(exc):
+                raise ValueError(_first_line(exc).split("script: ")[-1]) from None
+            raise
+
+    def open_job(self, name: str | None = None, function: str = "") -> Job:
+        """The job with this name, made if there is none (named after function and the time
+        when name is empty)."""
+        return _job(self._job_call("open_job", [self._job_ref(name, function)]))
+
+    def job(self, ref: int | str) -> Job | None:
+        """One job by id or name (a name made of digits is tried as a name first)."""
+        info = self._eval("job", [f"#{ref}" if isinstance(ref, int) else str(ref).strip()])
+        return _job(info) if info else None
+
+    def jobs(self) -> tuple[Job, ...]:
+        """Every job kept (those with tasks left, and the newest finished ones), newest first."""
+        return tuple(_job(j) for j in self._eval("jobs", []))
+
+    def _job_ids(self, ref: int | str) -> Iterator[list[int]]:
+        job = self.job(ref)
+        if job is None:
+            return
+        ids = [i for first, n in job.ranges for i in range(first, first + n)]
+        for i in range(0, len(ids), _CHUNK):
+            yield ids[i:i + _CHUNK]
+
+    def cancel_job(self, ref: int | str) -> int:
+        """Cancel every queued task of a job; returns how many were."""
+        # The cancel script checks each id is still queued, so walking the job's id runs in
+        # chunks is exact, and no script holds Redis for long.
+        return sum(int(self._eval("cancel", chunk)) for chunk in self._job_ids(ref))
+
+    def retry_job(self, ref: int | str) -> int:
+        """Queue a job's failed and dead tasks again (those still kept)."""
+        return sum(int(self._eval("retry", chunk)) for chunk in self._job_ids(ref))
 
     # ------------------------------------------------------------------ workers
 
@@ -604,8 +682,8 @@ class RedisBroker:
     def snapshot(self, series_since: int = 0, events_since: int = 0) -> Snapshot:
         """Counts, workers, and the series points and events after the caller's cursors."""
         (now, counters, queued, running, paused, series, last10, events, workers, started,
-         classic_len, default, claimed) = self._eval("snapshot", [int(series_since),
-                                                                  int(events_since)])
+         classic_len, default, claimed, jobs) = self._eval(
+            "snapshot", [int(series_since), int(events_since), SNAPSHOT_JOBS])
         c = self._decode_config(counters)
         counts = {s.value: int(c.get(s.value, 0)) for s in TaskState}
         counts[TaskState.QUEUED.value] = int(queued)
@@ -626,12 +704,70 @@ class RedisBroker:
             started=float(started),
             extra={"ignored_late": int(c.get("ignored_late", 0)),
                    "classic_results": int(classic_len), "backend": self.where},
+            jobs=tuple(_job(j) for j in jobs),
         )
 
     def get_task(self, task_id: int) -> Task | None:
-        """One task by id, wherever it is; None if unknown or pruned."""
+        """One task by id, wherever it is; None if unknown or no longer kept (a finished
+        task is kept until keep_done / keep_failed / keep_cancelled newer ones finished)."""
         h = self._retrying(lambda: self._redis.hgetall(self._key(f"t:{int(task_id)}")))
         return _task(int(task_id), h) if h else None
+
+    def get_tasks(self, ids: Iterable[int]) -> list[Task | None]:
+        """Several tasks by id in one round trip (at most 10,000), None for those unknown."""
+        ids = [int(i) for i in ids][:10_000]
+
+        def read() -> list:
+            pipe = self._redis.pipeline(transaction=False)
+            for tid in ids:
+                pipe.hgetall(self._key(f"t:{tid}"))
+            return pipe.execute()
+
+        return [_task(tid, h) if h else None for tid, h in zip(ids, self._retrying(read))]
+
+    # ------------------------------------------------------------------ results for callers
+
+    def result_cursor(self) -> int:
+        """The sequence number of the newest result: wait_results from here sees what follows."""
+        return int(self._retrying(lambda: self._redis.hget(self._key("c"), "result_seq")) or 0)
+
+    def wait_results(self, cursor: int, jobs: list[int], timeout: float = 30.0,
+                     token: str = "", limit: int = 10_000) -> tuple[int, list[tuple], bool]:
+        """Block until a task of one of these jobs finishes after cursor; one round trip
+        returns every such result there is: (new cursor, outcomes, gap). As in memory; the
+        scan runs in Redis, over the finished sets after cursor (see scripts.RESULTS)."""
+        deadline = time.monotonic() + max(0.0, min(float(timeout), 60.0))
+        while True:  # a poke that came first is kept: it may be for this call (see memory)
+            seen = self._results.generation
+            new, rows, gap = self._eval("results", [int(cursor), int(limit),
+                                                    *(int(j) for j in jobs)])
+            cursor = int(new)
+            out = [(int(tid), _s(st), _loads(r, "result") if r else None, _s(x) or None,
+                    xp or None) for tid, st, r, x, xp in rows]
+            remaining = deadline - time.monotonic()
+            if out or int(gap) or remaining <= 0 or token in self._pokes:
+                self._pokes.discard(token)
+                return cursor, out, bool(int(gap))
+            self._results.wait(seen, min(remaining, 1.0))
+
+    def poke(self, token: str) -> None:
+        """Wake the wait_results call made with this token (in this process)."""
+        if len(self._pokes) > 10_000:
+            self._pokes.clear()
+        self._pokes.add(token)
+        self._results.nudge()
+
+    def define_function(self, name: str, blob: bytes) -> None:
+        """Keep a task function sent by value (cloudpickled; never loaded here)."""
+        if not is_by_value(name) or not isinstance(blob, bytes):
+            raise ValueError("a function sent by value needs a name with '#' and its bytes")
+        if len(blob) > self.max_payload:
+            raise ValueError(f"the function {name} is {len(blob)} bytes, over the limit")
+        self._retrying(lambda: self._redis.set(self._key(f"fn:{name}"), blob, nx=True))
+
+    def get_function(self, name: str) -> bytes | None:
+        """The bytes of a task function sent by value, for a worker about to run it."""
+        return self._retrying(lambda: self._redis.get(self._key(f"fn:{name}")))
 
     def _segments(self, states: list[TaskState],
                   merge_finished: bool = True) -> list[tuple[str, tuple[str, ...], int, bool]]:
@@ -717,10 +853,12 @@ class RedisBroker:
         return [int(x) for x in self._retrying(read_deep)]
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
-                   search: str | None = None, order: str | None = None) -> TaskPage:
+                   search: str | None = None, order: str | None = None,
+                   job: int | str | None = None) -> TaskPage:
         """A page of tasks, newest activity first: running, claimed, finished (latest first,
         whatever the state), then queued in the order they will run; order "state" or
-        "-state" arranges the states (the only order this backend sorts by)."""
+        "-state" arranges the states (the only order this backend sorts by). With job, only
+        that job's tasks (a bounded scan, like a search)."""
         limit = max(0, min(int(limit), 10_000))
         offset = max(0, int(offset))
         key, desc = parse_order(order)
@@ -731,6 +869,12 @@ class RedisBroker:
         if key == "state":
             states = sorted(states, key=list(TaskState).index, reverse=desc)
         segments = self._segments(states, merge_finished=key is None)
+        if job is not None:
+            found = self.job(job)
+            if found is None:
+                return TaskPage(0, offset, ())
+            return self._search(segments, (search or "").strip().lower(), offset, limit,
+                                found.id)
         if search:
             return self._search(segments, search.strip().lower(), offset, limit)
         total = sum(size for _, _, size, _ in segments)
@@ -768,12 +912,16 @@ class RedisBroker:
             for start in range(0, part[2], 1000):
                 yield from self._fetch(self._part_ids(part, start, 1000))
 
-    def _search(self, segments: list, needle: str, offset: int, limit: int) -> TaskPage:
-        """Substring search over id, function, args, result and error; scans a bounded number."""
+    def _search(self, segments: list, needle: str, offset: int, limit: int,
+                job: int | None = None) -> TaskPage:
+        """Substring search over id, function, args, result and error, within one job when
+        given; scans a bounded number."""
         matches: list[Task] = []
         for scanned, t in enumerate(self._iter_segment_tasks(segments), 1):
             if scanned > _SEARCH_SCAN_LIMIT:
                 break
+            if job is not None and t.job != job:
+                continue
             hay = f"{t.id} {t.function} {t.args!r} {t.result!r} {t.error or ''}".lower()
             if needle in hay:
                 matches.append(t)
@@ -891,6 +1039,19 @@ def _worker_info(w: list) -> WorkerInfo:
                       claimed=held - running)
 
 
+def _job(info: list) -> Job:
+    jid, name, fns = info[:3]
+    counts = dict(zip(JOB_STATES, (int(x or 0) for x in info[3:3 + len(JOB_STATES)])))
+    sub, started, last, now, runs = info[3 + len(JOB_STATES):]
+    ranges = []
+    for r in runs:
+        first, n = _s(r).split(":")
+        ranges.append((int(first), int(n)))
+    return Job(int(jid), _s(name), tuple(f for f in _s(fns).split(",") if f),
+               submitted=float(sub or 0), started=_opt_float(started),
+               last_finished=_opt_float(last), time=float(now), ranges=tuple(ranges), **counts)
+
+
 def _task(tid: int, h: dict) -> Task:
     kw = h.get(b"k")
     return Task(
@@ -906,4 +1067,7 @@ def _task(tid: int, h: dict) -> Task:
         worker=_s(h.get(b"w")) or None,
         result=_loads(h.get(b"r"), "result"),
         error=_s(h.get(b"x")) or None,
+        runtime=_opt_float(h.get(b"rt")),
+        job=int(h[b"j"]) if h.get(b"j") else None,
+        exception=h.get(b"xp") or None,
     )

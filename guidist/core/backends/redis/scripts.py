@@ -10,8 +10,10 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:t:<id>``           hash, one per task: f function, a pickled args, k pickled kwargs,
                        s submitted, c "1" if it came in through the classic queue, cp the
                        tutorial's "n * n = " prefix, st state, n attempts (present once
-                       claimed), w worker, b started (once running), e finished, r pickled
-                       result, x error
+                       claimed), w worker, b started (once running; the worker's own
+                       measurement once its result arrived), rt seconds it ran (measured by
+                       the worker), e finished, r pickled result, x error, xp the exception it
+                       raised (pickled by the worker), j its job's id
 ``P:lanes``            set of function names whose queue may hold tasks
 ``P:q:<function>``     zset, score = id (retried: the last id + 0.5): the queued tasks of one
                        function, claimed lowest score first across all lanes
@@ -29,7 +31,8 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:fin:<state>``      zset id -> result seq, for done/failed/dead/cancelled, capped (keep_*);
                        a record leaving its set is deleted; results_since merges these sets
 ``P:c``                hash of counters: submitted, requeued, ignored_late, done, failed,
-                       dead, cancelled, result_seq, event_seq
+                       dead, cancelled, result_seq, event_seq, and evicted (the highest result
+                       seq whose record was dropped, so result waiters know what they missed)
 ``P:cur``              hash: the per-second bucket being filled (sec sub done fail req)
 ``P:series``           zset sec -> "sec,sub,done,fail,req,queued,running,workers,claimed"
                        (1 hour; the fields of protocol.SERIES_FIELDS)
@@ -38,6 +41,15 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:classic``          list: the classic result queue ("s" + text or "p" + pickle)
 ``P:wake``             pub/sub channel: published when tasks become claimable
 ``P:reaplock``         rate limit of the reaping that claims do on the side
+``P:seq:job``          job id counter
+``P:job:<id>``         hash, one per job: name, fns (comma-separated), sub, started, last (a
+                       task last finished), and the counts queued running done failed dead
+                       cancelled, kept by the scripts as tasks move
+``P:jr:<id>``          list of "first:count" runs of the job's task ids
+``P:jobs``             zset of job ids (score = id); the oldest finished beyond keep_jobs go
+``P:jobnames``         hash job name -> id
+``P:fn:<name>``        the bytes of a task function sent by value (see core.remote)
+``P:done``             pub/sub channel: published when tasks finished (result waiters)
 =====================  ====================================================================
 
 Every script receives ARGV[1] = prefix and ARGV[2] = the caller's clock ("" to use the Redis
@@ -56,14 +68,24 @@ if not now then
 end
 local NOW = string.format('%.6f', now)
 local CFG = redis.call('HMGET', P .. 'config', 'lease_timeout', 'max_attempts', 'default_task',
-  'keep_done', 'keep_failed', 'keep_cancelled', 'max_payload')
+  'keep_done', 'keep_failed', 'keep_cancelled', 'keep_jobs', 'max_payload')
 local LEASE = tonumber(CFG[1]) or 30
 local MAXATT = tonumber(CFG[2]) or 3
 local DEFAULT = CFG[3] or 'square'
 local KEEP = {done = tonumber(CFG[4]) or 20000, failed = tonumber(CFG[5]) or 50000,
   dead = tonumber(CFG[5]) or 50000, cancelled = tonumber(CFG[6]) or 10000}
+local KEEP_JOBS = tonumber(CFG[7]) or 1000
 -- bytes of arguments one claim may carry (at least one task): big tasks come a few at a time
-local BUDGET = tonumber(CFG[7]) or 16777216
+local BUDGET = tonumber(CFG[8]) or 16777216
+
+-- Job counters are summed per job here and written once by flush(), as the global ones.
+local JOB = {}
+local function jbump(jid, field, n)
+  if not jid then return end
+  local t = JOB[jid]
+  if not t then t = {}; JOB[jid] = t end
+  t[field] = (t[field] or 0) + n
+end
 
 -- Counters are summed here and written once by flush(), so a batch costs one HINCRBY each.
 local CNT, BUCKET, TOUCHED = {}, {}, {}
@@ -137,8 +159,9 @@ end
 
 local FIN = {}  -- state -> {seq, id, seq, id, ...} added to the finished sets by flush()
 
-local function finish(id, key, state, result, err, extra, classic, cp, wid)
+local function finish(id, key, state, result, err, extra, classic, cp, wid, jid)
   -- move one task into a finished state; classic tasks also answer on the classic queue
+  jbump(jid, state, 1)
   local h = {'st', state, 'e', NOW}
   if result then h[#h + 1] = 'r'; h[#h + 1] = result end
   if err then h[#h + 1] = 'x'; h[#h + 1] = err end
@@ -176,12 +199,29 @@ local function flush()
   for f, n in pairs(CNT) do if n ~= 0 then redis.call('HINCRBY', P .. 'c', f, n) end end
   for f, n in pairs(BUCKET) do if n ~= 0 then redis.call('HINCRBY', P .. 'cur', f, n) end end
   CNT, BUCKET = {}, {}
+  for jid, t in pairs(JOB) do
+    local jkey = P .. 'job:' .. jid
+    if redis.call('EXISTS', jkey) == 1 then
+      for f, n in pairs(t) do if n ~= 0 then redis.call('HINCRBY', jkey, f, n) end end
+      if (t.claimed or 0) > 0 then redis.call('HSETNX', jkey, 'started', NOW) end
+      if (t.done or 0) + (t.failed or 0) + (t.dead or 0) + (t.cancelled or 0) > 0 then
+        redis.call('HSET', jkey, 'last', NOW)
+      end
+    end
+  end
+  JOB = {}
+  if next(FIN) then redis.call('PUBLISH', P .. 'done', '1') end
   for state, l in pairs(FIN) do
     local fin = P .. 'fin:' .. state
     zadd_pairs(fin, l)
     local over = redis.call('ZCARD', fin) - KEEP[state]
     if over > 0 then
       local old = redis.call('ZRANGE', fin, 0, over - 1)
+      local last = redis.call('ZRANGE', fin, over - 1, over - 1, 'WITHSCORES')
+      local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
+      if last[2] and tonumber(last[2]) > evicted then
+        redis.call('HSET', P .. 'c', 'evicted', last[2])
+      end
       redis.call('ZREMRANGEBYRANK', fin, 0, over - 1)
       for i = 1, #old, 1000 do
         local keys = {}
@@ -204,9 +244,11 @@ local function start_ids(wid, ids)
   local moved = {}
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w')
+    local t = redis.call('HMGET', key, 'st', 'w', 'j')
     if t[1] == 'claimed' and t[2] == wid then
       redis.call('HSET', key, 'st', 'running', 'b', NOW)
+      jbump(t[3], 'claimed', -1)
+      jbump(t[3], 'running', 1)
       moved[#moved + 1] = id
     end
   end
@@ -265,25 +307,30 @@ local function ask_for_give_back(idle)
   if best then redis.call('HSET', P .. 'w:' .. best, 'gb', '1') end
 end
 
-local function requeue(id, key, fn, score)
+local function requeue(id, key, fn, score, jid)
   -- an expired or released lease keeps its id as score (near the front, as it is old); a
   -- retried task goes behind everything submitted so far, as in the in-memory broker
+  jbump(jid, 'queued', 1)
   redis.call('HSET', key, 'st', 'queued')
-  redis.call('HDEL', key, 'w', 'b')
+  redis.call('HDEL', key, 'w', 'b', 'rt')
   redis.call('ZADD', P .. 'q:' .. fn, score or id, id)
   redis.call('SADD', P .. 'lanes', fn)
 end
 
 local function parse_results(base)
-  -- one ARGV element per result: "<id>:<ok>:<len>:" .. extra (len bytes) .. payload, where
-  -- payload is the pickled value (ok) or the error text, and extra the value's int text (ok,
-  -- for the tutorial's string) or the error's last line (failed)
+  -- one ARGV element per result: "<id>:<ok>:<len>:<started>,<runtime>:<xlen>:" .. extra (len
+  -- bytes) .. exception (xlen bytes) .. payload, where payload is the pickled value (ok) or
+  -- the error text, extra the value's int text (ok, for the tutorial's string) or the error's
+  -- last line (failed), exception what the task raised as the worker pickled it (or empty),
+  -- and the two times (empty when the worker did not measure) when it began and how long it ran
   local items, i = {}, base
   while ARGV[i] do
     local s = ARGV[i]
-    local id, ok, len, pos = string.match(s, '^(%d+):(%d):(%d+):()')
-    len = tonumber(len)
-    items[#items + 1] = {id, ok, string.sub(s, pos + len), string.sub(s, pos, pos + len - 1)}
+    local id, ok, len, st, rt, xlen, pos = string.match(s,
+      '^(%d+):(%d):(%d+):([^,:]*),?([^:]*):(%d+):()')
+    len, xlen = tonumber(len), tonumber(xlen)
+    items[#items + 1] = {id, ok, string.sub(s, pos + len + xlen),
+      string.sub(s, pos, pos + len - 1), st, rt, string.sub(s, pos + len, pos + len + xlen - 1)}
     i = i + 1
   end
   return items
@@ -297,9 +344,10 @@ local function complete(wid, items)
   for _, item in ipairs(items) do
     local id, ok, payload, extra = item[1], item[2], item[3], item[4]
     local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp')
+    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'j')
     local accept = false
     if t[1] == 'running' or t[1] == 'claimed' then
+      jbump(t[7], t[1], -1)
       if t[1] == 'running' then
         running[#running + 1] = id
         if t[2] then nrun_of[t[2]] = (nrun_of[t[2]] or 0) + 1 end
@@ -315,15 +363,19 @@ local function complete(wid, items)
     elseif t[1] == 'queued' and t[4] then
       -- its lease expired and it waits again: the first result wins
       redis.call('ZREM', P .. 'q:' .. t[3], id)
+      jbump(t[7], 'queued', -1)
       accept = true
     end
     if accept then
-      -- the worker that delivered the result is recorded, as in memory
+      -- the worker that delivered the result is recorded, as in memory, and so is its own
+      -- measurement of when the task began and how long it ran
+      if item[5] ~= '' then redis.call('HSET', key, 'b', item[5], 'rt', item[6]) end
+      if item[7] ~= '' then redis.call('HSET', key, 'xp', item[7]) end
       if ok == '1' then
-        finish(id, key, 'done', payload, nil, extra, t[5], t[6], wid)
+        finish(id, key, 'done', payload, nil, extra, t[5], t[6], wid, t[7])
         done_n = done_n + 1
       else
-        finish(id, key, 'failed', nil, payload, extra, t[5], t[6], wid)
+        finish(id, key, 'failed', nil, payload, extra, t[5], t[6], wid, t[7])
         failed_n = failed_n + 1
       end
       accepted = accepted + 1
@@ -365,7 +417,7 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   local stop = false
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
-    local d = redis.call('HMGET', key, 'a', 'k', 'n', 'rb', 'to')
+    local d = redis.call('HMGET', key, 'a', 'k', 'n', 'rb', 'j', 'to')
     local size = #(d[1] or '')
     if #all_ids > 0 and size > BUDGET then stop = true; break end
     BUDGET = BUDGET - size
@@ -376,8 +428,10 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
       if #all_ids > 0 then break end
     end
     redis.call('HSET', key, 'st', 'claimed', 'w', wid, 'n', attempts + 1)
+    jbump(d[5], 'queued', -1)
+    jbump(d[5], 'claimed', 1)
     local kw = d[2] or ''
-    local to = d[5] or ''
+    local to = d[6] or ''
     if cur == nil or cur[2] ~= kw or cur[5] ~= to then
       cur = {fn, kw, {}, {}, to}  -- to: the tasks' time limit ('' for none)
       groups[#groups + 1] = cur
@@ -486,13 +540,14 @@ local function release_ids(wid, ids)
   for _, id in ipairs(ids) do
     if redis.call('ZREM', wl, id) == 1 then
       local key = P .. 't:' .. id
-      local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n')
+      local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'j')
       if (t[1] == 'running' or t[1] == 'claimed') and t[2] == wid then
         redis.call('ZREM', P .. t[1], id)  -- P:running or P:claimed
         if t[1] == 'running' then redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', -1) end
+        jbump(t[5], t[1], -1)
         local n = tonumber(t[4]) or 0
         if n > 0 then redis.call('HSET', key, 'n', n - 1) end
-        requeue(id, key, t[3])
+        requeue(id, key, t[3], nil, t[5])
         back = back + 1
       end
     end
@@ -514,17 +569,18 @@ local function expire(wid, why)
   -- since it last said so, and the one that killed it must reach max_attempts
   for _, id in ipairs(ids) do
     local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'rb')
+    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'rb', 'j')
     if (t[1] == 'running' or t[1] == 'claimed') and t[2] == wid then
       if t[1] == 'running' then running[#running + 1] = id else claimed[#claimed + 1] = id end
+      jbump(t[8], t[1], -1)
       local n = (tonumber(t[4]) or 0) - (tonumber(t[7]) or 0)  -- expiries since a retry
       if n >= MAXATT then
         local err = string.format('lease expired %d times (its worker died or hung each time); '
           .. 'last worker %s', n, wid)
-        finish(id, key, 'dead', nil, err, err, t[5], t[6])
+        finish(id, key, 'dead', nil, err, err, t[5], t[6], nil, t[8])
         dead = dead + 1
       else
-        requeue(id, key, t[3])
+        requeue(id, key, t[3], nil, t[8])
         back = back + 1
       end
     end
@@ -579,6 +635,74 @@ local function maybe_reap(auto_ms)
   -- with no server process in the path, claims reap on the side (at most once per interval)
   if auto_ms > 0 and redis.call('SET', P .. 'reaplock', '1', 'PX', auto_ms, 'NX') then reap() end
 end
+
+local function trim_jobs()
+  -- forget the oldest finished jobs beyond KEEP_JOBS (jobs with tasks left always stay)
+  local over = redis.call('ZCARD', P .. 'jobs') - KEEP_JOBS
+  if over <= 0 then return end
+  for _, jid in ipairs(redis.call('ZRANGE', P .. 'jobs', 0, over + 99)) do
+    if over <= 0 then break end
+    local jkey = P .. 'job:' .. jid
+    local h = redis.call('HMGET', jkey, 'name', 'queued', 'running', 'claimed')
+    if (tonumber(h[2]) or 0) + (tonumber(h[3]) or 0) + (tonumber(h[4]) or 0) == 0 then
+      if h[1] then redis.call('HDEL', P .. 'jobnames', h[1]) end
+      redis.call('DEL', jkey, P .. 'jr:' .. jid)
+      redis.call('ZREM', P .. 'jobs', jid)
+      over = over - 1
+    end
+  end
+end
+
+local function find_job(ref)
+  -- a job by '#id' or by name; nil when there is none
+  if string.sub(ref, 1, 1) == '#' then
+    local jid = string.sub(ref, 2)
+    if redis.call('EXISTS', P .. 'job:' .. jid) == 1 then return jid end
+    return nil
+  end
+  local jid = redis.call('HGET', P .. 'jobnames', ref)
+  if jid then return jid end
+  if string.match(ref, '^%d+$') and redis.call('EXISTS', P .. 'job:' .. ref) == 1 then
+    return ref
+  end
+  return nil
+end
+
+local function open_job(ref)
+  -- the job a submission joins: '#id' must exist; a name is made when new
+  local jid = find_job(ref)
+  if jid then return jid end
+  if string.sub(ref, 1, 1) == '#' then
+    return redis.error_reply('no job with id ' .. string.sub(ref, 2) .. ': open it by name first')
+  end
+  jid = tostring(redis.call('INCR', P .. 'seq:job'))
+  redis.call('HSET', P .. 'job:' .. jid, 'name', ref, 'fns', '', 'sub', NOW, 'queued', 0,
+    'claimed', 0, 'running', 0, 'done', 0, 'failed', 0, 'dead', 0, 'cancelled', 0)
+  redis.call('ZADD', P .. 'jobs', tonumber(jid), jid)
+  redis.call('HSET', P .. 'jobnames', ref, jid)
+  trim_jobs()
+  return jid
+end
+
+local function job_info(jid, no_ranges)
+  local h = redis.call('HMGET', P .. 'job:' .. jid, 'name', 'fns', 'queued', 'claimed',
+    'running', 'done', 'failed', 'dead', 'cancelled', 'sub', 'started', 'last')
+  if not h[1] then return nil end
+  for i = 1, #h do if not h[i] then h[i] = '' end end
+  return {jid, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], NOW,
+    no_ranges and {} or redis.call('LRANGE', P .. 'jr:' .. jid, 0, -1)}
+end
+
+local function jobs_info(n)
+  -- the newest n jobs, newest first, without their id ranges (what a snapshot carries)
+  local out = {}
+  if n <= 0 then return out end
+  for _, jid in ipairs(redis.call('ZREVRANGE', P .. 'jobs', 0, n - 1)) do
+    local info = job_info(jid, true)
+    if info then out[#out + 1] = info end
+  end
+  return out
+end
 """
 
 INIT = r"""
@@ -597,16 +721,19 @@ return redis.call('HGETALL', P .. 'config')
 """
 
 SUBMIT = r"""
--- ARGV: token, function, kwargs blob ('' for none), classic, n, time limit in seconds ('' for
--- none), then per task the args blob (and, for classic submissions, the tutorial's "n * n = "
--- prefix or '')
+-- ARGV: token, job ('#id' or a name), function, kwargs blob ('' for none), classic, n, time
+-- limit in seconds ('' for none), then per task the args blob (and, for classic submissions,
+-- the tutorial's "n * n = " prefix or '')
 local token = ARGV[3]
 if token ~= '' then
   local prev = redis.call('GET', P .. 'tok:' .. token)
   if prev then return tonumber(prev) end
 end
 tick()
-local fn, kw, classic, n, to = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
+local jid = open_job(ARGV[4])
+if type(jid) == 'table' then return jid end  -- the error reply of an unknown job id
+local fn, kw, classic, n = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
+local to = ARGV[9]
 local last = redis.call('INCRBY', P .. 'seq:task', n)
 local first = last - n + 1
 local ids = {}
@@ -614,12 +741,12 @@ local stride = 1
 if classic == '1' then stride = 2 end
 for i = 0, n - 1 do
   local id = first + i
-  local h = {'f', fn, 'a', ARGV[9 + stride * i], 's', NOW, 'st', 'queued'}
+  local h = {'f', fn, 'a', ARGV[10 + stride * i], 's', NOW, 'st', 'queued', 'j', jid}
   if kw ~= '' then h[#h + 1] = 'k'; h[#h + 1] = kw end
   if to ~= '' then h[#h + 1] = 'to'; h[#h + 1] = to end
   if classic == '1' then
     h[#h + 1] = 'c'; h[#h + 1] = '1'
-    local cp = ARGV[10 + stride * i]
+    local cp = ARGV[11 + stride * i]
     if cp ~= '' then h[#h + 1] = 'cp'; h[#h + 1] = cp end
   end
   redis.call('HSET', P .. 't:' .. id, unpack(h))
@@ -627,6 +754,22 @@ for i = 0, n - 1 do
 end
 zadd_ids(P .. 'q:' .. fn, ids)
 redis.call('SADD', P .. 'lanes', fn)
+jbump(jid, 'queued', n)
+local jkey = P .. 'job:' .. jid
+local fns = redis.call('HGET', jkey, 'fns') or ''
+if not string.find(',' .. fns .. ',', ',' .. fn .. ',', 1, true) then
+  redis.call('HSET', jkey, 'fns', fns == '' and fn or (fns .. ',' .. fn))
+end
+-- its ids, as runs: a submission right after the job's previous one extends that run
+local runs = P .. 'jr:' .. jid
+local prev = redis.call('LINDEX', runs, -1)
+local pf, pn = nil, nil
+if prev then pf, pn = string.match(prev, '^(%d+):(%d+)$') end
+if pf and tonumber(pf) + tonumber(pn) == first then
+  redis.call('LSET', runs, -1, pf .. ':' .. (tonumber(pn) + n))
+else
+  redis.call('RPUSH', runs, first .. ':' .. n)
+end
 bump('submitted', n)
 bucket('sub', n)
 flush()
@@ -670,6 +813,7 @@ touch_worker(wid)
 if running[1] then
   redis.call('HSET', wkey, 'cur', running[1])
   start_ids(wid, running)
+  flush()  -- the started tasks' jobs count them as running
 else
   redis.call('HDEL', wkey, 'cur')
 end
@@ -737,6 +881,7 @@ redis.call('ZREM', P .. 'wdl', wid)
 local msg = 'worker ' .. wid .. ' left'
 if n > 0 then msg = msg .. ', returning ' .. n .. ' task(s) to the queue' end
 event('worker-left', msg)
+flush()
 return n
 """
 
@@ -752,7 +897,9 @@ else
   local i = 5
   while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
 end
-return release_ids(wid, ids)
+local n = release_ids(wid, ids)
+flush()
+return n
 """
 
 REQUEST_STOP = r"""
@@ -812,10 +959,11 @@ local n, i = 0, 3
 while ARGV[i] do
   local id = ARGV[i]
   local key = P .. 't:' .. id
-  local t = redis.call('HMGET', key, 'st', 'f', 'c', 'cp')
+  local t = redis.call('HMGET', key, 'st', 'f', 'c', 'cp', 'j')
   if t[1] == 'queued' then
     redis.call('ZREM', P .. 'q:' .. t[2], id)
-    finish(id, key, 'cancelled', nil, nil, nil, t[3], t[4])
+    jbump(t[5], 'queued', -1)
+    finish(id, key, 'cancelled', nil, nil, nil, t[3], t[4], nil, t[5])
     n = n + 1
   end
   i = i + 1
@@ -837,18 +985,13 @@ for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
   local ids = redis.call('ZRANGEBYSCORE', lane, '-inf', maxid, 'LIMIT', 0, limit - n)
   if #ids > 0 then
     redis.call('ZREMRANGEBYRANK', lane, 0, #ids - 1)
-    local plain = 0
     for _, id in ipairs(ids) do
       local key = P .. 't:' .. id
-      local t = redis.call('HMGET', key, 'n', 'c', 'cp')
-      if t[1] then
-        finish(id, key, 'cancelled', nil, nil, nil, t[2], t[3])
-      else
-        redis.call('DEL', key)  -- never claimed: counted, not kept (as the in-memory broker)
-        plain = plain + 1
-      end
+      local t = redis.call('HMGET', key, 'n', 'c', 'cp', 'j')
+      jbump(t[4], 'queued', -1)
+      -- kept as cancelled (up to keep_cancelled), so a result waiter learns it was
+      finish(id, key, 'cancelled', nil, nil, nil, t[2], t[3], nil, t[4])
     end
-    bump('cancelled', plain)
     n = n + #ids
   end
   if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'lanes', f) end
@@ -865,14 +1008,15 @@ local n, i = 0, 3
 while ARGV[i] do
   local id = ARGV[i]
   local key = P .. 't:' .. id
-  local t = redis.call('HMGET', key, 'st', 'f', 'n')
+  local t = redis.call('HMGET', key, 'st', 'f', 'n', 'j')
   if t[1] == 'failed' or t[1] == 'dead' then
     redis.call('ZREM', P .. 'fin:' .. t[1], id)
     bump(t[1], -1)
-    redis.call('HDEL', key, 'r', 'x', 'e', 'w', 'b')
+    jbump(t[4], t[1], -1)
+    redis.call('HDEL', key, 'r', 'x', 'xp', 'e', 'w', 'b', 'rt')
     -- the attempts go on counting; the lease rules start afresh from here
     redis.call('HSET', key, 'rb', tonumber(t[3]) or 0)
-    requeue(id, key, t[2], (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5)
+    requeue(id, key, t[2], (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5, t[4])
     n = n + 1
   end
   i = i + 1
@@ -888,8 +1032,8 @@ return n
 """
 
 SNAPSHOT = r"""
--- ARGV: series cursor, events cursor
-local series_since, events_since = ARGV[3], ARGV[4]
+-- ARGV: series cursor, events cursor, how many of the newest jobs
+local series_since, events_since, n_jobs = ARGV[3], ARGV[4], tonumber(ARGV[5]) or 0
 tick()
 local series = redis.call('ZREVRANGEBYSCORE', P .. 'series', '+inf', '(' .. series_since,
   'LIMIT', 0, 900)
@@ -899,7 +1043,7 @@ local events = redis.call('ZREVRANGEBYSCORE', P .. 'events', '+inf', '(' .. even
 return {NOW, redis.call('HGETALL', P .. 'c'), queued_count(), redis.call('ZCARD', P .. 'running'),
   redis.call('EXISTS', P .. 'paused'), series, last10, events, workers_info(),
   redis.call('GET', P .. 'started') or NOW, redis.call('LLEN', P .. 'classic'), DEFAULT,
-  redis.call('ZCARD', P .. 'claimed')}
+  redis.call('ZCARD', P .. 'claimed'), jobs_info(n_jobs)}
 """
 
 QUEUED_COUNT = r"""
@@ -971,6 +1115,65 @@ flush()
 return 1
 """
 
+RESULTS = r"""
+-- ARGV: cursor (a result seq), limit, then the job ids wanted
+-- reply: {new cursor, {{id, state, result, error, exception}...}, gap}
+-- Reads only the results after cursor (the finished sets are scored by result seq), so its
+-- cost follows what finished, never how many tasks the caller waits for.
+local cursor, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local want = {}
+local i = 5
+while ARGV[i] do want[ARGV[i]] = true; i = i + 1 end
+local newest = tonumber(redis.call('HGET', P .. 'c', 'result_seq')) or 0
+if cursor > newest then return {newest, {}, 1} end  -- a cursor from another deployment
+local rows, bound = {}, newest
+for _, state in ipairs({'done', 'failed', 'dead', 'cancelled'}) do
+  local part = redis.call('ZRANGEBYSCORE', P .. 'fin:' .. state, '(' .. cursor, '+inf',
+    'WITHSCORES', 'LIMIT', 0, limit)
+  for j = 1, #part, 2 do rows[#rows + 1] = {tonumber(part[j + 1]), part[j], state} end
+  -- a set that filled the limit may hold more: read no further than its last, this time
+  if #part >= 2 * limit then bound = math.min(bound, tonumber(part[#part])) end
+end
+table.sort(rows, function(a, b) return a[1] < b[1] end)
+local out = {}
+for _, row in ipairs(rows) do
+  if row[1] <= bound then
+    local key = P .. 't:' .. row[2]
+    local h = redis.call('HMGET', key, 'j', 'st', 'r', 'x', 'xp')
+    if h[1] and want[h[1]] and h[2] == row[3] then
+      out[#out + 1] = {row[2], h[2], h[3] or '', h[4] or '', h[5] or ''}
+    end
+  end
+end
+local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
+return {bound, out, evicted > cursor and 1 or 0}
+"""
+
+OPEN_JOB = r"""
+-- ARGV: job ('#id' or a name); reply: the job's info
+tick()
+local jid = open_job(ARGV[3])
+if type(jid) == 'table' then return jid end
+return job_info(jid)
+"""
+
+JOB = r"""
+-- ARGV: '#id' or a name; reply: the job's info, or nil
+local jid = find_job(ARGV[3])
+if not jid then return nil end
+return job_info(jid)
+"""
+
+JOBS = r"""
+-- reply: every job kept, newest first
+local out = {}
+for _, jid in ipairs(redis.call('ZREVRANGE', P .. 'jobs', 0, -1)) do
+  local info = job_info(jid)
+  if info then out[#out + 1] = info end
+end
+return out
+"""
+
 EXPIRE_WORKER = r"""
 -- ARGV: worker id, why; a guidist worker whose every connection to the server closed
 local wid = ARGV[3]
@@ -992,5 +1195,6 @@ SCRIPTS: dict[str, str] = {
         "retry": RETRY, "snapshot": SNAPSHOT, "queued_count": QUEUED_COUNT,
         "classic_get": CLASSIC_GET, "classic_put": CLASSIC_PUT,
         "connection_closed": CONNECTION_CLOSED, "expire_worker": EXPIRE_WORKER,
+        "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS, "results": RESULTS,
     }.items()
 }

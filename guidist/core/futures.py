@@ -1,0 +1,401 @@
+"""Results back in Python: ``concurrent.futures`` futures for tasks, fed by one long poll.
+
+A Client hands out ``TaskFuture`` objects (``client.submit``) and result streams
+(``client.map``). Neither polls per task: one watcher thread per client holds a blocking
+``wait_results`` call on the server, for the jobs its tasks belong to, and one reply
+delivers every result that finished meanwhile. The server scans only the results that
+finished after the watcher's cursor, so waiting costs the same for one task or a million.
+
+Cursors: the watcher remembers the newest result it has seen. A submission registers with
+the cursor read *before* it was sent, and the next wait starts from there, so a task that
+finishes before its future is registered is still seen. When results left the server's
+recent-results log before the watcher read them (a slow reader, a restart), the server says
+so (``gap``) and the watcher asks for its unfinished tasks by id: on the in-memory backend
+that read falls back to the journal, so a result evicted from memory is still delivered.
+"""
+
+from __future__ import annotations
+
+import bisect
+import concurrent.futures as cf
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from .errors import GuidistError, NotAGuidistServer
+from .protocol import Task, outcome_of
+from .remote import load_exception
+
+log = logging.getLogger(__name__)
+
+WAIT_SECONDS = 20.0  # one wait_results call; a poke or a result ends it sooner
+IDLE_EXIT = 5.0  # the watcher thread ends after this long with nothing to wait for
+GIVE_UP_AFTER = 60.0  # seconds without a server before pending futures fail
+_LOOKUP_CHUNK = 5000
+
+
+class Caller(Protocol):
+    """What futures need of a Client: broker calls, and cancelling by id."""
+
+    def call(self, method: str, *args: Any) -> Any: ...
+    def cancel(self, ids: Iterable[int]) -> int: ...
+
+
+class TaskFailed(GuidistError):
+    """A task raised (and its exception could not be re-raised here), died, or is gone.
+
+    ``traceback`` is the remote traceback text (or the reason), ``state`` the task's state.
+    """
+
+    def __init__(self, task_id: int, state: str, traceback: str | None) -> None:
+        self.task_id = task_id
+        self.state = state
+        self.traceback = traceback or ""
+        lines = self.traceback.strip().splitlines()
+        super().__init__(f"task {task_id} {state}: {lines[-1] if lines else 'no details'}")
+
+
+class RemoteTraceback(Exception):
+    """Carries the worker's traceback text as the ``__cause__`` of a re-raised exception."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def outcome_error(outcome: tuple) -> BaseException | None:
+    """The exception a finished task's outcome stands for, or None for a success."""
+    tid, state, _result, error, exc_blob = outcome
+    if state == "done":
+        return None
+    if state == "failed":
+        exc = load_exception(exc_blob)
+        if exc is not None:
+            exc.__cause__ = RemoteTraceback(error or "")
+            return exc
+    if state == "cancelled":
+        return cf.CancelledError(f"task {tid} was cancelled")
+    return TaskFailed(tid, state, error)
+
+
+class TaskFuture(cf.Future):
+    """A ``concurrent.futures.Future`` for one task; ``id`` is the task's id.
+
+    ``cancel()`` cancels the task on the server if it is still queued. ``int(future)`` is the
+    id, so a future can be passed wherever a task id is taken.
+    """
+
+    def __init__(self, task_id: int, client: Caller | None = None) -> None:
+        super().__init__()
+        self.id = int(task_id)
+        self._client = client
+
+    def cancel(self) -> bool:
+        """Cancel the task if it is still queued; True when it is (now) cancelled."""
+        if self.done():
+            return self.cancelled()
+        if self._client is None or self._client.cancel([self.id]) == 0:
+            return False  # running or finished: it can no longer be cancelled
+        mark_cancelled(self)
+        return True
+
+    def __int__(self) -> int:
+        return self.id
+
+    __index__ = __int__
+
+    def __repr__(self) -> str:
+        return f"<TaskFuture task {self.id} {self._state.lower()}>"
+
+
+def mark_cancelled(fut: cf.Future) -> None:
+    """Cancel a future and tell concurrent.futures.wait/as_completed about it."""
+    if super(TaskFuture, fut).cancel() if isinstance(fut, TaskFuture) else fut.cancel():
+        fut.set_running_or_notify_cancel()
+
+
+def settle(fut: cf.Future, outcome: tuple) -> None:
+    """Resolve a future from a finished task's outcome (a no-op once it is resolved)."""
+    if fut.done():
+        return
+    if outcome[1] == "cancelled":
+        mark_cancelled(fut)
+        return
+    err = outcome_error(outcome)
+    try:
+        if err is None:
+            fut.set_result(outcome[2])
+        else:
+            fut.set_exception(err)
+    except cf.InvalidStateError:
+        pass  # cancelled by its owner meanwhile
+
+
+class _Entry:
+    """A run of consecutive task ids the watcher resolves, and where their outcomes go."""
+
+    __slots__ = ("first", "n", "job", "deliver", "left", "done")
+
+    def __init__(self, first: int, n: int, job: int,
+                 deliver: Callable[[int, tuple], None]) -> None:
+        self.first, self.n, self.job, self.deliver = first, n, job, deliver
+        self.left = n
+        self.done: set[int] | None = None if n == 1 else set()  # ids delivered so far
+
+
+class ResultWatcher:
+    """One per Client: the thread that holds the long poll and resolves futures."""
+
+    def __init__(self, client: Caller) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._entries: dict[int, _Entry] = {}
+        self._starts: list[int] = []  # sorted first ids of the entries
+        self._jobs: dict[int, int] = {}  # job id -> entries pending in it
+        self._cursor: int | None = None
+        self._rewind: int | None = None  # the oldest cursor a new entry was registered with
+        self._in_flight: frozenset[int] | None = None  # the jobs of the wait under way
+        self._token = uuid.uuid4().hex
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def cursor(self) -> int:
+        """The cursor to register a submission with: read before the submit is sent."""
+        with self._lock:
+            if self._cursor is not None:
+                return self._cursor
+        cursor = int(self._client.call("result_cursor"))
+        with self._lock:
+            if self._cursor is None:
+                self._cursor = cursor
+            return min(self._cursor, cursor)
+
+    def add(self, first: int, n: int, job: int, since: int,
+            deliver: Callable[[int, tuple], None]) -> None:
+        """Watch ids first..first+n-1 of a job; deliver(id, outcome) once each finishes."""
+        with self._lock:
+            if self._closed:
+                raise GuidistError("this client was closed: connect again to wait for results")
+            entry = _Entry(first, n, job, deliver)
+            self._entries[first] = entry
+            bisect.insort(self._starts, first)
+            self._jobs[job] = self._jobs.get(job, 0) + 1
+            self._rewind = since if self._rewind is None else min(self._rewind, since)
+            poke = self._in_flight is not None and job not in self._in_flight
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="guidist-results",
+                                                daemon=True)
+                self._thread.start()
+            self._wake.notify_all()
+        if poke:  # the wait under way does not cover this job: make it return and re-ask
+            try:
+                self._client.call("poke", self._token)
+            except GuidistError:
+                pass  # the wait ends by its timeout instead
+
+    def check(self, ids: list[int]) -> None:
+        """Look these (watched) tasks up by id now: for tasks that may have finished long ago."""
+        self._lookup(ids)
+
+    def close(self, reason: str = "the client was closed") -> None:
+        """Stop watching; pending futures fail with reason."""
+        with self._lock:
+            self._closed = True
+            entries = list(self._entries.values())
+            self._entries.clear()
+            self._starts.clear()
+            self._jobs.clear()
+            waiting = self._in_flight is not None
+            self._wake.notify_all()
+        if waiting and threading.current_thread() is not self._thread:
+            # End the wait under way now, or a server thread stays blocked in it (and its
+            # connection open) for up to WAIT_SECONDS after the client is gone.
+            try:
+                self._client.call("poke", self._token)
+            except GuidistError:
+                pass
+        self._fail(entries, reason)
+
+    # -------------------------------------------------------------- the thread
+
+    def _run(self) -> None:
+        trouble_since: float | None = None
+        while True:
+            with self._lock:
+                idle_until = time.monotonic() + IDLE_EXIT
+                while not self._entries and not self._closed:
+                    left = idle_until - time.monotonic()
+                    if left <= 0:
+                        self._thread = None
+                        return
+                    self._wake.wait(left)
+                if self._closed:
+                    self._thread = None
+                    return
+                jobs = sorted(self._jobs)
+                cursor = self._cursor or 0
+                if self._rewind is not None:
+                    cursor = min(cursor, self._rewind)
+                    self._rewind = None
+                self._in_flight = frozenset(jobs)
+            try:
+                new, outcomes, gap = self._client.call("wait_results", cursor, jobs,
+                                                       WAIT_SECONDS, self._token)
+            except GuidistError as exc:
+                with self._lock:
+                    self._in_flight = None
+                    self._rewind = cursor if self._rewind is None else min(self._rewind, cursor)
+                now = time.monotonic()
+                trouble_since = trouble_since or now
+                if now - trouble_since > GIVE_UP_AFTER:
+                    log.warning("giving up waiting for results: %s", exc)
+                    self.close(f"no answer from the server for {GIVE_UP_AFTER:.0f} s: {exc}")
+                    return
+                time.sleep(min(2.0, 0.1 + (now - trouble_since) / 4))
+                continue
+            trouble_since = None
+            with self._lock:
+                self._in_flight = None
+                self._cursor = int(new)
+            self._deliver(outcomes)
+            if gap:
+                self._lookup(self._pending_ids())
+
+    def _find(self, tid: int) -> _Entry | None:
+        i = bisect.bisect_right(self._starts, tid) - 1
+        if i < 0:
+            return None
+        entry = self._entries.get(self._starts[i])
+        if entry is None or tid >= entry.first + entry.n:
+            return None
+        return entry
+
+    def _deliver(self, outcomes: list[tuple]) -> None:
+        calls = []
+        with self._lock:
+            for outcome in outcomes:
+                entry = self._find(int(outcome[0]))
+                if entry is None:
+                    continue  # not ours, or already delivered
+                if entry.done is not None:
+                    if outcome[0] in entry.done:
+                        continue
+                    entry.done.add(outcome[0])
+                entry.left -= 1
+                if entry.left <= 0:
+                    self._drop(entry)
+                calls.append((entry.deliver, outcome))
+        for deliver, outcome in calls:  # outside the lock: callbacks run user code
+            try:
+                deliver(int(outcome[0]), outcome)
+            except Exception:
+                log.exception("delivering the result of task %s failed", outcome[0])
+
+    def _drop(self, entry: _Entry) -> None:
+        self._entries.pop(entry.first, None)
+        i = bisect.bisect_left(self._starts, entry.first)
+        if i < len(self._starts) and self._starts[i] == entry.first:
+            del self._starts[i]
+        left = self._jobs.get(entry.job, 0) - 1
+        if left > 0:
+            self._jobs[entry.job] = left
+        else:
+            self._jobs.pop(entry.job, None)
+
+    def _pending_ids(self) -> list[int]:
+        with self._lock:
+            entries = list(self._entries.values())
+        out: list[int] = []
+        for e in entries:
+            done = e.done or set()
+            out.extend(i for i in range(e.first, e.first + e.n) if i not in done)
+        return out
+
+    def _lookup(self, ids: list[int]) -> None:
+        """Resolve what finished among ids, asking the server by id (bounded chunks)."""
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start:start + _LOOKUP_CHUNK]
+            try:
+                tasks: list[Task | None] = self._client.call("get_tasks", chunk)
+            except GuidistError as exc:
+                log.info("could not look tasks up: %s", exc)
+                return
+            outcomes = []
+            for tid, task in zip(chunk, tasks):
+                if task is None:
+                    outcomes.append((tid, "lost", None, "the server no longer knows this "
+                                     "task (its result was dropped, or the server restarted "
+                                     "without a journal)", None))
+                elif task.state.finished:
+                    outcomes.append(outcome_of(task))
+            self._deliver(outcomes)
+
+    def _fail(self, entries: list[_Entry], reason: str) -> None:
+        for e in entries:
+            done = e.done or set()
+            for tid in range(e.first, e.first + e.n):
+                if tid not in done:
+                    try:
+                        e.deliver(tid, (tid, "lost", None, reason, None))
+                    except Exception:
+                        log.exception("failing task %s's future failed", tid)
+
+
+class MapResults:
+    """The results of a map in input order: filled by the watcher, read by the iterator."""
+
+    def __init__(self, chunked: bool) -> None:
+        self._chunked = chunked
+        self._cv = threading.Condition()
+        self._outcomes: dict[int, tuple] = {}  # task index -> outcome, until it is read
+        self._index: list[tuple[int, int, int]] = []  # (first id, n, index of first)
+
+    def watch(self, first: int, n: int, base: int) -> Callable[[int, tuple], None]:
+        """The deliver function for ids first..first+n-1, which are tasks base.. of the map."""
+        def deliver(tid: int, outcome: tuple) -> None:
+            with self._cv:
+                self._outcomes[base + tid - first] = outcome
+                self._cv.notify_all()
+
+        return deliver
+
+    def results(self, count: int, deadline: float | None,
+                on_close: Callable[[int], None]) -> Iterator[Any]:
+        """Yield the task results in order (a chunk's items one by one), raising a task's
+        exception where it comes; on_close(next index) runs if the caller stops early."""
+        i = 0
+        try:
+            while i < count:
+                with self._cv:
+                    while i not in self._outcomes:
+                        left = None if deadline is None else deadline - time.monotonic()
+                        if left is not None and left <= 0:
+                            raise cf.TimeoutError(f"task {i + 1} of {count} did not finish "
+                                                  "in time")
+                        self._cv.wait(left)
+                    outcome = self._outcomes.pop(i)
+                i += 1
+                err = outcome_error(outcome) if outcome[1] != "done" else None
+                if err is not None:
+                    raise err
+                if self._chunked:
+                    yield from outcome[2]
+                else:
+                    yield outcome[2]
+        finally:
+            if i < count:
+                on_close(i)
+
+
+def classic_future(message: str) -> TaskFuture:
+    """A future for a task queued on a tutorial master, which hands out no ids."""
+    fut = TaskFuture(0)
+    fut.set_exception(NotAGuidistServer(message))
+    return fut

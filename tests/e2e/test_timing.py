@@ -1,0 +1,34 @@
+"""True timing: every execution mode measures each task where it runs, not in the worker's
+buffer or on the wire."""
+
+from __future__ import annotations
+
+import pytest
+
+from guidist.core.protocol import TaskState
+
+from ..conftest import wait_for
+
+MODES = ["inline", "process", "thread", "async"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_task_reports_its_own_runtime(server, client, pool_factory, mode):
+    pool = pool_factory(server)
+    pool.launch(1, mode=mode, concurrency=2)
+    wait_for(lambda: any(w.state.value != "offline" for w in client.workers()),
+             message="the worker to register")
+    ids = client.submit_many("sleep", [0.2] * 8)
+    client.wait_idle(timeout=60)
+    tasks = [client.get_task(i) for i in ids]
+    assert all(t.state is TaskState.DONE for t in tasks)
+    # Claimed in one batch, run one (or two) at a time: before, the n-th task of a batch
+    # showed n * 0.2 s. Each ran for 0.2 s, whatever it waited behind the others.
+    assert [round(t.runtime, 2) for t in tasks] == pytest.approx([0.2] * 8, abs=0.05)
+    assert all(t.submitted <= t.started <= t.finished for t in tasks)
+    assert all(t.waited == pytest.approx(t.started - t.submitted) for t in tasks)
+    if mode == "inline":
+        # one at a time: each started when the one before it had run
+        starts = sorted(t.started for t in tasks)
+        gaps = [b - a for a, b in zip(starts, starts[1:])]
+        assert gaps == pytest.approx([0.2] * 7, abs=0.05)
