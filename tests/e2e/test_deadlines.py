@@ -184,7 +184,7 @@ def test_a_task_past_its_limit_is_failed_and_the_worker_goes_on(
         limited: tuple[ServerProcess, Client], pool_factory: Callable[..., object],
         mode: str) -> None:
     srv, c = limited
-    hung = c.submit("tests.jobs:hang", 3600)  # the server's 1 s default applies
+    hung = c.submit("tests.jobs:hang", 3600).id  # the server's 1 s default applies
     aio = c.submit_many("aio_wait", [(3600,)], timeout=1.5)[0]  # its own limit
     given_time = c.submit_many("tests.jobs:slow_square", [(3, 2.0)], timeout=30.0)[0]
     after = c.submit_many("square", range(5))
@@ -211,7 +211,7 @@ def test_a_process_mode_child_past_its_limit_is_killed_and_replaced(
     children = wait_for(lambda: (lambda k: k if len(k) == 2 else None)(
         {p.pid for p in psutil.Process(w.pid).children()
          if "spawn_main" in " ".join(p.cmdline())}), timeout=30, message="2 task processes")
-    hung = c.submit("tests.jobs:stuck_in_c")  # no signal would stop this one: the kill does
+    hung = c.submit("tests.jobs:stuck_in_c").id  # no signal would stop this one: the kill does
     others = c.submit_many("tests.jobs:slow_square", [(n, 0.2) for n in range(6)])
     _finished(c, 7)
     t = c.get_task(hung)
@@ -226,12 +226,12 @@ def test_a_process_mode_child_past_its_limit_is_killed_and_replaced(
 def test_an_inline_task_stuck_in_c_fails_and_its_worker_exits_for_a_restart(
         limited: tuple[ServerProcess, Client], pool_factory: Callable[..., object]) -> None:
     srv, c = limited
-    stuck = c.submit("tests.jobs:stuck_in_c")
+    stuck = c.submit("tests.jobs:stuck_in_c").id
     rest = c.submit_many("square", range(5))
     pool = pool_factory(srv, give_up_after=30.0)
     (w,) = pool.launch(1)
     w.process.wait(timeout=30)
-    assert w.returncode == 7  # ExitCode.STUCK
+    assert w.returncode == 8  # ExitCode.STUCK
     t = c.get_task(stuck)
     assert t.state.value == "failed" and "could not be interrupted" in t.error
     # The rest of its batch went back to the queue at once, not after a lease.
@@ -247,7 +247,7 @@ def test_time_limits_hold_for_redis_direct_workers(procs: Procs, tmp_path: Path,
     redis = RedisServer(d).start()
     try:
         c = Client.redis(redis.url, task_timeout=1.0).connect()  # the deployment's default
-        hung = c.submit("tests.jobs:hang", 3600)
+        hung = c.submit("tests.jobs:hang", 3600).id
         own = c.submit_many("tests.jobs:hang", [(3600,)], timeout=2.0)[0]
         fine = c.submit_many("tests.jobs:slow_square", [(4, 1.5)], timeout=30.0)[0]
         monkeypatch.setenv("GUIDIST_REDIS_URL", redis.url)

@@ -91,7 +91,7 @@ def test_a_claim_is_bounded_by_bytes(srv: ServerProcess, cli: Client) -> None:
 
 def test_a_single_result_over_the_limit_fails_its_task_and_the_rest_go_on(
         srv: ServerProcess, cli: Client, pool_factory: Callable[..., WorkerPool]) -> None:
-    big = cli.submit("tests.jobs:big_result", 2 * LIMIT)
+    big = cli.submit("tests.jobs:big_result", 2 * LIMIT).id
     small = cli.submit_many("tests.jobs:big_result", [(ARG,)] * 20)
     pool_factory(srv, give_up_after=30.0).launch(1)
     wait_for(lambda: cli.snapshot().count("queued") + cli.snapshot().count("running") == 0,
@@ -110,7 +110,7 @@ def test_an_oversized_message_gets_one_error_then_the_connection_is_closed(
         in_thread(lambda: cli.call("cancel", ids), 30)
     # The connection was closed, and a fresh one is opened for the next call.
     assert cli.snapshot().count("queued") == 0
-    assert cli.submit("square", 3) > 0
+    assert cli.submit_many("square", [(3,)])[0] > 0
 
 
 def test_cancel_with_millions_of_ids_returns(srv: ServerProcess, cli: Client) -> None:
