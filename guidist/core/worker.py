@@ -502,6 +502,8 @@ class Worker:
         tells us before sending whether a result cannot be pickled or is too large; those
         become failures that say why, and the rest are sent.
         """
+        if getattr(self._client.connection, "in_process", False):
+            return self._call_direct(method, *args)
         try:
             blob = pack(self._pending)
         except Exception:
@@ -514,6 +516,21 @@ class Worker:
             self._pending = []
             blob = pack([])
         reply = self._client.call(method, self._id, blob, *args)
+        self._pending = []
+        return reply
+
+    def _call_direct(self, method: str, *args: Any) -> Any:
+        """_call_with_results on a broker in this process (a direct Redis connection): the
+        list goes over as it is, and the broker pickles each result once, for Redis; packing
+        it here as well would pickle every result twice."""
+        limit = self._max_payload
+        try:
+            pending = results_within(self._pending, limit, sized=True)
+            reply = self._client.call(method, self._id, pending, *args)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            # The broker pickles before it changes anything: send what can be pickled.
+            pending = results_within(results_are_picklable(self._pending), limit, sized=True)
+            reply = self._client.call(method, self._id, pending, *args)
         self._pending = []
         return reply
 
@@ -564,17 +581,36 @@ def _run_coroutine(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def results_within(results: list, limit: int) -> list:
-    """Replace results whose pickled size is over limit by failures that say so."""
+def results_within(results: list, limit: int, sized: bool = False) -> list:
+    """Replace results whose pickled size is over limit by failures that say so.
+
+    With sized, only results that might be that big are pickled to measure them: ints,
+    floats, None and short strings and bytes cannot be (a direct connection's fast path)."""
     out = []
     for item in results:
-        size = len(pack(item[2]))
+        value = item[2]
+        if sized and _surely_within(value, limit):
+            out.append(item)
+            continue
+        size = len(pack(value))
         if size > limit:
             out.append((item[0], False, f"PayloadTooLarge: the result is {mib(size)}, over the "
                         f"{mib(limit)} limit; write it to a file and return the path", *item[3:5]))
         else:
             out.append(item)
     return out
+
+
+def _surely_within(value: Any, limit: int) -> bool:
+    """True for values whose pickle is certainly under limit bytes, known without pickling."""
+    t = type(value)
+    if t is float or t is bool or value is None:
+        return True
+    if t is int:
+        return value.bit_length() < limit  # a pickled int takes about bits / 8 bytes
+    if t is str or t is bytes:
+        return len(value) * 4 < limit  # UTF-8 takes at most 4 bytes a character
+    return False
 
 
 def results_are_picklable(results: list) -> list:
