@@ -278,7 +278,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the ledger (or part of it) as CSV or JSON lines, from a journal or a live server."""
-    from .core.backends.memory.journal import iter_ledger, write_export
+    from .core.backends.memory.journal import iter_ledger
+    from .core.export import write_export
 
     fmt = args.format or ("csv" if (args.output or "").lower().endswith(".csv") else "jsonl")
     states = args.state or None
