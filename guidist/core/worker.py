@@ -287,7 +287,8 @@ class Worker:
         each heartbeat carries this worker's CPU % and memory, its task processes included."""
         client = self._new_client()
         sampler = ResourceSampler()
-        while not self._stop.wait(self._heartbeat_s):
+        # Until registered, look often: the lease (hence the heartbeat period) is known then.
+        while not self._stop.wait(self._heartbeat_s if self._id is not None else 0.05):
             if self.config.exit_with_parent and os.getppid() != self._parent:
                 log.warning("the process that launched this worker is gone; stopping")
                 self._stop.set()
