@@ -119,21 +119,22 @@ class FunctionTable:
         for entry in functions:
             try:
                 function, done, failed, buckets, total, top = entry
-                function = str(function)
+                function, done, failed = str(function), int(done), int(failed)
+                total, top = float(total), float(top)
                 pairs = [(int(b), int(n)) for b, n in dict(buckets).items()]
             except (TypeError, ValueError):
                 continue
             mine = self._fns.get(function)
             if mine is None:
                 mine = self._fns[function] = [0, 0, histogram.empty_counts(), 0.0, 0.0]
-            mine[0] += int(done)
-            mine[1] += int(failed)
+            mine[0] += done
+            mine[1] += failed
             counts = mine[2]
             for b, n in pairs:
                 if 0 <= b < len(counts):
                     counts[b] += n
-            mine[3] += float(total)
-            mine[4] = max(mine[4], float(top))
+            mine[3] += total
+            mine[4] = max(mine[4], top)
 
     def stats(self) -> tuple[FunctionStats, ...]:
         """Frozen copies, by function name."""
