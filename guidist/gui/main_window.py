@@ -56,6 +56,7 @@ from .panels import (
     TotalsPanel,
     WorkersPanel,
 )
+from .panels.insight import FunctionsPanel, TaskStreamPanel
 from .plots import WINDOWS, LivePlots
 from .remote_script import is_loopback_literal
 from .state import (
@@ -137,6 +138,8 @@ class MainWindow(QMainWindow):
         self.tasks_panel = TasksPanel()
         self.event_dock = EventLogDock(self)
         self.jobs_panel = JobsPanel()
+        self.functions_panel = FunctionsPanel()
+        self.stream_panel = TaskStreamPanel()
         self._build_layout()
         self._build_status_bar()
         self._build_menus()
@@ -197,6 +200,7 @@ class MainWindow(QMainWindow):
         available = available_geometry(self)
         self._arrange_docks(is_compact(available))
         self.jobs_dock = self._add_jobs_dock()
+        self.functions_dock, self.stream_dock = self._add_insight_docks()
         # Never larger than the screen, and never growing by itself: the panels scroll
         # instead (an explicit minimum stops Qt raising it to the content's minimum).
         self.setMinimumSize(minimum_for(available))
@@ -328,7 +332,8 @@ class MainWindow(QMainWindow):
                      "connectRemoteAction")
 
         m = mb.addMenu("&View")
-        for dock in (self.workers_dock, self.tasks_dock, self.event_dock, self.jobs_dock):
+        for dock in (self.workers_dock, self.tasks_dock, self.event_dock, self.jobs_dock,
+                     self.functions_dock, self.stream_dock):
             m.addAction(dock.toggleViewAction())
         self._action(m, "Show the &event log", self._show_event_log, "Ctrl+E",
                      "showEventLogAction")
@@ -410,6 +415,16 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.workers_dock, dock)
         (self.tasks_dock if self.compact else self.workers_dock).raise_()  # as arranged
         return dock
+
+    def _add_insight_docks(self) -> tuple[QDockWidget, QDockWidget]:
+        """The Functions view and the Task stream: tabs beside the workers."""
+        docks = (self._dock("Functions", "functionsDock", self.functions_panel),
+                 self._dock("Task stream", "taskStreamDock", self.stream_panel))
+        for dock in docks:
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+            self.tabifyDockWidget(self.workers_dock, dock)
+        (self.tasks_dock if self.compact else self.workers_dock).raise_()  # as arranged
+        return docks
 
     def _wire_jobs(self) -> None:
         jp = self.jobs_panel
@@ -881,6 +896,7 @@ class MainWindow(QMainWindow):
             self.totals_panel.set_snapshot(None)
             self.plots.show_live(None)  # the header said "10 queued" after Detach
             self.workers_panel.set_workers((), (), 0.0)
+            self.stream_panel.clear()
             self.failures.reset()
             self.keeping = Keeping()
             self._show_demo(False)
@@ -909,6 +925,8 @@ class MainWindow(QMainWindow):
         self.tasks_panel.on_snapshot(snap)
         self.jobs_panel.set_jobs(snap.jobs)
         self.totals_panel.set_snapshot(snap)
+        self.functions_panel.set_snapshot(snap)
+        self.stream_panel.set_snapshot(snap)
         self._show_counts(snap)
 
     @Slot(object)
