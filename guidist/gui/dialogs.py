@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFont, QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -480,9 +480,15 @@ class PreferencesDialog(QDialog):
 
 
 class LogDialog(QDialog):
-    """What a local worker printed (its last lines), read-only and copyable."""
+    """What a local worker prints (its last lines), live while open, read-only and copyable.
 
-    def __init__(self, title: str, text: str, parent: QWidget | None = None) -> None:
+    refresh, when given, is called every REFRESH_MS while the dialog is shown; the owner
+    answers with set_text (the lines come from the worker's captured output)."""
+
+    REFRESH_MS = 1000
+
+    def __init__(self, title: str, text: str, parent: QWidget | None = None,
+                 refresh: Callable[[], None] | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("workerLogDialog")
         self.setWindowTitle(title)
@@ -496,6 +502,23 @@ class LogDialog(QDialog):
         layout.addWidget(self.text_edit, 1)
         layout.addWidget(buttons)
         self.resize(720, 420)
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.REFRESH_MS)
+        if refresh is not None:
+            self._timer.timeout.connect(refresh)
+            self._timer.start()
+        self.finished.connect(self._timer.stop)
+
+    def set_text(self, text: str) -> None:
+        """Show new output; a reader at the bottom stays at the bottom, one who scrolled up
+        keeps their place."""
+        if text == self.text_edit.toPlainText():
+            return
+        bar = self.text_edit.verticalScrollBar()
+        at_end = bar.value() >= bar.maximum() - 2
+        keep = bar.value()
+        self.text_edit.setPlainText(text)
+        bar.setValue(bar.maximum() if at_end else keep)
 
 
 def documentation_text() -> tuple[str, Path | None]:

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QRect, QSettings, Qt, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent, QTextCursor
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -126,6 +126,7 @@ class MainWindow(QMainWindow):
         self.failures = FailureDigest()
         self._attach_after_stop = False
         self._fitted_on_show = False
+        self._log_dialogs: dict[int, LogDialog] = {}  # open live logs, by worker pid
 
         self.server_bar = ServerBar()
         self.banner = Banner()
@@ -768,9 +769,18 @@ class MainWindow(QMainWindow):
         title = f"Log of {name} (pid {pid})" if name else f"Log of pid {pid}"
         text = "\n".join(lines) if lines else (
             "Nothing yet." if name else "This worker is gone: its log went with it.")
-        dialog = LogDialog(title, text, self)
+        open_dialog = self._log_dialogs.get(pid)
+        if open_dialog is not None:
+            if name:  # a gone worker's last lines stay shown
+                open_dialog.set_text(text)
+            return
+        dialog = LogDialog(title, text, self,
+                           refresh=lambda: self.controller.request_worker_log(pid))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.finished.connect(lambda _r, p=pid: self._log_dialogs.pop(p, None))
+        dialog.text_edit.moveCursor(QTextCursor.MoveOperation.End)
         dialog.show()
+        self._log_dialogs[pid] = dialog
         self.log_dialog = dialog
 
     def show_documentation(self) -> DocumentationDialog:
