@@ -408,6 +408,7 @@ class Preferences:
     use_journal: bool = False
     journal_path: str = ""
     autostart: bool = False
+    metrics_port: int = 0  # serve Prometheus metrics on this port (0: off)
 
 
 class PreferencesDialog(QDialog):
@@ -445,6 +446,13 @@ class PreferencesDialog(QDialog):
         self.autostart_check = QCheckBox("Start the server when the window opens")
         self.autostart_check.setObjectName("prefAutostartCheck")
         self.autostart_check.setChecked(prefs.autostart)
+        self.metrics_spin = QSpinBox()
+        self.metrics_spin.setObjectName("prefMetricsSpin")
+        self.metrics_spin.setRange(0, 65535)
+        self.metrics_spin.setSpecialValueText("off")
+        self.metrics_spin.setValue(prefs.metrics_port)
+        self.metrics_spin.setToolTip("Serve Prometheus metrics at http://HOST:PORT/metrics, "
+                                     "on the server's own address (off: not served)")
         form = QFormLayout()
         form.addRow("Lease timeout", self.lease_spin)
         form.addRow("Attempts before dead", self.attempts_spin)
@@ -454,6 +462,7 @@ class PreferencesDialog(QDialog):
         row.addWidget(browse)
         form.addRow("Journal file", row)
         form.addRow(self.autostart_check)
+        form.addRow("Prometheus metrics port", self.metrics_spin)
         note = HintLabel("Changes apply the next time the server starts.")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel)
@@ -469,7 +478,7 @@ class PreferencesDialog(QDialog):
         """What the fields say."""
         return Preferences(self.lease_spin.value(), self.attempts_spin.value(),
                            self.journal_check.isChecked(), self.journal_edit.text().strip(),
-                           self.autostart_check.isChecked())
+                           self.autostart_check.isChecked(), self.metrics_spin.value())
 
     def _on_browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Journal file", self.journal_edit.text(),

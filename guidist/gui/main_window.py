@@ -871,7 +871,7 @@ class MainWindow(QMainWindow):
         self.controller.start_server(ServerOptions(
             host=host, port=port, authkey=key, insist_weak_key=insist,
             lease_timeout=prefs.lease_timeout, max_attempts=prefs.max_attempts,
-            journal=journal, backend=backend))
+            journal=journal, backend=backend, metrics_port=prefs.metrics_port))
 
     @Slot(object)
     def _on_status_changed(self, status: Status) -> None:
@@ -1070,6 +1070,7 @@ class MainWindow(QMainWindow):
         s.setValue("server/use_journal", p.use_journal)
         s.setValue("server/journal_path", p.journal_path)
         s.setValue("server/autostart", p.autostart)
+        s.setValue("server/metrics_port", p.metrics_port)
 
 
 def _below_title_bar(available: QRect) -> QRect:

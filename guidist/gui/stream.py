@@ -95,15 +95,25 @@ class TaskStream:
         """The colour a bar is drawn in."""
         return bar.color or self._colors.get(bar.function, PALETTE[0])
 
-    def lane_labels(self) -> list[str]:
-        """One label per lane, in lane order: the worker's name, and the slot when several."""
+    def lane_labels(self, room: int = 1000) -> list[str]:
+        """One label per lane, in lane order: the worker's name, and the slot when several.
+        With more lanes than room (labels that fit), only each worker's first lane is
+        labelled, with its number of slots ("" for the others)."""
         slots: dict[str, int] = {}
         for worker, _slot in self._lanes:
             slots[worker] = slots.get(worker, 0) + 1
         labels = [""] * len(self._lanes)
-        for (worker, slot), lane in self._lanes.items():
+        crowded = len(self._lanes) > room
+        first: set[str] = set()
+        for (worker, slot), lane in sorted(self._lanes.items(), key=lambda kv: kv[1]):
             name = self._names.get(worker, worker)
-            labels[lane] = name if slots[worker] == 1 else f"{name} #{slot}"
+            if slots[worker] == 1:
+                labels[lane] = name
+            elif not crowded:
+                labels[lane] = f"{name} #{slot}"
+            elif worker not in first:
+                first.add(worker)
+                labels[lane] = f"{name} ({slots[worker]} slots)"
         return labels
 
     def bar_at(self, t: float, lane_y: float, tolerance: float = 0.0) -> Bar | None:

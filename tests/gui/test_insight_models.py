@@ -76,3 +76,13 @@ def test_workers_model_shows_cpu_with_a_trend_and_memory(qapp: object) -> None:
     assert model.data(model.index(0, WorkersModel.COL_MEMORY)) == "64 MiB"
     model.set_workers([WorkerInfo("w2", "classic", "h", 2, kind="classic")], (), 10.0)
     assert model.data(model.index(0, WorkersModel.COL_CPU)) == ""
+
+
+def test_crowded_lanes_are_labelled_once_per_worker() -> None:
+    stream = TaskStream()
+    stream.add([span(i, "w1", i, "io", 0.0, 1.0) for i in range(32)] + [
+        span(99, "w2", 0, "f", 0.0, 1.0)], {"w1": "threads", "w2": "inline"})
+    labels = stream.lane_labels(room=10)
+    assert labels[0] == "threads (32 slots)" and labels[1:32] == [""] * 31
+    assert labels[32] == "inline"
+    assert stream.lane_labels()[5] == "threads #5"
