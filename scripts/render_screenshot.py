@@ -102,6 +102,10 @@ def main() -> int:
                 window.tabifyDockWidget(window.tasks_dock, window.functions_dock)
                 window.stream_dock.raise_()
                 window.functions_dock.raise_()
+                table = window.functions_panel.table
+                for row in range(table.rowCount()):
+                    if table.item(row, 0).text() == "primes":
+                        table.selectRow(row)
             run_for(app, window, 0.5, QEventLoop, QTimer)
             out = Path(opts.output)
             out.parent.mkdir(parents=True, exist_ok=True)

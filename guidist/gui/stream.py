@@ -104,16 +104,19 @@ class TaskStream:
             slots[worker] = slots.get(worker, 0) + 1
         labels = [""] * len(self._lanes)
         crowded = len(self._lanes) > room
-        first: set[str] = set()
+        lanes_of: dict[str, list[int]] = {}
         for (worker, slot), lane in sorted(self._lanes.items(), key=lambda kv: kv[1]):
             name = self._names.get(worker, worker)
+            lanes_of.setdefault(worker, []).append(lane)
             if slots[worker] == 1:
                 labels[lane] = name
             elif not crowded:
                 labels[lane] = f"{name} #{slot}"
-            elif worker not in first:
-                first.add(worker)
-                labels[lane] = f"{name} ({slots[worker]} slots)"
+        if crowded:
+            for worker, lanes in lanes_of.items():
+                if len(lanes) > 1:  # one label, in the middle of the worker's lanes
+                    name = self._names.get(worker, worker)
+                    labels[lanes[len(lanes) // 2]] = f"{name} ({len(lanes)} slots)"
         return labels
 
     def bar_at(self, t: float, lane_y: float, tolerance: float = 0.0) -> Bar | None:
