@@ -342,7 +342,7 @@ def serve(config: ServerConfig, ready: Any = None, control: Any = None) -> None:
     threading.Thread(target=_reap_loop, args=(broker, server, stop, config.reap_interval),
                      name="reaper", daemon=True).start()
     if ready is not None:
-        host, port = server.address  # type: ignore[misc]  # a (host, port) pair for TCP
+        host, port = server.address  # type: ignore[misc,str-unpack]  # TCP: (host, port)
         ready.send(("ready", (host, port, metrics_port)))
         ready.close()
     try:
