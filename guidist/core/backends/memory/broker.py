@@ -66,6 +66,8 @@ from ...protocol import (
     throughput,
 )
 from ...remote import is_by_value
+from ...runstats import FunctionTable, Report
+from ...spans import SpanWindow
 from ..base import DEFAULTS
 
 log = logging.getLogger(__name__)
@@ -261,7 +263,7 @@ class _Worker:
 
     __slots__ = ("id", "name", "host", "pid", "kind", "mode", "concurrency", "joined",
                  "last_seen", "current_task", "done", "failed", "leases", "state", "stop",
-                 "functions", "address", "n_running", "conns", "give_back")
+                 "functions", "address", "n_running", "conns", "give_back", "cpu", "rss")
 
     def __init__(self, id: str, name: str, host: str, pid: int, kind: str, mode: str,
                  concurrency: int, now: float) -> None:
@@ -278,6 +280,8 @@ class _Worker:
         self.address = ""
         self.conns: set[str] = set()  # manager connections its calls arrived on
         self.give_back = False  # asked to hand back its unstarted tasks (told on next call)
+        self.cpu: float | None = None  # from its heartbeats
+        self.rss: int | None = None
 
     @property
     def n_claimed(self) -> int:
@@ -296,7 +300,8 @@ class _Worker:
                           self.concurrency, state, self.joined, self.last_seen, current,
                           self.n_running, self.done, self.failed,
                           tuple(sorted(self.functions)) if self.functions else (),
-                          address=self.address, claimed=self.n_claimed)
+                          address=self.address, claimed=self.n_claimed, cpu_percent=self.cpu,
+                          rss_bytes=self.rss)
 
 
 def _finished_key(r: Record) -> float:
@@ -396,6 +401,8 @@ class Broker:
         self._job_seq = 0
         self._keep_jobs = keep_jobs
         self._listing_cache: tuple | None = None  # (key, built at, records): see list_tasks
+        self._function_stats = FunctionTable()  # merged from workers' reports, per batch
+        self._spans = SpanWindow()  # the task stream's last minute
 
     # ------------------------------------------------------------------ submission
 
@@ -568,11 +575,13 @@ class Broker:
             return {"id": wid, "lease_timeout": self.lease_timeout,
                     "default_task": self.default_task, "max_payload": self.max_payload}
 
-    def heartbeat(self, worker_id: str, current_task: int | list[int] | None = None) -> str:
+    def heartbeat(self, worker_id: str, current_task: int | list[int] | None = None,
+                  resources: tuple | None = None) -> str:
         """Renew every lease the worker holds; returns 'ok', 'stop', 'give-back' or 'unknown'.
 
         current_task is what the worker runs now: one id, or a list of ids (concurrent
-        modes); those tasks count as running from now on.
+        modes); those tasks count as running from now on. resources is the worker's
+        (cpu_percent, rss_bytes), children included.
         """
         with self._lock:
             w = self._workers.get(worker_id)
@@ -581,6 +590,8 @@ class Broker:
             now = self._clock()
             self._bind(w)
             w.last_seen = now
+            if resources:
+                w.cpu, w.rss = float(resources[0]), int(resources[1])
             running = running_ids(current_task)
             w.current_task = running[0] if running else None
             self._start_locked(w, running, now)
@@ -679,19 +690,27 @@ class Broker:
         """Lease up to max_n tasks, waiting up to wait_s for the first one to appear."""
         return self.exchange(worker_id, None, max_n, wait_s)[1]
 
-    def complete(self, worker_id: str, results: list[ResultItem]) -> int:
-        """Store a batch of results; returns how many were accepted (late duplicates are not)."""
+    def complete(self, worker_id: str, results: list[ResultItem],
+                 report: Report | None = None) -> int:
+        """Store a batch of results; returns how many were accepted (late duplicates are not).
+
+        report is the worker's statistics since its last one (``runstats.RunStats``)."""
         results = unpack(results)
         with self._cv:
+            if report:
+                self._take_report(worker_id, report)
             accepted = self._complete_locked(worker_id, results, self._clock())
         self._journal.throttle()
         return accepted
 
     def exchange(self, worker_id: str, results: list[ResultItem] | None, max_n: int,
                  wait_s: float = 0.0, running: list[int] | None = None,
-                 limits: dict[str, int] | None = None) -> tuple[str, list[ClaimGroup]]:
+                 limits: dict[str, int] | None = None,
+                 report: Report | None = None) -> tuple[str, list[ClaimGroup]]:
         """Report results and claim the next batch in one round trip: (command, groups).
 
+        report carries the worker's statistics since its last one (``runstats``): a few
+        times a second at most, so merging it is not per task.
         running lists the tasks the worker runs now or starts as soon as this call returns
         (they count as running from now on). limits sizes the claim per function: at most
         limits[f] tasks of f, and as a whole about one claim's worth of work (half the
@@ -705,6 +724,8 @@ class Broker:
             self._journal.throttle()  # before taking more work, if the journal is behind
         with self._cv:
             now = self._clock()
+            if report:
+                self._take_report(worker_id, report)
             w = self._workers.get(worker_id)
             if w is None or w.state is WorkerState.OFFLINE:
                 if results:
@@ -734,6 +755,13 @@ class Broker:
                 w.last_seen = now
                 groups = self._take(w, max_n, now, limits)
             return (CMD_STOP if w.stop else CMD_OK), groups
+
+    def _take_report(self, worker_id: str, report: Report) -> None:
+        """Merge a worker's run statistics and keep its spans (under the lock)."""
+        self._function_stats.merge(report.get("functions") or ())
+        spans = report.get("spans")
+        if spans:
+            self._spans.add(worker_id, spans)
 
     def _ask_for_give_back(self, idle: _Worker) -> None:
         """An idle worker waits: ask the busy worker holding most unstarted tasks to give them
@@ -1244,8 +1272,10 @@ class Broker:
 
     # ------------------------------------------------------------------ monitoring
 
-    def snapshot(self, series_since: int = 0, events_since: int = 0) -> Snapshot:
-        """Counts, workers, and the series points and events after the caller's cursors."""
+    def snapshot(self, series_since: int = 0, events_since: int = 0,
+                 spans_since: int | None = None) -> Snapshot:
+        """Counts, workers, and the series points and events after the caller's cursors;
+        the task-stream spans after spans_since too, when it is not None."""
         with self._lock:
             now = self._clock()
             self._tick(now)
@@ -1269,7 +1299,20 @@ class Broker:
                        "classic_results": self.classic_results.qsize()},
                 jobs=tuple(j.info(now, ranges=False) for j in itertools.islice(
                     reversed(self._jobs.values()), SNAPSHOT_JOBS)),
+                functions=self._function_stats.stats(),
+                **self._spans_after(spans_since),
             )
+
+    def _spans_after(self, cursor: Any) -> dict[str, Any]:
+        """The snapshot's spans and span cursor (none when the caller did not ask)."""
+        if cursor is None:
+            return {}
+        try:
+            since = int(cursor)
+        except (TypeError, ValueError):
+            since = 0  # a cursor from another backend: start afresh
+        seq, spans = self._spans.since(since, time.time())
+        return {"spans": tuple(spans), "spans_cursor": seq}
 
     def _throughput(self) -> float:
         return throughput(list(itertools.islice(reversed(self._series), THROUGHPUT_WINDOW)))
