@@ -37,6 +37,8 @@ from .executors import Executor, default_concurrency, make_executor, timeout_tex
 from .netinfo import address_towards
 from .payload import MAX_PAYLOAD, mib, pack, split_by_size
 from .protocol import CMD_GIVE_BACK, CMD_STOP, CMD_UNKNOWN, DEFAULT_TASK, classic_result_text
+from .resources import ResourceSampler
+from .runstats import REPORT_SECONDS, RunStats
 from .tasks import TaskNotFound, resolve
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ EXIT_OK, EXIT_GAVE_UP, EXIT_AUTH = ExitCode.OK, ExitCode.UNAVAILABLE, ExitCode.A
 EXIT_STUCK = ExitCode.STUCK
 _BATCH_SECONDS = 0.1  # aim for this much work per claim
 _REPORT_SECONDS = 0.2  # a batch that runs longer (a slow task in it) reports what is done
+_FAILURE_LINES = 20  # failed tasks logged one per line per statistics report, at most
 #: Seconds an inline task may overrun its time limit in code no signal interrupts (a long C
 #: call) before the worker reports it failed and exits, so its supervisor can restart it.
 STUCK_GRACE = 5.0
@@ -106,6 +109,11 @@ class Worker:
         self._alarm_armed = False
         self._alarms = False  # SIGALRM usable for inline limits (set by _install_alarm)
         self.processed = 0
+        self._stats = RunStats(self.concurrency)
+        self._stats_due = 0.0  # monotonic time the next statistics report is due
+        self._inflight_fn: dict[cf.Future, str] = {}  # the function of each task in flight
+        self.summary = [0, 0, 0.0]  # done, failed, seconds of run time: the exit summary
+        self._failures_logged = 0  # since the last report (the rest are only counted)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -138,6 +146,9 @@ class Worker:
             if self._executor is not None:
                 self._executor.shutdown(wait=False)
             beat.join(timeout=2)
+            done, failed, seconds = self.summary
+            log.info("worker %s stops: %d task(s) done, %d failed, %.1f s of run time",
+                     self.name, done, failed, seconds)
 
     def _loop(self) -> int:
         while not self._stop.is_set():
@@ -202,8 +213,8 @@ class Worker:
         if self._id is None:
             return
         try:
-            if self._pending:
-                self._send_results()
+            if self._pending or self._stats.report() is not None:
+                self._send_results()  # with the last statistics
             self._client.call("unregister_worker", self._id)  # releases anything still leased
         except GuidistError as exc:
             log.warning("could not say goodbye to the server: %s", exc)
@@ -291,15 +302,19 @@ class Worker:
         return address_towards(*self.config.address)
 
     def _heartbeat_loop(self) -> None:
-        """Renew leases from a second connection (proxies are not shared between threads).
+        """Renew leases from a second connection (proxies are not shared between threads);
+        each heartbeat carries this worker's CPU % and memory, its task processes included.
 
         The period is read afresh on every step: registering shortens it to a quarter of the
         server's lease, and the first beat must come within the lease too (it used to wait
         the default 5 s first, so with a shorter lease healthy workers' first tasks ran twice).
+        Each step also looks for an inline task stuck past its time limit.
         """
         client = self._new_client()
+        sampler = ResourceSampler()
         last = self._clock()
-        while not self._stop.wait(min(self._heartbeat_s, 0.25)):
+        while not self._stop.wait(min(self._heartbeat_s, 0.25) if self._id is not None
+                                  else 0.05):
             if self.config.exit_with_parent and os.getppid() != self._parent:
                 log.warning("the process that launched this worker is gone; stopping")
                 self._stop.set()
@@ -310,7 +325,7 @@ class Worker:
                 continue
             last = self._clock()
             try:
-                cmd = client.call("heartbeat", wid, self._running_now())
+                cmd = client.call("heartbeat", wid, self._running_now(), sampler.sample())
                 if cmd == CMD_STOP:
                     self._stop.set()
                 elif cmd == CMD_GIVE_BACK:
@@ -409,6 +424,7 @@ class Worker:
         cancelled = [(fut, tid) for fut, tid in list(self._inflight.items()) if ex.cancel(fut)]
         for fut, _ in cancelled:
             del self._inflight[fut]
+            self._inflight_fn.pop(fut, None)
         if cancelled:
             self._unreleased.extend(tid for _, tid in cancelled)
             self._release_unreleased()
@@ -437,7 +453,9 @@ class Worker:
             function, kwargs, ids, args_list = group[:4]
             limit = self._limit_of(group)
             for tid, args in zip(ids, args_list):
-                self._inflight[self._executor.submit(function, args, kwargs, limit)] = tid
+                fut = self._executor.submit(function, args, kwargs, limit)
+                self._inflight[fut] = tid
+                self._inflight_fn[fut] = function
         self._current = next(iter(self._inflight.values()), None)
 
     def _collect(self, timeout: float | None, drain: bool = False) -> None:
@@ -448,9 +466,12 @@ class Worker:
                           return_when=cf.ALL_COMPLETED if drain else cf.FIRST_COMPLETED)
         for fut in done:
             tid = self._inflight.pop(fut)
+            function = self._inflight_fn.pop(fut, "")
             if fut.cancelled():
                 continue  # never started: unregister gives it back to the queue
-            self._pending.append((tid, *fut.result()))  # (ok, value, started, runtime)
+            item = (tid, *fut.result())  # (ok, value, started, runtime)
+            self._pending.append(item)
+            self._observe(function, (item,), None)
             self.processed += 1
         self._current = next(iter(self._inflight.values()), None)
 
@@ -474,11 +495,13 @@ class Worker:
                 fn = self._function(function)
             except TaskNotFound as exc:
                 blob = remote.dump_exception(exc)
-                self._pending.extend((tid, False, f"TaskNotFound: {exc}", None, None, blob)
-                                     for tid in ids)
+                lost = [(tid, False, f"TaskNotFound: {exc}", None, None, blob) for tid in ids]
+                self._pending.extend(lost)
+                self._observe(function, lost, 0)
                 continue
             kw = kwargs or {}
             add = self._pending.append
+            mark = len(self._pending)  # this group's results start here (statistics)
             group_start = clock()
             n = 0
             # Each task is timed on its own, on the monotonic clock: its start and run time
@@ -512,7 +535,9 @@ class Worker:
                     # a batch shorter than a report interval is done before it would matter.
                     before = t1
                     sizer.record(function, n, before - group_start)
+                    self._observe(function, self._pending[mark:], 0)
                     self._report_partial(_task_after(groups, gi, n))
+                    mark = len(self._pending)  # 0 once sent; kept when the report failed
                     if self._give_back and self._gave_back(groups, gi, n, before - group_start):
                         halted = True
                         break
@@ -523,6 +548,7 @@ class Worker:
                     t0 = after
             if n:
                 sizer.record(function, n, clock() - group_start)
+                self._observe(function, self._pending[mark:], 0)
             ran += n
         self._current = None
         self.processed += ran
@@ -550,6 +576,36 @@ class Worker:
             return True
         self._unreleased = []  # not released: better run them than leave them leased
         return False
+
+    def _observe(self, function: str, items: list | tuple, slot: int | None) -> None:
+        """Count results of one function into the statistics (once per group, not per task)
+        and log each failure in one line; slot None: the concurrent modes pick a lane."""
+        if not items:
+            return
+        if slot is None:
+            done, failed, seconds = self._stats.add_one(function, items[0])
+        else:
+            done, failed, seconds = self._stats.add_batch(function, items, slot)
+        summary = self.summary
+        summary[0] += done
+        summary[1] += failed
+        summary[2] += seconds
+        if failed:
+            for item in items:
+                if not item[1]:
+                    self._log_failure(function, item)
+
+    def _log_failure(self, function: str, item: tuple) -> None:
+        """One line per failed task: its id, its function and what it raised."""
+        if self._failures_logged >= _FAILURE_LINES:
+            if self._failures_logged == _FAILURE_LINES:
+                log.warning("more tasks failed; the rest of this burst is only counted")
+            self._failures_logged += 1
+            return
+        self._failures_logged += 1
+        lines = [ln for ln in str(item[2]).strip().splitlines() if ln.strip()]
+        log.warning("task %s (%s) failed: %s", item[0], function,
+                    lines[-1].strip() if lines else "(no message)")
 
     def _report_partial(self, next_task: int | None) -> None:
         """Send the results so far and the task about to start; on failure keep the results
@@ -600,6 +656,8 @@ class Worker:
         last one with the call itself; what was accepted is dropped from the pending list
         as it goes, so a lost connection midway resends only the rest.
         """
+        if getattr(self._client.connection, "in_process", False):
+            return self._call_direct(method, *args)
         try:
             blob = pack(self._pending)
         except Exception:
@@ -613,9 +671,46 @@ class Worker:
                 self._client.call("complete", self._id, part)
                 del self._pending[:len(chunk)]
             blob = chunks[-1][1]
-        reply = self._client.call(method, self._id, blob, *args)
+        report = None
+        now = time.monotonic()
+        if now >= self._stats_due or method == "complete":
+            report = self._stats.report()
+        if report is None:
+            reply = self._client.call(method, self._id, blob, *args)
+        else:
+            # exchange(id, results, max_n, wait_s, running, limits, report) and
+            # complete(id, results, report): the statistics ride on the results' call.
+            pad = [None] * (4 - len(args)) if method == "exchange" else []
+            reply = self._client.call(method, self._id, blob, *args, *pad, report)
+            self._stats.reset()
+            self._stats_due = now + REPORT_SECONDS
+            self._failures_logged = 0
         self._pending = []
         return reply
+
+    def _call_direct(self, method: str, *args: Any) -> Any:
+        """_call_with_results on a broker in this process (a direct Redis connection): the
+        list goes over as it is, and the broker pickles each result once, for Redis; packing
+        it here as well would pickle every result twice. Big results still go in calls of
+        about max_payload each (one Lua call carries all of its results)."""
+        pending = results_within(self._pending, self._max_payload, sized=True)
+        chunks = _direct_chunks(pending, self._max_payload)
+        for chunk in chunks[:-1]:
+            self._direct("complete", chunk)
+            del pending[:len(chunk)]
+            self._pending = pending  # a lost connection midway resends only the rest
+        reply = self._direct(method, chunks[-1], *args)
+        self._pending = []
+        return reply
+
+    def _direct(self, method: str, results: list, *args: Any) -> Any:
+        try:
+            return self._client.call(method, self._id, results, *args)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            # The broker pickles before it changes anything: send what can be pickled.
+            results = results_within(results_are_picklable(results), self._max_payload,
+                                     sized=True)
+            return self._client.call(method, self._id, results, *args)
 
     # ------------------------------------------------------------------ classic fallback
 
@@ -633,7 +728,7 @@ class Worker:
             except queue.Empty:
                 continue
             except (EOFError, OSError) as exc:
-                log.error("lost the tutorial master: %s", exc)
+                log.info("%s", _master_gone(exc, self.processed))
                 return EXIT_GAVE_UP
             try:
                 value: Any = classic_result_text(DEFAULT_TASK, (n,), fn(n))
@@ -642,10 +737,18 @@ class Worker:
             try:
                 results.put(value)
             except (EOFError, OSError) as exc:  # the master left between get and put
-                log.error("lost the tutorial master: %s", exc)
+                log.info("%s", _master_gone(exc, self.processed))
                 return EXIT_GAVE_UP
             self.processed += 1
         return EXIT_OK
+
+
+def _master_gone(exc: BaseException, processed: int) -> str:
+    """What a classic worker says when the tutorial master's queues go away: most often the
+    master simply finished and exited, which is no error."""
+    why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return (f"the tutorial master has gone (it finished, or the connection broke: {why}); "
+            f"stopping after {processed} task(s)")
 
 
 def _task_after(groups: list, gi: int, n: int) -> int | None:
@@ -668,11 +771,17 @@ def _never_too_big(index: int, size: int) -> str:
     raise AssertionError("results_within() left a result over the limit")  # pragma: no cover
 
 
-def results_within(results: list, limit: int) -> list:
-    """Replace results whose pickled size (as a report of one) is over limit by failures that
-    say so: the task is failed with the reason, and the worker goes on."""
+def results_within(results: list, limit: int, sized: bool = False) -> list:
+    """Replace results whose pickled size is over limit by failures that say so.
+
+    With sized, only results that might be that big are pickled to measure them: ints,
+    floats, None and short strings and bytes cannot be (a direct connection's fast path)."""
     out = []
     for item in results:
+        value = item[2]
+        if sized and _surely_within(value, limit):
+            out.append(item)
+            continue
         size = len(pack([item]))  # as a report of one: what must fit a message
         if size > limit:
             out.append((item[0], False, f"PayloadTooLarge: the result is {mib(size)}, over the "
@@ -680,6 +789,42 @@ def results_within(results: list, limit: int) -> list:
         else:
             out.append(item)
     return out
+
+
+def _direct_chunks(results: list, limit: int) -> list[list]:
+    """results in runs of about limit bytes at most (one run when they fit), sized without
+    pickling where the size is plain (numbers, strings, bytes); other values are measured."""
+    chunks: list[list] = [[]]
+    size = 0
+    for item in results:
+        value = item[2]
+        t = type(value)
+        if t is str or t is bytes:
+            n = len(value)
+        elif t is int:
+            n = value.bit_length() // 8 + 16
+        elif t is float or t is bool or value is None:
+            n = 16
+        else:
+            n = len(pack(value))
+        if chunks[-1] and size + n > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += n
+    return chunks
+
+
+def _surely_within(value: Any, limit: int) -> bool:
+    """True for values whose pickle is certainly under limit bytes, known without pickling."""
+    t = type(value)
+    if t is float or t is bool or value is None:
+        return True
+    if t is int:
+        return value.bit_length() < limit  # a pickled int takes about bits / 8 bytes
+    if t is str or t is bytes:
+        return len(value) * 4 < limit  # UTF-8 takes at most 4 bytes a character
+    return False
 
 
 def results_are_picklable(results: list) -> list:

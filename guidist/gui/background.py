@@ -124,6 +124,7 @@ class Session(ThreadWorker):
         self._client: Client | None = None
         self._generation = 0
         self._series_cursor = 0
+        self._spans_cursor: object = 0  # the task stream's: a backend's own kind of cursor
         self._events_cursor = 0
         self._server_started = 0.0
         self._ever_answered = False
@@ -150,6 +151,7 @@ class Session(ThreadWorker):
         self._client = make_client(target, key)
         self._generation = generation
         self._series_cursor = self._events_cursor = 0
+        self._spans_cursor = 0
         self._server_started = 0.0
         self._ever_answered = False
         self._failing = False
@@ -178,8 +180,12 @@ class Session(ThreadWorker):
         if client is None:
             return
         try:
-            snap = client.snapshot(self._series_cursor, self._events_cursor)
+            snap = client.snapshot(self._series_cursor, self._events_cursor,
+                                   self._spans_cursor if self._spans_cursor is not None else None)
         except GuidistError as exc:
+            if self._spans_cursor is not None and "argument" in str(exc) and self._ever_answered:
+                self._spans_cursor = None  # a server older than the task stream: ask no more
+                return
             if not self._failing:
                 self._failing = True
                 self.poll_failed.emit((self._generation, str(exc), not self._ever_answered))
@@ -204,7 +210,10 @@ class Session(ThreadWorker):
             if self._server_started:
                 # The server restarted: its event numbers start again, so do our cursors.
                 self._series_cursor = self._events_cursor = 0
+                self._spans_cursor = 0
             self._server_started = snap.started
+        if snap.kind == "guidist" and self._spans_cursor is not None:
+            self._spans_cursor = snap.spans_cursor
         if snap.series:
             self._series_cursor = max(self._series_cursor, int(snap.series[-1][0]))
         if snap.events:
@@ -263,7 +272,7 @@ class Session(ThreadWorker):
         """Write the server's tasks (those matching the filter) to path as CSV or JSON lines."""
         if self._client is None:
             raise GuidistError("Not connected to a server.")
-        from ..core.backends.memory.journal import write_export
+        from ..core.export import write_export
 
         fmt = "csv" if path.lower().endswith(".csv") else "jsonl"
         try:
@@ -372,7 +381,8 @@ class Ops(ThreadWorker):
                                    lease_timeout=options.lease_timeout,
                                    max_attempts=options.max_attempts,
                                    journal=None if options.backend else options.journal,
-                                   backend=options.backend)
+                                   backend=options.backend,
+                                   metrics_port=options.metrics_port or None)
             host, port = server.start()
         except GuidistError as exc:
             self.server_failed.emit(scrub(str(exc), options.backend))
@@ -385,6 +395,9 @@ class Ops(ThreadWorker):
         self._server = server
         self.set_target((connect_host(host), port), options.authkey, options.backend)
         self.server_started.emit((options.host, (host, port)))
+        if server.metrics_port is not None:
+            self.notice.emit(Notice("control", f"Prometheus metrics at http://{host}:"
+                                    f"{server.metrics_port}/metrics"))
 
     def stop_server(self) -> None:
         """Stop local workers, then the embedded server."""
