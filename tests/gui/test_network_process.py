@@ -35,6 +35,8 @@ def test_the_network_process_runs_while_connected_and_stops_with_the_window(
     assert pid is not None
     helper = psutil.Process(pid)
     assert helper.ppid() == os.getpid() and helper.is_running()
+    # It has polled by now (the window is online), so it is fully started: without Qt.
+    assert not any("libQt6" in m.path for m in helper.memory_maps()), "Qt in the helper"
     # The window's snapshots come from it: the GUI process holds no client of its own.
     assert not any(c.raddr and c.raddr[1] == win.controller.status.address[1]
                    for c in psutil.Process().net_connections("tcp"))
@@ -121,3 +123,26 @@ def test_the_network_process_dies_with_a_killed_window(server: ServerProcess,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_submission_cut_by_a_killed_network_process_ends_with_an_error(qtbot, window_factory
+                                                                         ) -> None:
+    win = window_factory()
+    start_server(qtbot, win)
+    outcomes: list[SubmitOutcome] = []
+    win.controller.submit_finished.connect(outcomes.append)
+    sent: list[int] = []
+    win.controller.submit_progress.connect(lambda p: sent.append(p.sent))
+    assert win.controller.submit(SubmitJob("square", MODE_RANGE, count=3_000_000))
+    qtbot.waitUntil(lambda: any(sent), timeout=WAIT_MS)  # some tasks are out, most are not
+    os.kill(win.controller.network_pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: bool(outcomes), timeout=WAIT_MS)
+    outcome = outcomes[0]
+    assert outcome.error and "network process" in outcome.error, outcome
+    assert 0 < outcome.sent < 3_000_000
+    assert not win.controller.submitting
+    # The window can submit again at once, through the new process.
+    outcomes.clear()
+    assert win.controller.submit(SubmitJob("square", MODE_RANGE, count=10))
+    qtbot.waitUntil(lambda: bool(outcomes), timeout=WAIT_MS)
+    assert outcomes[0].error is None and outcomes[0].sent == 10
