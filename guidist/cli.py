@@ -40,6 +40,7 @@ from .commands.connection import (
 )
 from .commands.failures import CliError, exit_code_for
 from .commands.help import HelpFormatter, add_command, verbosity, verbosity_parent
+from .commands.output import output_format, write_output
 from .commands.watch import watch
 from .core.backends.base import DEFAULTS
 from .core.client import Client, iter_tasks
@@ -278,9 +279,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the ledger (or part of it) as CSV or JSON lines, from a journal or a live server."""
-    from .core.backends.memory.journal import iter_ledger, write_export
+    from .core.backends.memory.journal import iter_ledger
+    from .core.export import write_export
 
-    fmt = args.format or ("csv" if (args.output or "").lower().endswith(".csv") else "jsonl")
+    fmt = output_format(args)
     states = args.state or None
     if args.journal and explicit_target(args):
         raise CliError("pass --journal FILE or a server (--connect, --redis), not both")
@@ -290,16 +292,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                                  for t in iter_tasks(client, state))
     else:
         tasks = iter_ledger(_journal_arg(args), states)
-    if args.output and args.output != "-":
-        try:
-            out = open(args.output, "w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise CliError(f"cannot write {args.output}: {exc.strerror}") from None
-        with out:
-            n = write_export(tasks, out, fmt)
-        print(f"exported {n} task(s) to {args.output}", file=sys.stderr)
-    else:
-        n = write_export(tasks, sys.stdout, fmt)
+    write_output(args, lambda out: write_export(tasks, out, fmt), "task(s)")
     return 0
 
 

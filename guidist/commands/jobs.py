@@ -17,6 +17,7 @@ from ..core.protocol import Job
 from .connection import add_connection_options, connected, require_target
 from .failures import CliError
 from .help import add_command
+from .output import output_format, write_output
 
 
 def fmt_eta(seconds: float | None) -> str:
@@ -142,21 +143,13 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     """Write a job's results in submission order."""
-    fmt = args.format or ("csv" if (args.output or "").lower().endswith(".csv") else "jsonl")
+    fmt = output_format(args)
     where = require_target(args).describe()
     with connected(args) as client:
         job = find_job(client, args.job, where)
         rows = (result_row(tid, t) for tid, t in job_tasks(client, job))
-        if args.output and args.output != "-":
-            try:
-                out = open(args.output, "w", encoding="utf-8", newline="")
-            except OSError as exc:
-                raise CliError(f"cannot write {args.output}: {exc.strerror}") from None
-            with out:
-                n = write_results(rows, out, fmt)
-            print(f"wrote {n} result(s) of job {job.name} to {args.output}", file=sys.stderr)
-        else:
-            write_results(rows, sys.stdout, fmt)
+        write_output(args, lambda out: write_results(rows, out, fmt),
+                     f"result(s) of job {job.name}")
     return 0
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterator
 from typing import IO, Any
 
 from .client import Client
+from .export import write_rows
 from .protocol import Job, Task
 
 RESULT_COLUMNS = ("id", "state", "result", "error", "args", "runtime")
@@ -37,19 +36,5 @@ def result_row(tid: int, task: Task | None) -> dict[str, Any]:
 
 
 def write_results(rows: Iterator[dict[str, Any]], out: IO[str], fmt: str) -> int:
-    """Write result rows as JSON lines or CSV (values that JSON lacks become repr)."""
-    n = 0
-    if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=RESULT_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            row = dict(row)
-            for k in ("result", "args"):
-                row[k] = json.dumps(row[k], default=repr)
-            writer.writerow(row)
-            n += 1
-    else:
-        for row in rows:
-            out.write(json.dumps(row, default=repr) + "\n")
-            n += 1
-    return n
+    """Write result rows as JSON lines or CSV (RESULT_COLUMNS); returns the count."""
+    return write_rows(rows, out, fmt, RESULT_COLUMNS)

@@ -321,7 +321,7 @@ class Session(Loop):
         """Write the server's tasks (those matching the filter) to path as CSV or JSON lines."""
         if self._client is None:
             raise GuidistError("Not connected to a server.")
-        from ..core.backends.memory.journal import write_export
+        from ..core.export import write_export
 
         fmt = "csv" if path.lower().endswith(".csv") else "jsonl"
         try:

@@ -16,8 +16,8 @@ from guidist.core.backends.memory.journal import (
     iter_ledger,
     open_journaled_broker,
     prune_journal,
-    write_export,
 )
+from guidist.core.export import write_export
 from guidist.core.protocol import TaskState
 
 

@@ -21,8 +21,6 @@ worst case after a restart is that a task runs twice — never that a submitted 
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
 import pickle
@@ -31,7 +29,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -715,18 +712,7 @@ def open_journaled_broker(path: str | Path, flush_interval: float = FLUSH_INTERV
     return broker
 
 
-# ---------------------------------------------------------------------- export and pruning
-
-EXPORT_COLUMNS = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
-                  "started", "finished", "runtime", "worker", "result", "error")
-
-
-def iso_time(t: float | None) -> str | None:
-    """An epoch time as ISO-8601 in UTC with microseconds (``2024-05-01T12:00:00.250000Z``)."""
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
-
+# ---------------------------------------------------------------------- reading and pruning
 
 def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterator[Task]:
     """Every task in a journal file: finished ones from the ledger, then the live ones."""
@@ -746,37 +732,6 @@ def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterat
                 yield Task(tid, fn, args, kwargs, TaskState.QUEUED, attempts, sub, job=job)
     finally:
         db.close()
-
-
-def task_to_row(task: Task) -> dict[str, Any]:
-    """A task as a flat dict of JSON-friendly values; times in ISO-8601 UTC, runtime in s."""
-    return {"id": task.id, "function": task.function, "args": list(task.args),
-            "kwargs": task.kwargs, "state": task.state.value, "attempts": task.attempts,
-            "submitted": iso_time(task.submitted or None), "started": iso_time(task.started),
-            "finished": iso_time(task.finished), "runtime": task.runtime,
-            "worker": task.worker, "result": task.result, "error": task.error}
-
-
-def write_export(tasks: Iterable[Task], out: IO[str], fmt: str) -> int:
-    """Write tasks as CSV or JSON lines; returns the count. Non-JSON values become repr."""
-    n = 0
-    if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
-        writer.writeheader()
-        for t in tasks:
-            row = task_to_row(t)
-            row["args"] = json.dumps(row["args"], default=repr)
-            row["kwargs"] = json.dumps(row["kwargs"], default=repr) if row["kwargs"] else ""
-            row["result"] = json.dumps(row["result"], default=repr)
-            writer.writerow(row)
-            n += 1
-    elif fmt == "jsonl":
-        for t in tasks:
-            out.write(json.dumps(task_to_row(t), default=repr) + "\n")
-            n += 1
-    else:
-        raise ValueError(f"unknown export format {fmt!r}: use csv or jsonl")
-    return n
 
 
 def _deleted_tasks(db: sqlite3.Connection, where: str, params: tuple) -> int:
