@@ -82,7 +82,7 @@ def test_a_network_process_that_keeps_dying_is_not_restarted_forever(qtbot, wind
         assert pid is not None and pid not in seen
         seen.append(pid)
         os.kill(pid, signal.SIGKILL)
-        qtbot.waitUntil(lambda: win.controller.network_pid != pid, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda dead=pid: win.controller.network_pid != dead, timeout=WAIT_MS)
     assert win.controller.network_pid is None
     assert "not starting it again" in notices[-1].message
     assert "keeps stopping" in win.controller.status.message
