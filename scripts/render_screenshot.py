@@ -8,6 +8,8 @@ the size of the window (the window arranges its panels for the screen it opens o
         --size 1024x700 --output docs/screenshot-1024x700.png
     xvfb-run -a -s "-screen 0 1280x800x24" python scripts/render_screenshot.py --dark \\
         --output docs/screenshot-dark.png
+    xvfb-run -a -s "-screen 0 1440x900x24" python scripts/render_screenshot.py --insight \
+        --seconds 30 --output docs/screenshot-task-stream.png
 
 It starts the demo (embedded server, a process-mode and a thread-mode local worker, a load
 that alternates 20 s of CPU-bound primes and 20 s of blocking I/O), waits until the plots hold
@@ -37,6 +39,8 @@ def main() -> int:
     parser.add_argument("--size", default="1280x800", help="window size, WIDTHxHEIGHT")
     parser.add_argument("--dark", action="store_true",
                         help="a dark palette (Fusion style), as a dark desktop theme gives")
+    parser.add_argument("--insight", action="store_true",
+                        help="show the Task stream and the Functions view in the docks")
     opts = parser.parse_args()
     width, height = (int(v) for v in opts.size.lower().split("x"))
 
@@ -92,6 +96,16 @@ def main() -> int:
                 panel.select_row(chosen)
                 panel.table.scrollTo(panel.model.index(max(0, chosen - 3), 0),
                                      panel.table.ScrollHint.PositionAtTop)
+            if opts.insight:
+                # Where the time goes: the task stream where the workers were, the functions
+                # (with the selected one's run-time histogram) where the tasks were.
+                window.tabifyDockWidget(window.tasks_dock, window.functions_dock)
+                window.stream_dock.raise_()
+                window.functions_dock.raise_()
+                table = window.functions_panel.table
+                for row in range(table.rowCount()):
+                    if table.item(row, 0).text() == "primes":
+                        table.selectRow(row)
             run_for(app, window, 0.5, QEventLoop, QTimer)
             out = Path(opts.output)
             out.parent.mkdir(parents=True, exist_ok=True)

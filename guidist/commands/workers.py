@@ -45,7 +45,7 @@ def _ago(seconds: float | None) -> str:
 def worker_table(rows: list[dict[str, Any]]) -> list[str]:
     """The workers as an aligned table, one line each."""
     head = ("NAME", "HOST", "PID", "STATE", "MODE", "RUNNING", "CLAIMED", "DONE", "FAILED",
-            "TASK", "HEARTBEAT")
+            "CPU", "MEMORY", "TASK", "HEARTBEAT")
     body = []
     for r in rows:
         mode = r["mode"] if r.get("concurrency", 1) <= 1 else f"{r['mode']} x{r['concurrency']}"
@@ -53,6 +53,8 @@ def worker_table(rows: list[dict[str, Any]]) -> list[str]:
                      str(r["pid"]), r["state"], mode,
                      str(r.get("running", 0)), str(r.get("claimed", 0)),
                      str(r["done"]), str(r["failed"]),
+                     "-" if r.get("cpu_percent") is None else f"{r['cpu_percent']:.0f} %",
+                     "-" if r.get("rss_bytes") is None else f"{r['rss_bytes'] / 2**20:.0f} MiB",
                      "-" if r.get("current_task") is None else str(r["current_task"]),
                      _ago(r["last_heartbeat_s"])))
     widths = [max(len(row[i]) for row in (head, *body)) for i in range(len(head))]

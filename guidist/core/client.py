@@ -358,8 +358,10 @@ class Client:
 
     # ------------------------------------------------------------------ monitoring
 
-    def snapshot(self, series_since: int = 0, events_since: int = 0) -> Snapshot:
-        """Counts, workers, series points and events after the given cursors, in one call."""
+    def snapshot(self, series_since: int = 0, events_since: int = 0,
+                 spans_since: Any = None) -> Snapshot:
+        """Counts, workers, series points and events after the given cursors, in one call;
+        the task-stream spans after spans_since too, when it is not None."""
         self.connect()
         if self.kind == "classic":
             conn = self.connection
@@ -368,7 +370,9 @@ class Client:
             return Snapshot(time=time.time(), counts={"queued": queued}, submitted=0,
                             requeued=0, paused=False, throughput=0.0, kind="classic",
                             extra={"results_waiting": waiting})
-        return self.call("snapshot", series_since, events_since)
+        if spans_since is None:  # what a server older than the task stream also answers
+            return self.call("snapshot", series_since, events_since)
+        return self.call("snapshot", series_since, events_since, spans_since)
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0,
                    limit: int = 100, search: str | None = None,

@@ -33,6 +33,9 @@ class Connection(Protocol):
     where: str  # the target as shown to people (never with a password)
     max_payload: int
     kind: str | None  # "guidist", or "classic" for an unmodified tutorial master
+    #: True when calls run the broker in this process (no wire): arguments are not pickled
+    #: on the way, so callers need not pre-pickle batches.
+    in_process: bool
 
     def open(self) -> None:
         """Connect now; raises a GuidistError that says what to do."""
@@ -108,6 +111,8 @@ class ManagerConnection:
     Thread use: each thread gets its own socket (multiprocessing proxies are per thread), and
     a lost connection is re-opened on the next call, so a monitor survives a server restart.
     """
+
+    in_process = False
 
     def __init__(self, address: tuple[str, int], authkey: str | bytes,
                  connect_timeout: float = transport.CONNECT_TIMEOUT,

@@ -311,6 +311,8 @@ class WorkerInfo:
     functions: tuple[str, ...] = ()  # the only task functions it claims; () means all
     address: str = ""  # the IP address it connects from ("" if it did not say)
     claimed: int = 0  # tasks it holds and has not started yet
+    cpu_percent: float | None = None  # of its process and children, 100 = one core (None: not
+    rss_bytes: int | None = None  # reported yet, or a tutorial worker); resident memory likewise
 
     @property
     def held(self) -> int:
@@ -326,6 +328,52 @@ class WorkerInfo:
 def host_label(host: str, address: str) -> str:
     """"host (address)", or host alone when address is empty or the same."""
     return host if not address or address == host else f"{host} ({address})"
+
+
+@dataclass(frozen=True)
+class FunctionStats:
+    """What the broker counts per task function: outcomes and a run-time histogram.
+
+    ``counts`` are the fixed log-spaced buckets of ``core.histogram`` (constant size), so the
+    quantiles are estimates within about 12 %; ``runtime_max`` is exact.
+    """
+
+    function: str
+    done: int = 0
+    failed: int = 0
+    counts: tuple[int, ...] = ()
+    runtime_sum: float = 0.0
+    runtime_max: float = 0.0
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile (0..1) of its run times; None before any was measured."""
+        from .histogram import quantile
+
+        return quantile(self.counts, q, self.runtime_max) if self.counts else None
+
+    @property
+    def runtime_p50(self) -> float | None:
+        """The median run time (seconds)."""
+        return self.quantile(0.5)
+
+    @property
+    def runtime_p95(self) -> float | None:
+        """The 95th percentile of the run times (seconds)."""
+        return self.quantile(0.95)
+
+    @property
+    def measured(self) -> int:
+        """Runs whose time was measured (every run of a guidist worker)."""
+        return sum(self.counts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The object ``guidist status --json`` lists under ``functions``."""
+        def r(x: float | None) -> float | None:
+            return None if x is None else round(x, 6)
+
+        return {"function": self.function, "done": self.done, "failed": self.failed,
+                "runtime_p50": r(self.runtime_p50), "runtime_p95": r(self.runtime_p95),
+                "runtime_max": r(self.runtime_max) if self.counts else None}
 
 
 @dataclass(frozen=True)
@@ -356,6 +404,11 @@ class Snapshot:
     started: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
     jobs: tuple[Job, ...] = ()  # the newest SNAPSHOT_JOBS jobs, newest first (no id ranges)
+    functions: tuple[FunctionStats, ...] = ()  # per task function, by name
+    #: Task-stream spans after the caller's span cursor, as (seq, worker id, slot, function,
+    #: start, end, count, failed) tuples, oldest first; only when the caller asked for them.
+    spans: tuple[tuple, ...] = ()
+    spans_cursor: Any = 0  # pass it back as spans_since to get only newer spans
 
     def count(self, state: TaskState | str) -> int:
         """Current count for one state (0 when unknown, e.g. on a classic master)."""
@@ -383,6 +436,7 @@ class Snapshot:
             throughput=round(self.throughput, 1),
         )
         status.update(self.extra)
+        status["functions"] = [f.to_dict() for f in self.functions]
         return status
 
 

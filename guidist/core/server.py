@@ -31,6 +31,7 @@ from .errors import (
     ServerUnavailable,
 )
 from .manager import REGISTERED, QueueManager
+from .metrics import serve_metrics
 from .security import check_key, to_bytes
 from .urls import redact_url
 
@@ -292,6 +293,7 @@ class ServerConfig:
     backend: str | None = None  # redis://HOST:PORT/DB keeps the state in Redis (no journal)
     log_level: int = logging.WARNING
     extra: dict[str, Any] = field(default_factory=dict)
+    metrics_port: int | None = None  # serve Prometheus /metrics on host:metrics_port (0: any)
 
     @property
     def options(self) -> BrokerOptions:
@@ -318,6 +320,10 @@ def serve(config: ServerConfig, ready: Any = None, control: Any = None) -> None:
                                config.authkey, "pickle", on_disconnect=broker.connection_closed)
         server.handshake_timeout = config.handshake_timeout
         server.max_message = payload.backstop(config.max_payload)
+        metrics_port = None
+        if config.metrics_port is not None:
+            # In the server process, on its host: a scrape is one snapshot, like a monitor's.
+            metrics_port = _start_metrics(config, broker)
     except Exception as exc:
         if ready is not None:
             ready.send(("error", _describe_bind_error(exc, config)))
@@ -336,7 +342,8 @@ def serve(config: ServerConfig, ready: Any = None, control: Any = None) -> None:
     threading.Thread(target=_reap_loop, args=(broker, server, stop, config.reap_interval),
                      name="reaper", daemon=True).start()
     if ready is not None:
-        ready.send(("ready", server.address))
+        host, port = server.address  # type: ignore[misc,str-unpack]  # TCP: (host, port)
+        ready.send(("ready", (host, port, metrics_port)))
         ready.close()
     try:
         if control is not None:
@@ -372,6 +379,21 @@ def _reap_loop(broker: ServedBackend, server: GuidistServer, stop: threading.Eve
                 step()
             except Exception:  # one failing (Redis away) must not stop the other
                 log.exception("%s failed", getattr(step, "__name__", "reaper step"))
+
+
+def _start_metrics(config: ServerConfig, broker: ServedBackend) -> int:
+    """Serve /metrics on the server's host; returns the port (a clear error when taken)."""
+    assert config.metrics_port is not None
+    try:
+        _server, port = serve_metrics(config.host, config.metrics_port, broker.snapshot)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(f"The metrics port {config.metrics_port} on {config.host} is "
+                            "already in use; choose another --metrics-port (0 picks a free "
+                            "one).") from None
+        raise AddressUnavailable(f"Cannot serve metrics on {config.host}:"
+                                 f"{config.metrics_port}: {exc.strerror or exc}.") from None
+    return port
 
 
 def _describe_bind_error(exc: BaseException, config: ServerConfig) -> tuple[str, str]:
@@ -410,6 +432,7 @@ class ServerProcess:
         check_key(host, key, insist_weak_key)
         self.config = ServerConfig(host=host, port=int(port), authkey=key, **options)
         self.address: tuple[str, int] | None = None
+        self.metrics_port: int | None = None  # where /metrics is served, once started
         self._process: multiprocessing.process.BaseProcess | None = None
         self._control: Any = None
 
@@ -452,9 +475,12 @@ class ServerProcess:
             self.stop()
             name, message = payload
             raise _ERRORS.get(name, GuidistError)(message)
-        host, port = payload
+        host, port, metrics_port = payload
         self.address = (self.config.host if host in ("0.0.0.0", "::") else host, int(port))
         self.config.port = int(port)  # a restart reuses the same port (workers reconnect)
+        self.metrics_port = metrics_port  # None unless asked for
+        if metrics_port is not None:
+            self.config.metrics_port = int(metrics_port)
         return self.address
 
     def stop(self, timeout: float = 10.0) -> None:

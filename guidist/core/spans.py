@@ -52,20 +52,27 @@ class SpanRecorder:
         self._open: dict[int, list] = {}  # slot -> [function, start, end, count, failed]
         self._closed: list[tuple] = []
 
-    def record(self, slot: int, function: str, start: float, runtime: float, ok: bool) -> None:
-        """One run: merge it into its slot's open span, or close that span and open another."""
+    def record(self, slot: int, function: str, start: float, runtime: float, ok: bool,
+               count: int = 1) -> None:
+        """count back-to-back runs lasting runtime in all: merged into the slot's open span when
+        they are short, follow it closely and match it; else that span closes, another opens.
+
+        A run longer than the merge gap keeps a bar of its own, so slow tasks show one bar each
+        while a flood of trivial ones shows as a few."""
         end = start + max(runtime, 0.0)
-        failed = 0 if ok else 1
+        failed = 0 if ok else count
         cur = self._open.get(slot)
+        gap = self.merge_gap
         if (cur is not None and cur[0] == function and (cur[4] > 0) == (not ok)
-                and start - cur[2] <= self.merge_gap):
+                and start - cur[2] <= gap and runtime <= gap * count
+                and cur[2] - cur[1] <= gap * cur[3]):
             cur[2] = max(cur[2], end)
-            cur[3] += 1
+            cur[3] += count
             cur[4] += failed
             return
         if cur is not None:
             self._close(slot, cur)
-        self._open[slot] = [function, start, end, 1, failed]
+        self._open[slot] = [function, start, end, count, failed]
 
     def _close(self, slot: int, cur: list) -> None:
         self._closed.append((slot, cur[0], cur[1], cur[2], cur[3], cur[4]))
@@ -76,6 +83,11 @@ class SpanRecorder:
                 self._closed[0:2] = [(a[0], a[1], a[2], b[3], a[4] + b[4], a[5] + b[5])]
             else:
                 del self._closed[0]
+
+    def peek(self) -> list[tuple]:
+        """Every span so far (open ones as they stand), keeping them."""
+        return self._closed + [(slot, c[0], c[1], c[2], c[3], c[4])
+                               for slot, c in self._open.items()]
 
     def take(self) -> list[tuple]:
         """Every span so far (open ones included, as they stand), and start afresh."""
@@ -107,6 +119,9 @@ class SpanWindow:
     def since(self, cursor: int, now: float, limit: int = 5000) -> tuple[int, list[tuple]]:
         """(new cursor, spans after cursor that ended within the horizon), oldest first."""
         cutoff = now - self.horizon
+        for worker in [w for w, lane in self._by_worker.items()
+                       if not lane or lane[-1][5] < cutoff]:
+            del self._by_worker[worker]  # a worker silent for the whole horizon (or gone)
         out = [s for lane in self._by_worker.values() for s in lane
                if s[0] > cursor and s[5] >= cutoff]
         out.sort()

@@ -37,6 +37,8 @@ from .executors import Executor, ProcessExecutor, default_concurrency, make_exec
 from .netinfo import address_towards
 from .payload import MAX_PAYLOAD, mib, pack
 from .protocol import CMD_GIVE_BACK, CMD_STOP, CMD_UNKNOWN, DEFAULT_TASK, classic_result_text
+from .resources import ResourceSampler
+from .runstats import REPORT_SECONDS, RunStats
 from .tasks import TaskNotFound, resolve
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_GAVE_UP, EXIT_AUTH = ExitCode.OK, ExitCode.UNAVAILABLE, ExitCode.AUTH
 _BATCH_SECONDS = 0.1  # aim for this much work per claim
 _REPORT_SECONDS = 0.2  # a batch that runs longer (a slow task in it) reports what is done
+_FAILURE_LINES = 20  # failed tasks logged one per line per statistics report, at most
 
 
 @dataclass
@@ -93,6 +96,11 @@ class Worker:
         self._inflight: dict[cf.Future, int] = {}
         self._trouble_since: float | None = None
         self.processed = 0
+        self._stats = RunStats(self.concurrency)
+        self._stats_due = 0.0  # monotonic time the next statistics report is due
+        self._inflight_fn: dict[cf.Future, str] = {}  # the function of each task in flight
+        self.summary = [0, 0, 0.0]  # done, failed, seconds of run time: the exit summary
+        self._failures_logged = 0  # since the last report (the rest are only counted)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -124,6 +132,9 @@ class Worker:
             if self._executor is not None:
                 self._executor.shutdown(wait=False)
             beat.join(timeout=2)
+            done, failed, seconds = self.summary
+            log.info("worker %s stops: %d task(s) done, %d failed, %.1f s of run time",
+                     self.name, done, failed, seconds)
 
     def _loop(self) -> int:
         while not self._stop.is_set():
@@ -188,8 +199,8 @@ class Worker:
         if self._id is None:
             return
         try:
-            if self._pending:
-                self._send_results()
+            if self._pending or self._stats.report() is not None:
+                self._send_results()  # with the last statistics
             self._client.call("unregister_worker", self._id)  # releases anything still leased
         except GuidistError as exc:
             log.warning("could not say goodbye to the server: %s", exc)
@@ -272,9 +283,12 @@ class Worker:
         return address_towards(*self.config.address)
 
     def _heartbeat_loop(self) -> None:
-        """Renew leases from a second connection (proxies are not shared between threads)."""
+        """Renew leases from a second connection (proxies are not shared between threads);
+        each heartbeat carries this worker's CPU % and memory, its task processes included."""
         client = self._new_client()
-        while not self._stop.wait(self._heartbeat_s):
+        sampler = ResourceSampler()
+        # Until registered, look often: the lease (hence the heartbeat period) is known then.
+        while not self._stop.wait(self._heartbeat_s if self._id is not None else 0.05):
             if self.config.exit_with_parent and os.getppid() != self._parent:
                 log.warning("the process that launched this worker is gone; stopping")
                 self._stop.set()
@@ -283,7 +297,7 @@ class Worker:
             if wid is None:
                 continue
             try:
-                cmd = client.call("heartbeat", wid, self._running_now())
+                cmd = client.call("heartbeat", wid, self._running_now(), sampler.sample())
                 if cmd == CMD_STOP:
                     self._stop.set()
                 elif cmd == CMD_GIVE_BACK:
@@ -321,6 +335,7 @@ class Worker:
         cancelled = [(fut, tid) for fut, tid in list(self._inflight.items()) if ex.cancel(fut)]
         for fut, _ in cancelled:
             del self._inflight[fut]
+            self._inflight_fn.pop(fut, None)
         if cancelled:
             self._unreleased.extend(tid for _, tid in cancelled)
             self._release_unreleased()
@@ -343,7 +358,9 @@ class Worker:
         assert self._executor is not None
         for function, kwargs, ids, args_list in groups:
             for tid, args in zip(ids, args_list):
-                self._inflight[self._executor.submit(function, args, kwargs)] = tid
+                fut = self._executor.submit(function, args, kwargs)
+                self._inflight[fut] = tid
+                self._inflight_fn[fut] = function
         self._current = next(iter(self._inflight.values()), None)
 
     def _collect(self, timeout: float | None, drain: bool = False) -> None:
@@ -354,9 +371,12 @@ class Worker:
                           return_when=cf.ALL_COMPLETED if drain else cf.FIRST_COMPLETED)
         for fut in done:
             tid = self._inflight.pop(fut)
+            function = self._inflight_fn.pop(fut, "")
             if fut.cancelled():
                 continue  # never started: unregister gives it back to the queue
-            self._pending.append((tid, *fut.result()))  # (ok, value, started, runtime)
+            item = (tid, *fut.result())  # (ok, value, started, runtime)
+            self._pending.append(item)
+            self._observe(function, (item,), None)
             self.processed += 1
         self._current = next(iter(self._inflight.values()), None)
         ex = self._executor
@@ -383,11 +403,13 @@ class Worker:
                 fn = self._function(function)
             except TaskNotFound as exc:
                 blob = remote.dump_exception(exc)
-                self._pending.extend((tid, False, f"TaskNotFound: {exc}", None, None, blob)
-                                     for tid in ids)
+                lost = [(tid, False, f"TaskNotFound: {exc}", None, None, blob) for tid in ids]
+                self._pending.extend(lost)
+                self._observe(function, lost, 0)
                 continue
             kw = kwargs or {}
             add = self._pending.append
+            mark = len(self._pending)  # this group's results start here (statistics)
             group_start = clock()
             n = 0
             # Each task is timed on its own, on the monotonic clock: its start and run time
@@ -417,7 +439,9 @@ class Worker:
                     # a batch shorter than a report interval is done before it would matter.
                     before = t1
                     sizer.record(function, n, before - group_start)
+                    self._observe(function, self._pending[mark:], 0)
                     self._report_partial(_task_after(groups, gi, n))
+                    mark = len(self._pending)  # 0 once sent; kept when the report failed
                     if self._give_back and self._gave_back(groups, gi, n, before - group_start):
                         halted = True
                         break
@@ -428,6 +452,7 @@ class Worker:
                     t0 = after
             if n:
                 sizer.record(function, n, clock() - group_start)
+                self._observe(function, self._pending[mark:], 0)
             ran += n
         self._current = None
         self.processed += ran
@@ -455,6 +480,36 @@ class Worker:
             return True
         self._unreleased = []  # not released: better run them than leave them leased
         return False
+
+    def _observe(self, function: str, items: list | tuple, slot: int | None) -> None:
+        """Count results of one function into the statistics (once per group, not per task)
+        and log each failure in one line; slot None: the concurrent modes pick a lane."""
+        if not items:
+            return
+        if slot is None:
+            done, failed, seconds = self._stats.add_one(function, items[0])
+        else:
+            done, failed, seconds = self._stats.add_batch(function, items, slot)
+        summary = self.summary
+        summary[0] += done
+        summary[1] += failed
+        summary[2] += seconds
+        if failed:
+            for item in items:
+                if not item[1]:
+                    self._log_failure(function, item)
+
+    def _log_failure(self, function: str, item: tuple) -> None:
+        """One line per failed task: its id, its function and what it raised."""
+        if self._failures_logged >= _FAILURE_LINES:
+            if self._failures_logged == _FAILURE_LINES:
+                log.warning("more tasks failed; the rest of this burst is only counted")
+            self._failures_logged += 1
+            return
+        self._failures_logged += 1
+        lines = [ln for ln in str(item[2]).strip().splitlines() if ln.strip()]
+        log.warning("task %s (%s) failed: %s", item[0], function,
+                    lines[-1].strip() if lines else "(no message)")
 
     def _report_partial(self, next_task: int | None) -> None:
         """Send the results so far and the task about to start; on failure keep the results
@@ -502,6 +557,8 @@ class Worker:
         tells us before sending whether a result cannot be pickled or is too large; those
         become failures that say why, and the rest are sent.
         """
+        if getattr(self._client.connection, "in_process", False):
+            return self._call_direct(method, *args)
         try:
             blob = pack(self._pending)
         except Exception:
@@ -513,7 +570,35 @@ class Worker:
                 self._client.call("complete", self._id, pack(self._pending[start:start + 64]))
             self._pending = []
             blob = pack([])
-        reply = self._client.call(method, self._id, blob, *args)
+        report = None
+        now = time.monotonic()
+        if now >= self._stats_due or method == "complete":
+            report = self._stats.report()
+        if report is None:
+            reply = self._client.call(method, self._id, blob, *args)
+        else:
+            # exchange(id, results, max_n, wait_s, running, limits, report) and
+            # complete(id, results, report): the statistics ride on the results' call.
+            pad = [None] * (4 - len(args)) if method == "exchange" else []
+            reply = self._client.call(method, self._id, blob, *args, *pad, report)
+            self._stats.reset()
+            self._stats_due = now + REPORT_SECONDS
+            self._failures_logged = 0
+        self._pending = []
+        return reply
+
+    def _call_direct(self, method: str, *args: Any) -> Any:
+        """_call_with_results on a broker in this process (a direct Redis connection): the
+        list goes over as it is, and the broker pickles each result once, for Redis; packing
+        it here as well would pickle every result twice."""
+        limit = self._max_payload
+        try:
+            pending = results_within(self._pending, limit, sized=True)
+            reply = self._client.call(method, self._id, pending, *args)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            # The broker pickles before it changes anything: send what can be pickled.
+            pending = results_within(results_are_picklable(self._pending), limit, sized=True)
+            reply = self._client.call(method, self._id, pending, *args)
         self._pending = []
         return reply
 
@@ -533,7 +618,7 @@ class Worker:
             except queue.Empty:
                 continue
             except (EOFError, OSError) as exc:
-                log.error("lost the tutorial master: %s", exc)
+                log.info("%s", _master_gone(exc, self.processed))
                 return EXIT_GAVE_UP
             try:
                 value: Any = classic_result_text(DEFAULT_TASK, (n,), fn(n))
@@ -542,10 +627,18 @@ class Worker:
             try:
                 results.put(value)
             except (EOFError, OSError) as exc:  # the master left between get and put
-                log.error("lost the tutorial master: %s", exc)
+                log.info("%s", _master_gone(exc, self.processed))
                 return EXIT_GAVE_UP
             self.processed += 1
         return EXIT_OK
+
+
+def _master_gone(exc: BaseException, processed: int) -> str:
+    """What a classic worker says when the tutorial master's queues go away: most often the
+    master simply finished and exited, which is no error."""
+    why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return (f"the tutorial master has gone (it finished, or the connection broke: {why}); "
+            f"stopping after {processed} task(s)")
 
 
 def _task_after(groups: list, gi: int, n: int) -> int | None:
@@ -564,17 +657,36 @@ def _run_coroutine(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def results_within(results: list, limit: int) -> list:
-    """Replace results whose pickled size is over limit by failures that say so."""
+def results_within(results: list, limit: int, sized: bool = False) -> list:
+    """Replace results whose pickled size is over limit by failures that say so.
+
+    With sized, only results that might be that big are pickled to measure them: ints,
+    floats, None and short strings and bytes cannot be (a direct connection's fast path)."""
     out = []
     for item in results:
-        size = len(pack(item[2]))
+        value = item[2]
+        if sized and _surely_within(value, limit):
+            out.append(item)
+            continue
+        size = len(pack(value))
         if size > limit:
             out.append((item[0], False, f"PayloadTooLarge: the result is {mib(size)}, over the "
                         f"{mib(limit)} limit; write it to a file and return the path", *item[3:5]))
         else:
             out.append(item)
     return out
+
+
+def _surely_within(value: Any, limit: int) -> bool:
+    """True for values whose pickle is certainly under limit bytes, known without pickling."""
+    t = type(value)
+    if t is float or t is bool or value is None:
+        return True
+    if t is int:
+        return value.bit_length() < limit  # a pickled int takes about bits / 8 bytes
+    if t is str or t is bytes:
+        return len(value) * 4 < limit  # UTF-8 takes at most 4 bytes a character
+    return False
 
 
 def results_are_picklable(results: list) -> list:

@@ -86,6 +86,7 @@ def saved_preferences(settings: QSettings) -> Preferences:
         use_journal=value("server/use_journal", available, bool),
         journal_path=str(settings.value("server/journal_path", "") or ""),
         autostart=value("server/autostart", False, bool),
+        metrics_port=value("server/metrics_port", 0, int),
     )
     if not prefs.journal_path and available:
         from ..core.paths import default_journal_path

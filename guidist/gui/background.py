@@ -99,7 +99,8 @@ class Ops(ThreadWorker):
                                    lease_timeout=options.lease_timeout,
                                    max_attempts=options.max_attempts,
                                    journal=None if options.backend else options.journal,
-                                   backend=options.backend)
+                                   backend=options.backend,
+                                   metrics_port=options.metrics_port or None)
             host, port = server.start()
         except GuidistError as exc:
             self.server_failed.emit(scrub(str(exc), options.backend))
@@ -112,6 +113,9 @@ class Ops(ThreadWorker):
         self._server = server
         self.set_target((connect_host(host), port), options.authkey, options.backend)
         self.server_started.emit((options.host, (host, port)))
+        if server.metrics_port is not None:
+            self.notice.emit(Notice("control", f"Prometheus metrics at http://{host}:"
+                                    f"{server.metrics_port}/metrics"))
 
     def stop_server(self) -> None:
         """Stop local workers, then the embedded server."""

@@ -104,7 +104,7 @@ class Controller(QObject):
         self._submitted = 0  # tasks of the running submission the helper reported sent
         self._shut_down = False
         self._target: tuple[Target, str] | None = None  # what the network process monitors
-        self._cursors: tuple[int, int, float] | None = None  # where the window's data ends
+        self._cursors: tuple[int, int, float, object] | None = None  # where the window's data ends
         self._restarts: collections.deque[float] = collections.deque(maxlen=MAX_RESTARTS)
 
         self.poll_ms = max(100, poll_ms)  # never faster than 10 Hz
@@ -222,7 +222,7 @@ class Controller(QObject):
             self._set_status(Status(message="Detached."))
 
     def _connect_all(self, target: Target, key: str,
-                     resume: tuple[int, int, float] | None = None) -> None:
+                     resume: tuple[int, int, float, object] | None = None) -> None:
         self._session_generation = next(self._generation)
         self._target = (target, key)
         self._cursors = resume
@@ -512,15 +512,19 @@ class Controller(QObject):
         self.notice.emit(notice)
 
 
-def _cursors_after(cursors: tuple[int, int, float] | None, snap: Snapshot
-                   ) -> tuple[int, int, float]:
-    """Where the window's series and events end after snap (a new helper resumes there)."""
-    series, events, started = cursors or (0, 0, 0.0)
+def _cursors_after(cursors: tuple[int, int, float, object] | None, snap: Snapshot
+                   ) -> tuple[int, int, float, object]:
+    """Where the window's series, events and task-stream spans end after snap (a new helper
+    resumes there)."""
+    series, events, started, spans = cursors or (0, 0, 0.0, 0)
     if snap.started and snap.started != started:
         series = events = 0  # a restarted server numbers its points and events afresh
+        spans = 0
         started = snap.started
+    if snap.kind == "guidist" and spans is not None:
+        spans = snap.spans_cursor
     if snap.kind == "guidist" and snap.series:
         series = max(series, int(snap.series[-1][0]))
     if snap.events:
         events = max(events, snap.events[-1].seq)
-    return series, events, started
+    return series, events, started, spans

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFont, QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -408,6 +408,7 @@ class Preferences:
     use_journal: bool = False
     journal_path: str = ""
     autostart: bool = False
+    metrics_port: int = 0  # serve Prometheus metrics on this port (0: off)
 
 
 class PreferencesDialog(QDialog):
@@ -445,6 +446,13 @@ class PreferencesDialog(QDialog):
         self.autostart_check = QCheckBox("Start the server when the window opens")
         self.autostart_check.setObjectName("prefAutostartCheck")
         self.autostart_check.setChecked(prefs.autostart)
+        self.metrics_spin = QSpinBox()
+        self.metrics_spin.setObjectName("prefMetricsSpin")
+        self.metrics_spin.setRange(0, 65535)
+        self.metrics_spin.setSpecialValueText("off")
+        self.metrics_spin.setValue(prefs.metrics_port)
+        self.metrics_spin.setToolTip("Serve Prometheus metrics at http://HOST:PORT/metrics, "
+                                     "on the server's own address (off: not served)")
         form = QFormLayout()
         form.addRow("Lease timeout", self.lease_spin)
         form.addRow("Attempts before dead", self.attempts_spin)
@@ -454,6 +462,7 @@ class PreferencesDialog(QDialog):
         row.addWidget(browse)
         form.addRow("Journal file", row)
         form.addRow(self.autostart_check)
+        form.addRow("Prometheus metrics port", self.metrics_spin)
         note = HintLabel("Changes apply the next time the server starts.")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel)
@@ -469,7 +478,7 @@ class PreferencesDialog(QDialog):
         """What the fields say."""
         return Preferences(self.lease_spin.value(), self.attempts_spin.value(),
                            self.journal_check.isChecked(), self.journal_edit.text().strip(),
-                           self.autostart_check.isChecked())
+                           self.autostart_check.isChecked(), self.metrics_spin.value())
 
     def _on_browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Journal file", self.journal_edit.text(),
@@ -480,9 +489,15 @@ class PreferencesDialog(QDialog):
 
 
 class LogDialog(QDialog):
-    """What a local worker printed (its last lines), read-only and copyable."""
+    """What a local worker prints (its last lines), live while open, read-only and copyable.
 
-    def __init__(self, title: str, text: str, parent: QWidget | None = None) -> None:
+    refresh, when given, is called every REFRESH_MS while the dialog is shown; the owner
+    answers with set_text (the lines come from the worker's captured output)."""
+
+    REFRESH_MS = 1000
+
+    def __init__(self, title: str, text: str, parent: QWidget | None = None,
+                 refresh: Callable[[], None] | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("workerLogDialog")
         self.setWindowTitle(title)
@@ -496,6 +511,23 @@ class LogDialog(QDialog):
         layout.addWidget(self.text_edit, 1)
         layout.addWidget(buttons)
         self.resize(720, 420)
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.REFRESH_MS)
+        if refresh is not None:
+            self._timer.timeout.connect(refresh)
+            self._timer.start()
+        self.finished.connect(self._timer.stop)
+
+    def set_text(self, text: str) -> None:
+        """Show new output; a reader at the bottom stays at the bottom, one who scrolled up
+        keeps their place."""
+        if text == self.text_edit.toPlainText():
+            return
+        bar = self.text_edit.verticalScrollBar()
+        at_end = bar.value() >= bar.maximum() - 2
+        keep = bar.value()
+        self.text_edit.setPlainText(text)
+        bar.setValue(bar.maximum() if at_end else keep)
 
 
 def documentation_text() -> tuple[str, Path | None]:

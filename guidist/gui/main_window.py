@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QRect, QSettings, Qt, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent, QTextCursor
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -56,6 +56,7 @@ from .panels import (
     TotalsPanel,
     WorkersPanel,
 )
+from .panels.insight import FunctionsPanel, TaskStreamPanel
 from .plots import WINDOWS, LivePlots
 from .remote_script import is_loopback_literal
 from .state import (
@@ -125,6 +126,7 @@ class MainWindow(QMainWindow):
         self.failures = FailureDigest()
         self._attach_after_stop = False
         self._fitted_on_show = False
+        self._log_dialogs: dict[int, LogDialog] = {}  # open live logs, by worker pid
 
         self.server_bar = ServerBar()
         self.banner = Banner()
@@ -137,6 +139,8 @@ class MainWindow(QMainWindow):
         self.tasks_panel = TasksPanel()
         self.event_dock = EventLogDock(self)
         self.jobs_panel = JobsPanel()
+        self.functions_panel = FunctionsPanel()
+        self.stream_panel = TaskStreamPanel()
         self._build_layout()
         self._build_status_bar()
         self._build_menus()
@@ -197,6 +201,7 @@ class MainWindow(QMainWindow):
         available = available_geometry(self)
         self._arrange_docks(is_compact(available))
         self.jobs_dock = self._add_jobs_dock()
+        self.functions_dock, self.stream_dock = self._add_insight_docks()
         # Never larger than the screen, and never growing by itself: the panels scroll
         # instead (an explicit minimum stops Qt raising it to the content's minimum).
         self.setMinimumSize(minimum_for(available))
@@ -328,7 +333,8 @@ class MainWindow(QMainWindow):
                      "connectRemoteAction")
 
         m = mb.addMenu("&View")
-        for dock in (self.workers_dock, self.tasks_dock, self.event_dock, self.jobs_dock):
+        for dock in (self.workers_dock, self.tasks_dock, self.event_dock, self.jobs_dock,
+                     self.functions_dock, self.stream_dock):
             m.addAction(dock.toggleViewAction())
         self._action(m, "Show the &event log", self._show_event_log, "Ctrl+E",
                      "showEventLogAction")
@@ -410,6 +416,16 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.workers_dock, dock)
         (self.tasks_dock if self.compact else self.workers_dock).raise_()  # as arranged
         return dock
+
+    def _add_insight_docks(self) -> tuple[QDockWidget, QDockWidget]:
+        """The Functions view and the Task stream: tabs beside the workers."""
+        docks = (self._dock("Functions", "functionsDock", self.functions_panel),
+                 self._dock("Task stream", "taskStreamDock", self.stream_panel))
+        for dock in docks:
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+            self.tabifyDockWidget(self.workers_dock, dock)
+        (self.tasks_dock if self.compact else self.workers_dock).raise_()  # as arranged
+        return docks
 
     def _wire_jobs(self) -> None:
         jp = self.jobs_panel
@@ -753,9 +769,18 @@ class MainWindow(QMainWindow):
         title = f"Log of {name} (pid {pid})" if name else f"Log of pid {pid}"
         text = "\n".join(lines) if lines else (
             "Nothing yet." if name else "This worker is gone: its log went with it.")
-        dialog = LogDialog(title, text, self)
+        open_dialog = self._log_dialogs.get(pid)
+        if open_dialog is not None:
+            if name:  # a gone worker's last lines stay shown
+                open_dialog.set_text(text)
+            return
+        dialog = LogDialog(title, text, self,
+                           refresh=lambda: self.controller.request_worker_log(pid))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.finished.connect(lambda _r, p=pid: self._log_dialogs.pop(p, None))
+        dialog.text_edit.moveCursor(QTextCursor.MoveOperation.End)
         dialog.show()
+        self._log_dialogs[pid] = dialog
         self.log_dialog = dialog
 
     def show_documentation(self) -> DocumentationDialog:
@@ -846,7 +871,7 @@ class MainWindow(QMainWindow):
         self.controller.start_server(ServerOptions(
             host=host, port=port, authkey=key, insist_weak_key=insist,
             lease_timeout=prefs.lease_timeout, max_attempts=prefs.max_attempts,
-            journal=journal, backend=backend))
+            journal=journal, backend=backend, metrics_port=prefs.metrics_port))
 
     @Slot(object)
     def _on_status_changed(self, status: Status) -> None:
@@ -881,6 +906,7 @@ class MainWindow(QMainWindow):
             self.totals_panel.set_snapshot(None)
             self.plots.show_live(None)  # the header said "10 queued" after Detach
             self.workers_panel.set_workers((), (), 0.0)
+            self.stream_panel.clear()
             self.failures.reset()
             self.keeping = Keeping()
             self._show_demo(False)
@@ -909,6 +935,8 @@ class MainWindow(QMainWindow):
         self.tasks_panel.on_snapshot(snap)
         self.jobs_panel.set_jobs(snap.jobs)
         self.totals_panel.set_snapshot(snap)
+        self.functions_panel.set_snapshot(snap)
+        self.stream_panel.set_snapshot(snap)
         self._show_counts(snap)
 
     @Slot(object)
@@ -1042,6 +1070,7 @@ class MainWindow(QMainWindow):
         s.setValue("server/use_journal", p.use_journal)
         s.setValue("server/journal_path", p.journal_path)
         s.setValue("server/autostart", p.autostart)
+        s.setValue("server/metrics_port", p.metrics_port)
 
 
 def _below_title_bar(available: QRect) -> QRect:

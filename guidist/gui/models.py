@@ -7,7 +7,7 @@ the window no more than a hundred.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,9 +77,11 @@ class WorkersModel(_RowsModel):
     """The workers the server knows, updated in place so selections survive refreshes."""
 
     COL_NAME, COL_WHERE, COL_MODE, COL_STATE, COL_TASK, COL_RUNNING, COL_CLAIMED, COL_DONE, \
-        COL_FAILED, COL_HEARTBEAT, COL_HOST, COL_PID = range(12)
+        COL_FAILED, COL_HEARTBEAT, COL_HOST, COL_PID, COL_CPU, COL_MEMORY = range(14)
     HEADERS = ("Name", "Where", "Mode", "State", "Current task", "Running", "Claimed", "Done",
-               "Failed", "Last heartbeat", "Host", "PID")
+               "Failed", "Last heartbeat", "Host", "PID", "CPU", "Memory")
+    #: Heartbeats of CPU the trend beside the CPU figure shows.
+    TREND = 8
     WorkerRole = Qt.ItemDataRole.UserRole + 1
     #: State text of a worker this window killed (the server may not have noticed yet).
     KILLED = "DEAD (killed)"
@@ -91,6 +93,7 @@ class WorkersModel(_RowsModel):
         self._launched: set[int] = set()  # every pid this window launched, alive or not
         self._killed: set[int] = set()  # pids this window killed
         self._now = 0.0
+        self._cpu: dict[str, deque[float]] = {}  # worker id -> its last CPU readings
 
     # -- Qt interface
 
@@ -159,6 +162,12 @@ class WorkersModel(_RowsModel):
             return w.host_label
         if col == self.COL_PID:
             return str(w.pid) if w.pid else ""
+        if col == self.COL_CPU:
+            if w.cpu_percent is None:
+                return ""
+            return f"{w.cpu_percent:.0f} % {sparkline(self._cpu.get(w.id, ()))}"
+        if col == self.COL_MEMORY:
+            return "" if w.rss_bytes is None else f"{w.rss_bytes / 2**20:.0f} MiB"
         return None
 
     # -- API
@@ -198,6 +207,14 @@ class WorkersModel(_RowsModel):
                     now: float = 0.0) -> None:
         """Replace the rows: removed ids go, known ids update in place, new ids are appended."""
         new = {w.id: w for w in workers}
+        for wid in [wid for wid in self._cpu if wid not in new]:
+            del self._cpu[wid]
+        for w in new.values():
+            if w.cpu_percent is not None:
+                trend = self._cpu.setdefault(w.id, deque(maxlen=self.TREND))
+                old = next((r for r in self._rows if r.id == w.id), None)
+                if old is None or old.last_seen != w.last_seen or not trend:
+                    trend.append(w.cpu_percent)  # one reading per heartbeat, not per poll
         self._local = frozenset(local_pids)
         self._launched.update(self._local)
         if not new:  # no server (or a fresh one): pids may be reused from here on
@@ -230,6 +247,13 @@ class WorkersModel(_RowsModel):
         if self._rows:
             self.dataChanged.emit(self.index(0, self.COL_WHERE),
                                   self.index(len(self._rows) - 1, self.COL_WHERE))
+
+
+def sparkline(values: Iterable[float], top: float = 100.0) -> str:
+    """A trend in block characters, one per value (0 .. top, higher values clipped)."""
+    blocks = "▁▂▃▄▅▆▇█"
+    return "".join(blocks[min(len(blocks) - 1, max(0, int(v / top * (len(blocks) - 1) + 0.5)))]
+                   for v in values)
 
 
 # ---------------------------------------------------------------------- tasks

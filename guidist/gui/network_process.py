@@ -172,6 +172,7 @@ class Session(Loop):
         self._client: Client | None = None
         self._generation = 0
         self._series_cursor = 0
+        self._spans_cursor: object = 0  # the task stream's: a backend's own kind of cursor
         self._events_cursor = 0
         self._server_started = 0.0
         self._ever_answered = False
@@ -201,16 +202,18 @@ class Session(Loop):
     # -- connection
 
     def on_attach(self, generation: int, target: Target, key: str,
-                  resume: tuple[int, int, float] | None = None) -> None:
+                  resume: tuple[int, int, float, object] | None = None) -> None:
         """Monitor a server (or a Redis deployment) from now on; the first poll is at once.
 
-        resume: (series cursor, events cursor, server start) the window already has, when a
-        new helper takes over from one that died: the window gets no point or event twice.
+        resume: (series cursor, events cursor, server start, spans cursor) the window already
+        has, when a new helper takes over from one that died: the window gets no point, event
+        or task-stream span twice.
         """
         self.close()
         self._next_poll = None
         self._generation = generation
-        self._series_cursor, self._events_cursor, self._server_started = resume or (0, 0, 0.0)
+        self._series_cursor, self._events_cursor, self._server_started, self._spans_cursor = \
+            resume or (0, 0, 0.0, 0)
         self._ever_answered = resume is not None  # a failure then is a lost server, not a typo
         self._failing = False
         self._failures.reset()
@@ -236,8 +239,12 @@ class Session(Loop):
             self._next_poll = None
             return
         try:
-            snap = client.snapshot(self._series_cursor, self._events_cursor)
+            snap = client.snapshot(self._series_cursor, self._events_cursor,
+                                   self._spans_cursor if self._spans_cursor is not None else None)
         except GuidistError as exc:
+            if self._spans_cursor is not None and "argument" in str(exc) and self._ever_answered:
+                self._spans_cursor = None  # a server older than the task stream: ask no more
+                return
             if not self._failing:
                 self._failing = True
                 self.out.send("poll_failed", self._generation, str(exc),
@@ -261,7 +268,10 @@ class Session(Loop):
             if self._server_started:
                 # The server restarted: its event numbers start again, so do our cursors.
                 self._series_cursor = self._events_cursor = 0
+                self._spans_cursor = 0
             self._server_started = snap.started
+        if snap.kind == "guidist" and self._spans_cursor is not None:
+            self._spans_cursor = snap.spans_cursor
         if snap.series:
             self._series_cursor = max(self._series_cursor, int(snap.series[-1][0]))
         if snap.events:

@@ -52,6 +52,7 @@ class ServerOptions:
     max_attempts: int = DEFAULTS.max_attempts
     journal: str | None = None
     backend: str | None = None  # a Redis URL keeps the state in Redis (then no journal)
+    metrics_port: int = 0  # serve Prometheus /metrics on this port of host (0: do not)
 
 
 #: Where a client connects: (host, port) of a guidist server, or a Redis URL.

@@ -230,7 +230,7 @@ def test_workers_json_and_stop(server: ServerProcess, where: str, client: Client
     assert row["state"] in ("idle", "busy") and 0 <= row["last_heartbeat_s"] < 10
     table = ok(run("workers", "--connect", where)).splitlines()
     assert table[0].split() == ["NAME", "HOST", "PID", "STATE", "MODE", "RUNNING", "CLAIMED",
-                                "DONE", "FAILED", "TASK", "HEARTBEAT"]
+                                "DONE", "FAILED", "CPU", "MEMORY", "TASK", "HEARTBEAT"]
     assert table[1].startswith("cli-stop-me") and "thread x3" in table[1]
     line = one_line_failure(run("workers", "stop", "nobody", "--connect", where),
                             ExitCode.NOT_FOUND)

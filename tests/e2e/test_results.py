@@ -197,3 +197,34 @@ def test_futures_over_redis(tmp_path, procs: Procs, monkeypatch: pytest.MonkeyPa
             c.shutdown()
     finally:
         redis.stop()
+
+
+def test_direct_redis_worker_reports_unpicklable_and_oversized_results_as_failures(
+        tmp_path, procs: Procs, monkeypatch: pytest.MonkeyPatch):
+    # A worker on Redis hands its results over unpickled (the broker pickles each one once),
+    # so the checks the manager path makes on its packed batch must still happen there.
+    from tests.redis_fixtures import RedisServer, redis_available
+
+    if not redis_available():
+        pytest.skip("needs redis-server and the redis package")
+    redis = RedisServer(tmp_path).start()
+    try:
+        monkeypatch.setenv("GUIDIST_REDIS_URL", redis.url)
+        c = guidist.connect(redis.url)
+        try:
+            bad = c.submit("tests.jobs:unpicklable").id
+            big = c.submit("tests.jobs:big_result", c.max_payload + 1).id
+            ok = c.submit_many("square", range(20))
+            procs([sys.executable, "-m", "guidist", "worker", "--redis", "--give-up-after",
+                   "20"], key=None)
+            wait_for(lambda: all(t is not None and t.state.finished
+                                 for t in c.get_tasks([bad, big, *ok])),
+                     timeout=60, message="every task to finish")
+            tb, tg = c.get_task(bad), c.get_task(big)
+            assert tb.state is TaskState.FAILED and "could not be sent" in tb.error
+            assert tg.state is TaskState.FAILED and "limit" in tg.error
+            assert [c.get_task(i).result for i in ok] == [i * i for i in range(20)]
+        finally:
+            c.shutdown()
+    finally:
+        redis.stop()

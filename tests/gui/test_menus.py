@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QDialog
 
+from guidist.core.client import Client
 from guidist.gui.main_window import MainWindow
 from guidist.gui.models import TasksModel
 
@@ -128,3 +129,20 @@ def test_worker_context_menu_stops_kills_and_shows_the_log(qtbot, window: MainWi
         next(w for w in workers.model.workers() if w.pid in win.controller.local_pids)))
     _action(menu, "Stop").trigger()
     qtbot.waitUntil(lambda: not win.controller.local_pids, timeout=WAIT_MS)
+
+
+def test_a_local_workers_log_is_live_while_shown(qtbot, window: MainWindow) -> None:
+    win = window
+    start_server(qtbot, win)
+    launch_workers(qtbot, win, 1)
+    workers = win.workers_panel
+    qtbot.waitUntil(lambda: workers.model.rowCount() == 1, timeout=WAIT_MS)
+    _action(workers.context_menu(0), "Show log").trigger()
+    qtbot.waitUntil(lambda: getattr(win, "log_dialog", None) is not None, timeout=WAIT_MS)
+    assert "boom" not in win.log_dialog.text_edit.toPlainText()
+    # A task that fails after the log opened shows up in it, in one line.
+    with Client(win.controller.status.address, win.controller.key) as c:
+        c.submit_many("tests.jobs:boom", [5])
+    qtbot.waitUntil(lambda: "(tests.jobs:boom) failed: ValueError: boom 5"
+                    in win.log_dialog.text_edit.toPlainText(), timeout=WAIT_MS)
+    win.log_dialog.close()

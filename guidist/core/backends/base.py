@@ -97,9 +97,11 @@ class BrokerBackend(Protocol):
         connects from, "" when it does not say)."""
         ...
 
-    def heartbeat(self, worker_id: str, current_task: int | list[int] | None = None) -> str:
-        """Renew the worker's leases and mark what it runs (an id or ids) as running;
-        returns a CMD_* command (CMD_GIVE_BACK: release what you have not started)."""
+    def heartbeat(self, worker_id: str, current_task: int | list[int] | None = None,
+                  resources: tuple | None = None) -> str:
+        """Renew the worker's leases and mark what it runs (an id or ids) as running, and
+        keep its (cpu_percent, rss_bytes); returns a CMD_* command (CMD_GIVE_BACK: release
+        what you have not started)."""
         ...
 
     def unregister_worker(self, worker_id: str) -> int:
@@ -126,16 +128,18 @@ class BrokerBackend(Protocol):
         """Lease up to max_n tasks, waiting up to wait_s for the first."""
         ...
 
-    def complete(self, worker_id: str, results: Any) -> int:
-        """Store a batch of results (a list of ResultItem, or its packed bytes)."""
+    def complete(self, worker_id: str, results: Any, report: dict | None = None) -> int:
+        """Store a batch of results (a list of ResultItem, or its packed bytes), and merge the
+        worker's run statistics (``runstats.Report``) when given."""
         ...
 
     def exchange(self, worker_id: str, results: Any, max_n: int, wait_s: float = 0.0,
                  running: list[int] | None = None,
-                 limits: dict[str, int] | None = None) -> tuple[str, list[ClaimGroup]]:
+                 limits: dict[str, int] | None = None,
+                 report: dict | None = None) -> tuple[str, list[ClaimGroup]]:
         """Report results and what runs now, and claim the next batch in one round trip;
         limits caps the tasks per function (1 for a function not in it), about one claim's
-        worth of work in all."""
+        worth of work in all; report as in complete()."""
         ...
 
     def reap(self) -> int:
@@ -168,8 +172,10 @@ class BrokerBackend(Protocol):
         ...
 
     # monitoring
-    def snapshot(self, series_since: int = 0, events_since: int = 0) -> Snapshot:
-        """Counts, workers, series points and events after the cursors, in one call."""
+    def snapshot(self, series_since: int = 0, events_since: int = 0,
+                 spans_since: Any = None) -> Snapshot:
+        """Counts, workers, series points and events after the cursors, in one call; with
+        spans_since (0 at first, then the snapshot's spans_cursor), the task-stream spans."""
         ...
 
     def get_task(self, task_id: int) -> Task | None:

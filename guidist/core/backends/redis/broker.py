@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
 
+from ... import histogram
 from ...errors import AuthenticationFailed, ServerUnavailable
 from ...payload import unpack, unpack_submission
 from ...protocol import (
@@ -46,6 +47,7 @@ from ...protocol import (
     SNAPSHOT_JOBS,
     ClaimGroup,
     Event,
+    FunctionStats,
     Job,
     ResultItem,
     Snapshot,
@@ -62,6 +64,7 @@ from ...protocol import (
     throughput,
 )
 from ...remote import is_by_value
+from ...spans import STREAM_SECONDS
 from ...urls import REDIS_URL_ENV, redact_url, resolve_url
 from ..base import DEFAULTS
 from .scripts import SCRIPTS
@@ -79,6 +82,7 @@ _ORDER = (TaskState.RUNNING, TaskState.CLAIMED, *_FINISHED, TaskState.QUEUED)
 _TASK_ORDERS = ("state",)
 _LAZY_MERGE_DEPTH = 5_000  # deeper pages of the merged finished tasks read one cached union
 _PICKLE = pickle.HIGHEST_PROTOCOL
+_SPAN_REPORTS = 500  # worker reports a snapshot reads spans from, at most
 
 
 def _s(b: bytes | str | None) -> str:
@@ -502,14 +506,17 @@ class RedisBroker:
         return {"id": _s(wid), "lease_timeout": float(lease), "default_task": _s(default),
                 "max_payload": self.max_payload}
 
-    def heartbeat(self, worker_id: str, current_task: int | list[int] | None = None) -> str:
+    def heartbeat(self, worker_id: str, current_task: int | list[int] | None = None,
+                  resources: tuple | None = None) -> str:
         """Renew every lease the worker holds; returns 'ok', 'stop', 'give-back' or 'unknown'.
 
-        current_task is what the worker runs now (an id or a list of ids): running from now.
+        current_task is what the worker runs now (an id or a list of ids): running from now;
+        resources its (cpu_percent, rss_bytes).
         """
         self._bind(worker_id)
         running = ",".join(str(i) for i in running_ids(current_task))
-        return _s(self._eval("heartbeat", [worker_id, running]))
+        extra = [] if not resources else [repr(float(resources[0])), int(resources[1])]
+        return _s(self._eval("heartbeat", [worker_id, running, *extra]))
 
     def unregister_worker(self, worker_id: str) -> int:
         """A worker leaves cleanly: its unfinished leases go back to the queue uncounted."""
@@ -558,8 +565,13 @@ class RedisBroker:
         """Lease up to max_n tasks, waiting up to wait_s for the first one to appear."""
         return self.exchange(worker_id, None, max_n, wait_s)[1]
 
-    def complete(self, worker_id: str, results: list[ResultItem]) -> int:
-        """Store a batch of results; returns how many were accepted (late duplicates are not)."""
+    def complete(self, worker_id: str, results: list[ResultItem],
+                 report: dict | None = None) -> int:
+        """Store a batch of results; returns how many were accepted (late duplicates are not).
+
+        report: the worker's run statistics (``runstats``), merged by the report script."""
+        if report:
+            self._report(worker_id, report)
         payload = encode_results(unpack(results))
         if not payload:
             return 0
@@ -567,12 +579,16 @@ class RedisBroker:
 
     def exchange(self, worker_id: str, results: list[ResultItem] | None, max_n: int,
                  wait_s: float = 0.0, running: list[int] | None = None,
-                 limits: dict[str, int] | None = None) -> tuple[str, list[ClaimGroup]]:
+                 limits: dict[str, int] | None = None,
+                 report: dict | None = None) -> tuple[str, list[ClaimGroup]]:
         """Report results and claim the next batch in one round trip: (command, groups).
 
-        running and limits as in the in-memory ``Broker.exchange``; so is 'give-back'.
+        running, limits and report as in the in-memory ``Broker.exchange``; so is
+        'give-back'. A report (a few times a second at most) costs one more script call.
         """
         self._bind(worker_id)
+        if report:
+            self._report(worker_id, report)
         payload = encode_results(unpack(results))
         started = ",".join(str(int(i)) for i in running or ())
         sizes = "" if limits is None else json.dumps({str(f): max(1, int(n))
@@ -602,6 +618,15 @@ class RedisBroker:
                 return cmd, groups
             self._waker.wait(seen, min(remaining, 1.0))
             token = uuid.uuid4().hex
+
+    def _report(self, worker_id: str, report: dict) -> None:
+        """Merge a worker's run statistics into P:fstats and add its spans to P:spans."""
+        functions = [[str(f), int(done), int(failed),
+                      [x for b, n in dict(buckets).items() for x in (int(b), int(n))],
+                      float(total), float(top)]
+                     for f, done, failed, buckets, total, top in report.get("functions") or ()]
+        spans = [list(sp) for sp in report.get("spans") or ()]
+        self._eval("report", [worker_id, json.dumps({"f": functions, "s": spans})])
 
     # ------------------------------------------------------------------ leases
 
@@ -665,8 +690,10 @@ class RedisBroker:
 
     # ------------------------------------------------------------------ monitoring
 
-    def snapshot(self, series_since: int = 0, events_since: int = 0) -> Snapshot:
-        """Counts, workers, and the series points and events after the caller's cursors."""
+    def snapshot(self, series_since: int = 0, events_since: int = 0,
+                 spans_since: Any = None) -> Snapshot:
+        """Counts, workers, and the series points and events after the caller's cursors;
+        with spans_since (0, then the last spans_cursor), the task-stream spans after it."""
         (now, counters, queued, running, paused, series, last10, events, workers, started,
          classic_len, default, claimed, jobs) = self._eval(
             "snapshot", [int(series_since), int(events_since), SNAPSHOT_JOBS])
@@ -691,7 +718,53 @@ class RedisBroker:
             extra={"ignored_late": int(c.get("ignored_late", 0)),
                    "classic_results": int(classic_len), "backend": self.where},
             jobs=tuple(_job(j) for j in jobs),
+            functions=self._function_stats(),
+            **self._spans_after(spans_since, float(now)),
         )
+
+    def _function_stats(self) -> tuple[FunctionStats, ...]:
+        """The per-function statistics workers reported (P:fstats)."""
+        flat = self._retrying(lambda: self._redis.hgetall(self._key("fstats")))
+        table: dict[str, list] = {}
+        for field, value in flat.items():
+            name, _, part = _s(field).rpartition("|")
+            e = table.setdefault(name, [0, 0, histogram.empty_counts(), 0.0, 0.0])
+            v = _s(value)
+            if part == "done":
+                e[0] = int(v)
+            elif part == "failed":
+                e[1] = int(v)
+            elif part == "sum":
+                e[3] = float(v)
+            elif part == "max":
+                e[4] = float(v)
+            elif part.startswith("b") and part[1:].isdigit() and int(part[1:]) < len(e[2]):
+                e[2][int(part[1:])] = int(v)
+        return tuple(FunctionStats(f, e[0], e[1], tuple(e[2]), e[3], e[4])
+                     for f, e in sorted(table.items()))
+
+    def _spans_after(self, cursor: Any, now: float) -> dict[str, Any]:
+        """The snapshot's spans after a stream id (the newest few hundred reports at first)."""
+        if cursor is None:
+            return {}
+        key = self._key("spans")
+        start = str(cursor)
+        if start in ("", "0") or "-" not in start:
+            entries = list(reversed(self._retrying(
+                lambda: self._redis.xrevrange(key, "+", "-", count=_SPAN_REPORTS))))
+        else:
+            entries = self._retrying(
+                lambda: self._redis.xrange(key, "(" + start, "+", count=_SPAN_REPORTS))
+        cutoff = now - STREAM_SECONDS
+        spans = []
+        last = start
+        for entry_id, fields in entries:
+            last = _s(entry_id)
+            worker = _s(fields.get(b"w", b""))
+            for sp in json.loads(fields.get(b"s", b"[]")):
+                if len(sp) == 6 and float(sp[3]) >= cutoff:
+                    spans.append((0, worker, *sp))
+        return {"spans": tuple(spans), "spans_cursor": last if last not in ("", "0") else "0"}
 
     def get_task(self, task_id: int) -> Task | None:
         """One task by id, wherever it is; None if unknown or no longer kept (a finished
@@ -1010,7 +1083,7 @@ def _event(member: bytes) -> Event:
 
 def _worker_info(w: list) -> WorkerInfo:
     (wid, name, host, pid, kind, mode, conc, state, joined, seen, cur, done, failed, held,
-     first, fns, addr, nrun) = w
+     first, fns, addr, nrun, cpu, rss) = w
     st = WorkerState(_s(state))
     held = int(held)
     running = min(int(nrun or 0), held)
@@ -1021,7 +1094,8 @@ def _worker_info(w: list) -> WorkerInfo:
                       int(conc or 1), st, float(joined or 0), float(seen or 0), current, running,
                       int(done or 0), int(failed or 0),
                       tuple(sorted(f for f in _s(fns).split(",") if f)), address=_s(addr),
-                      claimed=held - running)
+                      claimed=held - running, cpu_percent=float(cpu) if cpu else None,
+                      rss_bytes=int(rss) if rss else None)
 
 
 def _job(info: list) -> Job:

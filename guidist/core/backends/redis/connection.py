@@ -19,6 +19,8 @@ from .broker import RedisBroker
 class RedisConnection:
     """Calls a RedisBroker in this process; implements ``core.connection.Connection``."""
 
+    in_process = True  # the broker pickles each result for Redis itself
+
     def __init__(self, url: str | None = None, **broker_options: Any) -> None:
         self._url = resolve_url(url)
         parts = urlsplit(self._url)

@@ -21,7 +21,8 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:running``          zset, score = id: leased tasks their worker has started
 ``P:w:<worker>``       hash: name host pid kind mode conc joined seen cur done failed state stop
                        fns, nrun (how many of its leases are running), gb ("1": asked to give
-                       back what it has not started; told on its next call)
+                       back what it has not started; told on its next call), cpu and
+                       rss (its CPU % and resident bytes, from its heartbeats)
 ``P:workers``          zset of worker ids by join order (offline ones stay until forgotten)
 ``P:wdl``              zset worker id -> lease deadline; only live workers are in it
 ``P:wl:<worker>``      zset of the task ids a worker holds (its leases: claimed or running)
@@ -50,6 +51,11 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:jobnames``         hash job name -> id
 ``P:fn:<name>``        the bytes of a task function sent by value (see core.remote)
 ``P:done``             pub/sub channel: published when tasks finished (result waiters)
+``P:fstats``           hash of per-function statistics merged from workers' reports:
+                       ``<function>|done``, ``|failed``, ``|sum``, ``|max`` and ``|b<i>`` (the
+                       count of run-time bucket i of core.histogram)
+``P:spans``            stream, one entry per worker report: w worker id, s JSON list of
+                       task-stream spans (about the last 20000 reports)
 =====================  ====================================================================
 
 Every script receives ARGV[1] = prefix and ARGV[2] = the caller's clock ("" to use the Redis
@@ -607,13 +613,14 @@ local function workers_info()
   local out = {}
   for _, wid in ipairs(redis.call('ZRANGE', P .. 'workers', 0, -1)) do
     local h = redis.call('HMGET', P .. 'w:' .. wid, 'name', 'host', 'pid', 'kind', 'mode', 'conc',
-      'state', 'joined', 'seen', 'cur', 'done', 'failed', 'fns', 'addr', 'nrun')
+      'state', 'joined', 'seen', 'cur', 'done', 'failed', 'fns', 'addr', 'nrun', 'cpu', 'rss')
     if h[7] then
       local wl = P .. 'wl:' .. wid
       local first = redis.call('ZRANGE', wl, 0, 0)[1] or ''
       out[#out + 1] = {wid, h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '',
         h[6] or '1', h[7], h[8] or '0', h[9] or '0', h[10] or '', h[11] or '0', h[12] or '0',
-        redis.call('ZCARD', wl), first, h[13] or '', h[14] or '', h[15] or '0'}
+        redis.call('ZCARD', wl), first, h[13] or '', h[14] or '', h[15] or '0', h[16] or '',
+        h[17] or ''}
     end
   end
   return out
@@ -793,13 +800,17 @@ return {wid, tostring(LEASE), DEFAULT}
 """
 
 HEARTBEAT = r"""
--- ARGV: worker id, the ids of the tasks it runs now ("id,id,..."; '' for none)
+-- ARGV: worker id, the ids of the tasks it runs now ("id,id,..."; '' for none), and
+-- optionally its CPU % and resident bytes
 local wid = ARGV[3]
 local running = split_ids(ARGV[4])
 local wkey = P .. 'w:' .. wid
 local st = redis.call('HGET', wkey, 'state')
 if not st or st == 'offline' then return 'unknown' end
 touch_worker(wid)
+if ARGV[5] and ARGV[5] ~= '' then
+  redis.call('HSET', wkey, 'cpu', ARGV[5], 'rss', ARGV[6])
+end
 if running[1] then
   redis.call('HSET', wkey, 'cur', running[1])
   start_ids(wid, running)
@@ -1175,6 +1186,28 @@ flush()
 return n
 """
 
+REPORT = r"""
+-- ARGV: worker id, its report as JSON: {"f": [[function, done, failed, [bucket, n, ...],
+-- run-time sum, run-time max], ...], "s": [span, ...]} (a few times a second per worker)
+local wid = ARGV[3]
+local r = cjson.decode(ARGV[4])
+local k = P .. 'fstats'
+for _, f in ipairs(r.f or {}) do
+  local name = f[1]
+  if f[2] ~= 0 then redis.call('HINCRBY', k, name .. '|done', f[2]) end
+  if f[3] ~= 0 then redis.call('HINCRBY', k, name .. '|failed', f[3]) end
+  local b = f[4]
+  for i = 1, #b, 2 do redis.call('HINCRBY', k, name .. '|b' .. b[i], b[i + 1]) end
+  redis.call('HINCRBYFLOAT', k, name .. '|sum', f[5])
+  local top = tonumber(redis.call('HGET', k, name .. '|max')) or 0
+  if f[6] > top then redis.call('HSET', k, name .. '|max', f[6]) end
+end
+if r.s and #r.s > 0 then
+  redis.call('XADD', P .. 'spans', 'MAXLEN', '~', 20000, '*', 'w', wid, 's', cjson.encode(r.s))
+end
+return 1
+"""
+
 #: name -> full script source (prelude + body).
 SCRIPTS: dict[str, str] = {
     name: PRELUDE + body for name, body in {
@@ -1185,6 +1218,6 @@ SCRIPTS: dict[str, str] = {
         "retry": RETRY, "snapshot": SNAPSHOT, "queued_count": QUEUED_COUNT,
         "classic_get": CLASSIC_GET, "classic_put": CLASSIC_PUT,
         "connection_closed": CONNECTION_CLOSED, "expire_worker": EXPIRE_WORKER,
-        "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS, "results": RESULTS,
+        "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS, "results": RESULTS, "report": REPORT,
     }.items()
 }

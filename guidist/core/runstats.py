@@ -1,0 +1,142 @@
+"""Per-function run statistics: counted by each worker per batch, merged by the broker.
+
+A worker counts its results into a ``RunStats`` once per batch (never a call per task on the
+wire) and attaches ``report()`` to an exchange at most every REPORT_SECONDS: the functions'
+done and failed counts, their run-time bucket counts and the task-stream spans. The broker
+merges those into a ``FunctionTable`` (memory) or a Redis hash: constant memory per function,
+whatever the number of tasks.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from . import histogram
+from .protocol import FunctionStats
+from .spans import MERGE_GAP, SpanRecorder
+
+#: A worker attaches its statistics to an exchange at most this often (seconds).
+REPORT_SECONDS = 0.5
+#: A report: {"functions": [(function, done, failed, {bucket: n}, runtime sum, runtime max)],
+#: "spans": [Span tuples]}; both keys optional.
+Report = dict
+
+
+class RunStats:
+    """A worker's statistics since its last report: per function, and its spans."""
+
+    def __init__(self, slots: int = 1) -> None:
+        self._fns: dict[str, list] = {}  # function -> [done, failed, {bucket: n}, sum, max]
+        self._spans = SpanRecorder()
+        self._lane_end = [0.0] * max(1, slots)  # concurrent modes: when each lane is free
+
+    def add_batch(self, function: str, items: Sequence[tuple],
+                  slot: int = 0) -> tuple[int, int, float]:
+        """Count consecutive ResultItems of one function run back to back on one slot;
+        returns (done, failed, seconds of run time) of these items."""
+        if not items:
+            return 0, 0, 0.0
+        entry = self._entry(function)
+        buckets = entry[2]
+        bounds = histogram.BOUNDS
+        find = bisect.bisect_left
+        failed = 0
+        total = 0.0
+        top = entry[4]
+        timed = 0
+        for item in items:
+            if not item[1]:
+                failed += 1
+            rt = item[4] if len(item) > 4 else None
+            if rt is None:
+                continue
+            b = find(bounds, rt)
+            buckets[b] = buckets.get(b, 0) + 1
+            total += rt
+            timed += 1
+            if rt > top:
+                top = rt
+        entry[0] += len(items) - failed
+        entry[1] += failed
+        entry[3] += total
+        entry[4] = top
+        outcome = (len(items) - failed, failed, total)
+        if not timed:
+            return outcome
+        first, last = items[0], items[-1]
+        if failed == 0 and total <= MERGE_GAP * timed and first[3] is not None:
+            # A run of short successes: one span, whatever its length (the fast path).
+            self._spans.record(slot, function, first[3], last[3] + last[4] - first[3], True,
+                               len(items))
+            return outcome
+        for item in items:
+            if len(item) > 4 and item[3] is not None and item[4] is not None:
+                self._spans.record(slot, function, item[3], item[4], bool(item[1]))
+        return outcome
+
+    def add_one(self, function: str, item: tuple) -> tuple[int, int, float]:
+        """Count one result of a concurrent mode, on the first lane free when it started."""
+        started = item[3] if len(item) > 4 else None
+        lane = 0
+        if started is not None:
+            ends = self._lane_end
+            lane = next((i for i, e in enumerate(ends) if e <= started + 1e-3),
+                        min(range(len(ends)), key=ends.__getitem__))
+            ends[lane] = started + (item[4] or 0.0)
+        return self.add_batch(function, (item,), lane)
+
+    def _entry(self, function: str) -> list:
+        entry = self._fns.get(function)
+        if entry is None:
+            entry = self._fns[function] = [0, 0, {}, 0.0, 0.0]
+        return entry
+
+    def report(self) -> Report | None:
+        """What to send now (None when nothing happened); reset() once it was accepted."""
+        spans = self._spans.peek()
+        if not self._fns and not spans:
+            return None
+        return {"functions": [(f, e[0], e[1], dict(e[2]), e[3], e[4])
+                              for f, e in self._fns.items()],
+                "spans": spans}
+
+    def reset(self) -> None:
+        """Forget what report() returned (the broker has it)."""
+        self._fns = {}
+        self._spans.take()
+
+
+class FunctionTable:
+    """A broker's per-function totals: merged from workers' reports, constant memory each."""
+
+    def __init__(self) -> None:
+        self._fns: dict[str, list] = {}  # function -> [done, failed, counts, sum, max]
+
+    def merge(self, functions: Iterable[Sequence[Any]]) -> None:
+        """Add the "functions" part of a worker's report (malformed entries are skipped)."""
+        for entry in functions:
+            try:
+                function, done, failed, buckets, total, top = entry
+                function, done, failed = str(function), int(done), int(failed)
+                total, top = float(total), float(top)
+                pairs = [(int(b), int(n)) for b, n in dict(buckets).items()]
+            except (TypeError, ValueError):
+                continue
+            mine = self._fns.get(function)
+            if mine is None:
+                mine = self._fns[function] = [0, 0, histogram.empty_counts(), 0.0, 0.0]
+            mine[0] += done
+            mine[1] += failed
+            counts = mine[2]
+            for b, n in pairs:
+                if 0 <= b < len(counts):
+                    counts[b] += n
+            mine[3] += total
+            mine[4] = max(mine[4], top)
+
+    def stats(self) -> tuple[FunctionStats, ...]:
+        """Frozen copies, by function name."""
+        return tuple(FunctionStats(f, e[0], e[1], tuple(e[2]), e[3], e[4])
+                     for f, e in sorted(self._fns.items()))

@@ -1,0 +1,41 @@
+"""The Functions view, the Task stream and the metrics preference, in a real window."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+from guidist.core.client import Client
+from guidist.gui.main_window import MainWindow
+
+from .conftest import WAIT_MS, launch_workers, start_server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tasks_show_in_the_stream_and_the_functions_view_and_metrics_are_served(
+        qtbot, window: MainWindow) -> None:
+    win = window
+    port = _free_port()
+    win.session_prefs.metrics_port = port
+    start_server(qtbot, win)
+    launch_workers(qtbot, win, 1)
+    with Client(win.controller.status.address, win.controller.key) as c:
+        c.submit_many("sleep", [0.05] * 6)
+        c.submit_many("tests.jobs:boom", [1])
+    stream = win.stream_panel.model
+    qtbot.waitUntil(lambda: sum(b.count for b in stream.bars()) >= 7, timeout=WAIT_MS)
+    assert any(b.failed for b in stream.bars())
+    functions = win.functions_panel
+    qtbot.waitUntil(lambda: functions.table.rowCount() == 2, timeout=WAIT_MS)
+    names = {functions.table.item(r, 0).text() for r in range(2)}
+    assert names == {"sleep", "tests.jobs:boom"}
+    assert functions.selected_function() in names  # its histogram is drawn
+    host = win.controller.status.address[0]
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    assert 'guidist_tasks_total{state="done"} 6.0' in text
