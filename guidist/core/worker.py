@@ -551,14 +551,42 @@ class Worker:
         self._call_with_results("complete")
 
     def _call_with_results(self, method: str, *args: Any) -> Any:
-        """Call method(worker_id, results, *args) with the pending results pickled once here.
+        """Call method(worker_id, results, *args) with the pending results, and the run
+        statistics when they are due.
 
-        Pickling the batch ourselves costs nothing extra (the proxy then copies bytes) and
-        tells us before sending whether a result cannot be pickled or is too large; those
-        become failures that say why, and the rest are sent.
+        Over a manager the batch is pickled once here: that costs nothing extra (the proxy
+        then copies bytes) and tells us before sending whether a result cannot be pickled or
+        is too large; those become failures that say why, and the rest are sent. A broker in
+        this process (a direct Redis connection) takes the list as it is and pickles each
+        result once itself: packing it here as well would pickle every result twice.
         """
         if getattr(self._client.connection, "in_process", False):
-            return self._call_direct(method, *args)
+            try:  # measuring a result's size pickles it: an unpicklable one says so here
+                results: Any = results_within(self._pending, self._max_payload, sized=True)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                results = results_within(results_are_picklable(self._pending),
+                                         self._max_payload, sized=True)
+        else:
+            results = self._packed_results()
+        report = None
+        now = time.monotonic()
+        if now >= self._stats_due or method == "complete":
+            report = self._stats.report()
+        if report is None:
+            reply = self._call_carrying(method, results, args)
+        else:
+            # exchange(id, results, max_n, wait_s, running, limits, report) and
+            # complete(id, results, report): the statistics ride on the results' call.
+            pad = [None] * (4 - len(args)) if method == "exchange" else []
+            reply = self._call_carrying(method, results, (*args, *pad, report))
+            self._stats.reset()
+            self._stats_due = now + REPORT_SECONDS
+            self._failures_logged = 0
+        self._pending = []
+        return reply
+
+    def _packed_results(self) -> bytes:
+        """The pending results pickled for the manager, oversized ones sent apart first."""
         try:
             blob = pack(self._pending)
         except Exception:
@@ -570,37 +598,19 @@ class Worker:
                 self._client.call("complete", self._id, pack(self._pending[start:start + 64]))
             self._pending = []
             blob = pack([])
-        report = None
-        now = time.monotonic()
-        if now >= self._stats_due or method == "complete":
-            report = self._stats.report()
-        if report is None:
-            reply = self._client.call(method, self._id, blob, *args)
-        else:
-            # exchange(id, results, max_n, wait_s, running, limits, report) and
-            # complete(id, results, report): the statistics ride on the results' call.
-            pad = [None] * (4 - len(args)) if method == "exchange" else []
-            reply = self._client.call(method, self._id, blob, *args, *pad, report)
-            self._stats.reset()
-            self._stats_due = now + REPORT_SECONDS
-            self._failures_logged = 0
-        self._pending = []
-        return reply
+        return blob
 
-    def _call_direct(self, method: str, *args: Any) -> Any:
-        """_call_with_results on a broker in this process (a direct Redis connection): the
-        list goes over as it is, and the broker pickles each result once, for Redis; packing
-        it here as well would pickle every result twice."""
-        limit = self._max_payload
+    def _call_carrying(self, method: str, results: Any, args: tuple) -> Any:
+        """One call carrying results; a direct broker that cannot pickle one gets the rest."""
         try:
-            pending = results_within(self._pending, limit, sized=True)
-            reply = self._client.call(method, self._id, pending, *args)
+            return self._client.call(method, self._id, results, *args)
         except (pickle.PicklingError, TypeError, AttributeError):
+            if isinstance(results, bytes):
+                raise
             # The broker pickles before it changes anything: send what can be pickled.
-            pending = results_within(results_are_picklable(self._pending), limit, sized=True)
-            reply = self._client.call(method, self._id, pending, *args)
-        self._pending = []
-        return reply
+            results = results_within(results_are_picklable(results), self._max_payload,
+                                     sized=True)
+            return self._client.call(method, self._id, results, *args)
 
     # ------------------------------------------------------------------ classic fallback
 
