@@ -92,7 +92,7 @@ def watch() -> int:
         timer.stop()
         seconds = time.monotonic() - t0
         cpu = time.process_time() - cpu0
-        poll_ms = window.controller._session._poll_ms
+        poll_ms = window.controller.poll_ms
     print(json.dumps({"snapshots": snapshots, "seconds": seconds, "poll_ms": poll_ms,
                       "cpu_seconds": cpu}),
           flush=True)

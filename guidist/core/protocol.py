@@ -19,10 +19,11 @@ SERIES_FIELDS: tuple[str, ...] = (
     "done",  # tasks finished successfully during that second
     "failed",  # tasks that raised (or went dead) during that second
     "requeued",  # leases that expired and went back to the queue
-    "queued",  # queue depth at the end of the second
-    "running",  # tasks a worker has started, at the end of the second
+    # Gauges: the most seen during the second in memory (so bursts show), at its end in Redis.
+    "queued",  # queue depth
+    "running",  # tasks a worker has started
     "workers",  # connected workers at the end of the second
-    "claimed",  # tasks claimed by a worker and not started yet, at the end of the second
+    "claimed",  # tasks claimed by a worker and not started yet
 )
 
 #: Name of the task a bare payload runs with (the tutorial's worker squares integers).

@@ -647,17 +647,43 @@ class Worker:
         self._call_with_results("complete")
 
     def _call_with_results(self, method: str, *args: Any) -> Any:
-        """Call method(worker_id, results, *args) with the pending results pickled once here.
+        """Call method(worker_id, results, *args) with the pending results, and the run
+        statistics when they are due.
 
-        Pickling the batch ourselves costs nothing extra (the proxy then copies bytes) and
-        tells us before sending whether a result cannot be pickled or is too large; those
-        become failures that say why. The rest go in messages of at most max_payload bytes
-        (sized by bytes, not by count: 64 results of 2 MiB are over the server's cap), the
-        last one with the call itself; what was accepted is dropped from the pending list
-        as it goes, so a lost connection midway resends only the rest.
+        Over a manager the batch is pickled once here: that costs nothing extra (the proxy
+        then copies bytes) and tells us before sending whether a result cannot be pickled or
+        is too large; those become failures that say why, and the rest are sent. A broker in
+        this process (a direct Redis connection) takes the list as it is and pickles each
+        result once itself: packing it here as well would pickle every result twice. Either
+        way results go in calls of at most about max_payload (sized by bytes, not by count:
+        64 results of 2 MiB were over the server's cap), the last with the call itself; what
+        was accepted is dropped from the pending list as it goes, so a lost connection
+        midway resends only the rest.
         """
         if getattr(self._client.connection, "in_process", False):
-            return self._call_direct(method, *args)
+            results: Any = self._direct_results()
+        else:
+            results = self._packed_results()
+        report = None
+        now = time.monotonic()
+        if now >= self._stats_due or method == "complete":
+            report = self._stats.report()
+        if report is None:
+            reply = self._call_carrying(method, results, args)
+        else:
+            # exchange(id, results, max_n, wait_s, running, limits, report) and
+            # complete(id, results, report): the statistics ride on the results' call.
+            pad = [None] * (4 - len(args)) if method == "exchange" else []
+            reply = self._call_carrying(method, results, (*args, *pad, report))
+            self._stats.reset()
+            self._stats_due = now + REPORT_SECONDS
+            self._failures_logged = 0
+        self._pending = []
+        return reply
+
+    def _packed_results(self) -> bytes:
+        """The pending results pickled for the manager; when they are over max_payload the
+        ones ahead are sent first in messages of at most max_payload, and this is the last."""
         try:
             blob = pack(self._pending)
         except Exception:
@@ -671,42 +697,31 @@ class Worker:
                 self._client.call("complete", self._id, part)
                 del self._pending[:len(chunk)]
             blob = chunks[-1][1]
-        report = None
-        now = time.monotonic()
-        if now >= self._stats_due or method == "complete":
-            report = self._stats.report()
-        if report is None:
-            reply = self._client.call(method, self._id, blob, *args)
-        else:
-            # exchange(id, results, max_n, wait_s, running, limits, report) and
-            # complete(id, results, report): the statistics ride on the results' call.
-            pad = [None] * (4 - len(args)) if method == "exchange" else []
-            reply = self._client.call(method, self._id, blob, *args, *pad, report)
-            self._stats.reset()
-            self._stats_due = now + REPORT_SECONDS
-            self._failures_logged = 0
-        self._pending = []
-        return reply
+        return blob
 
-    def _call_direct(self, method: str, *args: Any) -> Any:
-        """_call_with_results on a broker in this process (a direct Redis connection): the
-        list goes over as it is, and the broker pickles each result once, for Redis; packing
-        it here as well would pickle every result twice. Big results still go in calls of
-        about max_payload each (one Lua call carries all of its results)."""
-        pending = results_within(self._pending, self._max_payload, sized=True)
-        chunks = _direct_chunks(pending, self._max_payload)
+    def _direct_results(self) -> list:
+        """The pending results for a broker in this process, checked; when they are bigger
+        than max_payload the ones ahead are sent first (one Lua call carries all of its
+        results), and this is the last run."""
+        limit = self._max_payload
+        try:  # measuring a result's size pickles it: an unpicklable one says so here
+            results = results_within(self._pending, limit, sized=True)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            results = results_within(results_are_picklable(self._pending), limit, sized=True)
+        chunks = _direct_chunks(results, limit)
         for chunk in chunks[:-1]:
-            self._direct("complete", chunk)
-            del pending[:len(chunk)]
-            self._pending = pending  # a lost connection midway resends only the rest
-        reply = self._direct(method, chunks[-1], *args)
-        self._pending = []
-        return reply
+            self._call_carrying("complete", chunk, ())
+            del results[:len(chunk)]
+            self._pending = results
+        return chunks[-1]
 
-    def _direct(self, method: str, results: list, *args: Any) -> Any:
+    def _call_carrying(self, method: str, results: Any, args: tuple) -> Any:
+        """One call carrying results; a direct broker that cannot pickle one gets the rest."""
         try:
             return self._client.call(method, self._id, results, *args)
         except (pickle.PicklingError, TypeError, AttributeError):
+            if isinstance(results, bytes):
+                raise
             # The broker pickles before it changes anything: send what can be pickled.
             results = results_within(results_are_picklable(results), self._max_payload,
                                      sized=True)
@@ -806,7 +821,10 @@ def _direct_chunks(results: list, limit: int) -> list[list]:
         elif t is float or t is bool or value is None:
             n = 16
         else:
-            n = len(pack(value))
+            try:
+                n = len(pack(value))
+            except Exception:  # unpicklable: the broker says so when it tries
+                n = 0
         if chunks[-1] and size + n > limit:
             chunks.append([])
             size = 0

@@ -1,28 +1,29 @@
 """The controller: every connection, process and blocking call of the window, off the GUI thread.
 
-Three ``QThread``s each own one worker object (``background``), and nothing else touches what
-a worker owns:
+Two places do the work, and nothing else touches what they own:
 
-* **session** owns the ``Client`` the window monitors with. A ``QTimer`` polls at most 10 times a
-  second with ONE ``snapshot`` call, passing cursors so only new series points and events come
-  back. Task pages, task details, control actions (cancel, retry, pause…) and the demo load run
-  here too: each is one short call.
-* **ops** owns the embedded ``ServerProcess`` and the local ``WorkerPool``: starting and stopping
-  them blocks for up to seconds.
-* **submit** owns a second ``Client`` for queueing tasks: a million tasks go out in chunks with
-  progress, and a ``threading.Event`` cancels between chunks.
+* **the network process** (``network_process``, started and watched by ``network_link``): a
+  helper process with the monitoring ``Client`` (one ``snapshot`` call at most 10 times a
+  second, passing cursors so only new series points and events come back; task pages, details,
+  control actions, exports, the demo load) and a second ``Client`` that queues tasks in chunks
+  with progress. Its unpickling and pickling never compete with drawing for the GUI process's
+  GIL. If it dies, the window says so, and a new one takes over where it stopped.
+* **ops**, a ``QThread`` (``background.Ops``), owns the embedded ``ServerProcess`` and the local
+  ``WorkerPool``: starting and stopping them blocks for up to seconds, but costs no CPU, and
+  they stay children of the window's process, so a dead helper takes no server or worker
+  with it.
 
-The GUI thread talks to a worker by emitting a ``Signal(object)`` carrying a callable, which
-runs in the worker's thread (a queued connection); results come back through the controller's
-own signals, each carrying one immutable object. Widgets never see a proxy or a process.
+The GUI thread posts to ops by emitting a ``Signal(object)`` carrying a callable, and to the
+network process by sending a message; answers come back through the controller's own signals,
+each carrying one immutable object. Widgets never see a proxy, a pipe or a process.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import logging
-import threading
 import time
 from functools import partial
 from typing import Any
@@ -32,11 +33,13 @@ from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 from ..core.protocol import Snapshot, WorkerInfo
 from ..core.urls import redact_url as redact
 from ..core.urls import scrub_secrets as scrub
-from .background import Ops, Session, Submitter
+from .background import Ops
+from .network_link import NetworkLink
 from .state import (
     POLL_INTERVAL_MS,
     Mode,
     Notice,
+    PageReply,
     PageRequest,
     Phase,
     ServerOptions,
@@ -48,6 +51,10 @@ from .state import (
 from .submission import SubmitJob
 
 log = logging.getLogger(__name__)
+
+#: A network process that dies this often within RESTART_WINDOW_S is not started again by
+#: itself (something kills it; the person decides).
+MAX_RESTARTS, RESTART_WINDOW_S = 3, 60.0
 
 
 class Controller(QObject):
@@ -81,9 +88,7 @@ class Controller(QObject):
     #: (pid, name, lines): what a local worker printed, as asked with request_worker_log.
     worker_log = Signal(object)
 
-    _to_session = Signal(object)
     _to_ops = Signal(object)
-    _to_submitter = Signal(object)
 
     def __init__(self, parent: QObject | None = None, poll_ms: int = POLL_INTERVAL_MS) -> None:
         super().__init__(parent)
@@ -95,41 +100,33 @@ class Controller(QObject):
         self._redis_url: str | None = None  # never logged or shown; see redis_url
         self._generation = itertools.count(1)
         self._session_generation = 0
-        self._submitting: threading.Event | None = None
+        self._submitting: SubmitJob | None = None
+        self._submitted = 0  # tasks of the running submission the helper reported sent
         self._shut_down = False
+        self._target: tuple[Target, str] | None = None  # what the network process monitors
+        self._cursors: tuple[int, int, float, object] | None = None  # where the window's data ends
+        self._restarts: collections.deque[float] = collections.deque(maxlen=MAX_RESTARTS)
 
-        self._session = Session(max(100, poll_ms))  # never faster than 10 Hz
+        self.poll_ms = max(100, poll_ms)  # never faster than 10 Hz
+        self._link = NetworkLink(self.poll_ms, self)
+        self._link.received.connect(self._on_message)
+        self._link.died.connect(self._on_network_died)
         self._ops = Ops()
-        self._submitter = Submitter()
         self._threads: list[QThread] = []
-        for name, worker, channel in (("guidist-session", self._session, self._to_session),
-                                      ("guidist-ops", self._ops, self._to_ops),
-                                      ("guidist-submit", self._submitter, self._to_submitter)):
-            thread = QThread()
-            thread.setObjectName(name)
-            worker.moveToThread(thread)
-            channel.connect(worker._on_call)
-            worker.notice.connect(self._on_worker_notice)
-            start = getattr(worker, "start", None)
-            if start is not None:
-                thread.started.connect(start)
-            self._threads.append(thread)
+        thread = QThread()
+        thread.setObjectName("guidist-ops")
+        self._ops.moveToThread(thread)
+        self._to_ops.connect(self._ops._on_call)
+        self._ops.notice.connect(self._on_worker_notice)
+        thread.started.connect(self._ops.start)
+        self._threads.append(thread)
 
-        self._session.polled.connect(self._on_polled)
-        self._session.poll_failed.connect(self._on_poll_failed)
-        self._session.failures_seen.connect(self._on_failures_seen)
-        self._session.orders_known.connect(self._on_orders_known)
         self._ops.worker_log.connect(self.worker_log)
-        self._session.page_loaded.connect(self.page_loaded)
-        self._session.task_loaded.connect(self.task_loaded)
-        self._session.action_done.connect(self._on_action_done)
         self._ops.server_started.connect(self._on_server_started)
         self._ops.server_failed.connect(self._on_server_failed)
         self._ops.server_stopped.connect(self._on_server_stopped)
         self._ops.local_workers.connect(self._on_local_workers)
         self._ops.killed.connect(self.workers_killed)
-        self._submitter.progress.connect(self.submit_progress)
-        self._submitter.finished.connect(self._on_submit_finished)
         for thread in self._threads:
             thread.start()
         app = QCoreApplication.instance()
@@ -154,6 +151,11 @@ class Controller(QObject):
         """True while a submission runs."""
         return self._submitting is not None
 
+    @property
+    def network_pid(self) -> int | None:
+        """The pid of the network process while it runs."""
+        return self._link.pid
+
     # -- server
 
     def start_server(self, options: ServerOptions) -> None:
@@ -168,6 +170,7 @@ class Controller(QObject):
                                 message=f"Starting on {options.host}:{options.port or 'any'}"
                                         f"{where}…", redis=redis))
         self._to_ops.emit(partial(self._ops.start_server, options))
+        self._link.start()  # its interpreter starts while the server does
 
     def attach(self, address: tuple[str, int], key: str) -> None:
         """Monitor a server someone else runs (guidist or a classic tutorial master)."""
@@ -207,8 +210,9 @@ class Controller(QObject):
         self.set_demo(False)
         self.cancel_submit()
         self._session_generation = next(self._generation)  # drop late snapshots
-        self._to_session.emit(self._session.detach)
-        self._to_submitter.emit(partial(self._submitter.set_target, None))
+        self._target = self._cursors = None
+        self._link.send("detach")
+        self._link.send("submit_target", None)
         if mode is Mode.EMBEDDED:
             self._set_status(dataclasses.replace(self.status, phase=Phase.STOPPING,
                                                  message="Stopping workers and server…"))
@@ -217,11 +221,18 @@ class Controller(QObject):
             self._to_ops.emit(partial(self._ops.set_target, None))
             self._set_status(Status(message="Detached."))
 
-    def _connect_all(self, target: Target, key: str) -> None:
+    def _connect_all(self, target: Target, key: str,
+                     resume: tuple[int, int, float, object] | None = None) -> None:
         self._session_generation = next(self._generation)
-        self._to_session.emit(partial(self._session.attach, self._session_generation, target,
-                                      key))
-        self._to_submitter.emit(partial(self._submitter.set_target, target, key))
+        self._target = (target, key)
+        self._cursors = resume
+        self._to_network("attach", self._session_generation, target, key, resume)
+        self._to_network("submit_target", target, key)
+
+    def _to_network(self, *message: Any) -> None:
+        """Send a message to the network process, starting it first if need be."""
+        self._link.start()
+        self._link.send(*message)
 
     # -- workers
 
@@ -266,52 +277,52 @@ class Controller(QObject):
         """Queue a job's tasks on the submit thread; False if one is already running."""
         if self._submitting is not None or self._shut_down:
             return False
-        cancel = threading.Event()
-        self._submitting = cancel
-        self._to_submitter.emit(partial(self._submitter.submit, job, cancel))
+        self._submitting = job
+        self._submitted = 0
+        self._to_network("submit", job)
         return True
 
     def cancel_submit(self) -> None:
         """Stop the running submission after the chunk in flight (those tasks stay queued)."""
         if self._submitting is not None:
-            self._submitting.set()
+            self._link.send("cancel_submit")
 
     def request_page(self, request: PageRequest) -> None:
         """Fetch a page for the tasks model (answer: page_loaded)."""
-        self._to_session.emit(partial(self._session.load_page, request))
+        self._to_network("page", request)
 
     def request_task(self, task_id: int) -> None:
         """Fetch one task's details (answer: task_loaded)."""
-        self._to_session.emit(partial(self._session.load_task, int(task_id)))
+        self._to_network("task", int(task_id))
 
     def export_tasks(self, path: str, state: str | None = None,
                      search: str | None = None) -> None:
         """Export the listed tasks (filtered like the tasks table) off the GUI thread; the
         outcome comes as a notice."""
-        self._to_session.emit(partial(self._session.export_tasks, path, state, search))
+        self._to_network("export_tasks", path, state, search)
 
     def export_job_results(self, path: str, job_id: int) -> None:
         """Write a job's results (submission order) off the GUI thread; the outcome comes as
         a notice."""
-        self._to_session.emit(partial(self._session.export_job_results, path, int(job_id)))
+        self._to_network("export_results", path, int(job_id))
 
     def act(self, action: str, *args: Any) -> None:
         """A control call on the server: cancel, retry, retry_all, purge, pause, resume,
         request_stop, forget_offline, cancel_job, retry_job. The answer comes as
         action_done."""
-        self._to_session.emit(partial(self._session.act, action, *args))
+        self._to_network("act", action, *args)
 
     def set_demo(self, on: bool) -> None:
         """Start or stop the demo's steady mixed load."""
         if on == self.demo_running:
             return
         self.demo_running = on
-        self._to_session.emit(partial(self._session.set_demo, on))
+        self._to_network("demo", on)
 
     # -- shutting down
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Stop the submission, the polling, local workers and the embedded server; join threads.
+        """Stop the network process, local workers and the embedded server; join the thread.
 
         Blocks (it is what closing the window does); afterwards no thread, timer or process
         started by the controller is left.
@@ -319,10 +330,8 @@ class Controller(QObject):
         if self._shut_down:
             return
         self._shut_down = True
-        self.cancel_submit()
-        self._to_submitter.emit(self._submitter.finish)
-        self._to_session.emit(self._session.finish)
-        self._to_ops.emit(self._ops.shutdown)
+        self._to_ops.emit(self._ops.shutdown)  # in parallel with the helper's stop
+        self._link.stop()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             left_ms = max(1, int((deadline - time.monotonic()) * 1000))
@@ -369,6 +378,7 @@ class Controller(QObject):
         if generation != self._session_generation or self._shut_down:
             return
         self.last_snapshot = snap
+        self._cursors = _cursors_after(self._cursors, snap)
         st = self.status
         if st.phase is not Phase.ONLINE or st.kind != snap.kind:
             where = f"{st.address[0]}:{st.address[1]}" if st.address else ""
@@ -397,7 +407,8 @@ class Controller(QObject):
         message = scrub(message, self._redis_url)
         if first_contact and self.status.mode is Mode.ATTACHED:
             # Wrong address or key: give up at once rather than retry forever.
-            self._to_submitter.emit(partial(self._submitter.set_target, None))
+            self._target = None
+            self._link.send("submit_target", None)
             self._to_ops.emit(partial(self._ops.set_target, None))
             self._set_status(Status(message=message))
             self.notice.emit(Notice("error", message))
@@ -430,6 +441,67 @@ class Controller(QObject):
         self.submit_finished.emit(outcome)
 
     @Slot(object)
+    def _on_message(self, message: tuple) -> None:
+        """One reply of the network process, handed to the slot that deals with its kind."""
+        kind, *args = message
+        if kind == "polled":
+            self._on_polled(tuple(args))
+        elif kind == "poll_failed":
+            self._on_poll_failed(tuple(args))
+        elif kind == "failures":
+            self._on_failures_seen(tuple(args))
+        elif kind == "orders":
+            self._on_orders_known(tuple(args))
+        elif kind == "page":
+            reply: PageReply = args[0]
+            self.page_loaded.emit(reply)
+        elif kind == "task":
+            self.task_loaded.emit(args[0])
+        elif kind == "action":
+            self._on_action_done(args[0])
+        elif kind == "notice":
+            self._on_worker_notice(args[0])
+        elif kind == "progress":
+            self._submitted = args[0].sent
+            self.submit_progress.emit(args[0])
+        elif kind == "finished":
+            self._on_submit_finished(args[0])
+        else:
+            log.error("unknown reply %r from the network process", kind)
+
+    @Slot(object)
+    def _on_network_died(self, code: int | None) -> None:
+        """The network process ended unasked (killed, crashed): say so, start a new one
+        where it stopped, unless it keeps dying."""
+        if self._shut_down:
+            return
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else \
+            f"exited with code {code}"
+        if self._submitting is not None:
+            self._on_submit_finished(SubmitOutcome(
+                self._submitting, self._submitted,
+                error=f"The window's network process {how}; the submission stopped (the "
+                      f"tasks sent stay queued)."))
+        now = time.monotonic()
+        if len(self._restarts) == MAX_RESTARTS and now - self._restarts[0] < RESTART_WINDOW_S:
+            self.notice.emit(Notice("error", f"The window's network process {how}, "
+                                    f"{MAX_RESTARTS + 1} times within a minute; not starting "
+                                    f"it again. Disconnect and connect to retry."))
+            if self.status.mode is not Mode.NONE:
+                self._set_status(dataclasses.replace(
+                    self.status, phase=Phase.LOST,
+                    message="Not monitoring: the network process keeps stopping"))
+            return
+        self._restarts.append(now)
+        self.notice.emit(Notice("error", f"The window's network process {how}; started a "
+                                "new one."))
+        self._link.start()
+        if self._target is not None:
+            self._connect_all(*self._target, resume=self._cursors)
+        if self.demo_running:
+            self._link.send("demo", True)
+
+    @Slot(object)
     def _on_action_done(self, payload: tuple[str, Any]) -> None:
         self.action_done.emit(payload)
 
@@ -438,3 +510,21 @@ class Controller(QObject):
         if self._redis_url:
             notice = dataclasses.replace(notice, message=scrub(notice.message, self._redis_url))
         self.notice.emit(notice)
+
+
+def _cursors_after(cursors: tuple[int, int, float, object] | None, snap: Snapshot
+                   ) -> tuple[int, int, float, object]:
+    """Where the window's series, events and task-stream spans end after snap (a new helper
+    resumes there)."""
+    series, events, started, spans = cursors or (0, 0, 0.0, 0)
+    if snap.started and snap.started != started:
+        series = events = 0  # a restarted server numbers its points and events afresh
+        spans = 0
+        started = snap.started
+    if snap.kind == "guidist" and spans is not None:
+        spans = snap.spans_cursor
+    if snap.kind == "guidist" and snap.series:
+        series = max(series, int(snap.series[-1][0]))
+    if snap.events:
+        events = max(events, snap.events[-1].seq)
+    return series, events, started, spans

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..core.protocol import Task
-from .style import plural, shorten
+from .text import plural, shorten
 
 #: Failed tasks read per poll when the count moved: more than this since the last poll is
 #: reported as "at least".

@@ -8,6 +8,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 from ..core.protocol import TaskState, WorkerState
+from .text import fmt_int, plural, shorten  # noqa: F401  (re-exported: the panels use them)
 
 #: One colour per task state, used by the tasks table, the status bar and the plots.
 STATE_COLORS: dict[str, str] = {
@@ -125,11 +126,6 @@ def banner_colors(level: str, pal: QPalette | None = None) -> tuple[str, str, st
             mix(QColor(border), QColor("#ffffff"), 0.6).name())
 
 
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """"1 task", "2 tasks", "1,000 tasks"."""
-    return f"{fmt_int(n)} {word if n == 1 else (many or word + 's')}"
-
-
 def fmt_si(value: float) -> str:
     """A number with an SI prefix for axes: 950, 1.5k, 100k, 2.5M."""
     v = abs(value)
@@ -140,11 +136,6 @@ def fmt_si(value: float) -> str:
     if v >= 10 or v == int(v):
         return f"{value:.0f}"
     return f"{value:.1f}"
-
-
-def fmt_int(n: int | float) -> str:
-    """Thousands separators, so a million reads as 1,000,000."""
-    return f"{int(n):,}"
 
 
 def fmt_clock(t: float | None) -> str:
@@ -181,9 +172,3 @@ def fmt_ago(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min ago"
     return f"{seconds / 3600:.0f} h ago"
-
-
-def shorten(text: str, limit: int = 120) -> str:
-    """One line, at most limit characters, with an ellipsis when cut."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -145,7 +145,7 @@ def test_serve_exits_non_zero_when_its_server_process_is_killed(procs: Procs,
 
 
 def _finished(c: Client, n: int) -> None:
-    wait_for(lambda: (lambda s: s.count("queued") + s.count("running") == 0
+    wait_for(lambda: (lambda s: s.count("queued") + s.count("claimed") + s.count("running") == 0
                       and sum(s.count(x) for x in ("done", "failed", "dead")) >= n)(
         c.snapshot()), timeout=60, message=f"{n} task(s) to finish")
 

@@ -94,7 +94,7 @@ def test_a_single_result_over_the_limit_fails_its_task_and_the_rest_go_on(
     big = cli.submit("tests.jobs:big_result", 2 * LIMIT).id
     small = cli.submit_many("tests.jobs:big_result", [(ARG,)] * 20)
     pool_factory(srv, give_up_after=30.0).launch(1)
-    wait_for(lambda: cli.snapshot().count("queued") + cli.snapshot().count("running") == 0,
+    wait_for(lambda: (lambda s: s.count("done") + s.count("failed") == 21)(cli.snapshot()),
              timeout=60, message="the tasks to finish")
     t = cli.get_task(big)
     assert t.state is TaskState.FAILED and "PayloadTooLarge" in t.error and "2.0 MiB" in t.error

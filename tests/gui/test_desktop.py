@@ -37,6 +37,17 @@ def _listening(proc: psutil.Process) -> bool:
     return False
 
 
+def _spawned(proc: psutil.Process) -> list[psutil.Process]:
+    out = []
+    for child in proc.children():
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                out.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
 def test_sigterm_closes_like_the_close_button(tmp_path: Path) -> None:
     """It exited at once with 143; now settings are saved and the server is stopped."""
     env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"),
@@ -48,8 +59,10 @@ def test_sigterm_closes_like_the_close_button(tmp_path: Path) -> None:
     try:
         ps = psutil.Process(proc.pid)
         wait_for(lambda: _listening(ps), timeout=60, message="the window's server to listen")
+        # The server and the window's network process: SIGTERM must stop both.
+        wait_for(lambda: len(_spawned(ps)) >= 2, timeout=60,
+                 message="the server and the network process")
         children = ps.children(recursive=True)
-        assert children
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:

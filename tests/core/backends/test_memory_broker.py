@@ -15,6 +15,7 @@ from guidist.core.protocol import (
     CMD_OK,
     CMD_STOP,
     CMD_UNKNOWN,
+    SERIES_FIELDS,
     TaskState,
     WorkerState,
     classic_result_text,
@@ -435,9 +436,10 @@ def test_snapshot_series_and_events(clock: FakeClock) -> None:
     b.submit("square", [(1,), (2,)])
     clock.now = 5003.2  # second 5002 had nothing; it still gets a point
     snap = b.snapshot()
-    # (t, submitted, done, failed, requeued, queued, running, workers, claimed)
+    # (t, submitted, done, failed, requeued, queued, running, workers, claimed); the gauges
+    # are each second's peaks: 10 queued before the claim, then 1 running and 9 claimed.
     assert snap.series[-3:] == (
-        (5000, 10, 6, 1, 0, 0, 0, 1, 3),
+        (5000, 10, 6, 1, 0, 10, 1, 1, 9),
         (5001, 2, 0, 0, 0, 2, 0, 1, 3),
         (5002, 0, 0, 0, 0, 2, 0, 1, 3),
     )
@@ -703,3 +705,20 @@ def test_classic_connection_closed_requeues_its_task(broker: Broker) -> None:
     assert broker.workers() == ()
     assert broker.classic_get("9@h", block=False) == 3
     assert broker.get_task(1).attempts == 2
+
+
+def test_series_gauges_keep_the_peak_of_a_burst_inside_the_second(clock: FakeClock) -> None:
+    """A burst that is queued, run and done within one second still shows in the plots."""
+    b = Broker(lease_timeout=LEASE, clock=clock)
+    w = b.register_worker("w", "h", 1, "thread", 8)["id"]
+    clock.now = 5_000_000.1
+    b.snapshot()  # any call opens the second the burst falls in
+    b.submit("sleep", [(0.01,)] * 40)
+    groups = b.claim(w, 40)
+    b.complete(w, [(i, True, None, clock.now, 0.01) for i in ids_of(groups)])
+    clock.advance(1.0)
+    b.submit("sleep", [(0.01,)])  # the first call of the next second closes the point
+    point = dict(zip(SERIES_FIELDS, b.snapshot().series[-1]))
+    assert (point["t"], point["queued"], point["running"], point["claimed"]) == \
+        (5_000_000, 40, 8, 32)
+    assert point["done"] == 40

@@ -424,6 +424,11 @@ class Broker:
         self._started = clock()
         self._sec = int(self._started)
         self._bucket = [0, 0, 0, 0]  # submitted, done, failed, requeued in the current second
+        # The most queued, running and claimed seen in the current second. A gauge read only
+        # when the second closes is read by whichever call comes first, and that one is biased:
+        # a demo's submit arrives just after the last batch drained, so bursty work plotted
+        # as a flat zero. Peaks are noted once per call that raises them, never per task.
+        self._peaks = [0, 0, 0]
         self.classic_results: queue.Queue = queue.Queue()
         self._pending: dict[int, _Batch] = {}  # journal ticket -> batch waiting for its commit
         self._jobs: OrderedDict[int, _Job] = OrderedDict()  # oldest first
@@ -501,6 +506,7 @@ class Broker:
             self._batches.append(batch)
             self._batch_starts.append(batch.first_id)
         self._counts[QUEUED] += n
+        self._note_peaks()
         self._submitted += n
         self._bucket[0] += n
         batch.job.queued += n
@@ -663,6 +669,7 @@ class Broker:
             running = running_ids(current_task)
             w.current_task = running[0] if running else None
             self._start_locked(w, running, now)
+            self._note_peaks()
             if w.stop:
                 return CMD_STOP
             return CMD_GIVE_BACK if self._give_back_due(w) else CMD_OK
@@ -810,6 +817,8 @@ class Broker:
             if self._give_back_due(w):
                 return CMD_GIVE_BACK, []
             groups = self._take(w, max_n, now, limits)
+            if groups:
+                self._note_peaks()
             if not groups and wait_s > 0:
                 self._ask_for_give_back(w)
             # Waiting is real time, whatever clock the ledger uses (tests inject a fake one).
@@ -822,6 +831,8 @@ class Broker:
                 now = self._clock()
                 w.last_seen = now
                 groups = self._take(w, max_n, now, limits)
+            if groups:
+                self._note_peaks()
             return (CMD_STOP if w.stop else CMD_OK), groups
 
     def _take_report(self, worker_id: str, report: Report) -> None:
@@ -1975,20 +1986,33 @@ class Broker:
 
     # ------------------------------------------------------------------ time series
 
+    def _note_peaks(self) -> None:
+        """Raise the current second's peaks to the gauges now (under the lock)."""
+        counts, peaks = self._counts, self._peaks
+        if counts[QUEUED] > peaks[0]:
+            peaks[0] = counts[QUEUED]
+        if counts[RUNNING] > peaks[1]:
+            peaks[1] = counts[RUNNING]
+        if counts[CLAIMED] > peaks[2]:
+            peaks[2] = counts[CLAIMED]
+
     def _tick(self, now: float) -> None:
         """Close the per-second bucket(s) that ended before now."""
         sec = int(now)
         if sec <= self._sec:
             return
-        gauges = (self._counts[QUEUED], self._counts[RUNNING],
-                  sum(1 for w in self._workers.values() if w.state is not WorkerState.OFFLINE),
-                  self._counts[CLAIMED])  # the order of SERIES_FIELDS
-        b = self._bucket
-        self._series.append((self._sec, b[0], b[1], b[2], b[3], *gauges))
+        counts = self._counts
+        queued, running, claimed = counts[QUEUED], counts[RUNNING], counts[CLAIMED]
+        workers = sum(1 for w in self._workers.values() if w.state is not WorkerState.OFFLINE)
+        pq, pr, pc = self._peaks
+        b = self._bucket  # the closing second's point has its peaks; idle seconds, the gauges
+        self._series.append((self._sec, b[0], b[1], b[2], b[3], max(pq, queued),
+                             max(pr, running), workers, max(pc, claimed)))
         for s in range(max(self._sec + 1, sec - _SERIES_SECONDS), sec):
-            self._series.append((s, 0, 0, 0, 0, *gauges))
+            self._series.append((s, 0, 0, 0, 0, queued, running, workers, claimed))
         self._sec = sec
         self._bucket = [0, 0, 0, 0]
+        self._peaks = [queued, running, claimed]
 
     def _event(self, kind: str, message: str) -> None:
         self._event_seq += 1
