@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -36,6 +39,22 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {message}")
         time.sleep(interval)
+
+
+@contextmanager
+def mounted_tmpfs(parent: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of size ("6m") mounted under parent for a test: a disk that can fill up or go
+    read-only. Root only; elsewhere the test is skipped with the reason."""
+    mnt = parent / f"disk-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 class FakeClock:

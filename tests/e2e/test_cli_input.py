@@ -15,7 +15,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 
 from guidist.core.client import Client
 from guidist.core.server import ServerProcess
-from tests.conftest import REPO, TEST_KEY, wait_for
+from tests.conftest import REPO, TEST_KEY, mounted_tmpfs, wait_for
 from tests.e2e.conftest import cli_env, connect_arg, run_cli
 
 Procs = Callable[..., subprocess.Popen]
@@ -171,16 +170,8 @@ def test_a_journal_with_a_damaged_row_names_the_file(
 @pytest.fixture
 def read_only_disk(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs that a test fills and then remounts read-only (root only; skipped elsewhere)."""
-    mnt = tmp_path / f"ro-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path, "8m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_export_reads_a_journal_on_a_read_only_disk(

@@ -73,11 +73,13 @@ def test_pause_stops_dispatch_and_resume_restarts_it(server: ServerProcess, wher
     out = ok(run("pause", "--connect", where))
     assert out.startswith(f"paused {where}")
     assert client.snapshot().paused
+    since = client.snapshot().time
     ids = client.submit_many("square", range(20))
-    # The worker is connected and its claims wait about a second each on the server: a
-    # bounded window of a few claims in which nothing is handed out shows the pause holds
-    # (something that must not happen can only be watched for, not awaited).
-    time.sleep(2.5)
+    # Something that must not happen can only be watched for: wait until the server has heard
+    # from the live worker (claims that wait about a second, heartbeats) 1.5 s after the
+    # submit, a window in which an unpaused server would have handed the tasks out.
+    wait_for(lambda: any(w.last_seen > since + 1.5 for w in client.snapshot().workers),
+             timeout=30, message="the worker asking for work while paused")
     snap = client.snapshot()
     assert snap.count("queued") == 20 and snap.count("done") == 0
     assert ok(run("resume", "--connect", where)).startswith(f"resumed {where}")

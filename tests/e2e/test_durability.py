@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from guidist.core.errors import JournalInUse, JournalUnavailable
 from guidist.core.pool import WorkerPool
 from guidist.core.protocol import TaskState
 from guidist.core.server import ServerProcess
-from tests.conftest import TEST_KEY, wait_for
+from tests.conftest import TEST_KEY, mounted_tmpfs, wait_for
 
 Procs = Callable[..., subprocess.Popen]
 
@@ -96,16 +95,8 @@ def _every_task(c: Client) -> list:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 6 MiB tmpfs mounted for this test (root only; skipped elsewhere)."""
-    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path, "6m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _fill(disk: Path, leave: int) -> Path:

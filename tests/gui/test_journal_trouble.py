@@ -6,8 +6,6 @@ A real window, its real server, a journal on a small tmpfs filled up by the test
 from __future__ import annotations
 
 import os
-import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,23 +15,15 @@ from guidist.core.client import Client
 from guidist.core.errors import JournalUnavailable
 from guidist.gui.main_window import MainWindow
 
-from ..conftest import TEST_KEY
+from ..conftest import TEST_KEY, mounted_tmpfs
 from .conftest import WAIT_MS, start_server
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 6 MiB tmpfs mounted for this test (root only; skipped elsewhere)."""
-    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path, "6m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_the_window_shows_a_journal_that_cannot_be_written(
