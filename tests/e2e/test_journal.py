@@ -70,9 +70,12 @@ def test_server_sigkilled_while_workers_run_comes_back_with_its_journal(
     c = Client(srv.address, TEST_KEY).connect()
     snap = c.snapshot()
     assert snap.submitted == 300  # the counters go on
-    assert snap.leased == 0
+    # No lease outlives the crash: whatever is held now was claimed by a worker that already
+    # reconnected to the new server (they back off briefly, so some may have; under load a
+    # fixed "nothing leased" raced them).
+    assert snap.leased == sum(w.running + w.claimed for w in snap.workers)
     assert snap.count("done") >= done_before  # only the last flush window can be redone
-    assert snap.count("queued") + snap.count("done") == 300  # nothing is missing
+    assert snap.count("queued") + snap.leased + snap.count("done") == 300  # nothing is missing
     idle(c, timeout=60)
     tasks = {i: c.get_task(i) for i in ids}
     assert all(t is not None and t.state is TaskState.DONE for t in tasks.values())
