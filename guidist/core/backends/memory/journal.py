@@ -46,7 +46,7 @@ from typing import IO, Any
 
 from ...errors import JournalInUse, JournalUnavailable, JournalUnreadable
 from ...protocol import Job, Task, TaskState
-from .broker import HOLE, Broker, Record
+from .broker import HOLE, Broker, Record, _DoneBatch
 
 log = logging.getLogger(__name__)
 
@@ -301,10 +301,10 @@ class SqliteJournal:
         self._add("requeue", [(r.id, r.attempts, r.function, r.args, r.kwargs, r.submitted,
                                r.classic, r.job.id, r.timeout) for r in records])
 
-    def done(self, records: list[Record]) -> None:
-        """Record a batch of successes: O(1) under the broker lock (done records never change),
-        written later as one row for the whole batch."""
-        self._add("done", records)
+    def done(self, batches: list[_DoneBatch]) -> None:
+        """Record successes: O(1) under the broker lock (done batches never change), written
+        later as one row per run of one job."""
+        self._add("done", batches)
 
     def finished(self, records: list[Record]) -> None:
         """Record failed, dead or cancelled tasks (copied: a retry changes the record)."""
@@ -590,9 +590,10 @@ class SqliteJournal:
             pending = self._writing + self._buf
         for _ticket, kind, data in reversed(pending):  # the newest change of a task wins
             if kind == "done":
-                for r in data:
-                    if r.id in want and r.id not in found:
-                        found[r.id] = r.to_task()
+                for batch in data:
+                    for i, tid in enumerate(batch.ids):
+                        if tid in want and tid not in found:
+                            found[tid] = batch.task(i)
             elif kind == "finish":
                 for row in data:
                     if row[0] in want and row[0] not in found:
@@ -897,23 +898,30 @@ def _add_counts(into: dict, more: dict) -> None:
         into[k] = into.get(k, 0) + n
 
 
-def _done_rows(records: list[Record]) -> Iterator[tuple]:
-    """A batch of successes as done rows, one per run of one job (so counts per job are
-    one SQL aggregate), with the id span that lookups of evicted results search by."""
+def _done_rows(batches: list[_DoneBatch]) -> Iterator[tuple]:
+    """Done batches as done rows, one per run of one job (so counts per job are one SQL
+    aggregate), with the id span that lookups of evicted results search by."""
     start = 0
-    n = len(records)
+    n = len(batches)
     while start < n:
-        job = records[start].job
+        job = batches[start].src.job
         end = start + 1
-        while end < n and records[end].job is job:
+        while end < n and batches[end].src.job is job:
             end += 1
-        run = records[start:end]
-        ids = [r.id for r in run]
-        yield (len(run), run[-1].finished or 0.0, pickle.dumps(
-            [(r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.started,
-              r.finished, r.worker, r.result, r.runtime, job.id) for r in run],
-            protocol=pickle.HIGHEST_PROTOCOL), job.id, min(ids), max(ids))
+        rows = [row for b in batches[start:end] for row in _batch_rows(b)]
+        ids = [row[0] for row in rows]
+        yield (len(rows), batches[end - 1].finished or 0.0,
+               pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL), job.id, min(ids), max(ids))
         start = end
+
+
+def _batch_rows(b: _DoneBatch) -> Iterator[tuple]:
+    """One done batch as the per-task tuples of a done row."""
+    s, fin, worker, jid = b.src, b.finished, b.worker, b.src.job.id
+    fn, kw, attempts, sub, args_of = s.function, s.kwargs, s.attempts, s.submitted, s.args_of
+    for tid, result, started, runtime in zip(b.ids, b.results, b.started, b.runtimes):
+        yield (tid, fn, args_of(tid), kw, attempts, sub, started, fin, worker, result, runtime,
+               jid)
 
 
 def _done_to_task(d: tuple) -> Task:
