@@ -7,7 +7,7 @@ tasks (pickled, as the client sends them), and two workers taking turns at ``exc
 the results of their previous claim packed as a worker packs them (5-tuples), claiming 1,000
 at a time with the first one running, and the claim pickled as the manager pickles its reply.
 What is timed is the server's share: the broker calls and the reply's pickling (the worker's
-packing is taken out), as CPU seconds of this process, the journal's writer thread included
+packing is taken out), as CPU seconds of this process (with the server's GC thresholds), the journal's writer thread included
 when the journal is on. On a shared machine this moves far less than a throughput figure.
 
 With ``--tree`` each tree's code runs in its own interpreter (the tree first on PYTHONPATH),
@@ -33,8 +33,12 @@ CLAIM = 1_000
 
 def run_once(n: int, journal: bool) -> dict[str, Any]:
     """Pass n tasks through a broker; returns the server's CPU microseconds per task."""
+    import gc
+
     from guidist.core.backends.memory.broker import Broker
 
+    gc.freeze()  # as the server does (server.py): young collections far less often
+    gc.set_threshold(100_000, 50, 1000)
     tmp = tempfile.TemporaryDirectory()
     if journal:
         from guidist.core.backends.memory.journal import open_journaled_broker

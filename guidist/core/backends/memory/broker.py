@@ -41,7 +41,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from itertools import repeat
 from typing import Any, Protocol
@@ -119,7 +119,7 @@ class Journal(Protocol):
                   timeout: float | None = None) -> int | None: ...
     def wait_durable(self, ticket: int) -> None: ...
     def job(self, job: _Job) -> None: ...
-    def claimed(self, ids: list[int], attempts: int) -> None: ...
+    def claimed(self, ids: Sequence[int], attempts: int) -> None: ...
     def requeued(self, records: list[Record]) -> None: ...
     def done(self, batches: list[_DoneBatch]) -> None: ...
     def finished(self, records: list[Record]) -> None: ...
@@ -293,6 +293,13 @@ class _DoneBatch:
         ids = self.ids
         i = tid - ids[0]
         return i if 0 <= i < len(ids) and ids[i] == tid else ids.index(tid)
+
+    def args(self) -> list:
+        """The argument tuples, in the order of ids (the slice's own list when it is whole)."""
+        s = self.src
+        if len(self.ids) == len(s.ids) and list(self.ids) == s.ids:
+            return s.args
+        return list(map(s.args_of, self.ids))
 
     def record(self, i: int) -> Record:
         """The i-th task as a Record (a view: changing it changes nothing here)."""
@@ -1215,7 +1222,9 @@ class Broker:
             held = dict.fromkeys(ids, _Slice(fn, kw, sub, cl, j, to, 1, wid, ids, items))
             leased.update(held)
             leases.update(held)
-            self._journal.claimed(ids, 1)
+            # A run without holes is journaled as a range: a few bytes, not n ints.
+            self._journal.claimed(range(first, first + n) if ids[-1] - ids[0] == n - 1
+                                  else ids, 1)
             if j.started is None:
                 j.started = now
                 self._journal.job(j)
