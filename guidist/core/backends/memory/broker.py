@@ -46,7 +46,7 @@ from functools import partial
 from itertools import repeat
 from typing import Any, Protocol
 
-from ...payload import pack, unpack, unpack_submission
+from ...payload import ResultColumns, pack, unpack, unpack_submission
 from ...protocol import (
     CMD_GIVE_BACK,
     CMD_OK,
@@ -1243,7 +1243,11 @@ class Broker:
             return 0
         workers = self._workers
         w = workers.get(worker_id)
-        cols = list(zip(*results))  # (id, ok, value, started, runtime) from a guidist worker
+        if isinstance(results, ResultColumns):  # as a guidist worker packs them
+            cols: list[Any] = [results.ids, results.oks, results.values, results.started,
+                               results.runtimes]
+        else:  # (id, ok, value, started, runtime) tuples (or a tutorial worker's 3-tuples)
+            cols = list(zip(*results))
         tids, oks = cols[0], cols[1]
         timed = len(cols) >= 5  # a tutorial worker sends (id, ok, value)
         owners = list(map(self._leased.pop, tids, repeat(None)))
