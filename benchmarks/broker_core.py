@@ -4,7 +4,7 @@
 
 A ``Broker`` is driven the way the server drives it for figure 1: submits of 20,000 trivial
 tasks (pickled, as the client sends them), and two workers taking turns at ``exchange`` with
-the results of their previous claim packed as a worker packs them (5-tuples), claiming 1,000
+the results of their previous claim packed as that tree's worker packs them, claiming 1,000
 at a time with the first one running, and the claim pickled as the manager pickles its reply.
 What is timed is the server's share: the broker calls and the reply's pickling (the worker's
 packing is taken out), as CPU seconds of this process (with the server's GC thresholds), the journal's writer thread included
@@ -37,6 +37,10 @@ def run_once(n: int, journal: bool) -> dict[str, Any]:
 
     from guidist.core.backends.memory.broker import Broker
 
+    try:  # pack results as that tree's worker does
+        from guidist.core.payload import pack_results
+    except ImportError:  # a tree from before results travelled as columns
+        from guidist.core.payload import pack as pack_results
     gc.freeze()  # as the server does (server.py): young collections far less often
     gc.set_threshold(100_000, 50, 1000)
     tmp = tempfile.TemporaryDirectory()
@@ -57,7 +61,7 @@ def run_once(n: int, journal: bool) -> dict[str, Any]:
             submitted += k
         for w in workers:
             t0 = time.process_time()
-            blob = pickle.dumps(pending[w], protocol=pickle.HIGHEST_PROTOCOL)
+            blob = pack_results(pending[w])
             excluded += time.process_time() - t0
             _cmd, groups = broker.exchange(w, blob, CLAIM, 0.0, None, None)
             reply = pickle.dumps(groups, protocol=pickle.HIGHEST_PROTOCOL)
