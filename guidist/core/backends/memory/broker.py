@@ -395,27 +395,49 @@ class _Runs:
 
 
 class _DoneStore(_Runs):
-    """The successes kept in memory (the newest keep_done), as done batches, with an id index.
+    """The successes kept in memory (the newest keep_done), as done batches.
 
     It stands in ``Broker._finished[DONE]`` beside the record dicts of the other states, with
-    the part of their interface its readers use: len, get(id) and newest()."""
+    the part of their interface its readers use: len, get(id) and newest(). Its id index is
+    brought up to date only when get is called: the hot path never pays for it."""
 
     def __init__(self, cap: int) -> None:
         super().__init__(cap)
-        self._index: dict[int, _DoneBatch] = {}
+        self._index: dict[int, tuple[int, _DoneBatch]] = {}  # id -> (batch number, batch)
+        self._added = 0  # batches ever added; the newest has the number _added - 1
+        self._indexed = 0  # batches numbered below this are in the index
 
     def add(self, batch: _DoneBatch) -> None:
         """Keep a batch of successes (the oldest beyond the cap leave)."""
-        self._index.update(zip(batch.ids, repeat(batch)))
+        self._added += 1
         self.append(batch, len(batch.ids))
-
-    def _dropping(self, entry: Any, a: int, b: int) -> None:
-        _drain(map(self._index.pop, entry.ids[a:b], repeat(None)))
 
     def get(self, tid: int) -> Record | None:
         """Task tid as a Record view, if held."""
-        batch = self._index.get(tid)
-        return None if batch is None else batch.record(batch.index(tid))
+        self._catch_up()
+        hit = self._index.get(tid)
+        if hit is None:
+            return None
+        number, batch = hit
+        oldest = self._added - len(self.entries)  # the number of entries[0]
+        i = batch.index(tid)
+        if number < oldest or (number == oldest and i < self.lo):
+            return None  # trimmed since it was indexed
+        return batch.record(i)
+
+    def _catch_up(self) -> None:
+        """Index the batches added since the last lookup (forgetting trimmed ones when the
+        index has grown to twice what is held)."""
+        new = min(self._added - self._indexed, len(self.entries))
+        if len(self._index) + sum(map(_run_size, itertools.islice(
+                reversed(self.entries), new))) > 2 * self.n + 1000:
+            self._index.clear()
+            new = len(self.entries)
+        first = self._added - new
+        for k, batch in enumerate(itertools.islice(self.entries, len(self.entries) - new,
+                                                   None)):
+            self._index.update(zip(batch.ids, repeat((first + k, batch))))
+        self._indexed = self._added
 
     def newest(self) -> Iterator[Record]:
         """Every held success as a Record view, latest first."""
