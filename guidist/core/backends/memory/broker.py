@@ -241,15 +241,16 @@ class _Slice:
     attempts; a task that starts or leaves the slice alone gets a Record of its own."""
 
     __slots__ = ("function", "kwargs", "submitted", "classic", "job", "timeout", "attempts",
-                 "worker", "ids", "args", "_base", "_pos")
+                 "worker", "ids", "args", "bare", "_base", "_pos")
 
     def __init__(self, function: str, kwargs: dict | None, submitted: float, classic: bool,
                  job: _Job, timeout: float | None, attempts: int, worker: str | None,
-                 ids: list[int], args: list) -> None:
+                 ids: list[int], args: list, bare: list | None = None) -> None:
         self.function, self.kwargs, self.submitted = function, kwargs, submitted
         self.classic, self.job, self.timeout = classic, job, timeout
         self.attempts, self.worker = attempts, worker
         self.ids, self.args = ids, args
+        self.bare = bare  # the values themselves when every task has one argument
         # A claim takes ids in order: without holes, an id's index is arithmetic.
         self._base = ids[0] if ids else 0
         self._pos: dict[int, int] | None = None
@@ -294,12 +295,18 @@ class _DoneBatch:
         i = tid - ids[0]
         return i if 0 <= i < len(ids) and ids[i] == tid else ids.index(tid)
 
-    def args(self) -> list:
-        """The argument tuples, in the order of ids (the slice's own list when it is whole)."""
-        s = self.src
-        if len(self.ids) == len(s.ids) and list(self.ids) == s.ids:
-            return s.args
-        return list(map(s.args_of, self.ids))
+    def arg_column(self) -> tuple[list, bool]:
+        """The arguments in the order of ids, and whether they are bare values (one each)
+        rather than tuples: a run of the slice's own lists, cut at C speed, when the ids are
+        one (the usual case: the first task of a claim has a record of its own)."""
+        s, ids = self.src, self.ids
+        n = len(ids)
+        i = ids[0] - s._base
+        if 0 <= i and s.ids[i:i + n] == list(ids):
+            if s.bare is not None:
+                return s.bare[i:i + n], True
+            return s.args[i:i + n], False
+        return list(map(s.args_of, ids)), False
 
     def record(self, i: int) -> Record:
         """The i-th task as a Record (a view: changing it changes nothing here)."""
@@ -1229,6 +1236,7 @@ class Broker:
             head.holes -= len(items) - len(keep)
             ids = [ids[i] for i in keep]
             items = [items[i] for i in keep]
+        values = items if head.bare else None
         if head.bare:
             items = list(zip(items))  # 1-tuples again, as workers take them
         if head.pos >= len(head.items):
@@ -1241,7 +1249,8 @@ class Broker:
         n = len(ids)
         if n:
             # One object for the whole slice, under each id: no Record per task.
-            held = dict.fromkeys(ids, _Slice(fn, kw, sub, cl, j, to, 1, wid, ids, items))
+            held = dict.fromkeys(ids, _Slice(fn, kw, sub, cl, j, to, 1, wid, ids, items,
+                                             values))
             leased.update(held)
             leases.update(held)
             # A run without holes is journaled as a range: a few bytes, not n ints.

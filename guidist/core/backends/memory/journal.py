@@ -923,10 +923,12 @@ _COLUMNS = "columns"
 
 
 def _done_columns(b: _DoneBatch) -> tuple:
-    """One done batch as the columns a done row stores."""
+    """One done batch as the columns a done row stores (the arguments as bare values when
+    each task has one, flagged by the last column)."""
     s = b.src
+    args, bare = b.arg_column()
     return (s.function, s.kwargs, s.attempts, s.submitted, b.finished, b.worker, s.job.id,
-            b.ids, b.args(), b.results, b.started, b.runtimes)
+            b.ids, args, b.results, b.started, b.runtimes, bare)
 
 
 def _done_blob_rows(blob: bytes) -> list[tuple]:
@@ -935,11 +937,14 @@ def _done_blob_rows(blob: bytes) -> list[tuple]:
     data = pickle.loads(blob)
     if type(data) is not tuple or not data or data[0] != _COLUMNS:
         return data
-    return [(tid, fn, args, kw, attempts, sub, started, fin, worker, result, runtime, job)
-            for fn, kw, attempts, sub, fin, worker, job, ids, args_list, results, starts,
-            runtimes in data[1]
-            for tid, args, result, started, runtime in zip(ids, args_list, results, starts,
-                                                           runtimes)]
+    rows: list[tuple] = []
+    for (fn, kw, attempts, sub, fin, worker, job, ids, args_col, results, starts, runtimes,
+         bare) in data[1]:
+        args_list = zip(args_col) if bare else args_col
+        rows.extend((tid, fn, args, kw, attempts, sub, started, fin, worker, result, runtime,
+                     job) for tid, args, result, started, runtime in zip(
+                         ids, args_list, results, starts, runtimes))
+    return rows
 
 
 def _done_blob_ids(blob: bytes) -> Iterator[int]:
