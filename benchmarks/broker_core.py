@@ -7,8 +7,9 @@ tasks (pickled, as the client sends them), and two workers taking turns at ``exc
 the results of their previous claim packed as that tree's worker packs them, claiming 1,000
 at a time with the first one running, and the claim pickled as the manager pickles its reply.
 What is timed is the server's share: the broker calls and the reply's pickling (the worker's
-packing is taken out), as CPU seconds of this process (with the server's GC thresholds), the journal's writer thread included
-when the journal is on. On a shared machine this moves far less than a throughput figure.
+packing is taken out), as CPU seconds of this process with the server's GC thresholds, the
+journal's writer thread included when the journal is on. On a shared machine this moves far
+less than a throughput figure.
 
 With ``--tree`` each tree's code runs in its own interpreter (the tree first on PYTHONPATH),
 in interleaved rounds, and the ratios are per round against the first tree.
@@ -90,8 +91,9 @@ _RUN = ("import json, sys, importlib.util; sys.path.insert(0, '.');"
 def run_in(tree: Path, n: int, journal: bool) -> dict[str, Any]:
     """One run_once in tree, in its own interpreter."""
     env = dict(os.environ, PYTHONPATH=str(tree))
-    out = subprocess.run([sys.executable, "-c", _RUN.format(here=__file__, n=n, journal=journal)], cwd=tree,
-                         env=env, capture_output=True, text=True, timeout=900)
+    code = _RUN.format(here=__file__, n=n, journal=journal)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, capture_output=True,
+                         text=True, timeout=900)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
         raise RuntimeError(f"the run in {tree} failed:\n{out.stderr[-3000:]}")

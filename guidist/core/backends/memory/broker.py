@@ -297,8 +297,9 @@ class _DoneBatch:
 
     def arg_column(self) -> tuple[list, bool]:
         """The arguments in the order of ids, and whether they are bare values (one each)
-        rather than tuples: a run of the slice's own lists, cut at C speed, when the ids are
-        one (the usual case: the first task of a claim has a record of its own)."""
+        rather than tuples. When the ids are one run of the slice's (the usual case: all of
+        it, or all but the first, which started at once and has a record of its own), that
+        run of the slice's own lists is cut at C speed."""
         s, ids = self.src, self.ids
         n = len(ids)
         i = ids[0] - s._base
