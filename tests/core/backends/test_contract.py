@@ -150,6 +150,19 @@ def test_results_packed_as_columns_are_taken_like_tuples(broker: Any) -> None:
     assert (t6.result, t6.started) == (36, 1006.0)
 
 
+def test_results_with_and_without_times_in_one_call_keep_theirs(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(4)])
+    w = register(broker)
+    assert ids_of(broker.claim(w, 4)) == [1, 2, 3, 4]
+    assert broker.complete(w, [(1, True, 0), (2, True, 1, 500.0, 0.5)]) == 2
+    assert broker.complete(w, [(3, True, 4), (4, True, 9)]) == 2  # a tutorial-style report
+    tasks = broker.get_tasks([1, 2, 3, 4])
+    assert [t.result for t in tasks] == [0, 1, 4, 9]
+    assert [t.state for t in tasks] == [TaskState.DONE] * 4
+    assert (tasks[1].started, tasks[1].runtime) == (500.0, 0.5)
+    assert tasks[0].runtime is None and tasks[3].runtime is None
+
+
 def test_claim_long_polls_until_work_arrives(broker: Any) -> None:
     w = register(broker)
     got: list = []

@@ -1281,7 +1281,12 @@ class Broker:
         else:  # (id, ok, value, started, runtime) tuples (or a tutorial worker's 3-tuples)
             cols = list(zip(*results))
         tids, oks = cols[0], cols[1]
-        timed = len(cols) >= 5  # a tutorial worker sends (id, ok, value)
+        # Whole runs need every result's times: all sent them, or none did (id, ok, value);
+        # a mix (zip cut it to three columns) goes result by result.
+        whole = len(cols) >= 5
+        if not whole and set(map(len, results)) == {3}:
+            whole = True
+            cols += [(None,) * len(tids)] * 2
         owners = list(map(self._leased.pop, tids, repeat(None)))
         counts = self._counts
         classic_put = self.classic_results.put
@@ -1292,7 +1297,7 @@ class Broker:
         for owner, run in itertools.groupby(owners):
             start = end
             end += len(list(run))
-            if isinstance(owner, _Slice) and timed and all(oks[start:end]):
+            if isinstance(owner, _Slice) and whole and all(oks[start:end]):
                 k = end - start
                 holder = w if owner.worker == worker_id else workers.get(owner.worker or "")
                 ids = tids[start:end]
