@@ -309,13 +309,9 @@ class _DoneBatch:
             return s.args[i:i + n], False
         return list(map(s.args_of, ids)), False
 
-    def record(self, i: int) -> Record:
-        """The i-th task as a Record (a view: changing it changes nothing here)."""
-        s, tid = self.src, self.ids[i]
-        rec = Record(tid, s.function, s.args_of(tid), s.kwargs, s.attempts, s.submitted,
-                     s.classic, s.job, DONE, self.worker, self.started[i], s.timeout)
-        rec.finished, rec.result, rec.runtime = self.finished, self.results[i], self.runtimes[i]
-        return rec
+    def view(self, i: int) -> _DoneView:
+        """The i-th task, read like a Record."""
+        return _DoneView(self, i)
 
     def task(self, i: int) -> Task:
         """The i-th task as the public dataclass."""
@@ -323,6 +319,41 @@ class _DoneBatch:
         return Task(tid, s.function, s.args_of(tid), s.kwargs, DONE, s.attempts, s.submitted,
                     self.started[i], self.finished, self.worker, self.results[i], None,
                     self.runtimes[i], s.job.id)
+
+
+class _DoneView:
+    """One task of a done batch with the attributes of a Record, read on demand: listings
+    and lookups go through many of these, so making one costs two slots, not a Record."""
+
+    __slots__ = ("batch", "i")
+    state = DONE
+    error = exception = None
+
+    def __init__(self, batch: _DoneBatch, i: int) -> None:
+        self.batch, self.i = batch, i
+
+    id = property(lambda self: self.batch.ids[self.i])
+    function = property(lambda self: self.batch.src.function)
+    args = property(lambda self: self.batch.src.args_of(self.batch.ids[self.i]))
+    kwargs = property(lambda self: self.batch.src.kwargs)
+    attempts = property(lambda self: self.batch.src.attempts)
+    submitted = property(lambda self: self.batch.src.submitted)
+    classic = property(lambda self: self.batch.src.classic)
+    job = property(lambda self: self.batch.src.job)
+    timeout = property(lambda self: self.batch.src.timeout)
+    started = property(lambda self: self.batch.started[self.i])
+    finished = property(lambda self: self.batch.finished)
+    worker = property(lambda self: self.batch.worker)
+    result = property(lambda self: self.batch.results[self.i])
+    runtime = property(lambda self: self.batch.runtimes[self.i])
+
+    def to_task(self) -> Task:
+        """Freeze into the public dataclass."""
+        return self.batch.task(self.i)
+
+
+#: A finished task as the listings read it: a record, or a success inside its done batch.
+_Finished = Record | _DoneView
 
 
 def _run_size(entry: Any) -> int:
@@ -420,9 +451,10 @@ class _DoneStore(_Runs):
         self._added += 1
         self.append(batch, len(batch.ids))
 
-    def get(self, tid: int) -> Record | None:
-        """Task tid as a Record view, if held."""
-        self._catch_up()
+    def get(self, tid: int) -> _DoneView | None:
+        """Task tid, if held."""
+        if self._indexed != self._added:
+            self._catch_up()
         hit = self._index.get(tid)
         if hit is None:
             return None
@@ -431,7 +463,7 @@ class _DoneStore(_Runs):
         i = batch.index(tid)
         if number < oldest or (number == oldest and i < self.lo):
             return None  # trimmed since it was indexed
-        return batch.record(i)
+        return batch.view(i)
 
     def _catch_up(self) -> None:
         """Index the batches added since the last lookup (forgetting trimmed ones when the
@@ -447,13 +479,13 @@ class _DoneStore(_Runs):
             self._index.update(zip(batch.ids, repeat((first + k, batch))))
         self._indexed = self._added
 
-    def newest(self) -> Iterator[Record]:
-        """Every held success as a Record view, latest first."""
+    def newest(self) -> Iterator[_DoneView]:
+        """Every held success, latest first."""
         lo = self.lo
         for k in range(len(self.entries) - 1, -1, -1):
             batch = self.entries[k]
-            for i in range(len(batch.ids) - 1, (lo if k == 0 else 0) - 1, -1):
-                yield batch.record(i)
+            yield from map(_DoneView, repeat(batch, len(batch.ids) - (lo if k == 0 else 0)),
+                           range(len(batch.ids) - 1, (lo if k == 0 else 0) - 1, -1))
 
 
 class _Job:
@@ -560,12 +592,12 @@ class _Worker:
                           rss_bytes=self.rss)
 
 
-def _finished_key(r: Record) -> float:
+def _finished_key(r: _Finished) -> float:
     """Merge key of finished records, latest first."""
     return -(r.finished or 0.0)
 
 
-def _sort_value(r: Record, key: str) -> Any:
+def _sort_value(r: _Finished, key: str) -> Any:
     """What a record sorts by for a TASK_ORDERS key (None: it has no such value yet)."""
     if key == "runtime":
         runtime = getattr(r, "runtime", None)  # measured by the worker, where it is sent
@@ -1835,7 +1867,7 @@ class Broker:
             yield rec.to_task()
 
     def _sorted_records(self, states: tuple[TaskState, ...], key: str | None,
-                        desc: bool) -> list[Record]:
+                        desc: bool) -> list[_Finished]:
         """Running and finished records of states, latest activity first, then sorted by key
         (a stable sort keeps that as the tie-break); reused for a second, as pages of one
         screen are asked for together."""
@@ -1844,7 +1876,7 @@ class Broker:
         cached = self._listing_cache
         if cached is not None and cached[0] == cache_key and now - cached[1] < _LISTING_CACHE_S:
             return cached[2]
-        recs: list[Record] = []
+        recs: list[_Finished] = []
         for live in (RUNNING, CLAIMED):
             if live in states:
                 recs.extend(r for r in self._leased_newest() if r.state is live)
@@ -1876,11 +1908,11 @@ class Broker:
             for rec in itertools.islice(of_state, skip, None):
                 yield rec.to_task()
         else:
-            for rec in itertools.islice(self._newest(s), skip, None):
-                yield rec.to_task()
+            for fin in itertools.islice(self._newest(s), skip, None):
+                yield fin.to_task()
 
-    def _newest(self, s: TaskState) -> Iterator[Record]:
-        """The finished records of s held in memory, latest first (successes as views)."""
+    def _newest(self, s: TaskState) -> Iterator[_Finished]:
+        """The finished tasks of s held in memory, latest first."""
         if s is DONE:
             return self._done.newest()
         return reversed(self._finished[s].values())
