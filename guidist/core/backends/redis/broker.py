@@ -38,7 +38,7 @@ from functools import partial
 from typing import Any
 
 from ... import histogram
-from ...errors import AuthenticationFailed, ServerUnavailable
+from ...errors import AuthenticationFailed, GuidistError, ServerUnavailable
 from ...payload import unpack, unpack_submission
 from ...protocol import (
     CMD_OK,
@@ -85,6 +85,7 @@ _TASK_ORDERS = ("state",)
 _LAZY_MERGE_DEPTH = 5_000  # deeper pages of the merged finished tasks read one cached union
 _PICKLE = pickle.HIGHEST_PROTOCOL
 _SPAN_REPORTS = 500  # worker reports a snapshot reads spans from, at most
+_TASKS_PER_CALL = 1_000  # tasks one "tasks" script reads (each costs a few lookups)
 
 
 def _s(b: bytes | str | None) -> str:
@@ -334,7 +335,16 @@ class RedisBroker:
         args.append("--")
         for k, v in defaults.items():
             args += [k, v]
-        self._config = self._decode_config(self._eval("init", args, retry_for=0.0))
+        try:
+            self._config = self._decode_config(self._eval("init", args, retry_for=0.0))
+        except self._errors.ResponseError as exc:
+            if "guidist layout" not in str(exc):
+                raise
+            raise GuidistError(
+                f"Redis at {self.where} holds guidist data in an older layout under "
+                f"'{self._prefix}' (from a version before batches were stored whole): finish or "
+                f"drop it (redis-cli --scan --pattern '{self._prefix}*' | xargs redis-cli del), "
+                f"or use another database or namespace.") from None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -783,20 +793,18 @@ class RedisBroker:
     def get_task(self, task_id: int) -> Task | None:
         """One task by id, wherever it is; None if unknown or no longer kept (a finished
         task is kept until keep_done / keep_failed / keep_cancelled newer ones finished)."""
-        h = self._retrying(lambda: self._redis.hgetall(self._key(f"t:{int(task_id)}")))
-        return _task(int(task_id), h) if h else None
+        return self.get_tasks([task_id])[0]
 
     def get_tasks(self, ids: Iterable[int]) -> list[Task | None]:
         """Several tasks by id in one round trip (at most 10,000), None for those unknown."""
         ids = [int(i) for i in ids][:10_000]
-
-        def read() -> list:
-            pipe = self._redis.pipeline(transaction=False)
-            for tid in ids:
-                pipe.hgetall(self._key(f"t:{tid}"))
-            return pipe.execute()
-
-        return [_task(tid, h) if h else None for tid, h in zip(ids, self._retrying(read))]
+        out: list[Task | None] = []
+        for i in range(0, len(ids), _TASKS_PER_CALL):
+            part = ids[i:i + _TASKS_PER_CALL]
+            for tid, flat in zip(part, self._eval("tasks", part)):
+                h = {flat[j]: flat[j + 1] for j in range(0, len(flat), 2)}
+                out.append(_task(tid, h) if h else None)
+        return out
 
     # ------------------------------------------------------------------ results for callers
 
@@ -878,13 +886,7 @@ class RedisBroker:
         return _TASK_ORDERS
 
     def _fetch(self, ids: list[int]) -> list[Task]:
-        def read() -> list:
-            pipe = self._redis.pipeline(transaction=False)
-            for tid in ids:
-                pipe.hgetall(self._key(f"t:{tid}"))
-            return pipe.execute()
-
-        return [_task(tid, h) for tid, h in zip(ids, self._retrying(read)) if h]
+        return [t for t in self.get_tasks(ids) if t is not None]
 
     def _ids(self, key: str, start: int, count: int, newest_first: bool) -> list[int]:
         if count <= 0:

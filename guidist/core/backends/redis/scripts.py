@@ -67,6 +67,7 @@ from __future__ import annotations
 
 PRELUDE = r"""
 local P = ARGV[1]
+local LAYOUT = '2'  -- the key layout below; INIT refuses another
 local now = tonumber(ARGV[2])
 if not now then
   local t = redis.call('TIME')
@@ -163,16 +164,121 @@ local function event(kind, msg)
   redis.call('ZREMRANGEBYRANK', P .. 'events', 0, -1001)
 end
 
+-- Tasks live in the hash of the batch they were submitted in (P:b:<first id>): the fields a
+-- batch shares once, each task's own as "<name><id>". A script groups the ids it touches by
+-- batch, so it makes a constant number of Redis calls per batch, not per task.
+local function bkey(first) return P .. 'b:' .. first end
+
+local function locate(ids)
+  -- id (a number) -> the first id of the batch holding it; missing for ids no batch holds.
+  -- One lookup per batch touched: the ids are walked in order, each batch covering a run.
+  local nums = {}
+  for i, id in ipairs(ids) do nums[i] = tonumber(id) end
+  table.sort(nums)
+  local where, first, last = {}, nil, -1
+  for _, n in ipairs(nums) do
+    if n > last then
+      first, last = nil, n
+      local m = redis.call('ZREVRANGEBYSCORE', P .. 'bi', n, '-inf', 'LIMIT', 0, 1)[1]
+      if m then
+        local f, c = string.match(m, '^(%d+):(%d+)$')
+        f, c = tonumber(f), tonumber(c)
+        if f + c - 1 >= n then first, last = f, f + c - 1 end
+      end
+    end
+    if first then where[n] = first end
+  end
+  return where
+end
+
+local META = {}
+local function meta(first)
+  -- what a batch's tasks share: function, kwargs blob, job, time limit, classic, submitted
+  local m = META[first]
+  if not m then
+    local h = redis.call('HMGET', bkey(first), 'f', 'k', 'j', 'to', 'c', 's', 'n')
+    m = {f = h[1], k = h[2] or '', j = h[3], to = h[4] or '', c = h[5], s = h[6], n = h[7]}
+    META[first] = m
+  end
+  return m
+end
+
+local WR = {}  -- batch first id -> {field, value, ...} written by write_out()
+local function put(first, field, value)
+  local l = WR[first]
+  if not l then l = {}; WR[first] = l end
+  l[#l + 1] = field
+  l[#l + 1] = value
+end
+
+local function write_out()
+  for first, l in pairs(WR) do
+    for i = 1, #l, 4000 do redis.call('HSET', bkey(first), unpack(l, i, math.min(i + 3999, #l))) end
+  end
+  WR = {}
+end
+
+local function zmscore(key, ids)
+  -- the scores of ids in key, false for those not in it (in chunks below the unpack limit)
+  local out = {}
+  for i = 1, #ids, 1000 do
+    local r = redis.call('ZMSCORE', key, unpack(ids, i, math.min(i + 999, #ids)))
+    for j = 1, #r do out[#out + 1] = r[j] end
+  end
+  return out
+end
+
+local function attempts_of(first, id, queued)
+  -- n<id> is written only where it differs from the rule: 0 while queued or cancelled, else 1
+  local n = tonumber(redis.call('HGET', bkey(first), 'n' .. id))
+  if n then return n end
+  if queued then return 0 end
+  return 1
+end
+
+-- Every field a task may have in its batch's hash, dropped with it.
+local TASK_FIELDS = {'a', 'p', 'n', 'rb', 'w', 'b', 'rt', 'e', 'r', 'x', 'xp'}
+
+local function drop_tasks(ids)
+  -- forget tasks that left the finished sets; a batch whose last task went is deleted whole
+  local where = locate(ids)
+  local by = {}
+  for _, id in ipairs(ids) do
+    local first = where[tonumber(id)]
+    if first then
+      local l = by[first]
+      if not l then l = {}; by[first] = l end
+      l[#l + 1] = id
+    end
+  end
+  for first, l in pairs(by) do
+    local key = bkey(first)
+    local live = redis.call('HINCRBY', key, 'live', -#l)
+    if live <= 0 then
+      redis.call('UNLINK', key)
+      redis.call('ZREM', P .. 'bi', first .. ':' .. (meta(first).n or ''))
+      META[first] = nil
+    else
+      local fields = {}
+      for _, id in ipairs(l) do
+        for _, name in ipairs(TASK_FIELDS) do fields[#fields + 1] = name .. id end
+        if #fields >= 4000 then redis.call('HDEL', key, unpack(fields)); fields = {} end
+      end
+      if #fields > 0 then redis.call('HDEL', key, unpack(fields)) end
+    end
+  end
+end
+
 local FIN = {}  -- state -> {seq, id, seq, id, ...} added to the finished sets by flush()
 
-local function finish(id, key, state, result, err, extra, classic, cp, wid, jid)
+local function finish(id, first, state, result, err, extra, wid)
   -- move one task into a finished state; classic tasks also answer on the classic queue
-  jbump(jid, state, 1)
-  local h = {'st', state, 'e', NOW}
-  if result then h[#h + 1] = 'r'; h[#h + 1] = result end
-  if err then h[#h + 1] = 'x'; h[#h + 1] = err end
-  if wid then h[#h + 1] = 'w'; h[#h + 1] = wid end
-  redis.call('HSET', key, unpack(h))
+  local m = meta(first)
+  jbump(m.j, state, 1)
+  put(first, 'e' .. id, NOW)
+  if result then put(first, 'r' .. id, result) end
+  if err then put(first, 'x' .. id, err) end
+  if wid then put(first, 'w' .. id, wid) end
   bump(state, 1)
   if state == 'done' then bucket('done', 1) elseif state ~= 'cancelled' then bucket('fail', 1) end
   local seq = next_seq()
@@ -180,9 +286,10 @@ local function finish(id, key, state, result, err, extra, classic, cp, wid, jid)
   if not l then l = {}; FIN[state] = l end
   l[#l + 1] = seq
   l[#l + 1] = id
-  if classic == '1' and state ~= 'cancelled' then
+  if m.c == '1' and state ~= 'cancelled' then
     local entry
     if state == 'done' then
+      local cp = redis.call('HGET', bkey(first), 'p' .. id)
       if cp and extra and extra ~= '' then entry = 's' .. cp .. extra else entry = 'p' .. result end
     else
       entry = 's' .. 'task ' .. id .. ' ' .. state .. ': ' .. (extra or '')
@@ -199,8 +306,9 @@ local function zadd_pairs(key, pairs_)
 end
 
 local function flush()
-  -- write the summed counters and the finished sets, then cap them: a record is deleted when
+  -- write the summed counters and the finished sets, then cap them: a task is dropped when
   -- it leaves its finished set (results_since reads these sets, scored by result sequence)
+  write_out()
   if SEQ then redis.call('HSET', P .. 'c', 'result_seq', SEQ) end
   for f, n in pairs(CNT) do if n ~= 0 then redis.call('HINCRBY', P .. 'c', f, n) end end
   for f, n in pairs(BUCKET) do if n ~= 0 then redis.call('HINCRBY', P .. 'cur', f, n) end end
@@ -229,11 +337,7 @@ local function flush()
         redis.call('HSET', P .. 'c', 'evicted', last[2])
       end
       redis.call('ZREMRANGEBYRANK', fin, 0, over - 1)
-      for i = 1, #old, 1000 do
-        local keys = {}
-        for j = i, math.min(i + 999, #old) do keys[#keys + 1] = P .. 't:' .. old[j] end
-        redis.call('UNLINK', unpack(keys))
-      end
+      drop_tasks(old)
     end
   end
   FIN = {}
@@ -247,18 +351,25 @@ end
 
 local function start_ids(wid, ids)
   -- mark wid's claimed tasks among ids as running, from now
+  if #ids == 0 then return 0 end
+  local mine = zmscore(P .. 'wl:' .. wid, ids)
+  local waiting = zmscore(P .. 'claimed', ids)
   local moved = {}
-  for _, id in ipairs(ids) do
-    local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w', 'j')
-    if t[1] == 'claimed' and t[2] == wid then
-      redis.call('HSET', key, 'st', 'running', 'b', NOW)
-      jbump(t[3], 'claimed', -1)
-      jbump(t[3], 'running', 1)
-      moved[#moved + 1] = id
-    end
+  for i, id in ipairs(ids) do
+    if mine[i] and waiting[i] then moved[#moved + 1] = id end
   end
   if #moved > 0 then
+    local where = locate(moved)
+    for _, id in ipairs(moved) do
+      local first = where[tonumber(id)]
+      if first then
+        put(first, 'b' .. id, NOW)
+        local j = meta(first).j
+        jbump(j, 'claimed', -1)
+        jbump(j, 'running', 1)
+      end
+    end
+    write_out()
     zrem_ids(P .. 'claimed', moved)
     zadd_ids(P .. 'running', moved)
     redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', #moved)
@@ -301,9 +412,12 @@ local function ask_for_give_back(idle)
       if n > most and h[1] == 'guidist' and h[2] ~= 'offline' and h[3] ~= '1' then
         local fits = allowed == nil
         if not fits then
-          for _, id in ipairs(redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)) do
-            local t = redis.call('HMGET', P .. 't:' .. id, 'st', 'f')
-            if t[1] == 'claimed' and allowed[t[2]] then fits = true; break end
+          local held = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)
+          local waiting = zmscore(P .. 'claimed', held)
+          local where = locate(held)
+          for i, id in ipairs(held) do
+            local first = where[tonumber(id)]
+            if waiting[i] and first and allowed[meta(first).f] then fits = true; break end
           end
         end
         if fits then best, most = wid, n end
@@ -313,14 +427,20 @@ local function ask_for_give_back(idle)
   if best then redis.call('HSET', P .. 'w:' .. best, 'gb', '1') end
 end
 
-local function requeue(id, key, fn, score, jid)
+local function requeue(id, first, attempts, score)
   -- an expired or released lease keeps its id as score (near the front, as it is old); a
   -- retried task goes behind everything submitted so far, as in the in-memory broker
-  jbump(jid, 'queued', 1)
-  redis.call('HSET', key, 'st', 'queued')
-  redis.call('HDEL', key, 'w', 'b', 'rt')
-  redis.call('ZADD', P .. 'q:' .. fn, score or id, id)
-  redis.call('SADD', P .. 'lanes', fn)
+  local m = meta(first)
+  local key = bkey(first)
+  jbump(m.j, 'queued', 1)
+  redis.call('HDEL', key, 'w' .. id, 'b' .. id, 'rt' .. id)
+  if attempts > 0 then
+    redis.call('HSET', key, 'n' .. id, attempts)
+  else
+    redis.call('HDEL', key, 'n' .. id)
+  end
+  redis.call('ZADD', P .. 'q:' .. m.f, score or id, id)
+  redis.call('SADD', P .. 'lanes', m.f)
 end
 
 local function parse_results(base)
@@ -347,51 +467,69 @@ local function complete(wid, items)
   local wexists = redis.call('EXISTS', wkey) == 1
   local accepted, ignored, done_n, failed_n = 0, 0, 0, 0
   local running, claimed, by_holder, nrun_of = {}, {}, {}, {}
-  for _, item in ipairs(items) do
+  local ids = {}
+  for i, item in ipairs(items) do ids[i] = item[1] end
+  -- the usual case, answered for the whole batch at once: the sender holds these leases
+  local mine = zmscore(P .. 'wl:' .. wid, ids)
+  local run = zmscore(P .. 'running', ids)
+  local where = locate(ids)
+  for i, item in ipairs(items) do
     local id, ok, payload, extra = item[1], item[2], item[3], item[4]
-    local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'j')
+    local first = where[tonumber(id)]
     local accept = false
-    if t[1] == 'running' or t[1] == 'claimed' then
-      jbump(t[7], t[1], -1)
-      if t[1] == 'running' then
-        running[#running + 1] = id
-        if t[2] then nrun_of[t[2]] = (nrun_of[t[2]] or 0) + 1 end
+    if first then
+      local key = bkey(first)
+      local m = meta(first)
+      local st, holder = nil, nil
+      if mine[i] then
+        holder = wid
+        st = run[i] and 'running' or 'claimed'
       else
-        claimed[#claimed + 1] = id  -- it ran and finished before its worker said it started
+        -- another worker holds it, or nobody does (its lease expired, or it finished)
+        if run[i] then st = 'running'
+        elseif redis.call('ZSCORE', P .. 'claimed', id) then st = 'claimed' end
+        if st then holder = redis.call('HGET', key, 'w' .. id) end
       end
-      if t[2] then
-        local l = by_holder[t[2]]
-        if not l then l = {}; by_holder[t[2]] = l end
-        l[#l + 1] = id
+      if st then
+        jbump(m.j, st, -1)
+        if st == 'running' then
+          running[#running + 1] = id
+          if holder then nrun_of[holder] = (nrun_of[holder] or 0) + 1 end
+        else
+          claimed[#claimed + 1] = id  -- it ran and finished before its worker said it started
+        end
+        if holder then
+          local l = by_holder[holder]
+          if not l then l = {}; by_holder[holder] = l end
+          l[#l + 1] = id
+        end
+        accept = true
+      elseif redis.call('ZREM', P .. 'q:' .. m.f, id) == 1 then
+        -- its lease expired and it waits again: the first result wins
+        jbump(m.j, 'queued', -1)
+        accept = true
       end
-      accept = true
-    elseif t[1] == 'queued' and t[4] then
-      -- its lease expired and it waits again: the first result wins
-      redis.call('ZREM', P .. 'q:' .. t[3], id)
-      jbump(t[7], 'queued', -1)
-      accept = true
+      if accept then
+        -- the worker that delivered the result is recorded, as in memory, and so is its own
+        -- measurement of when the task began and how long it ran
+        if item[5] ~= '' then put(first, 'b' .. id, item[5]); put(first, 'rt' .. id, item[6]) end
+        if item[7] ~= '' then put(first, 'xp' .. id, item[7]) end
+        if ok == '1' then
+          finish(id, first, 'done', payload, nil, extra, wid)
+          done_n = done_n + 1
+        else
+          finish(id, first, 'failed', nil, payload, extra, wid)
+          failed_n = failed_n + 1
+        end
+        accepted = accepted + 1
+      end
     end
-    if accept then
-      -- the worker that delivered the result is recorded, as in memory, and so is its own
-      -- measurement of when the task began and how long it ran
-      if item[5] ~= '' then redis.call('HSET', key, 'b', item[5], 'rt', item[6]) end
-      if item[7] ~= '' then redis.call('HSET', key, 'xp', item[7]) end
-      if ok == '1' then
-        finish(id, key, 'done', payload, nil, extra, t[5], t[6], wid, t[7])
-        done_n = done_n + 1
-      else
-        finish(id, key, 'failed', nil, payload, extra, t[5], t[6], wid, t[7])
-        failed_n = failed_n + 1
-      end
-      accepted = accepted + 1
-    else
-      ignored = ignored + 1
-    end
+    if not accept then ignored = ignored + 1 end
   end
+  write_out()
   zrem_ids(P .. 'running', running)
   zrem_ids(P .. 'claimed', claimed)
-  for holder, ids in pairs(by_holder) do zrem_ids(P .. 'wl:' .. holder, ids) end
+  for holder, l in pairs(by_holder) do zrem_ids(P .. 'wl:' .. holder, l) end
   for holder, n in pairs(nrun_of) do
     if redis.call('EXISTS', P .. 'w:' .. holder) == 1 then
       redis.call('HINCRBY', P .. 'w:' .. holder, 'nrun', -n)
@@ -403,6 +541,37 @@ local function complete(wid, items)
   end
   bump('ignored_late', ignored)
   return accepted
+end
+
+local function read_tasks(ids, where, names)
+  -- the fields names (per task) of ids, {id -> {value, ...}}: one HMGET per batch
+  local out, by = {}, {}
+  for _, id in ipairs(ids) do
+    local first = where[tonumber(id)]
+    if first then
+      local l = by[first]
+      if not l then l = {}; by[first] = l end
+      l[#l + 1] = id
+    end
+  end
+  local k = #names
+  for first, l in pairs(by) do
+    local step = math.floor(4000 / k)
+    for i = 1, #l, step do
+      local fields = {}
+      for j = i, math.min(i + step - 1, #l) do
+        for _, name in ipairs(names) do fields[#fields + 1] = name .. l[j] end
+      end
+      local v = redis.call('HMGET', bkey(first), unpack(fields))
+      local pos = 1
+      for j = i, math.min(i + step - 1, #l) do
+        local row = {}
+        for c = 1, k do row[c] = v[pos]; pos = pos + 1 end
+        out[l[j]] = row
+      end
+    end
+  end
+  return out
 end
 
 local function take_from(wid, fn, left, bound, groups, all_ids)
@@ -418,39 +587,55 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
     ids = redis.call('ZRANGE', lane, 0, left - 1)
   end
   if #ids == 0 then return 0, true end
+  local where = locate(ids)
   local cur = nil
-  local taken = {}
+  local taken, lost = {}, {}
   local stop = false
-  for _, id in ipairs(ids) do
-    local key = P .. 't:' .. id
-    local d = redis.call('HMGET', key, 'a', 'k', 'n', 'rb', 'j', 'to')
-    local size = #(d[1] or '')
-    if #all_ids > 0 and size > BUDGET then stop = true; break end
-    BUDGET = BUDGET - size
-    local attempts = tonumber(d[3]) or 0
-    -- rb: the attempts at its last retry by hand; only hand-outs after it are suspect
-    if attempts > (tonumber(d[4]) or 0) then
-      stop = true
-      if #all_ids > 0 then break end
+  -- read in growing chunks, so a claim of big arguments reads little more than it takes
+  local pos, chunk = 1, 8
+  while pos <= #ids and not stop do
+    local part = {}
+    for i = pos, math.min(pos + chunk - 1, #ids) do part[#part + 1] = ids[i] end
+    pos = pos + #part
+    chunk = math.min(chunk * 4, 1000)
+    local d = read_tasks(part, where, {'a', 'n', 'rb'})
+    for _, id in ipairs(part) do
+      local first = where[tonumber(id)]
+      local row = d[id]
+      if not first or not row then
+        lost[#lost + 1] = id  -- no batch holds it any more: not a task
+      else
+        local size = #(row[1] or '')
+        if #all_ids > 0 and size > BUDGET then stop = true; break end
+        BUDGET = BUDGET - size
+        local attempts = tonumber(row[2]) or 0
+        -- rb: the attempts at its last retry by hand; only hand-outs after it are suspect
+        if attempts > (tonumber(row[3]) or 0) then
+          stop = true
+          if #all_ids > 0 then break end
+        end
+        local m = meta(first)
+        put(first, 'w' .. id, wid)
+        if row[2] then put(first, 'n' .. id, attempts + 1) end
+        jbump(m.j, 'queued', -1)
+        jbump(m.j, 'claimed', 1)
+        if cur == nil or cur[2] ~= m.k or cur[5] ~= m.to then
+          cur = {fn, m.k, {}, {}, m.to}  -- to: the tasks' time limit ('' for none)
+          groups[#groups + 1] = cur
+        end
+        local n = tonumber(id)
+        cur[3][#cur[3] + 1] = n
+        cur[4][#cur[4] + 1] = row[1] or ''
+        all_ids[#all_ids + 1] = n
+        taken[#taken + 1] = id
+        if stop then break end
+      end
     end
-    redis.call('HSET', key, 'st', 'claimed', 'w', wid, 'n', attempts + 1)
-    jbump(d[5], 'queued', -1)
-    jbump(d[5], 'claimed', 1)
-    local kw = d[2] or ''
-    local to = d[6] or ''
-    if cur == nil or cur[2] ~= kw or cur[5] ~= to then
-      cur = {fn, kw, {}, {}, to}  -- to: the tasks' time limit ('' for none)
-      groups[#groups + 1] = cur
-    end
-    local n = tonumber(id)
-    cur[3][#cur[3] + 1] = n
-    cur[4][#cur[4] + 1] = d[1] or ''
-    all_ids[#all_ids + 1] = n
-    taken[#taken + 1] = id
-    if stop then break end
   end
-  if #taken > 0 then redis.call('ZREM', lane, unpack(taken)) end
+  if #lost > 0 then zrem_ids(lane, lost) end
+  if #taken > 0 then zrem_ids(lane, taken) end
   if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'lanes', fn) end
+  if #taken == 0 and #lost > 0 and not stop then return 0, false end
   return #taken, stop
 end
 
@@ -464,6 +649,7 @@ local function take(wid, max_n, only_lane, limits)
   local used = 0.0
   -- a worker registered with a list of functions claims only those
   local allowed = allowed_functions(wid)
+  local tries = 0
   while left > 0 do
     local heads = {}
     local names = only_lane and {only_lane} or redis.call('SMEMBERS', P .. 'lanes')
@@ -492,8 +678,10 @@ local function take(wid, max_n, only_lane, limits)
     local got, stop = take_from(wid, fn, n, bound, groups, all_ids)
     left = left - got
     used = used + got / limit
-    if stop or got == 0 then break end
+    tries = tries + 1
+    if stop or (got == 0 and tries > 10) then break end
   end
+  write_out()
   if #all_ids > 0 then
     zadd_ids(P .. 'claimed', all_ids)
     zadd_ids(P .. 'wl:' .. wid, all_ids)
@@ -522,18 +710,21 @@ local function replay(wid, token)
   if not v then return nil end
   local sep = string.find(v, ':', 1, true)
   if not sep or string.sub(v, 1, sep - 1) ~= token then return nil end
+  local ids = split_ids(string.sub(v, sep + 1))
+  local mine = zmscore(P .. 'wl:' .. wid, ids)  -- its leases, claimed or running
+  local where = locate(ids)
+  local args = read_tasks(ids, where, {'a'})
   local groups, cur = {}, nil
-  for id in string.gmatch(string.sub(v, sep + 1), '[^,]+') do
-    local d = redis.call('HMGET', P .. 't:' .. id, 'st', 'w', 'f', 'a', 'k', 'to')
-    if (d[1] == 'running' or d[1] == 'claimed') and d[2] == wid then
-      local kw = d[5] or ''
-      local to = d[6] or ''
-      if cur == nil or cur[1] ~= d[3] or cur[2] ~= kw or cur[5] ~= to then
-        cur = {d[3], kw, {}, {}, to}
+  for i, id in ipairs(ids) do
+    local first = where[tonumber(id)]
+    if mine[i] and first then
+      local m = meta(first)
+      if cur == nil or cur[1] ~= m.f or cur[2] ~= m.k or cur[5] ~= m.to then
+        cur = {m.f, m.k, {}, {}, m.to}
         groups[#groups + 1] = cur
       end
       cur[3][#cur[3] + 1] = tonumber(id)
-      cur[4][#cur[4] + 1] = d[4]
+      cur[4][#cur[4] + 1] = (args[id] and args[id][1]) or ''
     end
   end
   return groups
@@ -543,17 +734,20 @@ local function release_ids(wid, ids)
   -- give leases back without counting the attempt
   local wl = P .. 'wl:' .. wid
   local back = 0
+  local where = locate(ids)
   for _, id in ipairs(ids) do
-    if redis.call('ZREM', wl, id) == 1 then
-      local key = P .. 't:' .. id
-      local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'j')
-      if (t[1] == 'running' or t[1] == 'claimed') and t[2] == wid then
-        redis.call('ZREM', P .. t[1], id)  -- P:running or P:claimed
-        if t[1] == 'running' then redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', -1) end
-        jbump(t[5], t[1], -1)
-        local n = tonumber(t[4]) or 0
-        if n > 0 then redis.call('HSET', key, 'n', n - 1) end
-        requeue(id, key, t[3], nil, t[5])
+    local first = where[tonumber(id)]
+    if first and redis.call('ZREM', wl, id) == 1 then
+      local st = nil
+      if redis.call('ZREM', P .. 'running', id) == 1 then
+        st = 'running'
+        redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', -1)
+      elseif redis.call('ZREM', P .. 'claimed', id) == 1 then
+        st = 'claimed'
+      end
+      if st then
+        jbump(meta(first).j, st, -1)
+        requeue(id, first, math.max(0, attempts_of(first, id, false) - 1))
         back = back + 1
       end
     end
@@ -571,26 +765,33 @@ local function expire(wid, why)
   local ids = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)
   redis.call('DEL', P .. 'wl:' .. wid, P .. 'lc:' .. wid)
   local back, dead, running, claimed = 0, 0, {}, {}
+  local run = zmscore(P .. 'running', ids)
+  local waiting = zmscore(P .. 'claimed', ids)
+  local where = locate(ids)
   -- every lease counts an attempt, claimed ones too: an inline worker may have started tasks
   -- since it last said so, and the one that killed it must reach max_attempts
-  for _, id in ipairs(ids) do
-    local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'rb', 'j')
-    if (t[1] == 'running' or t[1] == 'claimed') and t[2] == wid then
-      if t[1] == 'running' then running[#running + 1] = id else claimed[#claimed + 1] = id end
-      jbump(t[8], t[1], -1)
-      local n = (tonumber(t[4]) or 0) - (tonumber(t[7]) or 0)  -- expiries since a retry
+  for i, id in ipairs(ids) do
+    local first = where[tonumber(id)]
+    if first and (run[i] or waiting[i]) then
+      local st = run[i] and 'running' or 'claimed'
+      if run[i] then running[#running + 1] = id else claimed[#claimed + 1] = id end
+      jbump(meta(first).j, st, -1)
+      local att = attempts_of(first, id, false)
+      local rb = tonumber(redis.call('HGET', bkey(first), 'rb' .. id)) or 0
+      local n = att - rb  -- expiries since a retry
       if n >= MAXATT then
         local err = string.format('lease expired %d times (its worker died or hung each time); '
           .. 'last worker %s', n, wid)
-        finish(id, key, 'dead', nil, err, err, t[5], t[6], nil, t[8])
+        put(first, 'n' .. id, att)
+        finish(id, first, 'dead', nil, err, err, nil)
         dead = dead + 1
       else
-        requeue(id, key, t[3], nil, t[8])
+        requeue(id, first, att)
         back = back + 1
       end
     end
   end
+  write_out()
   zrem_ids(P .. 'running', running)
   zrem_ids(P .. 'claimed', claimed)
   bump('requeued', back)
@@ -714,6 +915,14 @@ end
 
 INIT = r"""
 -- ARGV[3..]: pairs to set, then "--", then pairs to set only if missing
+local layout = redis.call('GET', P .. 'layout')
+if layout ~= LAYOUT then
+  if layout or redis.call('EXISTS', P .. 'seq:task') == 1 then
+    return redis.error_reply('guidist layout ' .. (layout or '1') .. ' found, ' .. LAYOUT ..
+      ' needed')
+  end
+  redis.call('SET', P .. 'layout', LAYOUT)
+end
 local i, mode = 3, 'set'
 while ARGV[i] do
   if ARGV[i] == '--' then mode = 'setnx'; i = i + 1
@@ -743,22 +952,28 @@ local fn, kw, classic, n = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local to = ARGV[9]
 local last = redis.call('INCRBY', P .. 'seq:task', n)
 local first = last - n + 1
-local ids = {}
+local key = bkey(first)
+local h = {'f', fn, 's', NOW, 'j', jid, 'n', n, 'live', n}
+if kw ~= '' then h[#h + 1] = 'k'; h[#h + 1] = kw end
+if to ~= '' then h[#h + 1] = 'to'; h[#h + 1] = to end
+if classic == '1' then h[#h + 1] = 'c'; h[#h + 1] = '1' end
+redis.call('HSET', key, unpack(h))
 local stride = 1
 if classic == '1' then stride = 2 end
+local ids, fields = {}, {}
 for i = 0, n - 1 do
   local id = first + i
-  local h = {'f', fn, 'a', ARGV[10 + stride * i], 's', NOW, 'st', 'queued', 'j', jid}
-  if kw ~= '' then h[#h + 1] = 'k'; h[#h + 1] = kw end
-  if to ~= '' then h[#h + 1] = 'to'; h[#h + 1] = to end
+  fields[#fields + 1] = 'a' .. id
+  fields[#fields + 1] = ARGV[10 + stride * i]
   if classic == '1' then
-    h[#h + 1] = 'c'; h[#h + 1] = '1'
     local cp = ARGV[11 + stride * i]
-    if cp ~= '' then h[#h + 1] = 'cp'; h[#h + 1] = cp end
+    if cp ~= '' then fields[#fields + 1] = 'p' .. id; fields[#fields + 1] = cp end
   end
-  redis.call('HSET', P .. 't:' .. id, unpack(h))
+  if #fields >= 4000 then redis.call('HSET', key, unpack(fields)); fields = {} end
   ids[#ids + 1] = id
 end
+if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
+redis.call('ZADD', P .. 'bi', first, first .. ':' .. n)
 zadd_ids(P .. 'q:' .. fn, ids)
 redis.call('SADD', P .. 'lanes', fn)
 jbump(jid, 'queued', n)
@@ -966,18 +1181,20 @@ return 1
 
 CANCEL = r"""
 tick()
-local n, i = 0, 3
-while ARGV[i] do
-  local id = ARGV[i]
-  local key = P .. 't:' .. id
-  local t = redis.call('HMGET', key, 'st', 'f', 'c', 'cp', 'j')
-  if t[1] == 'queued' then
-    redis.call('ZREM', P .. 'q:' .. t[2], id)
-    jbump(t[5], 'queued', -1)
-    finish(id, key, 'cancelled', nil, nil, nil, t[3], t[4], nil, t[5])
-    n = n + 1
+local ids, i = {}, 3
+while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
+local where = locate(ids)
+local n = 0
+for _, id in ipairs(ids) do
+  local first = where[tonumber(id)]
+  if first then
+    local m = meta(first)
+    if redis.call('ZREM', P .. 'q:' .. m.f, id) == 1 then
+      jbump(m.j, 'queued', -1)
+      finish(id, first, 'cancelled', nil, nil, nil, nil)
+      n = n + 1
+    end
   end
-  i = i + 1
 end
 if n > 0 then event('control', n .. ' queued task(s) cancelled') end
 flush()
@@ -996,12 +1213,14 @@ for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
   local ids = redis.call('ZRANGEBYSCORE', lane, '-inf', maxid, 'LIMIT', 0, limit - n)
   if #ids > 0 then
     redis.call('ZREMRANGEBYRANK', lane, 0, #ids - 1)
+    local where = locate(ids)
     for _, id in ipairs(ids) do
-      local key = P .. 't:' .. id
-      local t = redis.call('HMGET', key, 'n', 'c', 'cp', 'j')
-      jbump(t[4], 'queued', -1)
-      -- kept as cancelled (up to keep_cancelled), so a result waiter learns it was
-      finish(id, key, 'cancelled', nil, nil, nil, t[2], t[3], nil, t[4])
+      local first = where[tonumber(id)]
+      if first then
+        jbump(meta(first).j, 'queued', -1)
+        -- kept as cancelled (up to keep_cancelled), so a result waiter learns it was
+        finish(id, first, 'cancelled', nil, nil, nil, nil)
+      end
     end
     n = n + #ids
   end
@@ -1015,22 +1234,28 @@ return {n, finished and 1 or 0}
 
 RETRY = r"""
 tick()
-local n, i = 0, 3
-while ARGV[i] do
-  local id = ARGV[i]
-  local key = P .. 't:' .. id
-  local t = redis.call('HMGET', key, 'st', 'f', 'n', 'j')
-  if t[1] == 'failed' or t[1] == 'dead' then
-    redis.call('ZREM', P .. 'fin:' .. t[1], id)
-    bump(t[1], -1)
-    jbump(t[4], t[1], -1)
-    redis.call('HDEL', key, 'r', 'x', 'xp', 'e', 'w', 'b', 'rt')
+local ids, i = {}, 3
+while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
+local where = locate(ids)
+local failed = zmscore(P .. 'fin:failed', ids)
+local dead = zmscore(P .. 'fin:dead', ids)
+local behind = (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5
+local n = 0
+for k, id in ipairs(ids) do
+  local first = where[tonumber(id)]
+  local st = (failed[k] and 'failed') or (dead[k] and 'dead') or nil
+  if first and st then
+    redis.call('ZREM', P .. 'fin:' .. st, id)
+    bump(st, -1)
+    jbump(meta(first).j, st, -1)
+    local key = bkey(first)
+    redis.call('HDEL', key, 'r' .. id, 'x' .. id, 'xp' .. id, 'e' .. id)
     -- the attempts go on counting; the lease rules start afresh from here
-    redis.call('HSET', key, 'rb', tonumber(t[3]) or 0)
-    requeue(id, key, t[2], (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5, t[4])
+    local att = attempts_of(first, id, false)
+    redis.call('HSET', key, 'rb' .. id, att)
+    requeue(id, first, att, behind)
     n = n + 1
   end
-  i = i + 1
 end
 if n > 0 then
   bump('requeued', n)
@@ -1146,15 +1371,23 @@ for _, state in ipairs({'done', 'failed', 'dead', 'cancelled'}) do
   if #part >= 2 * limit then bound = math.min(bound, tonumber(part[#part])) end
 end
 table.sort(rows, function(a, b) return a[1] < b[1] end)
-local out = {}
+local ids = {}
 for _, row in ipairs(rows) do
-  if row[1] <= bound then
-    local key = P .. 't:' .. row[2]
-    local h = redis.call('HMGET', key, 'j', 'st', 'r', 'x', 'xp')
-    if h[1] and want[h[1]] and h[2] == row[3] then
-      out[#out + 1] = {row[2], h[2], h[3] or '', h[4] or '', h[5] or ''}
-    end
-  end
+  if row[1] <= bound then ids[#ids + 1] = row[2] end
+end
+local where = locate(ids)
+local wanted = {}
+for _, id in ipairs(ids) do
+  local first = where[tonumber(id)]
+  if first and want[meta(first).j or ''] then wanted[#wanted + 1] = id end
+end
+local values = read_tasks(wanted, where, {'r', 'x', 'xp'})
+local states = {}
+for _, row in ipairs(rows) do states[row[2]] = row[3] end
+local out = {}
+for _, id in ipairs(wanted) do
+  local v = values[id] or {}
+  out[#out + 1] = {id, states[id], v[1] or '', v[2] or '', v[3] or ''}
 end
 local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
 return {bound, out, evicted > cursor and 1 or 0}
@@ -1218,6 +1451,45 @@ end
 return 1
 """
 
+TASKS = r"""
+-- ARGV: task ids; reply: per id its fields as HGETALL would list them ({} when unknown):
+-- f a k s st n b e w r x rt j xp, read from its batch; its state is the set it is in
+local ids, i = {}, 3
+while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
+local where = locate(ids)
+local d = read_tasks(ids, where, {'a', 'n', 'b', 'e', 'w', 'r', 'x', 'rt', 'xp'})
+local SETS = {{'running', P .. 'running'}, {'claimed', P .. 'claimed'},
+  {'done', P .. 'fin:done'}, {'failed', P .. 'fin:failed'}, {'dead', P .. 'fin:dead'},
+  {'cancelled', P .. 'fin:cancelled'}}
+local out = {}
+for k, id in ipairs(ids) do
+  local first = where[tonumber(id)]
+  local rec = {}
+  if first then
+    local m = meta(first)
+    local st = nil
+    if redis.call('ZSCORE', P .. 'q:' .. (m.f or ''), id) then st = 'queued' end
+    for _, s in ipairs(SETS) do
+      if st then break end
+      if redis.call('ZSCORE', s[2], id) then st = s[1] end
+    end
+    if st then
+      local v = d[id] or {}
+      local n = v[2]
+      if not n then n = (st == 'queued' or st == 'cancelled') and '0' or '1' end
+      rec = {'f', m.f or '', 'st', st, 's', m.s or '0', 'j', m.j or '', 'n', n}
+      if m.k ~= '' then rec[#rec + 1] = 'k'; rec[#rec + 1] = m.k end
+      local names = {'a', 'n', 'b', 'e', 'w', 'r', 'x', 'rt', 'xp'}
+      for c, name in ipairs(names) do
+        if name ~= 'n' and v[c] then rec[#rec + 1] = name; rec[#rec + 1] = v[c] end
+      end
+    end
+  end
+  out[k] = rec
+end
+return out
+"""
+
 #: name -> full script source (prelude + body).
 SCRIPTS: dict[str, str] = {
     name: PRELUDE + body for name, body in {
@@ -1229,5 +1501,6 @@ SCRIPTS: dict[str, str] = {
         "classic_get": CLASSIC_GET, "classic_put": CLASSIC_PUT,
         "connection_closed": CONNECTION_CLOSED, "expire_worker": EXPIRE_WORKER,
         "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS, "results": RESULTS, "report": REPORT,
+        "tasks": TASKS,
     }.items()
 }
