@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 _ERROR_TEXT_LIMIT = 16_000
 _SEARCH_SCAN_LIMIT = 50_000  # fewer than in memory: every scanned task crosses the network
 _CHUNK = 5_000  # ids per script call for purge and retry_all, so Redis never blocks for long
+_LEASED = (TaskState.RUNNING, TaskState.CLAIMED)  # plain sets of ids (the others are sorted)
 _FINISHED = (TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED)
 # Newest activity first: running, claimed, every finished state merged latest first, then queued.
 _ORDER = (TaskState.RUNNING, TaskState.CLAIMED, *_FINISHED, TaskState.QUEUED)
@@ -823,8 +824,7 @@ class RedisBroker:
             new, rows, gap = self._eval("results", [int(cursor), int(limit),
                                                     *(int(j) for j in jobs)])
             cursor = int(new)
-            out = [(int(tid), _s(st), _loads(r, "result") if r else None, _s(x) or None,
-                    xp or None) for tid, st, r, x, xp in rows]
+            out = [(int(tid), _s(st), *_outcome(_record(rec))) for tid, st, rec in rows]
             remaining = deadline - time.monotonic()
             if out or int(gap) or remaining <= 0 or token in self._pokes:
                 self._pokes.discard(token)
@@ -865,8 +865,11 @@ class RedisBroker:
                 else:
                     keys.append((s, self._key(f"fin:{s.value}"), True))
             pipe = self._redis.pipeline(transaction=False)
-            for _, key, _ in keys:
-                pipe.zcard(key)
+            for s, key, _ in keys:
+                if s in _LEASED:
+                    pipe.scard(key)  # a plain set: listed by id, newest first
+                else:
+                    pipe.zcard(key)
             return keys, pipe.execute()
 
         keys, sizes = self._retrying(read)
@@ -878,7 +881,7 @@ class RedisBroker:
                     out.append(("merged", tuple(k for k, _ in finished),
                                 sum(m for _, m in finished), True))
                 continue
-            out.append(("set", (key,), int(n), rev))
+            out.append(("leased" if s in _LEASED else "set", (key,), int(n), rev))
         return out
 
     def task_orders(self) -> tuple[str, ...]:
@@ -900,6 +903,11 @@ class RedisBroker:
         what, keys, _, rev = part
         if what == "set":
             return self._ids(keys[0], start, count, rev)
+        if what == "leased":
+            if count <= 0:
+                return []
+            members = self._retrying(lambda: self._redis.smembers(keys[0]))
+            return sorted((int(x) for x in members), reverse=True)[start:start + count]
         if count <= 0:
             return []
         if start + count <= _LAZY_MERGE_DEPTH:
@@ -1128,8 +1136,55 @@ def _job(info: list) -> Job:
                last_finished=_opt_float(last), time=float(now), ranges=tuple(ranges), **counts)
 
 
+class _Record:
+    """A finished task's record R<id>: when, by whom, and the result element its worker sent."""
+
+    __slots__ = ("finished", "worker", "ok", "started", "runtime", "body", "exception")
+
+    def __init__(self) -> None:
+        self.finished: float | None = None
+        self.worker: str | None = None
+        self.ok = False
+        self.started: float | None = None
+        self.runtime: float | None = None
+        self.body = b""
+        self.exception: bytes | None = None
+
+
+def _record(blob: bytes | None) -> _Record:
+    """Parse "<finished> <len(worker)> <worker>" + the element of encode_results (or nothing)."""
+    rec = _Record()
+    if not blob:
+        return rec
+    when, wlen, rest = blob.split(b" ", 2)
+    rec.finished = float(when)
+    n = int(wlen)
+    rec.worker = _s(rest[:n]) or None
+    raw = rest[n:]
+    if not raw:
+        return rec
+    _id, ok, elen, timing, xlen, tail = raw.split(b":", 5)
+    rec.ok = ok == b"1"
+    if timing:
+        started, runtime = timing.split(b",")
+        rec.started, rec.runtime = float(started), float(runtime)
+    elen, xlen_ = int(elen), int(xlen)
+    rec.exception = tail[elen:elen + xlen_] or None
+    rec.body = tail[elen + xlen_:]
+    return rec
+
+
+def _outcome(rec: _Record) -> tuple[Any, str | None, bytes | None]:
+    """(result, error, exception) of a record, as wait_results returns them."""
+    if rec.ok:
+        return _loads(rec.body, "result"), None, None
+    return None, _s(rec.body) or None, rec.exception
+
+
 def _task(tid: int, h: dict) -> Task:
     kw = h.get(b"k")
+    rec = _record(h.get(b"R"))
+    result, error, exception = _outcome(rec)
     return Task(
         id=tid,
         function=_s(h.get(b"f")),
@@ -1138,12 +1193,12 @@ def _task(tid: int, h: dict) -> Task:
         state=TaskState(_s(h.get(b"st")) or "queued"),
         attempts=int(h.get(b"n") or 0),
         submitted=float(h.get(b"s") or 0),
-        started=_opt_float(h.get(b"b")),
-        finished=_opt_float(h.get(b"e")),
-        worker=_s(h.get(b"w")) or None,
-        result=_loads(h.get(b"r"), "result"),
-        error=_s(h.get(b"x")) or None,
-        runtime=_opt_float(h.get(b"rt")),
+        started=rec.started if rec.started is not None else _opt_float(h.get(b"b")),
+        finished=rec.finished,
+        worker=rec.worker or _s(h.get(b"w")) or None,
+        result=result,
+        error=error,
+        runtime=rec.runtime,
         job=int(h[b"j"]) if h.get(b"j") else None,
-        exception=h.get(b"xp") or None,
+        exception=exception,
     )

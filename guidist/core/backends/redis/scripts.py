@@ -144,8 +144,8 @@ local function tick()
   end
   if sec <= cur then return end
   local b = redis.call('HMGET', P .. 'cur', 'sub', 'done', 'fail', 'req')
-  local tail = ',' .. queued_count() .. ',' .. redis.call('ZCARD', P .. 'running') .. ',' ..
-    redis.call('ZCARD', P .. 'wdl') .. ',' .. redis.call('ZCARD', P .. 'claimed')
+  local tail = ',' .. queued_count() .. ',' .. redis.call('SCARD', P .. 'running') .. ',' ..
+    redis.call('ZCARD', P .. 'wdl') .. ',' .. redis.call('SCARD', P .. 'claimed')
   local series = P .. 'series'
   redis.call('ZADD', series, cur, cur .. ',' .. (b[1] or 0) .. ',' .. (b[2] or 0) .. ',' ..
     (b[3] or 0) .. ',' .. (b[4] or 0) .. tail)
@@ -196,8 +196,9 @@ local function meta(first)
   -- what a batch's tasks share: function, kwargs blob, job, time limit, classic, submitted
   local m = META[first]
   if not m then
-    local h = redis.call('HMGET', bkey(first), 'f', 'k', 'j', 'to', 'c', 's', 'n')
-    m = {f = h[1], k = h[2] or '', j = h[3], to = h[4] or '', c = h[5], s = h[6], n = h[7]}
+    local h = redis.call('HMGET', bkey(first), 'f', 'k', 'j', 'to', 'c', 's', 'n', 'nx')
+    m = {f = h[1], k = h[2] or '', j = h[3], to = h[4] or '', c = h[5], s = h[6], n = h[7],
+      nx = h[8]}
     META[first] = m
   end
   return m
@@ -228,6 +229,34 @@ local function zmscore(key, ids)
   return out
 end
 
+local function smis(key, ids)
+  -- whether each of ids is in the set key (true/false, aligned with ids)
+  local out = {}
+  for i = 1, #ids, 1000 do
+    local r = redis.call('SMISMEMBER', key, unpack(ids, i, math.min(i + 999, #ids)))
+    for j = 1, #r do out[#out + 1] = r[j] == 1 end
+  end
+  return out
+end
+
+local function sadd_ids(key, ids)
+  for i = 1, #ids, 1000 do redis.call('SADD', key, unpack(ids, i, math.min(i + 999, #ids))) end
+end
+
+local function srem_ids(key, ids)
+  for i = 1, #ids, 1000 do redis.call('SREM', key, unpack(ids, i, math.min(i + 999, #ids))) end
+end
+
+local function lowest(key)
+  -- the lowest id in a set ('' when empty)
+  local low = nil
+  for _, id in ipairs(redis.call('SMEMBERS', key)) do
+    local n = tonumber(id)
+    if not low or n < low then low = n end
+  end
+  return low and tostring(low) or ''
+end
+
 local function attempts_of(first, id, queued)
   -- n<id> is written only where it differs from the rule: 0 while queued or cancelled, else 1
   local n = tonumber(redis.call('HGET', bkey(first), 'n' .. id))
@@ -236,8 +265,9 @@ local function attempts_of(first, id, queued)
   return 1
 end
 
--- Every field a task may have in its batch's hash, dropped with it.
-local TASK_FIELDS = {'a', 'p', 'n', 'rb', 'w', 'b', 'rt', 'e', 'r', 'x', 'xp'}
+-- The fields of a task that are dropped with it (the few tasks that were requeued or are
+-- classic keep their small n, rb and p until their batch goes).
+local TASK_FIELDS = {'a', 'R'}
 
 local function drop_tasks(ids)
   -- forget tasks that left the finished sets; a batch whose last task went is deleted whole
@@ -271,14 +301,22 @@ end
 
 local FIN = {}  -- state -> {seq, id, seq, id, ...} added to the finished sets by flush()
 
-local function finish(id, first, state, result, err, extra, wid)
-  -- move one task into a finished state; classic tasks also answer on the classic queue
+local function parse_full(s)
+  -- {id, ok, payload, extra, started, runtime, exception} of one result element (see below)
+  local id, ok, len, st, rt, xlen, pos = string.match(s,
+    '^(%d+):(%d):(%d+):([^,:]*),?([^:]*):(%d+):()')
+  len, xlen = tonumber(len), tonumber(xlen)
+  return {id, ok, string.sub(s, pos + len + xlen), string.sub(s, pos, pos + len - 1), st, rt,
+    string.sub(s, pos + len, pos + len + xlen - 1)}
+end
+
+local function finish(id, first, state, raw, wid, prefix)
+  -- move one task into a finished state; classic tasks also answer on the classic queue.
+  -- Its record R<id> is "<finished> <len(worker)> <worker>" .. raw, raw the result element as
+  -- the worker sent it (parse_results), read by the broker: one field per finished task.
   local m = meta(first)
   jbump(m.j, state, 1)
-  put(first, 'e' .. id, NOW)
-  if result then put(first, 'r' .. id, result) end
-  if err then put(first, 'x' .. id, err) end
-  if wid then put(first, 'w' .. id, wid) end
+  put(first, 'R' .. id, (prefix or (NOW .. ' ' .. #wid .. ' ' .. wid)) .. raw)
   bump(state, 1)
   if state == 'done' then bucket('done', 1) elseif state ~= 'cancelled' then bucket('fail', 1) end
   local seq = next_seq()
@@ -288,9 +326,11 @@ local function finish(id, first, state, result, err, extra, wid)
   l[#l + 1] = id
   if m.c == '1' and state ~= 'cancelled' then
     local entry
+    local item = parse_full(raw)
+    local extra = item[4]
     if state == 'done' then
       local cp = redis.call('HGET', bkey(first), 'p' .. id)
-      if cp and extra and extra ~= '' then entry = 's' .. cp .. extra else entry = 'p' .. result end
+      if cp and extra ~= '' then entry = 's' .. cp .. extra else entry = 'p' .. item[3] end
     else
       entry = 's' .. 'task ' .. id .. ' ' .. state .. ': ' .. (extra or '')
     end
@@ -352,26 +392,29 @@ end
 local function start_ids(wid, ids)
   -- mark wid's claimed tasks among ids as running, from now
   if #ids == 0 then return 0 end
-  local mine = zmscore(P .. 'wl:' .. wid, ids)
-  local waiting = zmscore(P .. 'claimed', ids)
+  local mine = smis(P .. 'wl:' .. wid, ids)
+  local waiting = smis(P .. 'claimed', ids)
   local moved = {}
   for i, id in ipairs(ids) do
     if mine[i] and waiting[i] then moved[#moved + 1] = id end
   end
   if #moved > 0 then
     local where = locate(moved)
+    local bt = {}
     for _, id in ipairs(moved) do
       local first = where[tonumber(id)]
       if first then
-        put(first, 'b' .. id, NOW)
+        bt[#bt + 1] = id
+        bt[#bt + 1] = NOW
         local j = meta(first).j
         jbump(j, 'claimed', -1)
         jbump(j, 'running', 1)
       end
     end
-    write_out()
-    zrem_ids(P .. 'claimed', moved)
-    zadd_ids(P .. 'running', moved)
+    -- when each started, by this clock, until it finishes (P:bt; the worker measures its own)
+    for i = 1, #bt, 2000 do redis.call('HSET', P .. 'bt', unpack(bt, i, math.min(i + 1999, #bt))) end
+    srem_ids(P .. 'claimed', moved)
+    sadd_ids(P .. 'running', moved)
     redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', #moved)
   end
   return #moved
@@ -380,7 +423,7 @@ end
 local function n_claimed(wid)
   -- leases a worker holds and has not started
   local nrun = tonumber(redis.call('HGET', P .. 'w:' .. wid, 'nrun')) or 0
-  return redis.call('ZCARD', P .. 'wl:' .. wid) - nrun
+  return redis.call('SCARD', P .. 'wl:' .. wid) - nrun
 end
 
 local function give_back_due(wid)
@@ -412,8 +455,8 @@ local function ask_for_give_back(idle)
       if n > most and h[1] == 'guidist' and h[2] ~= 'offline' and h[3] ~= '1' then
         local fits = allowed == nil
         if not fits then
-          local held = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)
-          local waiting = zmscore(P .. 'claimed', held)
+          local held = redis.call('SMEMBERS', P .. 'wl:' .. wid)
+          local waiting = smis(P .. 'claimed', held)
           local where = locate(held)
           for i, id in ipairs(held) do
             local first = where[tonumber(id)]
@@ -433,9 +476,11 @@ local function requeue(id, first, attempts, score)
   local m = meta(first)
   local key = bkey(first)
   jbump(m.j, 'queued', 1)
-  redis.call('HDEL', key, 'w' .. id, 'b' .. id, 'rt' .. id)
+  redis.call('HDEL', P .. 'bt', id)
   if attempts > 0 then
-    redis.call('HSET', key, 'n' .. id, attempts)
+    -- nx: some task of this batch has its own attempt count, so claims read them
+    redis.call('HSET', key, 'n' .. id, attempts, 'nx', '1')
+    m.nx = '1'
   else
     redis.call('HDEL', key, 'n' .. id)
   end
@@ -448,18 +493,25 @@ local function parse_results(base)
   -- bytes) .. exception (xlen bytes) .. payload, where payload is the pickled value (ok) or
   -- the error text, extra the value's int text (ok, for the tutorial's string) or the error's
   -- last line (failed), exception what the task raised as the worker pickled it (or empty),
-  -- and the two times (empty when the worker did not measure) when it began and how long it ran
+  -- and the two times (empty when the worker did not measure) when it began and how long it
+  -- ran. Only the id and ok are read here: the element is stored as it is (finish).
   local items, i = {}, base
+  local match = string.match
   while ARGV[i] do
     local s = ARGV[i]
-    local id, ok, len, st, rt, xlen, pos = string.match(s,
-      '^(%d+):(%d):(%d+):([^,:]*),?([^:]*):(%d+):()')
-    len, xlen = tonumber(len), tonumber(xlen)
-    items[#items + 1] = {id, ok, string.sub(s, pos + len + xlen),
-      string.sub(s, pos, pos + len - 1), st, rt, string.sub(s, pos + len, pos + len + xlen - 1)}
+    local id, ok = match(s, '^(%d+):(%d)')
+    items[#items + 1] = {id, ok, s}
     i = i + 1
   end
   return items
+end
+
+local function holder_of(id)
+  -- the worker whose leases hold id (rare: only when a result came from another worker)
+  for _, w in ipairs(redis.call('ZRANGE', P .. 'workers', 0, -1)) do
+    if redis.call('SISMEMBER', P .. 'wl:' .. w, id) == 1 then return w end
+  end
+  return nil
 end
 
 local function complete(wid, items)
@@ -470,15 +522,15 @@ local function complete(wid, items)
   local ids = {}
   for i, item in ipairs(items) do ids[i] = item[1] end
   -- the usual case, answered for the whole batch at once: the sender holds these leases
-  local mine = zmscore(P .. 'wl:' .. wid, ids)
-  local run = zmscore(P .. 'running', ids)
+  local mine = smis(P .. 'wl:' .. wid, ids)
+  local run = smis(P .. 'running', ids)
   local where = locate(ids)
+  local prefix = NOW .. ' ' .. #wid .. ' ' .. wid
   for i, item in ipairs(items) do
-    local id, ok, payload, extra = item[1], item[2], item[3], item[4]
+    local id = item[1]
     local first = where[tonumber(id)]
     local accept = false
     if first then
-      local key = bkey(first)
       local m = meta(first)
       local st, holder = nil, nil
       if mine[i] then
@@ -487,8 +539,8 @@ local function complete(wid, items)
       else
         -- another worker holds it, or nobody does (its lease expired, or it finished)
         if run[i] then st = 'running'
-        elseif redis.call('ZSCORE', P .. 'claimed', id) then st = 'claimed' end
-        if st then holder = redis.call('HGET', key, 'w' .. id) end
+        elseif redis.call('SISMEMBER', P .. 'claimed', id) == 1 then st = 'claimed' end
+        if st then holder = holder_of(id) end
       end
       if st then
         jbump(m.j, st, -1)
@@ -511,14 +563,12 @@ local function complete(wid, items)
       end
       if accept then
         -- the worker that delivered the result is recorded, as in memory, and so is its own
-        -- measurement of when the task began and how long it ran
-        if item[5] ~= '' then put(first, 'b' .. id, item[5]); put(first, 'rt' .. id, item[6]) end
-        if item[7] ~= '' then put(first, 'xp' .. id, item[7]) end
-        if ok == '1' then
-          finish(id, first, 'done', payload, nil, extra, wid)
+        -- measurement of when the task began and how long it ran (in the element)
+        if item[2] == '1' then
+          finish(id, first, 'done', item[3], wid, prefix)
           done_n = done_n + 1
         else
-          finish(id, first, 'failed', nil, payload, extra, wid)
+          finish(id, first, 'failed', item[3], wid, prefix)
           failed_n = failed_n + 1
         end
         accepted = accepted + 1
@@ -527,9 +577,12 @@ local function complete(wid, items)
     if not accept then ignored = ignored + 1 end
   end
   write_out()
-  zrem_ids(P .. 'running', running)
-  zrem_ids(P .. 'claimed', claimed)
-  for holder, l in pairs(by_holder) do zrem_ids(P .. 'wl:' .. holder, l) end
+  srem_ids(P .. 'running', running)
+  for i = 1, #running, 1000 do
+    redis.call('HDEL', P .. 'bt', unpack(running, i, math.min(i + 999, #running)))
+  end
+  srem_ids(P .. 'claimed', claimed)
+  for holder, l in pairs(by_holder) do srem_ids(P .. 'wl:' .. holder, l) end
   for holder, n in pairs(nrun_of) do
     if redis.call('EXISTS', P .. 'w:' .. holder) == 1 then
       redis.call('HINCRBY', P .. 'w:' .. holder, 'nrun', -n)
@@ -574,6 +627,26 @@ local function read_tasks(ids, where, names)
   return out
 end
 
+local function read_field(ids, where, name)
+  -- field name of each id, aligned with ids (false where it has none): one HMGET per batch run
+  local out, i, n = {}, 1, #ids
+  while i <= n do
+    local first = where[tonumber(ids[i])]
+    local j = i
+    if first then
+      local fields = {name .. ids[i]}
+      while j < n and #fields < 4000 and where[tonumber(ids[j + 1])] == first do
+        j = j + 1
+        fields[#fields + 1] = name .. ids[j]
+      end
+      local v = redis.call('HMGET', bkey(first), unpack(fields))
+      for k = 1, #fields do out[i + k - 1] = v[k] end
+    end
+    i = j + 1
+  end
+  return out
+end
+
 local function take_from(wid, fn, left, bound, groups, all_ids)
   -- lease up to left tasks from one lane, only those older than bound (another lane's head).
   -- A task whose worker died holding it (attempts > 0) is handed out alone, as the in-memory
@@ -586,57 +659,76 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   else
     ids = redis.call('ZRANGE', lane, 0, left - 1)
   end
-  if #ids == 0 then return 0, true end
+  local nids = #ids
+  if nids == 0 then return 0, true end
   local where = locate(ids)
-  local cur = nil
-  local taken, lost = {}, {}
-  local stop = false
+  local cur, cur_first = nil, nil
+  local processed, n_taken, stop = 0, 0, false
+  local per_batch = {}  -- first -> tasks taken from that batch
   -- read in growing chunks, so a claim of big arguments reads little more than it takes
   local pos, chunk = 1, 8
-  while pos <= #ids and not stop do
+  while pos <= nids and not stop do
+    local last = math.min(pos + chunk - 1, nids)
     local part = {}
-    for i = pos, math.min(pos + chunk - 1, #ids) do part[#part + 1] = ids[i] end
-    pos = pos + #part
+    for i = pos, last do part[#part + 1] = ids[i] end
     chunk = math.min(chunk * 4, 1000)
-    local d = read_tasks(part, where, {'a', 'n', 'rb'})
-    for _, id in ipairs(part) do
-      local first = where[tonumber(id)]
-      local row = d[id]
-      if not first or not row then
-        lost[#lost + 1] = id  -- no batch holds it any more: not a task
-      else
-        local size = #(row[1] or '')
+    local args = read_field(part, where, 'a')
+    -- attempts are read only in batches where some task was requeued (nx)
+    local att, rbs = {}, {}
+    for k = 1, #part do
+      local first = where[tonumber(part[k])]
+      if first and meta(first).nx then
+        att = read_field(part, where, 'n')
+        rbs = read_field(part, where, 'rb')
+        break
+      end
+    end
+    for k = 1, #part do
+      local id = part[k]
+      local n = tonumber(id)
+      local first = where[n]
+      if first then  -- (an id no batch holds is no task: it is dropped from the lane)
+        local a = args[k] or ''
+        local size = #a
         if #all_ids > 0 and size > BUDGET then stop = true; break end
         BUDGET = BUDGET - size
-        local attempts = tonumber(row[2]) or 0
+        local attempts = tonumber(att[k]) or 0
         -- rb: the attempts at its last retry by hand; only hand-outs after it are suspect
-        if attempts > (tonumber(row[3]) or 0) then
+        if attempts > (tonumber(rbs[k]) or 0) then
           stop = true
           if #all_ids > 0 then break end
         end
-        local m = meta(first)
-        put(first, 'w' .. id, wid)
-        if row[2] then put(first, 'n' .. id, attempts + 1) end
-        jbump(m.j, 'queued', -1)
-        jbump(m.j, 'claimed', 1)
-        if cur == nil or cur[2] ~= m.k or cur[5] ~= m.to then
-          cur = {fn, m.k, {}, {}, m.to}  -- to: the tasks' time limit ('' for none)
-          groups[#groups + 1] = cur
+        if att[k] then put(first, 'n' .. id, attempts + 1) end
+        if first ~= cur_first then
+          local m = meta(first)
+          if cur == nil or cur[2] ~= m.k or cur[5] ~= m.to then
+            cur = {fn, m.k, {}, {}, m.to}  -- to: the tasks' time limit ('' for none)
+            groups[#groups + 1] = cur
+          end
+          cur_first = first
         end
-        local n = tonumber(id)
-        cur[3][#cur[3] + 1] = n
-        cur[4][#cur[4] + 1] = row[1] or ''
+        per_batch[first] = (per_batch[first] or 0) + 1
+        local g3, g4 = cur[3], cur[4]
+        g3[#g3 + 1] = n
+        g4[#g4 + 1] = a
         all_ids[#all_ids + 1] = n
-        taken[#taken + 1] = id
-        if stop then break end
+        n_taken = n_taken + 1
       end
+      processed = processed + 1
+      if stop then break end
     end
+    pos = last + 1
   end
-  if #lost > 0 then zrem_ids(lane, lost) end
-  if #taken > 0 then zrem_ids(lane, taken) end
+  for first, c in pairs(per_batch) do
+    local j = meta(first).j
+    jbump(j, 'queued', -c)
+    jbump(j, 'claimed', c)
+  end
+  -- what was looked at is the head of the lane, in order
+  if processed > 0 then redis.call('ZREMRANGEBYRANK', lane, 0, processed - 1) end
   if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'lanes', fn) end
-  if #taken == 0 and #lost > 0 and not stop then return 0, false end
-  return #taken, stop
+  if n_taken == 0 and processed > 0 and not stop then return 0, false end
+  return n_taken, stop
 end
 
 local function take(wid, max_n, only_lane, limits)
@@ -683,8 +775,8 @@ local function take(wid, max_n, only_lane, limits)
   end
   write_out()
   if #all_ids > 0 then
-    zadd_ids(P .. 'claimed', all_ids)
-    zadd_ids(P .. 'wl:' .. wid, all_ids)
+    sadd_ids(P .. 'claimed', all_ids)
+    sadd_ids(P .. 'wl:' .. wid, all_ids)
     local h = redis.call('HMGET', P .. 'w:' .. wid, 'conc', 'nrun')
     local free = (tonumber(h[1]) or 1) - (tonumber(h[2]) or 0)
     if free > 0 then
@@ -711,7 +803,7 @@ local function replay(wid, token)
   local sep = string.find(v, ':', 1, true)
   if not sep or string.sub(v, 1, sep - 1) ~= token then return nil end
   local ids = split_ids(string.sub(v, sep + 1))
-  local mine = zmscore(P .. 'wl:' .. wid, ids)  -- its leases, claimed or running
+  local mine = smis(P .. 'wl:' .. wid, ids)  -- its leases, claimed or running
   local where = locate(ids)
   local args = read_tasks(ids, where, {'a'})
   local groups, cur = {}, nil
@@ -737,12 +829,12 @@ local function release_ids(wid, ids)
   local where = locate(ids)
   for _, id in ipairs(ids) do
     local first = where[tonumber(id)]
-    if first and redis.call('ZREM', wl, id) == 1 then
+    if first and redis.call('SREM', wl, id) == 1 then
       local st = nil
-      if redis.call('ZREM', P .. 'running', id) == 1 then
+      if redis.call('SREM', P .. 'running', id) == 1 then
         st = 'running'
         redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', -1)
-      elseif redis.call('ZREM', P .. 'claimed', id) == 1 then
+      elseif redis.call('SREM', P .. 'claimed', id) == 1 then
         st = 'claimed'
       end
       if st then
@@ -762,11 +854,11 @@ local function expire(wid, why)
   redis.call('HSET', wkey, 'state', 'offline', 'nrun', 0)
   redis.call('HDEL', wkey, 'cur', 'gb')
   redis.call('ZREM', P .. 'wdl', wid)
-  local ids = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)
+  local ids = redis.call('SMEMBERS', P .. 'wl:' .. wid)
   redis.call('DEL', P .. 'wl:' .. wid, P .. 'lc:' .. wid)
   local back, dead, running, claimed = 0, 0, {}, {}
-  local run = zmscore(P .. 'running', ids)
-  local waiting = zmscore(P .. 'claimed', ids)
+  local run = smis(P .. 'running', ids)
+  local waiting = smis(P .. 'claimed', ids)
   local where = locate(ids)
   -- every lease counts an attempt, claimed ones too: an inline worker may have started tasks
   -- since it last said so, and the one that killed it must reach max_attempts
@@ -783,7 +875,8 @@ local function expire(wid, why)
         local err = string.format('lease expired %d times (its worker died or hung each time); '
           .. 'last worker %s', n, wid)
         put(first, 'n' .. id, att)
-        finish(id, first, 'dead', nil, err, err, nil)
+        redis.call('HDEL', P .. 'bt', id)
+        finish(id, first, 'dead', id .. ':0:' .. #err .. '::0:' .. err .. err, wid)
         dead = dead + 1
       else
         requeue(id, first, att)
@@ -792,8 +885,8 @@ local function expire(wid, why)
     end
   end
   write_out()
-  zrem_ids(P .. 'running', running)
-  zrem_ids(P .. 'claimed', claimed)
+  srem_ids(P .. 'running', running)
+  srem_ids(P .. 'claimed', claimed)
   bump('requeued', back)
   bucket('req', back)
   event('worker-offline', 'worker ' .. wid .. ' went offline (' .. why .. ')')
@@ -824,10 +917,10 @@ local function workers_info()
       'state', 'joined', 'seen', 'cur', 'done', 'failed', 'fns', 'addr', 'nrun', 'cpu', 'rss')
     if h[7] then
       local wl = P .. 'wl:' .. wid
-      local first = redis.call('ZRANGE', wl, 0, 0)[1] or ''
+      local first = lowest(wl)
       out[#out + 1] = {wid, h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '',
         h[6] or '1', h[7], h[8] or '0', h[9] or '0', h[10] or '', h[11] or '0', h[12] or '0',
-        redis.call('ZCARD', wl), first, h[13] or '', h[14] or '', h[15] or '0', h[16] or '',
+        redis.call('SCARD', wl), first, h[13] or '', h[14] or '', h[15] or '0', h[16] or '',
         h[17] or ''}
     end
   end
@@ -1100,7 +1193,7 @@ local wid = ARGV[3]
 local wkey = P .. 'w:' .. wid
 if redis.call('EXISTS', wkey) == 0 then return 0 end
 tick()
-local n = release_ids(wid, redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1))
+local n = release_ids(wid, redis.call('SMEMBERS', P .. 'wl:' .. wid))
 redis.call('DEL', wkey, P .. 'wl:' .. wid, P .. 'lc:' .. wid)
 redis.call('ZREM', P .. 'workers', wid)
 redis.call('ZREM', P .. 'wdl', wid)
@@ -1117,7 +1210,7 @@ local wid = ARGV[3]
 if redis.call('EXISTS', P .. 'w:' .. wid) == 0 then return 0 end
 local ids
 if ARGV[4] == 'all' then
-  ids = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)
+  ids = redis.call('SMEMBERS', P .. 'wl:' .. wid)
 else
   ids = {}
   local i = 5
@@ -1191,7 +1284,7 @@ for _, id in ipairs(ids) do
     local m = meta(first)
     if redis.call('ZREM', P .. 'q:' .. m.f, id) == 1 then
       jbump(m.j, 'queued', -1)
-      finish(id, first, 'cancelled', nil, nil, nil, nil)
+      finish(id, first, 'cancelled', '', '')
       n = n + 1
     end
   end
@@ -1219,7 +1312,7 @@ for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
       if first then
         jbump(meta(first).j, 'queued', -1)
         -- kept as cancelled (up to keep_cancelled), so a result waiter learns it was
-        finish(id, first, 'cancelled', nil, nil, nil, nil)
+        finish(id, first, 'cancelled', '', '')
       end
     end
     n = n + #ids
@@ -1249,10 +1342,11 @@ for k, id in ipairs(ids) do
     bump(st, -1)
     jbump(meta(first).j, st, -1)
     local key = bkey(first)
-    redis.call('HDEL', key, 'r' .. id, 'x' .. id, 'xp' .. id, 'e' .. id)
+    redis.call('HDEL', key, 'R' .. id)
     -- the attempts go on counting; the lease rules start afresh from here
     local att = attempts_of(first, id, false)
-    redis.call('HSET', key, 'rb' .. id, att)
+    redis.call('HSET', key, 'rb' .. id, att, 'nx', '1')
+    meta(first).nx = '1'
     requeue(id, first, att, behind)
     n = n + 1
   end
@@ -1276,10 +1370,10 @@ local series = redis.call('ZREVRANGEBYSCORE', P .. 'series', '+inf', '(' .. seri
 local last10 = redis.call('ZREVRANGE', P .. 'series', 0, 9)
 local events = redis.call('ZREVRANGEBYSCORE', P .. 'events', '+inf', '(' .. events_since,
   'LIMIT', 0, 500)
-return {NOW, redis.call('HGETALL', P .. 'c'), queued_count(), redis.call('ZCARD', P .. 'running'),
+return {NOW, redis.call('HGETALL', P .. 'c'), queued_count(), redis.call('SCARD', P .. 'running'),
   redis.call('EXISTS', P .. 'paused'), series, last10, events, workers_info(),
   redis.call('GET', P .. 'started') or NOW, redis.call('LLEN', P .. 'classic'), DEFAULT,
-  redis.call('ZCARD', P .. 'claimed'), jobs_info(n_jobs)}
+  redis.call('SCARD', P .. 'claimed'), jobs_info(n_jobs)}
 """
 
 QUEUED_COUNT = r"""
@@ -1324,8 +1418,8 @@ tick()
 local items = parse_results(4)
 local wkey = P .. 'w:' .. wid
 if redis.call('EXISTS', wkey) == 1 then
-  local tid = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, 0)[1]
-  if tid then
+  local tid = lowest(P .. 'wl:' .. wid)
+  if tid ~= '' then
     touch_worker(wid)
     items[1][1] = tid
     complete(wid, items)
@@ -1333,7 +1427,7 @@ if redis.call('EXISTS', wkey) == 1 then
     return 1
   end
 end
-redis.call('RPUSH', P .. 'classic', 'p' .. items[1][3])
+redis.call('RPUSH', P .. 'classic', 'p' .. parse_full(items[1][3])[3])
 return 0
 """
 
@@ -1342,7 +1436,7 @@ local wid = 'classic:' .. ARGV[3]
 local wkey = P .. 'w:' .. wid
 if redis.call('EXISTS', wkey) == 0 then return 0 end
 tick()
-if redis.call('ZCARD', P .. 'wl:' .. wid) > 0 then expire(wid, 'connection closed') end
+if redis.call('SCARD', P .. 'wl:' .. wid) > 0 then expire(wid, 'connection closed') end
 redis.call('DEL', wkey, P .. 'wl:' .. wid, P .. 'lc:' .. wid)
 redis.call('ZREM', P .. 'workers', wid)
 redis.call('ZREM', P .. 'wdl', wid)
@@ -1353,7 +1447,7 @@ return 1
 
 RESULTS = r"""
 -- ARGV: cursor (a result seq), limit, then the job ids wanted
--- reply: {new cursor, {{id, state, result, error, exception}...}, gap}
+-- reply: {new cursor, {{id, state, record R<id> (see finish)}...}, gap}
 -- Reads only the results after cursor (the finished sets are scored by result seq), so its
 -- cost follows what finished, never how many tasks the caller waits for.
 local cursor, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -1381,13 +1475,13 @@ for _, id in ipairs(ids) do
   local first = where[tonumber(id)]
   if first and want[meta(first).j or ''] then wanted[#wanted + 1] = id end
 end
-local values = read_tasks(wanted, where, {'r', 'x', 'xp'})
+local values = read_tasks(wanted, where, {'R'})
 local states = {}
 for _, row in ipairs(rows) do states[row[2]] = row[3] end
 local out = {}
 for _, id in ipairs(wanted) do
   local v = values[id] or {}
-  out[#out + 1] = {id, states[id], v[1] or '', v[2] or '', v[3] or ''}
+  out[#out + 1] = {id, states[id], v[1] or ''}
 end
 local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
 return {bound, out, evicted > cursor and 1 or 0}
@@ -1452,14 +1546,15 @@ return 1
 """
 
 TASKS = r"""
--- ARGV: task ids; reply: per id its fields as HGETALL would list them ({} when unknown):
--- f a k s st n b e w r x rt j xp, read from its batch; its state is the set it is in
+-- ARGV: task ids; reply: per id its fields ({} when unknown): f st s j n, k, w (the holder of
+-- a lease), and those it has of a (args), b (started, by the server) and R (finished, see
+-- finish); its state is the set it is in
 local ids, i = {}, 3
 while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
 local where = locate(ids)
-local d = read_tasks(ids, where, {'a', 'n', 'b', 'e', 'w', 'r', 'x', 'rt', 'xp'})
-local SETS = {{'running', P .. 'running'}, {'claimed', P .. 'claimed'},
-  {'done', P .. 'fin:done'}, {'failed', P .. 'fin:failed'}, {'dead', P .. 'fin:dead'},
+local names = {'a', 'n', 'R'}
+local d = read_tasks(ids, where, names)
+local SETS = {{'done', P .. 'fin:done'}, {'failed', P .. 'fin:failed'}, {'dead', P .. 'fin:dead'},
   {'cancelled', P .. 'fin:cancelled'}}
 local out = {}
 for k, id in ipairs(ids) do
@@ -1468,7 +1563,9 @@ for k, id in ipairs(ids) do
   if first then
     local m = meta(first)
     local st = nil
-    if redis.call('ZSCORE', P .. 'q:' .. (m.f or ''), id) then st = 'queued' end
+    if redis.call('ZSCORE', P .. 'q:' .. (m.f or ''), id) then st = 'queued'
+    elseif redis.call('SISMEMBER', P .. 'running', id) == 1 then st = 'running'
+    elseif redis.call('SISMEMBER', P .. 'claimed', id) == 1 then st = 'claimed' end
     for _, s in ipairs(SETS) do
       if st then break end
       if redis.call('ZSCORE', s[2], id) then st = s[1] end
@@ -1479,7 +1576,12 @@ for k, id in ipairs(ids) do
       if not n then n = (st == 'queued' or st == 'cancelled') and '0' or '1' end
       rec = {'f', m.f or '', 'st', st, 's', m.s or '0', 'j', m.j or '', 'n', n}
       if m.k ~= '' then rec[#rec + 1] = 'k'; rec[#rec + 1] = m.k end
-      local names = {'a', 'n', 'b', 'e', 'w', 'r', 'x', 'rt', 'xp'}
+      if st == 'running' or st == 'claimed' then
+        local w = holder_of(id)
+        if w then rec[#rec + 1] = 'w'; rec[#rec + 1] = w end
+        local b = redis.call('HGET', P .. 'bt', id)
+        if b then rec[#rec + 1] = 'b'; rec[#rec + 1] = b end
+      end
       for c, name in ipairs(names) do
         if name ~= 'n' and v[c] then rec[#rec + 1] = name; rec[#rec + 1] = v[c] end
       end
