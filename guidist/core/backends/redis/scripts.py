@@ -172,9 +172,14 @@ local function bkey(first) return P .. 'b:' .. first end
 local function locate(ids)
   -- id (a number) -> the first id of the batch holding it; missing for ids no batch holds.
   -- One lookup per batch touched: the ids are walked in order, each batch covering a run.
-  local nums = {}
-  for i, id in ipairs(ids) do nums[i] = tonumber(id) end
-  table.sort(nums)
+  local nums, sorted, prev = {}, true, -1
+  for i, id in ipairs(ids) do
+    local n = tonumber(id)
+    nums[i] = n
+    if n < prev then sorted = false end
+    prev = n
+  end
+  if not sorted then table.sort(nums) end  -- claims and results mostly come in id order
   local where, first, last = {}, nil, -1
   for _, n in ipairs(nums) do
     if n > last then
@@ -662,8 +667,9 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   local nids = #ids
   if nids == 0 then return 0, true end
   local where = locate(ids)
-  local cur, cur_first = nil, nil
+  local cur, cur_first, g3, g4, ng = nil, nil, nil, nil, 0
   local processed, n_taken, stop = 0, 0, false
+  local n_all = #all_ids
   local per_batch = {}  -- first -> tasks taken from that batch
   -- read in growing chunks, so a claim of big arguments reads little more than it takes
   local pos, chunk = 1, 8
@@ -690,13 +696,13 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
       if first then  -- (an id no batch holds is no task: it is dropped from the lane)
         local a = args[k] or ''
         local size = #a
-        if #all_ids > 0 and size > BUDGET then stop = true; break end
+        if n_all > 0 and size > BUDGET then stop = true; break end
         BUDGET = BUDGET - size
         local attempts = tonumber(att[k]) or 0
         -- rb: the attempts at its last retry by hand; only hand-outs after it are suspect
         if attempts > (tonumber(rbs[k]) or 0) then
           stop = true
-          if #all_ids > 0 then break end
+          if n_all > 0 then break end
         end
         if att[k] then put(first, 'n' .. id, attempts + 1) end
         if first ~= cur_first then
@@ -704,14 +710,16 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
           if cur == nil or cur[2] ~= m.k or cur[5] ~= m.to then
             cur = {fn, m.k, {}, {}, m.to}  -- to: the tasks' time limit ('' for none)
             groups[#groups + 1] = cur
+            g3, g4, ng = cur[3], cur[4], 0
           end
           cur_first = first
         end
         per_batch[first] = (per_batch[first] or 0) + 1
-        local g3, g4 = cur[3], cur[4]
-        g3[#g3 + 1] = n
-        g4[#g4 + 1] = a
-        all_ids[#all_ids + 1] = n
+        ng = ng + 1
+        g3[ng] = n
+        g4[ng] = a
+        n_all = n_all + 1
+        all_ids[n_all] = n
         n_taken = n_taken + 1
       end
       processed = processed + 1
