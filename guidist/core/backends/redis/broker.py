@@ -10,6 +10,10 @@ Design notes:
 * Every state change is one Lua script (``redis_scripts``), so it is atomic whatever the number
   of brokers, servers and workers sharing the Redis; a claim or a batch of results is one round
   trip. The key layout is documented in ``redis_scripts``.
+* Tasks are stored in the hash of the batch they were submitted in, one field per task and
+  fact, and a script groups the ids it touches by batch: its Redis calls follow the batches,
+  not the tasks. Redis's single thread is the throughput limit of this backend, and per-task
+  keys (one hash each, touched by every script) cost twice the Redis time.
 * Leases are per worker, as in the in-memory broker: a sorted set holds each live worker's
   deadline, a heartbeat or claim renews it, and ``reap()`` (the server's reaper, or any claim
   at most once a second when no server runs) requeues an expired worker's tasks or buries them.

@@ -7,30 +7,37 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:started``          when this deployment's state was created
 ``P:seq:task``         last task id handed out (INCRBY n gives n consecutive ids)
 ``P:seq:worker``       worker id counter
-``P:t:<id>``           hash, one per task: f function, a pickled args, k pickled kwargs,
-                       s submitted, c "1" if it came in through the classic queue, cp the
-                       tutorial's "n * n = " prefix, st state, n attempts (present once
-                       claimed), w worker, b started (once running; the worker's own
-                       measurement once its result arrived), rt seconds it ran (measured by
-                       the worker), e finished, r pickled result, x error, xp the exception it
-                       raised (pickled by the worker), j its job's id
+``P:layout``           "2": the layout below (INIT refuses a namespace in another one)
+``P:b:<first>``        hash, one per submitted batch (first = its first task id): what its
+                       tasks share, f function, k pickled kwargs, j job id, to time limit,
+                       c "1" if classic, s submitted, n tasks, live (tasks not yet dropped),
+                       nx "1" once a task of it has its own attempt count; and per task
+                       ``<field><id>``: a pickled args, p the tutorial's "n * n = " prefix
+                       (classic), n attempts (only where it differs from 0 while queued or
+                       cancelled, 1 otherwise), rb the attempts at its last retry, and R its
+                       record once finished: "<finished> <len(worker)> <worker>" followed by
+                       the result element as its worker sent it (see parse_results). A task's
+                       state is the set it is in; a, R go when it leaves its finished set, the
+                       batch when its last task did
+``P:bi``               zset first -> "first:count": the batches kept (finds a task's batch)
+``P:bt``               hash id -> when a running task started, by the scripts' clock
 ``P:lanes``            set of function names whose queue may hold tasks
 ``P:q:<function>``     zset, score = id (retried: the last id + 0.5): the queued tasks of one
                        function, claimed lowest score first across all lanes
-``P:claimed``          zset, score = id: leased tasks their worker has not started yet
-``P:running``          zset, score = id: leased tasks their worker has started
+``P:claimed``          set of the leased task ids their worker has not started yet
+``P:running``          set of the leased task ids their worker has started
 ``P:w:<worker>``       hash: name host pid kind mode conc joined seen cur done failed state stop
                        fns, nrun (how many of its leases are running), gb ("1": asked to give
                        back what it has not started; told on its next call), cpu and
                        rss (its CPU % and resident bytes, from its heartbeats)
 ``P:workers``          zset of worker ids by join order (offline ones stay until forgotten)
 ``P:wdl``              zset worker id -> lease deadline; only live workers are in it
-``P:wl:<worker>``      zset of the task ids a worker holds (its leases: claimed or running)
+``P:wl:<worker>``      set of the task ids a worker holds (its leases: claimed or running)
 ``P:lc:<worker>``      "token:id,id,..": the worker's last claim, replayed when a call is
                        retried after a lost reply so no lease is orphaned
 ``P:tok:<token>``      reply of a retried submit/register (expires after 10 minutes)
 ``P:fin:<state>``      zset id -> result seq, for done/failed/dead/cancelled, capped (keep_*);
-                       a record leaving its set is deleted; results_since merges these sets
+                       a task leaving its set is dropped; results_since merges these sets
 ``P:c``                hash of counters: submitted, requeued, ignored_late, done, failed,
                        dead, cancelled, result_seq, event_seq, and evicted (the highest result
                        seq whose record was dropped, so result waiters know what they missed)
