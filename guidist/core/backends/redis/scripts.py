@@ -295,10 +295,11 @@ local function drop_tasks(ids)
   end
   for first, l in pairs(by) do
     local key = bkey(first)
+    local count = meta(first).n  -- read before the hash may go
     local live = redis.call('HINCRBY', key, 'live', -#l)
     if live <= 0 then
       redis.call('UNLINK', key)
-      redis.call('ZREM', P .. 'bi', first .. ':' .. (meta(first).n or ''))
+      redis.call('ZREM', P .. 'bi', first .. ':' .. (count or ''))
       META[first] = nil
     else
       local fields = {}
