@@ -323,21 +323,9 @@ local function parse_full(s)
     string.sub(s, pos + len, pos + len + xlen - 1)}
 end
 
-local function finish(id, first, state, raw, wid, prefix)
-  -- move one task into a finished state; classic tasks also answer on the classic queue.
-  -- Its record R<id> is "<finished> <len(worker)> <worker>" .. raw, raw the result element as
-  -- the worker sent it (parse_results), read by the broker: one field per finished task.
-  local m = meta(first)
-  jbump(m.j, state, 1)
-  put(first, 'R' .. id, (prefix or (NOW .. ' ' .. #wid .. ' ' .. wid)) .. raw)
-  bump(state, 1)
-  if state == 'done' then bucket('done', 1) elseif state ~= 'cancelled' then bucket('fail', 1) end
-  local seq = next_seq()
-  local l = FIN[state]
-  if not l then l = {}; FIN[state] = l end
-  l[#l + 1] = seq
-  l[#l + 1] = id
-  if m.c == '1' and state ~= 'cancelled' then
+local function classic_answer(id, first, state, raw)
+  -- a classic task's outcome, for the tutorial's master on the classic result queue
+  if true then
     local entry
     local item = parse_full(raw)
     local extra = item[4]
@@ -349,6 +337,24 @@ local function finish(id, first, state, raw, wid, prefix)
     end
     redis.call('RPUSH', P .. 'classic', entry)
   end
+end
+
+local function finish(id, first, state, raw, wid, prefix)
+  -- move one task into a finished state; classic tasks also answer on the classic queue.
+  -- Its record R<id> is "<finished> <len(worker)> <worker>" .. raw, raw the result element as
+  -- the worker sent it (parse_results), read by the broker: one field per finished task.
+  -- (complete() does the same for a batch of results from their holder, counting once.)
+  local m = meta(first)
+  jbump(m.j, state, 1)
+  put(first, 'R' .. id, (prefix or (NOW .. ' ' .. #wid .. ' ' .. wid)) .. raw)
+  bump(state, 1)
+  if state == 'done' then bucket('done', 1) elseif state ~= 'cancelled' then bucket('fail', 1) end
+  local seq = next_seq()
+  local l = FIN[state]
+  if not l then l = {}; FIN[state] = l end
+  l[#l + 1] = seq
+  l[#l + 1] = id
+  if m.c == '1' and state ~= 'cancelled' then classic_answer(id, first, state, raw) end
 end
 
 local function zadd_pairs(key, pairs_)
@@ -539,11 +545,69 @@ local function complete(wid, items)
   local run = smis(P .. 'running', ids)
   local where = locate(ids)
   local prefix = NOW .. ' ' .. #wid .. ' ' .. wid
+  -- the usual case, results from the worker holding them, counted per batch and written
+  -- in one go; anything else takes the general path below, one task at a time
+  local fast = {}  -- first -> {running, claimed, done, failed}
+  local cur_first, cur_n, cur_wr = nil, nil, nil
+  local seq = nil
+  local fin_done, fin_failed, nd, nf = nil, nil, 0, 0  -- FIN's lists, made when first needed
+  local fast_done, fast_failed = 0, 0
+  local mine_ids, n_mine = {}, 0
   for i, item in ipairs(items) do
     local id = item[1]
     local first = where[tonumber(id)]
     local accept = false
-    if first then
+    if first and mine[i] then
+      if first ~= cur_first then
+        cur_first = first
+        cur_n = fast[first]
+        if not cur_n then cur_n = {0, 0, 0, 0}; fast[first] = cur_n end
+        cur_wr = WR[first]
+        if not cur_wr then cur_wr = {}; WR[first] = cur_wr end
+      end
+      if run[i] then
+        running[#running + 1] = id
+        cur_n[1] = cur_n[1] + 1
+      else
+        claimed[#claimed + 1] = id  -- it ran and finished before its worker said it started
+        cur_n[2] = cur_n[2] + 1
+      end
+      n_mine = n_mine + 1
+      mine_ids[n_mine] = id
+      local w = #cur_wr
+      cur_wr[w + 1] = 'R' .. id
+      cur_wr[w + 2] = prefix .. item[3]
+      if not seq then seq = next_seq() else seq = seq + 1 end
+      if item[2] == '1' then
+        cur_n[3] = cur_n[3] + 1
+        if not fin_done then
+          fin_done = FIN['done'] or {}
+          FIN['done'] = fin_done
+          nd = #fin_done
+        end
+        fin_done[nd + 1] = seq
+        fin_done[nd + 2] = id
+        nd = nd + 2
+        fast_done = fast_done + 1
+      else
+        cur_n[4] = cur_n[4] + 1
+        if not fin_failed then
+          fin_failed = FIN['failed'] or {}
+          FIN['failed'] = fin_failed
+          nf = #fin_failed
+        end
+        fin_failed[nf + 1] = seq
+        fin_failed[nf + 2] = id
+        nf = nf + 2
+        fast_failed = fast_failed + 1
+      end
+      accepted = accepted + 1
+      accept = true
+      if meta(first).c == '1' then
+        classic_answer(id, first, item[2] == '1' and 'done' or 'failed', item[3])
+      end
+    elseif first then
+      if seq then SEQ = seq; seq = nil end  -- finish() below counts on from here
       local m = meta(first)
       local st, holder = nil, nil
       if mine[i] then
@@ -585,10 +649,33 @@ local function complete(wid, items)
           failed_n = failed_n + 1
         end
         accepted = accepted + 1
+        -- finish() appended to FIN's lists: the fast path goes on after what it added
+        fin_done, fin_failed = nil, nil
       end
     end
     if not accept then ignored = ignored + 1 end
   end
+  if seq then SEQ = seq end
+  if n_mine > 0 then
+    local l = by_holder[wid]
+    if not l then l = {}; by_holder[wid] = l end
+    for k = 1, n_mine do l[#l + 1] = mine_ids[k] end
+    local nrun = 0
+    for first, c in pairs(fast) do
+      local j = meta(first).j
+      jbump(j, 'running', -c[1])
+      jbump(j, 'claimed', -c[2])
+      jbump(j, 'done', c[3])
+      jbump(j, 'failed', c[4])
+      nrun = nrun + c[1]
+    end
+    nrun_of[wid] = (nrun_of[wid] or 0) + nrun
+    bump('done', fast_done)
+    bump('failed', fast_failed)
+    bucket('done', fast_done)
+    bucket('fail', fast_failed)
+  end
+  done_n, failed_n = done_n + fast_done, failed_n + fast_failed
   write_out()
   srem_ids(P .. 'running', running)
   for i = 1, #running, 1000 do
@@ -597,7 +684,7 @@ local function complete(wid, items)
   srem_ids(P .. 'claimed', claimed)
   for holder, l in pairs(by_holder) do srem_ids(P .. 'wl:' .. holder, l) end
   for holder, n in pairs(nrun_of) do
-    if redis.call('EXISTS', P .. 'w:' .. holder) == 1 then
+    if n > 0 and redis.call('EXISTS', P .. 'w:' .. holder) == 1 then
       redis.call('HINCRBY', P .. 'w:' .. holder, 'nrun', -n)
     end
   end
