@@ -62,15 +62,19 @@ def test_trimmed_tasks_leave_nothing_behind(made: Any) -> None:
     run_all(broker, w, fail={first + 3})
     broker.exchange(w, None, 1)  # nothing left: the last results were sent by run_all
     assert broker.snapshot().count("done") == 39
-    # the first batch is kept for its one failure, without the done tasks' fields
+    # the first batch is kept for its one failure alone: with under 1/8 of it left, that
+    # task's arguments moved into a field of its own and the packed strings went
     fields = {f.decode() for f in raw.hkeys(f"{p}b:{first}")}
     assert f"a{first + 3}" in fields and f"R{first + 3}" in fields
-    assert not any(f"{name}{first}" in fields for name in ("a", "R"))
     assert sum(f.startswith("R") for f in fields) == 1
-    # the second holds exactly the 10 newest results (keep_done), and their arguments
+    assert sum(f.startswith("a") for f in fields) == 1
+    assert not raw.exists(f"{p}ba:{first}") and not raw.exists(f"{p}bo:{first}")
+    # the second holds exactly the 10 newest results (keep_done), its arguments still packed
     fields = {f.decode() for f in raw.hkeys(f"{p}b:{second}")}
     assert sum(f.startswith("R") for f in fields) == 10
-    assert sum(f.startswith("a") for f in fields) == 10
+    assert raw.exists(f"{p}ba:{second}") and raw.exists(f"{p}bo:{second}")
+    assert broker.get_task(second + 14).args == (39,)
+    assert broker.get_task(second + 4) is None
     t = broker.get_task(first + 3)
     assert t.state is TaskState.FAILED and t.error == "boom" and t.args == (3,)
     assert broker.get_task(first) is None  # dropped (past keep_done)
@@ -80,7 +84,7 @@ def test_trimmed_tasks_leave_nothing_behind(made: Any) -> None:
     third, _ = broker.submit("square", [(i,) for i in range(10)])
     run_all(broker, w)
     # the third batch's 10 results are the newest: the two before are gone whole
-    assert not raw.exists(f"{p}b:{first}") and not raw.exists(f"{p}b:{second}")
+    assert not any(raw.exists(f"{p}{k}:{b}") for k in ("b", "ba", "bo") for b in (first, second))
     assert raw.zrange(f"{p}bi", 0, -1) == [f"{third}:10".encode()]
     assert raw.hlen(f"{p}bt") == 0  # no start time outlives its task's run
 

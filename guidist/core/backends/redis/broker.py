@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
+from itertools import accumulate
 import pickle
 import queue
 import threading
@@ -454,13 +456,14 @@ class RedisBroker:
             return (int(last or 0) + 1, 0)
         kw = pickle.dumps(kwargs, _PICKLE) if kwargs else b""
         args: list[Any] = [uuid.uuid4().hex, self._job_ref(job, function), function, kw,
-                           "1" if classic else "0", n, "" if timeout is None else repr(timeout)]
+                           "1" if classic else "b", n, "" if timeout is None else repr(timeout)]
         dumps = pickle.dumps
         if classic:  # each task also carries the tutorial's "n * n = " prefix (or "")
             for a in args_list:
                 args += [dumps(a, _PICKLE), classic_prefix(function, a) or ""]
-        else:
-            args += [dumps(a, _PICKLE) for a in args_list]
+        else:  # packed: the pickles end to end and where each ends (see scripts.SUBMIT)
+            blobs = [dumps(a, _PICKLE) for a in args_list]
+            args += [b"".join(blobs), struct.pack(f"<{n}I", *accumulate(map(len, blobs)))]
         first = int(self._job_call("submit", args))
         return (first, n)
 
@@ -1093,10 +1096,19 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _group(g: list) -> ClaimGroup:
-    fn, kw, ids, args, *to = g
-    return claim_group(_s(fn), _loads(kw) if kw else None, [int(i) for i in ids],
-                       [_loads(a, "argument") for a in args],
-                       float(to[0]) if to and to[0] else None)
+    fn, kw, ids, args, *rest = g
+    to = rest[0] if rest else None
+    if len(rest) > 1 and rest[1]:  # runs of a packed batch: (pickles, their ends, base)
+        values = []
+        for blob, ends, base in rest[1]:
+            start = int(base)
+            for end in struct.unpack(f"<{len(ends) // 4}I", ends):
+                values.append(_loads(blob[start - int(base):end - int(base)], "argument"))
+                start = end
+    else:
+        values = [_loads(a, "argument") for a in args]
+    return claim_group(_s(fn), _loads(kw) if kw else None, [int(i) for i in ids], values,
+                       float(to) if to else None)
 
 
 def _point(member: bytes) -> tuple:

@@ -208,15 +208,19 @@ local function meta(first)
   -- what a batch's tasks share: function, kwargs blob, job, time limit, classic, submitted
   local m = META[first]
   if not m then
-    local h = redis.call('HMGET', bkey(first), 'f', 'k', 'j', 'to', 'c', 's', 'n', 'nx')
+    local h = redis.call('HMGET', bkey(first), 'f', 'k', 'j', 'to', 'c', 's', 'n', 'nx', 'A')
     m = {f = h[1], k = h[2] or '', j = h[3], to = h[4] or '', c = h[5], s = h[6], n = h[7],
-      nx = h[8]}
+      nx = h[8], A = h[9]}
     META[first] = m
   end
   return m
 end
 
 local WR = {}  -- batch first id -> {field, value, ...} written by write_out()
+-- batch first id -> change in kl: how many of its tasks sit in failed, dead or cancelled (kept
+-- long); a packed batch left with only those is unpacked (unpack_batch)
+local KL = {}
+local function kl_bump(first, n) KL[first] = (KL[first] or 0) + n end
 local function put(first, field, value)
   local l = WR[first]
   if not l then l = {}; WR[first] = l end
@@ -229,6 +233,30 @@ local function write_out()
     for i = 1, #l, 4000 do redis.call('HSET', bkey(first), unpack(l, i, math.min(i + 3999, #l))) end
   end
   WR = {}
+end
+
+-- A batch submitted packed (A = "1") keeps its arguments in two strings instead of a field
+-- per task: P:ba:<first> the pickles end to end, P:bo:<first> the end offset of each (uint32,
+-- little-endian), so a claim reads a run of tasks with two GETRANGEs and hands it on whole.
+local function ends_of(first, lo, hi)
+  -- {from = lo, raw = the end offsets of tasks lo-1 (if any) .. hi (0-based)}
+  local from = lo > 0 and (lo - 1) or 0
+  return {from = from, raw = redis.call('GETRANGE', P .. 'bo:' .. first, 4 * from, 4 * hi + 3)}
+end
+
+local function end_at(e, i)
+  -- the end offset of task i (0-based) from an ends_of() read; 0 before the first
+  if i < 0 then return 0 end
+  return (struct.unpack('<I', e.raw, 4 * (i - e.from) + 1))
+end
+
+local function packed_arg(first, id)
+  -- one task's pickled arguments from a packed batch
+  local i = tonumber(id) - first
+  local e = ends_of(first, i, i)
+  local a, b = end_at(e, i - 1), end_at(e, i)
+  if b <= a then return '' end
+  return redis.call('GETRANGE', P .. 'ba:' .. first, a, b - 1)
 end
 
 local function zmscore(key, ids)
@@ -281,7 +309,35 @@ end
 -- classic keep their small n, rb and p until their batch goes).
 local TASK_FIELDS = {'a', 'R'}
 
-local function drop_tasks(ids)
+local function unpack_batch(first)
+  -- a packed batch holds only tasks kept long (failed, dead, cancelled) and few of them: give
+  -- each a field and free the strings, so kept tasks never pin many times their own arguments
+  local m = meta(first)
+  local n = tonumber(m.n) or 0
+  local ids = {}
+  for i = 0, n - 1 do ids[#ids + 1] = first + i end
+  local keep = {}
+  for _, state in ipairs({'failed', 'dead', 'cancelled'}) do
+    local r = zmscore(P .. 'fin:' .. state, ids)
+    for i = 1, #ids do if r[i] then keep[i] = true end end
+  end
+  local e = {from = 0, raw = redis.call('GET', P .. 'bo:' .. first) or ''}
+  local blob = redis.call('GET', P .. 'ba:' .. first) or ''
+  local fields = {}
+  for i = 1, #ids do
+    if keep[i] then
+      fields[#fields + 1] = 'a' .. ids[i]
+      fields[#fields + 1] = string.sub(blob, end_at(e, i - 2) + 1, end_at(e, i - 1))
+      if #fields >= 4000 then redis.call('HSET', bkey(first), unpack(fields)); fields = {} end
+    end
+  end
+  if #fields > 0 then redis.call('HSET', bkey(first), unpack(fields)) end
+  redis.call('HDEL', bkey(first), 'A')
+  redis.call('UNLINK', P .. 'ba:' .. first, P .. 'bo:' .. first)
+  m.A = nil
+end
+
+local function drop_tasks(ids, state)
   -- forget tasks that left the finished sets; a batch whose last task went is deleted whole
   local where = locate(ids)
   local by = {}
@@ -296,18 +352,27 @@ local function drop_tasks(ids)
   for first, l in pairs(by) do
     local key = bkey(first)
     local count = meta(first).n  -- read before the hash may go
+    if state ~= 'done' then redis.call('HINCRBY', key, 'kl', -#l) end
     local live = redis.call('HINCRBY', key, 'live', -#l)
     if live <= 0 then
-      redis.call('UNLINK', key)
+      redis.call('UNLINK', key, P .. 'ba:' .. first, P .. 'bo:' .. first)
       redis.call('ZREM', P .. 'bi', first .. ':' .. (count or ''))
       META[first] = nil
     else
+      local packed = meta(first).A
       local fields = {}
       for _, id in ipairs(l) do
-        for _, name in ipairs(TASK_FIELDS) do fields[#fields + 1] = name .. id end
+        if packed then fields[#fields + 1] = 'R' .. id
+        else
+          for _, name in ipairs(TASK_FIELDS) do fields[#fields + 1] = name .. id end
+        end
         if #fields >= 4000 then redis.call('HDEL', key, unpack(fields)); fields = {} end
       end
       if #fields > 0 then redis.call('HDEL', key, unpack(fields)) end
+      if packed and live * 8 < (tonumber(count) or 0) and
+          tonumber(redis.call('HGET', key, 'kl') or 0) >= live then
+        unpack_batch(first)
+      end
     end
   end
 end
@@ -354,6 +419,7 @@ local function finish(id, first, state, raw, wid, prefix)
   if not l then l = {}; FIN[state] = l end
   l[#l + 1] = seq
   l[#l + 1] = id
+  if state ~= 'done' then kl_bump(first, 1) end
   if m.c == '1' and state ~= 'cancelled' then classic_answer(id, first, state, raw) end
 end
 
@@ -383,6 +449,10 @@ local function flush()
     end
   end
   JOB = {}
+  for first, n in pairs(KL) do
+    if n ~= 0 then redis.call('HINCRBY', bkey(first), 'kl', n) end
+  end
+  KL = {}
   if next(FIN) then redis.call('PUBLISH', P .. 'done', '1') end
   for state, l in pairs(FIN) do
     local fin = P .. 'fin:' .. state
@@ -396,7 +466,7 @@ local function flush()
         redis.call('HSET', P .. 'c', 'evicted', last[2])
       end
       redis.call('ZREMRANGEBYRANK', fin, 0, over - 1)
-      drop_tasks(old)
+      drop_tasks(old, state)
     end
   end
   FIN = {}
@@ -662,6 +732,7 @@ local function complete(wid, items)
     for k = 1, n_mine do l[#l + 1] = mine_ids[k] end
     local nrun = 0
     for first, c in pairs(fast) do
+      if c[4] > 0 then kl_bump(first, c[4]) end
       local j = meta(first).j
       jbump(j, 'running', -c[1])
       jbump(j, 'claimed', -c[2])
@@ -717,9 +788,14 @@ local function read_tasks(ids, where, names)
       end
       local v = redis.call('HMGET', bkey(first), unpack(fields))
       local pos = 1
+      local packed = meta(first).A
       for j = i, math.min(i + step - 1, #l) do
         local row = {}
-        for c = 1, k do row[c] = v[pos]; pos = pos + 1 end
+        for c = 1, k do
+          row[c] = v[pos]
+          if packed and names[c] == 'a' then row[c] = packed_arg(first, l[j]) end
+          pos = pos + 1
+        end
         out[l[j]] = row
       end
     end
@@ -747,6 +823,18 @@ local function read_field(ids, where, name)
   return out
 end
 
+local function close_run(run)
+  -- a packed run taken: its pickles in one GETRANGE, with their end offsets and base
+  if not run then return end
+  local e = run.e
+  local ends = string.sub(e.raw, 4 * (run.lo - e.from) + 1, 4 * (run.hi - e.from) + 4)
+  local blob = ''
+  if run.stop > run.start then
+    blob = redis.call('GETRANGE', P .. 'ba:' .. run.first, run.start, run.stop - 1)
+  end
+  run.into[#run.into + 1] = {blob, ends, run.start}
+end
+
 local function take_from(wid, fn, left, bound, groups, all_ids)
   -- lease up to left tasks from one lane, only those older than bound (another lane's head).
   -- A task whose worker died holding it (attempts > 0) is handed out alone, as the in-memory
@@ -762,6 +850,7 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   local nids = #ids
   if nids == 0 then return 0, true end
   local where = locate(ids)
+  local run = nil  -- the packed run being taken: consecutive tasks of one packed batch
   local cur, cur_first, g3, g4, ng = nil, nil, nil, nil, 0
   local processed, n_taken, stop = 0, 0, false
   local n_all = #all_ids
@@ -773,7 +862,32 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
     local part = {}
     for i = pos, last do part[#part + 1] = ids[i] end
     chunk = math.min(chunk * 4, 1000)
-    local args = read_field(part, where, 'a')
+    -- arguments: a field per task, or for packed batches the offsets of the ids in this part
+    local args, ends = {}, {}
+    local span = {}  -- packed batch first -> {lowest, highest} index in this part
+    local unpacked = {}
+    for k = 1, #part do
+      local n = tonumber(part[k])
+      local first = where[n]
+      if first then
+        if meta(first).A then
+          local i = n - first
+          local sp = span[first]
+          if not sp then span[first] = {i, i}
+          else
+            if i < sp[1] then sp[1] = i end
+            if i > sp[2] then sp[2] = i end
+          end
+        else
+          unpacked[#unpacked + 1] = part[k]
+        end
+      end
+    end
+    for first, sp in pairs(span) do ends[first] = ends_of(first, sp[1], sp[2]) end
+    if #unpacked > 0 then
+      local v = read_field(unpacked, where, 'a')
+      for k = 1, #unpacked do args[unpacked[k]] = v[k] end
+    end
     -- attempts are read only in batches where some task was requeued (nx)
     local att, rbs = {}, {}
     for k = 1, #part do
@@ -789,8 +903,16 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
       local n = tonumber(id)
       local first = where[n]
       if first then  -- (an id no batch holds is no task: it is dropped from the lane)
-        local a = args[k] or ''
-        local size = #a
+        local e = ends[first]
+        local a, size, i, lo, hi = nil, 0, 0, 0, 0
+        if e then
+          i = n - first
+          lo, hi = end_at(e, i - 1), end_at(e, i)
+          size = hi - lo
+        else
+          a = args[id] or ''
+          size = #a
+        end
         if n_all > 0 and size > BUDGET then stop = true; break end
         BUDGET = BUDGET - size
         local attempts = tonumber(att[k]) or 0
@@ -802,8 +924,13 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
         if att[k] then put(first, 'n' .. id, attempts + 1) end
         if first ~= cur_first then
           local m = meta(first)
-          if cur == nil or cur[2] ~= m.k or cur[5] ~= m.to then
-            cur = {fn, m.k, {}, {}, m.to}  -- to: the tasks' time limit ('' for none)
+          local packed = e and true or false
+          if cur == nil or cur[2] ~= m.k or cur[5] ~= m.to or cur.packed ~= packed then
+            close_run(run)
+            run = nil
+            -- to: the tasks' time limit ('' for none); a packed group's arguments come as runs
+            cur = {fn, m.k, {}, {}, m.to, {}}
+            cur.packed = packed
             groups[#groups + 1] = cur
             g3, g4, ng = cur[3], cur[4], 0
           end
@@ -812,7 +939,16 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
         per_batch[first] = (per_batch[first] or 0) + 1
         ng = ng + 1
         g3[ng] = n
-        g4[ng] = a
+        if e then
+          if run and run.first == first and run.hi == i - 1 then
+            run.hi, run.stop = i, hi
+          else
+            close_run(run)
+            run = {first = first, lo = i, hi = i, start = lo, stop = hi, e = e, into = cur[6]}
+          end
+        else
+          g4[ng] = a
+        end
         n_all = n_all + 1
         all_ids[n_all] = n
         n_taken = n_taken + 1
@@ -821,6 +957,8 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
       if stop then break end
     end
     pos = last + 1
+    close_run(run)  -- a run ends with its part: the next part reads offsets of its own
+    run = nil
   end
   for first, c in pairs(per_batch) do
     local j = meta(first).j
@@ -1133,9 +1271,10 @@ return redis.call('HGETALL', P .. 'config')
 """
 
 SUBMIT = r"""
--- ARGV: token, job ('#id' or a name), function, kwargs blob ('' for none), classic, n, time
--- limit in seconds ('' for none), then per task the args blob (and, for classic submissions,
--- the tutorial's "n * n = " prefix or '')
+-- ARGV: token, job ('#id' or a name), function, kwargs blob ('' for none), classic ('1' a
+-- classic submission, '0' not, 'b' not and packed), n, time limit in seconds ('' for none),
+-- then per task the args blob (and, for classic submissions, the tutorial's "n * n = " prefix
+-- or ''); packed: the pickles end to end, then their end offsets as little-endian uint32
 local token = ARGV[3]
 if token ~= '' then
   local prev = redis.call('GET', P .. 'tok:' .. token)
@@ -1153,22 +1292,29 @@ local h = {'f', fn, 's', NOW, 'j', jid, 'n', n, 'live', n}
 if kw ~= '' then h[#h + 1] = 'k'; h[#h + 1] = kw end
 if to ~= '' then h[#h + 1] = 'to'; h[#h + 1] = to end
 if classic == '1' then h[#h + 1] = 'c'; h[#h + 1] = '1' end
+if classic == 'b' then h[#h + 1] = 'A'; h[#h + 1] = '1' end
 redis.call('HSET', key, unpack(h))
-local stride = 1
-if classic == '1' then stride = 2 end
 local ids, fields = {}, {}
-for i = 0, n - 1 do
-  local id = first + i
-  fields[#fields + 1] = 'a' .. id
-  fields[#fields + 1] = ARGV[10 + stride * i]
-  if classic == '1' then
-    local cp = ARGV[11 + stride * i]
-    if cp ~= '' then fields[#fields + 1] = 'p' .. id; fields[#fields + 1] = cp end
+if classic == 'b' then
+  redis.call('SET', P .. 'ba:' .. first, ARGV[10])
+  redis.call('SET', P .. 'bo:' .. first, ARGV[11])
+  for i = 1, n do ids[i] = first + i - 1 end
+else
+  local stride = 1
+  if classic == '1' then stride = 2 end
+  for i = 0, n - 1 do
+    local id = first + i
+    fields[#fields + 1] = 'a' .. id
+    fields[#fields + 1] = ARGV[10 + stride * i]
+    if classic == '1' then
+      local cp = ARGV[11 + stride * i]
+      if cp ~= '' then fields[#fields + 1] = 'p' .. id; fields[#fields + 1] = cp end
+    end
+    if #fields >= 4000 then redis.call('HSET', key, unpack(fields)); fields = {} end
+    ids[#ids + 1] = id
   end
-  if #fields >= 4000 then redis.call('HSET', key, unpack(fields)); fields = {} end
-  ids[#ids + 1] = id
+  if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
 end
-if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
 redis.call('ZADD', P .. 'bi', first, first .. ':' .. n)
 zadd_ids(P .. 'q:' .. fn, ids)
 redis.call('SADD', P .. 'lanes', fn)
@@ -1442,6 +1588,7 @@ for k, id in ipairs(ids) do
   local st = (failed[k] and 'failed') or (dead[k] and 'dead') or nil
   if first and st then
     redis.call('ZREM', P .. 'fin:' .. st, id)
+    kl_bump(first, -1)
     bump(st, -1)
     jbump(meta(first).j, st, -1)
     local key = bkey(first)
@@ -1509,7 +1656,9 @@ if not groups then
 end
 flush()
 if #groups == 0 then return {} end
-return {groups[1][4][1], groups[1][2]}
+local g = groups[1]
+if g[6] and g[6][1] then return {g[6][1][1], g[2]} end  -- one task of a packed batch
+return {g[4][1], g[2]}
 """
 
 CLASSIC_PUT = r"""
