@@ -851,6 +851,7 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   if nids == 0 then return 0, true end
   local where = locate(ids)
   local run = nil  -- the packed run being taken: consecutive tasks of one packed batch
+  local prev_e, prev_i, prev_hi = nil, -2, 0
   local cur, cur_first, g3, g4, ng = nil, nil, nil, nil, 0
   local processed, n_taken, stop = 0, 0, false
   local n_all = #all_ids
@@ -907,7 +908,10 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
         local a, size, i, lo, hi = nil, 0, 0, 0, 0
         if e then
           i = n - first
-          lo, hi = end_at(e, i - 1), end_at(e, i)
+          -- the previous task's end is this one's start when they follow each other
+          if e == prev_e and i == prev_i + 1 then lo = prev_hi else lo = end_at(e, i - 1) end
+          hi = end_at(e, i)
+          prev_e, prev_i, prev_hi = e, i, hi
           size = hi - lo
         else
           a = args[id] or ''
