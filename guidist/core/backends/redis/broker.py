@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import json
 import logging
-import struct
-from itertools import accumulate
 import pickle
 import queue
+import struct
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
+from itertools import accumulate
 from typing import Any
 
 from ... import histogram
@@ -1184,9 +1184,9 @@ def _record(blob: bytes | None) -> _Record:
     if timing:
         started, runtime = timing.split(b",")
         rec.started, rec.runtime = float(started), float(runtime)
-    elen, xlen_ = int(elen), int(xlen)
-    rec.exception = tail[elen:elen + xlen_] or None
-    rec.body = tail[elen + xlen_:]
+    skip, exc_len = int(elen), int(xlen)  # the extra (for the classic queue), then the exception
+    rec.exception = tail[skip:skip + exc_len] or None
+    rec.body = tail[skip + exc_len:]
     return rec
 
 

@@ -501,7 +501,9 @@ local function start_ids(wid, ids)
       end
     end
     -- when each started, by this clock, until it finishes (P:bt; the worker measures its own)
-    for i = 1, #bt, 2000 do redis.call('HSET', P .. 'bt', unpack(bt, i, math.min(i + 1999, #bt))) end
+    for i = 1, #bt, 2000 do
+      redis.call('HSET', P .. 'bt', unpack(bt, i, math.min(i + 1999, #bt)))
+    end
     srem_ids(P .. 'claimed', moved)
     sadd_ids(P .. 'running', moved)
     redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', #moved)
