@@ -128,3 +128,31 @@ def test_a_claim_reads_attempts_only_in_batches_that_had_a_requeue(made: Any) ->
     # a task whose worker died holding it is handed out alone
     assert [ids for _f, _k, ids, *_ in groups] == [[first]]
     assert broker.get_task(first).attempts == 2
+
+
+def test_packed_arguments_survive_holes_budgets_and_requeues(made: Any) -> None:
+    broker, raw = made(max_payload=6000)
+    p = broker._prefix
+    sizes = [10, 2900, 5, 2500, 700, 30, 2900, 8, 8, 8]
+    first, _ = broker.submit("echo", [("x" * s,) for s in sizes[:4]])
+    second, _ = broker.submit("echo", [("x" * s,) for s in sizes[4:]])
+    assert second == first + 4
+    assert raw.hget(f"{p}b:{first}", "A") == raw.hget(f"{p}b:{second}", "A") == b"1"
+    assert broker.cancel([first + 2, first + 5]) == 2  # holes in the middle of the batches
+    w = broker.register_worker("w", "h", 1)["id"]
+    seen: dict[int, int] = {}
+    for _ in range(10):
+        _cmd, groups = broker.exchange(w, None, 100)
+        if not groups:
+            break
+        got = [(tid, len(a[0])) for _f, _k, ids, args, *_ in groups for tid, a in zip(ids, args)]
+        # a claim carries about max_payload of arguments, at least one task
+        assert len(got) == 1 or sum(size for _, size in got) <= 6000
+        seen.update(got)
+        if len(seen) == 4:  # give some back: they come again, same arguments
+            assert broker.release(w, [tid for tid, _ in got]) == len(got)
+            for tid, _ in got:
+                del seen[tid]
+    assert seen == {first + i: s for i, s in enumerate(sizes) if i not in (2, 5)}
+    assert broker.get_task(first + 6).args == ("x" * 2900,)
+    assert broker.get_task(first + 5).state is TaskState.CANCELLED

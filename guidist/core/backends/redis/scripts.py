@@ -11,14 +11,18 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:b:<first>``        hash, one per submitted batch (first = its first task id): what its
                        tasks share, f function, k pickled kwargs, j job id, to time limit,
                        c "1" if classic, s submitted, n tasks, live (tasks not yet dropped),
-                       nx "1" once a task of it has its own attempt count; and per task
-                       ``<field><id>``: a pickled args, p the tutorial's "n * n = " prefix
-                       (classic), n attempts (only where it differs from 0 while queued or
-                       cancelled, 1 otherwise), rb the attempts at its last retry, and R its
-                       record once finished: "<finished> <len(worker)> <worker>" followed by
-                       the result element as its worker sent it (see parse_results). A task's
-                       state is the set it is in; a, R go when it leaves its finished set, the
-                       batch when its last task did
+                       kl (tasks of it in failed, dead or cancelled), nx "1" once a task of it
+                       has its own attempt count, A "1" while its arguments are packed; and
+                       per task ``<field><id>``: a pickled args (unless packed), p the
+                       tutorial's "n * n = " prefix (classic), n attempts (only where it
+                       differs from 0 while queued or cancelled, 1 otherwise), rb the attempts
+                       at its last retry, and R its record once finished: "<finished>
+                       <len(worker)> <worker>" followed by the result element as its worker
+                       sent it (see parse_results). A task's state is the set it is in; a, R
+                       go when it leaves its finished set, the batch when its last task did
+``P:ba:<first>``       a packed batch's pickled arguments end to end (SUBMIT mode 'b')
+``P:bo:<first>``       their end offsets, uint32 little-endian; a packed batch left with only
+                       long-kept tasks, under 1/8 of it, moves them into a fields (unpack_batch)
 ``P:bi``               zset first -> "first:count": the batches kept (finds a task's batch)
 ``P:bt``               hash id -> when a running task started, by the scripts' clock
 ``P:lanes``            set of function names whose queue may hold tasks
