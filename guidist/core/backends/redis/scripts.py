@@ -127,15 +127,6 @@ local function zadd_ids(key, ids)
   if #args > 0 then redis.call('ZADD', key, unpack(args)) end
 end
 
-local function zrem_ids(key, ids)
-  local args = {}
-  for _, id in ipairs(ids) do
-    args[#args + 1] = id
-    if #args >= 1000 then redis.call('ZREM', key, unpack(args)); args = {} end
-  end
-  if #args > 0 then redis.call('ZREM', key, unpack(args)) end
-end
-
 local function queued_count()
   local n = 0
   for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
