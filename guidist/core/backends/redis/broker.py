@@ -10,6 +10,10 @@ Design notes:
 * Every state change is one Lua script (``redis_scripts``), so it is atomic whatever the number
   of brokers, servers and workers sharing the Redis; a claim or a batch of results is one round
   trip. The key layout is documented in ``redis_scripts``.
+* Tasks are stored in the hash of the batch they were submitted in, one field per task and
+  fact, and a script groups the ids it touches by batch: its Redis calls follow the batches,
+  not the tasks. Redis's single thread is the throughput limit of this backend, and per-task
+  keys (one hash each, touched by every script) cost twice the Redis time.
 * Leases are per worker, as in the in-memory broker: a sorted set holds each live worker's
   deadline, a heartbeat or claim renews it, and ``reap()`` (the server's reaper, or any claim
   at most once a second when no server runs) requeues an expired worker's tasks or buries them.
@@ -30,15 +34,17 @@ import json
 import logging
 import pickle
 import queue
+import struct
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
+from itertools import accumulate
 from typing import Any
 
 from ... import histogram
-from ...errors import AuthenticationFailed, ServerUnavailable
+from ...errors import AuthenticationFailed, GuidistError, ServerUnavailable
 from ...payload import unpack, unpack_submission
 from ...protocol import (
     CMD_OK,
@@ -76,6 +82,7 @@ log = logging.getLogger(__name__)
 _ERROR_TEXT_LIMIT = 16_000
 _SEARCH_SCAN_LIMIT = 50_000  # fewer than in memory: every scanned task crosses the network
 _CHUNK = 5_000  # ids per script call for purge and retry_all, so Redis never blocks for long
+_LEASED = (TaskState.RUNNING, TaskState.CLAIMED)  # plain sets of ids (the others are sorted)
 _FINISHED = (TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED)
 # Newest activity first: running, claimed, every finished state merged latest first, then queued.
 _ORDER = (TaskState.RUNNING, TaskState.CLAIMED, *_FINISHED, TaskState.QUEUED)
@@ -85,6 +92,7 @@ _TASK_ORDERS = ("state",)
 _LAZY_MERGE_DEPTH = 5_000  # deeper pages of the merged finished tasks read one cached union
 _PICKLE = pickle.HIGHEST_PROTOCOL
 _SPAN_REPORTS = 500  # worker reports a snapshot reads spans from, at most
+_TASKS_PER_CALL = 1_000  # tasks one "tasks" script reads (each costs a few lookups)
 
 
 def _s(b: bytes | str | None) -> str:
@@ -334,7 +342,16 @@ class RedisBroker:
         args.append("--")
         for k, v in defaults.items():
             args += [k, v]
-        self._config = self._decode_config(self._eval("init", args, retry_for=0.0))
+        try:
+            self._config = self._decode_config(self._eval("init", args, retry_for=0.0))
+        except self._errors.ResponseError as exc:
+            if "guidist layout" not in str(exc):
+                raise
+            raise GuidistError(
+                f"Redis at {self.where} holds guidist data in an older layout under "
+                f"'{self._prefix}' (from a version before batches were stored whole): finish or "
+                f"drop it (redis-cli --scan --pattern '{self._prefix}*' | xargs redis-cli del), "
+                f"or use another database or namespace.") from None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -439,13 +456,14 @@ class RedisBroker:
             return (int(last or 0) + 1, 0)
         kw = pickle.dumps(kwargs, _PICKLE) if kwargs else b""
         args: list[Any] = [uuid.uuid4().hex, self._job_ref(job, function), function, kw,
-                           "1" if classic else "0", n, "" if timeout is None else repr(timeout)]
+                           "1" if classic else "b", n, "" if timeout is None else repr(timeout)]
         dumps = pickle.dumps
         if classic:  # each task also carries the tutorial's "n * n = " prefix (or "")
             for a in args_list:
                 args += [dumps(a, _PICKLE), classic_prefix(function, a) or ""]
-        else:
-            args += [dumps(a, _PICKLE) for a in args_list]
+        else:  # packed: the pickles end to end and where each ends (see scripts.SUBMIT)
+            blobs = [dumps(a, _PICKLE) for a in args_list]
+            args += [b"".join(blobs), struct.pack(f"<{n}I", *accumulate(map(len, blobs)))]
         first = int(self._job_call("submit", args))
         return (first, n)
 
@@ -783,20 +801,18 @@ class RedisBroker:
     def get_task(self, task_id: int) -> Task | None:
         """One task by id, wherever it is; None if unknown or no longer kept (a finished
         task is kept until keep_done / keep_failed / keep_cancelled newer ones finished)."""
-        h = self._retrying(lambda: self._redis.hgetall(self._key(f"t:{int(task_id)}")))
-        return _task(int(task_id), h) if h else None
+        return self.get_tasks([task_id])[0]
 
     def get_tasks(self, ids: Iterable[int]) -> list[Task | None]:
         """Several tasks by id in one round trip (at most 10,000), None for those unknown."""
         ids = [int(i) for i in ids][:10_000]
-
-        def read() -> list:
-            pipe = self._redis.pipeline(transaction=False)
-            for tid in ids:
-                pipe.hgetall(self._key(f"t:{tid}"))
-            return pipe.execute()
-
-        return [_task(tid, h) if h else None for tid, h in zip(ids, self._retrying(read))]
+        out: list[Task | None] = []
+        for i in range(0, len(ids), _TASKS_PER_CALL):
+            part = ids[i:i + _TASKS_PER_CALL]
+            for tid, flat in zip(part, self._eval("tasks", part)):
+                h = {flat[j]: flat[j + 1] for j in range(0, len(flat), 2)}
+                out.append(_task(tid, h) if h else None)
+        return out
 
     # ------------------------------------------------------------------ results for callers
 
@@ -815,8 +831,7 @@ class RedisBroker:
             new, rows, gap = self._eval("results", [int(cursor), int(limit),
                                                     *(int(j) for j in jobs)])
             cursor = int(new)
-            out = [(int(tid), _s(st), _loads(r, "result") if r else None, _s(x) or None,
-                    xp or None) for tid, st, r, x, xp in rows]
+            out = [(int(tid), _s(st), *_outcome(_record(rec))) for tid, st, rec in rows]
             remaining = deadline - time.monotonic()
             if out or int(gap) or remaining <= 0 or token in self._pokes:
                 self._pokes.discard(token)
@@ -857,8 +872,11 @@ class RedisBroker:
                 else:
                     keys.append((s, self._key(f"fin:{s.value}"), True))
             pipe = self._redis.pipeline(transaction=False)
-            for _, key, _ in keys:
-                pipe.zcard(key)
+            for s, key, _ in keys:
+                if s in _LEASED:
+                    pipe.scard(key)  # a plain set: listed by id, newest first
+                else:
+                    pipe.zcard(key)
             return keys, pipe.execute()
 
         keys, sizes = self._retrying(read)
@@ -870,7 +888,7 @@ class RedisBroker:
                     out.append(("merged", tuple(k for k, _ in finished),
                                 sum(m for _, m in finished), True))
                 continue
-            out.append(("set", (key,), int(n), rev))
+            out.append(("leased" if s in _LEASED else "set", (key,), int(n), rev))
         return out
 
     def task_orders(self) -> tuple[str, ...]:
@@ -878,13 +896,7 @@ class RedisBroker:
         return _TASK_ORDERS
 
     def _fetch(self, ids: list[int]) -> list[Task]:
-        def read() -> list:
-            pipe = self._redis.pipeline(transaction=False)
-            for tid in ids:
-                pipe.hgetall(self._key(f"t:{tid}"))
-            return pipe.execute()
-
-        return [_task(tid, h) for tid, h in zip(ids, self._retrying(read)) if h]
+        return [t for t in self.get_tasks(ids) if t is not None]
 
     def _ids(self, key: str, start: int, count: int, newest_first: bool) -> list[int]:
         if count <= 0:
@@ -898,6 +910,11 @@ class RedisBroker:
         what, keys, _, rev = part
         if what == "set":
             return self._ids(keys[0], start, count, rev)
+        if what == "leased":
+            if count <= 0:
+                return []
+            members = self._retrying(lambda: self._redis.smembers(keys[0]))
+            return sorted((int(x) for x in members), reverse=True)[start:start + count]
         if count <= 0:
             return []
         if start + count <= _LAZY_MERGE_DEPTH:
@@ -1079,10 +1096,19 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _group(g: list) -> ClaimGroup:
-    fn, kw, ids, args, *to = g
-    return claim_group(_s(fn), _loads(kw) if kw else None, [int(i) for i in ids],
-                       [_loads(a, "argument") for a in args],
-                       float(to[0]) if to and to[0] else None)
+    fn, kw, ids, args, *rest = g
+    to = rest[0] if rest else None
+    if len(rest) > 1 and rest[1]:  # runs of a packed batch: (pickles, their ends, base)
+        values = []
+        for blob, ends, base in rest[1]:
+            start = int(base)
+            for end in struct.unpack(f"<{len(ends) // 4}I", ends):
+                values.append(_loads(blob[start - int(base):end - int(base)], "argument"))
+                start = end
+    else:
+        values = [_loads(a, "argument") for a in args]
+    return claim_group(_s(fn), _loads(kw) if kw else None, [int(i) for i in ids], values,
+                       float(to) if to else None)
 
 
 def _point(member: bytes) -> tuple:
@@ -1126,8 +1152,55 @@ def _job(info: list) -> Job:
                last_finished=_opt_float(last), time=float(now), ranges=tuple(ranges), **counts)
 
 
+class _Record:
+    """A finished task's record R<id>: when, by whom, and the result element its worker sent."""
+
+    __slots__ = ("finished", "worker", "ok", "started", "runtime", "body", "exception")
+
+    def __init__(self) -> None:
+        self.finished: float | None = None
+        self.worker: str | None = None
+        self.ok = False
+        self.started: float | None = None
+        self.runtime: float | None = None
+        self.body = b""
+        self.exception: bytes | None = None
+
+
+def _record(blob: bytes | None) -> _Record:
+    """Parse "<finished> <len(worker)> <worker>" + the element of encode_results (or nothing)."""
+    rec = _Record()
+    if not blob:
+        return rec
+    when, wlen, rest = blob.split(b" ", 2)
+    rec.finished = float(when)
+    n = int(wlen)
+    rec.worker = _s(rest[:n]) or None
+    raw = rest[n:]
+    if not raw:
+        return rec
+    _id, ok, elen, timing, xlen, tail = raw.split(b":", 5)
+    rec.ok = ok == b"1"
+    if timing:
+        started, runtime = timing.split(b",")
+        rec.started, rec.runtime = float(started), float(runtime)
+    skip, exc_len = int(elen), int(xlen)  # the extra (for the classic queue), then the exception
+    rec.exception = tail[skip:skip + exc_len] or None
+    rec.body = tail[skip + exc_len:]
+    return rec
+
+
+def _outcome(rec: _Record) -> tuple[Any, str | None, bytes | None]:
+    """(result, error, exception) of a record, as wait_results returns them."""
+    if rec.ok:
+        return _loads(rec.body, "result"), None, None
+    return None, _s(rec.body) or None, rec.exception
+
+
 def _task(tid: int, h: dict) -> Task:
     kw = h.get(b"k")
+    rec = _record(h.get(b"R"))
+    result, error, exception = _outcome(rec)
     return Task(
         id=tid,
         function=_s(h.get(b"f")),
@@ -1136,12 +1209,12 @@ def _task(tid: int, h: dict) -> Task:
         state=TaskState(_s(h.get(b"st")) or "queued"),
         attempts=int(h.get(b"n") or 0),
         submitted=float(h.get(b"s") or 0),
-        started=_opt_float(h.get(b"b")),
-        finished=_opt_float(h.get(b"e")),
-        worker=_s(h.get(b"w")) or None,
-        result=_loads(h.get(b"r"), "result"),
-        error=_s(h.get(b"x")) or None,
-        runtime=_opt_float(h.get(b"rt")),
+        started=rec.started if rec.started is not None else _opt_float(h.get(b"b")),
+        finished=rec.finished,
+        worker=rec.worker or _s(h.get(b"w")) or None,
+        result=result,
+        error=error,
+        runtime=rec.runtime,
         job=int(h[b"j"]) if h.get(b"j") else None,
-        exception=h.get(b"xp") or None,
+        exception=exception,
     )

@@ -7,30 +7,41 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:started``          when this deployment's state was created
 ``P:seq:task``         last task id handed out (INCRBY n gives n consecutive ids)
 ``P:seq:worker``       worker id counter
-``P:t:<id>``           hash, one per task: f function, a pickled args, k pickled kwargs,
-                       s submitted, c "1" if it came in through the classic queue, cp the
-                       tutorial's "n * n = " prefix, st state, n attempts (present once
-                       claimed), w worker, b started (once running; the worker's own
-                       measurement once its result arrived), rt seconds it ran (measured by
-                       the worker), e finished, r pickled result, x error, xp the exception it
-                       raised (pickled by the worker), j its job's id
+``P:layout``           "2": the layout below (INIT refuses a namespace in another one)
+``P:b:<first>``        hash, one per submitted batch (first = its first task id): what its
+                       tasks share, f function, k pickled kwargs, j job id, to time limit,
+                       c "1" if classic, s submitted, n tasks, live (tasks not yet dropped),
+                       kl (tasks of it in failed, dead or cancelled), nx "1" once a task of it
+                       has its own attempt count, A "1" while its arguments are packed; and
+                       per task ``<field><id>``: a pickled args (unless packed), p the
+                       tutorial's "n * n = " prefix (classic), n attempts (only where it
+                       differs from 0 while queued or cancelled, 1 otherwise), rb the attempts
+                       at its last retry, and R its record once finished: "<finished>
+                       <len(worker)> <worker>" followed by the result element as its worker
+                       sent it (see parse_results). A task's state is the set it is in; a, R
+                       go when it leaves its finished set, the batch when its last task did
+``P:ba:<first>``       a packed batch's pickled arguments end to end (SUBMIT mode 'b')
+``P:bo:<first>``       their end offsets, uint32 little-endian; a packed batch left with only
+                       long-kept tasks, under 1/8 of it, moves them into a fields (unpack_batch)
+``P:bi``               zset first -> "first:count": the batches kept (finds a task's batch)
+``P:bt``               hash id -> when a running task started, by the scripts' clock
 ``P:lanes``            set of function names whose queue may hold tasks
 ``P:q:<function>``     zset, score = id (retried: the last id + 0.5): the queued tasks of one
                        function, claimed lowest score first across all lanes
-``P:claimed``          zset, score = id: leased tasks their worker has not started yet
-``P:running``          zset, score = id: leased tasks their worker has started
+``P:claimed``          set of the leased task ids their worker has not started yet
+``P:running``          set of the leased task ids their worker has started
 ``P:w:<worker>``       hash: name host pid kind mode conc joined seen cur done failed state stop
                        fns, nrun (how many of its leases are running), gb ("1": asked to give
                        back what it has not started; told on its next call), cpu and
                        rss (its CPU % and resident bytes, from its heartbeats)
 ``P:workers``          zset of worker ids by join order (offline ones stay until forgotten)
 ``P:wdl``              zset worker id -> lease deadline; only live workers are in it
-``P:wl:<worker>``      zset of the task ids a worker holds (its leases: claimed or running)
+``P:wl:<worker>``      set of the task ids a worker holds (its leases: claimed or running)
 ``P:lc:<worker>``      "token:id,id,..": the worker's last claim, replayed when a call is
                        retried after a lost reply so no lease is orphaned
 ``P:tok:<token>``      reply of a retried submit/register (expires after 10 minutes)
 ``P:fin:<state>``      zset id -> result seq, for done/failed/dead/cancelled, capped (keep_*);
-                       a record leaving its set is deleted; results_since merges these sets
+                       a task leaving its set is dropped; results_since merges these sets
 ``P:c``                hash of counters: submitted, requeued, ignored_late, done, failed,
                        dead, cancelled, result_seq, event_seq, and evicted (the highest result
                        seq whose record was dropped, so result waiters know what they missed)
@@ -67,6 +78,7 @@ from __future__ import annotations
 
 PRELUDE = r"""
 local P = ARGV[1]
+local LAYOUT = '2'  -- the key layout below; INIT refuses another
 local now = tonumber(ARGV[2])
 if not now then
   local t = redis.call('TIME')
@@ -115,15 +127,6 @@ local function zadd_ids(key, ids)
   if #args > 0 then redis.call('ZADD', key, unpack(args)) end
 end
 
-local function zrem_ids(key, ids)
-  local args = {}
-  for _, id in ipairs(ids) do
-    args[#args + 1] = id
-    if #args >= 1000 then redis.call('ZREM', key, unpack(args)); args = {} end
-  end
-  if #args > 0 then redis.call('ZREM', key, unpack(args)) end
-end
-
 local function queued_count()
   local n = 0
   for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
@@ -143,8 +146,8 @@ local function tick()
   end
   if sec <= cur then return end
   local b = redis.call('HMGET', P .. 'cur', 'sub', 'done', 'fail', 'req')
-  local tail = ',' .. queued_count() .. ',' .. redis.call('ZCARD', P .. 'running') .. ',' ..
-    redis.call('ZCARD', P .. 'wdl') .. ',' .. redis.call('ZCARD', P .. 'claimed')
+  local tail = ',' .. queued_count() .. ',' .. redis.call('SCARD', P .. 'running') .. ',' ..
+    redis.call('ZCARD', P .. 'wdl') .. ',' .. redis.call('SCARD', P .. 'claimed')
   local series = P .. 'series'
   redis.call('ZADD', series, cur, cur .. ',' .. (b[1] or 0) .. ',' .. (b[2] or 0) .. ',' ..
     (b[3] or 0) .. ',' .. (b[4] or 0) .. tail)
@@ -163,16 +166,247 @@ local function event(kind, msg)
   redis.call('ZREMRANGEBYRANK', P .. 'events', 0, -1001)
 end
 
+-- Tasks live in the hash of the batch they were submitted in (P:b:<first id>): the fields a
+-- batch shares once, each task's own as "<name><id>". A script groups the ids it touches by
+-- batch, so it makes a constant number of Redis calls per batch, not per task.
+local function bkey(first) return P .. 'b:' .. first end
+
+local function locate(ids)
+  -- id (a number) -> the first id of the batch holding it; missing for ids no batch holds.
+  -- One lookup per batch touched: the ids are walked in order, each batch covering a run.
+  local nums, sorted, prev = {}, true, -1
+  for i, id in ipairs(ids) do
+    local n = tonumber(id)
+    nums[i] = n
+    if n < prev then sorted = false end
+    prev = n
+  end
+  if not sorted then table.sort(nums) end  -- claims and results mostly come in id order
+  local where, first, last = {}, nil, -1
+  for _, n in ipairs(nums) do
+    if n > last then
+      first, last = nil, n
+      local m = redis.call('ZREVRANGEBYSCORE', P .. 'bi', n, '-inf', 'LIMIT', 0, 1)[1]
+      if m then
+        local f, c = string.match(m, '^(%d+):(%d+)$')
+        f, c = tonumber(f), tonumber(c)
+        if f + c - 1 >= n then first, last = f, f + c - 1 end
+      end
+    end
+    if first then where[n] = first end
+  end
+  return where
+end
+
+local META = {}
+local function meta(first)
+  -- what a batch's tasks share: function, kwargs blob, job, time limit, classic, submitted
+  local m = META[first]
+  if not m then
+    local h = redis.call('HMGET', bkey(first), 'f', 'k', 'j', 'to', 'c', 's', 'n', 'nx', 'A')
+    m = {f = h[1], k = h[2] or '', j = h[3], to = h[4] or '', c = h[5], s = h[6], n = h[7],
+      nx = h[8], A = h[9]}
+    META[first] = m
+  end
+  return m
+end
+
+local WR = {}  -- batch first id -> {field, value, ...} written by write_out()
+-- batch first id -> change in kl: how many of its tasks sit in failed, dead or cancelled (kept
+-- long); a packed batch left with only those is unpacked (unpack_batch)
+local KL = {}
+local function kl_bump(first, n) KL[first] = (KL[first] or 0) + n end
+local function put(first, field, value)
+  local l = WR[first]
+  if not l then l = {}; WR[first] = l end
+  l[#l + 1] = field
+  l[#l + 1] = value
+end
+
+local function write_out()
+  for first, l in pairs(WR) do
+    for i = 1, #l, 4000 do redis.call('HSET', bkey(first), unpack(l, i, math.min(i + 3999, #l))) end
+  end
+  WR = {}
+end
+
+-- A batch submitted packed (A = "1") keeps its arguments in two strings instead of a field
+-- per task: P:ba:<first> the pickles end to end, P:bo:<first> the end offset of each (uint32,
+-- little-endian), so a claim reads a run of tasks with two GETRANGEs and hands it on whole.
+local function ends_of(first, lo, hi)
+  -- {from = lo, raw = the end offsets of tasks lo-1 (if any) .. hi (0-based)}
+  local from = lo > 0 and (lo - 1) or 0
+  return {from = from, raw = redis.call('GETRANGE', P .. 'bo:' .. first, 4 * from, 4 * hi + 3)}
+end
+
+local function end_at(e, i)
+  -- the end offset of task i (0-based) from an ends_of() read; 0 before the first
+  if i < 0 then return 0 end
+  return (struct.unpack('<I', e.raw, 4 * (i - e.from) + 1))
+end
+
+local function packed_arg(first, id)
+  -- one task's pickled arguments from a packed batch
+  local i = tonumber(id) - first
+  local e = ends_of(first, i, i)
+  local a, b = end_at(e, i - 1), end_at(e, i)
+  if b <= a then return '' end
+  return redis.call('GETRANGE', P .. 'ba:' .. first, a, b - 1)
+end
+
+local function zmscore(key, ids)
+  -- the scores of ids in key, false for those not in it (in chunks below the unpack limit)
+  local out = {}
+  for i = 1, #ids, 1000 do
+    local r = redis.call('ZMSCORE', key, unpack(ids, i, math.min(i + 999, #ids)))
+    for j = 1, #r do out[#out + 1] = r[j] end
+  end
+  return out
+end
+
+local function smis(key, ids)
+  -- whether each of ids is in the set key (true/false, aligned with ids)
+  local out = {}
+  for i = 1, #ids, 1000 do
+    local r = redis.call('SMISMEMBER', key, unpack(ids, i, math.min(i + 999, #ids)))
+    for j = 1, #r do out[#out + 1] = r[j] == 1 end
+  end
+  return out
+end
+
+local function sadd_ids(key, ids)
+  for i = 1, #ids, 1000 do redis.call('SADD', key, unpack(ids, i, math.min(i + 999, #ids))) end
+end
+
+local function srem_ids(key, ids)
+  for i = 1, #ids, 1000 do redis.call('SREM', key, unpack(ids, i, math.min(i + 999, #ids))) end
+end
+
+local function lowest(key)
+  -- the lowest id in a set ('' when empty)
+  local low = nil
+  for _, id in ipairs(redis.call('SMEMBERS', key)) do
+    local n = tonumber(id)
+    if not low or n < low then low = n end
+  end
+  return low and tostring(low) or ''
+end
+
+local function attempts_of(first, id, queued)
+  -- n<id> is written only where it differs from the rule: 0 while queued or cancelled, else 1
+  local n = tonumber(redis.call('HGET', bkey(first), 'n' .. id))
+  if n then return n end
+  if queued then return 0 end
+  return 1
+end
+
+-- The fields of a task that are dropped with it (the few tasks that were requeued or are
+-- classic keep their small n, rb and p until their batch goes).
+local TASK_FIELDS = {'a', 'R'}
+
+local function unpack_batch(first)
+  -- a packed batch holds only tasks kept long (failed, dead, cancelled) and few of them: give
+  -- each a field and free the strings, so kept tasks never pin many times their own arguments
+  local m = meta(first)
+  local n = tonumber(m.n) or 0
+  local ids = {}
+  for i = 0, n - 1 do ids[#ids + 1] = first + i end
+  local keep = {}
+  for _, state in ipairs({'failed', 'dead', 'cancelled'}) do
+    local r = zmscore(P .. 'fin:' .. state, ids)
+    for i = 1, #ids do if r[i] then keep[i] = true end end
+  end
+  local e = {from = 0, raw = redis.call('GET', P .. 'bo:' .. first) or ''}
+  local blob = redis.call('GET', P .. 'ba:' .. first) or ''
+  local fields = {}
+  for i = 1, #ids do
+    if keep[i] then
+      fields[#fields + 1] = 'a' .. ids[i]
+      fields[#fields + 1] = string.sub(blob, end_at(e, i - 2) + 1, end_at(e, i - 1))
+      if #fields >= 4000 then redis.call('HSET', bkey(first), unpack(fields)); fields = {} end
+    end
+  end
+  if #fields > 0 then redis.call('HSET', bkey(first), unpack(fields)) end
+  redis.call('HDEL', bkey(first), 'A')
+  redis.call('UNLINK', P .. 'ba:' .. first, P .. 'bo:' .. first)
+  m.A = nil
+end
+
+local function drop_tasks(ids, state)
+  -- forget tasks that left the finished sets; a batch whose last task went is deleted whole
+  local where = locate(ids)
+  local by = {}
+  for _, id in ipairs(ids) do
+    local first = where[tonumber(id)]
+    if first then
+      local l = by[first]
+      if not l then l = {}; by[first] = l end
+      l[#l + 1] = id
+    end
+  end
+  for first, l in pairs(by) do
+    local key = bkey(first)
+    local count = meta(first).n  -- read before the hash may go
+    if state ~= 'done' then redis.call('HINCRBY', key, 'kl', -#l) end
+    local live = redis.call('HINCRBY', key, 'live', -#l)
+    if live <= 0 then
+      redis.call('UNLINK', key, P .. 'ba:' .. first, P .. 'bo:' .. first)
+      redis.call('ZREM', P .. 'bi', first .. ':' .. (count or ''))
+      META[first] = nil
+    else
+      local packed = meta(first).A
+      local fields = {}
+      for _, id in ipairs(l) do
+        if packed then fields[#fields + 1] = 'R' .. id
+        else
+          for _, name in ipairs(TASK_FIELDS) do fields[#fields + 1] = name .. id end
+        end
+        if #fields >= 4000 then redis.call('HDEL', key, unpack(fields)); fields = {} end
+      end
+      if #fields > 0 then redis.call('HDEL', key, unpack(fields)) end
+      if packed and live * 8 < (tonumber(count) or 0) and
+          tonumber(redis.call('HGET', key, 'kl') or 0) >= live then
+        unpack_batch(first)
+      end
+    end
+  end
+end
+
 local FIN = {}  -- state -> {seq, id, seq, id, ...} added to the finished sets by flush()
 
-local function finish(id, key, state, result, err, extra, classic, cp, wid, jid)
-  -- move one task into a finished state; classic tasks also answer on the classic queue
-  jbump(jid, state, 1)
-  local h = {'st', state, 'e', NOW}
-  if result then h[#h + 1] = 'r'; h[#h + 1] = result end
-  if err then h[#h + 1] = 'x'; h[#h + 1] = err end
-  if wid then h[#h + 1] = 'w'; h[#h + 1] = wid end
-  redis.call('HSET', key, unpack(h))
+local function parse_full(s)
+  -- {id, ok, payload, extra, started, runtime, exception} of one result element (see below)
+  local id, ok, len, st, rt, xlen, pos = string.match(s,
+    '^(%d+):(%d):(%d+):([^,:]*),?([^:]*):(%d+):()')
+  len, xlen = tonumber(len), tonumber(xlen)
+  return {id, ok, string.sub(s, pos + len + xlen), string.sub(s, pos, pos + len - 1), st, rt,
+    string.sub(s, pos + len, pos + len + xlen - 1)}
+end
+
+local function classic_answer(id, first, state, raw)
+  -- a classic task's outcome, for the tutorial's master on the classic result queue
+  if true then
+    local entry
+    local item = parse_full(raw)
+    local extra = item[4]
+    if state == 'done' then
+      local cp = redis.call('HGET', bkey(first), 'p' .. id)
+      if cp and extra ~= '' then entry = 's' .. cp .. extra else entry = 'p' .. item[3] end
+    else
+      entry = 's' .. 'task ' .. id .. ' ' .. state .. ': ' .. (extra or '')
+    end
+    redis.call('RPUSH', P .. 'classic', entry)
+  end
+end
+
+local function finish(id, first, state, raw, wid, prefix)
+  -- move one task into a finished state; classic tasks also answer on the classic queue.
+  -- Its record R<id> is "<finished> <len(worker)> <worker>" .. raw, raw the result element as
+  -- the worker sent it (parse_results), read by the broker: one field per finished task.
+  -- (complete() does the same for a batch of results from their holder, counting once.)
+  local m = meta(first)
+  jbump(m.j, state, 1)
+  put(first, 'R' .. id, (prefix or (NOW .. ' ' .. #wid .. ' ' .. wid)) .. raw)
   bump(state, 1)
   if state == 'done' then bucket('done', 1) elseif state ~= 'cancelled' then bucket('fail', 1) end
   local seq = next_seq()
@@ -180,15 +414,8 @@ local function finish(id, key, state, result, err, extra, classic, cp, wid, jid)
   if not l then l = {}; FIN[state] = l end
   l[#l + 1] = seq
   l[#l + 1] = id
-  if classic == '1' and state ~= 'cancelled' then
-    local entry
-    if state == 'done' then
-      if cp and extra and extra ~= '' then entry = 's' .. cp .. extra else entry = 'p' .. result end
-    else
-      entry = 's' .. 'task ' .. id .. ' ' .. state .. ': ' .. (extra or '')
-    end
-    redis.call('RPUSH', P .. 'classic', entry)
-  end
+  if state ~= 'done' then kl_bump(first, 1) end
+  if m.c == '1' and state ~= 'cancelled' then classic_answer(id, first, state, raw) end
 end
 
 local function zadd_pairs(key, pairs_)
@@ -199,8 +426,9 @@ local function zadd_pairs(key, pairs_)
 end
 
 local function flush()
-  -- write the summed counters and the finished sets, then cap them: a record is deleted when
+  -- write the summed counters and the finished sets, then cap them: a task is dropped when
   -- it leaves its finished set (results_since reads these sets, scored by result sequence)
+  write_out()
   if SEQ then redis.call('HSET', P .. 'c', 'result_seq', SEQ) end
   for f, n in pairs(CNT) do if n ~= 0 then redis.call('HINCRBY', P .. 'c', f, n) end end
   for f, n in pairs(BUCKET) do if n ~= 0 then redis.call('HINCRBY', P .. 'cur', f, n) end end
@@ -216,6 +444,10 @@ local function flush()
     end
   end
   JOB = {}
+  for first, n in pairs(KL) do
+    if n ~= 0 then redis.call('HINCRBY', bkey(first), 'kl', n) end
+  end
+  KL = {}
   if next(FIN) then redis.call('PUBLISH', P .. 'done', '1') end
   for state, l in pairs(FIN) do
     local fin = P .. 'fin:' .. state
@@ -229,11 +461,7 @@ local function flush()
         redis.call('HSET', P .. 'c', 'evicted', last[2])
       end
       redis.call('ZREMRANGEBYRANK', fin, 0, over - 1)
-      for i = 1, #old, 1000 do
-        local keys = {}
-        for j = i, math.min(i + 999, #old) do keys[#keys + 1] = P .. 't:' .. old[j] end
-        redis.call('UNLINK', unpack(keys))
-      end
+      drop_tasks(old, state)
     end
   end
   FIN = {}
@@ -247,20 +475,32 @@ end
 
 local function start_ids(wid, ids)
   -- mark wid's claimed tasks among ids as running, from now
+  if #ids == 0 then return 0 end
+  local mine = smis(P .. 'wl:' .. wid, ids)
+  local waiting = smis(P .. 'claimed', ids)
   local moved = {}
-  for _, id in ipairs(ids) do
-    local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w', 'j')
-    if t[1] == 'claimed' and t[2] == wid then
-      redis.call('HSET', key, 'st', 'running', 'b', NOW)
-      jbump(t[3], 'claimed', -1)
-      jbump(t[3], 'running', 1)
-      moved[#moved + 1] = id
-    end
+  for i, id in ipairs(ids) do
+    if mine[i] and waiting[i] then moved[#moved + 1] = id end
   end
   if #moved > 0 then
-    zrem_ids(P .. 'claimed', moved)
-    zadd_ids(P .. 'running', moved)
+    local where = locate(moved)
+    local bt = {}
+    for _, id in ipairs(moved) do
+      local first = where[tonumber(id)]
+      if first then
+        bt[#bt + 1] = id
+        bt[#bt + 1] = NOW
+        local j = meta(first).j
+        jbump(j, 'claimed', -1)
+        jbump(j, 'running', 1)
+      end
+    end
+    -- when each started, by this clock, until it finishes (P:bt; the worker measures its own)
+    for i = 1, #bt, 2000 do
+      redis.call('HSET', P .. 'bt', unpack(bt, i, math.min(i + 1999, #bt)))
+    end
+    srem_ids(P .. 'claimed', moved)
+    sadd_ids(P .. 'running', moved)
     redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', #moved)
   end
   return #moved
@@ -269,7 +509,7 @@ end
 local function n_claimed(wid)
   -- leases a worker holds and has not started
   local nrun = tonumber(redis.call('HGET', P .. 'w:' .. wid, 'nrun')) or 0
-  return redis.call('ZCARD', P .. 'wl:' .. wid) - nrun
+  return redis.call('SCARD', P .. 'wl:' .. wid) - nrun
 end
 
 local function give_back_due(wid)
@@ -301,9 +541,12 @@ local function ask_for_give_back(idle)
       if n > most and h[1] == 'guidist' and h[2] ~= 'offline' and h[3] ~= '1' then
         local fits = allowed == nil
         if not fits then
-          for _, id in ipairs(redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)) do
-            local t = redis.call('HMGET', P .. 't:' .. id, 'st', 'f')
-            if t[1] == 'claimed' and allowed[t[2]] then fits = true; break end
+          local held = redis.call('SMEMBERS', P .. 'wl:' .. wid)
+          local waiting = smis(P .. 'claimed', held)
+          local where = locate(held)
+          for i, id in ipairs(held) do
+            local first = where[tonumber(id)]
+            if waiting[i] and first and allowed[meta(first).f] then fits = true; break end
           end
         end
         if fits then best, most = wid, n end
@@ -313,14 +556,22 @@ local function ask_for_give_back(idle)
   if best then redis.call('HSET', P .. 'w:' .. best, 'gb', '1') end
 end
 
-local function requeue(id, key, fn, score, jid)
+local function requeue(id, first, attempts, score)
   -- an expired or released lease keeps its id as score (near the front, as it is old); a
   -- retried task goes behind everything submitted so far, as in the in-memory broker
-  jbump(jid, 'queued', 1)
-  redis.call('HSET', key, 'st', 'queued')
-  redis.call('HDEL', key, 'w', 'b', 'rt')
-  redis.call('ZADD', P .. 'q:' .. fn, score or id, id)
-  redis.call('SADD', P .. 'lanes', fn)
+  local m = meta(first)
+  local key = bkey(first)
+  jbump(m.j, 'queued', 1)
+  redis.call('HDEL', P .. 'bt', id)
+  if attempts > 0 then
+    -- nx: some task of this batch has its own attempt count, so claims read them
+    redis.call('HSET', key, 'n' .. id, attempts, 'nx', '1')
+    m.nx = '1'
+  else
+    redis.call('HDEL', key, 'n' .. id)
+  end
+  redis.call('ZADD', P .. 'q:' .. m.f, score or id, id)
+  redis.call('SADD', P .. 'lanes', m.f)
 end
 
 local function parse_results(base)
@@ -328,18 +579,25 @@ local function parse_results(base)
   -- bytes) .. exception (xlen bytes) .. payload, where payload is the pickled value (ok) or
   -- the error text, extra the value's int text (ok, for the tutorial's string) or the error's
   -- last line (failed), exception what the task raised as the worker pickled it (or empty),
-  -- and the two times (empty when the worker did not measure) when it began and how long it ran
+  -- and the two times (empty when the worker did not measure) when it began and how long it
+  -- ran. Only the id and ok are read here: the element is stored as it is (finish).
   local items, i = {}, base
+  local match = string.match
   while ARGV[i] do
     local s = ARGV[i]
-    local id, ok, len, st, rt, xlen, pos = string.match(s,
-      '^(%d+):(%d):(%d+):([^,:]*),?([^:]*):(%d+):()')
-    len, xlen = tonumber(len), tonumber(xlen)
-    items[#items + 1] = {id, ok, string.sub(s, pos + len + xlen),
-      string.sub(s, pos, pos + len - 1), st, rt, string.sub(s, pos + len, pos + len + xlen - 1)}
+    local id, ok = match(s, '^(%d+):(%d)')
+    items[#items + 1] = {id, ok, s}
     i = i + 1
   end
   return items
+end
+
+local function holder_of(id)
+  -- the worker whose leases hold id (rare: only when a result came from another worker)
+  for _, w in ipairs(redis.call('ZRANGE', P .. 'workers', 0, -1)) do
+    if redis.call('SISMEMBER', P .. 'wl:' .. w, id) == 1 then return w end
+  end
+  return nil
 end
 
 local function complete(wid, items)
@@ -347,53 +605,154 @@ local function complete(wid, items)
   local wexists = redis.call('EXISTS', wkey) == 1
   local accepted, ignored, done_n, failed_n = 0, 0, 0, 0
   local running, claimed, by_holder, nrun_of = {}, {}, {}, {}
-  for _, item in ipairs(items) do
-    local id, ok, payload, extra = item[1], item[2], item[3], item[4]
-    local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'j')
+  local ids = {}
+  for i, item in ipairs(items) do ids[i] = item[1] end
+  -- the usual case, answered for the whole batch at once: the sender holds these leases
+  local mine = smis(P .. 'wl:' .. wid, ids)
+  local run = smis(P .. 'running', ids)
+  local where = locate(ids)
+  local prefix = NOW .. ' ' .. #wid .. ' ' .. wid
+  -- the usual case, results from the worker holding them, counted per batch and written
+  -- in one go; anything else takes the general path below, one task at a time
+  local fast = {}  -- first -> {running, claimed, done, failed}
+  local cur_first, cur_n, cur_wr = nil, nil, nil
+  local seq = nil
+  local fin_done, fin_failed, nd, nf = nil, nil, 0, 0  -- FIN's lists, made when first needed
+  local fast_done, fast_failed = 0, 0
+  local mine_ids, n_mine = {}, 0
+  for i, item in ipairs(items) do
+    local id = item[1]
+    local first = where[tonumber(id)]
     local accept = false
-    if t[1] == 'running' or t[1] == 'claimed' then
-      jbump(t[7], t[1], -1)
-      if t[1] == 'running' then
+    if first and mine[i] then
+      if first ~= cur_first then
+        cur_first = first
+        cur_n = fast[first]
+        if not cur_n then cur_n = {0, 0, 0, 0}; fast[first] = cur_n end
+        cur_wr = WR[first]
+        if not cur_wr then cur_wr = {}; WR[first] = cur_wr end
+      end
+      if run[i] then
         running[#running + 1] = id
-        if t[2] then nrun_of[t[2]] = (nrun_of[t[2]] or 0) + 1 end
+        cur_n[1] = cur_n[1] + 1
       else
         claimed[#claimed + 1] = id  -- it ran and finished before its worker said it started
+        cur_n[2] = cur_n[2] + 1
       end
-      if t[2] then
-        local l = by_holder[t[2]]
-        if not l then l = {}; by_holder[t[2]] = l end
-        l[#l + 1] = id
-      end
-      accept = true
-    elseif t[1] == 'queued' and t[4] then
-      -- its lease expired and it waits again: the first result wins
-      redis.call('ZREM', P .. 'q:' .. t[3], id)
-      jbump(t[7], 'queued', -1)
-      accept = true
-    end
-    if accept then
-      -- the worker that delivered the result is recorded, as in memory, and so is its own
-      -- measurement of when the task began and how long it ran
-      if item[5] ~= '' then redis.call('HSET', key, 'b', item[5], 'rt', item[6]) end
-      if item[7] ~= '' then redis.call('HSET', key, 'xp', item[7]) end
-      if ok == '1' then
-        finish(id, key, 'done', payload, nil, extra, t[5], t[6], wid, t[7])
-        done_n = done_n + 1
+      n_mine = n_mine + 1
+      mine_ids[n_mine] = id
+      local w = #cur_wr
+      cur_wr[w + 1] = 'R' .. id
+      cur_wr[w + 2] = prefix .. item[3]
+      if not seq then seq = next_seq() else seq = seq + 1 end
+      if item[2] == '1' then
+        cur_n[3] = cur_n[3] + 1
+        if not fin_done then
+          fin_done = FIN['done'] or {}
+          FIN['done'] = fin_done
+          nd = #fin_done
+        end
+        fin_done[nd + 1] = seq
+        fin_done[nd + 2] = id
+        nd = nd + 2
+        fast_done = fast_done + 1
       else
-        finish(id, key, 'failed', nil, payload, extra, t[5], t[6], wid, t[7])
-        failed_n = failed_n + 1
+        cur_n[4] = cur_n[4] + 1
+        if not fin_failed then
+          fin_failed = FIN['failed'] or {}
+          FIN['failed'] = fin_failed
+          nf = #fin_failed
+        end
+        fin_failed[nf + 1] = seq
+        fin_failed[nf + 2] = id
+        nf = nf + 2
+        fast_failed = fast_failed + 1
       end
       accepted = accepted + 1
-    else
-      ignored = ignored + 1
+      accept = true
+      if meta(first).c == '1' then
+        classic_answer(id, first, item[2] == '1' and 'done' or 'failed', item[3])
+      end
+    elseif first then
+      if seq then SEQ = seq; seq = nil end  -- finish() below counts on from here
+      local m = meta(first)
+      local st, holder = nil, nil
+      if mine[i] then
+        holder = wid
+        st = run[i] and 'running' or 'claimed'
+      else
+        -- another worker holds it, or nobody does (its lease expired, or it finished)
+        if run[i] then st = 'running'
+        elseif redis.call('SISMEMBER', P .. 'claimed', id) == 1 then st = 'claimed' end
+        if st then holder = holder_of(id) end
+      end
+      if st then
+        jbump(m.j, st, -1)
+        if st == 'running' then
+          running[#running + 1] = id
+          if holder then nrun_of[holder] = (nrun_of[holder] or 0) + 1 end
+        else
+          claimed[#claimed + 1] = id  -- it ran and finished before its worker said it started
+        end
+        if holder then
+          local l = by_holder[holder]
+          if not l then l = {}; by_holder[holder] = l end
+          l[#l + 1] = id
+        end
+        accept = true
+      elseif redis.call('ZREM', P .. 'q:' .. m.f, id) == 1 then
+        -- its lease expired and it waits again: the first result wins
+        jbump(m.j, 'queued', -1)
+        accept = true
+      end
+      if accept then
+        -- the worker that delivered the result is recorded, as in memory, and so is its own
+        -- measurement of when the task began and how long it ran (in the element)
+        if item[2] == '1' then
+          finish(id, first, 'done', item[3], wid, prefix)
+          done_n = done_n + 1
+        else
+          finish(id, first, 'failed', item[3], wid, prefix)
+          failed_n = failed_n + 1
+        end
+        accepted = accepted + 1
+        -- finish() appended to FIN's lists: the fast path goes on after what it added
+        fin_done, fin_failed = nil, nil
+      end
     end
+    if not accept then ignored = ignored + 1 end
   end
-  zrem_ids(P .. 'running', running)
-  zrem_ids(P .. 'claimed', claimed)
-  for holder, ids in pairs(by_holder) do zrem_ids(P .. 'wl:' .. holder, ids) end
+  if seq then SEQ = seq end
+  if n_mine > 0 then
+    local l = by_holder[wid]
+    if not l then l = {}; by_holder[wid] = l end
+    for k = 1, n_mine do l[#l + 1] = mine_ids[k] end
+    local nrun = 0
+    for first, c in pairs(fast) do
+      if c[4] > 0 then kl_bump(first, c[4]) end
+      local j = meta(first).j
+      jbump(j, 'running', -c[1])
+      jbump(j, 'claimed', -c[2])
+      jbump(j, 'done', c[3])
+      jbump(j, 'failed', c[4])
+      nrun = nrun + c[1]
+    end
+    nrun_of[wid] = (nrun_of[wid] or 0) + nrun
+    bump('done', fast_done)
+    bump('failed', fast_failed)
+    bucket('done', fast_done)
+    bucket('fail', fast_failed)
+  end
+  done_n, failed_n = done_n + fast_done, failed_n + fast_failed
+  write_out()
+  srem_ids(P .. 'running', running)
+  for i = 1, #running, 1000 do
+    redis.call('HDEL', P .. 'bt', unpack(running, i, math.min(i + 999, #running)))
+  end
+  srem_ids(P .. 'claimed', claimed)
+  for holder, l in pairs(by_holder) do srem_ids(P .. 'wl:' .. holder, l) end
   for holder, n in pairs(nrun_of) do
-    if redis.call('EXISTS', P .. 'w:' .. holder) == 1 then
+    if n > 0 and redis.call('EXISTS', P .. 'w:' .. holder) == 1 then
       redis.call('HINCRBY', P .. 'w:' .. holder, 'nrun', -n)
     end
   end
@@ -403,6 +762,74 @@ local function complete(wid, items)
   end
   bump('ignored_late', ignored)
   return accepted
+end
+
+local function read_tasks(ids, where, names)
+  -- the fields names (per task) of ids, {id -> {value, ...}}: one HMGET per batch
+  local out, by = {}, {}
+  for _, id in ipairs(ids) do
+    local first = where[tonumber(id)]
+    if first then
+      local l = by[first]
+      if not l then l = {}; by[first] = l end
+      l[#l + 1] = id
+    end
+  end
+  local k = #names
+  for first, l in pairs(by) do
+    local step = math.floor(4000 / k)
+    for i = 1, #l, step do
+      local fields = {}
+      for j = i, math.min(i + step - 1, #l) do
+        for _, name in ipairs(names) do fields[#fields + 1] = name .. l[j] end
+      end
+      local v = redis.call('HMGET', bkey(first), unpack(fields))
+      local pos = 1
+      local packed = meta(first).A
+      for j = i, math.min(i + step - 1, #l) do
+        local row = {}
+        for c = 1, k do
+          row[c] = v[pos]
+          if packed and names[c] == 'a' then row[c] = packed_arg(first, l[j]) end
+          pos = pos + 1
+        end
+        out[l[j]] = row
+      end
+    end
+  end
+  return out
+end
+
+local function read_field(ids, where, name)
+  -- field name of each id, aligned with ids (false where it has none): one HMGET per batch run
+  local out, i, n = {}, 1, #ids
+  while i <= n do
+    local first = where[tonumber(ids[i])]
+    local j = i
+    if first then
+      local fields = {name .. ids[i]}
+      while j < n and #fields < 4000 and where[tonumber(ids[j + 1])] == first do
+        j = j + 1
+        fields[#fields + 1] = name .. ids[j]
+      end
+      local v = redis.call('HMGET', bkey(first), unpack(fields))
+      for k = 1, #fields do out[i + k - 1] = v[k] end
+    end
+    i = j + 1
+  end
+  return out
+end
+
+local function close_run(run)
+  -- a packed run taken: its pickles in one GETRANGE, with their end offsets and base
+  if not run then return end
+  local e = run.e
+  local ends = string.sub(e.raw, 4 * (run.lo - e.from) + 1, 4 * (run.hi - e.from) + 4)
+  local blob = ''
+  if run.stop > run.start then
+    blob = redis.call('GETRANGE', P .. 'ba:' .. run.first, run.start, run.stop - 1)
+  end
+  run.into[#run.into + 1] = {blob, ends, run.start}
 end
 
 local function take_from(wid, fn, left, bound, groups, all_ids)
@@ -417,41 +844,133 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   else
     ids = redis.call('ZRANGE', lane, 0, left - 1)
   end
-  if #ids == 0 then return 0, true end
-  local cur = nil
-  local taken = {}
-  local stop = false
-  for _, id in ipairs(ids) do
-    local key = P .. 't:' .. id
-    local d = redis.call('HMGET', key, 'a', 'k', 'n', 'rb', 'j', 'to')
-    local size = #(d[1] or '')
-    if #all_ids > 0 and size > BUDGET then stop = true; break end
-    BUDGET = BUDGET - size
-    local attempts = tonumber(d[3]) or 0
-    -- rb: the attempts at its last retry by hand; only hand-outs after it are suspect
-    if attempts > (tonumber(d[4]) or 0) then
-      stop = true
-      if #all_ids > 0 then break end
+  local nids = #ids
+  if nids == 0 then return 0, true end
+  local where = locate(ids)
+  local run = nil  -- the packed run being taken: consecutive tasks of one packed batch
+  local prev_e, prev_i, prev_hi = nil, -2, 0
+  local cur, cur_first, g3, g4, ng = nil, nil, nil, nil, 0
+  local processed, n_taken, stop = 0, 0, false
+  local n_all = #all_ids
+  local per_batch = {}  -- first -> tasks taken from that batch
+  -- read in growing chunks, so a claim of big arguments reads little more than it takes
+  local pos, chunk = 1, 8
+  while pos <= nids and not stop do
+    local last = math.min(pos + chunk - 1, nids)
+    local part = {}
+    for i = pos, last do part[#part + 1] = ids[i] end
+    chunk = math.min(chunk * 4, 1000)
+    -- arguments: a field per task, or for packed batches the offsets of the ids in this part
+    local args, ends = {}, {}
+    local span = {}  -- packed batch first -> {lowest, highest} index in this part
+    local unpacked = {}
+    for k = 1, #part do
+      local n = tonumber(part[k])
+      local first = where[n]
+      if first then
+        if meta(first).A then
+          local i = n - first
+          local sp = span[first]
+          if not sp then span[first] = {i, i}
+          else
+            if i < sp[1] then sp[1] = i end
+            if i > sp[2] then sp[2] = i end
+          end
+        else
+          unpacked[#unpacked + 1] = part[k]
+        end
+      end
     end
-    redis.call('HSET', key, 'st', 'claimed', 'w', wid, 'n', attempts + 1)
-    jbump(d[5], 'queued', -1)
-    jbump(d[5], 'claimed', 1)
-    local kw = d[2] or ''
-    local to = d[6] or ''
-    if cur == nil or cur[2] ~= kw or cur[5] ~= to then
-      cur = {fn, kw, {}, {}, to}  -- to: the tasks' time limit ('' for none)
-      groups[#groups + 1] = cur
+    for first, sp in pairs(span) do ends[first] = ends_of(first, sp[1], sp[2]) end
+    if #unpacked > 0 then
+      local v = read_field(unpacked, where, 'a')
+      for k = 1, #unpacked do args[unpacked[k]] = v[k] end
     end
-    local n = tonumber(id)
-    cur[3][#cur[3] + 1] = n
-    cur[4][#cur[4] + 1] = d[1] or ''
-    all_ids[#all_ids + 1] = n
-    taken[#taken + 1] = id
-    if stop then break end
+    -- attempts are read only in batches where some task was requeued (nx)
+    local att, rbs = {}, {}
+    for k = 1, #part do
+      local first = where[tonumber(part[k])]
+      if first and meta(first).nx then
+        att = read_field(part, where, 'n')
+        rbs = read_field(part, where, 'rb')
+        break
+      end
+    end
+    for k = 1, #part do
+      local id = part[k]
+      local n = tonumber(id)
+      local first = where[n]
+      if first then  -- (an id no batch holds is no task: it is dropped from the lane)
+        local e = ends[first]
+        local a, size, i, lo, hi = nil, 0, 0, 0, 0
+        if e then
+          i = n - first
+          -- the previous task's end is this one's start when they follow each other
+          if e == prev_e and i == prev_i + 1 then lo = prev_hi else lo = end_at(e, i - 1) end
+          hi = end_at(e, i)
+          prev_e, prev_i, prev_hi = e, i, hi
+          size = hi - lo
+        else
+          a = args[id] or ''
+          size = #a
+        end
+        if n_all > 0 and size > BUDGET then stop = true; break end
+        BUDGET = BUDGET - size
+        local attempts = tonumber(att[k]) or 0
+        -- rb: the attempts at its last retry by hand; only hand-outs after it are suspect
+        if attempts > (tonumber(rbs[k]) or 0) then
+          stop = true
+          if n_all > 0 then break end
+        end
+        if att[k] then put(first, 'n' .. id, attempts + 1) end
+        if first ~= cur_first then
+          local m = meta(first)
+          local packed = e and true or false
+          if cur == nil or cur[2] ~= m.k or cur[5] ~= m.to or cur.packed ~= packed then
+            close_run(run)
+            run = nil
+            -- to: the tasks' time limit ('' for none); a packed group's arguments come as runs
+            cur = {fn, m.k, {}, {}, m.to, {}}
+            cur.packed = packed
+            groups[#groups + 1] = cur
+            g3, g4, ng = cur[3], cur[4], 0
+          end
+          cur_first = first
+        end
+        per_batch[first] = (per_batch[first] or 0) + 1
+        ng = ng + 1
+        g3[ng] = n
+        if e then
+          if run and run.first == first and run.hi == i - 1 then
+            run.hi, run.stop = i, hi
+          else
+            close_run(run)
+            run = {first = first, lo = i, hi = i, start = lo, stop = hi, e = e, into = cur[6]}
+          end
+        else
+          g4[ng] = a
+        end
+        n_all = n_all + 1
+        all_ids[n_all] = n
+        n_taken = n_taken + 1
+      end
+      processed = processed + 1
+      if stop then break end
+    end
+    pos = last + 1
+    close_run(run)  -- a run ends with its part: the next part reads offsets of its own
+    run = nil
   end
-  if #taken > 0 then redis.call('ZREM', lane, unpack(taken)) end
+  for first, c in pairs(per_batch) do
+    local j = meta(first).j
+    jbump(j, 'queued', -c)
+    jbump(j, 'claimed', c)
+  end
+  -- what was looked at is the head of the lane, in order
+  if processed > 0 then redis.call('ZREMRANGEBYRANK', lane, 0, processed - 1) end
   if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'lanes', fn) end
-  return #taken, stop
+  if n_taken == 0 and processed > 0 and not stop then return 0, false end
+  return n_taken, stop
 end
 
 local function take(wid, max_n, only_lane, limits)
@@ -464,6 +983,7 @@ local function take(wid, max_n, only_lane, limits)
   local used = 0.0
   -- a worker registered with a list of functions claims only those
   local allowed = allowed_functions(wid)
+  local tries = 0
   while left > 0 do
     local heads = {}
     local names = only_lane and {only_lane} or redis.call('SMEMBERS', P .. 'lanes')
@@ -492,11 +1012,13 @@ local function take(wid, max_n, only_lane, limits)
     local got, stop = take_from(wid, fn, n, bound, groups, all_ids)
     left = left - got
     used = used + got / limit
-    if stop or got == 0 then break end
+    tries = tries + 1
+    if stop or (got == 0 and tries > 10) then break end
   end
+  write_out()
   if #all_ids > 0 then
-    zadd_ids(P .. 'claimed', all_ids)
-    zadd_ids(P .. 'wl:' .. wid, all_ids)
+    sadd_ids(P .. 'claimed', all_ids)
+    sadd_ids(P .. 'wl:' .. wid, all_ids)
     local h = redis.call('HMGET', P .. 'w:' .. wid, 'conc', 'nrun')
     local free = (tonumber(h[1]) or 1) - (tonumber(h[2]) or 0)
     if free > 0 then
@@ -522,18 +1044,21 @@ local function replay(wid, token)
   if not v then return nil end
   local sep = string.find(v, ':', 1, true)
   if not sep or string.sub(v, 1, sep - 1) ~= token then return nil end
+  local ids = split_ids(string.sub(v, sep + 1))
+  local mine = smis(P .. 'wl:' .. wid, ids)  -- its leases, claimed or running
+  local where = locate(ids)
+  local args = read_tasks(ids, where, {'a'})
   local groups, cur = {}, nil
-  for id in string.gmatch(string.sub(v, sep + 1), '[^,]+') do
-    local d = redis.call('HMGET', P .. 't:' .. id, 'st', 'w', 'f', 'a', 'k', 'to')
-    if (d[1] == 'running' or d[1] == 'claimed') and d[2] == wid then
-      local kw = d[5] or ''
-      local to = d[6] or ''
-      if cur == nil or cur[1] ~= d[3] or cur[2] ~= kw or cur[5] ~= to then
-        cur = {d[3], kw, {}, {}, to}
+  for i, id in ipairs(ids) do
+    local first = where[tonumber(id)]
+    if mine[i] and first then
+      local m = meta(first)
+      if cur == nil or cur[1] ~= m.f or cur[2] ~= m.k or cur[5] ~= m.to then
+        cur = {m.f, m.k, {}, {}, m.to}
         groups[#groups + 1] = cur
       end
       cur[3][#cur[3] + 1] = tonumber(id)
-      cur[4][#cur[4] + 1] = d[4]
+      cur[4][#cur[4] + 1] = (args[id] and args[id][1]) or ''
     end
   end
   return groups
@@ -543,17 +1068,20 @@ local function release_ids(wid, ids)
   -- give leases back without counting the attempt
   local wl = P .. 'wl:' .. wid
   local back = 0
+  local where = locate(ids)
   for _, id in ipairs(ids) do
-    if redis.call('ZREM', wl, id) == 1 then
-      local key = P .. 't:' .. id
-      local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'j')
-      if (t[1] == 'running' or t[1] == 'claimed') and t[2] == wid then
-        redis.call('ZREM', P .. t[1], id)  -- P:running or P:claimed
-        if t[1] == 'running' then redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', -1) end
-        jbump(t[5], t[1], -1)
-        local n = tonumber(t[4]) or 0
-        if n > 0 then redis.call('HSET', key, 'n', n - 1) end
-        requeue(id, key, t[3], nil, t[5])
+    local first = where[tonumber(id)]
+    if first and redis.call('SREM', wl, id) == 1 then
+      local st = nil
+      if redis.call('SREM', P .. 'running', id) == 1 then
+        st = 'running'
+        redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', -1)
+      elseif redis.call('SREM', P .. 'claimed', id) == 1 then
+        st = 'claimed'
+      end
+      if st then
+        jbump(meta(first).j, st, -1)
+        requeue(id, first, math.max(0, attempts_of(first, id, false) - 1))
         back = back + 1
       end
     end
@@ -568,31 +1096,39 @@ local function expire(wid, why)
   redis.call('HSET', wkey, 'state', 'offline', 'nrun', 0)
   redis.call('HDEL', wkey, 'cur', 'gb')
   redis.call('ZREM', P .. 'wdl', wid)
-  local ids = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)
+  local ids = redis.call('SMEMBERS', P .. 'wl:' .. wid)
   redis.call('DEL', P .. 'wl:' .. wid, P .. 'lc:' .. wid)
   local back, dead, running, claimed = 0, 0, {}, {}
+  local run = smis(P .. 'running', ids)
+  local waiting = smis(P .. 'claimed', ids)
+  local where = locate(ids)
   -- every lease counts an attempt, claimed ones too: an inline worker may have started tasks
   -- since it last said so, and the one that killed it must reach max_attempts
-  for _, id in ipairs(ids) do
-    local key = P .. 't:' .. id
-    local t = redis.call('HMGET', key, 'st', 'w', 'f', 'n', 'c', 'cp', 'rb', 'j')
-    if (t[1] == 'running' or t[1] == 'claimed') and t[2] == wid then
-      if t[1] == 'running' then running[#running + 1] = id else claimed[#claimed + 1] = id end
-      jbump(t[8], t[1], -1)
-      local n = (tonumber(t[4]) or 0) - (tonumber(t[7]) or 0)  -- expiries since a retry
+  for i, id in ipairs(ids) do
+    local first = where[tonumber(id)]
+    if first and (run[i] or waiting[i]) then
+      local st = run[i] and 'running' or 'claimed'
+      if run[i] then running[#running + 1] = id else claimed[#claimed + 1] = id end
+      jbump(meta(first).j, st, -1)
+      local att = attempts_of(first, id, false)
+      local rb = tonumber(redis.call('HGET', bkey(first), 'rb' .. id)) or 0
+      local n = att - rb  -- expiries since a retry
       if n >= MAXATT then
         local err = string.format('lease expired %d times (its worker died or hung each time); '
           .. 'last worker %s', n, wid)
-        finish(id, key, 'dead', nil, err, err, t[5], t[6], nil, t[8])
+        put(first, 'n' .. id, att)
+        redis.call('HDEL', P .. 'bt', id)
+        finish(id, first, 'dead', id .. ':0:' .. #err .. '::0:' .. err .. err, wid)
         dead = dead + 1
       else
-        requeue(id, key, t[3], nil, t[8])
+        requeue(id, first, att)
         back = back + 1
       end
     end
   end
-  zrem_ids(P .. 'running', running)
-  zrem_ids(P .. 'claimed', claimed)
+  write_out()
+  srem_ids(P .. 'running', running)
+  srem_ids(P .. 'claimed', claimed)
   bump('requeued', back)
   bucket('req', back)
   event('worker-offline', 'worker ' .. wid .. ' went offline (' .. why .. ')')
@@ -623,10 +1159,10 @@ local function workers_info()
       'state', 'joined', 'seen', 'cur', 'done', 'failed', 'fns', 'addr', 'nrun', 'cpu', 'rss')
     if h[7] then
       local wl = P .. 'wl:' .. wid
-      local first = redis.call('ZRANGE', wl, 0, 0)[1] or ''
+      local first = lowest(wl)
       out[#out + 1] = {wid, h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '',
         h[6] or '1', h[7], h[8] or '0', h[9] or '0', h[10] or '', h[11] or '0', h[12] or '0',
-        redis.call('ZCARD', wl), first, h[13] or '', h[14] or '', h[15] or '0', h[16] or '',
+        redis.call('SCARD', wl), first, h[13] or '', h[14] or '', h[15] or '0', h[16] or '',
         h[17] or ''}
     end
   end
@@ -714,6 +1250,14 @@ end
 
 INIT = r"""
 -- ARGV[3..]: pairs to set, then "--", then pairs to set only if missing
+local layout = redis.call('GET', P .. 'layout')
+if layout ~= LAYOUT then
+  if layout or redis.call('EXISTS', P .. 'seq:task') == 1 then
+    return redis.error_reply('guidist layout ' .. (layout or '1') .. ' found, ' .. LAYOUT ..
+      ' needed')
+  end
+  redis.call('SET', P .. 'layout', LAYOUT)
+end
 local i, mode = 3, 'set'
 while ARGV[i] do
   if ARGV[i] == '--' then mode = 'setnx'; i = i + 1
@@ -728,9 +1272,10 @@ return redis.call('HGETALL', P .. 'config')
 """
 
 SUBMIT = r"""
--- ARGV: token, job ('#id' or a name), function, kwargs blob ('' for none), classic, n, time
--- limit in seconds ('' for none), then per task the args blob (and, for classic submissions,
--- the tutorial's "n * n = " prefix or '')
+-- ARGV: token, job ('#id' or a name), function, kwargs blob ('' for none), classic ('1' a
+-- classic submission, '0' not, 'b' not and packed), n, time limit in seconds ('' for none),
+-- then per task the args blob (and, for classic submissions, the tutorial's "n * n = " prefix
+-- or ''); packed: the pickles end to end, then their end offsets as little-endian uint32
 local token = ARGV[3]
 if token ~= '' then
   local prev = redis.call('GET', P .. 'tok:' .. token)
@@ -743,22 +1288,35 @@ local fn, kw, classic, n = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local to = ARGV[9]
 local last = redis.call('INCRBY', P .. 'seq:task', n)
 local first = last - n + 1
-local ids = {}
-local stride = 1
-if classic == '1' then stride = 2 end
-for i = 0, n - 1 do
-  local id = first + i
-  local h = {'f', fn, 'a', ARGV[10 + stride * i], 's', NOW, 'st', 'queued', 'j', jid}
-  if kw ~= '' then h[#h + 1] = 'k'; h[#h + 1] = kw end
-  if to ~= '' then h[#h + 1] = 'to'; h[#h + 1] = to end
-  if classic == '1' then
-    h[#h + 1] = 'c'; h[#h + 1] = '1'
-    local cp = ARGV[11 + stride * i]
-    if cp ~= '' then h[#h + 1] = 'cp'; h[#h + 1] = cp end
+local key = bkey(first)
+local h = {'f', fn, 's', NOW, 'j', jid, 'n', n, 'live', n}
+if kw ~= '' then h[#h + 1] = 'k'; h[#h + 1] = kw end
+if to ~= '' then h[#h + 1] = 'to'; h[#h + 1] = to end
+if classic == '1' then h[#h + 1] = 'c'; h[#h + 1] = '1' end
+if classic == 'b' then h[#h + 1] = 'A'; h[#h + 1] = '1' end
+redis.call('HSET', key, unpack(h))
+local ids, fields = {}, {}
+if classic == 'b' then
+  redis.call('SET', P .. 'ba:' .. first, ARGV[10])
+  redis.call('SET', P .. 'bo:' .. first, ARGV[11])
+  for i = 1, n do ids[i] = first + i - 1 end
+else
+  local stride = 1
+  if classic == '1' then stride = 2 end
+  for i = 0, n - 1 do
+    local id = first + i
+    fields[#fields + 1] = 'a' .. id
+    fields[#fields + 1] = ARGV[10 + stride * i]
+    if classic == '1' then
+      local cp = ARGV[11 + stride * i]
+      if cp ~= '' then fields[#fields + 1] = 'p' .. id; fields[#fields + 1] = cp end
+    end
+    if #fields >= 4000 then redis.call('HSET', key, unpack(fields)); fields = {} end
+    ids[#ids + 1] = id
   end
-  redis.call('HSET', P .. 't:' .. id, unpack(h))
-  ids[#ids + 1] = id
+  if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
 end
+redis.call('ZADD', P .. 'bi', first, first .. ':' .. n)
 zadd_ids(P .. 'q:' .. fn, ids)
 redis.call('SADD', P .. 'lanes', fn)
 jbump(jid, 'queued', n)
@@ -885,7 +1443,7 @@ local wid = ARGV[3]
 local wkey = P .. 'w:' .. wid
 if redis.call('EXISTS', wkey) == 0 then return 0 end
 tick()
-local n = release_ids(wid, redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1))
+local n = release_ids(wid, redis.call('SMEMBERS', P .. 'wl:' .. wid))
 redis.call('DEL', wkey, P .. 'wl:' .. wid, P .. 'lc:' .. wid)
 redis.call('ZREM', P .. 'workers', wid)
 redis.call('ZREM', P .. 'wdl', wid)
@@ -902,7 +1460,7 @@ local wid = ARGV[3]
 if redis.call('EXISTS', P .. 'w:' .. wid) == 0 then return 0 end
 local ids
 if ARGV[4] == 'all' then
-  ids = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)
+  ids = redis.call('SMEMBERS', P .. 'wl:' .. wid)
 else
   ids = {}
   local i = 5
@@ -966,18 +1524,20 @@ return 1
 
 CANCEL = r"""
 tick()
-local n, i = 0, 3
-while ARGV[i] do
-  local id = ARGV[i]
-  local key = P .. 't:' .. id
-  local t = redis.call('HMGET', key, 'st', 'f', 'c', 'cp', 'j')
-  if t[1] == 'queued' then
-    redis.call('ZREM', P .. 'q:' .. t[2], id)
-    jbump(t[5], 'queued', -1)
-    finish(id, key, 'cancelled', nil, nil, nil, t[3], t[4], nil, t[5])
-    n = n + 1
+local ids, i = {}, 3
+while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
+local where = locate(ids)
+local n = 0
+for _, id in ipairs(ids) do
+  local first = where[tonumber(id)]
+  if first then
+    local m = meta(first)
+    if redis.call('ZREM', P .. 'q:' .. m.f, id) == 1 then
+      jbump(m.j, 'queued', -1)
+      finish(id, first, 'cancelled', '', '')
+      n = n + 1
+    end
   end
-  i = i + 1
 end
 if n > 0 then event('control', n .. ' queued task(s) cancelled') end
 flush()
@@ -996,12 +1556,14 @@ for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
   local ids = redis.call('ZRANGEBYSCORE', lane, '-inf', maxid, 'LIMIT', 0, limit - n)
   if #ids > 0 then
     redis.call('ZREMRANGEBYRANK', lane, 0, #ids - 1)
+    local where = locate(ids)
     for _, id in ipairs(ids) do
-      local key = P .. 't:' .. id
-      local t = redis.call('HMGET', key, 'n', 'c', 'cp', 'j')
-      jbump(t[4], 'queued', -1)
-      -- kept as cancelled (up to keep_cancelled), so a result waiter learns it was
-      finish(id, key, 'cancelled', nil, nil, nil, t[2], t[3], nil, t[4])
+      local first = where[tonumber(id)]
+      if first then
+        jbump(meta(first).j, 'queued', -1)
+        -- kept as cancelled (up to keep_cancelled), so a result waiter learns it was
+        finish(id, first, 'cancelled', '', '')
+      end
     end
     n = n + #ids
   end
@@ -1015,22 +1577,30 @@ return {n, finished and 1 or 0}
 
 RETRY = r"""
 tick()
-local n, i = 0, 3
-while ARGV[i] do
-  local id = ARGV[i]
-  local key = P .. 't:' .. id
-  local t = redis.call('HMGET', key, 'st', 'f', 'n', 'j')
-  if t[1] == 'failed' or t[1] == 'dead' then
-    redis.call('ZREM', P .. 'fin:' .. t[1], id)
-    bump(t[1], -1)
-    jbump(t[4], t[1], -1)
-    redis.call('HDEL', key, 'r', 'x', 'xp', 'e', 'w', 'b', 'rt')
+local ids, i = {}, 3
+while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
+local where = locate(ids)
+local failed = zmscore(P .. 'fin:failed', ids)
+local dead = zmscore(P .. 'fin:dead', ids)
+local behind = (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5
+local n = 0
+for k, id in ipairs(ids) do
+  local first = where[tonumber(id)]
+  local st = (failed[k] and 'failed') or (dead[k] and 'dead') or nil
+  if first and st then
+    redis.call('ZREM', P .. 'fin:' .. st, id)
+    kl_bump(first, -1)
+    bump(st, -1)
+    jbump(meta(first).j, st, -1)
+    local key = bkey(first)
+    redis.call('HDEL', key, 'R' .. id)
     -- the attempts go on counting; the lease rules start afresh from here
-    redis.call('HSET', key, 'rb', tonumber(t[3]) or 0)
-    requeue(id, key, t[2], (tonumber(redis.call('GET', P .. 'seq:task')) or 0) + 0.5, t[4])
+    local att = attempts_of(first, id, false)
+    redis.call('HSET', key, 'rb' .. id, att, 'nx', '1')
+    meta(first).nx = '1'
+    requeue(id, first, att, behind)
     n = n + 1
   end
-  i = i + 1
 end
 if n > 0 then
   bump('requeued', n)
@@ -1051,10 +1621,10 @@ local series = redis.call('ZREVRANGEBYSCORE', P .. 'series', '+inf', '(' .. seri
 local last10 = redis.call('ZREVRANGE', P .. 'series', 0, 9)
 local events = redis.call('ZREVRANGEBYSCORE', P .. 'events', '+inf', '(' .. events_since,
   'LIMIT', 0, 500)
-return {NOW, redis.call('HGETALL', P .. 'c'), queued_count(), redis.call('ZCARD', P .. 'running'),
+return {NOW, redis.call('HGETALL', P .. 'c'), queued_count(), redis.call('SCARD', P .. 'running'),
   redis.call('EXISTS', P .. 'paused'), series, last10, events, workers_info(),
   redis.call('GET', P .. 'started') or NOW, redis.call('LLEN', P .. 'classic'), DEFAULT,
-  redis.call('ZCARD', P .. 'claimed'), jobs_info(n_jobs)}
+  redis.call('SCARD', P .. 'claimed'), jobs_info(n_jobs)}
 """
 
 QUEUED_COUNT = r"""
@@ -1087,7 +1657,9 @@ if not groups then
 end
 flush()
 if #groups == 0 then return {} end
-return {groups[1][4][1], groups[1][2]}
+local g = groups[1]
+if g[6] and g[6][1] then return {g[6][1][1], g[2]} end  -- one task of a packed batch
+return {g[4][1], g[2]}
 """
 
 CLASSIC_PUT = r"""
@@ -1099,8 +1671,8 @@ tick()
 local items = parse_results(4)
 local wkey = P .. 'w:' .. wid
 if redis.call('EXISTS', wkey) == 1 then
-  local tid = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, 0)[1]
-  if tid then
+  local tid = lowest(P .. 'wl:' .. wid)
+  if tid ~= '' then
     touch_worker(wid)
     items[1][1] = tid
     complete(wid, items)
@@ -1108,7 +1680,7 @@ if redis.call('EXISTS', wkey) == 1 then
     return 1
   end
 end
-redis.call('RPUSH', P .. 'classic', 'p' .. items[1][3])
+redis.call('RPUSH', P .. 'classic', 'p' .. parse_full(items[1][3])[3])
 return 0
 """
 
@@ -1117,7 +1689,7 @@ local wid = 'classic:' .. ARGV[3]
 local wkey = P .. 'w:' .. wid
 if redis.call('EXISTS', wkey) == 0 then return 0 end
 tick()
-if redis.call('ZCARD', P .. 'wl:' .. wid) > 0 then expire(wid, 'connection closed') end
+if redis.call('SCARD', P .. 'wl:' .. wid) > 0 then expire(wid, 'connection closed') end
 redis.call('DEL', wkey, P .. 'wl:' .. wid, P .. 'lc:' .. wid)
 redis.call('ZREM', P .. 'workers', wid)
 redis.call('ZREM', P .. 'wdl', wid)
@@ -1128,7 +1700,7 @@ return 1
 
 RESULTS = r"""
 -- ARGV: cursor (a result seq), limit, then the job ids wanted
--- reply: {new cursor, {{id, state, result, error, exception}...}, gap}
+-- reply: {new cursor, {{id, state, record R<id> (see finish)}...}, gap}
 -- Reads only the results after cursor (the finished sets are scored by result seq), so its
 -- cost follows what finished, never how many tasks the caller waits for.
 local cursor, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -1146,15 +1718,23 @@ for _, state in ipairs({'done', 'failed', 'dead', 'cancelled'}) do
   if #part >= 2 * limit then bound = math.min(bound, tonumber(part[#part])) end
 end
 table.sort(rows, function(a, b) return a[1] < b[1] end)
-local out = {}
+local ids = {}
 for _, row in ipairs(rows) do
-  if row[1] <= bound then
-    local key = P .. 't:' .. row[2]
-    local h = redis.call('HMGET', key, 'j', 'st', 'r', 'x', 'xp')
-    if h[1] and want[h[1]] and h[2] == row[3] then
-      out[#out + 1] = {row[2], h[2], h[3] or '', h[4] or '', h[5] or ''}
-    end
-  end
+  if row[1] <= bound then ids[#ids + 1] = row[2] end
+end
+local where = locate(ids)
+local wanted = {}
+for _, id in ipairs(ids) do
+  local first = where[tonumber(id)]
+  if first and want[meta(first).j or ''] then wanted[#wanted + 1] = id end
+end
+local values = read_tasks(wanted, where, {'R'})
+local states = {}
+for _, row in ipairs(rows) do states[row[2]] = row[3] end
+local out = {}
+for _, id in ipairs(wanted) do
+  local v = values[id] or {}
+  out[#out + 1] = {id, states[id], v[1] or ''}
 end
 local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
 return {bound, out, evicted > cursor and 1 or 0}
@@ -1218,6 +1798,53 @@ end
 return 1
 """
 
+TASKS = r"""
+-- ARGV: task ids; reply: per id its fields ({} when unknown): f st s j n, k, w (the holder of
+-- a lease), and those it has of a (args), b (started, by the server) and R (finished, see
+-- finish); its state is the set it is in
+local ids, i = {}, 3
+while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
+local where = locate(ids)
+local names = {'a', 'n', 'R'}
+local d = read_tasks(ids, where, names)
+local SETS = {{'done', P .. 'fin:done'}, {'failed', P .. 'fin:failed'}, {'dead', P .. 'fin:dead'},
+  {'cancelled', P .. 'fin:cancelled'}}
+local out = {}
+for k, id in ipairs(ids) do
+  local first = where[tonumber(id)]
+  local rec = {}
+  if first then
+    local m = meta(first)
+    local st = nil
+    if redis.call('ZSCORE', P .. 'q:' .. (m.f or ''), id) then st = 'queued'
+    elseif redis.call('SISMEMBER', P .. 'running', id) == 1 then st = 'running'
+    elseif redis.call('SISMEMBER', P .. 'claimed', id) == 1 then st = 'claimed' end
+    for _, s in ipairs(SETS) do
+      if st then break end
+      if redis.call('ZSCORE', s[2], id) then st = s[1] end
+    end
+    if st then
+      local v = d[id] or {}
+      local n = v[2]
+      if not n then n = (st == 'queued' or st == 'cancelled') and '0' or '1' end
+      rec = {'f', m.f or '', 'st', st, 's', m.s or '0', 'j', m.j or '', 'n', n}
+      if m.k ~= '' then rec[#rec + 1] = 'k'; rec[#rec + 1] = m.k end
+      if st == 'running' or st == 'claimed' then
+        local w = holder_of(id)
+        if w then rec[#rec + 1] = 'w'; rec[#rec + 1] = w end
+        local b = redis.call('HGET', P .. 'bt', id)
+        if b then rec[#rec + 1] = 'b'; rec[#rec + 1] = b end
+      end
+      for c, name in ipairs(names) do
+        if name ~= 'n' and v[c] then rec[#rec + 1] = name; rec[#rec + 1] = v[c] end
+      end
+    end
+  end
+  out[k] = rec
+end
+return out
+"""
+
 #: name -> full script source (prelude + body).
 SCRIPTS: dict[str, str] = {
     name: PRELUDE + body for name, body in {
@@ -1229,5 +1856,6 @@ SCRIPTS: dict[str, str] = {
         "classic_get": CLASSIC_GET, "classic_put": CLASSIC_PUT,
         "connection_closed": CONNECTION_CLOSED, "expire_worker": EXPIRE_WORKER,
         "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS, "results": RESULTS, "report": REPORT,
+        "tasks": TASKS,
     }.items()
 }

@@ -1,0 +1,158 @@
+"""The Redis backend's batch layout: what it keeps per task, what it frees, what it refuses.
+
+Semantics are the contract suite's; these check the storage underneath against a real
+redis-server: a task's fields go when it leaves its finished set, a batch goes with its last
+task, and a namespace written by an older guidist is refused with one sentence.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from guidist.core.errors import GuidistError
+from guidist.core.protocol import TaskState
+from tests.redis_fixtures import RedisServer, needs_redis
+
+pytestmark = needs_redis
+
+
+@pytest.fixture
+def made(shared_redis: RedisServer | None) -> Iterator[Any]:
+    """made(**options) -> (broker, raw redis client) in a fresh namespace."""
+    import redis
+
+    from guidist.core.backends.redis.broker import RedisBroker
+
+    assert shared_redis is not None
+    brokers: list[Any] = []
+    raw = redis.Redis.from_url(shared_redis.url)
+
+    def factory(**options: Any) -> tuple[Any, Any]:
+        b = RedisBroker(shared_redis.url, namespace=f"layout-{uuid.uuid4().hex[:12]}", **options)
+        brokers.append(b)
+        return b, raw
+
+    yield factory
+    for b in brokers:
+        b.close()
+    raw.close()
+
+
+def run_all(broker: Any, worker: str, fail: set[int] = frozenset()) -> None:
+    """Claim and complete everything queued, 7 at a time (failing the ids in fail)."""
+    results = None
+    while True:
+        _cmd, groups = broker.exchange(worker, results, 7)
+        if not groups:
+            return
+        results = [(tid, tid not in fail, a[0] * a[0] if tid not in fail else "boom", 1.0, 0.1)
+                   for _f, _kw, ids, args, *_ in groups for tid, a in zip(ids, args)]
+
+
+def test_trimmed_tasks_leave_nothing_behind(made: Any) -> None:
+    broker, raw = made(keep_done=10, keep_failed=1000)
+    p = broker._prefix
+    first, _ = broker.submit("square", [(i,) for i in range(25)])
+    second, _ = broker.submit("square", [(i,) for i in range(25, 40)])
+    w = broker.register_worker("w", "h", 1)["id"]
+    run_all(broker, w, fail={first + 3})
+    broker.exchange(w, None, 1)  # nothing left: the last results were sent by run_all
+    assert broker.snapshot().count("done") == 39
+    # the first batch is kept for its one failure alone: with under 1/8 of it left, that
+    # task's arguments moved into a field of its own and the packed strings went
+    fields = {f.decode() for f in raw.hkeys(f"{p}b:{first}")}
+    assert f"a{first + 3}" in fields and f"R{first + 3}" in fields
+    assert sum(f.startswith("R") for f in fields) == 1
+    assert sum(f.startswith("a") for f in fields) == 1
+    assert not raw.exists(f"{p}ba:{first}") and not raw.exists(f"{p}bo:{first}")
+    # the second holds exactly the 10 newest results (keep_done), its arguments still packed
+    fields = {f.decode() for f in raw.hkeys(f"{p}b:{second}")}
+    assert sum(f.startswith("R") for f in fields) == 10
+    assert raw.exists(f"{p}ba:{second}") and raw.exists(f"{p}bo:{second}")
+    assert broker.get_task(second + 14).args == (39,)
+    assert broker.get_task(second + 4) is None
+    t = broker.get_task(first + 3)
+    assert t.state is TaskState.FAILED and t.error == "boom" and t.args == (3,)
+    assert broker.get_task(first) is None  # dropped (past keep_done)
+    # retried, the failure runs again and the first batch goes as its last task is dropped
+    assert broker.retry([first + 3]) == 1
+    run_all(broker, w)
+    third, _ = broker.submit("square", [(i,) for i in range(10)])
+    run_all(broker, w)
+    # the third batch's 10 results are the newest: the two before are gone whole
+    assert not any(raw.exists(f"{p}{k}:{b}") for k in ("b", "ba", "bo") for b in (first, second))
+    assert raw.zrange(f"{p}bi", 0, -1) == [f"{third}:10".encode()]
+    assert raw.hlen(f"{p}bt") == 0  # no start time outlives its task's run
+
+
+def test_a_namespace_in_the_old_layout_is_refused_in_one_sentence(made: Any) -> None:
+    from guidist.core.backends.redis.broker import RedisBroker
+
+    broker, raw = made()
+    ns = f"old-{uuid.uuid4().hex[:12]}"
+    raw.set(f"{ns}:seq:task", 12)  # what a deployment before the batch layout leaves
+    raw.hset(f"{ns}:t:12", mapping={"f": "square", "st": "queued"})
+    try:
+        with pytest.raises(GuidistError) as err:
+            RedisBroker(broker._url, namespace=ns)
+        text = str(err.value)
+        assert "\n" not in text and "older layout" in text and f"'{ns}:*'" in text
+        assert not raw.exists(f"{ns}:layout")  # nothing was written into it
+    finally:
+        raw.delete(f"{ns}:seq:task", f"{ns}:t:12")
+
+
+def test_a_claim_reads_attempts_only_in_batches_that_had_a_requeue(made: Any) -> None:
+    broker, raw = made()
+    p = broker._prefix
+    first, _ = broker.submit("square", [(i,) for i in range(4)])
+    w = broker.register_worker("w", "h", 1)["id"]
+    _cmd, groups = broker.exchange(w, None, 2)
+    assert raw.hget(f"{p}b:{first}", "nx") is None
+    assert broker.release(w) == 2
+    # released: no attempt counted, nothing written per task
+    assert [broker.get_task(first + i).attempts for i in range(4)] == [0, 0, 0, 0]
+    assert raw.hget(f"{p}b:{first}", "nx") is None
+    broker.unregister_worker(w)
+    w2 = broker.register_worker("w2", "h", 1)["id"]
+    broker.exchange(w2, None, 4)
+    assert [broker.get_task(first + i).attempts for i in range(4)] == [1, 1, 1, 1]
+    assert broker._eval("expire_worker", [w2, "test"]) == 4  # every lease counts an attempt
+    assert raw.hget(f"{p}b:{first}", "nx") == b"1"
+    w3 = broker.register_worker("w3", "h", 1)["id"]
+    _cmd, groups = broker.exchange(w3, None, 4)
+    # a task whose worker died holding it is handed out alone
+    assert [ids for _f, _k, ids, *_ in groups] == [[first]]
+    assert broker.get_task(first).attempts == 2
+
+
+def test_packed_arguments_survive_holes_budgets_and_requeues(made: Any) -> None:
+    broker, raw = made(max_payload=6000)
+    p = broker._prefix
+    sizes = [10, 2900, 5, 2500, 700, 30, 2900, 8, 8, 8]
+    first, _ = broker.submit("echo", [("x" * s,) for s in sizes[:4]])
+    second, _ = broker.submit("echo", [("x" * s,) for s in sizes[4:]])
+    assert second == first + 4
+    assert raw.hget(f"{p}b:{first}", "A") == raw.hget(f"{p}b:{second}", "A") == b"1"
+    assert broker.cancel([first + 2, first + 5]) == 2  # holes in the middle of the batches
+    w = broker.register_worker("w", "h", 1)["id"]
+    seen: dict[int, int] = {}
+    for _ in range(10):
+        _cmd, groups = broker.exchange(w, None, 100)
+        if not groups:
+            break
+        got = [(tid, len(a[0])) for _f, _k, ids, args, *_ in groups for tid, a in zip(ids, args)]
+        # a claim carries about max_payload of arguments, at least one task
+        assert len(got) == 1 or sum(size for _, size in got) <= 6000
+        seen.update(got)
+        if len(seen) == 4:  # give some back: they come again, same arguments
+            assert broker.release(w, [tid for tid, _ in got]) == len(got)
+            for tid, _ in got:
+                del seen[tid]
+    assert seen == {first + i: s for i, s in enumerate(sizes) if i not in (2, 5)}
+    assert broker.get_task(first + 6).args == ("x" * 2900,)
+    assert broker.get_task(first + 5).state is TaskState.CANCELLED
