@@ -954,15 +954,14 @@ class MainWindow(QMainWindow):
         added = self.plots.add_points(snap.series, draw=False)
 
         def counts() -> None:
+            # Last, with last_snapshot: whoever reads a count (a tile, the header, the status
+            # bar) finds every other view showing the same snapshot.
             self.plots.show_live(snap)
             self.totals_panel.set_snapshot(snap)
             self._show_counts(snap)
-
-        def shown() -> None:
             self.last_snapshot = snap
 
         self.pacer.add([
-            counts,
             lambda: self.workers_panel.set_workers(snap.workers, self.controller.local_pids,
                                                    snap.time),
             lambda: self.event_dock.add_events(snap.events),
@@ -971,8 +970,10 @@ class MainWindow(QMainWindow):
             lambda: self.functions_panel.set_snapshot(snap),
             lambda: self.stream_panel.set_snapshot(snap),
             *(self.plots.draw_steps() if added else ()),
-            shown,
+            counts,
         ])
+        if self.last_snapshot is None:
+            self.pacer.flush()  # the first picture of a server comes whole, at once
 
     @Slot(object)
     def _on_local_workers(self, pids: frozenset[int]) -> None:
