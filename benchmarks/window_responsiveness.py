@@ -87,6 +87,22 @@ def _renice(pids: Any, nice: int) -> None:
             pass
 
 
+def _server_pids(window: Any) -> list[int]:
+    """The window's embedded server: its child that is neither a worker, the network
+    process nor multiprocessing's resource tracker."""
+    import psutil
+
+    skip = set(window.controller.local_pids) | {window.controller.network_pid}
+    out = []
+    for child in psutil.Process().children():
+        try:
+            if child.pid not in skip and "resource_tracker" not in " ".join(child.cmdline()):
+                out.append(child.pid)
+        except psutil.Error:
+            pass
+    return out
+
+
 def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> dict[str, Any]:
     """One window, both phases in the given order (cProfile on the GUI thread if given)."""
     from . import _window as W
@@ -119,6 +135,9 @@ def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> 
             if phase.startswith("full load, workers nice"):
                 nice = int(phase.rsplit(" ", 1)[1])
             _renice(window.controller.local_pids, nice)
+            server_nice = int(phase.rsplit(" ", 1)[1]) \
+                if phase.startswith("full load, server nice") else 0
+            _renice(_server_pids(window), server_nice)
             snap = window.last_snapshot
             done_before = snap.count("done") + snap.count("failed") + snap.count("dead")
             rec.start()
@@ -175,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="add a full-load phase with the local workers at nice N (the plain "
                         f"phase runs them at the window's nice {LOCAL_WORKER_NICE}; 0 is the "
                         "stricter load measured before issue 17)")
+    p.add_argument("--nice-server", type=int, default=None, metavar="N",
+                   help="add a full-load phase with the window's embedded server at nice N "
+                        "(a proposal measured side by side; the window runs it at nice 0)")
     p.add_argument("--profile", action="store_true",
                    help="one round with cProfile on the GUI thread; print where it spends time "
                         "(the gaps are then inflated by the profiler; nothing is saved)")
@@ -194,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     phases = ["idle", "full load"]
     if args.nice_workers is not None:
         phases.append(f"full load, workers nice {args.nice_workers}")
+    if args.nice_server is not None:
+        phases.append(f"full load, server nice {args.nice_server}")
     runs: dict[str, list[dict[str, Any]]] = {ph: [] for ph in phases}
     for r in range(rounds):
         order = phases[r % len(phases):] + phases[:r % len(phases)]
@@ -239,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                            "max_met": verdict(mx, TARGET_MAX_MS, False)},
                "method": __doc__}
     name = NAME if args.nice_workers is None else f"{NAME}.nice{args.nice_workers}"
+    if args.nice_server is not None:
+        name += f".server-nice{args.nice_server}"
     return finish(name, payload, args.no_save)
 
 
