@@ -21,10 +21,12 @@ stamp of the last task, as figure 1). Target: p99 <= 10 ms and max <= 30 ms unde
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from guidist.gui.state import LOCAL_WORKER_NICE
@@ -197,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nice-server", type=int, default=None, metavar="N",
                    help="add a full-load phase with the window's embedded server at nice N "
                         "(a proposal measured side by side; the window runs it at nice 0)")
+    p.add_argument("--json-out", default=None, metavar="PATH",
+                   help="also write the figures to PATH (benchmarks.window_ab reads them)")
     p.add_argument("--profile", action="store_true",
                    help="one round with cProfile on the GUI thread; print where it spends time "
                         "(the gaps are then inflated by the profiler; nothing is saved)")
@@ -262,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                            "p99_met": verdict(p99, TARGET_P99_MS, False),
                            "max_met": verdict(mx, TARGET_MAX_MS, False)},
                "method": __doc__}
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(payload, default=str))
     name = NAME if args.nice_workers is None else f"{NAME}.nice{args.nice_workers}"
     if args.nice_server is not None:
         name += f".server-nice{args.nice_server}"
