@@ -50,6 +50,10 @@ WINDOWS: dict[str, int] = {"1 min": 60, "10 min": 600}
 _COL = {name: i for i, name in enumerate(SERIES_FIELDS)}
 #: Curves that are counts per second (smoothed on request); the others are gauges.
 _RATES = ("done", "failed")
+#: As long as the header gets under a heavy load (bold as there): its height is kept from the
+#: start, so the first big counts do not re-lay the plots below it.
+_RATE_SAMPLE = ("<b>1,234,567</b> done/s · <b>12.3</b> failed/s · <b>12,345,678</b> queued · "
+                "<b>12,345</b> claimed · <b>1,234</b> running · <b>12</b> workers")
 #: The curves of each plot, drawn together (one plot per step, see LivePlots.draw_steps).
 _PLOT_CURVES: dict[str, tuple[str, ...]] = {
     "throughput": ("done", "failed"), "queue": ("queued", "claimed", "running"),
@@ -260,7 +264,7 @@ class LivePlots(QWidget):
         export_menu.addAction("Plots as PNG image…", self.export_png_requested.emit)
         export_menu.addAction("Series as CSV (last hour)…", self.export_csv_requested.emit)
         self.export_button.setMenu(export_menu)
-        self.rate_label = SteadyLabel()
+        self.rate_label = SteadyLabel(_RATE_SAMPLE)
         self.rate_label.setObjectName("plotRateLabel")
         self.rate_label.setTextFormat(Qt.TextFormat.RichText)
         # Wraps rather than setting the window's minimum width (it did: 1085 px).

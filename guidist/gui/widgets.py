@@ -53,15 +53,28 @@ class SteadyLabel(QLabel):
     #: Widths remembered (a resize brings new ones; the old ones are forgotten).
     _KEEP = 32
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
+    def __init__(self, sample: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self._tallest: dict[int, int] = {}
+        # A text as long as the longest one it will show: its height is the floor from the
+        # start, so even the first long count does not re-lay what is below.
+        self._sample = QLabel(sample)
+        self._sample.setWordWrap(True)
+
+    def setTextFormat(self, fmt: Qt.TextFormat) -> None:  # noqa: N802 (Qt name)
+        """The format of the texts (and of the sample)."""
+        super().setTextFormat(fmt)
+        self._sample.setTextFormat(fmt)
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt name)
         """Qt's height for this text, or the tallest one this width has had."""
         h = super().heightForWidth(width)
-        if len(self._tallest) > self._KEEP and width not in self._tallest:
-            self._tallest.clear()
+        if width not in self._tallest:
+            if len(self._tallest) > self._KEEP:
+                self._tallest.clear()
+            if self._sample.text():
+                self._sample.setFont(self.font())
+                h = max(h, self._sample.heightForWidth(width))
         h = max(h, self._tallest.get(width, 0))
         self._tallest[width] = h
         return h
