@@ -50,10 +50,11 @@ WINDOWS: dict[str, int] = {"1 min": 60, "10 min": 600}
 _COL = {name: i for i, name in enumerate(SERIES_FIELDS)}
 #: Curves that are counts per second (smoothed on request); the others are gauges.
 _RATES = ("done", "failed")
-#: As long as the header gets under a heavy load (bold as there): its height is kept from the
-#: start, so the first big counts do not re-lay the plots below it.
-_RATE_SAMPLE = ("<b>1,234,567</b> done/s · <b>12.3</b> failed/s · <b>12,345,678</b> queued · "
-                "<b>12,345</b> claimed · <b>1,234</b> running · <b>12</b> workers")
+#: As long as the header gets under full load (bold as there): its height is kept from the
+#: start, so the first big counts do not re-lay the plots below it (a longer text still may,
+#: once).
+_RATE_SAMPLE = ("<b>123,456</b> done/s · <b>0.0</b> failed/s · <b>1,234,567</b> queued · "
+                "<b>1,234</b> claimed · <b>12</b> running · <b>2</b> workers")
 #: The curves of each plot, drawn together (one plot per step, see LivePlots.draw_steps).
 _PLOT_CURVES: dict[str, tuple[str, ...]] = {
     "throughput": ("done", "failed"), "queue": ("queued", "claimed", "running"),
