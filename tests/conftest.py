@@ -20,6 +20,22 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 for _name in ("GUIDIST_AUTHKEY", "GUIDIST_CONNECT", "GUIDIST_REDIS_URL"):
     os.environ.pop(_name, None)
 
+
+def _adopt_orphans() -> None:
+    """Make pytest the subreaper of what it starts, so the leftover check sees orphans too.
+
+    Without it a grandchild whose parent was killed (a tutorial master's manager process, a
+    worker's child) is reparented to init and escapes ``no_leftover_processes``.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_CHILD_SUBREAPER = 36
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+_adopt_orphans()
+
 from guidist.core.client import Client  # noqa: E402
 from guidist.core.pool import WorkerPool  # noqa: E402
 from guidist.core.server import ServerProcess  # noqa: E402

@@ -35,7 +35,7 @@ from .client import Client
 from .errors import AuthenticationFailed, ExitCode, GuidistError, RemoteError, ServerUnavailable
 from .executors import Executor, default_concurrency, make_executor, timeout_text
 from .netinfo import address_towards
-from .payload import MAX_PAYLOAD, mib, pack, split_by_size
+from .payload import MAX_PAYLOAD, mib, pack, pack_results, split_by_size
 from .protocol import CMD_GIVE_BACK, CMD_STOP, CMD_UNKNOWN, DEFAULT_TASK, classic_result_text
 from .resources import ResourceSampler
 from .runstats import REPORT_SECONDS, RunStats
@@ -685,14 +685,14 @@ class Worker:
         """The pending results pickled for the manager; when they are over max_payload the
         ones ahead are sent first in messages of at most max_payload, and this is the last."""
         try:
-            blob = pack(self._pending)
+            blob = pack_results(self._pending)
         except Exception:
             self._pending = results_are_picklable(self._pending)
-            blob = pack(self._pending)
+            blob = pack_results(self._pending)
         limit = self._max_payload
         if len(blob) > limit:
             self._pending = results_within(self._pending, limit)
-            chunks = split_by_size(self._pending, limit, _never_too_big)
+            chunks = split_by_size(self._pending, limit, _never_too_big, pack_results)
             for chunk, part in chunks[:-1]:
                 self._client.call("complete", self._id, part)
                 del self._pending[:len(chunk)]

@@ -46,12 +46,17 @@ def connect_arg(address: tuple[str, int]) -> str:
 
 @pytest.fixture
 def procs() -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start subprocesses (cwd = repo root); any still running at the end are killed."""
+    """Start subprocesses (cwd = repo root); any still running at the end are killed.
+
+    Each runs in a session of its own, and the whole group is killed: a tutorial master's
+    manager process (a fork of it) would outlive a kill of the master alone.
+    """
     started: list[subprocess.Popen] = []
 
     def start(argv: list[str], key: str | None = TEST_KEY, **kwargs: object) -> subprocess.Popen:
         kwargs.setdefault("stdout", subprocess.PIPE)
         kwargs.setdefault("stderr", subprocess.STDOUT)
+        kwargs.setdefault("start_new_session", True)
         p = subprocess.Popen(argv, cwd=REPO, env=cli_env(key), text=True,
                              **kwargs)  # type: ignore[call-overload]
         started.append(p)
@@ -59,8 +64,10 @@ def procs() -> Iterator[Callable[..., subprocess.Popen]]:
 
     yield start
     for p in started:
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGKILL)
+        try:
+            os.killpg(p.pid, signal.SIGKILL)  # the group outlives its leader's exit
+        except (ProcessLookupError, PermissionError):
+            pass
         p.wait(10)
         for stream in (p.stdout, p.stderr):
             if stream is not None:

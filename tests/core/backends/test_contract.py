@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from guidist.core.backends.memory.broker import Broker
+from guidist.core.payload import pack_results
 from guidist.core.protocol import SERIES_FIELDS, TaskState, WorkerState
 from tests.conftest import FakeClock, wait_for
 from tests.redis_fixtures import RedisServer, needs_redis
@@ -129,6 +130,37 @@ def test_exchange_reports_and_claims_in_one_call(broker: Any) -> None:
     assert cmd == "ok" and ids_of(groups) == [3, 4]
     assert counts(broker)["done"] == 2
     assert broker.exchange("nobody#9", [], 5) == ("unknown", [])
+
+
+def test_results_packed_as_columns_are_taken_like_tuples(broker: Any) -> None:
+    """A guidist worker packs its results as columns (pack_results); both backends decode
+    them with payload.unpack, as the server does for a call that arrives as bytes."""
+    broker.submit("square", [(i,) for i in range(6)])
+    w = register(broker)
+    assert ids_of(broker.claim(w, 6)) == [1, 2, 3, 4, 5, 6]
+    oks = pack_results([(t, True, t * t, 1000.0 + t, 0.25) for t in (1, 2, 3, 5)])
+    assert broker.complete(w, oks) == 4
+    mixed = pack_results([(4, False, "Traceback\nValueError: no", 1004.0, 0.5),
+                          (6, True, 36, 1006.0, 0.5)])
+    assert broker.exchange(w, mixed, 0)[0] == "ok"
+    assert counts(broker)["done"] == 5 and counts(broker)["failed"] == 1
+    t3, t4, t6 = broker.get_tasks([3, 4, 6])
+    assert (t3.state, t3.result, t3.started, t3.runtime) == (TaskState.DONE, 9, 1003.0, 0.25)
+    assert t4.state is TaskState.FAILED and t4.error.endswith("ValueError: no")
+    assert (t6.result, t6.started) == (36, 1006.0)
+
+
+def test_results_with_and_without_times_in_one_call_keep_theirs(broker: Any) -> None:
+    broker.submit("square", [(i,) for i in range(4)])
+    w = register(broker)
+    assert ids_of(broker.claim(w, 4)) == [1, 2, 3, 4]
+    assert broker.complete(w, [(1, True, 0), (2, True, 1, 500.0, 0.5)]) == 2
+    assert broker.complete(w, [(3, True, 4), (4, True, 9)]) == 2  # a tutorial-style report
+    tasks = broker.get_tasks([1, 2, 3, 4])
+    assert [t.result for t in tasks] == [0, 1, 4, 9]
+    assert [t.state for t in tasks] == [TaskState.DONE] * 4
+    assert (tasks[1].started, tasks[1].runtime) == (500.0, 0.5)
+    assert tasks[0].runtime is None and tasks[3].runtime is None
 
 
 def test_claim_long_polls_until_work_arrives(broker: Any) -> None:

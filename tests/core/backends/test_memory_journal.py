@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import pickle
 import sqlite3
 import time
 from pathlib import Path
@@ -416,3 +417,35 @@ def test_a_full_journal_refuses_submits_keeps_the_rest_and_recovers(path: Path) 
     assert snap.count("done") == len(ids_of(groups))  # the results kept in memory were written
     assert all(b.get_task(first) is not None for first in acked)
     b.close()
+
+
+def test_done_rows_written_by_an_older_guidist_still_read_back(path: Path) -> None:
+    """Done rows used to be a pickled list of per-task tuples; they are columns now. A
+    journal with both kinds replays, looks up, exports and prunes the same."""
+    b = open_journaled_broker(path, keep_done=2)
+    b.submit("square", [(i,) for i in range(8)])  # 1..8
+    w = b.register_worker("w", "h", 1)["id"]
+    assert ids_of(b.claim(w, 6)) == [1, 2, 3, 4, 5, 6]
+    b.complete(w, [(t, True, t * t, 100.0 + t, 0.5) for t in (1, 2, 3)])
+    b._journal.flush()  # type: ignore[attr-defined]
+    b.complete(w, [(t, True, t * t, 100.0 + t, 0.5) for t in (4, 5, 6)])
+    b.close()
+    db = sqlite3.connect(path)
+    seq, job = db.execute("SELECT seq, job FROM done WHERE min_id = 1").fetchone()
+    old = [(t, "square", (t - 1,), None, 1, 1.0, 100.0 + t, 200.0, w, t * t, 0.5, job)
+           for t in (1, 2, 3)]  # as an older guidist wrote them
+    db.execute("UPDATE done SET data = ? WHERE seq = ?", (pickle.dumps(old), seq))
+    db.commit()
+    db.close()
+    b = open_journaled_broker(path, keep_done=2)
+    assert b.snapshot().count("queued") == 2  # the replay took 1..6 out of either kind of row
+    assert [t.id for t in b.list_tasks("done").tasks] == [6, 5]  # the newest, in memory
+    t1, t4 = b.get_task(1), b.get_task(4)  # evicted: read back from each kind of row
+    assert (t1.state, t1.args, t1.result, t1.started, t1.runtime, t1.job) == (
+        TaskState.DONE, (0,), 1, 101.0, 0.5, job)
+    assert (t4.state, t4.args, t4.result, t4.started, t4.worker, t4.job) == (
+        TaskState.DONE, (3,), 16, 104.0, w, job)
+    b.close()
+    assert sorted(t.id for t in iter_ledger(path, ["done"])) == [1, 2, 3, 4, 5, 6]
+    assert prune_journal(path, keep_done=4) == 2  # cuts into the old row, keeps its newest
+    assert sorted(t.id for t in iter_ledger(path, ["done"])) == [3, 4, 5, 6]

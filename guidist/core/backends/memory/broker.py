@@ -5,8 +5,14 @@ Design notes (why it looks the way it does):
 * Queued tasks are kept as the batches the client sent (``_Batch``: a first id plus the list of
   argument tuples), not as one object per task. That keeps a million queued tasks to roughly a
   hundred bytes each and lets ``claim`` hand out a slice per round trip.
-* A task gets a ``Record`` only once it is claimed; finished records are kept in capped,
-  insertion-ordered dicts per state, so memory stays bounded when millions of tasks pass.
+* A claim leases a slice of a batch as one object (``_Slice``): the lease maps hold the slice
+  under each of its ids (``dict.fromkeys``, C speed), and a task gets a ``Record`` of its own
+  only when something happens to it alone (it starts, fails, is released or given back, its
+  lease expires). Successes are kept as the batches they were reported in (``_DoneBatch``: one
+  object holding the ids, results and timings), so the hot path makes no object per task.
+* Finished tasks are kept capped per state (failed, dead and cancelled records in
+  insertion-ordered dicts, successes in ``_DoneStore``), so memory stays bounded when millions
+  of tasks pass.
 * Leases are per worker: one heartbeat renews every lease a worker holds, and the reaper
   requeues all of a silent worker's tasks at once. Constant work per task, no timers per task.
   A worker's tasks also come back the moment every connection it made to the server closes
@@ -35,11 +41,12 @@ import queue
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
+from itertools import repeat
 from typing import Any, Protocol
 
-from ...payload import pack, unpack, unpack_submission
+from ...payload import ResultColumns, pack, unpack, unpack_submission
 from ...protocol import (
     CMD_GIVE_BACK,
     CMD_OK,
@@ -89,6 +96,8 @@ _first = operator.itemgetter(0)
 # In the recent-results log: tasks were cancelled in bulk there without records of their own
 # (a purge, a job's cancel), so a result waiter must look its ids up instead.
 _BULK_CANCEL = object()
+# Runs an iterator (of C calls) to its end at C speed: dropping a slice's leases in one go.
+_drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
 _MAX_WAIT = 60.0  # seconds one wait_results call may block the server thread serving it
 _MAX_PURGED_RUNS = 10_000  # runs of ids cancelled in bulk that get_task still answers for
 _SERIES_SECONDS = 3600
@@ -110,9 +119,9 @@ class Journal(Protocol):
                   timeout: float | None = None) -> int | None: ...
     def wait_durable(self, ticket: int) -> None: ...
     def job(self, job: _Job) -> None: ...
-    def claimed(self, ids: list[int], attempts: int) -> None: ...
+    def claimed(self, ids: Sequence[int], attempts: int) -> None: ...
     def requeued(self, records: list[Record]) -> None: ...
-    def done(self, records: list[Record]) -> None: ...
+    def done(self, batches: list[_DoneBatch]) -> None: ...
     def finished(self, records: list[Record]) -> None: ...
     def throttle(self) -> None: ...
     def checkpoint(self, state: dict[str, Any]) -> None: ...
@@ -226,6 +235,259 @@ class Record:
                     self.error, self.runtime, self.job.id, self.exception)
 
 
+class _Slice:
+    """Tasks leased together (a slice of one batch, or one record): the lease maps hold this
+    one object under each of their ids. Every id it is held under is CLAIMED, by worker, at
+    attempts; a task that starts or leaves the slice alone gets a Record of its own."""
+
+    __slots__ = ("function", "kwargs", "submitted", "classic", "job", "timeout", "attempts",
+                 "worker", "ids", "args", "bare", "_base", "_pos")
+
+    def __init__(self, function: str, kwargs: dict | None, submitted: float, classic: bool,
+                 job: _Job, timeout: float | None, attempts: int, worker: str | None,
+                 ids: list[int], args: list, bare: list | None = None) -> None:
+        self.function, self.kwargs, self.submitted = function, kwargs, submitted
+        self.classic, self.job, self.timeout = classic, job, timeout
+        self.attempts, self.worker = attempts, worker
+        self.ids, self.args = ids, args
+        self.bare = bare  # the values themselves when every task has one argument
+        # A claim takes ids in order: without holes, an id's index is arithmetic.
+        self._base = ids[0] if ids else 0
+        self._pos: dict[int, int] | None = None
+
+    @classmethod
+    def of_record(cls, rec: Record) -> _Slice:
+        """A slice of one record's task (what a done batch of one refers to)."""
+        return cls(rec.function, rec.kwargs, rec.submitted, rec.classic, rec.job, rec.timeout,
+                   rec.attempts, rec.worker, [rec.id], [rec.args])
+
+    def args_of(self, tid: int) -> tuple:
+        """The argument tuple of task tid (one of ids)."""
+        i = tid - self._base
+        if 0 <= i < len(self.ids) and self.ids[i] == tid:
+            return self.args[i]
+        if self._pos is None:  # holes in the claimed run: built once, on first need
+            self._pos = {t: i for i, t in enumerate(self.ids)}
+        return self.args[self._pos[tid]]
+
+    def record(self, tid: int) -> Record:
+        """A Record of task tid, claimed by the slice's worker (for a lease of its own)."""
+        return Record(tid, self.function, self.args_of(tid), self.kwargs, self.attempts,
+                      self.submitted, self.classic, self.job, CLAIMED, self.worker, None,
+                      self.timeout)
+
+
+class _DoneBatch:
+    """Successes of one slice reported in one call: ids, results and timings as columns."""
+
+    __slots__ = ("src", "ids", "results", "started", "runtimes", "finished", "worker")
+
+    def __init__(self, src: _Slice, ids: tuple | list, results: tuple | list,
+                 started: tuple | list, runtimes: tuple | list, finished: float,
+                 worker: str | None) -> None:
+        self.src, self.ids, self.results = src, ids, results
+        self.started, self.runtimes = started, runtimes
+        self.finished, self.worker = finished, worker
+
+    def index(self, tid: int) -> int:
+        """Position of task tid among ids (usually arithmetic: results come in claim order)."""
+        ids = self.ids
+        i = tid - ids[0]
+        return i if 0 <= i < len(ids) and ids[i] == tid else ids.index(tid)
+
+    def arg_column(self) -> tuple[list, bool]:
+        """The arguments in the order of ids, and whether they are bare values (one each)
+        rather than tuples. When the ids are one run of the slice's (the usual case: all of
+        it, or all but the first, which started at once and has a record of its own), that
+        run of the slice's own lists is cut at C speed."""
+        s, ids = self.src, self.ids
+        n = len(ids)
+        i = ids[0] - s._base
+        if 0 <= i and s.ids[i:i + n] == list(ids):
+            if s.bare is not None:
+                return s.bare[i:i + n], True
+            return s.args[i:i + n], False
+        return list(map(s.args_of, ids)), False
+
+    def view(self, i: int) -> _DoneView:
+        """The i-th task, read like a Record."""
+        return _DoneView(self, i)
+
+    def task(self, i: int) -> Task:
+        """The i-th task as the public dataclass."""
+        s, tid = self.src, self.ids[i]
+        return Task(tid, s.function, s.args_of(tid), s.kwargs, DONE, s.attempts, s.submitted,
+                    self.started[i], self.finished, self.worker, self.results[i], None,
+                    self.runtimes[i], s.job.id)
+
+
+class _DoneView:
+    """One task of a done batch with the attributes of a Record, read on demand: listings
+    and lookups go through many of these, so making one costs two slots, not a Record."""
+
+    __slots__ = ("batch", "i")
+    state = DONE
+    error = exception = None
+
+    def __init__(self, batch: _DoneBatch, i: int) -> None:
+        self.batch, self.i = batch, i
+
+    id = property(lambda self: self.batch.ids[self.i])
+    function = property(lambda self: self.batch.src.function)
+    args = property(lambda self: self.batch.src.args_of(self.batch.ids[self.i]))
+    kwargs = property(lambda self: self.batch.src.kwargs)
+    attempts = property(lambda self: self.batch.src.attempts)
+    submitted = property(lambda self: self.batch.src.submitted)
+    classic = property(lambda self: self.batch.src.classic)
+    job = property(lambda self: self.batch.src.job)
+    timeout = property(lambda self: self.batch.src.timeout)
+    started = property(lambda self: self.batch.started[self.i])
+    finished = property(lambda self: self.batch.finished)
+    worker = property(lambda self: self.batch.worker)
+    result = property(lambda self: self.batch.results[self.i])
+    runtime = property(lambda self: self.batch.runtimes[self.i])
+
+    def to_task(self) -> Task:
+        """Freeze into the public dataclass."""
+        return self.batch.task(self.i)
+
+
+#: A finished task as the listings read it: a record, or a success inside its done batch.
+_Finished = Record | _DoneView
+
+
+def _run_size(entry: Any) -> int:
+    """Tasks in a results-log entry (a done batch, a record, a bulk-cancel mark)."""
+    return len(entry.ids) if type(entry) is _DoneBatch else 1
+
+
+class _Runs:
+    """Finished tasks as the runs they finished in, oldest first, holding exactly the newest
+    cap of them: the oldest run is cut from its front (by an offset) until it is gone."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.entries: deque[Any] = deque()
+        self.lo = 0  # tasks of entries[0] already dropped
+        self.n = 0  # tasks held
+
+    def __len__(self) -> int:
+        return self.n
+
+    def append(self, entry: Any, size: int) -> None:
+        """Add a run of size tasks as the newest, dropping the oldest beyond cap."""
+        self.entries.append(entry)
+        self.n += size
+        over = self.n - self.cap
+        while over > 0:
+            first = self.entries[0]
+            end = _run_size(first)
+            k = min(end - self.lo, over)
+            self._dropping(first, self.lo, self.lo + k)
+            self.lo += k
+            self.n -= k
+            over -= k
+            if self.lo >= end:
+                self.entries.popleft()
+                self.lo = 0
+
+    def _dropping(self, entry: Any, a: int, b: int) -> None:
+        """Tasks a..b of entry leave (the done store unindexes them)."""
+
+    def spans(self, start: int, count: int) -> Iterator[tuple[Any, int, int]]:
+        """(entry, a, b) covering the held tasks start..start+count, oldest first; walks from
+        the nearer end, so reading the newest few costs the newest few."""
+        count = min(count, self.n - start)
+        if count <= 0:
+            return
+        lo, entries = self.lo, self.entries
+        if start < self.n - start:  # from the oldest
+            picked: Iterable[tuple[Any, int]] = ((e, lo if k == 0 else 0)
+                                                 for k, e in enumerate(entries))
+            skip = start
+        else:  # from the newest: gather back to start, then go forward
+            back: list[tuple[Any, int]] = []
+            need = self.n - start
+            got = 0
+            last = len(entries) - 1
+            for k in range(last, -1, -1):
+                e = entries[k]
+                a = lo if k == 0 else 0
+                back.append((e, a))
+                got += _run_size(e) - a
+                if got >= need:
+                    break
+            back.reverse()
+            picked, skip = back, got - need
+        for e, a in picked:
+            size = _run_size(e) - a
+            if skip >= size:
+                skip -= size
+                continue
+            a += skip
+            skip = 0
+            b = min(_run_size(e), a + count)
+            yield e, a, b
+            count -= b - a
+            if count <= 0:
+                return
+
+
+class _DoneStore(_Runs):
+    """The successes kept in memory (the newest keep_done), as done batches.
+
+    It stands in ``Broker._finished[DONE]`` beside the record dicts of the other states, with
+    the part of their interface its readers use: len, get(id) and newest(). Its id index is
+    brought up to date only when get is called: the hot path never pays for it."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(cap)
+        self._index: dict[int, tuple[int, _DoneBatch]] = {}  # id -> (batch number, batch)
+        self._added = 0  # batches ever added; the newest has the number _added - 1
+        self._indexed = 0  # batches numbered below this are in the index
+
+    def add(self, batch: _DoneBatch) -> None:
+        """Keep a batch of successes (the oldest beyond the cap leave)."""
+        self._added += 1
+        self.append(batch, len(batch.ids))
+
+    def get(self, tid: int) -> _DoneView | None:
+        """Task tid, if held."""
+        if self._indexed != self._added:
+            self._catch_up()
+        hit = self._index.get(tid)
+        if hit is None:
+            return None
+        number, batch = hit
+        oldest = self._added - len(self.entries)  # the number of entries[0]
+        i = batch.index(tid)
+        if number < oldest or (number == oldest and i < self.lo):
+            return None  # trimmed since it was indexed
+        return batch.view(i)
+
+    def _catch_up(self) -> None:
+        """Index the batches added since the last lookup (forgetting trimmed ones when the
+        index has grown to twice what is held)."""
+        new = min(self._added - self._indexed, len(self.entries))
+        if len(self._index) + sum(map(_run_size, itertools.islice(
+                reversed(self.entries), new))) > 2 * self.n + 1000:
+            self._index.clear()
+            new = len(self.entries)
+        first = self._added - new
+        for k, batch in enumerate(itertools.islice(self.entries, len(self.entries) - new,
+                                                   None)):
+            self._index.update(zip(batch.ids, repeat((first + k, batch))))
+        self._indexed = self._added
+
+    def newest(self) -> Iterator[_DoneView]:
+        """Every held success, latest first."""
+        lo = self.lo
+        for k in range(len(self.entries) - 1, -1, -1):
+            batch = self.entries[k]
+            yield from map(_DoneView, repeat(batch, len(batch.ids) - (lo if k == 0 else 0)),
+                           range(len(batch.ids) - 1, (lo if k == 0 else 0) - 1, -1))
+
+
 class _Job:
     """A job's live counters; every batch and record of it points here."""
 
@@ -298,7 +560,7 @@ class _Worker:
         self.joined = self.last_seen = now
         self.current_task: int | None = None
         self.done = self.failed = 0
-        self.leases: dict[int, Record] = {}  # claim order: an inline worker runs them so
+        self.leases: dict[int, Record | _Slice] = {}  # claim order: an inline worker runs them so
         self.n_running = 0  # leases in the RUNNING state (the rest are CLAIMED)
         self.state = WorkerState.IDLE
         self.stop = False
@@ -330,12 +592,12 @@ class _Worker:
                           rss_bytes=self.rss)
 
 
-def _finished_key(r: Record) -> float:
+def _finished_key(r: _Finished) -> float:
     """Merge key of finished records, latest first."""
     return -(r.finished or 0.0)
 
 
-def _sort_value(r: Record, key: str) -> Any:
+def _sort_value(r: _Finished, key: str) -> Any:
     """What a record sorts by for a TASK_ORDERS key (None: it has no such value yet)."""
     if key == "runtime":
         runtime = getattr(r, "runtime", None)  # measured by the worker, where it is sent
@@ -351,6 +613,21 @@ def _live_row(r: Record) -> tuple:
     """A live task as the journal's checkpoint stores it."""
     return (r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.classic, r.job.id,
             r.timeout)
+
+
+def _done_batches(records: list[Record]) -> Iterator[_DoneBatch]:
+    """Done records (read back from a journal) as done batches, one per run of records
+    that share everything but id, arguments, result and timings."""
+    def shared(r: Record) -> tuple:  # compared with ==: jobs by identity, kwargs by value
+        return (r.function, r.job, r.submitted, r.attempts, r.finished, r.worker, r.kwargs)
+
+    for _key, run in itertools.groupby(records, key=shared):
+        recs = list(run)
+        first = recs[0]
+        src = _Slice(first.function, first.kwargs, first.submitted, False, first.job, None,
+                     first.attempts, first.worker, [r.id for r in recs], [r.args for r in recs])
+        yield _DoneBatch(src, src.ids, [r.result for r in recs], [r.started for r in recs],
+                         [r.runtime for r in recs], first.finished or 0.0, first.worker)
 
 
 def _no_connection() -> str | None:
@@ -400,13 +677,17 @@ class Broker:
         self._batches: list[_Batch] = []  # every batch still holding items, by first_id
         self._batch_starts: list[int] = []
         self._lane_records: dict[int, Record] = {}  # queued records (requeued or retried)
-        self._leased: dict[int, Record] = {}  # claimed or running, in every worker
+        # Claimed or running, in every worker: a _Slice under each id it leases, or a Record.
+        self._leased: dict[int, Record | _Slice] = {}
         # OrderedDict, not dict: dropping the oldest of a dict that is appended to and trimmed
         # at the front scans the dummies left by deletions (measured ~10 µs per task at 20k).
-        self._finished: dict[TaskState, OrderedDict[int, Record]] = {
+        # Successes are a _DoneStore of batches, which answers the same len/get/newest.
+        self._done = _DoneStore(keep_done)
+        self._finished: dict[TaskState, Any] = {
             s: OrderedDict() for s in _FINISHED_STATES}
-        self._recent: deque[Any] = deque(  # Records and _BULK_CANCEL marks
-            maxlen=max(keep_done, 1000))
+        self._finished[DONE] = self._done
+        # The results log: done batches, Records and _BULK_CANCEL marks, by task count.
+        self._recent = _Runs(max(keep_done, 1000))
         self._result_seq = 0  # results ever finished; the last one in _recent has this number
         self._workers: dict[str, _Worker] = {}
         self._worker_seq = itertools.count(1)
@@ -698,6 +979,8 @@ class Broker:
         n = 0
         for tid in ids:
             rec = leases.get(tid)
+            if isinstance(rec, _Slice):
+                rec = self._own_record(w, tid, rec)
             if rec is not None and rec.state is CLAIMED:
                 rec.state, rec.started = RUNNING, now
                 rec.job.claimed -= 1
@@ -707,6 +990,13 @@ class Broker:
             w.n_running += n
             self._counts[CLAIMED] -= n
             self._counts[RUNNING] += n
+
+    def _own_record(self, w: _Worker, tid: int, s: _Slice) -> Record:
+        """Give task tid of slice s (leased by w) a Record of its own, in both lease maps
+        (same place in their order)."""
+        rec = s.record(tid)
+        self._leased[tid] = w.leases[tid] = rec
+        return rec
 
     def unregister_worker(self, worker_id: str) -> int:
         """A worker leaves cleanly: its unfinished leases go back to the queue uncounted."""
@@ -862,7 +1152,7 @@ class Broker:
         """True when idle may claim one of the tasks busy has not started."""
         if idle.functions is None:
             return True
-        return any(r.state is CLAIMED and r.function in idle.functions
+        return any((isinstance(r, _Slice) or r.state is CLAIMED) and r.function in idle.functions
                    for r in busy.leases.values())
 
     def _take(self, w: _Worker, max_n: int, now: float,
@@ -940,7 +1230,7 @@ class Broker:
             if only is not None and name not in only:
                 continue
             head = lane[0]
-            hid = head.id if type(head) is Record else head.first_id + head.pos
+            hid = head.id if isinstance(head, Record) else head.first_id + head.pos
             if best_id is None or hid < best_id:
                 best, best_id = name, hid
         return best
@@ -979,6 +1269,7 @@ class Broker:
             head.holes -= len(items) - len(keep)
             ids = [ids[i] for i in keep]
             items = [items[i] for i in keep]
+        values = items if head.bare else None
         if head.bare:
             items = list(zip(items))  # 1-tuples again, as workers take them
         if head.pos >= len(head.items):
@@ -988,13 +1279,16 @@ class Broker:
             self._prune_batches()
         fn, kw, sub, cl, j = head.function, head.kwargs, head.submitted, head.classic, head.job
         to = head.timeout
-        new = Record
-        for tid, args in zip(ids, items):
-            leased[tid] = leases[tid] = new(tid, fn, args, kw, 1, sub, cl, j, CLAIMED, wid,
-                                            None, to)
         n = len(ids)
         if n:
-            self._journal.claimed(ids, 1)
+            # One object for the whole slice, under each id: no Record per task.
+            held = dict.fromkeys(ids, _Slice(fn, kw, sub, cl, j, to, 1, wid, ids, items,
+                                             values))
+            leased.update(held)
+            leases.update(held)
+            # A run without holes is journaled as a range: a few bytes, not n ints.
+            self._journal.claimed(range(first, first + n) if ids[-1] - ids[0] == n - 1
+                                  else ids, 1)
             if j.started is None:
                 j.started = now
                 self._journal.job(j)
@@ -1005,114 +1299,138 @@ class Broker:
         return claim_group(fn, kw, ids, items, to) if n else None
 
     def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
-        # The hot path: constant work per task, counters and trimming once per batch, and no
-        # TaskState-keyed dict lookups per task (Enum.__hash__ runs in Python).
+        # The hot path. Results mostly come as long runs of one slice, all successes: such a
+        # run is taken whole (its leases dropped with C-speed maps, its columns kept as they
+        # are in a _DoneBatch, its counters moved once). Everything else goes task by task.
         self._tick(now)
-        leased_pop = self._leased.pop
-        lane_pop = self._lane_records.pop
+        if not results:
+            return 0
         workers = self._workers
         w = workers.get(worker_id)
-        done_store = self._finished[DONE]
-        recent = self._recent.append
-        classic_put = self.classic_results.put
-        running_state = RUNNING  # a local: this loop runs once per task
-        n_running = n_claimed = n_queued = n_done = n_failed = 0
-        done: list[Record] = []
-        failed: list[Record] = []
-        # A batch's results mostly belong to one job: sum its counts in locals and move them
-        # once per run of one job, not with attribute updates per task.
-        job = None
-        j_running = j_claimed = j_done = 0  # of the run of the current job
-        for item in results:
-            try:  # (id, ok, value, started, runtime): what a guidist worker sends
-                tid, ok, value, started, runtime = item
-            except ValueError:  # (id, ok, value) from a tutorial worker; a failure adds its
-                tid, ok, value = item[0], item[1], item[2]  # exception as a sixth
-                started, runtime = (item[3], item[4]) if len(item) > 4 else (None, None)
-            rec = leased_pop(tid, None)
-            if rec is not None:
-                holder_id = rec.worker
-                holder = w if holder_id == worker_id else workers.get(holder_id or "")
-                if rec.state is running_state:
-                    n_running += 1
-                    was = 1
-                    if holder is not None:
-                        holder.n_running -= 1
-                else:  # it ran and finished before the worker said it started
-                    n_claimed += 1
-                    was = 0
-                if holder is not None:
-                    holder.leases.pop(tid, None)
-            else:
-                # The lease expired and the task waits in a lane again: first result wins.
-                rec = lane_pop(tid, None)
-                if rec is None:
-                    self._ignored_late += 1
-                    continue
-                n_queued += 1
-                was = -1
-            if rec.job is not job:
-                if job is not None:
-                    job.running -= j_running
-                    job.claimed -= j_claimed
-                    if j_done:
-                        job.done += j_done
-                        job.last = now
-                job, j_running, j_claimed, j_done = rec.job, 0, 0, 0
-            if was > 0:
-                j_running += 1
-            elif was == 0:
-                j_claimed += 1
-            else:
-                job.queued -= 1  # rare: a late result for a requeued task
-            rec.worker = worker_id
-            if started is not None:
-                # The worker's own measurement replaces the claim time: a task that waited in
-                # the worker's buffer behind others did not start when it was claimed.
-                rec.started, rec.runtime = started, runtime
-            if ok:
-                rec.state = DONE
-                rec.finished = now
-                rec.result = value
-                j_done += 1
-                done_store[tid] = rec
-                recent(rec)
-                done.append(rec)
-                if rec.classic:
-                    classic_put(classic_result_text(rec.function, rec.args, value))
-            else:
-                self._finish(rec, FAILED, now, error=str(value)[:_ERROR_TEXT_LIMIT])
-                if len(item) > 5:
-                    rec.exception = item[5]
-                failed.append(rec)
-        if job is not None:
-            job.running -= j_running
-            job.claimed -= j_claimed
-            if j_done:
-                job.done += j_done
-                job.last = now
+        if isinstance(results, ResultColumns):  # as a guidist worker packs them
+            cols: list[Any] = [results.ids, results.oks, results.values, results.started,
+                               results.runtimes]
+        else:  # (id, ok, value, started, runtime) tuples (or a tutorial worker's 3-tuples)
+            cols = list(zip(*results))
+        tids, oks = cols[0], cols[1]
+        # Whole runs need every result's times: all sent them, or none did (id, ok, value);
+        # a mix (zip cut it to three columns) goes result by result.
+        whole = len(cols) >= 5
+        if not whole and set(map(len, results)) == {3}:
+            whole = True
+            cols += [(None,) * len(tids)] * 2
+        owners = list(map(self._leased.pop, tids, repeat(None)))
         counts = self._counts
-        counts[RUNNING] -= n_running
-        counts[CLAIMED] -= n_claimed
-        counts[QUEUED] -= n_queued
-        n_done, n_failed = len(done), len(failed)
+        classic_put = self.classic_results.put
+        done: list[_DoneBatch] = []
+        failed: list[Record] = []
+        n_done = 0
+        end = 0
+        for owner, run in itertools.groupby(owners):
+            start = end
+            end += len(list(run))
+            if isinstance(owner, _Slice) and whole and all(oks[start:end]):
+                k = end - start
+                holder = w if owner.worker == worker_id else workers.get(owner.worker or "")
+                ids = tids[start:end]
+                if holder is not None:
+                    _drain(map(holder.leases.pop, ids, repeat(None)))
+                batch = _DoneBatch(owner, ids, cols[2][start:end], cols[3][start:end],
+                                   cols[4][start:end], now, worker_id)
+                j = owner.job
+                j.claimed -= k
+                j.done += k
+                j.last = now
+                counts[CLAIMED] -= k
+                n_done += k
+                self._keep_done(batch, done)
+                if owner.classic:
+                    for tid, value in zip(ids, batch.results):
+                        classic_put(classic_result_text(owner.function, owner.args_of(tid),
+                                                        value))
+                continue
+            for i in range(start, end):
+                rec = self._complete_one(w, worker_id, results[i], owner, now)
+                if rec is None:
+                    continue
+                if rec.state is DONE:
+                    n_done += 1
+                    self._keep_done(_DoneBatch(_Slice.of_record(rec), (rec.id,), (rec.result,),
+                                               (rec.started,), (rec.runtime,), now, worker_id),
+                                    done)
+                else:
+                    failed.append(rec)
         if n_done:
             counts[DONE] += n_done
             self._bucket[1] += n_done
-            self._result_seq += n_done
-            over = len(done_store) - self._keep[DONE]
-            for _ in range(over):
-                done_store.popitem(last=False)
         if w is not None:
             w.done += n_done
-            w.failed += n_failed
+            w.failed += len(failed)
         if done:
-            self._journal.done(done)  # done records never change again: no copy needed
+            self._journal.done(done)  # done batches never change: no copy needed
         if failed:
             self._journal.finished(failed)
         if done or failed:
             self._results_cv.notify_all()
-        return n_done + n_failed
+        return n_done + len(failed)
+
+    def _complete_one(self, w: _Worker | None, worker_id: str, item: ResultItem,
+                      owner: Record | _Slice | None, now: float) -> Record | None:
+        """One result the fast path could not take (a failure, a task with a record of its
+        own, a late one): returns its record, DONE or FAILED, or None if it was ignored.
+        owner is what the lease map held for it (already removed from there)."""
+        try:  # (id, ok, value, started, runtime): what a guidist worker sends
+            tid, ok, value, started, runtime = item
+        except ValueError:  # (id, ok, value) from a tutorial worker; a failure adds its
+            tid, ok, value = item[0], item[1], item[2]  # exception as a sixth
+            started, runtime = (item[3], item[4]) if len(item) > 4 else (None, None)
+        if owner is not None:
+            holder_id = owner.worker
+            holder = w if holder_id == worker_id else self._workers.get(holder_id or "")
+            rec = owner.record(tid) if isinstance(owner, _Slice) else owner
+            if rec.state is RUNNING and holder is not None:
+                holder.n_running -= 1
+            if holder is not None:
+                holder.leases.pop(tid, None)
+            was = rec.state  # running, or claimed: it finished before the worker said it started
+        else:
+            # The lease expired and the task waits in a lane again: first result wins.
+            queued = self._lane_records.pop(tid, None)
+            if queued is None:
+                self._ignored_late += 1
+                return None
+            rec, was = queued, QUEUED  # rare: a late result for a requeued task
+        self._counts[was] -= 1
+        rec.job.add(was, -1)
+        rec.worker = worker_id
+        if started is not None:
+            # The worker's own measurement replaces the claim time: a task that waited in
+            # the worker's buffer behind others did not start when it was claimed.
+            rec.started, rec.runtime = started, runtime
+        if ok:
+            rec.state = DONE
+            rec.finished = now
+            rec.result = value
+            rec.job.done += 1
+            rec.job.last = now
+            if rec.classic:
+                self.classic_results.put(classic_result_text(rec.function, rec.args, value))
+        else:
+            self._finish(rec, FAILED, now, error=str(value)[:_ERROR_TEXT_LIMIT])
+            if len(item) > 5:
+                rec.exception = item[5]
+        return rec
+
+    def _keep_done(self, batch: _DoneBatch, done: list[_DoneBatch]) -> None:
+        """Store a batch of successes and log it, in the order results came."""
+        self._done.add(batch)
+        self._recent_add(batch, len(batch.ids))
+        done.append(batch)
+
+    def _recent_add(self, entry: Any, size: int) -> None:
+        """Append to the results log (size tasks: the newest has the number _result_seq)."""
+        self._result_seq += size
+        self._recent.append(entry, size)
 
     def _finish(self, rec: Record, state: TaskState, now: float, result: Any = None,
                 error: str | None = None) -> None:
@@ -1128,12 +1446,11 @@ class Broker:
             self._bucket[1] += 1
         elif state is not CANCELLED:
             self._bucket[2] += 1
-        store = self._finished[state]
+        store = self._finished[state]  # never DONE: successes are kept as done batches
         store[rec.id] = rec
         if len(store) > self._keep[state]:
             store.popitem(last=False)
-        self._result_seq += 1
-        self._recent.append(rec)
+        self._recent_add(rec, 1)
         self._results_cv.notify_all()
         if rec.classic:
             if state is DONE:
@@ -1149,6 +1466,8 @@ class Broker:
             rec = w.leases.pop(tid, None)
             if rec is None or self._leased.pop(tid, None) is None:
                 continue
+            if isinstance(rec, _Slice):
+                rec = rec.record(tid)
             if rec.state is RUNNING:
                 w.n_running -= 1
             rec.attempts = max(rec.attempts - 1, 0)
@@ -1187,7 +1506,7 @@ class Broker:
         w.state = WorkerState.OFFLINE
         w.current_task = None
         w.give_back = False
-        recs = list(w.leases.values())
+        recs = [r if isinstance(r, Record) else r.record(tid) for tid, r in w.leases.items()]
         w.leases.clear()
         w.n_running = 0
         self._unbind(w)
@@ -1442,6 +1761,8 @@ class Broker:
 
     def _task_locked(self, task_id: int) -> Task | None:
         rec = self._leased.get(task_id) or self._lane_records.get(task_id)
+        if isinstance(rec, _Slice):
+            return rec.record(task_id).to_task()
         if rec is None:
             for store in self._finished.values():
                 rec = store.get(task_id)
@@ -1537,7 +1858,7 @@ class Broker:
         """Finished tasks of several states, latest first: a lazy merge near the top, one
         list built at most once a second deeper down (a merge there costs the whole depth)."""
         if skip < _LAZY_MERGE_DEPTH:
-            stores = [reversed(self._finished[s].values()) for s in states]
+            stores = [self._newest(s) for s in states]
             merged = heapq.merge(*stores, key=_finished_key)
             for rec in itertools.islice(merged, skip, None):
                 yield rec.to_task()
@@ -1546,7 +1867,7 @@ class Broker:
             yield rec.to_task()
 
     def _sorted_records(self, states: tuple[TaskState, ...], key: str | None,
-                        desc: bool) -> list[Record]:
+                        desc: bool) -> list[_Finished]:
         """Running and finished records of states, latest activity first, then sorted by key
         (a stable sort keeps that as the tie-break); reused for a second, as pages of one
         screen are asked for together."""
@@ -1555,11 +1876,11 @@ class Broker:
         cached = self._listing_cache
         if cached is not None and cached[0] == cache_key and now - cached[1] < _LISTING_CACHE_S:
             return cached[2]
-        recs: list[Record] = []
+        recs: list[_Finished] = []
         for live in (RUNNING, CLAIMED):
             if live in states:
-                recs.extend(r for r in reversed(self._leased.values()) if r.state is live)
-        stores = [reversed(self._finished[s].values()) for s in states if s.finished]
+                recs.extend(r for r in self._leased_newest() if r.state is live)
+        stores = [self._newest(s) for s in states if s.finished]
         recs.extend(heapq.merge(*stores, key=_finished_key))
         if key is not None:
             values = [(_sort_value(r, key), r) for r in recs]
@@ -1583,13 +1904,23 @@ class Broker:
             yield from self._iter_queued(skip)
         elif s is RUNNING or s is CLAIMED:  # the latest claimed first
             # Leases are bounded by workers x their claim size: filtering them is cheap.
-            of_state = (rec for rec in reversed(self._leased.values()) if rec.state is s)
+            of_state = (rec for rec in self._leased_newest() if rec.state is s)
             for rec in itertools.islice(of_state, skip, None):
                 yield rec.to_task()
         else:
-            store = self._finished[s]
-            for rec in itertools.islice(reversed(store.values()), skip, None):
-                yield rec.to_task()
+            for fin in itertools.islice(self._newest(s), skip, None):
+                yield fin.to_task()
+
+    def _newest(self, s: TaskState) -> Iterator[_Finished]:
+        """The finished tasks of s held in memory, latest first."""
+        if s is DONE:
+            return self._done.newest()
+        return reversed(self._finished[s].values())
+
+    def _leased_newest(self) -> Iterator[Record]:
+        """Every claimed or running task, the latest claimed first (slices' as views)."""
+        for tid, held in reversed(self._leased.items()):
+            yield held if isinstance(held, Record) else held.record(tid)
 
     def _job_segments(self, states: list[TaskState],
                       job: _Job) -> list[tuple[int, Callable[[int], Iterator[Task]]]]:
@@ -1598,7 +1929,7 @@ class Broker:
         out: list[tuple[int, Callable[[int], Iterator[Task]]]] = []
 
         def leased_of(state: TaskState) -> Callable[[int], Iterator[Task]]:
-            return lambda _skip: (r.to_task() for r in reversed(self._leased.values())
+            return lambda _skip: (r.to_task() for r in self._leased_newest()
                                   if r.state is state and r.job is job)
 
         for live in (RUNNING, CLAIMED):
@@ -1606,7 +1937,7 @@ class Broker:
                 out.append((0, leased_of(live)))
         finished = tuple(s for s in states if s.finished)
         if finished:
-            stores = [reversed(self._finished[s].values()) for s in finished]
+            stores = [self._newest(s) for s in finished]
             out.append((0, lambda _skip: (r.to_task() for r in heapq.merge(
                 *stores, key=_finished_key) if r.job is job)))
         if QUEUED in states:
@@ -1710,17 +2041,20 @@ class Broker:
         held = len(self._recent)
         gap = fresh > held  # some finished and left the log before this caller looked
         take = min(fresh, held)
-        recs = list(itertools.islice(reversed(self._recent), take))[::-1]
-        if len(recs) > limit:
-            recs = recs[:limit]
+        if take > limit:
             newest = newest - take + limit
-        out = []
+        out: list[tuple] = []
         finished = _FINISHED_STATES
-        for rec in recs:
-            if rec is _BULK_CANCEL:
+        for entry, a, b in self._recent.spans(held - take, limit):
+            if type(entry) is _DoneBatch:
+                if entry.src.job.id in wanted:  # another job's batch is skipped whole
+                    out.extend((tid, "done", value, None, None) for tid, value in
+                               zip(entry.ids[a:b], entry.results[a:b]))
+            elif entry is _BULK_CANCEL:
                 gap = True
-            elif rec.job.id in wanted and rec.state in finished:
-                out.append((rec.id, rec.state.value, rec.result, rec.error, rec.exception))
+            elif entry.job.id in wanted and entry.state in finished:
+                out.append((entry.id, entry.state.value, entry.result, entry.error,
+                            entry.exception))
         return newest, out, gap
 
     def poke(self, token: str) -> None:
@@ -1734,8 +2068,7 @@ class Broker:
 
     def _bulk_cancelled(self) -> None:
         """Mark the results log: tasks were cancelled without records (waiters look them up)."""
-        self._result_seq += 1
-        self._recent.append(_BULK_CANCEL)
+        self._recent_add(_BULK_CANCEL, 1)
         self._results_cv.notify_all()
 
     def define_function(self, name: str, blob: bytes) -> None:
@@ -1757,13 +2090,20 @@ class Broker:
     def results_since(self, cursor: int, limit: int = 1000) -> tuple[int, list[Task]]:
         """Tasks finished after cursor (a sequence number), oldest first: (cursor, tasks)."""
         with self._lock:
-            if not self._recent:
+            held = len(self._recent)
+            if not held:
                 return cursor, []
-            first_seq = self._result_seq - len(self._recent) + 1
+            first_seq = self._result_seq - held + 1
             start = max(0, cursor + 1 - first_seq)
-            recs = list(itertools.islice(self._recent, start, start + limit))
-            out = [rec.to_task() for rec in recs if rec is not _BULK_CANCEL]
-            return (first_seq + start + len(recs) - 1 if recs else cursor), out
+            out: list[Task] = []
+            seen = 0
+            for entry, a, b in self._recent.spans(start, max(0, limit)):
+                seen += b - a
+                if type(entry) is _DoneBatch:
+                    out.extend(entry.task(i) for i in range(a, b))
+                elif entry is not _BULK_CANCEL:
+                    out.append(entry.to_task())
+            return (first_seq + start + seen - 1 if seen else cursor), out
 
     def queued_count(self) -> int:
         """Tasks waiting to be claimed."""
@@ -1926,6 +2266,7 @@ class Broker:
                 self._lanes.setdefault(fn, deque()).append(rec)
                 self._lane_records[tid] = rec
             flush_run()
+            done: list[Record] = []
             for t in finished:
                 rec = Record(t.id, t.function, t.args, t.kwargs, t.attempts, t.submitted, False,
                               job_of(t.job))
@@ -1934,7 +2275,12 @@ class Broker:
                 rec.state, rec.started, rec.finished = t.state, t.started, t.finished
                 rec.worker, rec.result, rec.error = t.worker, t.result, t.error
                 rec.runtime, rec.exception = t.runtime, t.exception
-                self._finished[t.state][t.id] = rec
+                if t.state is DONE:
+                    done.append(rec)
+                else:
+                    self._finished[t.state][t.id] = rec
+            for batch in _done_batches(done):
+                self._done.add(batch)
             for s in TaskState:
                 self._counts[s] = counts.get(s.value, 0)
             self._counts[QUEUED] = len(queued)
@@ -1967,7 +2313,8 @@ class Broker:
                         batches.append((item.first_id + item.pos, item.function, item.kwargs,
                                         item.tuples(item.pos), item.submitted, item.classic,
                                         item.job.id, item.timeout))
-            records.extend(_live_row(r) for r in self._leased.values())
+            records.extend(_live_row(r if isinstance(r, Record) else r.record(tid))
+                           for tid, r in self._leased.items())
             # Batches waiting for their commit: their submit row is older than this
             # checkpoint, which replaces it, so the checkpoint must carry them.
             pending = [(ticket, (b.first_id, b.function, b.kwargs, b.tuples(0), b.submitted,

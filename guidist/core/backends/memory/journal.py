@@ -40,13 +40,13 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from ...errors import JournalInUse, JournalUnavailable, JournalUnreadable
 from ...protocol import Job, Task, TaskState
-from .broker import HOLE, Broker, Record
+from .broker import HOLE, Broker, Record, _DoneBatch
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ class SqliteJournal:
         self._add("job", (job.id, job.name, ",".join(job.functions), job.submitted, job.started,
                           [tuple(r) for r in job.ranges]))
 
-    def claimed(self, ids: list[int], attempts: int) -> None:
+    def claimed(self, ids: Sequence[int], attempts: int) -> None:
         """Record leases (ids all at the same attempt), so a restart counts the attempt."""
         self._add("claim", (ids, attempts))
 
@@ -301,10 +301,10 @@ class SqliteJournal:
         self._add("requeue", [(r.id, r.attempts, r.function, r.args, r.kwargs, r.submitted,
                                r.classic, r.job.id, r.timeout) for r in records])
 
-    def done(self, records: list[Record]) -> None:
-        """Record a batch of successes: O(1) under the broker lock (done records never change),
-        written later as one row for the whole batch."""
-        self._add("done", records)
+    def done(self, batches: list[_DoneBatch]) -> None:
+        """Record successes: O(1) under the broker lock (done batches never change), written
+        later as one row per run of one job."""
+        self._add("done", batches)
 
     def finished(self, records: list[Record]) -> None:
         """Record failed, dead or cancelled tasks (copied: a retry changes the record)."""
@@ -590,9 +590,10 @@ class SqliteJournal:
             pending = self._writing + self._buf
         for _ticket, kind, data in reversed(pending):  # the newest change of a task wins
             if kind == "done":
-                for r in data:
-                    if r.id in want and r.id not in found:
-                        found[r.id] = r.to_task()
+                for batch in data:
+                    for i, tid in enumerate(batch.ids):
+                        if tid in want and tid not in found:
+                            found[tid] = batch.task(i)
             elif kind == "finish":
                 for row in data:
                     if row[0] in want and row[0] not in found:
@@ -624,7 +625,7 @@ class SqliteJournal:
                                         "max_id >= ?", (tid, tid)):
                 rows = blobs.get(seq)
                 if rows is None:
-                    rows = blobs[seq] = pickle.loads(blob)
+                    rows = blobs[seq] = _done_blob_rows(blob)
                 hit = next((d for d in rows if d[0] == tid), None)
                 if hit is not None:
                     found[tid] = _done_to_task(hit)
@@ -723,7 +724,7 @@ class SqliteJournal:
         keep = broker.keep_limit(TaskState.DONE)
         newest: list[Task] = []
         for (blob,) in self._db.execute("SELECT data FROM done ORDER BY seq DESC"):
-            newest.extend(reversed([_done_to_task(d) for d in pickle.loads(blob)]))
+            newest.extend(reversed([_done_to_task(d) for d in _done_blob_rows(blob)]))
             if len(newest) >= keep:
                 break
         out.extend(reversed(newest[:keep]))
@@ -872,8 +873,8 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
     # again, so removing them after the log is right whatever the order. Rows from before
     # the checkpoint were already taken out of its live set.
     for (blob,) in db.execute("SELECT data FROM done WHERE seq > ?", (done_seq,)):
-        for d in pickle.loads(blob):
-            st.live.pop(d[0], None)
+        for tid in _done_blob_ids(blob):
+            st.live.pop(tid, None)
     return st
 
 
@@ -897,23 +898,64 @@ def _add_counts(into: dict, more: dict) -> None:
         into[k] = into.get(k, 0) + n
 
 
-def _done_rows(records: list[Record]) -> Iterator[tuple]:
-    """A batch of successes as done rows, one per run of one job (so counts per job are
-    one SQL aggregate), with the id span that lookups of evicted results search by."""
+def _done_rows(batches: list[_DoneBatch]) -> Iterator[tuple]:
+    """Done batches as done rows, one per run of one job (so counts per job are one SQL
+    aggregate), with the id span that lookups of evicted results search by. A row holds its
+    batches as columns (``_done_columns``), pickled without a tuple per task."""
     start = 0
-    n = len(records)
+    n = len(batches)
     while start < n:
-        job = records[start].job
+        job = batches[start].src.job
         end = start + 1
-        while end < n and records[end].job is job:
+        while end < n and batches[end].src.job is job:
             end += 1
-        run = records[start:end]
-        ids = [r.id for r in run]
-        yield (len(run), run[-1].finished or 0.0, pickle.dumps(
-            [(r.id, r.function, r.args, r.kwargs, r.attempts, r.submitted, r.started,
-              r.finished, r.worker, r.result, r.runtime, job.id) for r in run],
-            protocol=pickle.HIGHEST_PROTOCOL), job.id, min(ids), max(ids))
+        run = batches[start:end]
+        yield (sum(len(b.ids) for b in run), run[-1].finished or 0.0,
+               pickle.dumps((_COLUMNS, [_done_columns(b) for b in run]),
+                            protocol=pickle.HIGHEST_PROTOCOL),
+               job.id, min(min(b.ids) for b in run), max(max(b.ids) for b in run))
         start = end
+
+
+#: The first element of a done row's data in the column format; older rows are a list of
+#: per-task tuples (see ``_done_blob_rows``, the one place that reads either).
+_COLUMNS = "columns"
+
+
+def _done_columns(b: _DoneBatch) -> tuple:
+    """One done batch as the columns a done row stores (the arguments as bare values when
+    each task has one, flagged by the last column)."""
+    s = b.src
+    args, bare = b.arg_column()
+    return (s.function, s.kwargs, s.attempts, s.submitted, b.finished, b.worker, s.job.id,
+            b.ids, args, b.results, b.started, b.runtimes, bare)
+
+
+def _done_blob_rows(blob: bytes) -> list[tuple]:
+    """A done row's data as per-task tuples (id, function, args, kwargs, attempts,
+    submitted, started, finished, worker, result, runtime, job), whichever format it has."""
+    data = pickle.loads(blob)
+    if type(data) is not tuple or not data or data[0] != _COLUMNS:
+        return data
+    rows: list[tuple] = []
+    for (fn, kw, attempts, sub, fin, worker, job, ids, args_col, results, starts, runtimes,
+         bare) in data[1]:
+        args_list = zip(args_col) if bare else args_col
+        rows.extend((tid, fn, args, kw, attempts, sub, started, fin, worker, result, runtime,
+                     job) for tid, args, result, started, runtime in zip(
+                         ids, args_list, results, starts, runtimes))
+    return rows
+
+
+def _done_blob_ids(blob: bytes) -> Iterator[int]:
+    """The task ids of a done row, without making its tuples when it is in columns."""
+    data = pickle.loads(blob)
+    if type(data) is tuple and data and data[0] == _COLUMNS:
+        for cols in data[1]:
+            yield from cols[7]
+    else:
+        for d in data:
+            yield d[0]
 
 
 def _done_to_task(d: tuple) -> Task:
@@ -1028,7 +1070,7 @@ def iter_ledger(path: str | Path, states: Iterable[str] | None = None) -> Iterat
 def _ledger_rows(db: sqlite3.Connection, wanted: set[str] | None) -> Iterator[Task]:
     if wanted is None or TaskState.DONE.value in wanted:
         for (blob,) in db.execute("SELECT data FROM done ORDER BY seq"):
-            for d in pickle.loads(blob):
+            for d in _done_blob_rows(blob):
                 yield _done_to_task(d)
     for row in db.execute(f"SELECT {_FINISHED_COLUMNS} FROM finished ORDER BY id"):
         if wanted is None or row[4] in wanted:
@@ -1077,7 +1119,7 @@ def _prune(path: str | Path, done_older_than: float | None, failed_older_than: f
                         (blob,) = db.execute("SELECT data FROM done WHERE seq = ?",
                                              (seq,)).fetchone()
                         db.execute("UPDATE done SET n = ?, data = ? WHERE seq = ?",
-                                   (room, pickle.dumps(pickle.loads(blob)[-room:]), seq))
+                                   (room, pickle.dumps(_done_blob_rows(blob)[-room:]), seq))
                         deleted += n - room
                     deleted += _deleted_tasks(db, "seq < ?" if room > 0 else "seq <= ?",
                                               (seq,))
