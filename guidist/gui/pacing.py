@@ -18,13 +18,18 @@ from PySide6.QtCore import QObject, Qt, QTimer
 #: Milliseconds between two steps: long enough to be a timer of its own (a 0 ms timer is a
 #: posted event and joins the run), short enough that a whole snapshot is drawn in ~20 ms.
 STEP_GAP_MS = 1
+#: Steps that may wait: a window this far behind (a machine too busy to run a slice every
+#: millisecond or so) catches up in one go rather than falling further behind.
+MAX_PENDING = 64
 
 
 class Pacer(QObject):
     """Runs callables in the order queued, one per timer turn."""
 
-    def __init__(self, parent: QObject | None = None, gap_ms: int = STEP_GAP_MS) -> None:
+    def __init__(self, parent: QObject | None = None, gap_ms: int = STEP_GAP_MS,
+                 max_pending: int = MAX_PENDING) -> None:
         super().__init__(parent)
+        self._max_pending = max_pending
         self._steps: deque[Callable[[], None]] = deque()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -34,7 +39,9 @@ class Pacer(QObject):
 
     def add(self, steps: Iterable[Callable[[], None]]) -> None:
         """Queue steps after the ones already queued (order is kept: a panel sees every
-        snapshot in turn)."""
+        snapshot in turn); too many waiting already: those run now."""
+        if len(self._steps) > self._max_pending:
+            self.flush()
         self._steps.extend(steps)
         if self._steps and not self._timer.isActive():
             self._timer.start()

@@ -90,3 +90,13 @@ def test_unchanged_curves_are_not_set_again(qtbot) -> None:
     assert calls.get("done") == 1 and calls.get("queued") == 1
     assert "workers" not in calls
     assert plots.curves["workers"].getData()[1][-1] == 2
+
+
+def test_pacer_far_behind_catches_up_at_once(qtbot) -> None:
+    pacer = Pacer(max_pending=3)
+    ran: list[int] = []
+    pacer.add([lambda i=i: ran.append(i) for i in range(4)])
+    assert ran == []
+    pacer.add([lambda: ran.append(4)])  # 4 waiting > 3: they run first, in order
+    assert ran == [0, 1, 2, 3] and pacer.pending() == 1
+    qtbot.waitUntil(lambda: ran == [0, 1, 2, 3, 4], timeout=5000)
