@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from .style import (
     state_color,
     text_color,
 )
+from .widgets import SteadyLabel
 
 #: Seconds of history kept (the broker keeps an hour too).
 CAPACITY = 3600
@@ -49,6 +50,15 @@ WINDOWS: dict[str, int] = {"1 min": 60, "10 min": 600}
 _COL = {name: i for i, name in enumerate(SERIES_FIELDS)}
 #: Curves that are counts per second (smoothed on request); the others are gauges.
 _RATES = ("done", "failed")
+#: As long as the header gets under full load (bold as there): its height is kept from the
+#: start, so the first big counts do not re-lay the plots below it (a longer text still may,
+#: once).
+_RATE_SAMPLE = ("<b>123,456</b> done/s · <b>0.0</b> failed/s · <b>1,234,567</b> queued · "
+                "<b>1,234</b> claimed · <b>12</b> running · <b>2</b> workers")
+#: The curves of each plot, drawn together (one plot per step, see LivePlots.draw_steps).
+_PLOT_CURVES: dict[str, tuple[str, ...]] = {
+    "throughput": ("done", "failed"), "queue": ("queued", "claimed", "running"),
+    "workers": ("workers",)}
 #: Smoothing: a centred Gaussian of this width (seconds, one sigma), cut at 3 sigma.
 SMOOTH_SIGMA = 1.0
 #: Seconds of data beyond the window the smoothing kernel reaches.
@@ -255,7 +265,7 @@ class LivePlots(QWidget):
         export_menu.addAction("Plots as PNG image…", self.export_png_requested.emit)
         export_menu.addAction("Series as CSV (last hour)…", self.export_csv_requested.emit)
         self.export_button.setMenu(export_menu)
-        self.rate_label = QLabel()
+        self.rate_label = SteadyLabel(_RATE_SAMPLE)
         self.rate_label.setObjectName("plotRateLabel")
         self.rate_label.setTextFormat(Qt.TextFormat.RichText)
         # Wraps rather than setting the window's minimum width (it did: 1085 px).
@@ -280,6 +290,7 @@ class LivePlots(QWidget):
         self.workers_plot.setXLink(self.throughput_plot)
         self._y_tops: dict[str, float] = {}
         self._x_window = 0  # the x range last set (seconds); set again only when it changes
+        self._drawn: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # each curve's last data
         self.curves: dict[str, Any] = {
             "done": self._curve(self.throughput_plot, "done per second", STATE_COLORS["done"]),
             "failed": self._curve(self.throughput_plot, "failed per second",
@@ -337,15 +348,30 @@ class LivePlots(QWidget):
         """True while the plots are frozen."""
         return self._paused
 
-    def add_points(self, points: Sequence[Sequence[float]]) -> int:
-        """Append the new per-second points of a snapshot and redraw (unless paused)."""
+    def add_points(self, points: Sequence[Sequence[float]], draw: bool = True) -> int:
+        """Append the new per-second points of a snapshot and redraw (unless paused, or
+        draw is False: the caller then runs ``draw_steps()`` when it suits it)."""
         added = self.buffer.extend(points)
-        if added and not self._paused:
+        if added and draw and not self._paused:
             self.redraw()
         return added
 
     def redraw(self) -> None:
-        """One setData per curve over the visible window."""
+        """One setData per changed curve over the visible window."""
+        for step in self._steps():
+            step()
+
+    def draw_steps(self) -> list[Callable[[], None]]:
+        """The redraw as one step per plot (none while paused): each plot's view is painted
+        in an update request of its own, so run apart they never add up to one long one."""
+        return [] if self._paused else self._steps()
+
+    def _steps(self) -> list[Callable[[], None]]:
+        return [lambda: self._draw_plot("throughput"), lambda: self._draw_plot("queue"),
+                lambda: self._draw_plot("workers"), self._update_rate_label]
+
+    def _draw_plot(self, which: str) -> None:
+        """setData for the curves of one plot whose data changed, and its y range."""
         n = self.window_seconds
         smoothing = self.smooth_button.isChecked()
         # Smoothing needs the seconds just before the window too.
@@ -356,24 +382,28 @@ class LivePlots(QWidget):
         t = shown[:, _COL["t"]] + 0.5  # a point stands for the middle of its second
         if len(t):
             t = t - (t[-1] + 0.5)
-        tops: dict[str, float] = {}
-        for name, curve in self.curves.items():
+        top = 0.0
+        for name in _PLOT_CURVES[which]:
             y = data[:, _COL[name]]
             if smoothing and name in _RATES:
                 y = smooth(y)
             y = y[-n:]
-            curve.setData(t, y)
-            tops[name] = float(np.nanmax(y)) if len(y) else 0.0
-        if self._x_window != n:
-            self._x_window = n
-            self.throughput_plot.getPlotItem().setXRange(-n, 0, padding=0)
-        self._set_y_top(self.throughput_plot,
-                        _nice_ceiling(1.1 * max(tops["done"], tops["failed"])))
-        self._set_y_top(self.queue_plot, _nice_ceiling(1.1 * max(tops["queued"],
-                                                                 tops["claimed"],
-                                                                 tops["running"])))
-        self._set_y_top(self.workers_plot, _nice_ceiling(tops["workers"] + 1.0))
-        self._update_rate_label()
+            last = self._drawn.get(name)
+            # A full window of an unchanged gauge (workers, an empty queue) is the same
+            # picture every second: no setData, no repaint.
+            if last is None or not (np.array_equal(last[0], t) and np.array_equal(last[1], y)):
+                self.curves[name].setData(t, y, skipFiniteCheck=True)
+                self._drawn[name] = (t.copy(), y.copy())
+            top = max(top, float(np.nanmax(y)) if len(y) else 0.0)
+        if which == "throughput":
+            if self._x_window != n:
+                self._x_window = n
+                self.throughput_plot.getPlotItem().setXRange(-n, 0, padding=0)
+            self._set_y_top(self.throughput_plot, _nice_ceiling(1.1 * top))
+        elif which == "queue":
+            self._set_y_top(self.queue_plot, _nice_ceiling(1.1 * top))
+        else:
+            self._set_y_top(self.workers_plot, _nice_ceiling(top + 1.0))
 
     def _set_y_top(self, plot: pg.PlotWidget, top: float) -> None:
         """Set a plot's Y range only when it changes (each change re-lays its axes)."""
@@ -402,6 +432,7 @@ class LivePlots(QWidget):
         if not paused:
             self._y_tops.clear()  # the user may have zoomed: set the ranges again
             self._x_window = 0
+            self._drawn.clear()
             self.redraw()
         self.paused_changed.emit(paused)
 

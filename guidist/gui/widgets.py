@@ -41,6 +41,45 @@ class StatusLight(QLabel):
                            "border: 1px solid rgba(0,0,0,60);")
 
 
+class SteadyLabel(QLabel):
+    """A word-wrapped label whose height, at a given width, only grows.
+
+    A live count that gets a digit longer can wrap onto a second line and back at every poll;
+    each change of height re-laid and resized everything below it (the three plots: 80 ms of
+    relayout and repaint under full load). Keeping the tallest height seen per width costs at
+    most one line of blank space and makes a new text a repaint of the label alone.
+    """
+
+    #: Widths remembered (a resize brings new ones; the old ones are forgotten).
+    _KEEP = 32
+
+    def __init__(self, sample: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._tallest: dict[int, int] = {}
+        # A text as long as the longest one it will show: its height is the floor from the
+        # start, so even the first long count does not re-lay what is below.
+        self._sample = QLabel(sample)
+        self._sample.setWordWrap(True)
+
+    def setTextFormat(self, fmt: Qt.TextFormat) -> None:  # noqa: N802 (Qt name)
+        """The format of the texts (and of the sample)."""
+        super().setTextFormat(fmt)
+        self._sample.setTextFormat(fmt)
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt name)
+        """Qt's height for this text, or the tallest one this width has had."""
+        h = super().heightForWidth(width)
+        if width not in self._tallest:
+            if len(self._tallest) > self._KEEP:
+                self._tallest.clear()
+            if self._sample.text():
+                self._sample.setFont(self.font())
+                h = max(h, self._sample.heightForWidth(width))
+        h = max(h, self._tallest.get(width, 0))
+        self._tallest[width] = h
+        return h
+
+
 class HintLabel(QLabel):
     """Secondary text (hints, captions, notes) in a colour derived from the palette, so it
     reads on a dark theme too."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import urllib.request
 
+from PySide6.QtWidgets import QDockWidget
+
 from guidist.core.client import Client
 from guidist.gui.main_window import MainWindow
 
@@ -24,6 +26,7 @@ def test_tasks_show_in_the_stream_and_the_functions_view_and_metrics_are_served(
     win.session_prefs.metrics_port = port
     start_server(qtbot, win)
     launch_workers(qtbot, win, 1)
+    win.findChild(QDockWidget, "workersDock").raise_()  # the Functions tab is behind it
     with Client(win.controller.status.address, win.controller.key) as c:
         c.submit_many("sleep", [0.05] * 6)
         c.submit_many("tests.jobs:boom", [1])
@@ -31,6 +34,11 @@ def test_tasks_show_in_the_stream_and_the_functions_view_and_metrics_are_served(
     qtbot.waitUntil(lambda: sum(b.count for b in stream.bars()) >= 7, timeout=WAIT_MS)
     assert any(b.failed for b in stream.bars())
     functions = win.functions_panel
+    # A tab behind the workers is filled only once raised (nobody sees it meanwhile).
+    qtbot.waitUntil(lambda: len(win.last_snapshot.functions) == 2, timeout=WAIT_MS)
+    assert not functions.on_screen
+    assert functions.table.rowCount() == 0
+    win.findChild(QDockWidget, "functionsDock").raise_()
     qtbot.waitUntil(lambda: functions.table.rowCount() == 2, timeout=WAIT_MS)
     names = {functions.table.item(r, 0).text() for r in range(2)}
     assert names == {"sleep", "tests.jobs:boom"}

@@ -86,14 +86,29 @@ class FunctionsPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(split)
         self._shown: tuple = ()
+        self._latest: tuple = ()
+        #: False while another dock tab covers it (the window says so).
+        self.on_screen = True
 
     def set_snapshot(self, snap: Snapshot) -> None:
-        """Refresh from a snapshot (only when the statistics changed)."""
-        if snap.functions == self._shown:
+        """Refresh from a snapshot (only when the statistics changed, and only while shown:
+        a tab behind another is filled when it is raised)."""
+        self._latest = snap.functions
+        if self.on_screen:
+            self._fill()
+
+    def set_on_screen(self, on: bool) -> None:
+        """Its tab was raised (True: catch up now) or another tab covers it (False)."""
+        self.on_screen = on
+        if on:
+            self._fill()
+
+    def _fill(self) -> None:
+        if self._latest == self._shown:
             return
-        self._shown = snap.functions
+        self._shown = functions = self._latest
         selected = self.selected_function()
-        self.model.update(snap.functions)
+        self.model.update(functions)
         rows = self.model.rows()
         self.table.blockSignals(True)
         self.table.setRowCount(len(rows))
@@ -159,6 +174,9 @@ class TaskStreamPanel(QWidget):
         layout.addWidget(self.legend)
         layout.addWidget(self.plot, 1)
         self._now = time.time()
+        self._stale = False  # spans came in while covered: draw when raised
+        #: False while another dock tab covers it (the window says so).
+        self.on_screen = True
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     def clear(self) -> None:
@@ -172,7 +190,20 @@ class TaskStreamPanel(QWidget):
         self.model.add(snap.spans, names)
         self._now = time.time()
         self.model.prune(self._now)
-        self._draw()
+        # Drawn only while shown (it is a tab behind the workers by default): thousands of
+        # bars five times a second for nobody. Raised, it draws at once.
+        self._stale = not self.on_screen
+        if not self._stale:
+            self._draw()
+
+    def set_on_screen(self, on: bool) -> None:
+        """Its tab was raised (True: draw what came in meanwhile) or is covered (False)."""
+        self.on_screen = on
+        if on and self._stale:
+            self._stale = False
+            self._now = time.time()
+            self.model.prune(self._now)
+            self._draw()
 
     def _draw(self) -> None:
         bars = self.model.bars()
