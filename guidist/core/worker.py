@@ -20,6 +20,7 @@ import pickle
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -29,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import remote
+from .ahead import AheadCaller
 from .backends.base import DEFAULTS
 from .claims import ClaimSizer
 from .client import Client
@@ -48,6 +50,11 @@ EXIT_OK, EXIT_GAVE_UP, EXIT_AUTH = ExitCode.OK, ExitCode.UNAVAILABLE, ExitCode.A
 EXIT_STUCK = ExitCode.STUCK
 _BATCH_SECONDS = 0.1  # aim for this much work per claim
 _REPORT_SECONDS = 0.2  # a batch that runs longer (a slow task in it) reports what is done
+#: Inline mode: a batch expected to take at most this long is run while the exchange that
+#: reports the one before and claims the next is in flight. Longer batches are not claimed
+#: ahead: their round trip is a small share of their time, and idle workers must get them.
+_AHEAD_SECONDS = 0.02
+_AHEAD_SWITCH_SECONDS = 0.0002  # GIL switch interval once an exchange can be in flight
 _FAILURE_LINES = 20  # failed tasks logged one per line per statistics report, at most
 #: Seconds an inline task may overrun its time limit in code no signal interrupts (a long C
 #: call) before the worker reports it failed and exits, so its supervisor can restart it.
@@ -114,6 +121,9 @@ class Worker:
         self._inflight_fn: dict[cf.Future, str] = {}  # the function of each task in flight
         self.summary = [0, 0, 0.0]  # done, failed, seconds of run time: the exit summary
         self._failures_logged = 0  # since the last report (the rest are only counted)
+        self._ahead_caller: AheadCaller | None = None  # inline: the exchange in flight's thread
+        # That exchange, the results it carries, and the token whoever takes its claim holds.
+        self._ahead: tuple[cf.Future, list, threading.Event, threading.Lock] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -146,6 +156,8 @@ class Worker:
             if self._executor is not None:
                 self._executor.shutdown(wait=False)
             beat.join(timeout=2)
+            if self._ahead_caller is not None:
+                self._ahead_caller.close()
             done, failed, seconds = self.summary
             log.info("worker %s stops: %d task(s) done, %d failed, %.1f s of run time",
                      self.name, done, failed, seconds)
@@ -155,17 +167,20 @@ class Worker:
             if self.config.max_tasks is not None and self.processed >= self.config.max_tasks:
                 break
             try:
-                if self._id is None:
-                    self._register()
-                    self._unreleased = []  # a new id: the old one's leases are gone anyway
-                elif self._unreleased:
-                    self._release_unreleased()
-                # With tasks in flight the claim must not wait on the server: their results
-                # are due back as soon as they finish.
-                cmd, groups = self._call_with_results(
-                    "exchange", self._claim_size(),
-                    0.0 if self._inflight else self.config.wait_s, self._running_now(),
-                    None if self._executor is not None else self._sizer.limits())
+                if self._ahead is not None:
+                    cmd, groups = self._await_ahead()
+                else:
+                    if self._id is None:
+                        self._register()
+                        self._unreleased = []  # a new id: the old one's leases are gone anyway
+                    elif self._unreleased:
+                        self._release_unreleased()
+                    # With tasks in flight the claim must not wait on the server: their
+                    # results are due back as soon as they finish.
+                    cmd, groups = self._call_with_results(
+                        "exchange", self._claim_size(),
+                        0.0 if self._inflight else self.config.wait_s, self._running_now(),
+                        None if self._executor is not None else self._sizer.limits())
             except ServerUnavailable as exc:
                 code = self._reconnect(exc)
                 if code is not None:
@@ -192,6 +207,13 @@ class Worker:
             if self._executor is None:
                 if groups:
                     self._give_back = False  # it was about an earlier batch
+                    if cmd != CMD_STOP and self._ahead_wanted(groups):
+                        self._exchange_ahead(groups)
+                    elif self._pending:
+                        # The batch before came ahead: its results go out before this one
+                        # runs, as they always did (a task that kills the worker must not
+                        # take finished results with it).
+                        self._report_partial(groups[0][2][0] if groups[0][2] else None)
                     self._run_groups(groups)
             else:
                 if cmd == CMD_GIVE_BACK:
@@ -205,6 +227,7 @@ class Worker:
                 break
         if self._inflight:
             self._collect(None, drain=True)  # finish what runs; the server gets it all back
+        self._settle_ahead()
         self._leave()
         return EXIT_OK
 
@@ -219,6 +242,85 @@ class Worker:
         except GuidistError as exc:
             log.warning("could not say goodbye to the server: %s", exc)
         self._id = None
+
+    # ------------------------------------------------------------------ claiming ahead
+
+    def _ahead_wanted(self, groups: list) -> bool:
+        """Whether to claim the next batch while running these (inline mode): only when they
+        are short by measure, so no long tasks are hoarded from idle workers; not when the
+        statistics are due (they ride on a call of the loop's own, kept until accepted), nor
+        when the batch reaches max_tasks."""
+        if self._stop.is_set() or self._unreleased or time.monotonic() >= self._stats_due:
+            return False
+        limit = self.config.max_tasks
+        if limit is not None and self.processed + sum(len(g[2]) for g in groups) >= limit:
+            return False
+        seconds = sum(self._sizer.seconds(g[0], len(g[2])) for g in groups)
+        return seconds <= _AHEAD_SECONDS
+
+    def _exchange_ahead(self, groups: list) -> None:
+        """Send the pending results and claim the next batch from the exchange thread; the
+        first task of groups is about to run, so the server hears it as running."""
+        if self._ahead_caller is None:
+            self._ahead_caller = AheadCaller(self._new_client)
+            # The exchange thread needs the GIL to send while this thread runs tasks: at the
+            # default 5 ms switch interval it would wait for the batch's end, so no overlap.
+            sys.setswitchinterval(min(sys.getswitchinterval(), _AHEAD_SWITCH_SECONDS))
+        if getattr(self._client.connection, "in_process", False):
+            results: Any = self._direct_results()
+        else:
+            results = self._packed_results()
+        sent, self._pending = self._pending, []
+        first = groups[0][2][:1]
+        args = (self._claim_size(), 0.0, list(first), self._sizer.limits())
+        wid = self._id
+        wanted, token = threading.Event(), threading.Lock()
+        fut = self._ahead_caller.submit(
+            lambda client: self._ahead_exchange(client, wid, results, args, wanted, token))
+        self._ahead = (fut, sent, wanted, token)
+
+    def _ahead_exchange(self, client: Client, wid: str | None, results: Any, args: tuple,
+                        wanted: threading.Event, token: threading.Lock) -> tuple[str, list]:
+        """The exchange in flight (exchange thread). What it claimed was claimed on the
+        premise that the batch at hand is short: if that batch is still running a report
+        interval later (a slow task), the claim goes back to the queue for other workers."""
+        reply = self._call_carrying("exchange", results, args, client, wid)
+        cmd, groups = reply
+        if not groups or wanted.wait(_REPORT_SECONDS) or not token.acquire(blocking=False):
+            return reply  # the loop came for it (or is coming): it runs them
+        try:
+            client.call("release", wid, [tid for g in groups for tid in g[2]])
+        except GuidistError as exc:
+            log.info("could not give back a batch claimed ahead; running it later: %s", exc)
+            return reply  # still leased here: better run them than leave them leased
+        log.debug("the batch at hand overran; gave the batch claimed ahead back")
+        return cmd, []
+
+    def _await_ahead(self) -> tuple[str, list]:
+        """The reply of the exchange in flight; if it failed, the results it carried are
+        pending again (ahead of the newer ones) and its error is raised."""
+        assert self._ahead is not None
+        fut, sent, wanted, token = self._ahead
+        self._ahead = None
+        token.acquire(blocking=False)  # from now on the exchange thread gives nothing back
+        wanted.set()
+        try:
+            return fut.result()
+        except BaseException:
+            self._pending = sent + self._pending
+            raise
+
+    def _settle_ahead(self) -> None:
+        """Leaving: wait for the exchange in flight, and give back what it claimed ahead."""
+        if self._ahead is None:
+            return
+        try:
+            _cmd, groups = self._await_ahead()
+            ids = [tid for g in groups for tid in g[2]]
+            if ids:
+                self._client.call("release", self._id, ids)
+        except GuidistError as exc:
+            log.info("the last exchange failed (its results are sent again): %s", exc)
 
     # ------------------------------------------------------------------ connecting
 
@@ -715,17 +817,21 @@ class Worker:
             self._pending = results
         return chunks[-1]
 
-    def _call_carrying(self, method: str, results: Any, args: tuple) -> Any:
-        """One call carrying results; a direct broker that cannot pickle one gets the rest."""
+    def _call_carrying(self, method: str, results: Any, args: tuple,
+                       client: Client | None = None, wid: str | None = None) -> Any:
+        """One call carrying results (on client, the worker's own by default); a direct
+        broker that cannot pickle one gets the rest."""
+        client = client or self._client
+        wid = wid or self._id
         try:
-            return self._client.call(method, self._id, results, *args)
+            return client.call(method, wid, results, *args)
         except (pickle.PicklingError, TypeError, AttributeError):
             if isinstance(results, bytes):
                 raise
             # The broker pickles before it changes anything: send what can be pickled.
             results = results_within(results_are_picklable(results), self._max_payload,
                                      sized=True)
-            return self._client.call(method, self._id, results, *args)
+            return client.call(method, wid, results, *args)
 
     # ------------------------------------------------------------------ classic fallback
 
