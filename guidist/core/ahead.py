@@ -1,64 +1,66 @@
-"""A worker's call in flight: the next exchange travels while the worker runs the batch at hand.
+"""A worker's exchange in flight: sent before a batch runs, its reply read when the batch is done.
 
-One daemon thread, one connection of its own (a manager proxy belongs to one thread), one call
-at a time. The worker submits the exchange that reports the previous batch and claims the next
-one just before it runs a batch, and reads the reply when that batch is done: the round trip
-overlaps the work instead of following it.
+The request goes out on the worker's own socket and the reply waits there while the batch runs,
+so the round trip overlaps the work with no thread in between. Another thread may read the
+reply first only to give a claim back (the batch at hand overran); a lock decides who reads.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import queue
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from .client import Client
 from .errors import GuidistError
 
 
-class AheadCaller:
-    """Runs fn(client) in a thread of its own on a connection of its own; returns futures."""
+class AheadExchange:
+    """One exchange sent and not yet read: its reply, the results it carried, when it left."""
 
-    def __init__(self, new_client: Callable[[], Client]) -> None:
-        self._new_client = new_client
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+    def __init__(self, reply: Callable[[], Any], sent: list, since: float) -> None:
+        self.sent = sent  # the results it carries: pending again if it fails
+        self.since = since
+        self._reply = reply
+        self._lock = threading.Lock()
+        self._outcome: tuple[bool, Any] | None = None
+        self._taken = False
 
-    def submit(self, fn: Callable[[Client], Any]) -> cf.Future:
-        """Queue fn to run with this caller's client; the future holds its reply or error."""
-        if self._thread is None:
-            # A daemon thread: a call stuck on a cut link must not keep the process alive.
-            self._thread = threading.Thread(target=self._serve, name="exchange-ahead",
-                                            daemon=True)
-            self._thread.start()
-        fut: cf.Future = cf.Future()
-        self._jobs.put((fn, fut))
-        return fut
+    def _read(self) -> tuple[bool, Any]:
+        if self._outcome is None:
+            try:
+                self._outcome = (True, self._reply())
+            except BaseException as exc:  # the loop decides what it means
+                self._outcome = (False, exc)
+        return self._outcome
 
-    def close(self) -> None:
-        """Let the thread finish the call at hand, close its connection and end."""
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread = None
+    def drain(self) -> None:
+        """Read the reply off the socket (before another call on it), keeping it for take."""
+        with self._lock:
+            self._read()
 
-    def _serve(self) -> None:
-        client = self._new_client()
-        try:
-            while True:
-                job = self._jobs.get()
-                if job is None:
-                    return
-                fn, fut = job
-                if not fut.set_running_or_notify_cancel():
-                    continue
-                try:
-                    fut.set_result(fn(client))
-                except GuidistError as exc:
-                    client.close()  # the next call connects again
-                    fut.set_exception(exc)
-                except BaseException as exc:  # the worker's loop decides what it means
-                    fut.set_exception(exc)
-        finally:
-            client.close()
+    def take(self) -> Any:
+        """The reply (command, groups), for the worker to run; raises the call's error."""
+        with self._lock:
+            self._taken = True
+            ok, value = self._read()
+        if not ok:
+            raise value
+        return value
+
+    def give_back(self, release: Callable[[list[int]], Any]) -> bool:
+        """From another thread: give back what the exchange claimed, unless the worker took it
+        already; True when it did. A release that fails leaves the claim to the worker (better
+        run than left leased)."""
+        with self._lock:
+            if self._taken:
+                return False
+            ok, value = self._read()
+            if not ok or not value[1]:
+                return False
+            cmd, groups = value
+            try:
+                release([tid for g in groups for tid in g[2]])
+            except GuidistError:
+                return False
+            self._outcome = (True, (cmd, []))
+            return True

@@ -20,7 +20,6 @@ import pickle
 import queue
 import signal
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -30,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import remote
-from .ahead import AheadCaller
+from .ahead import AheadExchange
 from .backends.base import DEFAULTS
 from .claims import ClaimSizer
 from .client import Client
@@ -54,7 +53,6 @@ _REPORT_SECONDS = 0.2  # a batch that runs longer (a slow task in it) reports wh
 #: reports the one before and claims the next is in flight. Longer batches are not claimed
 #: ahead: their round trip is a small share of their time, and idle workers must get them.
 _AHEAD_SECONDS = 0.02
-_AHEAD_SWITCH_SECONDS = 0.0002  # GIL switch interval once an exchange can be in flight
 _FAILURE_LINES = 20  # failed tasks logged one per line per statistics report, at most
 #: Seconds an inline task may overrun its time limit in code no signal interrupts (a long C
 #: call) before the worker reports it failed and exits, so its supervisor can restart it.
@@ -121,9 +119,7 @@ class Worker:
         self._inflight_fn: dict[cf.Future, str] = {}  # the function of each task in flight
         self.summary = [0, 0, 0.0]  # done, failed, seconds of run time: the exit summary
         self._failures_logged = 0  # since the last report (the rest are only counted)
-        self._ahead_caller: AheadCaller | None = None  # inline: the exchange in flight's thread
-        # That exchange, the results it carries, and the token whoever takes its claim holds.
-        self._ahead: tuple[cf.Future, list, threading.Event, threading.Lock] | None = None
+        self._ahead: AheadExchange | None = None  # inline: the exchange sent, not yet read
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -156,8 +152,6 @@ class Worker:
             if self._executor is not None:
                 self._executor.shutdown(wait=False)
             beat.join(timeout=2)
-            if self._ahead_caller is not None:
-                self._ahead_caller.close()
             done, failed, seconds = self.summary
             log.info("worker %s stops: %d task(s) done, %d failed, %.1f s of run time",
                      self.name, done, failed, seconds)
@@ -238,7 +232,7 @@ class Worker:
         try:
             if self._pending or self._stats.report() is not None:
                 self._send_results()  # with the last statistics
-            self._client.call("unregister_worker", self._id)  # releases anything still leased
+            self._call("unregister_worker", self._id)  # releases anything still leased
         except GuidistError as exc:
             log.warning("could not say goodbye to the server: %s", exc)
         self._id = None
@@ -252,6 +246,8 @@ class Worker:
         when the batch reaches max_tasks."""
         if self._stop.is_set() or self._unreleased or time.monotonic() >= self._stats_due:
             return False
+        if not hasattr(self._client.connection, "send"):
+            return False  # a direct Redis connection: every call is a round trip of its own
         limit = self.config.max_tasks
         if limit is not None and self.processed + sum(len(g[2]) for g in groups) >= limit:
             return False
@@ -259,56 +255,46 @@ class Worker:
         return seconds <= _AHEAD_SECONDS
 
     def _exchange_ahead(self, groups: list) -> None:
-        """Send the pending results and claim the next batch from the exchange thread; the
-        first task of groups is about to run, so the server hears it as running."""
-        if self._ahead_caller is None:
-            self._ahead_caller = AheadCaller(self._new_client)
-            # The exchange thread needs the GIL to send while this thread runs tasks: at the
-            # default 5 ms switch interval it would wait for the batch's end, so no overlap.
-            sys.setswitchinterval(min(sys.getswitchinterval(), _AHEAD_SWITCH_SECONDS))
-        if getattr(self._client.connection, "in_process", False):
-            results: Any = self._direct_results()
-        else:
-            results = self._packed_results()
-        sent, self._pending = self._pending, []
-        first = groups[0][2][:1]
-        args = (self._claim_size(), 0.0, list(first), self._sizer.limits())
-        wid = self._id
-        wanted, token = threading.Event(), threading.Lock()
-        fut = self._ahead_caller.submit(
-            lambda client: self._ahead_exchange(client, wid, results, args, wanted, token))
-        self._ahead = (fut, sent, wanted, token)
-
-    def _ahead_exchange(self, client: Client, wid: str | None, results: Any, args: tuple,
-                        wanted: threading.Event, token: threading.Lock) -> tuple[str, list]:
-        """The exchange in flight (exchange thread). What it claimed was claimed on the
-        premise that the batch at hand is short: if that batch is still running a report
-        interval later (a slow task), the claim goes back to the queue for other workers."""
-        reply = self._call_carrying("exchange", results, args, client, wid)
-        cmd, groups = reply
-        if not groups or wanted.wait(_REPORT_SECONDS) or not token.acquire(blocking=False):
-            return reply  # the loop came for it (or is coming): it runs them
+        """Send the pending results and the claim of the next batch now, and read the reply
+        after running groups; their first task is about to run, so the server hears it as
+        running. A send that fails keeps the results for the loop's next call."""
+        results = self._packed_results()
+        args = (self._claim_size(), 0.0, list(groups[0][2][:1]), self._sizer.limits())
         try:
-            client.call("release", wid, [tid for g in groups for tid in g[2]])
+            # Manager connections only (_ahead_wanted checks): the reply is read later.
+            reply = self._client.connection.send(  # type: ignore[attr-defined]
+                "exchange", self._id, results, *args)
         except GuidistError as exc:
-            log.info("could not give back a batch claimed ahead; running it later: %s", exc)
-            return reply  # still leased here: better run them than leave them leased
-        log.debug("the batch at hand overran; gave the batch claimed ahead back")
-        return cmd, []
+            log.info("could not send the next exchange ahead: %s", exc)
+            return
+        self._ahead = AheadExchange(reply, self._pending, time.monotonic())
+        self._pending = []
 
     def _await_ahead(self) -> tuple[str, list]:
         """The reply of the exchange in flight; if it failed, the results it carried are
         pending again (ahead of the newer ones) and its error is raised."""
-        assert self._ahead is not None
-        fut, sent, wanted, token = self._ahead
-        self._ahead = None
-        token.acquire(blocking=False)  # from now on the exchange thread gives nothing back
-        wanted.set()
+        ahead, self._ahead = self._ahead, None
+        assert ahead is not None
         try:
-            return fut.result()
+            return ahead.take()
         except BaseException:
-            self._pending = sent + self._pending
+            self._pending = ahead.sent + self._pending
             raise
+
+    def _drain_ahead(self) -> None:
+        """Before any other call on the worker's socket: read the reply waiting there."""
+        if self._ahead is not None:
+            self._ahead.drain()
+
+    def _give_back_ahead(self, client: Client) -> None:
+        """Heartbeat thread: a batch claimed ahead was claimed on the premise that the batch
+        at hand is short; if that batch still runs a report interval later (a slow task),
+        the claim goes back to the queue for other workers."""
+        ahead, wid = self._ahead, self._id
+        if ahead is None or wid is None or time.monotonic() - ahead.since < _REPORT_SECONDS:
+            return
+        if ahead.give_back(lambda ids: client.call("release", wid, ids)):
+            log.debug("the batch at hand overran; gave the batch claimed ahead back")
 
     def _settle_ahead(self) -> None:
         """Leaving: wait for the exchange in flight, and give back what it claimed ahead."""
@@ -318,7 +304,7 @@ class Worker:
             _cmd, groups = self._await_ahead()
             ids = [tid for g in groups for tid in g[2]]
             if ids:
-                self._client.call("release", self._id, ids)
+                self._call("release", self._id, ids)
         except GuidistError as exc:
             log.info("the last exchange failed (its results are sent again): %s", exc)
 
@@ -384,7 +370,7 @@ class Worker:
         return Client(self.config.address, self.config.authkey)
 
     def _register(self) -> None:
-        reply = self._client.call("register_worker", self.name, socket.gethostname(),
+        reply = self._call("register_worker", self.name, socket.gethostname(),
                                   os.getpid(), self.mode, self.concurrency, "guidist",
                                   list(self.config.functions) or None, self._address())
         self._id = reply["id"]
@@ -422,6 +408,7 @@ class Worker:
                 self._stop.set()
                 return
             self._check_stuck(client)
+            self._give_back_ahead(client)
             wid = self._id
             if wid is None or self._clock() - last < self._heartbeat_s:
                 continue
@@ -536,7 +523,7 @@ class Worker:
         there for the next try (the worker no longer runs them, so they must not stay leased)."""
         ids, self._unreleased = self._unreleased, []
         try:
-            self._client.call("release", self._id, ids)
+            self._call("release", self._id, ids)
         except GuidistError as exc:
             log.info("could not give %d task(s) back yet: %s", len(ids), exc)
             self._unreleased = ids + self._unreleased
@@ -657,7 +644,7 @@ class Worker:
         if self._stop.is_set():
             try:
                 self._send_results()
-                self._client.call("release", self._id, None)
+                self._call("release", self._id, None)
             except GuidistError as exc:
                 log.warning("could not hand tasks back while stopping: %s", exc)
 
@@ -728,7 +715,7 @@ class Worker:
         for function, *_ in groups:
             if remote.is_by_value(function) and remote.blob_of(function) is None:
                 try:
-                    blob = self._client.call("get_function", function)
+                    blob = self._call("get_function", function)
                 except GuidistError as exc:
                     log.warning("could not fetch %s: %s", function, exc)
                     continue  # its tasks fail with TaskNotFound, saying so
@@ -796,7 +783,7 @@ class Worker:
             self._pending = results_within(self._pending, limit)
             chunks = split_by_size(self._pending, limit, _never_too_big, pack_results)
             for chunk, part in chunks[:-1]:
-                self._client.call("complete", self._id, part)
+                self._call("complete", self._id, part)
                 del self._pending[:len(chunk)]
             blob = chunks[-1][1]
         return blob
@@ -817,21 +804,22 @@ class Worker:
             self._pending = results
         return chunks[-1]
 
-    def _call_carrying(self, method: str, results: Any, args: tuple,
-                       client: Client | None = None, wid: str | None = None) -> Any:
-        """One call carrying results (on client, the worker's own by default); a direct
-        broker that cannot pickle one gets the rest."""
-        client = client or self._client
-        wid = wid or self._id
+    def _call(self, method: str, *args: Any) -> Any:
+        """A call on the worker's own connection, once a reply waiting there was read."""
+        self._drain_ahead()
+        return self._client.call(method, *args)
+
+    def _call_carrying(self, method: str, results: Any, args: tuple) -> Any:
+        """One call carrying results; a direct broker that cannot pickle one gets the rest."""
         try:
-            return client.call(method, wid, results, *args)
+            return self._call(method, self._id, results, *args)
         except (pickle.PicklingError, TypeError, AttributeError):
             if isinstance(results, bytes):
                 raise
             # The broker pickles before it changes anything: send what can be pickled.
             results = results_within(results_are_picklable(results), self._max_payload,
                                      sized=True)
-            return client.call(method, wid, results, *args)
+            return self._call(method, self._id, results, *args)
 
     # ------------------------------------------------------------------ classic fallback
 

@@ -6,6 +6,7 @@ Leases are 1 s, so a worker's heartbeat is 0.25 s and a dead worker's tasks come
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ import psutil
 import pytest
 
 from guidist.core.client import Client
+from guidist.core.connection import ManagerConnection
+from guidist.core.errors import RemoteError, ServerUnavailable
 from guidist.core.pool import LocalWorker, WorkerPool
 from guidist.core.protocol import Task, TaskState
 from guidist.core.server import ServerProcess
@@ -325,6 +328,26 @@ def claiming_ahead(c: Client, prefetch: int) -> None:
     """Wait until a worker holds more than a claim: one batch running, the next claimed ahead."""
     wait_for(lambda: c.snapshot().leased > prefetch, timeout=30,
              message="a worker to claim a batch ahead of the one it runs")
+
+
+def test_a_call_sent_ahead_is_answered_when_read_and_its_failures_say_why(
+        srv: ServerProcess, cli: Client) -> None:
+    assert srv.address is not None
+    conn = ManagerConnection(srv.address, TEST_KEY)
+    reply = conn.send("register_worker", "early", "host", 1, "inline", 1, "guidist")
+    # Meanwhile the server serves others (from another thread: a thread's calls to one
+    # server share its socket, where this reply waits).
+    other = cf.ThreadPoolExecutor(1)
+    ids = other.submit(cli.submit_many, "square", range(3)).result(timeout=15)
+    other.shutdown()
+    assert reply()["id"]
+    assert conn.call("snapshot").count("queued") == len(ids)  # the socket is free again
+    with pytest.raises(RemoteError, match="refused complete"):
+        conn.send("complete", "no-such-worker", object())()
+    srv.stop()
+    with pytest.raises(ServerUnavailable):  # on sending, or on reading the reply
+        conn.send("snapshot")()
+    conn.close()
 
 
 def test_sigterm_while_a_batch_is_claimed_ahead_hands_it_back_and_reports_each_once(
