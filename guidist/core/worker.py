@@ -7,6 +7,8 @@ big batches while slow ones, and ones not run yet, are claimed one at a time. Th
 the server which tasks it is running with each exchange and heartbeat (a few ids, never a call
 per task), and when the server says another worker waits for work (``give-back``) it releases
 the tasks it has not started, unless they would be done before another worker could start them.
+A short batch runs while the exchange that reports the one before and claims the next is on
+its way (``ahead``); what was claimed ahead goes back if the batch at hand turns out slow.
 """
 
 from __future__ import annotations
