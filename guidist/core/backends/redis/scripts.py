@@ -7,7 +7,7 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:started``          when this deployment's state was created
 ``P:seq:task``         last task id handed out (INCRBY n gives n consecutive ids)
 ``P:seq:worker``       worker id counter
-``P:layout``           "2": the layout below (INIT refuses a namespace in another one)
+``P:layout``           "3": the layout below (INIT refuses a namespace in another one)
 ``P:b:<first>``        hash, one per submitted batch (first = its first task id): what its
                        tasks share, f function, k pickled kwargs, j job id, to time limit,
                        c "1" if classic, s submitted, n tasks, live (tasks not yet dropped),
@@ -40,8 +40,12 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:lc:<worker>``      "token:id,id,..": the worker's last claim, replayed when a call is
                        retried after a lost reply so no lease is orphaned
 ``P:tok:<token>``      reply of a retried submit/register (expires after 10 minutes)
-``P:fin:<state>``      zset id -> result seq, for done/failed/dead/cancelled, capped (keep_*);
+``P:fin:done``         list of "<result seq>:<id>", oldest first (one RPUSH per batch of
+                       results, one LTRIM to cap it at keep_done): a task with a record R
+                       that is in no other set is done, so done needs no per-task zset entry
+``P:fin:<state>``      zset id -> result seq, for failed/dead/cancelled, capped (keep_*);
                        a task leaving its set is dropped; results_since merges these sets
+                       (and done_since's reading of P:fin:done)
 ``P:c``                hash of counters: submitted, requeued, ignored_late, done, failed,
                        dead, cancelled, result_seq, event_seq, and evicted (the highest result
                        seq whose record was dropped, so result waiters know what they missed)
@@ -78,7 +82,7 @@ from __future__ import annotations
 
 PRELUDE = r"""
 local P = ARGV[1]
-local LAYOUT = '2'  -- the key layout below; INIT refuses another
+local LAYOUT = '3'  -- the key layout below; INIT refuses another
 local now = tonumber(ARGV[2])
 if not now then
   local t = redis.call('TIME')
@@ -418,6 +422,56 @@ local function finish(id, first, state, raw, wid, prefix)
   if m.c == '1' and state ~= 'cancelled' then classic_answer(id, first, state, raw) end
 end
 
+local function entry_seq(e)
+  -- the result seq of a P:fin:done entry "<seq>:<id>"
+  return tonumber(string.match(e, '^(%d+)'))
+end
+
+local function note_evicted(seq)
+  -- result waiters learn that records up to seq are gone
+  local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
+  if seq and seq > evicted then redis.call('HSET', P .. 'c', 'evicted', seq) end
+end
+
+local function add_done(l)
+  -- append {seq, id, ...} to P:fin:done (a list: a push costs far less than a zset entry),
+  -- then cap it at keep_done, dropping the oldest tasks' records
+  local fin = P .. 'fin:done'
+  local entries = {}
+  for i = 1, #l, 2 do entries[#entries + 1] = l[i] .. ':' .. l[i + 1] end
+  for i = 1, #entries, 1000 do
+    redis.call('RPUSH', fin, unpack(entries, i, math.min(i + 999, #entries)))
+  end
+  local over = redis.call('LLEN', fin) - KEEP.done
+  if over <= 0 then return end
+  local old = redis.call('LRANGE', fin, 0, over - 1)
+  redis.call('LTRIM', fin, over, -1)
+  local ids = {}
+  for k, e in ipairs(old) do ids[k] = string.match(e, ':(%d+)$') end
+  note_evicted(entry_seq(old[#old]))
+  drop_tasks(ids, 'done')
+end
+
+local function done_since(cursor, limit)
+  -- {seq, id, ...} of the done results after cursor, oldest first, at most limit: the list
+  -- is in seq order, so a binary search of LINDEX finds where they start
+  local fin = P .. 'fin:done'
+  local out = {}
+  local tail = redis.call('LINDEX', fin, -1)
+  if limit <= 0 or not tail or entry_seq(tail) <= cursor then return out end
+  local lo, hi = 0, redis.call('LLEN', fin) - 1  -- the first entry after cursor is in lo..hi
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if entry_seq(redis.call('LINDEX', fin, mid)) > cursor then hi = mid else lo = mid + 1 end
+  end
+  for _, e in ipairs(redis.call('LRANGE', fin, lo, lo + limit - 1)) do
+    local seq, id = string.match(e, '^(%d+):(%d+)$')
+    out[#out + 1] = seq
+    out[#out + 1] = id
+  end
+  return out
+end
+
 local function zadd_pairs(key, pairs_)
   local n = #pairs_
   for i = 1, n, 2000 do
@@ -449,6 +503,7 @@ local function flush()
   end
   KL = {}
   if next(FIN) then redis.call('PUBLISH', P .. 'done', '1') end
+  if FIN['done'] then add_done(FIN['done']); FIN['done'] = nil end
   for state, l in pairs(FIN) do
     local fin = P .. 'fin:' .. state
     zadd_pairs(fin, l)
@@ -456,10 +511,7 @@ local function flush()
     if over > 0 then
       local old = redis.call('ZRANGE', fin, 0, over - 1)
       local last = redis.call('ZRANGE', fin, over - 1, over - 1, 'WITHSCORES')
-      local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
-      if last[2] and tonumber(last[2]) > evicted then
-        redis.call('HSET', P .. 'c', 'evicted', last[2])
-      end
+      note_evicted(tonumber(last[2]))
       redis.call('ZREMRANGEBYRANK', fin, 0, over - 1)
       drop_tasks(old, state)
     end
@@ -1711,11 +1763,17 @@ local newest = tonumber(redis.call('HGET', P .. 'c', 'result_seq')) or 0
 if cursor > newest then return {newest, {}, 1} end  -- a cursor from another deployment
 local rows, bound = {}, newest
 for _, state in ipairs({'done', 'failed', 'dead', 'cancelled'}) do
-  local part = redis.call('ZRANGEBYSCORE', P .. 'fin:' .. state, '(' .. cursor, '+inf',
-    'WITHSCORES', 'LIMIT', 0, limit)
-  for j = 1, #part, 2 do rows[#rows + 1] = {tonumber(part[j + 1]), part[j], state} end
+  local part  -- {seq, id, ...}
+  if state == 'done' then part = done_since(cursor, limit)
+  else
+    local z = redis.call('ZRANGEBYSCORE', P .. 'fin:' .. state, '(' .. cursor, '+inf',
+      'WITHSCORES', 'LIMIT', 0, limit)
+    part = {}
+    for j = 1, #z, 2 do part[j] = z[j + 1]; part[j + 1] = z[j] end
+  end
+  for j = 1, #part, 2 do rows[#rows + 1] = {tonumber(part[j]), part[j + 1], state} end
   -- a set that filled the limit may hold more: read no further than its last, this time
-  if #part >= 2 * limit then bound = math.min(bound, tonumber(part[#part])) end
+  if #part >= 2 * limit then bound = math.min(bound, tonumber(part[#part - 1])) end
 end
 table.sort(rows, function(a, b) return a[1] < b[1] end)
 local ids = {}
@@ -1807,7 +1865,8 @@ while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
 local where = locate(ids)
 local names = {'a', 'n', 'R'}
 local d = read_tasks(ids, where, names)
-local SETS = {{'done', P .. 'fin:done'}, {'failed', P .. 'fin:failed'}, {'dead', P .. 'fin:dead'},
+-- done is the one finished state without a set of ids: a record R and no other set
+local SETS = {{'failed', P .. 'fin:failed'}, {'dead', P .. 'fin:dead'},
   {'cancelled', P .. 'fin:cancelled'}}
 local out = {}
 for k, id in ipairs(ids) do
@@ -1823,6 +1882,7 @@ for k, id in ipairs(ids) do
       if st then break end
       if redis.call('ZSCORE', s[2], id) then st = s[1] end
     end
+    if not st and (d[id] or {})[3] then st = 'done' end
     if st then
       local v = d[id] or {}
       local n = v[2]
@@ -1845,6 +1905,38 @@ end
 return out
 """
 
+DONE_SINCE = r"""
+-- ARGV: cursor (a result seq), limit; reply: {seq, id, ...} of the done results after it
+return done_since(tonumber(ARGV[3]), tonumber(ARGV[4]))
+"""
+
+FINISHED_UNION = r"""
+-- ARGV: start, stop (ranks, newest first), then the finished states to merge; reply: their
+-- ids by result seq, newest first, from a union kept for a second (the pages of one screen
+-- share it): the zsets as they are, done's list entries added with their seqs
+local union = P .. 'listing:finished'
+if redis.call('EXISTS', union) == 0 then
+  local zsets, with_done = {}, false
+  local i = 5
+  while ARGV[i] do
+    if ARGV[i] == 'done' then with_done = true else zsets[#zsets + 1] = P .. 'fin:' .. ARGV[i] end
+    i = i + 1
+  end
+  if #zsets > 0 then redis.call('ZUNIONSTORE', union, #zsets, unpack(zsets)) end
+  if with_done then
+    local pairs_ = {}
+    for _, e in ipairs(redis.call('LRANGE', P .. 'fin:done', 0, -1)) do
+      local seq, id = string.match(e, '^(%d+):(%d+)$')
+      pairs_[#pairs_ + 1] = seq
+      pairs_[#pairs_ + 1] = id
+    end
+    zadd_pairs(union, pairs_)
+  end
+  redis.call('PEXPIRE', union, 1000)
+end
+return redis.call('ZREVRANGE', union, tonumber(ARGV[3]), tonumber(ARGV[4]))
+"""
+
 #: name -> full script source (prelude + body).
 SCRIPTS: dict[str, str] = {
     name: PRELUDE + body for name, body in {
@@ -1856,6 +1948,6 @@ SCRIPTS: dict[str, str] = {
         "classic_get": CLASSIC_GET, "classic_put": CLASSIC_PUT,
         "connection_closed": CONNECTION_CLOSED, "expire_worker": EXPIRE_WORKER,
         "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS, "results": RESULTS, "report": REPORT,
-        "tasks": TASKS,
+        "tasks": TASKS, "done_since": DONE_SINCE, "finished_union": FINISHED_UNION,
     }.items()
 }
