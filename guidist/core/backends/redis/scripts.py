@@ -16,10 +16,12 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
                        per task ``<field><id>``: a pickled args (unless packed), p the
                        tutorial's "n * n = " prefix (classic), n attempts (only where it
                        differs from 0 while queued or cancelled, 1 otherwise), rb the attempts
-                       at its last retry, and R its record once finished: "<finished>
-                       <len(worker)> <worker>" followed by the result element as its worker
-                       sent it (see parse_results). A task's state is the set it is in; a, R
-                       go when it leaves its finished set, the batch when its last task did
+                       at its last retry, and its record R once finished, in the field
+                       named by the bare id (no letter: nothing to build per result):
+                       "<finished> <len(worker)> <worker>" followed by the result element as
+                       its worker sent it (see parse_results). A task's state is the set it
+                       is in (done: a record and no set); a and the record go when it leaves
+                       its finished set, the batch when its last task did
 ``P:ba:<first>``       a packed batch's pickled arguments end to end (SUBMIT mode 'b')
 ``P:bo:<first>``       their end offsets, uint32 little-endian; a packed batch left with only
                        long-kept tasks, under 1/8 of it, moves them into a fields (unpack_batch)
@@ -306,7 +308,7 @@ end
 
 -- The fields of a task that are dropped with it (the few tasks that were requeued or are
 -- classic keep their small n, rb and p until their batch goes).
-local TASK_FIELDS = {'a', 'R'}
+local TASK_FIELDS = {'a', ''}  -- '': the record, field <id>
 
 local function unpack_batch(first)
   -- a packed batch holds only tasks kept long (failed, dead, cancelled) and few of them: give
@@ -359,15 +361,17 @@ local function drop_tasks(ids, state)
       META[first] = nil
     else
       local packed = meta(first).A
-      local fields = {}
-      for _, id in ipairs(l) do
-        if packed then fields[#fields + 1] = 'R' .. id
-        else
+      if packed then
+        -- only records to drop, and their fields are the ids themselves
+        for i = 1, #l, 4000 do redis.call('HDEL', key, unpack(l, i, math.min(i + 3999, #l))) end
+      else
+        local fields = {}
+        for _, id in ipairs(l) do
           for _, name in ipairs(TASK_FIELDS) do fields[#fields + 1] = name .. id end
+          if #fields >= 4000 then redis.call('HDEL', key, unpack(fields)); fields = {} end
         end
-        if #fields >= 4000 then redis.call('HDEL', key, unpack(fields)); fields = {} end
+        if #fields > 0 then redis.call('HDEL', key, unpack(fields)) end
       end
-      if #fields > 0 then redis.call('HDEL', key, unpack(fields)) end
       if packed and live * 8 < (tonumber(count) or 0) and
           tonumber(redis.call('HGET', key, 'kl') or 0) >= live then
         unpack_batch(first)
@@ -405,12 +409,12 @@ end
 
 local function finish(id, first, state, raw, wid, prefix)
   -- move one task into a finished state; classic tasks also answer on the classic queue.
-  -- Its record R<id> is "<finished> <len(worker)> <worker>" .. raw, raw the result element as
+  -- Its record (field <id>) is "<finished> <len(worker)> <worker>" .. raw, raw the result element as
   -- the worker sent it (parse_results), read by the broker: one field per finished task.
   -- (complete() does the same for a batch of results from their holder, counting once.)
   local m = meta(first)
   jbump(m.j, state, 1)
-  put(first, 'R' .. id, (prefix or (NOW .. ' ' .. #wid .. ' ' .. wid)) .. raw)
+  put(first, id, (prefix or (NOW .. ' ' .. #wid .. ' ' .. wid)) .. raw)
   bump(state, 1)
   if state == 'done' then bucket('done', 1) elseif state ~= 'cancelled' then bucket('fail', 1) end
   local seq = next_seq()
@@ -694,7 +698,7 @@ local function complete(wid, items)
       n_mine = n_mine + 1
       mine_ids[n_mine] = id
       local w = #cur_wr
-      cur_wr[w + 1] = 'R' .. id
+      cur_wr[w + 1] = id  -- a record's field is its bare id
       cur_wr[w + 2] = prefix .. item[3]
       if not seq then seq = next_seq() else seq = seq + 1 end
       if item[2] == '1' then
@@ -1645,7 +1649,7 @@ for k, id in ipairs(ids) do
     bump(st, -1)
     jbump(meta(first).j, st, -1)
     local key = bkey(first)
-    redis.call('HDEL', key, 'R' .. id)
+    redis.call('HDEL', key, id)
     -- the attempts go on counting; the lease rules start afresh from here
     local att = attempts_of(first, id, false)
     redis.call('HSET', key, 'rb' .. id, att, 'nx', '1')
@@ -1786,7 +1790,7 @@ for _, id in ipairs(ids) do
   local first = where[tonumber(id)]
   if first and want[meta(first).j or ''] then wanted[#wanted + 1] = id end
 end
-local values = read_tasks(wanted, where, {'R'})
+local values = read_tasks(wanted, where, {''})
 local states = {}
 for _, row in ipairs(rows) do states[row[2]] = row[3] end
 local out = {}
@@ -1863,7 +1867,7 @@ TASKS = r"""
 local ids, i = {}, 3
 while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
 local where = locate(ids)
-local names = {'a', 'n', 'R'}
+local names = {'a', 'n', ''}  -- '': the record (field <id>)
 local d = read_tasks(ids, where, names)
 -- done is the one finished state without a set of ids: a record R and no other set
 local SETS = {{'failed', P .. 'fin:failed'}, {'dead', P .. 'fin:dead'},
@@ -1882,7 +1886,7 @@ for k, id in ipairs(ids) do
       if st then break end
       if redis.call('ZSCORE', s[2], id) then st = s[1] end
     end
-    if not st and (d[id] or {})[3] then st = 'done' end
+    if not st and (d[id] or {})[3] then st = 'done' end  -- [3]: the record
     if st then
       local v = d[id] or {}
       local n = v[2]
@@ -1896,7 +1900,10 @@ for k, id in ipairs(ids) do
         if b then rec[#rec + 1] = 'b'; rec[#rec + 1] = b end
       end
       for c, name in ipairs(names) do
-        if name ~= 'n' and v[c] then rec[#rec + 1] = name; rec[#rec + 1] = v[c] end
+        if name ~= 'n' and v[c] then
+          rec[#rec + 1] = name == '' and 'R' or name
+          rec[#rec + 1] = v[c]
+        end
       end
     end
   end
