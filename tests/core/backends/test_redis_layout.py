@@ -156,3 +156,20 @@ def test_packed_arguments_survive_holes_budgets_and_requeues(made: Any) -> None:
     assert seen == {first + i: s for i, s in enumerate(sizes) if i not in (2, 5)}
     assert broker.get_task(first + 6).args == ("x" * 2900,)
     assert broker.get_task(first + 5).state is TaskState.CANCELLED
+
+
+def test_a_claim_with_gaps_is_remembered_as_runs_and_replayed_whole(made: Any) -> None:
+    broker, raw = made()
+    first, _ = broker.submit("square", [(i,) for i in range(10)])
+    assert broker.cancel([first + 3, first + 7]) == 2
+    w = broker.register_worker("w", "h", 1)["id"]
+    broker._retry_tokens[w] = "lost-reply"
+    claimed = broker.claim(w, 10)
+    f = first
+    assert raw.get(f"{broker._prefix}lc:{w}") == (
+        f"lost-reply:{f}-{f + 2},{f + 4}-{f + 6},{f + 8}-{f + 9}".encode())
+    broker._retry_tokens[w] = "lost-reply"  # as if that reply never arrived
+    again = broker.claim(w, 10)
+    assert again == claimed
+    assert [i for g in again for i in g[2]] == [f + k for k in (0, 1, 2, 4, 5, 6, 8, 9)]
+    assert broker.snapshot().leased == 8

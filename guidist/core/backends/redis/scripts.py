@@ -39,8 +39,9 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:workers``          zset of worker ids by join order (offline ones stay until forgotten)
 ``P:wdl``              zset worker id -> lease deadline; only live workers are in it
 ``P:wl:<worker>``      set of the task ids a worker holds (its leases: claimed or running)
-``P:lc:<worker>``      "token:id,id,..": the worker's last claim, replayed when a call is
-                       retried after a lost reply so no lease is orphaned
+``P:lc:<worker>``      "token:a-b,c,..": the worker's last claim (runs of consecutive ids),
+                       replayed when a call is retried after a lost reply so no lease is
+                       orphaned
 ``P:tok:<token>``      reply of a retried submit/register (expires after 10 minutes)
 ``P:fin:done``         list of "<result seq>:<id>", oldest first (one RPUSH per batch of
                        results, one LTRIM to cap it at keep_done): a task with a record R
@@ -1007,7 +1008,7 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
           g4[ng] = a
         end
         n_all = n_all + 1
-        all_ids[n_all] = n
+        all_ids[n_all] = id  -- as the string it came: SADD needs no number formatted
         n_taken = n_taken + 1
       end
       processed = processed + 1
@@ -1087,10 +1088,23 @@ local function take(wid, max_n, only_lane, limits)
   return groups, all_ids
 end
 
-local function remember_claim(wid, token, ids)
-  if token ~= '' and #ids > 0 then
-    redis.call('SET', P .. 'lc:' .. wid, token .. ':' .. table.concat(ids, ','))
+local function remember_claim(wid, token, groups)
+  -- the claim's ids (its groups' in order) as runs "a-b" of consecutive ids: a number is
+  -- formatted per run, not per id
+  if token == '' then return end
+  local runs, lo, hi = {}, nil, nil
+  for _, g in ipairs(groups) do
+    for _, n in ipairs(g[3]) do
+      if lo and n == hi + 1 then hi = n
+      else
+        if lo then runs[#runs + 1] = lo == hi and lo or (lo .. '-' .. hi) end
+        lo, hi = n, n
+      end
+    end
   end
+  if not lo then return end
+  runs[#runs + 1] = lo == hi and lo or (lo .. '-' .. hi)
+  redis.call('SET', P .. 'lc:' .. wid, token .. ':' .. table.concat(runs, ','))
 end
 
 local function replay(wid, token)
@@ -1100,7 +1114,15 @@ local function replay(wid, token)
   if not v then return nil end
   local sep = string.find(v, ':', 1, true)
   if not sep or string.sub(v, 1, sep - 1) ~= token then return nil end
-  local ids = split_ids(string.sub(v, sep + 1))
+  local ids = {}
+  for run in string.gmatch(string.sub(v, sep + 1), '[^,]+') do
+    local a, b = string.match(run, '^(%d+)-(%d+)$')
+    if a then
+      for k = tonumber(a), tonumber(b) do ids[#ids + 1] = tostring(k) end
+    else
+      ids[#ids + 1] = run
+    end
+  end
   local mine = smis(P .. 'wl:' .. wid, ids)  -- its leases, claimed or running
   local where = locate(ids)
   local args = read_tasks(ids, where, {'a'})
@@ -1477,7 +1499,7 @@ else
   if not groups then
     local ids
     groups, ids = take(wid, max_n, nil, limits)
-    remember_claim(wid, token, ids)
+    remember_claim(wid, token, groups)
     if #ids == 0 and ARGV[9] == '1' then ask_for_give_back(wid) end
   end
   for _, g in ipairs(groups) do reply[#reply + 1] = g end
@@ -1709,7 +1731,7 @@ local groups = replay(wid, token)
 if not groups then
   local ids
   groups, ids = take(wid, 1, DEFAULT)
-  remember_claim(wid, token, ids)
+  remember_claim(wid, token, groups)
 end
 flush()
 if #groups == 0 then return {} end
