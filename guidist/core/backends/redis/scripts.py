@@ -452,7 +452,8 @@ local function add_done(l)
   local old = redis.call('LRANGE', fin, 0, over - 1)
   redis.call('LTRIM', fin, over, -1)
   local ids = {}
-  for k, e in ipairs(old) do ids[k] = string.match(e, ':(%d+)$') end
+  local find, sub = string.find, string.sub
+  for k, e in ipairs(old) do ids[k] = sub(e, find(e, ':', 1, true) + 1) end  -- (a plain find)
   note_evicted(entry_seq(old[#old]))
   drop_tasks(ids, 'done')
 end
