@@ -173,3 +173,36 @@ def test_a_claim_with_gaps_is_remembered_as_runs_and_replayed_whole(made: Any) -
     assert again == claimed
     assert [i for g in again for i in g[2]] == [f + k for k in (0, 1, 2, 4, 5, 6, 8, 9)]
     assert broker.snapshot().leased == 8
+
+
+def test_done_is_a_capped_list_and_every_listing_path_reads_it_alike(made: Any,
+                                                                      monkeypatch: Any) -> None:
+    from guidist.core.backends.redis import broker as redis_broker
+
+    broker, raw = made(keep_done=10)
+    p = broker._prefix
+    first, _ = broker.submit("square", [(i,) for i in range(30)])
+    w = broker.register_worker("w", "h", 1)["id"]
+    fail = {first + 5, first + 27}
+    run_all(broker, w, fail=fail)
+    broker.exchange(w, None, 1)
+    # one entry per kept done result, oldest first, and no zset entry per task
+    assert raw.type(f"{p}fin:done") == b"list" and raw.llen(f"{p}fin:done") == 10
+    entries = [e.decode().split(":") for e in raw.lrange(f"{p}fin:done", 0, -1)]
+    assert [int(i) for _, i in entries] == [first + k for k in range(19, 30) if k != 27]
+    assert [int(s) for s, _ in entries] == sorted(int(s) for s, _ in entries)
+    assert broker.get_task(first + 29).state is TaskState.DONE
+    assert broker.get_task(first + 18) is None  # past keep_done: unknown, not done
+    assert broker.get_task(first + 27).state is TaskState.FAILED
+    top = [t.id for t in broker.list_tasks(limit=50).tasks]
+    done_only = [t.id for t in broker.list_tasks(state="done", limit=50).tasks]
+    assert done_only == [first + k for k in range(29, 18, -1) if k != 27]
+    assert top == [first + 29, first + 28, first + 27, *done_only[2:], first + 5]
+    # deep pages read one union of the sets (done's list included): the same order
+    monkeypatch.setattr(redis_broker, "_LAZY_MERGE_DEPTH", 0)
+    assert [t.id for t in broker.list_tasks(limit=50).tasks] == top
+    assert [t.id for t in broker.list_tasks(offset=3, limit=4).tasks] == top[3:7]
+    cursor, tasks = broker.results_since(0)
+    assert sorted(t.id for t in tasks) == sorted(top)
+    later, tasks = broker.results_since(cursor)
+    assert later == cursor and tasks == []
