@@ -206,3 +206,20 @@ def test_done_is_a_capped_list_and_every_listing_path_reads_it_alike(made: Any,
     assert sorted(t.id for t in tasks) == sorted(top)
     later, tasks = broker.results_since(cursor)
     assert later == cursor and tasks == []
+
+
+def test_a_namespace_in_layout_2_is_refused_and_left_as_it_was(made: Any) -> None:
+    from guidist.core.backends.redis.broker import RedisBroker
+
+    broker, raw = made()
+    ns = f"old2-{uuid.uuid4().hex[:12]}"
+    raw.set(f"{ns}:layout", "2")  # done results in a zset, records in R<id> fields
+    raw.zadd(f"{ns}:fin:done", {"7": 3})
+    try:
+        with pytest.raises(GuidistError) as err:
+            RedisBroker(broker._url, namespace=ns)
+        text = str(err.value)
+        assert "\n" not in text and "older layout" in text and f"'{ns}:*'" in text
+        assert raw.get(f"{ns}:layout") == b"2" and raw.type(f"{ns}:fin:done") == b"zset"
+    finally:
+        raw.delete(f"{ns}:layout", f"{ns}:fin:done")

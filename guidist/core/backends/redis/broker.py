@@ -349,7 +349,7 @@ class RedisBroker:
                 raise
             raise GuidistError(
                 f"Redis at {self.where} holds guidist data in an older layout under "
-                f"'{self._prefix}' (from a version before batches were stored whole): finish or "
+                f"'{self._prefix}' (written by an earlier guidist version): finish or "
                 f"drop it (redis-cli --scan --pattern '{self._prefix}*' | xargs redis-cli del), "
                 f"or use another database or namespace.") from None
 
