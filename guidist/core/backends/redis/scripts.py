@@ -922,11 +922,20 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
     local args, ends = {}, {}
     local span = {}  -- packed batch first -> {lowest, highest} index in this part
     local unpacked = {}
+    -- each id's number and batch, worked out once for the loops below; a batch's meta is
+    -- looked at once per run of its ids, not per id
+    local nums, firsts, any_nx = {}, {}, false
+    local last_first, last_m = nil, nil
     for k = 1, #part do
       local n = tonumber(part[k])
       local first = where[n]
+      nums[k], firsts[k] = n, first
       if first then
-        if meta(first).A then
+        if first ~= last_first then
+          last_first, last_m = first, meta(first)
+          if last_m.nx then any_nx = true end
+        end
+        if last_m.A then
           local i = n - first
           local sp = span[first]
           if not sp then span[first] = {i, i}
@@ -946,18 +955,14 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
     end
     -- attempts are read only in batches where some task was requeued (nx)
     local att, rbs = {}, {}
-    for k = 1, #part do
-      local first = where[tonumber(part[k])]
-      if first and meta(first).nx then
-        att = read_field(part, where, 'n')
-        rbs = read_field(part, where, 'rb')
-        break
-      end
+    if any_nx then
+      att = read_field(part, where, 'n')
+      rbs = read_field(part, where, 'rb')
     end
     for k = 1, #part do
       local id = part[k]
-      local n = tonumber(id)
-      local first = where[n]
+      local n = nums[k]
+      local first = firsts[k]
       if first then  -- (an id no batch holds is no task: it is dropped from the lane)
         local e = ends[first]
         local a, size, i, lo, hi = nil, 0, 0, 0, 0
