@@ -1037,23 +1037,12 @@ class RedisBroker:
         """Tasks finished after cursor (a result sequence number), oldest first: (cursor, tasks)."""
         limit = max(int(limit), 0)
 
-        def read() -> list:
-            pipe = self._redis.pipeline(transaction=False)
-            for s in _FINISHED:
-                if s is not TaskState.DONE:
-                    pipe.zrangebyscore(self._key(f"fin:{s.value}"), f"({int(cursor)}", "+inf",
-                                       start=0, num=limit, withscores=True)
-            return pipe.execute()
-
-        # The finished sets are scored by result sequence (done's list holds it in each
-        # entry): merge them, oldest first.
-        done = self._eval("done_since", [int(cursor), limit])
-        rows = [(float(done[i]), int(done[i + 1])) for i in range(0, len(done), 2)]
-        rows.extend((seq, int(m)) for part in self._retrying(read) for m, seq in part)
-        rows = sorted(rows)[:limit]
+        # The finished sets merged by result sequence, oldest first, in one script
+        flat = self._eval("finished_since", [int(cursor), limit])
+        rows = [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
         if not rows:
             return cursor, []
-        return int(rows[-1][0]), self._fetch([tid for _, tid in rows])
+        return rows[-1][0], self._fetch([tid for _, tid in rows])
 
     def queued_count(self) -> int:
         """Tasks waiting to be claimed."""

@@ -410,8 +410,8 @@ end
 
 local function finish(id, first, state, raw, wid, prefix)
   -- move one task into a finished state; classic tasks also answer on the classic queue.
-  -- Its record (field <id>) is "<finished> <len(worker)> <worker>" .. raw, raw the result element as
-  -- the worker sent it (parse_results), read by the broker: one field per finished task.
+  -- Its record (field <id>) is "<finished> <len(worker)> <worker>" .. raw, raw the result
+  -- element as the worker sent it (parse_results), read by the broker: one field per task.
   -- (complete() does the same for a batch of results from their holder, counting once.)
   local m = meta(first)
   jbump(m.j, state, 1)
@@ -475,6 +475,16 @@ local function done_since(cursor, limit)
     out[#out + 1] = seq
     out[#out + 1] = id
   end
+  return out
+end
+
+local function finished_after(state, cursor, limit)
+  -- {seq, id, ...} of one finished state's results after cursor, oldest first, at most limit
+  if state == 'done' then return done_since(cursor, limit) end
+  local z = redis.call('ZRANGEBYSCORE', P .. 'fin:' .. state, '(' .. cursor, '+inf',
+    'WITHSCORES', 'LIMIT', 0, limit)
+  local out = {}
+  for j = 1, #z, 2 do out[j] = z[j + 1]; out[j + 1] = z[j] end
   return out
 end
 
@@ -1795,14 +1805,7 @@ local newest = tonumber(redis.call('HGET', P .. 'c', 'result_seq')) or 0
 if cursor > newest then return {newest, {}, 1} end  -- a cursor from another deployment
 local rows, bound = {}, newest
 for _, state in ipairs({'done', 'failed', 'dead', 'cancelled'}) do
-  local part  -- {seq, id, ...}
-  if state == 'done' then part = done_since(cursor, limit)
-  else
-    local z = redis.call('ZRANGEBYSCORE', P .. 'fin:' .. state, '(' .. cursor, '+inf',
-      'WITHSCORES', 'LIMIT', 0, limit)
-    part = {}
-    for j = 1, #z, 2 do part[j] = z[j + 1]; part[j + 1] = z[j] end
-  end
+  local part = finished_after(state, cursor, limit)
   for j = 1, #part, 2 do rows[#rows + 1] = {tonumber(part[j]), part[j + 1], state} end
   -- a set that filled the limit may hold more: read no further than its last, this time
   if #part >= 2 * limit then bound = math.min(bound, tonumber(part[#part - 1])) end
@@ -1940,9 +1943,23 @@ end
 return out
 """
 
-DONE_SINCE = r"""
--- ARGV: cursor (a result seq), limit; reply: {seq, id, ...} of the done results after it
-return done_since(tonumber(ARGV[3]), tonumber(ARGV[4]))
+FINISHED_SINCE = r"""
+-- ARGV: cursor (a result seq), limit; reply: {seq, id, ...} of the results after cursor in
+-- every finished state, oldest first, at most limit: one script, so the sets are read at one
+-- instant and a result finishing meanwhile is never stepped over
+local cursor, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local rows = {}
+for _, state in ipairs({'done', 'failed', 'dead', 'cancelled'}) do
+  local part = finished_after(state, cursor, limit)
+  for j = 1, #part, 2 do rows[#rows + 1] = {tonumber(part[j]), part[j + 1]} end
+end
+table.sort(rows, function(a, b) return a[1] < b[1] end)
+local out = {}
+for k = 1, math.min(limit, #rows) do
+  out[#out + 1] = rows[k][1]
+  out[#out + 1] = rows[k][2]
+end
+return out
 """
 
 FINISHED_UNION = r"""
@@ -1983,6 +2000,6 @@ SCRIPTS: dict[str, str] = {
         "classic_get": CLASSIC_GET, "classic_put": CLASSIC_PUT,
         "connection_closed": CONNECTION_CLOSED, "expire_worker": EXPIRE_WORKER,
         "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS, "results": RESULTS, "report": REPORT,
-        "tasks": TASKS, "done_since": DONE_SINCE, "finished_union": FINISHED_UNION,
+        "tasks": TASKS, "finished_since": FINISHED_SINCE, "finished_union": FINISHED_UNION,
     }.items()
 }
