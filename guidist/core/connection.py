@@ -185,8 +185,8 @@ class ManagerConnection:
         _drop_stale_connection(self._broker or self._task_q, only_if_stale=False)
         self.close()
 
-    def call(self, method: str, *args: Any) -> Any:
-        """Call a broker method on the server; translates transport failures."""
+    def _ready(self, method: str) -> None:
+        """Connected to a guidist server on a socket that is not stale, before a call."""
         self.open()
         if self.kind != "guidist":
             raise NotAGuidistServer(
@@ -197,22 +197,61 @@ class ManagerConnection:
             # process are useless, so connect afresh before sending anything.
             self._reset()
             self.open()
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call a broker method on the server; translates transport failures."""
+        self._ready(method)
         try:
             return getattr(self._broker, method)(*args)
-        except managers.RemoteError as exc:
-            raise RemoteError(f"The server failed on {method}: {exc}") from None
-        except CONNECTION_ERRORS as exc:
-            self._reset()
-            raise ServerUnavailable(
-                f"Lost the connection to {self.where} ({type(exc).__name__}); it will be "
-                "retried on the next call.") from None
-        except (JournalUnavailable, PayloadTooLarge):
-            raise  # the server's own sentence for people: a full journal, a batch too large
         except Exception as exc:
-            # The broker raised (bad arguments, unknown state...): the manager re-raises the
-            # server's exception as is; give callers one type with the server's explanation.
-            raise RemoteError(f"The server refused {method}: {type(exc).__name__}: {exc}") \
-                from None
+            raise self._translated(method, exc) from None
+
+    def send(self, method: str, *args: Any) -> Callable[[], Any]:
+        """Send a broker call now and return the function that reads its reply (raising what
+        call would). Until that function ran, this thread must make no other call on this
+        connection: the reply waits in the socket. (A worker runs a batch meanwhile.)"""
+        self._ready(method)
+        proxy = self._broker
+        try:
+            conn = _cached_connection(proxy)
+            if conn is None:
+                proxy._connect()
+                conn = _cached_connection(proxy)
+            conn.send((proxy._id, method, args, {}))
+        except Exception as exc:
+            raise self._translated(method, exc) from None
+
+        def reply() -> Any:
+            try:
+                kind, result = conn.recv()
+                if kind == "#RETURN":
+                    return result
+                raise managers.convert_to_error(kind, result)  # type: ignore[attr-defined]
+            except Exception as exc:
+                raise self._translated(method, exc, conn) from None
+
+        return reply
+
+    def _translated(self, method: str, exc: Exception, conn: Any = None) -> Exception:
+        """The GuidistError a failed call raises (a lost connection is forgotten first; conn:
+        the socket a reply was read from, which may be another thread's)."""
+        if isinstance(exc, managers.RemoteError):
+            return RemoteError(f"The server failed on {method}: {exc}")
+        if isinstance(exc, CONNECTION_ERRORS):
+            if conn is not None:
+                try:
+                    conn.close()  # its thread sees it stale on its next call and reconnects
+                except OSError:
+                    pass
+            self._reset()
+            return ServerUnavailable(
+                f"Lost the connection to {self.where} ({type(exc).__name__}); it will be "
+                "retried on the next call.")
+        if isinstance(exc, (JournalUnavailable, PayloadTooLarge)):
+            return exc  # the server's own sentence for people: a full journal, a batch too large
+        # The broker raised (bad arguments, unknown state...): the manager re-raises the
+        # server's exception as is; give callers one type with the server's explanation.
+        return RemoteError(f"The server refused {method}: {type(exc).__name__}: {exc}")
 
     def task_queue(self) -> Any:
         """The classic task queue proxy (tutorial masters only)."""

@@ -61,6 +61,51 @@ def check_timeout(timeout: Any) -> float | None:
     return value
 
 
+class BareArgs(list):
+    """A claimed group's argument list when every task has one argument: it holds the values
+    themselves, so the claim's reply pickles bare values instead of a 1-tuple each (the
+    broker's queued batches keep them bare already), and it reads as the list of 1-tuples a
+    ClaimGroup has: iterating, indexing, slicing, comparing and repr all see tuples."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Any:
+        return zip(list.__iter__(self))  # 1-tuples made at C speed as they are read
+
+    def __reversed__(self) -> Any:
+        return zip(list.__reversed__(self))
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return BareArgs(list.__getitem__(self, i))
+        return (list.__getitem__(self, i),)
+
+    def __contains__(self, item: object) -> bool:
+        return isinstance(item, tuple) and len(item) == 1 and list.__contains__(self, item[0])
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == other if isinstance(other, list) else NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        return list(self) != other if isinstance(other, list) else NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+    def __reduce__(self) -> tuple:
+        return BareArgs, (list.copy(self),)  # the values go as a plain list
+
+    def copy(self) -> list:
+        """A plain list of the argument tuples."""
+        return list(self)
+
+    def values(self) -> list:
+        """The bare values, one per task."""
+        return list.copy(self)
+
+
 def claim_group(function: str, kwargs: dict | None, ids: list[int], args_list: list,
                 timeout: float | None) -> ClaimGroup:
     """A claimed group; a 5th element carries the tasks' time limit when they have one, so a

@@ -7,6 +7,8 @@ big batches while slow ones, and ones not run yet, are claimed one at a time. Th
 the server which tasks it is running with each exchange and heartbeat (a few ids, never a call
 per task), and when the server says another worker waits for work (``give-back``) it releases
 the tasks it has not started, unless they would be done before another worker could start them.
+A short batch runs while the exchange that reports the one before and claims the next is on
+its way (``ahead``); what was claimed ahead goes back if the batch at hand turns out slow.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import remote
+from .ahead import AheadExchange
 from .backends.base import DEFAULTS
 from .claims import ClaimSizer
 from .client import Client
@@ -48,6 +51,10 @@ EXIT_OK, EXIT_GAVE_UP, EXIT_AUTH = ExitCode.OK, ExitCode.UNAVAILABLE, ExitCode.A
 EXIT_STUCK = ExitCode.STUCK
 _BATCH_SECONDS = 0.1  # aim for this much work per claim
 _REPORT_SECONDS = 0.2  # a batch that runs longer (a slow task in it) reports what is done
+#: Inline mode: a batch expected to take at most this long is run while the exchange that
+#: reports the one before and claims the next is in flight. Longer batches are not claimed
+#: ahead: their round trip is a small share of their time, and idle workers must get them.
+_AHEAD_SECONDS = 0.02
 _FAILURE_LINES = 20  # failed tasks logged one per line per statistics report, at most
 #: Seconds an inline task may overrun its time limit in code no signal interrupts (a long C
 #: call) before the worker reports it failed and exits, so its supervisor can restart it.
@@ -114,6 +121,7 @@ class Worker:
         self._inflight_fn: dict[cf.Future, str] = {}  # the function of each task in flight
         self.summary = [0, 0, 0.0]  # done, failed, seconds of run time: the exit summary
         self._failures_logged = 0  # since the last report (the rest are only counted)
+        self._ahead: AheadExchange | None = None  # inline: the exchange sent, not yet read
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -155,17 +163,20 @@ class Worker:
             if self.config.max_tasks is not None and self.processed >= self.config.max_tasks:
                 break
             try:
-                if self._id is None:
-                    self._register()
-                    self._unreleased = []  # a new id: the old one's leases are gone anyway
-                elif self._unreleased:
-                    self._release_unreleased()
-                # With tasks in flight the claim must not wait on the server: their results
-                # are due back as soon as they finish.
-                cmd, groups = self._call_with_results(
-                    "exchange", self._claim_size(),
-                    0.0 if self._inflight else self.config.wait_s, self._running_now(),
-                    None if self._executor is not None else self._sizer.limits())
+                if self._ahead is not None:
+                    cmd, groups = self._await_ahead()
+                else:
+                    if self._id is None:
+                        self._register()
+                        self._unreleased = []  # a new id: the old one's leases are gone anyway
+                    elif self._unreleased:
+                        self._release_unreleased()
+                    # With tasks in flight the claim must not wait on the server: their
+                    # results are due back as soon as they finish.
+                    cmd, groups = self._call_with_results(
+                        "exchange", self._claim_size(),
+                        0.0 if self._inflight else self.config.wait_s, self._running_now(),
+                        None if self._executor is not None else self._sizer.limits())
             except ServerUnavailable as exc:
                 code = self._reconnect(exc)
                 if code is not None:
@@ -192,6 +203,13 @@ class Worker:
             if self._executor is None:
                 if groups:
                     self._give_back = False  # it was about an earlier batch
+                    if cmd != CMD_STOP and self._ahead_wanted(groups):
+                        self._exchange_ahead(groups)
+                    elif self._pending:
+                        # The batch before came ahead: its results go out before this one
+                        # runs, as they always did (a task that kills the worker must not
+                        # take finished results with it).
+                        self._report_partial(groups[0][2][0] if groups[0][2] else None)
                     self._run_groups(groups)
             else:
                 if cmd == CMD_GIVE_BACK:
@@ -205,6 +223,7 @@ class Worker:
                 break
         if self._inflight:
             self._collect(None, drain=True)  # finish what runs; the server gets it all back
+        self._settle_ahead()
         self._leave()
         return EXIT_OK
 
@@ -215,10 +234,81 @@ class Worker:
         try:
             if self._pending or self._stats.report() is not None:
                 self._send_results()  # with the last statistics
-            self._client.call("unregister_worker", self._id)  # releases anything still leased
+            self._call("unregister_worker", self._id)  # releases anything still leased
         except GuidistError as exc:
             log.warning("could not say goodbye to the server: %s", exc)
         self._id = None
+
+    # ------------------------------------------------------------------ claiming ahead
+
+    def _ahead_wanted(self, groups: list) -> bool:
+        """Whether to claim the next batch while running these (inline mode): only when they
+        are short by measure, so no long tasks are hoarded from idle workers; not when the
+        statistics are due (they ride on a call of the loop's own, kept until accepted), nor
+        when the batch reaches max_tasks."""
+        if self._stop.is_set() or self._unreleased or time.monotonic() >= self._stats_due:
+            return False
+        if not hasattr(self._client.connection, "send"):
+            return False  # a direct Redis connection: every call is a round trip of its own
+        limit = self.config.max_tasks
+        if limit is not None and self.processed + sum(len(g[2]) for g in groups) >= limit:
+            return False
+        seconds = sum(self._sizer.seconds(g[0], len(g[2])) for g in groups)
+        return seconds <= _AHEAD_SECONDS
+
+    def _exchange_ahead(self, groups: list) -> None:
+        """Send the pending results and the claim of the next batch now, and read the reply
+        after running groups; their first task is about to run, so the server hears it as
+        running. A send that fails keeps the results for the loop's next call."""
+        results = self._packed_results()
+        args = (self._claim_size(), 0.0, list(groups[0][2][:1]), self._sizer.limits())
+        try:
+            # Manager connections only (_ahead_wanted checks): the reply is read later.
+            reply = self._client.connection.send(  # type: ignore[attr-defined]
+                "exchange", self._id, results, *args)
+        except GuidistError as exc:
+            log.info("could not send the next exchange ahead: %s", exc)
+            return
+        self._ahead = AheadExchange(reply, self._pending, time.monotonic())
+        self._pending = []
+
+    def _await_ahead(self) -> tuple[str, list]:
+        """The reply of the exchange in flight; if it failed, the results it carried are
+        pending again (ahead of the newer ones) and its error is raised."""
+        ahead, self._ahead = self._ahead, None
+        assert ahead is not None
+        try:
+            return ahead.take()
+        except BaseException:
+            self._pending = ahead.sent + self._pending
+            raise
+
+    def _drain_ahead(self) -> None:
+        """Before any other call on the worker's socket: read the reply waiting there."""
+        if self._ahead is not None:
+            self._ahead.drain()
+
+    def _give_back_ahead(self, client: Client) -> None:
+        """Heartbeat thread: a batch claimed ahead was claimed on the premise that the batch
+        at hand is short; if that batch still runs a report interval later (a slow task),
+        the claim goes back to the queue for other workers."""
+        ahead, wid = self._ahead, self._id
+        if ahead is None or wid is None or time.monotonic() - ahead.since < _REPORT_SECONDS:
+            return
+        if ahead.give_back(lambda ids: client.call("release", wid, ids)):
+            log.debug("the batch at hand overran; gave the batch claimed ahead back")
+
+    def _settle_ahead(self) -> None:
+        """Leaving: wait for the exchange in flight, and give back what it claimed ahead."""
+        if self._ahead is None:
+            return
+        try:
+            _cmd, groups = self._await_ahead()
+            ids = [tid for g in groups for tid in g[2]]
+            if ids:
+                self._call("release", self._id, ids)
+        except GuidistError as exc:
+            log.info("the last exchange failed (its results are sent again): %s", exc)
 
     # ------------------------------------------------------------------ connecting
 
@@ -282,7 +372,7 @@ class Worker:
         return Client(self.config.address, self.config.authkey)
 
     def _register(self) -> None:
-        reply = self._client.call("register_worker", self.name, socket.gethostname(),
+        reply = self._call("register_worker", self.name, socket.gethostname(),
                                   os.getpid(), self.mode, self.concurrency, "guidist",
                                   list(self.config.functions) or None, self._address())
         self._id = reply["id"]
@@ -320,6 +410,7 @@ class Worker:
                 self._stop.set()
                 return
             self._check_stuck(client)
+            self._give_back_ahead(client)
             wid = self._id
             if wid is None or self._clock() - last < self._heartbeat_s:
                 continue
@@ -434,7 +525,7 @@ class Worker:
         there for the next try (the worker no longer runs them, so they must not stay leased)."""
         ids, self._unreleased = self._unreleased, []
         try:
-            self._client.call("release", self._id, ids)
+            self._call("release", self._id, ids)
         except GuidistError as exc:
             log.info("could not give %d task(s) back yet: %s", len(ids), exc)
             self._unreleased = ids + self._unreleased
@@ -555,7 +646,7 @@ class Worker:
         if self._stop.is_set():
             try:
                 self._send_results()
-                self._client.call("release", self._id, None)
+                self._call("release", self._id, None)
             except GuidistError as exc:
                 log.warning("could not hand tasks back while stopping: %s", exc)
 
@@ -626,7 +717,7 @@ class Worker:
         for function, *_ in groups:
             if remote.is_by_value(function) and remote.blob_of(function) is None:
                 try:
-                    blob = self._client.call("get_function", function)
+                    blob = self._call("get_function", function)
                 except GuidistError as exc:
                     log.warning("could not fetch %s: %s", function, exc)
                     continue  # its tasks fail with TaskNotFound, saying so
@@ -694,7 +785,7 @@ class Worker:
             self._pending = results_within(self._pending, limit)
             chunks = split_by_size(self._pending, limit, _never_too_big, pack_results)
             for chunk, part in chunks[:-1]:
-                self._client.call("complete", self._id, part)
+                self._call("complete", self._id, part)
                 del self._pending[:len(chunk)]
             blob = chunks[-1][1]
         return blob
@@ -715,17 +806,22 @@ class Worker:
             self._pending = results
         return chunks[-1]
 
+    def _call(self, method: str, *args: Any) -> Any:
+        """A call on the worker's own connection, once a reply waiting there was read."""
+        self._drain_ahead()
+        return self._client.call(method, *args)
+
     def _call_carrying(self, method: str, results: Any, args: tuple) -> Any:
         """One call carrying results; a direct broker that cannot pickle one gets the rest."""
         try:
-            return self._client.call(method, self._id, results, *args)
+            return self._call(method, self._id, results, *args)
         except (pickle.PicklingError, TypeError, AttributeError):
             if isinstance(results, bytes):
                 raise
             # The broker pickles before it changes anything: send what can be pickled.
             results = results_within(results_are_picklable(results), self._max_payload,
                                      sized=True)
-            return self._client.call(method, self._id, results, *args)
+            return self._call(method, self._id, results, *args)
 
     # ------------------------------------------------------------------ classic fallback
 

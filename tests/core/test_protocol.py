@@ -11,6 +11,7 @@ import pytest
 from guidist.core.protocol import (
     DEFAULT_TASK,
     SERIES_FIELDS,
+    BareArgs,
     Event,
     Snapshot,
     Task,
@@ -99,3 +100,21 @@ def test_series_fields_and_default_task() -> None:
     assert set(SERIES_FIELDS[1:]) == {"submitted", "done", "failed", "requeued", "queued",
                                       "running", "workers", "claimed"}
     assert DEFAULT_TASK == "square"
+
+
+def test_bare_args_read_as_one_tuples_and_pickle_as_the_values() -> None:
+    args = BareArgs([3, "x", None])
+    tuples = [(3,), ("x",), (None,)]
+    assert args == tuples and tuples == args and not args != tuples
+    assert list(args) == tuples and list(reversed(args)) == tuples[::-1]
+    assert args[1] == ("x",) and args[-1] == (None,)
+    assert type(args[1:]) is BareArgs and args[1:] == tuples[1:]
+    assert ("x",) in args and "x" not in args and len(args) == 3
+    assert repr(args) == repr(tuples) and args.copy() == tuples
+    assert list(zip([1, 2, 3], args)) == list(zip([1, 2, 3], tuples))
+    blob = pickle.dumps(args, protocol=5)
+    back = pickle.loads(blob)
+    assert type(back) is BareArgs and back == tuples and back.values() == [3, "x", None]
+    # The values travel bare: a thousand of them pickle smaller than a thousand 1-tuples.
+    many = list(range(1000))
+    assert len(pickle.dumps(BareArgs(many), 5)) < len(pickle.dumps(list(zip(many)), 5))

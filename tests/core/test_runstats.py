@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
+
+import pytest
+
 from guidist.core import histogram
 from guidist.core.backends.memory.broker import Broker
 from guidist.core.runstats import FunctionTable, RunStats
@@ -81,3 +85,23 @@ def test_memory_broker_snapshot_carries_functions_and_spans_after_a_cursor() -> 
     assert (snap.workers[0].cpu_percent, snap.workers[0].rss_bytes) == (55.5, 30_000_000)
     assert b.snapshot(spans_since=snap.spans_cursor).spans == ()
     assert b.snapshot().spans == ()  # not asked for
+
+
+def test_a_batch_is_bucketed_as_one_bisect_per_task_would_bucket_it() -> None:
+    bounds = histogram.BOUNDS
+    cases = [[3e-7] * 50,  # one bucket
+             [0.0, bounds[0], bounds[5], bounds[5] * 1.01, 1e-4, 2.5, 1e9],  # edges, beyond
+             [bounds[i] for i in range(0, len(bounds), 7)] * 2 + [5e-6, 5e-3]]
+    for runtimes in cases:
+        batch = [(i, True, None, 1.0 + i, rt) for i, rt in enumerate(runtimes)]
+        batch.append((99, False, "boom", 2.0, 1e-3))
+        stats = RunStats()
+        assert stats.add_batch("f", batch) == (len(runtimes), 1,
+                                               pytest.approx(sum(runtimes) + 1e-3))
+        expected: dict[int, int] = {}
+        for _, _, _, _, rt in batch:
+            b = bisect.bisect_left(bounds, rt)
+            expected[b] = expected.get(b, 0) + 1
+        [(fn, done, failed, buckets, total, top)] = stats.report()["functions"]
+        assert (fn, done, failed, buckets) == ("f", len(runtimes), 1, expected)
+        assert top == max(rt for *_, rt in batch)

@@ -6,6 +6,7 @@ Leases are 1 s, so a worker's heartbeat is 0.25 s and a dead worker's tasks come
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ import psutil
 import pytest
 
 from guidist.core.client import Client
+from guidist.core.connection import ManagerConnection
+from guidist.core.errors import RemoteError, ServerUnavailable
 from guidist.core.pool import LocalWorker, WorkerPool
 from guidist.core.protocol import Task, TaskState
 from guidist.core.server import ServerProcess
@@ -319,6 +322,74 @@ def test_sigterm_returns_leased_tasks_and_exits_0(
     assert snap.requeued == 0  # handed back, not expired
     assert cli.workers() == ()  # it unregistered
     assert not any(Path(m).exists() for m in marks[1:])
+
+
+def claiming_ahead(c: Client, prefetch: int) -> None:
+    """Wait until a worker holds more than a claim: one batch running, the next claimed ahead."""
+    wait_for(lambda: c.snapshot().leased > prefetch, timeout=30,
+             message="a worker to claim a batch ahead of the one it runs")
+
+
+def test_a_call_sent_ahead_is_answered_when_read_and_its_failures_say_why(
+        srv: ServerProcess, cli: Client) -> None:
+    assert srv.address is not None
+    conn = ManagerConnection(srv.address, TEST_KEY)
+    reply = conn.send("register_worker", "early", "host", 1, "inline", 1, "guidist")
+    # Meanwhile the server serves others (from another thread: a thread's calls to one
+    # server share its socket, where this reply waits).
+    other = cf.ThreadPoolExecutor(1)
+    ids = other.submit(cli.submit_many, "square", range(3)).result(timeout=15)
+    other.shutdown()
+    assert reply()["id"]
+    assert conn.call("snapshot").count("queued") == len(ids)  # the socket is free again
+    with pytest.raises(RemoteError, match="refused complete"):
+        conn.send("complete", "no-such-worker", object())()
+    srv.stop()
+    with pytest.raises(ServerUnavailable):  # on sending, or on reading the reply
+        conn.send("snapshot")()
+    conn.close()
+
+
+def test_sigterm_while_a_batch_is_claimed_ahead_hands_it_back_and_reports_each_once(
+        srv: ServerProcess, cli: Client, procs: Procs) -> None:
+    assert srv.address is not None
+    # 1 ms tasks, 10 a claim: a 10 ms batch is short, so the next is claimed while it runs.
+    ids = cli.submit_many("tests.jobs:slow_square", [(n, 0.001) for n in range(3000)])
+    w = procs(worker_argv(srv.address, "--prefetch", "10", "--name", "ahead"))
+    claiming_ahead(cli, 10)
+    w.send_signal(signal.SIGTERM)
+    text = output_of(w, timeout=15)
+    assert w.returncode == 0, text
+    assert "Traceback" not in text
+    snap = cli.snapshot()
+    assert snap.leased == 0 and snap.requeued == 0 and cli.workers() == ()
+    done = all_tasks(cli, "done")
+    queued = all_tasks(cli, "queued")
+    assert len(done) + len(queued) == len(ids) and done
+    assert all(t.attempts == 1 and t.result == (t.id - ids[0]) ** 2 for t in done)
+    assert all(t.attempts == 0 for t in queued)  # handed back, uncounted
+    _, finished = cli.results_since(0, limit=len(ids))
+    assert sorted(t.id for t in finished) == sorted(t.id for t in done)  # each reported once
+
+
+def test_sigkill_while_a_batch_is_claimed_ahead_requeues_it_and_all_finish_once(
+        srv: ServerProcess, cli: Client, pool_factory: Callable[..., WorkerPool]) -> None:
+    ids = cli.submit_many("tests.jobs:slow_square", [(n, 0.001) for n in range(3000)])
+    victims = pool_factory(srv, prefetch=10)
+    [victim] = victims.launch(1, prefix="victim")
+    claiming_ahead(cli, 10)
+    assert victims.kill(victim.pid)
+    wait_for(lambda: cli.snapshot().leased == 0, timeout=5,
+             message="the victim's tasks, the ones claimed ahead too, to be requeued")
+    assert cli.snapshot().requeued > 10
+    pool_factory(srv).launch(1, prefix="rescuer")
+    idle(cli, timeout=60)
+    done = all_tasks(cli, "done")
+    assert sorted(t.id for t in done) == list(ids)
+    assert all(t.result == (t.id - ids[0]) ** 2 for t in done)
+    _, finished = cli.results_since(0, limit=len(ids))
+    assert sorted(t.id for t in finished) == list(ids)  # exactly one result each
+    assert cli.snapshot().extra["ignored_late"] == 0
 
 
 def test_server_stopped_while_workers_run_they_exit_3_without_hanging(

@@ -16,6 +16,7 @@ from guidist.core.protocol import (
     CMD_STOP,
     CMD_UNKNOWN,
     SERIES_FIELDS,
+    BareArgs,
     TaskState,
     WorkerState,
     classic_result_text,
@@ -722,3 +723,19 @@ def test_series_gauges_keep_the_peak_of_a_burst_inside_the_second(clock: FakeClo
     assert (point["t"], point["queued"], point["running"], point["claimed"]) == \
         (5_000_000, 40, 8, 32)
     assert point["done"] == 40
+
+
+def test_a_claim_of_one_argument_tasks_carries_the_values_bare(broker: Broker) -> None:
+    wid = join(broker)
+    broker.submit("square", [1, 2, 3])  # one argument each: the batch keeps bare values
+    broker.submit("pair", [(1, 2), (3, 4)])
+    groups = broker.claim(wid, 10)
+    [(fn1, _, ids1, bare), (fn2, _, ids2, tuples)] = groups
+    assert (fn1, ids1, fn2, ids2) == ("square", [1, 2, 3], "pair", [4, 5])
+    assert type(bare) is BareArgs and bare == [(1,), (2,), (3,)]  # read as 1-tuples
+    assert bare.values() == [1, 2, 3]
+    assert type(tuples) is list and tuples == [(1, 2), (3, 4)]
+    # A task given back is handed out again as the tuple it was.
+    broker.release(wid, [2])
+    [(_, _, [tid], args)] = broker.claim(wid, 1)
+    assert tid == 2 and list(args) == [(2,)]

@@ -55,6 +55,7 @@ from ...protocol import (
     SNAPSHOT_JOBS,
     TASK_ORDERS,
     THROUGHPUT_WINDOW,
+    BareArgs,
     ClaimGroup,
     Event,
     Job,
@@ -1271,7 +1272,7 @@ class Broker:
             items = [items[i] for i in keep]
         values = items if head.bare else None
         if head.bare:
-            items = list(zip(items))  # 1-tuples again, as workers take them
+            items = BareArgs(items)  # read as 1-tuples, sent as the values
         if head.pos >= len(head.items):
             lane.popleft()
             head.items = []  # free the arguments now; _prune_batches drops the shell
