@@ -65,13 +65,13 @@ def test_trimmed_tasks_leave_nothing_behind(made: Any) -> None:
     # the first batch is kept for its one failure alone: with under 1/8 of it left, that
     # task's arguments moved into a field of its own and the packed strings went
     fields = {f.decode() for f in raw.hkeys(f"{p}b:{first}")}
-    assert f"a{first + 3}" in fields and f"R{first + 3}" in fields
-    assert sum(f.startswith("R") for f in fields) == 1
+    assert f"a{first + 3}" in fields and f"{first + 3}" in fields  # a record: the bare id
+    assert sum(f.isdigit() for f in fields) == 1
     assert sum(f.startswith("a") for f in fields) == 1
     assert not raw.exists(f"{p}ba:{first}") and not raw.exists(f"{p}bo:{first}")
     # the second holds exactly the 10 newest results (keep_done), its arguments still packed
     fields = {f.decode() for f in raw.hkeys(f"{p}b:{second}")}
-    assert sum(f.startswith("R") for f in fields) == 10
+    assert sum(f.isdigit() for f in fields) == 10
     assert raw.exists(f"{p}ba:{second}") and raw.exists(f"{p}bo:{second}")
     assert broker.get_task(second + 14).args == (39,)
     assert broker.get_task(second + 4) is None
@@ -156,3 +156,70 @@ def test_packed_arguments_survive_holes_budgets_and_requeues(made: Any) -> None:
     assert seen == {first + i: s for i, s in enumerate(sizes) if i not in (2, 5)}
     assert broker.get_task(first + 6).args == ("x" * 2900,)
     assert broker.get_task(first + 5).state is TaskState.CANCELLED
+
+
+def test_a_claim_with_gaps_is_remembered_as_runs_and_replayed_whole(made: Any) -> None:
+    broker, raw = made()
+    first, _ = broker.submit("square", [(i,) for i in range(10)])
+    assert broker.cancel([first + 3, first + 7]) == 2
+    w = broker.register_worker("w", "h", 1)["id"]
+    broker._retry_tokens[w] = "lost-reply"
+    claimed = broker.claim(w, 10)
+    f = first
+    assert raw.get(f"{broker._prefix}lc:{w}") == (
+        f"lost-reply:{f}-{f + 2},{f + 4}-{f + 6},{f + 8}-{f + 9}".encode())
+    broker._retry_tokens[w] = "lost-reply"  # as if that reply never arrived
+    again = broker.claim(w, 10)
+    assert again == claimed
+    assert [i for g in again for i in g[2]] == [f + k for k in (0, 1, 2, 4, 5, 6, 8, 9)]
+    assert broker.snapshot().leased == 8
+
+
+def test_done_is_a_capped_list_and_every_listing_path_reads_it_alike(made: Any,
+                                                                      monkeypatch: Any) -> None:
+    from guidist.core.backends.redis import broker as redis_broker
+
+    broker, raw = made(keep_done=10)
+    p = broker._prefix
+    first, _ = broker.submit("square", [(i,) for i in range(30)])
+    w = broker.register_worker("w", "h", 1)["id"]
+    fail = {first + 5, first + 27}
+    run_all(broker, w, fail=fail)
+    broker.exchange(w, None, 1)
+    # one entry per kept done result, oldest first, and no zset entry per task
+    assert raw.type(f"{p}fin:done") == b"list" and raw.llen(f"{p}fin:done") == 10
+    entries = [e.decode().split(":") for e in raw.lrange(f"{p}fin:done", 0, -1)]
+    assert [int(i) for _, i in entries] == [first + k for k in range(19, 30) if k != 27]
+    assert [int(s) for s, _ in entries] == sorted(int(s) for s, _ in entries)
+    assert broker.get_task(first + 29).state is TaskState.DONE
+    assert broker.get_task(first + 18) is None  # past keep_done: unknown, not done
+    assert broker.get_task(first + 27).state is TaskState.FAILED
+    top = [t.id for t in broker.list_tasks(limit=50).tasks]
+    done_only = [t.id for t in broker.list_tasks(state="done", limit=50).tasks]
+    assert done_only == [first + k for k in range(29, 18, -1) if k != 27]
+    assert top == [first + 29, first + 28, first + 27, *done_only[2:], first + 5]
+    # deep pages read one union of the sets (done's list included): the same order
+    monkeypatch.setattr(redis_broker, "_LAZY_MERGE_DEPTH", 0)
+    assert [t.id for t in broker.list_tasks(limit=50).tasks] == top
+    assert [t.id for t in broker.list_tasks(offset=3, limit=4).tasks] == top[3:7]
+    cursor, tasks = broker.results_since(0)
+    assert sorted(t.id for t in tasks) == sorted(top)
+    later, tasks = broker.results_since(cursor)
+    assert later == cursor and tasks == []
+
+
+def test_a_namespace_in_layout_2_is_refused_and_left_as_it_was(made: Any) -> None:
+    from guidist.core.backends.redis.broker import RedisBroker
+
+    broker, raw = made()
+    ns = f"old2-{uuid.uuid4().hex[:12]}"
+    raw.set(f"{ns}:layout", "2")  # done results in a zset, records in R<id> fields
+    raw.zadd(f"{ns}:fin:done", {"7": 3})
+    try:
+        with pytest.raises(GuidistError) as err:
+            RedisBroker(broker._url, namespace=ns)
+        text = str(err.value)
+        assert "\n" not in text and "older layout" in text and f"'{ns}:*'" in text
+        assert raw.get(f"{ns}:layout") == b"2" and raw.type(f"{ns}:fin:done") == b"zset"
+    finally:
+        raw.delete(f"{ns}:layout", f"{ns}:fin:done")

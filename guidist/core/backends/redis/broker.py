@@ -349,7 +349,7 @@ class RedisBroker:
                 raise
             raise GuidistError(
                 f"Redis at {self.where} holds guidist data in an older layout under "
-                f"'{self._prefix}' (from a version before batches were stored whole): finish or "
+                f"'{self._prefix}' (written by an earlier guidist version): finish or "
                 f"drop it (redis-cli --scan --pattern '{self._prefix}*' | xargs redis-cli del), "
                 f"or use another database or namespace.") from None
 
@@ -875,6 +875,8 @@ class RedisBroker:
             for s, key, _ in keys:
                 if s in _LEASED:
                     pipe.scard(key)  # a plain set: listed by id, newest first
+                elif s is TaskState.DONE:
+                    pipe.llen(key)  # a list of "<seq>:<id>", oldest first
                 else:
                     pipe.zcard(key)
             return keys, pipe.execute()
@@ -888,7 +890,8 @@ class RedisBroker:
                     out.append(("merged", tuple(k for k, _ in finished),
                                 sum(m for _, m in finished), True))
                 continue
-            out.append(("leased" if s in _LEASED else "set", (key,), int(n), rev))
+            kind = "leased" if s in _LEASED else "done" if s is TaskState.DONE else "set"
+            out.append((kind, (key,), int(n), rev))
         return out
 
     def task_orders(self) -> tuple[str, ...]:
@@ -910,6 +913,8 @@ class RedisBroker:
         what, keys, _, rev = part
         if what == "set":
             return self._ids(keys[0], start, count, rev)
+        if what == "done":
+            return [tid for _, tid in reversed(self._done_rows(start, count))]
         if what == "leased":
             if count <= 0:
                 return []
@@ -920,27 +925,37 @@ class RedisBroker:
         if start + count <= _LAZY_MERGE_DEPTH:
             # Near the top: the first start+count of each set, merged by sequence (unique
             # across the finished sets), latest first.
+            done = self._key(f"fin:{TaskState.DONE.value}")
+
             def read() -> list:
                 pipe = self._redis.pipeline(transaction=False)
                 for key in keys:
-                    pipe.zrevrange(key, 0, start + count - 1, withscores=True)
+                    if key != done:
+                        pipe.zrevrange(key, 0, start + count - 1, withscores=True)
                 return pipe.execute()
 
-            rows = sorted(((seq, int(m)) for part_ in self._retrying(read) for m, seq in part_),
-                          reverse=True)
+            rows = [(seq, int(m)) for part_ in self._retrying(read) for m, seq in part_]
+            if done in keys:
+                rows.extend(self._done_rows(0, start + count))
+            rows.sort(reverse=True)
             return [tid for _, tid in rows[start:start + count]]
         # Deeper: one union of the sets, kept for a second so the pages of a screen share it.
-        union = self._key("listing:finished")
+        states = [k.rsplit(":", 1)[1] for k in keys]
+        return [int(x) for x in self._eval("finished_union",
+                                           [start, start + count - 1, *states])]
 
-        def read_deep() -> list:
-            if not self._redis.exists(union):
-                pipe = self._redis.pipeline(transaction=True)
-                pipe.zunionstore(union, list(keys))
-                pipe.pexpire(union, 1000)
-                pipe.execute()
-            return self._redis.zrevrange(union, start, start + count - 1)
-
-        return [int(x) for x in self._retrying(read_deep)]
+    def _done_rows(self, start: int, count: int) -> list[tuple[float, int]]:
+        """(seq, id) of the done tasks ranked start.. start+count-1 from the newest, oldest
+        first (P:fin:done is a list of "<seq>:<id>" in result order)."""
+        if count <= 0:
+            return []
+        key = self._key(f"fin:{TaskState.DONE.value}")
+        raw = self._retrying(lambda: self._redis.lrange(key, -(start + count), -(start + 1)))
+        rows = []
+        for e in raw:
+            seq, _, tid = e.partition(b":")
+            rows.append((float(seq), int(tid)))
+        return rows
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
                    search: str | None = None, order: str | None = None,
@@ -991,7 +1006,8 @@ class RedisBroker:
             pipe = self._redis.pipeline(transaction=False)
             pipe.hmget(self._key("c"), [s.value for s in finished])
             for s in finished:
-                pipe.zcard(self._key(f"fin:{s.value}"))
+                key = self._key(f"fin:{s.value}")
+                pipe.llen(key) if s is TaskState.DONE else pipe.zcard(key)
             return pipe.execute()
 
         counted, *held = self._retrying(read)
@@ -1021,18 +1037,12 @@ class RedisBroker:
         """Tasks finished after cursor (a result sequence number), oldest first: (cursor, tasks)."""
         limit = max(int(limit), 0)
 
-        def read() -> list:
-            pipe = self._redis.pipeline(transaction=False)
-            for s in _FINISHED:
-                pipe.zrangebyscore(self._key(f"fin:{s.value}"), f"({int(cursor)}", "+inf",
-                                   start=0, num=limit, withscores=True)
-            return pipe.execute()
-
-        # The finished sets are scored by result sequence: merge them, oldest first.
-        rows = sorted((seq, int(m)) for part in self._retrying(read) for m, seq in part)[:limit]
+        # The finished sets merged by result sequence, oldest first, in one script
+        flat = self._eval("finished_since", [int(cursor), limit])
+        rows = [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
         if not rows:
             return cursor, []
-        return int(rows[-1][0]), self._fetch([tid for _, tid in rows])
+        return rows[-1][0], self._fetch([tid for _, tid in rows])
 
     def queued_count(self) -> int:
         """Tasks waiting to be claimed."""

@@ -7,7 +7,7 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:started``          when this deployment's state was created
 ``P:seq:task``         last task id handed out (INCRBY n gives n consecutive ids)
 ``P:seq:worker``       worker id counter
-``P:layout``           "2": the layout below (INIT refuses a namespace in another one)
+``P:layout``           "3": the layout below (INIT refuses a namespace in another one)
 ``P:b:<first>``        hash, one per submitted batch (first = its first task id): what its
                        tasks share, f function, k pickled kwargs, j job id, to time limit,
                        c "1" if classic, s submitted, n tasks, live (tasks not yet dropped),
@@ -16,10 +16,12 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
                        per task ``<field><id>``: a pickled args (unless packed), p the
                        tutorial's "n * n = " prefix (classic), n attempts (only where it
                        differs from 0 while queued or cancelled, 1 otherwise), rb the attempts
-                       at its last retry, and R its record once finished: "<finished>
-                       <len(worker)> <worker>" followed by the result element as its worker
-                       sent it (see parse_results). A task's state is the set it is in; a, R
-                       go when it leaves its finished set, the batch when its last task did
+                       at its last retry, and its record R once finished, in the field
+                       named by the bare id (no letter: nothing to build per result):
+                       "<finished> <len(worker)> <worker>" followed by the result element as
+                       its worker sent it (see parse_results). A task's state is the set it
+                       is in (done: a record and no set); a and the record go when it leaves
+                       its finished set, the batch when its last task did
 ``P:ba:<first>``       a packed batch's pickled arguments end to end (SUBMIT mode 'b')
 ``P:bo:<first>``       their end offsets, uint32 little-endian; a packed batch left with only
                        long-kept tasks, under 1/8 of it, moves them into a fields (unpack_batch)
@@ -37,11 +39,16 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:workers``          zset of worker ids by join order (offline ones stay until forgotten)
 ``P:wdl``              zset worker id -> lease deadline; only live workers are in it
 ``P:wl:<worker>``      set of the task ids a worker holds (its leases: claimed or running)
-``P:lc:<worker>``      "token:id,id,..": the worker's last claim, replayed when a call is
-                       retried after a lost reply so no lease is orphaned
+``P:lc:<worker>``      "token:a-b,c,..": the worker's last claim (runs of consecutive ids),
+                       replayed when a call is retried after a lost reply so no lease is
+                       orphaned
 ``P:tok:<token>``      reply of a retried submit/register (expires after 10 minutes)
-``P:fin:<state>``      zset id -> result seq, for done/failed/dead/cancelled, capped (keep_*);
+``P:fin:done``         list of "<result seq>:<id>", oldest first (one RPUSH per batch of
+                       results, one LTRIM to cap it at keep_done): a task with a record R
+                       that is in no other set is done, so done needs no per-task zset entry
+``P:fin:<state>``      zset id -> result seq, for failed/dead/cancelled, capped (keep_*);
                        a task leaving its set is dropped; results_since merges these sets
+                       (and done_since's reading of P:fin:done)
 ``P:c``                hash of counters: submitted, requeued, ignored_late, done, failed,
                        dead, cancelled, result_seq, event_seq, and evicted (the highest result
                        seq whose record was dropped, so result waiters know what they missed)
@@ -78,7 +85,7 @@ from __future__ import annotations
 
 PRELUDE = r"""
 local P = ARGV[1]
-local LAYOUT = '2'  -- the key layout below; INIT refuses another
+local LAYOUT = '3'  -- the key layout below; INIT refuses another
 local now = tonumber(ARGV[2])
 if not now then
   local t = redis.call('TIME')
@@ -302,7 +309,7 @@ end
 
 -- The fields of a task that are dropped with it (the few tasks that were requeued or are
 -- classic keep their small n, rb and p until their batch goes).
-local TASK_FIELDS = {'a', 'R'}
+local TASK_FIELDS = {'a', ''}  -- '': the record, field <id>
 
 local function unpack_batch(first)
   -- a packed batch holds only tasks kept long (failed, dead, cancelled) and few of them: give
@@ -355,15 +362,17 @@ local function drop_tasks(ids, state)
       META[first] = nil
     else
       local packed = meta(first).A
-      local fields = {}
-      for _, id in ipairs(l) do
-        if packed then fields[#fields + 1] = 'R' .. id
-        else
+      if packed then
+        -- only records to drop, and their fields are the ids themselves
+        for i = 1, #l, 4000 do redis.call('HDEL', key, unpack(l, i, math.min(i + 3999, #l))) end
+      else
+        local fields = {}
+        for _, id in ipairs(l) do
           for _, name in ipairs(TASK_FIELDS) do fields[#fields + 1] = name .. id end
+          if #fields >= 4000 then redis.call('HDEL', key, unpack(fields)); fields = {} end
         end
-        if #fields >= 4000 then redis.call('HDEL', key, unpack(fields)); fields = {} end
+        if #fields > 0 then redis.call('HDEL', key, unpack(fields)) end
       end
-      if #fields > 0 then redis.call('HDEL', key, unpack(fields)) end
       if packed and live * 8 < (tonumber(count) or 0) and
           tonumber(redis.call('HGET', key, 'kl') or 0) >= live then
         unpack_batch(first)
@@ -401,12 +410,12 @@ end
 
 local function finish(id, first, state, raw, wid, prefix)
   -- move one task into a finished state; classic tasks also answer on the classic queue.
-  -- Its record R<id> is "<finished> <len(worker)> <worker>" .. raw, raw the result element as
-  -- the worker sent it (parse_results), read by the broker: one field per finished task.
+  -- Its record (field <id>) is "<finished> <len(worker)> <worker>" .. raw, raw the result
+  -- element as the worker sent it (parse_results), read by the broker: one field per task.
   -- (complete() does the same for a batch of results from their holder, counting once.)
   local m = meta(first)
   jbump(m.j, state, 1)
-  put(first, 'R' .. id, (prefix or (NOW .. ' ' .. #wid .. ' ' .. wid)) .. raw)
+  put(first, id, (prefix or (NOW .. ' ' .. #wid .. ' ' .. wid)) .. raw)
   bump(state, 1)
   if state == 'done' then bucket('done', 1) elseif state ~= 'cancelled' then bucket('fail', 1) end
   local seq = next_seq()
@@ -416,6 +425,67 @@ local function finish(id, first, state, raw, wid, prefix)
   l[#l + 1] = id
   if state ~= 'done' then kl_bump(first, 1) end
   if m.c == '1' and state ~= 'cancelled' then classic_answer(id, first, state, raw) end
+end
+
+local function entry_seq(e)
+  -- the result seq of a P:fin:done entry "<seq>:<id>"
+  return tonumber(string.match(e, '^(%d+)'))
+end
+
+local function note_evicted(seq)
+  -- result waiters learn that records up to seq are gone
+  local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
+  if seq and seq > evicted then redis.call('HSET', P .. 'c', 'evicted', seq) end
+end
+
+local function add_done(l)
+  -- append {seq, id, ...} to P:fin:done (a list: a push costs far less than a zset entry),
+  -- then cap it at keep_done, dropping the oldest tasks' records
+  local fin = P .. 'fin:done'
+  local entries = {}
+  for i = 1, #l, 2 do entries[#entries + 1] = l[i] .. ':' .. l[i + 1] end
+  for i = 1, #entries, 1000 do
+    redis.call('RPUSH', fin, unpack(entries, i, math.min(i + 999, #entries)))
+  end
+  local over = redis.call('LLEN', fin) - KEEP.done
+  if over <= 0 then return end
+  local old = redis.call('LRANGE', fin, 0, over - 1)
+  redis.call('LTRIM', fin, over, -1)
+  local ids = {}
+  local find, sub = string.find, string.sub
+  for k, e in ipairs(old) do ids[k] = sub(e, find(e, ':', 1, true) + 1) end  -- (a plain find)
+  note_evicted(entry_seq(old[#old]))
+  drop_tasks(ids, 'done')
+end
+
+local function done_since(cursor, limit)
+  -- {seq, id, ...} of the done results after cursor, oldest first, at most limit: the list
+  -- is in seq order, so a binary search of LINDEX finds where they start
+  local fin = P .. 'fin:done'
+  local out = {}
+  local tail = redis.call('LINDEX', fin, -1)
+  if limit <= 0 or not tail or entry_seq(tail) <= cursor then return out end
+  local lo, hi = 0, redis.call('LLEN', fin) - 1  -- the first entry after cursor is in lo..hi
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if entry_seq(redis.call('LINDEX', fin, mid)) > cursor then hi = mid else lo = mid + 1 end
+  end
+  for _, e in ipairs(redis.call('LRANGE', fin, lo, lo + limit - 1)) do
+    local seq, id = string.match(e, '^(%d+):(%d+)$')
+    out[#out + 1] = seq
+    out[#out + 1] = id
+  end
+  return out
+end
+
+local function finished_after(state, cursor, limit)
+  -- {seq, id, ...} of one finished state's results after cursor, oldest first, at most limit
+  if state == 'done' then return done_since(cursor, limit) end
+  local z = redis.call('ZRANGEBYSCORE', P .. 'fin:' .. state, '(' .. cursor, '+inf',
+    'WITHSCORES', 'LIMIT', 0, limit)
+  local out = {}
+  for j = 1, #z, 2 do out[j] = z[j + 1]; out[j + 1] = z[j] end
+  return out
 end
 
 local function zadd_pairs(key, pairs_)
@@ -449,6 +519,7 @@ local function flush()
   end
   KL = {}
   if next(FIN) then redis.call('PUBLISH', P .. 'done', '1') end
+  if FIN['done'] then add_done(FIN['done']); FIN['done'] = nil end
   for state, l in pairs(FIN) do
     local fin = P .. 'fin:' .. state
     zadd_pairs(fin, l)
@@ -456,10 +527,7 @@ local function flush()
     if over > 0 then
       local old = redis.call('ZRANGE', fin, 0, over - 1)
       local last = redis.call('ZRANGE', fin, over - 1, over - 1, 'WITHSCORES')
-      local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
-      if last[2] and tonumber(last[2]) > evicted then
-        redis.call('HSET', P .. 'c', 'evicted', last[2])
-      end
+      note_evicted(tonumber(last[2]))
       redis.call('ZREMRANGEBYRANK', fin, 0, over - 1)
       drop_tasks(old, state)
     end
@@ -642,7 +710,7 @@ local function complete(wid, items)
       n_mine = n_mine + 1
       mine_ids[n_mine] = id
       local w = #cur_wr
-      cur_wr[w + 1] = 'R' .. id
+      cur_wr[w + 1] = id  -- a record's field is its bare id
       cur_wr[w + 2] = prefix .. item[3]
       if not seq then seq = next_seq() else seq = seq + 1 end
       if item[2] == '1' then
@@ -864,11 +932,20 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
     local args, ends = {}, {}
     local span = {}  -- packed batch first -> {lowest, highest} index in this part
     local unpacked = {}
+    -- each id's number and batch, worked out once for the loops below; a batch's meta is
+    -- looked at once per run of its ids, not per id
+    local nums, firsts, any_nx = {}, {}, false
+    local last_first, last_m = nil, nil
     for k = 1, #part do
       local n = tonumber(part[k])
       local first = where[n]
+      nums[k], firsts[k] = n, first
       if first then
-        if meta(first).A then
+        if first ~= last_first then
+          last_first, last_m = first, meta(first)
+          if last_m.nx then any_nx = true end
+        end
+        if last_m.A then
           local i = n - first
           local sp = span[first]
           if not sp then span[first] = {i, i}
@@ -888,18 +965,14 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
     end
     -- attempts are read only in batches where some task was requeued (nx)
     local att, rbs = {}, {}
-    for k = 1, #part do
-      local first = where[tonumber(part[k])]
-      if first and meta(first).nx then
-        att = read_field(part, where, 'n')
-        rbs = read_field(part, where, 'rb')
-        break
-      end
+    if any_nx then
+      att = read_field(part, where, 'n')
+      rbs = read_field(part, where, 'rb')
     end
     for k = 1, #part do
       local id = part[k]
-      local n = tonumber(id)
-      local first = where[n]
+      local n = nums[k]
+      local first = firsts[k]
       if first then  -- (an id no batch holds is no task: it is dropped from the lane)
         local e = ends[first]
         local a, size, i, lo, hi = nil, 0, 0, 0, 0
@@ -951,7 +1024,7 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
           g4[ng] = a
         end
         n_all = n_all + 1
-        all_ids[n_all] = n
+        all_ids[n_all] = id  -- as the string it came: SADD needs no number formatted
         n_taken = n_taken + 1
       end
       processed = processed + 1
@@ -1031,10 +1104,23 @@ local function take(wid, max_n, only_lane, limits)
   return groups, all_ids
 end
 
-local function remember_claim(wid, token, ids)
-  if token ~= '' and #ids > 0 then
-    redis.call('SET', P .. 'lc:' .. wid, token .. ':' .. table.concat(ids, ','))
+local function remember_claim(wid, token, groups)
+  -- the claim's ids (its groups' in order) as runs "a-b" of consecutive ids: a number is
+  -- formatted per run, not per id
+  if token == '' then return end
+  local runs, lo, hi = {}, nil, nil
+  for _, g in ipairs(groups) do
+    for _, n in ipairs(g[3]) do
+      if lo and n == hi + 1 then hi = n
+      else
+        if lo then runs[#runs + 1] = lo == hi and lo or (lo .. '-' .. hi) end
+        lo, hi = n, n
+      end
+    end
   end
+  if not lo then return end
+  runs[#runs + 1] = lo == hi and lo or (lo .. '-' .. hi)
+  redis.call('SET', P .. 'lc:' .. wid, token .. ':' .. table.concat(runs, ','))
 end
 
 local function replay(wid, token)
@@ -1044,7 +1130,15 @@ local function replay(wid, token)
   if not v then return nil end
   local sep = string.find(v, ':', 1, true)
   if not sep or string.sub(v, 1, sep - 1) ~= token then return nil end
-  local ids = split_ids(string.sub(v, sep + 1))
+  local ids = {}
+  for run in string.gmatch(string.sub(v, sep + 1), '[^,]+') do
+    local a, b = string.match(run, '^(%d+)-(%d+)$')
+    if a then
+      for k = tonumber(a), tonumber(b) do ids[#ids + 1] = tostring(k) end
+    else
+      ids[#ids + 1] = run
+    end
+  end
   local mine = smis(P .. 'wl:' .. wid, ids)  -- its leases, claimed or running
   local where = locate(ids)
   local args = read_tasks(ids, where, {'a'})
@@ -1421,7 +1515,7 @@ else
   if not groups then
     local ids
     groups, ids = take(wid, max_n, nil, limits)
-    remember_claim(wid, token, ids)
+    remember_claim(wid, token, groups)
     if #ids == 0 and ARGV[9] == '1' then ask_for_give_back(wid) end
   end
   for _, g in ipairs(groups) do reply[#reply + 1] = g end
@@ -1593,7 +1687,7 @@ for k, id in ipairs(ids) do
     bump(st, -1)
     jbump(meta(first).j, st, -1)
     local key = bkey(first)
-    redis.call('HDEL', key, 'R' .. id)
+    redis.call('HDEL', key, id)
     -- the attempts go on counting; the lease rules start afresh from here
     local att = attempts_of(first, id, false)
     redis.call('HSET', key, 'rb' .. id, att, 'nx', '1')
@@ -1653,7 +1747,7 @@ local groups = replay(wid, token)
 if not groups then
   local ids
   groups, ids = take(wid, 1, DEFAULT)
-  remember_claim(wid, token, ids)
+  remember_claim(wid, token, groups)
 end
 flush()
 if #groups == 0 then return {} end
@@ -1711,11 +1805,10 @@ local newest = tonumber(redis.call('HGET', P .. 'c', 'result_seq')) or 0
 if cursor > newest then return {newest, {}, 1} end  -- a cursor from another deployment
 local rows, bound = {}, newest
 for _, state in ipairs({'done', 'failed', 'dead', 'cancelled'}) do
-  local part = redis.call('ZRANGEBYSCORE', P .. 'fin:' .. state, '(' .. cursor, '+inf',
-    'WITHSCORES', 'LIMIT', 0, limit)
-  for j = 1, #part, 2 do rows[#rows + 1] = {tonumber(part[j + 1]), part[j], state} end
+  local part = finished_after(state, cursor, limit)
+  for j = 1, #part, 2 do rows[#rows + 1] = {tonumber(part[j]), part[j + 1], state} end
   -- a set that filled the limit may hold more: read no further than its last, this time
-  if #part >= 2 * limit then bound = math.min(bound, tonumber(part[#part])) end
+  if #part >= 2 * limit then bound = math.min(bound, tonumber(part[#part - 1])) end
 end
 table.sort(rows, function(a, b) return a[1] < b[1] end)
 local ids = {}
@@ -1728,7 +1821,7 @@ for _, id in ipairs(ids) do
   local first = where[tonumber(id)]
   if first and want[meta(first).j or ''] then wanted[#wanted + 1] = id end
 end
-local values = read_tasks(wanted, where, {'R'})
+local values = read_tasks(wanted, where, {''})
 local states = {}
 for _, row in ipairs(rows) do states[row[2]] = row[3] end
 local out = {}
@@ -1805,9 +1898,10 @@ TASKS = r"""
 local ids, i = {}, 3
 while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
 local where = locate(ids)
-local names = {'a', 'n', 'R'}
+local names = {'a', 'n', ''}  -- '': the record (field <id>)
 local d = read_tasks(ids, where, names)
-local SETS = {{'done', P .. 'fin:done'}, {'failed', P .. 'fin:failed'}, {'dead', P .. 'fin:dead'},
+-- done is the one finished state without a set of ids: a record R and no other set
+local SETS = {{'failed', P .. 'fin:failed'}, {'dead', P .. 'fin:dead'},
   {'cancelled', P .. 'fin:cancelled'}}
 local out = {}
 for k, id in ipairs(ids) do
@@ -1823,6 +1917,7 @@ for k, id in ipairs(ids) do
       if st then break end
       if redis.call('ZSCORE', s[2], id) then st = s[1] end
     end
+    if not st and (d[id] or {})[3] then st = 'done' end  -- [3]: the record
     if st then
       local v = d[id] or {}
       local n = v[2]
@@ -1836,13 +1931,62 @@ for k, id in ipairs(ids) do
         if b then rec[#rec + 1] = 'b'; rec[#rec + 1] = b end
       end
       for c, name in ipairs(names) do
-        if name ~= 'n' and v[c] then rec[#rec + 1] = name; rec[#rec + 1] = v[c] end
+        if name ~= 'n' and v[c] then
+          rec[#rec + 1] = name == '' and 'R' or name
+          rec[#rec + 1] = v[c]
+        end
       end
     end
   end
   out[k] = rec
 end
 return out
+"""
+
+FINISHED_SINCE = r"""
+-- ARGV: cursor (a result seq), limit; reply: {seq, id, ...} of the results after cursor in
+-- every finished state, oldest first, at most limit: one script, so the sets are read at one
+-- instant and a result finishing meanwhile is never stepped over
+local cursor, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local rows = {}
+for _, state in ipairs({'done', 'failed', 'dead', 'cancelled'}) do
+  local part = finished_after(state, cursor, limit)
+  for j = 1, #part, 2 do rows[#rows + 1] = {tonumber(part[j]), part[j + 1]} end
+end
+table.sort(rows, function(a, b) return a[1] < b[1] end)
+local out = {}
+for k = 1, math.min(limit, #rows) do
+  out[#out + 1] = rows[k][1]
+  out[#out + 1] = rows[k][2]
+end
+return out
+"""
+
+FINISHED_UNION = r"""
+-- ARGV: start, stop (ranks, newest first), then the finished states to merge; reply: their
+-- ids by result seq, newest first, from a union kept for a second (the pages of one screen
+-- share it): the zsets as they are, done's list entries added with their seqs
+local union = P .. 'listing:finished'
+if redis.call('EXISTS', union) == 0 then
+  local zsets, with_done = {}, false
+  local i = 5
+  while ARGV[i] do
+    if ARGV[i] == 'done' then with_done = true else zsets[#zsets + 1] = P .. 'fin:' .. ARGV[i] end
+    i = i + 1
+  end
+  if #zsets > 0 then redis.call('ZUNIONSTORE', union, #zsets, unpack(zsets)) end
+  if with_done then
+    local pairs_ = {}
+    for _, e in ipairs(redis.call('LRANGE', P .. 'fin:done', 0, -1)) do
+      local seq, id = string.match(e, '^(%d+):(%d+)$')
+      pairs_[#pairs_ + 1] = seq
+      pairs_[#pairs_ + 1] = id
+    end
+    zadd_pairs(union, pairs_)
+  end
+  redis.call('PEXPIRE', union, 1000)
+end
+return redis.call('ZREVRANGE', union, tonumber(ARGV[3]), tonumber(ARGV[4]))
 """
 
 #: name -> full script source (prelude + body).
@@ -1856,6 +2000,6 @@ SCRIPTS: dict[str, str] = {
         "classic_get": CLASSIC_GET, "classic_put": CLASSIC_PUT,
         "connection_closed": CONNECTION_CLOSED, "expire_worker": EXPIRE_WORKER,
         "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS, "results": RESULTS, "report": REPORT,
-        "tasks": TASKS,
+        "tasks": TASKS, "finished_since": FINISHED_SINCE, "finished_union": FINISHED_UNION,
     }.items()
 }
