@@ -685,8 +685,10 @@ local function complete(wid, items)
   local fast = {}  -- first -> {running, claimed, done, failed}
   local cur_first, cur_n, cur_wr = nil, nil, nil
   local seq = nil
-  local fin_done, fin_failed, nd, nf = nil, nil, 0, 0  -- FIN's lists, made when first needed
-  local fast_done, fast_failed = 0, 0
+  -- Per outcome (1 done, 2 failed): FIN's list, made when first needed, its length, and the
+  -- count of results the fast path took.
+  local OUTCOME = {'done', 'failed'}
+  local fin, fin_n, fast_of = {}, {}, {0, 0}
   local mine_ids, n_mine = {}, 0
   for i, item in ipairs(items) do
     local id = item[1]
@@ -713,29 +715,19 @@ local function complete(wid, items)
       cur_wr[w + 1] = id  -- a record's field is its bare id
       cur_wr[w + 2] = prefix .. item[3]
       if not seq then seq = next_seq() else seq = seq + 1 end
-      if item[2] == '1' then
-        cur_n[3] = cur_n[3] + 1
-        if not fin_done then
-          fin_done = FIN['done'] or {}
-          FIN['done'] = fin_done
-          nd = #fin_done
-        end
-        fin_done[nd + 1] = seq
-        fin_done[nd + 2] = id
-        nd = nd + 2
-        fast_done = fast_done + 1
-      else
-        cur_n[4] = cur_n[4] + 1
-        if not fin_failed then
-          fin_failed = FIN['failed'] or {}
-          FIN['failed'] = fin_failed
-          nf = #fin_failed
-        end
-        fin_failed[nf + 1] = seq
-        fin_failed[nf + 2] = id
-        nf = nf + 2
-        fast_failed = fast_failed + 1
+      local k = (item[2] == '1') and 1 or 2
+      cur_n[k + 2] = cur_n[k + 2] + 1
+      local l = fin[k]
+      if not l then
+        l = FIN[OUTCOME[k]] or {}
+        FIN[OUTCOME[k]] = l
+        fin[k], fin_n[k] = l, #l
       end
+      local n = fin_n[k]
+      l[n + 1] = seq
+      l[n + 2] = id
+      fin_n[k] = n + 2
+      fast_of[k] = fast_of[k] + 1
       accepted = accepted + 1
       accept = true
       if meta(first).c == '1' then
@@ -785,7 +777,7 @@ local function complete(wid, items)
         end
         accepted = accepted + 1
         -- finish() appended to FIN's lists: the fast path goes on after what it added
-        fin_done, fin_failed = nil, nil
+        fin = {}
       end
     end
     if not accept then ignored = ignored + 1 end
@@ -806,12 +798,12 @@ local function complete(wid, items)
       nrun = nrun + c[1]
     end
     nrun_of[wid] = (nrun_of[wid] or 0) + nrun
-    bump('done', fast_done)
-    bump('failed', fast_failed)
-    bucket('done', fast_done)
-    bucket('fail', fast_failed)
+    bump('done', fast_of[1])
+    bump('failed', fast_of[2])
+    bucket('done', fast_of[1])
+    bucket('fail', fast_of[2])
   end
-  done_n, failed_n = done_n + fast_done, failed_n + fast_failed
+  done_n, failed_n = done_n + fast_of[1], failed_n + fast_of[2]
   write_out()
   srem_ids(P .. 'running', running)
   for i = 1, #running, 1000 do
