@@ -339,9 +339,8 @@ local function unpack_batch(first)
   m.A = nil
 end
 
-local function drop_tasks(ids, state)
-  -- forget tasks that left the finished sets; a batch whose last task went is deleted whole
-  local where = locate(ids)
+local function by_batch(ids, where)
+  -- ids grouped by the first id of their batch (ids in no batch are left out)
   local by = {}
   for _, id in ipairs(ids) do
     local first = where[tonumber(id)]
@@ -351,6 +350,12 @@ local function drop_tasks(ids, state)
       l[#l + 1] = id
     end
   end
+  return by
+end
+
+local function drop_tasks(ids, state)
+  -- forget tasks that left the finished sets; a batch whose last task went is deleted whole
+  local by = by_batch(ids, locate(ids))
   for first, l in pairs(by) do
     local key = bkey(first)
     local count = meta(first).n  -- read before the hash may go
@@ -826,15 +831,7 @@ end
 
 local function read_tasks(ids, where, names)
   -- the fields names (per task) of ids, {id -> {value, ...}}: one HMGET per batch
-  local out, by = {}, {}
-  for _, id in ipairs(ids) do
-    local first = where[tonumber(id)]
-    if first then
-      local l = by[first]
-      if not l then l = {}; by[first] = l end
-      l[#l + 1] = id
-    end
-  end
+  local out, by = {}, by_batch(ids, where)
   local k = #names
   for first, l in pairs(by) do
     local step = math.floor(4000 / k)
