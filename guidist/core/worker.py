@@ -243,9 +243,9 @@ class Worker:
 
     def _ahead_wanted(self, groups: list) -> bool:
         """Whether to claim the next batch while running these (inline mode): only when the
-        claim came back full and its tasks are short by measure, so no long tasks are hoarded from idle workers; not when the
-        statistics are due (they ride on a call of the loop's own, kept until accepted), nor
-        when the batch reaches max_tasks."""
+        claim came back full and its tasks are short by measure, so no long tasks are hoarded
+        from idle workers; not when the statistics are due (they ride on a call of the loop's
+        own, kept until accepted), nor when the batch reaches max_tasks."""
         if self._stop.is_set() or self._unreleased or time.monotonic() >= self._stats_due:
             return False
         if not hasattr(self._client.connection, "send"):
