@@ -46,6 +46,7 @@ from .commands.watch import watch
 from .core.backends.base import DEFAULTS
 from .core.client import Client, iter_tasks
 from .core.errors import ExitCode, GuidistError
+from .core.histogram import run_time_text
 from .core.paths import default_journal_path, journal_dir
 from .core.protocol import Job, Snapshot, Task, TaskState
 from .core.rows import RowError, iter_file_rows
@@ -417,20 +418,9 @@ def status_lines(snap: Snapshot, as_json: bool = False) -> list[str]:
                      f"done {w.done} failed {w.failed}")
     for f in snap.functions:
         lines.append(f"  {f.function:<24} done {f.done} failed {f.failed} run time p50 "
-                     f"{seconds_text(f.runtime_p50)} p95 {seconds_text(f.runtime_p95)} max "
-                     f"{seconds_text(f.runtime_max if f.measured else None)}")
+                     f"{run_time_text(f.runtime_p50)} p95 {run_time_text(f.runtime_p95)} max "
+                     f"{run_time_text(f.runtime_max if f.measured else None)}")
     return lines
-
-
-def seconds_text(seconds: float | None) -> str:
-    """A run time for people: 850 µs, 12.3 ms, 1.25 s; "-" when not measured."""
-    if seconds is None:
-        return "-"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds:.2f} s"
 
 
 def cmd_status(args: argparse.Namespace) -> int:

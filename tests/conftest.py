@@ -142,13 +142,18 @@ def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     return server_factory(lease_timeout=2.0)
 
 
-@pytest.fixture
-def client(server: ServerProcess) -> Iterator[Client]:
-    """A client connected to the server fixture."""
+def connected_client(server: ServerProcess) -> Iterator[Client]:
+    """A client connected to server, closed when the fixture that yields from it ends."""
     assert server.address is not None
     c = Client(server.address, TEST_KEY).connect()
     yield c
     c.close()
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[Client]:
+    """A client connected to the server fixture."""
+    yield from connected_client(server)
 
 
 @pytest.fixture

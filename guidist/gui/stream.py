@@ -47,7 +47,7 @@ class Bar:
         took = self.end - self.start
         runs = "1 run" if self.count == 1 else f"{self.count} runs"
         failed = f", {self.failed} failed" if self.failed else ""
-        return f"{self.function}: {runs}{failed} in {_seconds(took)}\non {self.worker}"
+        return f"{self.function}: {runs}{failed} in {_run_time(took)}\non {self.worker}"
 
 
 class TaskStream:
@@ -136,14 +136,9 @@ class TaskStream:
         return out + [("failed", FAILED_COLOR)] if any(b.failed for b in self._bars) else out
 
 
-def _seconds(s: float | None) -> str:
-    if s is None:
-        return "–"
-    if s < 1e-3:
-        return f"{s * 1e6:.0f} µs"
-    if s < 1:
-        return f"{s * 1e3:.1f} ms"
-    return f"{s:.2f} s"
+def _run_time(seconds: float | None) -> str:
+    """A run time for the window's tables; an en dash when not measured."""
+    return histogram.run_time_text(seconds, missing="–")
 
 
 class FunctionRows:
@@ -160,9 +155,9 @@ class FunctionRows:
 
     def rows(self) -> list[tuple[str, ...]]:
         """The table's cells, as text."""
-        return [(f.function, str(f.done), str(f.failed), _seconds(f.runtime_p50),
-                 _seconds(f.runtime_p95), _seconds(f.runtime_max if f.measured else None),
-                 _seconds(f.runtime_sum)) for f in self.stats]
+        return [(f.function, str(f.done), str(f.failed), _run_time(f.runtime_p50),
+                 _run_time(f.runtime_p95), _run_time(f.runtime_max if f.measured else None),
+                 _run_time(f.runtime_sum)) for f in self.stats]
 
     def find(self, function: str) -> FunctionStats | None:
         """One function's statistics."""

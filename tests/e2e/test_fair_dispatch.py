@@ -18,7 +18,7 @@ from guidist.core.client import Client
 from guidist.core.pool import WorkerPool
 from guidist.core.protocol import Snapshot, TaskState, WorkerState
 from guidist.core.server import ServerProcess
-from tests.conftest import TEST_KEY, wait_for
+from tests.conftest import connected_client, wait_for
 from tests.redis_fixtures import RedisServer, needs_redis
 
 
@@ -43,10 +43,7 @@ def srv(backend_options: dict, server_factory: Callable[..., ServerProcess]) -> 
 
 @pytest.fixture
 def cli(srv: ServerProcess) -> Iterator[Client]:
-    assert srv.address is not None
-    c = Client(srv.address, TEST_KEY).connect()
-    yield c
-    c.close()
+    yield from connected_client(srv)
 
 
 def idle(c: Client, timeout: float = 60) -> Snapshot:

@@ -18,7 +18,7 @@ import pytest
 from guidist.core.client import Client
 from guidist.core.pool import WorkerPool
 from guidist.core.server import ServerProcess
-from tests.conftest import TEST_KEY, wait_for
+from tests.conftest import TEST_KEY, connected_client, wait_for
 from tests.e2e.conftest import connect_arg, run_cli
 from tests.redis_fixtures import RedisServer, redis_available
 
@@ -47,10 +47,7 @@ def srv(server_factory: Callable[..., ServerProcess], backend: str | None) -> Se
 
 @pytest.fixture
 def cli(srv: ServerProcess) -> Iterator[Client]:
-    assert srv.address is not None
-    c = Client(srv.address, TEST_KEY).connect()
-    yield c
-    c.close()
+    yield from connected_client(srv)
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ needs_peers = pytest.mark.skipif(
 def test_stop_tree_stops_a_worker_and_what_it_forked() -> None:
     """A prefork-style worker (a parent and the child it spawned) is gone, both, by pid."""
     code = textwrap.dedent("""
-        import subprocess, sys, time
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-        time.sleep(120)
+        import signal, subprocess, sys
+        subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
+        signal.pause()
     """)
     proc = subprocess.Popen([sys.executable, "-c", code])
     parent = psutil.Process(proc.pid)
