@@ -69,9 +69,11 @@ def test_trimmed_tasks_leave_nothing_behind(made: Any) -> None:
     assert sum(f.isdigit() for f in fields) == 1
     assert sum(f.startswith("a") for f in fields) == 1
     assert not raw.exists(f"{p}ba:{first}") and not raw.exists(f"{p}bo:{first}")
-    # the second holds exactly the 10 newest results (keep_done), its arguments still packed
+    # the second holds the 10 newest results (keep_done), its arguments still packed; their
+    # records are in their calls' packed blobs, not one field each
     fields = {f.decode() for f in raw.hkeys(f"{p}b:{second}")}
-    assert sum(f.isdigit() for f in fields) == 10
+    assert sum(f.isdigit() for f in fields) == 0
+    assert int(raw.get(f"{p}dn")) == 10
     assert raw.exists(f"{p}ba:{second}") and raw.exists(f"{p}bo:{second}")
     assert broker.get_task(second + 14).args == (39,)
     assert broker.get_task(second + 4) is None
@@ -87,6 +89,12 @@ def test_trimmed_tasks_leave_nothing_behind(made: Any) -> None:
     assert not any(raw.exists(f"{p}{k}:{b}") for k in ("b", "ba", "bo") for b in (first, second))
     assert raw.zrange(f"{p}bi", 0, -1) == [f"{third}:10".encode()]
     assert raw.hlen(f"{p}bt") == 0  # no start time outlives its task's run
+    # the calls that held them went too: what is left are the third batch's two calls (7
+    # results, then 3), each a blob and one P:ri member
+    members = [m.decode().split(":") for m in raw.zrange(f"{p}ri", 0, -1)]
+    assert [(int(m[0]), int(m[1])) for m in members] == [(third, 7), (third + 7, 3)]
+    assert sorted(k.decode() for k in raw.scan_iter(f"{p}rd:*")) == sorted(
+        f"{p}rd:{m[2]}" for m in members)
 
 
 def test_a_namespace_in_the_old_layout_is_refused_in_one_sentence(made: Any) -> None:
@@ -186,11 +194,18 @@ def test_done_is_a_capped_list_and_every_listing_path_reads_it_alike(made: Any,
     fail = {first + 5, first + 27}
     run_all(broker, w, fail=fail)
     broker.exchange(w, None, 1)
-    # one entry per kept done result, oldest first, and no zset entry per task
-    assert raw.type(f"{p}fin:done") == b"list" and raw.llen(f"{p}fin:done") == 10
-    entries = [e.decode().split(":") for e in raw.lrange(f"{p}fin:done", 0, -1)]
-    assert [int(i) for _, i in entries] == [first + k for k in range(19, 30) if k != 27]
-    assert [int(s) for s, _ in entries] == sorted(int(s) for s, _ in entries)
+    # calls with a failure store each result alone ("<seq>:<id>"), calls of ok results one
+    # entry "<fs>:<n>:<skip>|<runs>" each; the oldest kept call skips the results trimmed
+    assert raw.type(f"{p}fin:done") == b"list" and int(raw.get(f"{p}dn")) == 10
+    entries = [e.decode() for e in raw.lrange(f"{p}fin:done", 0, -1)]
+    singles = [e for e in entries if "|" not in e]
+    packed = [e for e in entries if "|" in e]
+    # results of the calls of 7: 0-6, 7-13 (5 failed: alone), 14-20, 21-27 (27 alone), 28-29
+    assert [int(e.split(":")[1]) for e in singles] == [first + k for k in range(21, 27)]
+    assert len(packed) == 2 and packed[0].split("|")[0].endswith(":7:5")  # 14-20, 5 trimmed
+    assert packed[1].split("|")[1].startswith(f"{first + 28}:2:")
+    seqs = [int(e.split(":")[0]) for e in entries]
+    assert seqs == sorted(seqs)
     assert broker.get_task(first + 29).state is TaskState.DONE
     assert broker.get_task(first + 18) is None  # past keep_done: unknown, not done
     assert broker.get_task(first + 27).state is TaskState.FAILED
@@ -208,18 +223,50 @@ def test_done_is_a_capped_list_and_every_listing_path_reads_it_alike(made: Any,
     assert later == cursor and tasks == []
 
 
-def test_a_namespace_in_layout_2_is_refused_and_left_as_it_was(made: Any) -> None:
+def test_a_namespace_in_layout_3_is_refused_and_left_as_it_was(made: Any) -> None:
     from guidist.core.backends.redis.broker import RedisBroker
 
     broker, raw = made()
-    ns = f"old2-{uuid.uuid4().hex[:12]}"
-    raw.set(f"{ns}:layout", "2")  # done results in a zset, records in R<id> fields
-    raw.zadd(f"{ns}:fin:done", {"7": 3})
+    ns = f"old3-{uuid.uuid4().hex[:12]}"
+    raw.set(f"{ns}:layout", "3")  # every done result a record field and a list entry
+    raw.rpush(f"{ns}:fin:done", "3:7")
     try:
         with pytest.raises(GuidistError) as err:
             RedisBroker(broker._url, namespace=ns)
         text = str(err.value)
         assert "\n" not in text and "older layout" in text and f"'{ns}:*'" in text
-        assert raw.get(f"{ns}:layout") == b"2" and raw.type(f"{ns}:fin:done") == b"zset"
+        assert raw.get(f"{ns}:layout") == b"3" and raw.lrange(f"{ns}:fin:done", 0, -1) == [b"3:7"]
     finally:
         raw.delete(f"{ns}:layout", f"{ns}:fin:done")
+
+
+def test_packed_results_keep_times_holder_order_and_the_classic_answer(made: Any) -> None:
+    broker, raw = made()
+    p = broker._prefix
+    first, _ = broker.submit("square", [(i,) for i in range(6)])
+    w1 = broker.register_worker("w1", "h", 1)["id"]
+    w2 = broker.register_worker("w2", "h", 1)["id"]
+    assert [i for g in broker.claim(w1, 3) for i in g[2]] == [first, first + 1, first + 2]
+    assert [i for g in broker.claim(w2, 3) for i in g[2]] == [first + 3, first + 4, first + 5]
+    cursor = broker.result_cursor()
+    # one call of ok results: three its sender holds (stored packed) and one w2 holds (the
+    # general path, in the same call); the first result wins, w2's later one is ignored
+    sent = [(first + k, True, k * k, 100.0 + k, 0.5 + k) for k in range(4)]
+    assert broker.complete(w1, sent) == 4
+    assert broker.complete(w2, [(first + 3, True, -1, 1.0, 1.0)]) == 0
+    assert raw.zcard(f"{p}ri") == 1 and len(list(raw.scan_iter(f"{p}rd:*"))) == 1
+    tasks = broker.get_tasks([first + k for k in range(4)])
+    assert [(t.state, t.result, t.started, t.runtime, t.worker) for t in tasks] == [
+        (TaskState.DONE, k * k, 100.0 + k, 0.5 + k, w1) for k in range(4)]
+    _cursor, got = broker.results_since(cursor)
+    assert [t.id for t in got] == [first, first + 1, first + 2, first + 3]
+    jid = tasks[0].job
+    _new, rows, gap = broker.wait_results(cursor, [jid], 1.0)
+    assert not gap and sorted((r[0], r[2]) for r in rows) == [(first + k, k * k) for k in range(4)]
+    assert broker.snapshot().extra["ignored_late"] == 1
+    # a classic task done by a direct worker still answers the tutorial's master in its words
+    (cid, _) = broker.submit("square", [(7,)], classic=True)
+    assert [i for g in broker.claim(w1, 1) for i in g[2]] == [cid]
+    assert broker.complete(w1, [(cid, True, 49, 1.0, 0.1)]) == 1
+    assert broker.classic_results.get(timeout=2) == "7 * 7 = 49"
+    assert broker.get_task(cid).result == 49

@@ -35,17 +35,19 @@ import logging
 import pickle
 import queue
 import struct
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from itertools import accumulate
 from typing import Any
 
 from ... import histogram
 from ...errors import AuthenticationFailed, GuidistError, ServerUnavailable
-from ...payload import unpack, unpack_submission
+from ...payload import ResultColumns, unpack, unpack_submission
 from ...protocol import (
     CMD_OK,
     JOB_STATES,
@@ -93,6 +95,7 @@ _LAZY_MERGE_DEPTH = 5_000  # deeper pages of the merged finished tasks read one 
 _PICKLE = pickle.HIGHEST_PROTOCOL
 _SPAN_REPORTS = 500  # worker reports a snapshot reads spans from, at most
 _TASKS_PER_CALL = 1_000  # tasks one "tasks" script reads (each costs a few lookups)
+_NAN = float("nan")
 
 
 def _s(b: bytes | str | None) -> str:
@@ -136,6 +139,53 @@ def encode_results(results: Iterable[ResultItem] | None) -> list[Any]:
         # exception + payload, the times empty when not measured (see scripts)
         out.append(b"%d:%d:%d:%b:%d:%b%b%b" % (int(tid), 1 if ok else 0, len(extra), timing,
                                                len(exc), extra, exc, body))
+    return out
+
+
+def encode_packed(results: Iterable[ResultItem] | None) -> list[Any]:
+    """Results as the exchange and complete scripts take them (see scripts.complete_all).
+
+    Results with a failure among them go one element each (encode_results), in order; ok
+    results go in one blob, "<n> "
+    then their end offsets (uint32), start times and run times (doubles, NaN when not
+    measured) and the pickled values end to end, with their int texts (for the tutorial's
+    string) and their ids: Redis stores the blob as it is, once per call, instead of one
+    record per task. Pickling happens here, so an unpicklable result raises first.
+    """
+    if results is None:
+        return [0]
+    ids: Sequence[Any]
+    values: Sequence[Any]
+    if isinstance(results, ResultColumns) and all(results.oks):
+        ids, values = results.ids, results.values
+        started, runtimes = results.started, results.runtimes
+        failed: list[bytes] = []
+    else:
+        ok = list(results)
+        if not all(it[1] for it in ok):
+            # a failure among them: one element each, so the results keep their order
+            failed = encode_results(ok)
+            return [len(failed), *failed]
+        failed = []
+        ids = [it[0] for it in ok]
+        values = [it[2] for it in ok]
+        started = array("d", (_NAN if len(it) < 5 or it[3] is None else float(it[3])
+                              for it in ok))
+        runtimes = array("d", (_NAN if len(it) < 5 or it[4] is None else float(it[4])
+                               for it in ok))
+    out: list[Any] = [len(failed), *failed]
+    if not ids:
+        return out
+    dumps = pickle.dumps
+    bodies = [dumps(v, _PICKLE) for v in values]
+    times = array("d", started) + array("d", runtimes)
+    if sys.byteorder != "little":
+        times.byteswap()
+    n = len(bodies)
+    blob = b"".join((b"%d " % n, struct.pack(f"<{n}I", *accumulate(map(len, bodies))),
+                     times.tobytes(), *bodies))
+    extras = b",".join(b"%d" % v if isinstance(v, int) else b"" for v in values)
+    out += [blob, extras, *(b"%d" % int(i) for i in ids)]
     return out
 
 
@@ -604,8 +654,8 @@ class RedisBroker:
         report: the worker's run statistics (``runstats``), merged by the report script."""
         if report:
             self._report(worker_id, report)
-        payload = encode_results(unpack(results))
-        if not payload:
+        payload = encode_packed(unpack(results))
+        if len(payload) == 1:
             return 0
         return int(self._eval("complete", [worker_id, *payload]))
 
@@ -621,7 +671,7 @@ class RedisBroker:
         self._bind(worker_id)
         if report:
             self._report(worker_id, report)
-        payload = encode_results(unpack(results))
+        payload = encode_packed(unpack(results))
         started = ",".join(str(int(i)) for i in running or ())
         sizes = "" if limits is None else json.dumps({str(f): max(1, int(n))
                                                       for f, n in limits.items()})
@@ -640,7 +690,7 @@ class RedisBroker:
                 self._retry_tokens[worker_id] = token
                 raise
             # Reported once; a long poll's later tries only claim (and ask only once).
-            payload, started, ask = [], "", "0"
+            payload, started, ask = [0], "", "0"
             cmd = _s(reply[0])
             groups = [_group(g) for g in reply[2:]]
             if groups or cmd != CMD_OK or wait_s <= 0:
@@ -809,9 +859,11 @@ class RedisBroker:
         out: list[Task | None] = []
         for i in range(0, len(ids), _TASKS_PER_CALL):
             part = ids[i:i + _TASKS_PER_CALL]
-            for tid, flat in zip(part, self._eval("tasks", part)):
+            reply = self._eval("tasks", part)
+            calls = _calls(reply[len(part)])
+            for tid, flat in zip(part, reply):
                 h = {flat[j]: flat[j + 1] for j in range(0, len(flat), 2)}
-                out.append(_task(tid, h) if h else None)
+                out.append(_task(tid, h, calls) if h else None)
         return out
 
     # ------------------------------------------------------------------ results for callers
@@ -828,10 +880,14 @@ class RedisBroker:
         deadline = time.monotonic() + max(0.0, min(float(timeout), 60.0))
         while True:  # a poke that came first is kept: it may be for this call (see memory)
             seen = self._results.generation
-            new, rows, gap = self._eval("results", [int(cursor), int(limit),
-                                                    *(int(j) for j in jobs)])
+            new, rows, gap, blobs = self._eval("results", [int(cursor), int(limit),
+                                                           *(int(j) for j in jobs)])
             cursor = int(new)
-            out = [(int(tid), _s(st), *_outcome(_record(rec))) for tid, st, rec in rows]
+            calls = _calls(blobs)
+            out = [(int(row[0]), _s(row[1]),
+                    *_outcome(_record(row[2]) if len(row) < 5
+                              else calls[int(row[3])].record(int(row[4]))))
+                   for row in rows]
             remaining = deadline - time.monotonic()
             if out or int(gap) or remaining <= 0 or token in self._pokes:
                 self._pokes.discard(token)
@@ -876,12 +932,13 @@ class RedisBroker:
                 if s in _LEASED:
                     pipe.scard(key)  # a plain set: listed by id, newest first
                 elif s is TaskState.DONE:
-                    pipe.llen(key)  # a list of "<seq>:<id>", oldest first
+                    pipe.get(self._key("dn"))  # the tasks its list holds (P:fin:done)
                 else:
                     pipe.zcard(key)
             return keys, pipe.execute()
 
         keys, sizes = self._retrying(read)
+        sizes = [int(n or 0) for n in sizes]
         finished = [(key, int(n)) for (s, key, _), n in zip(keys, sizes) if s.finished]
         out: list[tuple[str, tuple[str, ...], int, bool]] = []
         for (s, key, rev), n in zip(keys, sizes):
@@ -946,16 +1003,11 @@ class RedisBroker:
 
     def _done_rows(self, start: int, count: int) -> list[tuple[float, int]]:
         """(seq, id) of the done tasks ranked start.. start+count-1 from the newest, oldest
-        first (P:fin:done is a list of "<seq>:<id>" in result order)."""
+        first (P:fin:done is a list in result order, see scripts.DONE_ROWS)."""
         if count <= 0:
             return []
-        key = self._key(f"fin:{TaskState.DONE.value}")
-        raw = self._retrying(lambda: self._redis.lrange(key, -(start + count), -(start + 1)))
-        rows = []
-        for e in raw:
-            seq, _, tid = e.partition(b":")
-            rows.append((float(seq), int(tid)))
-        return rows
+        flat = self._eval("done_rows", [int(start), int(count)])
+        return [(float(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     def list_tasks(self, state: TaskState | str | None = None, offset: int = 0, limit: int = 100,
                    search: str | None = None, order: str | None = None,
@@ -1007,11 +1059,11 @@ class RedisBroker:
             pipe.hmget(self._key("c"), [s.value for s in finished])
             for s in finished:
                 key = self._key(f"fin:{s.value}")
-                pipe.llen(key) if s is TaskState.DONE else pipe.zcard(key)
+                pipe.get(self._key("dn")) if s is TaskState.DONE else pipe.zcard(key)
             return pipe.execute()
 
         counted, *held = self._retrying(read)
-        return sum(max(0, int(c or 0) - int(h)) for c, h in zip(counted, held))
+        return sum(max(0, int(c or 0) - int(h or 0)) for c, h in zip(counted, held))
 
     def _iter_segment_tasks(self, segments: list) -> Iterator[Task]:
         for part in segments:
@@ -1207,9 +1259,51 @@ def _outcome(rec: _Record) -> tuple[Any, str | None, bytes | None]:
     return None, _s(rec.body) or None, rec.exception
 
 
-def _task(tid: int, h: dict) -> Task:
+class _Call:
+    """One call's done results as stored packed (P:rd:<fs>): who and when, then the blob of
+    encode_packed; a record is read out of it by rank."""
+
+    __slots__ = ("finished", "worker", "n", "ends", "times", "base", "blob")
+
+    def __init__(self, blob: bytes) -> None:
+        when, wlen, rest = blob.split(b" ", 2)
+        k = int(wlen)
+        self.finished = float(when)
+        self.worker = _s(rest[:k]) or None
+        count, _, self.blob = rest[k + 1:].partition(b" ")
+        n = self.n = int(count)
+        self.ends = struct.unpack_from(f"<{n}I", self.blob, 0)
+        self.times = array("d")
+        self.times.frombytes(self.blob[4 * n:20 * n])
+        if sys.byteorder != "little":
+            self.times.byteswap()
+        self.base = 20 * n
+
+    def record(self, rank: int) -> _Record:
+        """The record of the call's result number rank."""
+        rec = _Record()
+        rec.finished, rec.worker, rec.ok = self.finished, self.worker, True
+        started, runtime = self.times[rank], self.times[self.n + rank]
+        if started == started:  # NaN: the worker did not measure
+            rec.started, rec.runtime = started, runtime
+        lo = self.ends[rank - 1] if rank else 0
+        rec.body = self.blob[self.base + lo:self.base + self.ends[rank]]
+        return rec
+
+
+def _calls(flat: list) -> dict[int, _Call]:
+    """{fs: _Call} from a script's {fs, blob, ...}."""
+    return {int(flat[i]): _Call(flat[i + 1]) for i in range(0, len(flat), 2) if flat[i + 1]}
+
+
+def _task(tid: int, h: dict, calls: dict[int, _Call] | None = None) -> Task:
     kw = h.get(b"k")
-    rec = _record(h.get(b"R"))
+    ref = h.get(b"P")
+    if ref and calls:
+        fs, _, rank = ref.partition(b":")
+        rec = calls[int(fs)].record(int(rank))
+    else:
+        rec = _record(h.get(b"R"))
     result, error, exception = _outcome(rec)
     return Task(
         id=tid,

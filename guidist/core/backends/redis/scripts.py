@@ -7,7 +7,7 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:started``          when this deployment's state was created
 ``P:seq:task``         last task id handed out (INCRBY n gives n consecutive ids)
 ``P:seq:worker``       worker id counter
-``P:layout``           "3": the layout below (INIT refuses a namespace in another one)
+``P:layout``           "4": the layout below (INIT refuses a namespace in another one)
 ``P:b:<first>``        hash, one per submitted batch (first = its first task id): what its
                        tasks share, f function, k pickled kwargs, j job id, to time limit,
                        c "1" if classic, s submitted, n tasks, live (tasks not yet dropped),
@@ -19,9 +19,11 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
                        at its last retry, and its record R once finished, in the field
                        named by the bare id (no letter: nothing to build per result):
                        "<finished> <len(worker)> <worker>" followed by the result element as
-                       its worker sent it (see parse_results). A task's state is the set it
-                       is in (done: a record and no set); a and the record go when it leaves
-                       its finished set, the batch when its last task did
+                       its worker sent it (see parse_results); a task done in a call whose
+                       results came packed has no record here (see P:rd). A task's state is
+                       the set it is in (done: a record or a P:ri run, and no set); a and
+                       the record go when it leaves its finished set, the batch when its
+                       last task did
 ``P:ba:<first>``       a packed batch's pickled arguments end to end (SUBMIT mode 'b')
 ``P:bo:<first>``       their end offsets, uint32 little-endian; a packed batch left with only
                        long-kept tasks, under 1/8 of it, moves them into a fields (unpack_batch)
@@ -43,9 +45,15 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
                        replayed when a call is retried after a lost reply so no lease is
                        orphaned
 ``P:tok:<token>``      reply of a retried submit/register (expires after 10 minutes)
-``P:fin:done``         list of "<result seq>:<id>", oldest first (one RPUSH per batch of
-                       results, one LTRIM to cap it at keep_done): a task with a record R
-                       that is in no other set is done, so done needs no per-task zset entry
+``P:fin:done``         list, oldest first, of "<result seq>:<id>" for a done result stored
+                       alone and "<fs>:<n>:<skip>|<run>|..." for a call's packed ones (see
+                       parse_entry), capped at keep_done tasks (trim_done): a task with a
+                       record or a P:ri run that is in no other set is done
+``P:dn``               how many done tasks P:fin:done holds
+``P:rd:<fs>``          one call's done results as its broker packed them (encode_packed),
+                       behind "<finished> <len(worker)> <worker> "; fs..fs+n-1 their seqs
+``P:ri``               zset, score = first id: "<id>:<len>:<fs>:<rank>:<j>" per run of ids
+                       of a packed call (get_task finds a task's call here)
 ``P:fin:<state>``      zset id -> result seq, for failed/dead/cancelled, capped (keep_*);
                        a task leaving its set is dropped; results_since merges these sets
                        (and done_since's reading of P:fin:done)
@@ -85,7 +93,7 @@ from __future__ import annotations
 
 PRELUDE = r"""
 local P = ARGV[1]
-local LAYOUT = '3'  -- the key layout below; INIT refuses another
+local LAYOUT = '4'  -- the key layout below; INIT refuses another
 local now = tonumber(ARGV[2])
 if not now then
   local t = redis.call('TIME')
@@ -353,40 +361,71 @@ local function by_batch(ids, where)
   return by
 end
 
+local function shrink_batch(first, k, state, fields)
+  -- k of a batch's tasks left their finished set (state), leaving fields behind: the batch
+  -- goes whole with its last task, and a packed one left with few long-kept tasks unpacks
+  local key = bkey(first)
+  local count = meta(first).n  -- read before the hash may go
+  if state ~= 'done' then redis.call('HINCRBY', key, 'kl', -k) end
+  local live = redis.call('HINCRBY', key, 'live', -k)
+  if live <= 0 then
+    redis.call('UNLINK', key, P .. 'ba:' .. first, P .. 'bo:' .. first)
+    redis.call('ZREM', P .. 'bi', first .. ':' .. (count or ''))
+    META[first] = nil
+    return
+  end
+  for i = 1, #fields, 4000 do
+    redis.call('HDEL', key, unpack(fields, i, math.min(i + 3999, #fields)))
+  end
+  if meta(first).A and live * 8 < (tonumber(count) or 0) and
+      tonumber(redis.call('HGET', key, 'kl') or 0) >= live then
+    unpack_batch(first)
+  end
+end
+
 local function drop_tasks(ids, state)
   -- forget tasks that left the finished sets; a batch whose last task went is deleted whole
   local by = by_batch(ids, locate(ids))
   for first, l in pairs(by) do
-    local key = bkey(first)
-    local count = meta(first).n  -- read before the hash may go
-    if state ~= 'done' then redis.call('HINCRBY', key, 'kl', -#l) end
-    local live = redis.call('HINCRBY', key, 'live', -#l)
-    if live <= 0 then
-      redis.call('UNLINK', key, P .. 'ba:' .. first, P .. 'bo:' .. first)
-      redis.call('ZREM', P .. 'bi', first .. ':' .. (count or ''))
-      META[first] = nil
-    else
-      local packed = meta(first).A
-      if packed then
-        -- only records to drop, and their fields are the ids themselves
-        for i = 1, #l, 4000 do redis.call('HDEL', key, unpack(l, i, math.min(i + 3999, #l))) end
-      else
-        local fields = {}
-        for _, id in ipairs(l) do
-          for _, name in ipairs(TASK_FIELDS) do fields[#fields + 1] = name .. id end
-          if #fields >= 4000 then redis.call('HDEL', key, unpack(fields)); fields = {} end
-        end
-        if #fields > 0 then redis.call('HDEL', key, unpack(fields)) end
-      end
-      if packed and live * 8 < (tonumber(count) or 0) and
-          tonumber(redis.call('HGET', key, 'kl') or 0) >= live then
-        unpack_batch(first)
+    local fields = l  -- a packed batch: only records to drop, fields named by the bare ids
+    if not meta(first).A then
+      fields = {}
+      for _, id in ipairs(l) do
+        for _, name in ipairs(TASK_FIELDS) do fields[#fields + 1] = name .. id end
       end
     end
+    shrink_batch(first, #l, state, fields)
   end
 end
 
+local function drop_runs(runs)
+  -- forget done tasks whose results were stored packed ({lowest id, highest id} runs): no
+  -- record per task to delete, only a count per batch (and args in a batch not packed)
+  local per, fields = {}, {}
+  for _, r in ipairs(runs) do
+    local a, b = r[1], r[2]
+    while a <= b do
+      local m = redis.call('ZREVRANGEBYSCORE', P .. 'bi', a, '-inf', 'LIMIT', 0, 1)[1]
+      local f, c = nil, nil
+      if m then f, c = string.match(m, '^(%d+):(%d+)$') end
+      f, c = tonumber(f), tonumber(c)
+      if not f or f + c - 1 < a then break end  -- no batch holds it (cannot happen)
+      local e = math.min(b, f + c - 1)
+      per[f] = (per[f] or 0) + e - a + 1
+      if not meta(f).A then
+        local l = fields[f]
+        if not l then l = {}; fields[f] = l end
+        for id = a, e do l[#l + 1] = 'a' .. id end
+      end
+      a = e + 1
+    end
+  end
+  for f, k in pairs(per) do shrink_batch(f, k, 'done', fields[f] or {}) end
+end
+
 local FIN = {}  -- state -> {seq, id, seq, id, ...} added to the finished sets by flush()
+-- {fs, entry, n} of the calls whose done results were stored packed, pushed by flush()
+local PACKED = {}
 
 local function parse_full(s)
   -- {id, ok, payload, extra, started, runtime, exception} of one result element (see below)
@@ -432,9 +471,56 @@ local function finish(id, first, state, raw, wid, prefix)
   if m.c == '1' and state ~= 'cancelled' then classic_answer(id, first, state, raw) end
 end
 
-local function entry_seq(e)
-  -- the result seq of a P:fin:done entry "<seq>:<id>"
+-- P:fin:done holds, oldest first, one entry per result stored alone, "<seq>:<id>" (its
+-- record in its batch's hash), and one per call whose results came packed,
+-- "<fs>:<n>:<skip>|<run>|<run>...": its n tasks have the seqs fs..fs+n-1 in the order they
+-- were accepted, the first skip of them trimmed already, and each run
+-- "<id>:<len>:<fs>:<rank>:<j>" says that tasks id..id+len-1 are results rank.. of the call's
+-- packed blob (P:rd:<fs>) and its accepted results j.. (the run is also P:ri's member, so
+-- get_task finds a task's call by id). P:dn counts the tasks the list holds.
+local function parse_entry(e)
+  local bar = string.find(e, '|', 1, true)
+  if not bar then
+    local seq, id = string.match(e, '^(%d+):(%d+)$')
+    return {fs = tonumber(seq), n = 1, skip = 0, id = tonumber(id)}
+  end
+  local fs, n, skip = string.match(string.sub(e, 1, bar - 1), '^(%d+):(%d+):(%d+)$')
+  local runs = {}
+  for m in string.gmatch(string.sub(e, bar + 1), '[^|]+') do
+    local id, len, _, rank, j = string.match(m, '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
+    runs[#runs + 1] = {id = tonumber(id), len = tonumber(len), rank = tonumber(rank),
+      j = tonumber(j), m = m}
+  end
+  return {fs = tonumber(fs), n = tonumber(n), skip = tonumber(skip), runs = runs, e = e}
+end
+
+local function entry_last(e)
+  -- the newest result seq in an entry
+  local fs, n = string.match(e, '^(%d+):(%d+):')
+  if fs and string.find(e, '|', 1, true) then return tonumber(fs) + tonumber(n) - 1 end
   return tonumber(string.match(e, '^(%d+)'))
+end
+
+local function entry_rows(en, lo, hi, out)
+  -- append {seq, id, fs, rank} of an entry's accepted results lo..hi (0-based; fs and rank 0
+  -- for a result stored alone), in seq order
+  if not en.runs then
+    if lo <= 0 and hi >= 0 then
+      local k = #out
+      out[k + 1], out[k + 2], out[k + 3], out[k + 4] = en.fs, en.id, 0, 0
+    end
+    return
+  end
+  local fs = en.fs
+  for _, r in ipairs(en.runs) do
+    local a, b = math.max(lo, r.j), math.min(hi, r.j + r.len - 1)
+    local k = #out
+    for j = a, b do
+      local d = j - r.j
+      out[k + 1], out[k + 2], out[k + 3], out[k + 4] = fs + j, r.id + d, fs, r.rank + d
+      k = k + 4
+    end
+  end
 end
 
 local function note_evicted(seq)
@@ -443,53 +529,113 @@ local function note_evicted(seq)
   if seq and seq > evicted then redis.call('HSET', P .. 'c', 'evicted', seq) end
 end
 
-local function add_done(l)
-  -- append {seq, id, ...} to P:fin:done (a list: a push costs far less than a zset entry),
-  -- then cap it at keep_done, dropping the oldest tasks' records
+local function trim_done()
+  -- cap P:fin:done at keep_done tasks, oldest first; a packed call goes whole (its blob and
+  -- P:ri members with it) or, at the edge, keeps its newest and counts the rest as skipped
   local fin = P .. 'fin:done'
-  local entries = {}
-  for i = 1, #l, 2 do entries[#entries + 1] = l[i] .. ':' .. l[i + 1] end
-  for i = 1, #entries, 1000 do
-    redis.call('RPUSH', fin, unpack(entries, i, math.min(i + 999, #entries)))
-  end
-  local over = redis.call('LLEN', fin) - KEEP.done
+  local over = (tonumber(redis.call('GET', P .. 'dn')) or 0) - KEEP.done
   if over <= 0 then return end
-  local old = redis.call('LRANGE', fin, 0, over - 1)
-  redis.call('LTRIM', fin, over, -1)
-  local ids = {}
-  local find, sub = string.find, string.sub
-  for k, e in ipairs(old) do ids[k] = sub(e, find(e, ':', 1, true) + 1) end  -- (a plain find)
-  note_evicted(entry_seq(old[#old]))
-  drop_tasks(ids, 'done')
+  redis.call('DECRBY', P .. 'dn', over)
+  local singles, runs, gone, last = {}, {}, 0, nil
+  local pos = 0
+  while over > 0 do
+    local es = redis.call('LRANGE', fin, pos, pos + 63)
+    if #es == 0 then break end
+    for _, e in ipairs(es) do
+      if over <= 0 then break end
+      local en = parse_entry(e)
+      local held = en.n - en.skip
+      local upto = en.n - 1  -- the last accepted result dropped
+      if held > over then upto = en.skip + over - 1 end
+      if not en.runs then
+        singles[#singles + 1] = en.id
+      else
+        for _, r in ipairs(en.runs) do
+          local a, b = math.max(en.skip, r.j), math.min(upto, r.j + r.len - 1)
+          if a <= b then runs[#runs + 1] = {r.id + a - r.j, r.id + b - r.j} end
+        end
+      end
+      last = en.fs + upto
+      if held > over then
+        redis.call('LSET', fin, gone, en.fs .. ':' .. en.n .. ':' .. (upto + 1) ..
+          string.sub(e, (string.find(e, '|', 1, true))))
+        over = 0
+      else
+        if en.runs then
+          local ms = {}
+          for k, r in ipairs(en.runs) do ms[k] = r.m end
+          redis.call('ZREM', P .. 'ri', unpack(ms))
+          redis.call('UNLINK', P .. 'rd:' .. en.fs)
+        end
+        gone = gone + 1
+        over = over - held
+      end
+    end
+    pos = pos + #es
+  end
+  if gone > 0 then redis.call('LTRIM', fin, gone, -1) end
+  note_evicted(last)
+  if #singles > 0 then drop_tasks(singles, 'done') end
+  if #runs > 0 then drop_runs(runs) end
+end
+
+local function oldest_done()
+  -- the seq of the oldest done result kept (nil when none is)
+  local head = redis.call('LINDEX', P .. 'fin:done', 0)
+  if not head then return nil end
+  local en = parse_entry(head)
+  return en.fs + en.skip
+end
+
+local function packed_ref(n, oldest)
+  -- fs, rank of the packed call holding done task n (nil when none does)
+  if not oldest then return nil end
+  local m = redis.call('ZREVRANGEBYSCORE', P .. 'ri', n, '-inf', 'LIMIT', 0, 1)[1]
+  if not m then return nil end
+  local id, len, fs, rank, j = string.match(m, '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
+  local d = n - tonumber(id)
+  if d >= tonumber(len) or tonumber(fs) + tonumber(j) + d < oldest then return nil end
+  return tonumber(fs), tonumber(rank) + d
 end
 
 local function done_since(cursor, limit)
-  -- {seq, id, ...} of the done results after cursor, oldest first, at most limit: the list
-  -- is in seq order, so a binary search of LINDEX finds where they start
+  -- {seq, id, fs, rank, ...} of the done results after cursor, oldest first, at most limit:
+  -- the list is in seq order, so a binary search of LINDEX finds where they start
   local fin = P .. 'fin:done'
   local out = {}
   local tail = redis.call('LINDEX', fin, -1)
-  if limit <= 0 or not tail or entry_seq(tail) <= cursor then return out end
+  if limit <= 0 or not tail or entry_last(tail) <= cursor then return out end
   local lo, hi = 0, redis.call('LLEN', fin) - 1  -- the first entry after cursor is in lo..hi
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
-    if entry_seq(redis.call('LINDEX', fin, mid)) > cursor then hi = mid else lo = mid + 1 end
+    if entry_last(redis.call('LINDEX', fin, mid)) > cursor then hi = mid else lo = mid + 1 end
   end
-  for _, e in ipairs(redis.call('LRANGE', fin, lo, lo + limit - 1)) do
-    local seq, id = string.match(e, '^(%d+):(%d+)$')
-    out[#out + 1] = seq
-    out[#out + 1] = id
+  while #out < 4 * limit do
+    local es = redis.call('LRANGE', fin, lo, lo + 31)
+    if #es == 0 then break end
+    for _, e in ipairs(es) do
+      local en = parse_entry(e)
+      local want = limit - #out / 4
+      if want <= 0 then break end
+      local from = math.max(en.skip, cursor - en.fs + 1)
+      entry_rows(en, from, math.min(en.n - 1, from + want - 1), out)
+    end
+    lo = lo + #es
   end
   return out
 end
 
 local function finished_after(state, cursor, limit)
-  -- {seq, id, ...} of one finished state's results after cursor, oldest first, at most limit
+  -- {seq, id, fs, rank, ...} of one finished state's results after cursor, oldest first, at
+  -- most limit (fs and rank: where a done result stored packed is, else 0)
   if state == 'done' then return done_since(cursor, limit) end
   local z = redis.call('ZRANGEBYSCORE', P .. 'fin:' .. state, '(' .. cursor, '+inf',
     'WITHSCORES', 'LIMIT', 0, limit)
   local out = {}
-  for j = 1, #z, 2 do out[j] = z[j + 1]; out[j + 1] = z[j] end
+  for j = 1, #z, 2 do
+    local k = #out
+    out[k + 1], out[k + 2], out[k + 3], out[k + 4] = z[j + 1], z[j], 0, 0
+  end
   return out
 end
 
@@ -498,6 +644,27 @@ local function zadd_pairs(key, pairs_)
   for i = 1, n, 2000 do
     redis.call('ZADD', key, unpack(pairs_, i, math.min(i + 1999, n)))
   end
+end
+
+local function push_done(l)
+  -- append the done results of this call to P:fin:done in seq order: {seq, id, ...} stored
+  -- alone and the packed calls' entries (PACKED), then cap the list (trim_done)
+  local entries, n = {}, #l / 2
+  for i = 1, #l, 2 do entries[#entries + 1] = {l[i], l[i] .. ':' .. l[i + 1]} end
+  for _, p in ipairs(PACKED) do
+    entries[#entries + 1] = {p[1], p[2]}
+    n = n + p[3]
+  end
+  if #l > 0 and #PACKED > 0 then table.sort(entries, function(x, y) return x[1] < y[1] end) end
+  local fin = P .. 'fin:done'
+  local strs = {}
+  for i, e in ipairs(entries) do strs[i] = e[2] end
+  for i = 1, #strs, 1000 do
+    redis.call('RPUSH', fin, unpack(strs, i, math.min(i + 999, #strs)))
+  end
+  redis.call('INCRBY', P .. 'dn', n)
+  PACKED = {}
+  trim_done()
 end
 
 local function flush()
@@ -523,8 +690,8 @@ local function flush()
     if n ~= 0 then redis.call('HINCRBY', bkey(first), 'kl', n) end
   end
   KL = {}
-  if next(FIN) then redis.call('PUBLISH', P .. 'done', '1') end
-  if FIN['done'] then add_done(FIN['done']); FIN['done'] = nil end
+  if next(FIN) or #PACKED > 0 then redis.call('PUBLISH', P .. 'done', '1') end
+  if FIN['done'] or #PACKED > 0 then push_done(FIN['done'] or {}); FIN['done'] = nil end
   for state, l in pairs(FIN) do
     local fin = P .. 'fin:' .. state
     zadd_pairs(fin, l)
@@ -647,7 +814,7 @@ local function requeue(id, first, attempts, score)
   redis.call('SADD', P .. 'lanes', m.f)
 end
 
-local function parse_results(base)
+local function parse_results(base, stop)
   -- one ARGV element per result: "<id>:<ok>:<len>:<started>,<runtime>:<xlen>:" .. extra (len
   -- bytes) .. exception (xlen bytes) .. payload, where payload is the pickled value (ok) or
   -- the error text, extra the value's int text (ok, for the tutorial's string) or the error's
@@ -656,7 +823,7 @@ local function parse_results(base)
   -- ran. Only the id and ok are read here: the element is stored as it is (finish).
   local items, i = {}, base
   local match = string.match
-  while ARGV[i] do
+  while ARGV[i] and (not stop or i <= stop) do
     local s = ARGV[i]
     local id, ok = match(s, '^(%d+):(%d)')
     items[#items + 1] = {id, ok, s}
@@ -827,6 +994,136 @@ local function complete(wid, items)
   end
   bump('ignored_late', ignored)
   return accepted
+end
+
+local function packed_element(blob, k, extras, id)
+  -- result k (0-based) of a packed blob as the element parse_results reads, for the few
+  -- results that take complete()'s general path
+  local base = string.find(blob, ' ', 1, true)
+  local n = tonumber(string.sub(blob, 1, base - 1))
+  local lo = k > 0 and struct.unpack('<I', blob, base + 1 + 4 * (k - 1)) or 0
+  local hi = struct.unpack('<I', blob, base + 1 + 4 * k)
+  local st = struct.unpack('<d', blob, base + 1 + 4 * n + 8 * k)
+  local rt = struct.unpack('<d', blob, base + 1 + 12 * n + 8 * k)
+  local timing = ''
+  if st == st then timing = string.format('%.17g,%.17g', st, rt) end  -- NaN: not measured
+  local extra = extras[k + 1] or ''
+  local body = string.sub(blob, base + 1 + 20 * n + lo, base + 20 * n + hi)
+  return {id, '1', id .. ':1:' .. #extra .. ':' .. timing .. ':0:' .. extra .. body}
+end
+
+local function complete_packed(wid, base)
+  -- ARGV[base]: ok results packed by the broker ("<n> " .. their end offsets (uint32) ..
+  -- start times .. run times (doubles, NaN when not measured) .. the pickled values),
+  -- ARGV[base + 1] their int texts joined by ',' (the tutorial's string), then their ids.
+  -- Those from the worker holding them are stored as they came: one SET of the blob, one
+  -- P:fin:done entry and a P:ri member per run of ids, nothing per task but the lease sets.
+  local blob = ARGV[base]
+  if not blob then return 0 end
+  local ids, i = {}, base + 2
+  while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
+  local nids = #ids
+  if nids == 0 then return 0 end
+  local mine = smis(P .. 'wl:' .. wid, ids)
+  local run = smis(P .. 'running', ids)
+  local where = locate(ids)
+  local running, claimed, taken, rest = {}, {}, {}, {}
+  local nr, nc, nt = 0, 0, 0
+  local per, runs, cur = {}, {}, nil  -- per batch {running, claimed}; runs of ids taken
+  local cur_first, cur_c = nil, nil
+  for k = 1, nids do
+    local id = ids[k]
+    local n = tonumber(id)
+    local first = where[n]
+    if first and mine[k] then
+      if first ~= cur_first then
+        cur_first = first
+        -- a classic task also answers on the classic queue: the general path does that
+        cur_c = nil
+        if meta(first).c ~= '1' then
+          cur_c = per[first]
+          if not cur_c then cur_c = {0, 0}; per[first] = cur_c end
+        end
+      end
+    else
+      cur_first, cur_c = nil, nil
+    end
+    if cur_c then
+      if run[k] then nr = nr + 1; running[nr] = id; cur_c[1] = cur_c[1] + 1
+      else nc = nc + 1; claimed[nc] = id; cur_c[2] = cur_c[2] + 1 end
+      nt = nt + 1
+      taken[nt] = id
+      if cur and n == cur.id + cur.len and k - 1 == cur.rank + cur.len then
+        cur.len = cur.len + 1
+      else
+        cur = {id = n, len = 1, rank = k - 1, j = nt - 1}
+        runs[#runs + 1] = cur
+      end
+    else
+      rest[#rest + 1] = k
+    end
+  end
+  local accepted = 0
+  if nt > 0 then
+    if not SEQ then SEQ = tonumber(redis.call('HGET', P .. 'c', 'result_seq')) or 0 end
+    local fs = SEQ + 1
+    SEQ = SEQ + nt
+    redis.call('SET', P .. 'rd:' .. fs, NOW .. ' ' .. #wid .. ' ' .. wid .. ' ' .. blob)
+    local ms, zargs = {}, {}
+    for r, c in ipairs(runs) do
+      ms[r] = c.id .. ':' .. c.len .. ':' .. fs .. ':' .. c.rank .. ':' .. c.j
+      zargs[#zargs + 1] = c.id
+      zargs[#zargs + 1] = ms[r]
+    end
+    zadd_pairs(P .. 'ri', zargs)
+    PACKED[#PACKED + 1] = {fs, fs .. ':' .. nt .. ':0|' .. table.concat(ms, '|'), nt}
+    for first, c in pairs(per) do
+      local j = meta(first).j
+      jbump(j, 'running', -c[1])
+      jbump(j, 'claimed', -c[2])
+      jbump(j, 'done', c[1] + c[2])
+    end
+    bump('done', nt)
+    bucket('done', nt)
+    srem_ids(P .. 'running', running)
+    for k = 1, nr, 1000 do
+      redis.call('HDEL', P .. 'bt', unpack(running, k, math.min(k + 999, nr)))
+    end
+    srem_ids(P .. 'claimed', claimed)
+    srem_ids(P .. 'wl:' .. wid, taken)
+    local wkey = P .. 'w:' .. wid
+    if nr > 0 then redis.call('HINCRBY', wkey, 'nrun', -nr) end
+    redis.call('HINCRBY', wkey, 'done', nt)
+    accepted = nt
+  end
+  if #rest > 0 then
+    -- the others (another worker's lease, a classic task, a late result) one by one
+    local extras = {}
+    for x in string.gmatch(ARGV[base + 1] .. ',', '([^,]*),') do extras[#extras + 1] = x end
+    local items = {}
+    for _, k in ipairs(rest) do items[#items + 1] = packed_element(blob, k - 1, extras, ids[k]) end
+    accepted = accepted + complete(wid, items)
+  end
+  return accepted
+end
+
+local function complete_all(wid, base)
+  -- ARGV[base]: how many result elements follow one by one (failures, see parse_results),
+  -- then those, then the packed ok results (complete_packed)
+  local nf = tonumber(ARGV[base]) or 0
+  local accepted = 0
+  if nf > 0 then accepted = complete(wid, parse_results(base + 1, base + nf)) end
+  return accepted + complete_packed(wid, base + 1 + nf)
+end
+
+local function call_blobs(list)
+  -- {fs, the stored blob of packed call fs, ...} for the calls in list
+  local out = {}
+  for _, fs in ipairs(list) do
+    out[#out + 1] = fs
+    out[#out + 1] = redis.call('GET', P .. 'rd:' .. fs) or ''
+  end
+  return out
 end
 
 local function read_tasks(ids, where, names)
@@ -1486,12 +1783,12 @@ tick()
 local wkey = P .. 'w:' .. wid
 local st = redis.call('HGET', wkey, 'state')
 if not st or st == 'offline' then
-  local accepted = complete(wid, parse_results(10))
+  local accepted = complete_all(wid, 10)
   flush()
   return {'unknown', accepted}
 end
 touch_worker(wid)
-local accepted = complete(wid, parse_results(10))
+local accepted = complete_all(wid, 10)
 if ARGV[7] ~= '' then start_ids(wid, split_ids(ARGV[7])) end
 maybe_reap(auto_ms)
 local reply = {'ok', accepted}
@@ -1516,7 +1813,7 @@ return reply
 COMPLETE = r"""
 -- ARGV: worker id, then result quads
 tick()
-local accepted = complete(ARGV[3], parse_results(4))
+local accepted = complete_all(ARGV[3], 4)
 flush()
 return accepted
 """
@@ -1783,7 +2080,8 @@ return 1
 
 RESULTS = r"""
 -- ARGV: cursor (a result seq), limit, then the job ids wanted
--- reply: {new cursor, {{id, state, record R<id> (see finish)}...}, gap}
+-- reply: {new cursor, {{id, state, record R<id> (see finish) or '', fs, rank}...}, gap,
+-- {fs, blob, ...}}: a result stored packed is rank of call fs, whose blob comes once
 -- Reads only the results after cursor (the finished sets are scored by result seq), so its
 -- cost follows what finished, never how many tasks the caller waits for.
 local cursor, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -1791,35 +2089,46 @@ local want = {}
 local i = 5
 while ARGV[i] do want[ARGV[i]] = true; i = i + 1 end
 local newest = tonumber(redis.call('HGET', P .. 'c', 'result_seq')) or 0
-if cursor > newest then return {newest, {}, 1} end  -- a cursor from another deployment
+if cursor > newest then return {newest, {}, 1, {}} end  -- a cursor from another deployment
 local rows, bound = {}, newest
 for _, state in ipairs({'done', 'failed', 'dead', 'cancelled'}) do
   local part = finished_after(state, cursor, limit)
-  for j = 1, #part, 2 do rows[#rows + 1] = {tonumber(part[j]), part[j + 1], state} end
+  for j = 1, #part, 4 do
+    rows[#rows + 1] = {tonumber(part[j]), tostring(part[j + 1]), state, part[j + 2], part[j + 3]}
+  end
   -- a set that filled the limit may hold more: read no further than its last, this time
-  if #part >= 2 * limit then bound = math.min(bound, tonumber(part[#part - 1])) end
+  if #part >= 4 * limit then bound = math.min(bound, tonumber(part[#part - 3])) end
 end
 table.sort(rows, function(a, b) return a[1] < b[1] end)
-local ids = {}
+local kept = {}
 for _, row in ipairs(rows) do
-  if row[1] <= bound then ids[#ids + 1] = row[2] end
+  if row[1] <= bound then kept[#kept + 1] = row end
 end
+local ids = {}
+for k, row in ipairs(kept) do ids[k] = row[2] end
 local where = locate(ids)
-local wanted = {}
-for _, id in ipairs(ids) do
-  local first = where[tonumber(id)]
-  if first and want[meta(first).j or ''] then wanted[#wanted + 1] = id end
+local wanted, alone = {}, {}
+for _, row in ipairs(kept) do
+  local first = where[tonumber(row[2])]
+  if first and want[meta(first).j or ''] then
+    wanted[#wanted + 1] = row
+    if row[4] == 0 then alone[#alone + 1] = row[2] end
+  end
 end
-local values = read_tasks(wanted, where, {''})
-local states = {}
-for _, row in ipairs(rows) do states[row[2]] = row[3] end
-local out = {}
-for _, id in ipairs(wanted) do
-  local v = values[id] or {}
-  out[#out + 1] = {id, states[id], v[1] or ''}
+local values = read_tasks(alone, where, {''})
+local out, calls, blobs = {}, {}, {}
+for _, row in ipairs(wanted) do
+  local id, fs = row[2], row[4]
+  if fs ~= 0 then
+    out[#out + 1] = {id, row[3], '', fs, row[5]}
+    if not calls[fs] then calls[fs] = true; blobs[#blobs + 1] = fs end
+  else
+    local v = values[id] or {}
+    out[#out + 1] = {id, row[3], v[1] or ''}
+  end
 end
 local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
-return {bound, out, evicted > cursor and 1 or 0}
+return {bound, out, evicted > cursor and 1 or 0, call_blobs(blobs)}
 """
 
 OPEN_JOB = r"""
@@ -1882,8 +2191,9 @@ return 1
 
 TASKS = r"""
 -- ARGV: task ids; reply: per id its fields ({} when unknown): f st s j n, k, w (the holder of
--- a lease), and those it has of a (args), b (started, by the server) and R (finished, see
--- finish); its state is the set it is in
+-- a lease), and those it has of a (args), b (started, by the server), R (finished, see
+-- finish) or P ("<fs>:<rank>": its record is result rank of the packed call fs); its state
+-- is the set it is in. Then one more element: {fs, blob, ...} of the packed calls named
 local ids, i = {}, 3
 while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
 local where = locate(ids)
@@ -1892,7 +2202,7 @@ local d = read_tasks(ids, where, names)
 -- done is the one finished state without a set of ids: a record R and no other set
 local SETS = {{'failed', P .. 'fin:failed'}, {'dead', P .. 'fin:dead'},
   {'cancelled', P .. 'fin:cancelled'}}
-local out = {}
+local out, calls, blobs, oldest = {}, {}, {}, false
 for k, id in ipairs(ids) do
   local first = where[tonumber(id)]
   local rec = {}
@@ -1907,6 +2217,16 @@ for k, id in ipairs(ids) do
       if redis.call('ZSCORE', s[2], id) then st = s[1] end
     end
     if not st and (d[id] or {})[3] then st = 'done' end  -- [3]: the record
+    local fs, rank = nil, nil
+    if not st then
+      -- done in a call whose results came packed: its record is in that call's blob
+      if oldest == false then oldest = oldest_done() end
+      fs, rank = packed_ref(tonumber(id), oldest)
+      if fs then
+        st = 'done'
+        if not calls[fs] then calls[fs] = true; blobs[#blobs + 1] = fs end
+      end
+    end
     if st then
       local v = d[id] or {}
       local n = v[2]
@@ -1925,10 +2245,12 @@ for k, id in ipairs(ids) do
           rec[#rec + 1] = v[c]
         end
       end
+      if fs then rec[#rec + 1] = 'P'; rec[#rec + 1] = fs .. ':' .. rank end
     end
   end
   out[k] = rec
 end
+out[#ids + 1] = call_blobs(blobs)
 return out
 """
 
@@ -1940,7 +2262,7 @@ local cursor, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
 local rows = {}
 for _, state in ipairs({'done', 'failed', 'dead', 'cancelled'}) do
   local part = finished_after(state, cursor, limit)
-  for j = 1, #part, 2 do rows[#rows + 1] = {tonumber(part[j]), part[j + 1]} end
+  for j = 1, #part, 4 do rows[#rows + 1] = {tonumber(part[j]), part[j + 1]} end
 end
 table.sort(rows, function(a, b) return a[1] < b[1] end)
 local out = {}
@@ -1965,17 +2287,52 @@ if redis.call('EXISTS', union) == 0 then
   end
   if #zsets > 0 then redis.call('ZUNIONSTORE', union, #zsets, unpack(zsets)) end
   if with_done then
-    local pairs_ = {}
+    local pairs_, rows = {}, {}
     for _, e in ipairs(redis.call('LRANGE', P .. 'fin:done', 0, -1)) do
-      local seq, id = string.match(e, '^(%d+):(%d+)$')
-      pairs_[#pairs_ + 1] = seq
-      pairs_[#pairs_ + 1] = id
+      local en = parse_entry(e)
+      entry_rows(en, en.skip, en.n - 1, rows)
+    end
+    for j = 1, #rows, 4 do
+      pairs_[#pairs_ + 1] = rows[j]
+      pairs_[#pairs_ + 1] = rows[j + 1]
     end
     zadd_pairs(union, pairs_)
   end
   redis.call('PEXPIRE', union, 1000)
 end
 return redis.call('ZREVRANGE', union, tonumber(ARGV[3]), tonumber(ARGV[4]))
+"""
+
+DONE_ROWS = r"""
+-- ARGV: start, count; reply: {seq, id, ...} of the done tasks ranked start..start+count-1
+-- from the newest, oldest first (the listing's page of P:fin:done, read from its end)
+local start, count = tonumber(ARGV[3]), tonumber(ARGV[4])
+local need = start + count
+local fin = P .. 'fin:done'
+local newest = {}  -- {seq, id, ...} newest first
+local pos = -1
+while #newest < 2 * need do
+  local es = redis.call('LRANGE', fin, pos - 31, pos)
+  if #es == 0 then break end
+  for i = #es, 1, -1 do
+    local rows = {}
+    local en = parse_entry(es[i])
+    entry_rows(en, en.skip, en.n - 1, rows)
+    for j = #rows - 3, 1, -4 do
+      if #newest >= 2 * need then break end
+      newest[#newest + 1] = rows[j]
+      newest[#newest + 1] = rows[j + 1]
+    end
+  end
+  if #es < 32 then break end
+  pos = pos - 32
+end
+local out = {}
+for k = math.min(#newest, 2 * need) - 1, 2 * start + 1, -2 do
+  out[#out + 1] = newest[k]
+  out[#out + 1] = newest[k + 1]
+end
+return out
 """
 
 #: name -> full script source (prelude + body).
@@ -1990,5 +2347,6 @@ SCRIPTS: dict[str, str] = {
         "connection_closed": CONNECTION_CLOSED, "expire_worker": EXPIRE_WORKER,
         "open_job": OPEN_JOB, "job": JOB, "jobs": JOBS, "results": RESULTS, "report": REPORT,
         "tasks": TASKS, "finished_since": FINISHED_SINCE, "finished_union": FINISHED_UNION,
+        "done_rows": DONE_ROWS,
     }.items()
 }
