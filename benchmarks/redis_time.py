@@ -8,7 +8,9 @@ trivial tasks 20,000 at a time, then one loop on the ``RedisBroker`` object take
 1,000 a time with ``exchange`` and hands the results of each batch back with the next call,
 as a direct worker does (no worker processes: the figure is Redis's work alone, not the
 scheduler's). With ``slowlog-log-slower-than 0`` every script call is logged with its
-duration; their sum over N is the figure, in µs a task, split by script. Rounds alternate the
+duration; their sum over N is the figure, in µs a task, split by script, beside the CPU time
+of Redis's main thread over the run (``INFO cpu``; preemption on a busy machine inflates the
+durations, less so the CPU time). Rounds alternate the
 trees, so a busy machine weighs on each alike. Saved as ``benchmarks/results/redis_time.json``.
 """
 
@@ -40,6 +42,15 @@ names = {s.sha: name for name, s in b._scripts.items()}
 raw.config_set("slowlog-log-slower-than", 0)
 raw.config_set("slowlog-max-len", 1000000)
 raw.slowlog_reset()
+
+
+def cpu():
+    info = raw.info("cpu")
+    return (info.get("used_cpu_user_main_thread", info["used_cpu_user"])
+            + info.get("used_cpu_sys_main_thread", info["used_cpu_sys"]))
+
+
+cpu0 = cpu()
 t0 = time.perf_counter()
 for i in range(0, n, 20000):
     b.submit("square", [(x,) for x in range(i, min(n, i + 20000))])
@@ -54,6 +65,7 @@ while True:
     results = [(tid, True, a[0] * a[0], now, 1e-6)
                for _f, _kw, ids, args, *_ in groups for tid, a in zip(ids, args)]
 seconds = time.perf_counter() - t0
+cpu_s = cpu() - cpu0
 raw.config_set("slowlog-log-slower-than", 10000)
 per: dict = {}
 calls: dict = {}
@@ -69,6 +81,7 @@ for e in raw.slowlog_get(1000000):
     calls[name] = calls.get(name, 0) + 1
 assert done == n, (done, n)
 print("RESULT " + json.dumps({"us_per_task": sum(per.values()) / n,
+                              "cpu_us_per_task": cpu_s * 1e6 / n,
                               "scripts": {k: v / n for k, v in per.items()},
                               "calls": calls, "tasks_per_s": n / seconds}))
 b.close()
@@ -107,13 +120,16 @@ def main(argv: list[str] | None = None) -> int:
             runs[name].append(res)
             split = ", ".join(f"{k} {v:.2f}" for k, v in sorted(res["scripts"].items()))
             print(f"  round {r + 1}/{rounds}  {name:<10} {res['us_per_task']:.2f} µs a task "
-                  f"({split}); {res['tasks_per_s']:,.0f} tasks/s")
+                  f"({split}), Redis CPU {res['cpu_us_per_task']:.2f} µs; "
+                  f"{res['tasks_per_s']:,.0f} tasks/s")
     rows = []
     for name, _ in trees:
         us = summary([x["us_per_task"] for x in runs[name]])
+        cpu = summary([x["cpu_us_per_task"] for x in runs[name]])
         rate = summary([x["tasks_per_s"] for x in runs[name]])
-        rows.append([name, *fmt_summary(us), *fmt_summary(rate)])
-    print(table(["tree", "µs a task", "min – max", "loop tasks/s", "min – max"], rows))
+        rows.append([name, *fmt_summary(us), *fmt_summary(cpu), *fmt_summary(rate)])
+    print(table(["tree", "µs a task", "min – max", "CPU µs", "min – max", "loop tasks/s",
+                 "min – max"], rows))
     payload = {"machine": info, "tasks": n, "rounds": rounds,
                "trees": {name: str(tree) for name, tree in trees}, "runs": runs,
                "method": "SLOWLOG (threshold 0) summed over the scripts' calls, one loop of "

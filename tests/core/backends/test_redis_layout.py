@@ -270,3 +270,36 @@ def test_packed_results_keep_times_holder_order_and_the_classic_answer(made: Any
     assert broker.complete(w1, [(cid, True, 49, 1.0, 0.1)]) == 1
     assert broker.classic_results.get(timeout=2) == "7 * 7 = 49"
     assert broker.get_task(cid).result == 49
+
+
+def test_lanes_hold_segments_split_by_cancels_and_retries(made: Any, monkeypatch: Any) -> None:
+    from guidist.core.backends.redis import broker as redis_broker
+
+    broker, raw = made()
+    p = broker._prefix
+    lane = f"{p}q:square"
+    first, _ = broker.submit("square", [(i,) for i in range(10)])
+    f = first
+    assert raw.zrange(lane, 0, -1, withscores=True) == [(f"{f}:{f + 9}".encode(), f)]
+    assert broker.cancel([f + 3, f + 7]) == 2  # splits the segment around each
+    assert raw.zrange(lane, 0, -1) == [f"{f}:{f + 2}".encode(), f"{f + 4}:{f + 6}".encode(),
+                                       f"{f + 8}:{f + 9}".encode()]
+    assert int(raw.hget(f"{p}qn", "square")) == broker.queued_count() == 8
+    assert [t.id for t in broker.list_tasks("queued", offset=2, limit=4).tasks] == [
+        f + 2, f + 4, f + 5, f + 6]
+    w = broker.register_worker("w", "h", 1)["id"]
+    # a claim takes the head: two whole segments and part of the third
+    assert [i for g in broker.claim(w, 5) for i in g[2]] == [f, f + 1, f + 2, f + 4, f + 5]
+    assert raw.zrange(lane, 0, -1) == [f"{f + 6}:{f + 6}".encode(), f"{f + 8}:{f + 9}".encode()]
+    broker.complete(w, [(f, False, "boom")])
+    assert broker.retry([f]) == 1  # behind everything submitted so far: score last id + 0.5
+    assert raw.zscore(lane, f"{f}:{f}") == f + 9.5
+    assert broker.get_task(f).state is TaskState.QUEUED
+    later, _ = broker.submit("square", [(i,) for i in range(3)])
+    assert [t.id for t in broker.list_tasks("queued", limit=10).tasks] == [
+        f + 6, f + 8, f + 9, f, later, later + 1, later + 2]
+    # a purge in chunks of 2 takes them all, in claim order, and leaves no lane behind
+    monkeypatch.setattr(redis_broker, "_CHUNK", 2)
+    assert broker.purge() == 7
+    assert not raw.exists(lane) and raw.hlen(f"{p}qn") == 0 and broker.queued_count() == 0
+    assert broker.get_task(later + 2).state is TaskState.CANCELLED

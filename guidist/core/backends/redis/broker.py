@@ -933,6 +933,8 @@ class RedisBroker:
                     pipe.scard(key)  # a plain set: listed by id, newest first
                 elif s is TaskState.DONE:
                     pipe.get(self._key("dn"))  # the tasks its list holds (P:fin:done)
+                elif s is TaskState.QUEUED:  # a zset of segments: its tasks are counted
+                    pipe.hget(self._key("qn"), key[len(self._key("q:")):])
                 else:
                     pipe.zcard(key)
             return keys, pipe.execute()
@@ -947,7 +949,8 @@ class RedisBroker:
                     out.append(("merged", tuple(k for k, _ in finished),
                                 sum(m for _, m in finished), True))
                 continue
-            kind = "leased" if s in _LEASED else "done" if s is TaskState.DONE else "set"
+            kind = ("leased" if s in _LEASED else "done" if s is TaskState.DONE
+                    else "lane" if s is TaskState.QUEUED else "set")
             out.append((kind, (key,), int(n), rev))
         return out
 
@@ -965,11 +968,37 @@ class RedisBroker:
         fn = self._redis.zrevrange if newest_first else self._redis.zrange
         return [int(x) for x in self._retrying(lambda: fn(key, start, end))]
 
+    def _lane_ids(self, key: str, start: int, count: int) -> list[int]:
+        """Ids start..start+count-1 of a lane in claim order (its members are segments
+        "<a>:<b>", see scripts)."""
+        ids: list[int] = []
+        pos, skip = 0, start
+        while count > 0 and len(ids) < count:
+            members = self._retrying(partial(self._redis.zrange, key, pos, pos + 255))
+            for m in members:
+                a, _, b = m.partition(b":")
+                lo, hi = int(a), int(b)
+                size = hi - lo + 1
+                if skip >= size:
+                    skip -= size
+                    continue
+                lo += skip
+                skip = 0
+                ids.extend(range(lo, min(hi, lo + count - len(ids) - 1) + 1))
+                if len(ids) >= count:
+                    break
+            if len(members) < 256:
+                break
+            pos += 256
+        return ids
+
     def _part_ids(self, part: tuple[str, tuple[str, ...], int, bool], start: int,
                   count: int) -> list[int]:
         what, keys, _, rev = part
         if what == "set":
             return self._ids(keys[0], start, count, rev)
+        if what == "lane":
+            return self._lane_ids(keys[0], start, count)
         if what == "done":
             return [tid for _, tid in reversed(self._done_rows(start, count))]
         if what == "leased":

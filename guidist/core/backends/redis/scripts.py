@@ -30,8 +30,10 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
 ``P:bi``               zset first -> "first:count": the batches kept (finds a task's batch)
 ``P:bt``               hash id -> when a running task started, by the scripts' clock
 ``P:lanes``            set of function names whose queue may hold tasks
-``P:q:<function>``     zset, score = id (retried: the last id + 0.5): the queued tasks of one
-                       function, claimed lowest score first across all lanes
+``P:q:<function>``     zset of segments "<a>:<b>" (the queued tasks a..b of one batch), score
+                       a (a retried task: "<id>:<id>", the last id then + 0.5): the queued
+                       tasks of one function, claimed lowest score first across all lanes
+``P:qn``               hash function -> how many tasks its lane holds
 ``P:claimed``          set of the leased task ids their worker has not started yet
 ``P:running``          set of the leased task ids their worker has started
 ``P:w:<worker>``       hash: name host pid kind mode conc joined seen cur done failed state stop
@@ -131,22 +133,112 @@ local function next_seq()
   return SEQ
 end
 
-local function zadd_ids(key, ids)
-  -- ZADD key id id ... (score = id), in chunks that stay below Lua's unpack limit
-  local args = {}
-  for _, id in ipairs(ids) do
-    args[#args + 1] = id
-    args[#args + 1] = id
-    if #args >= 2000 then redis.call('ZADD', key, unpack(args)); args = {} end
+-- A lane (P:q:<function>) holds segments, member "<a>:<b>" for the queued tasks a..b of
+-- one batch, score a (a retried task: the last id at its retry + 0.5), so a submit adds one
+-- member whatever its size, and a claim reads and trims a few. P:qn counts each lane's tasks.
+local function lane_add(fn, a, b, score)
+  redis.call('ZADD', P .. 'q:' .. fn, score or a, a .. ':' .. b)
+  redis.call('HINCRBY', P .. 'qn', fn, b - a + 1)
+  redis.call('SADD', P .. 'lanes', fn)
+end
+
+local function seg(m)
+  -- a, b of a lane member "<a>:<b>"
+  local a, b = string.match(m, '^(%d+):(%d+)$')
+  return tonumber(a), tonumber(b)
+end
+
+local function lane_find(fn, n)
+  -- the member of lane fn holding task n, and its a and b; nil when n is not queued there.
+  -- A segment's score is its first id, or higher for a retried one (a single task, so its
+  -- member is "n:n"); no segment can lie between: a batch's ids come at once.
+  local lane = P .. 'q:' .. fn
+  local m = redis.call('ZREVRANGEBYSCORE', lane, n, '-inf', 'LIMIT', 0, 1)[1]
+  if m then
+    local a, b = seg(m)
+    if a <= n and n <= b then return m, a, b end
   end
-  if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+  local single = n .. ':' .. n
+  if redis.call('ZSCORE', lane, single) then return single, n, n end
+  return nil
+end
+
+local function lane_remove(fn, n)
+  -- take queued task n out of lane fn, splitting its segment; false if it was not queued
+  local m, a, b = lane_find(fn, n)
+  if not m then return false end
+  local lane = P .. 'q:' .. fn
+  redis.call('ZREM', lane, m)
+  if a < n then redis.call('ZADD', lane, a, a .. ':' .. (n - 1)) end
+  if n < b then redis.call('ZADD', lane, n + 1, (n + 1) .. ':' .. b) end
+  redis.call('HINCRBY', P .. 'qn', fn, -1)
+  return true
+end
+
+local function lane_head(lane, left, bound)
+  -- the first left queued ids of a lane (only those scored below bound) as numbers, and
+  -- the segments they come from, {member, a, b}, in order
+  local ids, segs, pos, n = {}, {}, 0, 0
+  while n < left do
+    local z
+    if bound then
+      z = redis.call('ZRANGEBYSCORE', lane, '-inf', '(' .. bound, 'WITHSCORES', 'LIMIT', pos, 64)
+    else
+      z = redis.call('ZRANGE', lane, pos, pos + 63, 'WITHSCORES')
+    end
+    if #z == 0 then break end
+    local capped = false
+    for j = 1, #z, 2 do
+      if n >= left then break end
+      local a, b = seg(z[j])
+      segs[#segs + 1] = {z[j], a, b}
+      local hi = b
+      -- another lane's retried task sits in the middle: only the ids before it
+      if bound and hi >= bound then hi = math.max(a, math.ceil(bound) - 1); capped = true end
+      hi = math.min(hi, a + left - n - 1)
+      for id = a, hi do n = n + 1; ids[n] = id end
+      if capped then break end
+    end
+    if capped or #z < 128 then break end
+    pos = pos + 64
+  end
+  return ids, segs
+end
+
+local function lane_drop_head(fn, segs, k)
+  -- the first k ids of the segments lane_head read leave the lane
+  local lane = P .. 'q:' .. fn
+  local whole = {}
+  local left = k
+  for _, sg in ipairs(segs) do
+    if left <= 0 then break end
+    local size = sg[3] - sg[2] + 1
+    whole[#whole + 1] = sg[1]
+    if left < size then
+      local a = sg[2] + left
+      redis.call('ZADD', lane, a, a .. ':' .. sg[3])
+    end
+    left = left - size
+  end
+  for i = 1, #whole, 1000 do
+    redis.call('ZREM', lane, unpack(whole, i, math.min(i + 999, #whole)))
+  end
+  if k > 0 then redis.call('HINCRBY', P .. 'qn', fn, -k) end
+end
+
+local function lane_gone(fn)
+  -- an empty lane leaves the set of lanes (and its count)
+  if redis.call('EXISTS', P .. 'q:' .. fn) == 0 then
+    redis.call('SREM', P .. 'lanes', fn)
+    redis.call('HDEL', P .. 'qn', fn)
+    return true
+  end
+  return false
 end
 
 local function queued_count()
   local n = 0
-  for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
-    n = n + redis.call('ZCARD', P .. 'q:' .. f)
-  end
+  for _, v in ipairs(redis.call('HVALS', P .. 'qn')) do n = n + tonumber(v) end
   return n
 end
 
@@ -810,8 +902,7 @@ local function requeue(id, first, attempts, score)
   else
     redis.call('HDEL', key, 'n' .. id)
   end
-  redis.call('ZADD', P .. 'q:' .. m.f, score or id, id)
-  redis.call('SADD', P .. 'lanes', m.f)
+  lane_add(m.f, tonumber(id), tonumber(id), score)
 end
 
 local function parse_results(base, stop)
@@ -932,7 +1023,7 @@ local function complete(wid, items)
           l[#l + 1] = id
         end
         accept = true
-      elseif redis.call('ZREM', P .. 'q:' .. m.f, id) == 1 then
+      elseif lane_remove(m.f, tonumber(id)) then
         -- its lease expired and it waits again: the first result wins
         jbump(m.j, 'queued', -1)
         accept = true
@@ -1191,13 +1282,7 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
   -- A task whose worker died holding it (attempts > 0) is handed out alone, as the in-memory
   -- broker does, so a task that kills workers only piles up attempts on itself.
   -- Returns the number leased and whether the claim must stop here.
-  local lane = P .. 'q:' .. fn
-  local ids
-  if bound then
-    ids = redis.call('ZRANGEBYSCORE', lane, '-inf', '(' .. bound, 'LIMIT', 0, left)
-  else
-    ids = redis.call('ZRANGE', lane, 0, left - 1)
-  end
+  local ids, segs = lane_head(P .. 'q:' .. fn, left, bound)
   local nids = #ids
   if nids == 0 then return 0, true end
   local where = locate(ids)
@@ -1310,7 +1395,7 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
           g4[ng] = a
         end
         n_all = n_all + 1
-        all_ids[n_all] = id  -- as the string it came: SADD needs no number formatted
+        all_ids[n_all] = id
         n_taken = n_taken + 1
       end
       processed = processed + 1
@@ -1326,8 +1411,8 @@ local function take_from(wid, fn, left, bound, groups, all_ids)
     jbump(j, 'claimed', c)
   end
   -- what was looked at is the head of the lane, in order
-  if processed > 0 then redis.call('ZREMRANGEBYRANK', lane, 0, processed - 1) end
-  if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'lanes', fn) end
+  lane_drop_head(fn, segs, processed)
+  lane_gone(fn)
   if n_taken == 0 and processed > 0 and not stop then return 0, false end
   return n_taken, stop
 end
@@ -1349,7 +1434,7 @@ local function take(wid, max_n, only_lane, limits)
     for _, f in ipairs(names) do
       local h = redis.call('ZRANGE', P .. 'q:' .. f, 0, 0, 'WITHSCORES')
       if #h == 0 then
-        if not only_lane then redis.call('SREM', P .. 'lanes', f) end
+        if not only_lane then lane_gone(f) end
       elseif allowed == nil or allowed[f] then
         heads[#heads + 1] = {f, tonumber(h[2])}
       end
@@ -1675,11 +1760,10 @@ if to ~= '' then h[#h + 1] = 'to'; h[#h + 1] = to end
 if classic == '1' then h[#h + 1] = 'c'; h[#h + 1] = '1' end
 if classic == 'b' then h[#h + 1] = 'A'; h[#h + 1] = '1' end
 redis.call('HSET', key, unpack(h))
-local ids, fields = {}, {}
+local fields = {}
 if classic == 'b' then
   redis.call('SET', P .. 'ba:' .. first, ARGV[10])
   redis.call('SET', P .. 'bo:' .. first, ARGV[11])
-  for i = 1, n do ids[i] = first + i - 1 end
 else
   local stride = 1
   if classic == '1' then stride = 2 end
@@ -1692,13 +1776,11 @@ else
       if cp ~= '' then fields[#fields + 1] = 'p' .. id; fields[#fields + 1] = cp end
     end
     if #fields >= 4000 then redis.call('HSET', key, unpack(fields)); fields = {} end
-    ids[#ids + 1] = id
   end
   if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
 end
 redis.call('ZADD', P .. 'bi', first, first .. ':' .. n)
-zadd_ids(P .. 'q:' .. fn, ids)
-redis.call('SADD', P .. 'lanes', fn)
+lane_add(fn, first, last)
 jbump(jid, 'queued', n)
 local jkey = P .. 'job:' .. jid
 local fns = redis.call('HGET', jkey, 'fns') or ''
@@ -1912,7 +1994,7 @@ for _, id in ipairs(ids) do
   local first = where[tonumber(id)]
   if first then
     local m = meta(first)
-    if redis.call('ZREM', P .. 'q:' .. m.f, id) == 1 then
+    if lane_remove(m.f, tonumber(id)) then
       jbump(m.j, 'queued', -1)
       finish(id, first, 'cancelled', '', '')
       n = n + 1
@@ -1927,15 +2009,15 @@ return n
 PURGE = r"""
 -- ARGV: highest id to purge, most tasks this call, tasks purged by earlier calls
 -- reply: {purged now, 1 when finished}
-local maxid, limit, total = tonumber(ARGV[3]) + 0.5, tonumber(ARGV[4]), tonumber(ARGV[5])
+-- (scores up to the highest id + 0.5: tasks retried before this purge began count too)
+local bound, limit, total = tonumber(ARGV[3]) + 0.6, tonumber(ARGV[4]), tonumber(ARGV[5])
 tick()
 local n = 0
 for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
   if n >= limit then break end
-  local lane = P .. 'q:' .. f
-  local ids = redis.call('ZRANGEBYSCORE', lane, '-inf', maxid, 'LIMIT', 0, limit - n)
+  local ids, segs = lane_head(P .. 'q:' .. f, limit - n, bound)
   if #ids > 0 then
-    redis.call('ZREMRANGEBYRANK', lane, 0, #ids - 1)
+    lane_drop_head(f, segs, #ids)
     local where = locate(ids)
     for _, id in ipairs(ids) do
       local first = where[tonumber(id)]
@@ -1947,7 +2029,7 @@ for _, f in ipairs(redis.call('SMEMBERS', P .. 'lanes')) do
     end
     n = n + #ids
   end
-  if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'lanes', f) end
+  lane_gone(f)
 end
 local finished = n < limit
 if finished then event('control', 'queue purged: ' .. (total + n) .. ' task(s) cancelled') end
@@ -2209,7 +2291,7 @@ for k, id in ipairs(ids) do
   if first then
     local m = meta(first)
     local st = nil
-    if redis.call('ZSCORE', P .. 'q:' .. (m.f or ''), id) then st = 'queued'
+    if lane_find(m.f or '', tonumber(id)) then st = 'queued'
     elseif redis.call('SISMEMBER', P .. 'running', id) == 1 then st = 'running'
     elseif redis.call('SISMEMBER', P .. 'claimed', id) == 1 then st = 'claimed' end
     for _, s in ipairs(SETS) do
