@@ -303,3 +303,39 @@ def test_lanes_hold_segments_split_by_cancels_and_retries(made: Any, monkeypatch
     assert broker.purge() == 7
     assert not raw.exists(lane) and raw.hlen(f"{p}qn") == 0 and broker.queued_count() == 0
     assert broker.get_task(later + 2).state is TaskState.CANCELLED
+
+
+def test_leases_are_slices_cut_by_results_releases_and_expiry(made: Any) -> None:
+    broker, raw = made(lease_timeout=30)
+    p = broker._prefix
+    first, _ = broker.submit("square", [(i,) for i in range(10)])
+    f = first
+    w = broker.register_worker("w", "h", 1)["id"]
+    w2 = broker.register_worker("w2", "h", 1)["id"]
+    assert [i for g in broker.claim(w, 6) for i in g[2]] == [f + k for k in range(6)]
+    assert raw.zrange(f"{p}wl:{w}", 0, -1) == [f"{f}:{f + 5}".encode()]  # one slice
+    assert raw.zrange(f"{p}ls", 0, -1) == [f"{f}:{f + 5}:{w}".encode()]
+    # results for the middle of it cut the slice in two; a release trims one end
+    assert broker.complete(w, [(f + 2, True, 4), (f + 3, True, 9)]) == 2
+    assert raw.zrange(f"{p}wl:{w}", 0, -1) == [f"{f}:{f + 1}".encode(),
+                                               f"{f + 4}:{f + 5}".encode()]
+    assert broker.release(w, [f + 5]) == 1
+    assert raw.zrange(f"{p}wl:{w}", 0, -1) == [f"{f}:{f + 1}".encode(),
+                                               f"{f + 4}:{f + 4}".encode()]
+    snap = broker.snapshot()
+    assert (snap.count("claimed"), snap.count("running")) == (2, 1)  # the first one started
+    assert [t.id for t in broker.list_tasks("claimed").tasks] == [f + 4, f + 1]
+    assert broker.get_task(f + 4).worker == w and broker.get_task(f).state is TaskState.RUNNING
+    # a result from another worker for w's lease is taken, and cuts w's slice
+    assert broker.complete(w2, [(f + 1, True, 1)]) == 1
+    assert broker.get_task(f + 1).worker == w2
+    assert raw.zrange(f"{p}wl:{w}", 0, -1) == [f"{f}:{f}".encode(), f"{f + 4}:{f + 4}".encode()]
+    # expiry requeues what is left and every lease key goes with it
+    assert broker._eval("expire_worker", [w, "test"]) == 2
+    assert not raw.exists(f"{p}wl:{w}") and not raw.exists(f"{p}wr:{w}")
+    assert raw.zcard(f"{p}ls") == 0 and int(raw.get(f"{p}nl")) == 0
+    assert raw.scard(f"{p}running") == 0
+    assert broker.queued_count() == 7  # f and f + 4 requeued, f + 5 released, 4 never claimed
+    assert [t.attempts for t in broker.get_tasks([f, f + 4, f + 5])] == [1, 1, 0]
+    assert [i for g in broker.claim(w2, 10) for i in g[2]] == [f]  # it had a lease expire
+    assert (broker.workers()[1].claimed, broker.workers()[1].running) == (0, 1)

@@ -84,7 +84,7 @@ log = logging.getLogger(__name__)
 _ERROR_TEXT_LIMIT = 16_000
 _SEARCH_SCAN_LIMIT = 50_000  # fewer than in memory: every scanned task crosses the network
 _CHUNK = 5_000  # ids per script call for purge and retry_all, so Redis never blocks for long
-_LEASED = (TaskState.RUNNING, TaskState.CLAIMED)  # plain sets of ids (the others are sorted)
+_LEASED = (TaskState.RUNNING, TaskState.CLAIMED)  # listed by id (the others are sorted)
 _FINISHED = (TaskState.DONE, TaskState.FAILED, TaskState.DEAD, TaskState.CANCELLED)
 # Newest activity first: running, claimed, every finished state merged latest first, then queued.
 _ORDER = (TaskState.RUNNING, TaskState.CLAIMED, *_FINISHED, TaskState.QUEUED)
@@ -929,8 +929,12 @@ class RedisBroker:
                     keys.append((s, self._key(f"fin:{s.value}"), True))
             pipe = self._redis.pipeline(transaction=False)
             for s, key, _ in keys:
-                if s in _LEASED:
+                if s is TaskState.RUNNING:
                     pipe.scard(key)  # a plain set: listed by id, newest first
+                elif s is TaskState.CLAIMED:  # the leased (P:nl) less the running
+                    pipe.eval("return (tonumber(redis.call('GET', KEYS[1])) or 0) - "
+                              "redis.call('SCARD', KEYS[2])", 2, self._key("nl"),
+                              self._key("running"))
                 elif s is TaskState.DONE:
                     pipe.get(self._key("dn"))  # the tasks its list holds (P:fin:done)
                 elif s is TaskState.QUEUED:  # a zset of segments: its tasks are counted
@@ -968,6 +972,25 @@ class RedisBroker:
         fn = self._redis.zrevrange if newest_first else self._redis.zrange
         return [int(x) for x in self._retrying(lambda: fn(key, start, end))]
 
+    def _leased_ids(self, key: str) -> Iterable[int]:
+        """The ids running (key P:running) or claimed: every lease slice's ids (P:ls) less
+        the running ones."""
+        def read() -> tuple[list, set]:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zrange(self._key("ls"), 0, -1)
+            pipe.smembers(self._key("running"))
+            slices, running = pipe.execute()
+            return slices, {int(x) for x in running}
+
+        slices, running = self._retrying(read)
+        if key == self._key("running"):
+            return running
+        ids: list[int] = []
+        for m in slices:
+            a, b, _ = m.split(b":", 2)
+            ids.extend(i for i in range(int(a), int(b) + 1) if i not in running)
+        return ids
+
     def _lane_ids(self, key: str, start: int, count: int) -> list[int]:
         """Ids start..start+count-1 of a lane in claim order (its members are segments
         "<a>:<b>", see scripts)."""
@@ -1004,8 +1027,7 @@ class RedisBroker:
         if what == "leased":
             if count <= 0:
                 return []
-            members = self._retrying(lambda: self._redis.smembers(keys[0]))
-            return sorted((int(x) for x in members), reverse=True)[start:start + count]
+            return sorted(self._leased_ids(keys[0]), reverse=True)[start:start + count]
         if count <= 0:
             return []
         if start + count <= _LAZY_MERGE_DEPTH:

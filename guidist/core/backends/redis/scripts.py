@@ -34,15 +34,21 @@ Key layout (``P`` is the namespace prefix, ``guidist:`` by default):
                        a (a retried task: "<id>:<id>", the last id then + 0.5): the queued
                        tasks of one function, claimed lowest score first across all lanes
 ``P:qn``               hash function -> how many tasks its lane holds
-``P:claimed``          set of the leased task ids their worker has not started yet
+``P:ls``               zset of every lease slice "<a>:<b>:<worker>", score a: the ids a..b the
+                       worker holds (finds a task's holder); a leased task not running is
+                       claimed
+``P:nl``               how many tasks are leased (claimed or running)
 ``P:running``          set of the leased task ids their worker has started
 ``P:w:<worker>``       hash: name host pid kind mode conc joined seen cur done failed state stop
-                       fns, nrun (how many of its leases are running), gb ("1": asked to give
+                       fns, nh (how many tasks it leases), nrun (how many of those are
+                       running), gb ("1": asked to give
                        back what it has not started; told on its next call), cpu and
                        rss (its CPU % and resident bytes, from its heartbeats)
 ``P:workers``          zset of worker ids by join order (offline ones stay until forgotten)
 ``P:wdl``              zset worker id -> lease deadline; only live workers are in it
-``P:wl:<worker>``      set of the task ids a worker holds (its leases: claimed or running)
+``P:wl:<worker>``      zset of the slices "<a>:<b>" (score a) a worker holds: its leases,
+                       claimed or running, one member per run of ids claimed
+``P:wr:<worker>``      set of the ids it runs now (also in P:running)
 ``P:lc:<worker>``      "token:a-b,c,..": the worker's last claim (runs of consecutive ids),
                        replayed when a call is retried after a lost reply so no lease is
                        orphaned
@@ -242,6 +248,12 @@ local function queued_count()
   return n
 end
 
+local function n_leased()
+  -- {claimed, running} over all workers
+  local running = redis.call('SCARD', P .. 'running')
+  return {(tonumber(redis.call('GET', P .. 'nl')) or 0) - running, running}
+end
+
 local function tick()
   -- close the per-second bucket(s) that ended before now
   local sec = math.floor(now)
@@ -253,8 +265,9 @@ local function tick()
   end
   if sec <= cur then return end
   local b = redis.call('HMGET', P .. 'cur', 'sub', 'done', 'fail', 'req')
-  local tail = ',' .. queued_count() .. ',' .. redis.call('SCARD', P .. 'running') .. ',' ..
-    redis.call('ZCARD', P .. 'wdl') .. ',' .. redis.call('SCARD', P .. 'claimed')
+  local nl = n_leased()
+  local tail = ',' .. queued_count() .. ',' .. nl[2] .. ',' .. redis.call('ZCARD', P .. 'wdl') ..
+    ',' .. nl[1]
   local series = P .. 'series'
   redis.call('ZADD', series, cur, cur .. ',' .. (b[1] or 0) .. ',' .. (b[2] or 0) .. ',' ..
     (b[3] or 0) .. ',' .. (b[4] or 0) .. tail)
@@ -389,14 +402,183 @@ local function srem_ids(key, ids)
   for i = 1, #ids, 1000 do redis.call('SREM', key, unpack(ids, i, math.min(i + 999, #ids))) end
 end
 
-local function lowest(key)
-  -- the lowest id in a set ('' when empty)
-  local low = nil
-  for _, id in ipairs(redis.call('SMEMBERS', key)) do
+-- Leases are kept per claimed slice: P:wl:<worker> is a zset of "<a>:<b>" (score a) for the
+-- ids a..b the worker holds, P:ls every worker's slices as "<a>:<b>:<worker>" (score a), to
+-- find a task's holder; nh in P:w:<worker> and P:nl count the tasks held. Those running are
+-- also in P:running and P:wr:<worker> (a few per worker): a leased task not running is
+-- claimed. A claim adds a member or two, a batch of results removes them.
+local function slice_of(key, n)
+  -- the member of a zset of slices covering task n, and its a and b (nil when none does)
+  local m = redis.call('ZREVRANGEBYSCORE', key, n, '-inf', 'LIMIT', 0, 1)[1]
+  if not m then return nil end
+  local a, b = string.match(m, '^(%d+):(%d+)')
+  a, b = tonumber(a), tonumber(b)
+  if n > b then return nil end
+  return m, a, b
+end
+
+local function holder_of(id)
+  -- the worker leasing task id (nil when none does)
+  local m = slice_of(P .. 'ls', tonumber(id))
+  if not m then return nil end
+  return string.match(m, '^%d+:%d+:(.*)$')
+end
+
+local function holds(wid, ids)
+  -- whether wid leases each of ids (booleans aligned with ids): a lookup per slice met
+  local out, key = {}, P .. 'wl:' .. wid
+  local a, b = nil, nil
+  for k, id in ipairs(ids) do
     local n = tonumber(id)
-    if not low or n < low then low = n end
+    if not (a and n >= a and n <= b) then
+      local m
+      m, a, b = slice_of(key, n)
+      if not m then a, b = nil, nil end
+    end
+    out[k] = a ~= nil
   end
-  return low and tostring(low) or ''
+  return out
+end
+
+local function runs_of(nums)
+  -- {{a, b}, ...}: sorted distinct numbers as runs of consecutive ones
+  local runs, cur = {}, nil
+  for _, n in ipairs(nums) do
+    if cur and n == cur[2] + 1 then cur[2] = n
+    elseif not cur or n > cur[2] then cur = {n, n}; runs[#runs + 1] = cur end
+  end
+  return runs
+end
+
+local function sorted_nums(ids)
+  local nums, sorted, prev = {}, true, -1
+  for i, id in ipairs(ids) do
+    local n = tonumber(id)
+    nums[i] = n
+    if n < prev then sorted = false end
+    prev = n
+  end
+  if not sorted then table.sort(nums) end
+  return nums
+end
+
+local function held_count(wid, n)
+  -- add n to the tasks wid holds (its nh) and to everyone's (P:nl)
+  if n == 0 then return end
+  redis.call('INCRBY', P .. 'nl', n)
+  if redis.call('EXISTS', P .. 'w:' .. wid) == 1 then
+    redis.call('HINCRBY', P .. 'w:' .. wid, 'nh', n)
+  end
+end
+
+local function lease_add(wid, ids)
+  -- wid now leases ids (none leased before), one slice per run of consecutive ids
+  local wl, zw, zl = P .. 'wl:' .. wid, {}, {}
+  for _, r in ipairs(runs_of(sorted_nums(ids))) do
+    local m = r[1] .. ':' .. r[2]
+    zw[#zw + 1] = r[1]; zw[#zw + 1] = m
+    zl[#zl + 1] = r[1]; zl[#zl + 1] = m .. ':' .. wid
+  end
+  if #zw == 0 then return end
+  for i = 1, #zw, 2000 do
+    redis.call('ZADD', wl, unpack(zw, i, math.min(i + 1999, #zw)))
+    redis.call('ZADD', P .. 'ls', unpack(zl, i, math.min(i + 1999, #zl)))
+  end
+  held_count(wid, #ids)
+end
+
+local function lease_drop_runs(wid, runs)
+  -- wid's leases of the ids in runs ({a, b}, ids it holds) end: their slices shrink, split
+  -- or go; returns how many leases ended
+  table.sort(runs, function(x, y) return x[1] < y[1] end)
+  local key = P .. 'wl:' .. wid
+  local gone, zw, zl, dropped = {}, {}, {}, 0
+  local cur = nil  -- the slice being cut: {a, b, from (its first id not cut yet)}
+  local function keep(a, b)
+    local m = a .. ':' .. b
+    zw[#zw + 1] = a; zw[#zw + 1] = m
+    zl[#zl + 1] = a; zl[#zl + 1] = m .. ':' .. wid
+  end
+  local function close()
+    if cur and cur[3] <= cur[2] then keep(cur[3], cur[2]) end
+    cur = nil
+  end
+  for _, r in ipairs(runs) do
+    local a, b = r[1], r[2]
+    while a <= b do
+      if not (cur and a >= cur[1] and a <= cur[2]) then
+        close()
+        local m, sa, sb = slice_of(key, a)
+        if m then cur = {sa, sb, sa}; gone[#gone + 1] = m end
+      end
+      if cur and a >= cur[1] and a <= cur[2] then
+        local e = math.min(b, cur[2])
+        if a > cur[3] then keep(cur[3], a - 1) end
+        cur[3] = e + 1
+        dropped = dropped + e - a + 1
+        a = e + 1
+      else
+        a = a + 1  -- not its lease
+      end
+    end
+  end
+  close()
+  if #gone == 0 then return 0 end
+  local gl = {}
+  for k, m in ipairs(gone) do gl[k] = m .. ':' .. wid end
+  for k = 1, #gone, 1000 do
+    redis.call('ZREM', key, unpack(gone, k, math.min(k + 999, #gone)))
+    redis.call('ZREM', P .. 'ls', unpack(gl, k, math.min(k + 999, #gl)))
+  end
+  for k = 1, #zw, 2000 do
+    redis.call('ZADD', key, unpack(zw, k, math.min(k + 1999, #zw)))
+    redis.call('ZADD', P .. 'ls', unpack(zl, k, math.min(k + 1999, #zl)))
+  end
+  held_count(wid, -dropped)
+  return dropped
+end
+
+local function lease_drop(wid, ids)
+  -- wid's leases of ids (ids it holds) end
+  if #ids == 0 then return 0 end
+  return lease_drop_runs(wid, runs_of(sorted_nums(ids)))
+end
+
+local function held_ids(wid)
+  -- every task id wid leases, ascending
+  local ids = {}
+  for _, m in ipairs(redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)) do
+    local a, b = string.match(m, '^(%d+):(%d+)$')
+    for n = tonumber(a), tonumber(b) do ids[#ids + 1] = n end
+  end
+  return ids
+end
+
+local function lowest_held(wid)
+  -- the lowest id wid leases ('' when none)
+  local m = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, 0)[1]
+  if not m then return '' end
+  return string.match(m, '^(%d+)')
+end
+
+local function unrun(wid, ids)
+  -- ids (running, leased by wid) stop running: out of P:running, P:wr, P:bt and nrun
+  if #ids == 0 then return end
+  srem_ids(P .. 'running', ids)
+  srem_ids(P .. 'wr:' .. wid, ids)
+  for i = 1, #ids, 1000 do
+    redis.call('HDEL', P .. 'bt', unpack(ids, i, math.min(i + 999, #ids)))
+  end
+  if redis.call('EXISTS', P .. 'w:' .. wid) == 1 then
+    redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', -#ids)
+  end
+end
+
+local function running_of(wid)
+  -- set of the ids wid runs now (a few)
+  local r = {}
+  for _, id in ipairs(redis.call('SMEMBERS', P .. 'wr:' .. wid)) do r[tonumber(id)] = true end
+  return r
 end
 
 local function attempts_of(first, id, queued)
@@ -808,11 +990,11 @@ end
 local function start_ids(wid, ids)
   -- mark wid's claimed tasks among ids as running, from now
   if #ids == 0 then return 0 end
-  local mine = smis(P .. 'wl:' .. wid, ids)
-  local waiting = smis(P .. 'claimed', ids)
+  local mine = holds(wid, ids)
+  local run = running_of(wid)
   local moved = {}
   for i, id in ipairs(ids) do
-    if mine[i] and waiting[i] then moved[#moved + 1] = id end
+    if mine[i] and not run[tonumber(id)] then moved[#moved + 1] = id end
   end
   if #moved > 0 then
     local where = locate(moved)
@@ -831,8 +1013,8 @@ local function start_ids(wid, ids)
     for i = 1, #bt, 2000 do
       redis.call('HSET', P .. 'bt', unpack(bt, i, math.min(i + 1999, #bt)))
     end
-    srem_ids(P .. 'claimed', moved)
     sadd_ids(P .. 'running', moved)
+    sadd_ids(P .. 'wr:' .. wid, moved)
     redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', #moved)
   end
   return #moved
@@ -840,8 +1022,8 @@ end
 
 local function n_claimed(wid)
   -- leases a worker holds and has not started
-  local nrun = tonumber(redis.call('HGET', P .. 'w:' .. wid, 'nrun')) or 0
-  return redis.call('SCARD', P .. 'wl:' .. wid) - nrun
+  local h = redis.call('HMGET', P .. 'w:' .. wid, 'nh', 'nrun')
+  return (tonumber(h[1]) or 0) - (tonumber(h[2]) or 0)
 end
 
 local function give_back_due(wid)
@@ -873,12 +1055,12 @@ local function ask_for_give_back(idle)
       if n > most and h[1] == 'guidist' and h[2] ~= 'offline' and h[3] ~= '1' then
         local fits = allowed == nil
         if not fits then
-          local held = redis.call('SMEMBERS', P .. 'wl:' .. wid)
-          local waiting = smis(P .. 'claimed', held)
+          local held = held_ids(wid)
+          local run = running_of(wid)
           local where = locate(held)
-          for i, id in ipairs(held) do
-            local first = where[tonumber(id)]
-            if waiting[i] and first and allowed[meta(first).f] then fits = true; break end
+          for _, n in ipairs(held) do
+            local first = where[n]
+            if not run[n] and first and allowed[meta(first).f] then fits = true; break end
           end
         end
         if fits then best, most = wid, n end
@@ -923,23 +1105,15 @@ local function parse_results(base, stop)
   return items
 end
 
-local function holder_of(id)
-  -- the worker whose leases hold id (rare: only when a result came from another worker)
-  for _, w in ipairs(redis.call('ZRANGE', P .. 'workers', 0, -1)) do
-    if redis.call('SISMEMBER', P .. 'wl:' .. w, id) == 1 then return w end
-  end
-  return nil
-end
-
 local function complete(wid, items)
   local wkey = P .. 'w:' .. wid
   local wexists = redis.call('EXISTS', wkey) == 1
   local accepted, ignored, done_n, failed_n = 0, 0, 0, 0
-  local running, claimed, by_holder, nrun_of = {}, {}, {}, {}
+  local by_holder, run_by = {}, {}  -- holder -> the ids it leased / ran among these
   local ids = {}
   for i, item in ipairs(items) do ids[i] = item[1] end
   -- the usual case, answered for the whole batch at once: the sender holds these leases
-  local mine = smis(P .. 'wl:' .. wid, ids)
+  local mine = holds(wid, ids)
   local run = smis(P .. 'running', ids)
   local where = locate(ids)
   local prefix = NOW .. ' ' .. #wid .. ' ' .. wid
@@ -966,11 +1140,12 @@ local function complete(wid, items)
         if not cur_wr then cur_wr = {}; WR[first] = cur_wr end
       end
       if run[i] then
-        running[#running + 1] = id
+        local l = run_by[wid]
+        if not l then l = {}; run_by[wid] = l end
+        l[#l + 1] = id
         cur_n[1] = cur_n[1] + 1
       else
-        claimed[#claimed + 1] = id  -- it ran and finished before its worker said it started
-        cur_n[2] = cur_n[2] + 1
+        cur_n[2] = cur_n[2] + 1  -- it ran and finished before its worker said it started
       end
       n_mine = n_mine + 1
       mine_ids[n_mine] = id
@@ -1005,17 +1180,15 @@ local function complete(wid, items)
         st = run[i] and 'running' or 'claimed'
       else
         -- another worker holds it, or nobody does (its lease expired, or it finished)
-        if run[i] then st = 'running'
-        elseif redis.call('SISMEMBER', P .. 'claimed', id) == 1 then st = 'claimed' end
-        if st then holder = holder_of(id) end
+        holder = holder_of(id)
+        if holder then st = run[i] and 'running' or 'claimed' end
       end
       if st then
         jbump(m.j, st, -1)
         if st == 'running' then
-          running[#running + 1] = id
-          if holder then nrun_of[holder] = (nrun_of[holder] or 0) + 1 end
-        else
-          claimed[#claimed + 1] = id  -- it ran and finished before its worker said it started
+          local l = run_by[holder]
+          if not l then l = {}; run_by[holder] = l end
+          l[#l + 1] = id
         end
         if holder then
           local l = by_holder[holder]
@@ -1050,7 +1223,6 @@ local function complete(wid, items)
     local l = by_holder[wid]
     if not l then l = {}; by_holder[wid] = l end
     for k = 1, n_mine do l[#l + 1] = mine_ids[k] end
-    local nrun = 0
     for first, c in pairs(fast) do
       if c[4] > 0 then kl_bump(first, c[4]) end
       local j = meta(first).j
@@ -1058,9 +1230,7 @@ local function complete(wid, items)
       jbump(j, 'claimed', -c[2])
       jbump(j, 'done', c[3])
       jbump(j, 'failed', c[4])
-      nrun = nrun + c[1]
     end
-    nrun_of[wid] = (nrun_of[wid] or 0) + nrun
     bump('done', fast_of[1])
     bump('failed', fast_of[2])
     bucket('done', fast_of[1])
@@ -1068,17 +1238,8 @@ local function complete(wid, items)
   end
   done_n, failed_n = done_n + fast_of[1], failed_n + fast_of[2]
   write_out()
-  srem_ids(P .. 'running', running)
-  for i = 1, #running, 1000 do
-    redis.call('HDEL', P .. 'bt', unpack(running, i, math.min(i + 999, #running)))
-  end
-  srem_ids(P .. 'claimed', claimed)
-  for holder, l in pairs(by_holder) do srem_ids(P .. 'wl:' .. holder, l) end
-  for holder, n in pairs(nrun_of) do
-    if n > 0 and redis.call('EXISTS', P .. 'w:' .. holder) == 1 then
-      redis.call('HINCRBY', P .. 'w:' .. holder, 'nrun', -n)
-    end
-  end
+  for holder, l in pairs(run_by) do unrun(holder, l) end
+  for holder, l in pairs(by_holder) do lease_drop(holder, l) end
   if wexists then
     if done_n > 0 then redis.call('HINCRBY', wkey, 'done', done_n) end
     if failed_n > 0 then redis.call('HINCRBY', wkey, 'failed', failed_n) end
@@ -1115,11 +1276,11 @@ local function complete_packed(wid, base)
   while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
   local nids = #ids
   if nids == 0 then return 0 end
-  local mine = smis(P .. 'wl:' .. wid, ids)
-  local run = smis(P .. 'running', ids)
+  local mine = holds(wid, ids)
+  local run = running_of(wid)
   local where = locate(ids)
-  local running, claimed, taken, rest = {}, {}, {}, {}
-  local nr, nc, nt = 0, 0, 0
+  local running, taken, rest = {}, {}, {}
+  local nr, nt = 0, 0
   local per, runs, cur = {}, {}, nil  -- per batch {running, claimed}; runs of ids taken
   local cur_first, cur_c = nil, nil
   for k = 1, nids do
@@ -1140,8 +1301,8 @@ local function complete_packed(wid, base)
       cur_first, cur_c = nil, nil
     end
     if cur_c then
-      if run[k] then nr = nr + 1; running[nr] = id; cur_c[1] = cur_c[1] + 1
-      else nc = nc + 1; claimed[nc] = id; cur_c[2] = cur_c[2] + 1 end
+      if run[n] then nr = nr + 1; running[nr] = id; cur_c[1] = cur_c[1] + 1
+      else cur_c[2] = cur_c[2] + 1 end
       nt = nt + 1
       taken[nt] = id
       if cur and n == cur.id + cur.len and k - 1 == cur.rank + cur.len then
@@ -1176,15 +1337,12 @@ local function complete_packed(wid, base)
     end
     bump('done', nt)
     bucket('done', nt)
-    srem_ids(P .. 'running', running)
-    for k = 1, nr, 1000 do
-      redis.call('HDEL', P .. 'bt', unpack(running, k, math.min(k + 999, nr)))
-    end
-    srem_ids(P .. 'claimed', claimed)
-    srem_ids(P .. 'wl:' .. wid, taken)
-    local wkey = P .. 'w:' .. wid
-    if nr > 0 then redis.call('HINCRBY', wkey, 'nrun', -nr) end
-    redis.call('HINCRBY', wkey, 'done', nt)
+    unrun(wid, running)
+    -- the ids taken, as runs: the slices they were leased in go whole, as a rule
+    local l_runs = {}
+    for _, c in ipairs(runs) do l_runs[#l_runs + 1] = {c.id, c.id + c.len - 1} end
+    lease_drop_runs(wid, l_runs)
+    redis.call('HINCRBY', P .. 'w:' .. wid, 'done', nt)
     accepted = nt
   end
   if #rest > 0 then
@@ -1461,8 +1619,7 @@ local function take(wid, max_n, only_lane, limits)
   end
   write_out()
   if #all_ids > 0 then
-    sadd_ids(P .. 'claimed', all_ids)
-    sadd_ids(P .. 'wl:' .. wid, all_ids)
+    lease_add(wid, all_ids)
     local h = redis.call('HMGET', P .. 'w:' .. wid, 'conc', 'nrun')
     local free = (tonumber(h[1]) or 1) - (tonumber(h[2]) or 0)
     if free > 0 then
@@ -1510,7 +1667,7 @@ local function replay(wid, token)
       ids[#ids + 1] = run
     end
   end
-  local mine = smis(P .. 'wl:' .. wid, ids)  -- its leases, claimed or running
+  local mine = holds(wid, ids)  -- its leases, claimed or running
   local where = locate(ids)
   local args = read_tasks(ids, where, {'a'})
   local groups, cur = {}, nil
@@ -1531,50 +1688,67 @@ end
 
 local function release_ids(wid, ids)
   -- give leases back without counting the attempt
-  local wl = P .. 'wl:' .. wid
-  local back = 0
+  local mine = holds(wid, ids)
+  local run = running_of(wid)
   local where = locate(ids)
-  for _, id in ipairs(ids) do
-    local first = where[tonumber(id)]
-    if first and redis.call('SREM', wl, id) == 1 then
-      local st = nil
-      if redis.call('SREM', P .. 'running', id) == 1 then
-        st = 'running'
-        redis.call('HINCRBY', P .. 'w:' .. wid, 'nrun', -1)
-      elseif redis.call('SREM', P .. 'claimed', id) == 1 then
-        st = 'claimed'
-      end
-      if st then
-        jbump(meta(first).j, st, -1)
-        requeue(id, first, math.max(0, attempts_of(first, id, false) - 1))
-        back = back + 1
-      end
+  local back, gone, seen, running = 0, {}, {}, {}
+  for i, id in ipairs(ids) do
+    local n = tonumber(id)
+    local first = where[n]
+    if first and mine[i] and not seen[n] then
+      seen[n] = true
+      gone[#gone + 1] = n
+      local st = 'claimed'
+      if run[n] then st = 'running'; running[#running + 1] = n end
+      jbump(meta(first).j, st, -1)
+      requeue(n, first, math.max(0, attempts_of(first, n, false) - 1))
+      back = back + 1
     end
   end
+  unrun(wid, running)
+  lease_drop(wid, gone)
   if back > 0 then redis.call('PUBLISH', P .. 'wake', 'r') end
   return back
+end
+
+local function forget_leases(wid)
+  -- every lease of wid ends at once (it went offline or left); returns the ids it held
+  local members = redis.call('ZRANGE', P .. 'wl:' .. wid, 0, -1)
+  local ids, gl = {}, {}
+  for k, m in ipairs(members) do
+    local a, b = string.match(m, '^(%d+):(%d+)$')
+    for n = tonumber(a), tonumber(b) do ids[#ids + 1] = n end
+    gl[k] = m .. ':' .. wid
+  end
+  for k = 1, #gl, 1000 do
+    redis.call('ZREM', P .. 'ls', unpack(gl, k, math.min(k + 999, #gl)))
+  end
+  srem_ids(P .. 'running', redis.call('SMEMBERS', P .. 'wr:' .. wid))
+  redis.call('DEL', P .. 'wl:' .. wid, P .. 'wr:' .. wid)
+  if #ids > 0 then redis.call('INCRBY', P .. 'nl', -#ids) end
+  if redis.call('EXISTS', P .. 'w:' .. wid) == 1 then
+    redis.call('HSET', P .. 'w:' .. wid, 'nh', 0, 'nrun', 0)
+  end
+  return ids
 end
 
 local function expire(wid, why)
   -- mark a worker offline and requeue (or bury) every task it held
   local wkey = P .. 'w:' .. wid
-  redis.call('HSET', wkey, 'state', 'offline', 'nrun', 0)
+  redis.call('HSET', wkey, 'state', 'offline')
   redis.call('HDEL', wkey, 'cur', 'gb')
   redis.call('ZREM', P .. 'wdl', wid)
-  local ids = redis.call('SMEMBERS', P .. 'wl:' .. wid)
-  redis.call('DEL', P .. 'wl:' .. wid, P .. 'lc:' .. wid)
-  local back, dead, running, claimed = 0, 0, {}, {}
-  local run = smis(P .. 'running', ids)
-  local waiting = smis(P .. 'claimed', ids)
+  local run = running_of(wid)
+  local ids = forget_leases(wid)
+  redis.call('DEL', P .. 'lc:' .. wid)
+  local back, dead = 0, 0
   local where = locate(ids)
   -- every lease counts an attempt, claimed ones too: an inline worker may have started tasks
   -- since it last said so, and the one that killed it must reach max_attempts
-  for i, id in ipairs(ids) do
-    local first = where[tonumber(id)]
-    if first and (run[i] or waiting[i]) then
-      local st = run[i] and 'running' or 'claimed'
-      if run[i] then running[#running + 1] = id else claimed[#claimed + 1] = id end
-      jbump(meta(first).j, st, -1)
+  for _, id in ipairs(ids) do
+    local first = where[id]
+    if first then
+      jbump(meta(first).j, run[id] and 'running' or 'claimed', -1)
       local att = attempts_of(first, id, false)
       local rb = tonumber(redis.call('HGET', bkey(first), 'rb' .. id)) or 0
       local n = att - rb  -- expiries since a retry
@@ -1592,8 +1766,6 @@ local function expire(wid, why)
     end
   end
   write_out()
-  srem_ids(P .. 'running', running)
-  srem_ids(P .. 'claimed', claimed)
   bump('requeued', back)
   bucket('req', back)
   event('worker-offline', 'worker ' .. wid .. ' went offline (' .. why .. ')')
@@ -1621,13 +1793,13 @@ local function workers_info()
   local out = {}
   for _, wid in ipairs(redis.call('ZRANGE', P .. 'workers', 0, -1)) do
     local h = redis.call('HMGET', P .. 'w:' .. wid, 'name', 'host', 'pid', 'kind', 'mode', 'conc',
-      'state', 'joined', 'seen', 'cur', 'done', 'failed', 'fns', 'addr', 'nrun', 'cpu', 'rss')
+      'state', 'joined', 'seen', 'cur', 'done', 'failed', 'fns', 'addr', 'nrun', 'cpu', 'rss',
+      'nh')
     if h[7] then
-      local wl = P .. 'wl:' .. wid
-      local first = lowest(wl)
+      local first = lowest_held(wid)
       out[#out + 1] = {wid, h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '',
         h[6] or '1', h[7], h[8] or '0', h[9] or '0', h[10] or '', h[11] or '0', h[12] or '0',
-        redis.call('SCARD', wl), first, h[13] or '', h[14] or '', h[15] or '0', h[16] or '',
+        tonumber(h[18]) or 0, first, h[13] or '', h[14] or '', h[15] or '0', h[16] or '',
         h[17] or ''}
     end
   end
@@ -1905,8 +2077,9 @@ local wid = ARGV[3]
 local wkey = P .. 'w:' .. wid
 if redis.call('EXISTS', wkey) == 0 then return 0 end
 tick()
-local n = release_ids(wid, redis.call('SMEMBERS', P .. 'wl:' .. wid))
-redis.call('DEL', wkey, P .. 'wl:' .. wid, P .. 'lc:' .. wid)
+local n = release_ids(wid, held_ids(wid))
+forget_leases(wid)
+redis.call('DEL', wkey, P .. 'lc:' .. wid)
 redis.call('ZREM', P .. 'workers', wid)
 redis.call('ZREM', P .. 'wdl', wid)
 local msg = 'worker ' .. wid .. ' left'
@@ -1922,7 +2095,7 @@ local wid = ARGV[3]
 if redis.call('EXISTS', P .. 'w:' .. wid) == 0 then return 0 end
 local ids
 if ARGV[4] == 'all' then
-  ids = redis.call('SMEMBERS', P .. 'wl:' .. wid)
+  ids = held_ids(wid)
 else
   ids = {}
   local i = 5
@@ -1952,7 +2125,8 @@ local n = 0
 for _, wid in ipairs(redis.call('ZRANGE', P .. 'workers', 0, -1)) do
   local st = redis.call('HGET', P .. 'w:' .. wid, 'state')
   if st == 'offline' or not st then
-    redis.call('DEL', P .. 'w:' .. wid, P .. 'wl:' .. wid, P .. 'lc:' .. wid)
+    forget_leases(wid)  -- (none: an offline worker's went when it went offline)
+    redis.call('DEL', P .. 'w:' .. wid, P .. 'lc:' .. wid)
     redis.call('ZREM', P .. 'workers', wid)
     if st then n = n + 1 end
   end
@@ -2083,10 +2257,11 @@ local series = redis.call('ZREVRANGEBYSCORE', P .. 'series', '+inf', '(' .. seri
 local last10 = redis.call('ZREVRANGE', P .. 'series', 0, 9)
 local events = redis.call('ZREVRANGEBYSCORE', P .. 'events', '+inf', '(' .. events_since,
   'LIMIT', 0, 500)
-return {NOW, redis.call('HGETALL', P .. 'c'), queued_count(), redis.call('SCARD', P .. 'running'),
+local nl = n_leased()
+return {NOW, redis.call('HGETALL', P .. 'c'), queued_count(), nl[2],
   redis.call('EXISTS', P .. 'paused'), series, last10, events, workers_info(),
   redis.call('GET', P .. 'started') or NOW, redis.call('LLEN', P .. 'classic'), DEFAULT,
-  redis.call('SCARD', P .. 'claimed'), jobs_info(n_jobs)}
+  nl[1], jobs_info(n_jobs)}
 """
 
 QUEUED_COUNT = r"""
@@ -2133,7 +2308,7 @@ tick()
 local items = parse_results(4)
 local wkey = P .. 'w:' .. wid
 if redis.call('EXISTS', wkey) == 1 then
-  local tid = lowest(P .. 'wl:' .. wid)
+  local tid = lowest_held(wid)
   if tid ~= '' then
     touch_worker(wid)
     items[1][1] = tid
@@ -2151,8 +2326,9 @@ local wid = 'classic:' .. ARGV[3]
 local wkey = P .. 'w:' .. wid
 if redis.call('EXISTS', wkey) == 0 then return 0 end
 tick()
-if redis.call('SCARD', P .. 'wl:' .. wid) > 0 then expire(wid, 'connection closed') end
-redis.call('DEL', wkey, P .. 'wl:' .. wid, P .. 'lc:' .. wid)
+if redis.call('ZCARD', P .. 'wl:' .. wid) > 0 then expire(wid, 'connection closed') end
+forget_leases(wid)
+redis.call('DEL', wkey, P .. 'lc:' .. wid)
 redis.call('ZREM', P .. 'workers', wid)
 redis.call('ZREM', P .. 'wdl', wid)
 event('worker-left', 'classic worker ' .. wid .. ' disconnected')
@@ -2293,7 +2469,7 @@ for k, id in ipairs(ids) do
     local st = nil
     if lane_find(m.f or '', tonumber(id)) then st = 'queued'
     elseif redis.call('SISMEMBER', P .. 'running', id) == 1 then st = 'running'
-    elseif redis.call('SISMEMBER', P .. 'claimed', id) == 1 then st = 'claimed' end
+    elseif holder_of(id) then st = 'claimed' end
     for _, s in ipairs(SETS) do
       if st then break end
       if redis.call('ZSCORE', s[2], id) then st = s[1] end
