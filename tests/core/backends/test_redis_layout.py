@@ -339,3 +339,25 @@ def test_leases_are_slices_cut_by_results_releases_and_expiry(made: Any) -> None
     assert [t.attempts for t in broker.get_tasks([f, f + 4, f + 5])] == [1, 1, 0]
     assert [i for g in broker.claim(w2, 10) for i in g[2]] == [f]  # it had a lease expire
     assert (broker.workers()[1].claimed, broker.workers()[1].running) == (0, 1)
+
+
+def test_a_big_packed_call_answers_with_only_the_records_asked_for(made: Any) -> None:
+    broker, raw = made()
+    p = broker._prefix
+    first, _ = broker.submit("echo", [(i,) for i in range(300)])
+    w = broker.register_worker("a-worker name", "h", 1)["id"]
+    ids = [i for g in broker.claim(w, 300) for i in g[2]]
+    assert len(ids) == 300
+    cursor = broker.result_cursor()
+    big = [(tid, True, f"{tid}:" + "x" * 2000, 10.0 + k, 0.25) for k, tid in enumerate(ids)]
+    assert broker.complete(w, big) == 300
+    (key,) = list(raw.scan_iter(f"{p}rd:*"))
+    assert raw.strlen(key) > 262144  # over the size a reply carries whole
+    reply = broker._eval("tasks", [first + 7, first + 250])
+    assert len(reply[2][1]) < 10_000 and reply[2][2] == [7, 250]  # two records, not 300
+    t7, t250 = broker.get_tasks([first + 7, first + 250])
+    assert (t7.result, t7.started, t7.runtime, t7.worker) == (
+        f"{first + 7}:" + "x" * 2000, 17.0, 0.25, w)
+    assert t250.result == f"{first + 250}:" + "x" * 2000 and t250.started == 260.0
+    _new, rows, _gap = broker.wait_results(cursor, [t7.job], 1.0)
+    assert [r[2] for r in rows] == [v for _, _, v, _, _ in big]

@@ -1314,9 +1314,11 @@ class _Call:
     """One call's done results as stored packed (P:rd:<fs>): who and when, then the blob of
     encode_packed; a record is read out of it by rank."""
 
-    __slots__ = ("finished", "worker", "n", "ends", "times", "base", "blob")
+    __slots__ = ("finished", "worker", "n", "ends", "times", "base", "blob", "index")
 
-    def __init__(self, blob: bytes) -> None:
+    def __init__(self, blob: bytes, ranks: list | None = None) -> None:
+        # ranks: the blob holds only these records of the call, in this order (a big call)
+        self.index = {int(r): k for k, r in enumerate(ranks)} if ranks else None
         when, wlen, rest = blob.split(b" ", 2)
         k = int(wlen)
         self.finished = float(when)
@@ -1332,6 +1334,8 @@ class _Call:
 
     def record(self, rank: int) -> _Record:
         """The record of the call's result number rank."""
+        if self.index is not None:
+            rank = self.index[rank]
         rec = _Record()
         rec.finished, rec.worker, rec.ok = self.finished, self.worker, True
         started, runtime = self.times[rank], self.times[self.n + rank]
@@ -1343,8 +1347,9 @@ class _Call:
 
 
 def _calls(flat: list) -> dict[int, _Call]:
-    """{fs: _Call} from a script's {fs, blob, ...}."""
-    return {int(flat[i]): _Call(flat[i + 1]) for i in range(0, len(flat), 2) if flat[i + 1]}
+    """{fs: _Call} from a script's {fs, blob, ranks, ...} (see scripts.call_blobs)."""
+    return {int(flat[i]): _Call(flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)
+            if flat[i + 1]}
 
 
 def _task(tid: int, h: dict, calls: dict[int, _Call] | None = None) -> Task:

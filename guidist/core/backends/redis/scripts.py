@@ -1365,14 +1365,62 @@ local function complete_all(wid, base)
   return accepted + complete_packed(wid, base + 1 + nf)
 end
 
-local function call_blobs(list)
-  -- {fs, the stored blob of packed call fs, ...} for the calls in list
+-- a packed call's blob bigger than this goes back with only the records asked for
+local WHOLE_CALL = 262144
+
+local function call_blobs(list, wanted)
+  -- {fs, blob, ranks, ...} for the packed calls in list: the blob stored (ranks {}), or for
+  -- a big one the same layout holding only the records wanted[fs] (ranks: which they are)
   local out = {}
   for _, fs in ipairs(list) do
+    local key = P .. 'rd:' .. fs
+    local blob, ranks = '', {}
+    if redis.call('STRLEN', key) <= WHOLE_CALL then
+      blob = redis.call('GET', key) or ''
+    else
+      -- the header "<finished> <len(worker)> <worker> <n> ", then ends, times, bodies
+      local head = redis.call('GETRANGE', key, 0, 511)
+      local when, wlen = string.match(head, '^(%S+) (%d+) ')
+      local wstart = #when + #wlen + 3
+      if wstart + tonumber(wlen) + 24 > #head then
+        head = redis.call('GETRANGE', key, 0, wstart + tonumber(wlen) + 63)
+      end
+      local nstart = wstart + tonumber(wlen) + 1
+      local count = string.match(head, '^(%d+) ', nstart)
+      local base = nstart + #count  -- 0-based offset of the ends
+      local n = tonumber(count)
+      local ends, starts, runs, bodies, total = {}, {}, {}, {}, 0
+      for k, r in ipairs(wanted[fs]) do
+        local lo = 0
+        local e = base + 4 * r  -- where record r's end offset is
+        if r > 0 then lo = struct.unpack('<I', redis.call('GETRANGE', key, e - 4, e - 1)) end
+        local hi = struct.unpack('<I', redis.call('GETRANGE', key, e, e + 3))
+        starts[k] = redis.call('GETRANGE', key, base + 4 * n + 8 * r, base + 4 * n + 8 * r + 7)
+        runs[k] = redis.call('GETRANGE', key, base + 12 * n + 8 * r, base + 12 * n + 8 * r + 7)
+        local body = ''
+        if hi > lo then
+          body = redis.call('GETRANGE', key, base + 20 * n + lo, base + 20 * n + hi - 1)
+        end
+        bodies[k] = body
+        total = total + #body
+        ends[k] = struct.pack('<I', total)
+        ranks[k] = r
+      end
+      blob = string.sub(head, 1, nstart - 1) .. #ranks .. ' ' .. table.concat(ends) ..
+        table.concat(starts) .. table.concat(runs) .. table.concat(bodies)
+    end
     out[#out + 1] = fs
-    out[#out + 1] = redis.call('GET', P .. 'rd:' .. fs) or ''
+    out[#out + 1] = blob
+    out[#out + 1] = ranks
   end
   return out
+end
+
+local function want_rank(calls, list, fs, rank)
+  -- note that record rank of packed call fs is asked for (calls: fs -> ranks; list: the fs)
+  local l = calls[fs]
+  if not l then l = {}; calls[fs] = l; list[#list + 1] = fs end
+  l[#l + 1] = rank
 end
 
 local function read_tasks(ids, where, names)
@@ -2379,14 +2427,14 @@ for _, row in ipairs(wanted) do
   local id, fs = row[2], row[4]
   if fs ~= 0 then
     out[#out + 1] = {id, row[3], '', fs, row[5]}
-    if not calls[fs] then calls[fs] = true; blobs[#blobs + 1] = fs end
+    want_rank(calls, blobs, fs, row[5])
   else
     local v = values[id] or {}
     out[#out + 1] = {id, row[3], v[1] or ''}
   end
 end
 local evicted = tonumber(redis.call('HGET', P .. 'c', 'evicted')) or 0
-return {bound, out, evicted > cursor and 1 or 0, call_blobs(blobs)}
+return {bound, out, evicted > cursor and 1 or 0, call_blobs(blobs, calls)}
 """
 
 OPEN_JOB = r"""
@@ -2482,7 +2530,7 @@ for k, id in ipairs(ids) do
       fs, rank = packed_ref(tonumber(id), oldest)
       if fs then
         st = 'done'
-        if not calls[fs] then calls[fs] = true; blobs[#blobs + 1] = fs end
+        want_rank(calls, blobs, fs, rank)
       end
     end
     if st then
@@ -2508,7 +2556,7 @@ for k, id in ipairs(ids) do
   end
   out[k] = rec
 end
-out[#ids + 1] = call_blobs(blobs)
+out[#ids + 1] = call_blobs(blobs, calls)
 return out
 """
 
