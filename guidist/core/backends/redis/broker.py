@@ -149,8 +149,8 @@ def encode_packed(results: Iterable[ResultItem] | None) -> list[Any]:
     results go in one blob, "<n> "
     then their end offsets (uint32), start times and run times (doubles, NaN when not
     measured) and the pickled values end to end, with their int texts (for the tutorial's
-    string) and their ids: Redis stores the blob as it is, once per call, instead of one
-    record per task. Pickling happens here, so an unpicklable result raises first.
+    string) and their ids (comma-separated): Redis stores the blob as it is, once per call,
+    instead of one record per task. Pickling happens here, so an unpicklable result raises first.
     """
     if results is None:
         return [0]
@@ -169,10 +169,14 @@ def encode_packed(results: Iterable[ResultItem] | None) -> list[Any]:
         failed = []
         ids = [it[0] for it in ok]
         values = [it[2] for it in ok]
-        started = array("d", (_NAN if len(it) < 5 or it[3] is None else float(it[3])
-                              for it in ok))
-        runtimes = array("d", (_NAN if len(it) < 5 or it[4] is None else float(it[4])
-                               for it in ok))
+        try:
+            started = array("d", [it[3] for it in ok])
+            runtimes = array("d", [it[4] for it in ok])
+        except (TypeError, IndexError):  # a time not measured: NaN
+            started = array("d", [_NAN if len(it) < 5 or it[3] is None else float(it[3])
+                                  for it in ok])
+            runtimes = array("d", [_NAN if len(it) < 5 or it[4] is None else float(it[4])
+                                   for it in ok])
     out: list[Any] = [len(failed), *failed]
     if not ids:
         return out
@@ -184,8 +188,12 @@ def encode_packed(results: Iterable[ResultItem] | None) -> list[Any]:
     n = len(bodies)
     blob = b"".join((b"%d " % n, struct.pack(f"<{n}I", *accumulate(map(len, bodies))),
                      times.tobytes(), *bodies))
-    extras = b",".join(b"%d" % v if isinstance(v, int) else b"" for v in values)
-    out += [blob, extras, *(b"%d" % int(i) for i in ids)]
+    if all(type(v) is int for v in values):
+        extras = ",".join(map(str, values)).encode()
+    else:
+        extras = b",".join(b"%d" % v if isinstance(v, int) else b"" for v in values)
+    # the ids in one argument: redis-py spends more packing an argument than Redis a task
+    out += [blob, extras, ",".join(map(str, map(int, ids))).encode()]
     return out
 
 
@@ -1212,12 +1220,16 @@ def _group(g: list) -> ClaimGroup:
     fn, kw, ids, args, *rest = g
     to = rest[0] if rest else None
     if len(rest) > 1 and rest[1]:  # runs of a packed batch: (pickles, their ends, base)
-        values = []
+        values: list = []
+        loads = pickle.loads
         for blob, ends, base in rest[1]:
-            start = int(base)
-            for end in struct.unpack(f"<{len(ends) // 4}I", ends):
-                values.append(_loads(blob[start - int(base):end - int(base)], "argument"))
-                start = end
+            b0 = int(base)
+            offs = [e - b0 for e in struct.unpack(f"<{len(ends) // 4}I", ends)]
+            starts = [0, *offs[:-1]]
+            try:
+                values += [loads(blob[a:b]) for a, b in zip(starts, offs)]
+            except Exception:  # one that cannot be unpickled here: each says so by itself
+                values += [_loads(blob[a:b], "argument") for a, b in zip(starts, offs)]
     else:
         values = [_loads(a, "argument") for a in args]
     return claim_group(_s(fn), _loads(kw) if kw else None, [int(i) for i in ids], values,

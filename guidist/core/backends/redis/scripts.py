@@ -1267,13 +1267,14 @@ end
 local function complete_packed(wid, base)
   -- ARGV[base]: ok results packed by the broker ("<n> " .. their end offsets (uint32) ..
   -- start times .. run times (doubles, NaN when not measured) .. the pickled values),
-  -- ARGV[base + 1] their int texts joined by ',' (the tutorial's string), then their ids.
+  -- ARGV[base + 1] their int texts joined by ',' (the tutorial's string), ARGV[base + 2]
+  -- their ids joined by ','.
   -- Those from the worker holding them are stored as they came: one SET of the blob, one
   -- P:fin:done entry and a P:ri member per run of ids, nothing per task but the lease sets.
   local blob = ARGV[base]
   if not blob then return 0 end
-  local ids, i = {}, base + 2
-  while ARGV[i] do ids[#ids + 1] = ARGV[i]; i = i + 1 end
+  local ids = {}
+  for id in string.gmatch(ARGV[base + 2] or '', '[^,]+') do ids[#ids + 1] = id end
   local nids = #ids
   if nids == 0 then return 0 end
   local mine = holds(wid, ids)
