@@ -211,6 +211,7 @@ class _Waker:
         self._gen = 0
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
+        self._subscribed = threading.Event()
 
     @property
     def generation(self) -> int:
@@ -225,8 +226,15 @@ class _Waker:
             self._cv.notify_all()
 
     def wait(self, seen: int, timeout: float) -> None:
-        """Wait until a wake-up newer than seen arrives, or timeout."""
+        """Wait until a wake-up newer than seen arrives, or timeout.
+
+        Until the listener's subscription is confirmed, a message published now would be
+        missed (and cost the caller its whole timeout): the first wait returns as soon as it
+        is, so the caller tries again with every later message heard."""
         self._start()
+        if not self._subscribed.is_set():
+            self._subscribed.wait(max(0.0, min(timeout, 1.0)))
+            return
         with self._cv:
             if self._gen == seen:
                 self._cv.wait(max(0.0, timeout))
@@ -243,13 +251,18 @@ class _Waker:
         while not self._closing.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                    pubsub = self._redis.pubsub()
                     pubsub.subscribe(self._channel)
-                if pubsub.get_message(timeout=0.5) is not None:
+                msg = pubsub.get_message(timeout=0.5)
+                kind = msg.get("type") if msg else None
+                if kind == "subscribe":  # confirmed: from here on no message is missed
+                    self._subscribed.set()
+                if kind in ("subscribe", "message"):  # (the first: the caller tries again)
                     with self._cv:
                         self._gen += 1
                         self._cv.notify_all()
             except Exception:  # Redis away: waits fall back to their timeout
+                self._subscribed.clear()
                 if pubsub is not None:
                     try:
                         pubsub.close()
