@@ -208,6 +208,21 @@ def _runq_ns() -> float:
         return 0.0
 
 
+def gui_slice_ms() -> float | None:
+    """This thread's scheduler time slice in ms (/proc/thread-self/sched), None where absent.
+
+    Read from /proc rather than through guidist, so the figure is the same for any tree.
+    """
+    try:
+        with open("/proc/thread-self/sched") as f:
+            for line in f:
+                if line.startswith("se.slice"):
+                    return float(line.split(":")[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
 def gap_stats(gaps: list[float], interval_ms: float = TICK_MS,
               cpu: list[float] | None = None,
               runq: list[float] | None = None) -> dict[str, Any]:

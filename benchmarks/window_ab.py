@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 load, idle = res["full load"], res["idle"]
                 print(f"  run {r + 1}/{runs}  {name:<10} idle p99={fmt(idle['p99_ms'])}  "
                       f"full load p99={fmt(load['p99_ms'])} max={fmt(load['max_ms'])} ms  "
-                      f"{load['tasks_per_s']:,.0f} tasks/s; worst [gap, GUI cpu, run-queue] "
+                      f"{load['tasks_per_s']:,.0f} tasks/s; GUI slice {fmt(load.get('gui_slice_ms'))} ms; "
+                      f"worst [gap, GUI cpu, run-queue] "
                       f"{load.get('worst10_gap_cpu_runq_ms', [])[:3]}")
     rows, per_tree = [], {}
     for name, _ in trees:

@@ -89,6 +89,16 @@ def _renice(pids: Any, nice: int) -> None:
             pass
 
 
+def _gui_slice(ms: float) -> int:
+    """Give the GUI thread another time slice for a variant phase; the slice it had (ns)."""
+    from guidist.gui.scheduling import request_thread_slice, thread_slice_ns
+
+    before = thread_slice_ns() or 0
+    if request_thread_slice(int(ms * 1e6)) is None:
+        raise RuntimeError(f"could not set the GUI thread's time slice to {ms} ms")
+    return before
+
+
 def _server_pids(window: Any) -> list[int]:
     """The window's embedded server: its child that is neither a worker, the network
     process nor multiprocessing's resource tracker."""
@@ -128,6 +138,7 @@ def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> 
                 if profiler is not None:
                     profiler.disable()
                 out[phase] = rec.stats(phase)
+                out[phase]["gui_slice_ms"] = W.gui_slice_ms()
                 continue
             n = sizes["tasks"]
             # The plain phase runs the workers as the window launches them (nice 10, as a
@@ -140,6 +151,9 @@ def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> 
             server_nice = int(phase.rsplit(" ", 1)[1]) \
                 if phase.startswith("full load, server nice") else 0
             _renice(_server_pids(window), server_nice)
+            slice_ms = float(phase.rsplit(" ", 2)[1]) \
+                if phase.startswith("full load, GUI slice") else None
+            restore = _gui_slice(slice_ms) if slice_ms is not None else None
             snap = window.last_snapshot
             done_before = snap.count("done") + snap.count("failed") + snap.count("dead")
             rec.start()
@@ -154,8 +168,11 @@ def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> 
                 if profiler is not None:
                     profiler.disable()
                 proc.wait(timeout=60)
+                if restore is not None:
+                    _gui_slice(restore / 1e6)
             end = last_finished(address, key, done_before + n) or time.time()
             stats = rec.stats(phase)
+            stats["gui_slice_ms"] = slice_ms if slice_ms is not None else W.gui_slice_ms()
             stats.update(tasks=n, seconds=end - t0, tasks_per_s=n / (end - t0))
             out[phase] = stats
     return out
@@ -199,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nice-server", type=int, default=None, metavar="N",
                    help="add a full-load phase with the window's embedded server at nice N "
                         "(a proposal measured side by side; the window runs it at nice 0)")
+    p.add_argument("--gui-slice", type=float, default=None, metavar="MS",
+                   help="add a full-load phase with the GUI thread's scheduler time slice at "
+                        "MS ms (Linux 6.12+; the window asks for "
+                        "guidist.gui.scheduling.GUI_THREAD_SLICE_NS)")
     p.add_argument("--json-out", default=None, metavar="PATH",
                    help="also write the figures to PATH (benchmarks.window_ab reads them)")
     p.add_argument("--profile", action="store_true",
@@ -222,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         phases.append(f"full load, workers nice {args.nice_workers}")
     if args.nice_server is not None:
         phases.append(f"full load, server nice {args.nice_server}")
+    if args.gui_slice is not None:
+        phases.append(f"full load, GUI slice {args.gui_slice:g} ms")
     runs: dict[str, list[dict[str, Any]]] = {ph: [] for ph in phases}
     for r in range(rounds):
         order = phases[r % len(phases):] + phases[:r % len(phases)]
@@ -271,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     name = NAME if args.nice_workers is None else f"{NAME}.nice{args.nice_workers}"
     if args.nice_server is not None:
         name += f".server-nice{args.nice_server}"
+    if args.gui_slice is not None:
+        name += f".gui-slice{args.gui_slice:g}"
     return finish(name, payload, args.no_save)
 
 
