@@ -251,7 +251,9 @@ def _cpu_split(gaps: list[float], cpu: list[float] | None,
     busy = sum(min(c, g) for g, c, _ in long)
     queued = sum(min(q, g) for g, _, q in long)
     worst = sorted(zip(gaps, cpu, runq), reverse=True)[:10]
-    return {"long_gaps_ms": late, "long_gaps_gui_cpu_ms": busy, "long_gaps_runq_ms": queued,
+    waits = sorted(runq)
+    return {"runq_p99_ms": percentile(waits, 99), "runq_mean_ms": sum(waits) / len(waits),
+            "long_gaps_ms": late, "long_gaps_gui_cpu_ms": busy, "long_gaps_runq_ms": queued,
             "long_gaps_gui_cpu_share": busy / late if late else None,
             "long_gaps_runq_share": queued / late if late else None,
             "worst10_gap_cpu_runq_ms": [[round(g, 1), round(c, 1), round(q, 1)]

@@ -89,6 +89,22 @@ def _renice(pids: Any, nice: int) -> None:
             pass
 
 
+POLICIES = {"other": os.SCHED_OTHER, "batch": os.SCHED_BATCH, "idle": os.SCHED_IDLE}
+
+
+def _set_policy(pids: Any, policy: str) -> None:
+    """Set the scheduling policy of every thread of the window's local workers (their nice
+    stays; leaving SCHED_IDLE needs privilege or RLIMIT_NICE, so variants restore as root)."""
+    import psutil
+
+    for pid in pids:
+        try:
+            for t in psutil.Process(pid).threads():
+                os.sched_setscheduler(t.id, POLICIES[policy], os.sched_param(0))
+        except (psutil.Error, OSError):
+            pass
+
+
 def _gui_slice(ms: float) -> int:
     """Give the GUI thread another time slice for a variant phase; the slice it had (ns)."""
     from guidist.gui.scheduling import request_thread_slice, thread_slice_ns
@@ -154,6 +170,10 @@ def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> 
             slice_ms = float(phase.rsplit(" ", 2)[1]) \
                 if phase.startswith("full load, GUI slice") else None
             restore = _gui_slice(slice_ms) if slice_ms is not None else None
+            policy = phase.rsplit(" ", 1)[1] \
+                if phase.startswith("full load, workers policy") else None
+            if policy:
+                _set_policy(window.controller.local_pids, policy)
             snap = window.last_snapshot
             done_before = snap.count("done") + snap.count("failed") + snap.count("dead")
             rec.start()
@@ -170,6 +190,8 @@ def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> 
                 proc.wait(timeout=60)
                 if restore is not None:
                     _gui_slice(restore / 1e6)
+                if policy:
+                    _set_policy(window.controller.local_pids, "other")
             end = last_finished(address, key, done_before + n) or time.time()
             stats = rec.stats(phase)
             stats["gui_slice_ms"] = slice_ms if slice_ms is not None else W.gui_slice_ms()
@@ -216,10 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nice-server", type=int, default=None, metavar="N",
                    help="add a full-load phase with the window's embedded server at nice N "
                         "(a proposal measured side by side; the window runs it at nice 0)")
-    p.add_argument("--gui-slice", type=float, default=None, metavar="MS",
-                   help="add a full-load phase with the GUI thread's scheduler time slice at "
+    p.add_argument("--gui-slice", type=float, action="append", default=None, metavar="MS",
+                   help="add a full-load phase (once per option given) with the GUI thread's scheduler time slice at "
                         "MS ms (Linux 6.12+; the window asks for "
                         "guidist.gui.scheduling.GUI_THREAD_SLICE_NS)")
+    p.add_argument("--worker-policy", choices=sorted(POLICIES), action="append", default=None,
+                   help="add a full-load phase (once per option given) with the local workers "
+                        "under that scheduling policy (the window runs them SCHED_OTHER, "
+                        f"nice {LOCAL_WORKER_NICE})")
     p.add_argument("--json-out", default=None, metavar="PATH",
                    help="also write the figures to PATH (benchmarks.window_ab reads them)")
     p.add_argument("--profile", action="store_true",
@@ -243,8 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         phases.append(f"full load, workers nice {args.nice_workers}")
     if args.nice_server is not None:
         phases.append(f"full load, server nice {args.nice_server}")
-    if args.gui_slice is not None:
-        phases.append(f"full load, GUI slice {args.gui_slice:g} ms")
+    for ms in args.gui_slice or []:
+        phases.append(f"full load, GUI slice {ms:g} ms")
+    for pol in args.worker_policy or []:
+        phases.append(f"full load, workers policy {pol}")
     runs: dict[str, list[dict[str, Any]]] = {ph: [] for ph in phases}
     for r in range(rounds):
         order = phases[r % len(phases):] + phases[:r % len(phases)]
@@ -294,8 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     name = NAME if args.nice_workers is None else f"{NAME}.nice{args.nice_workers}"
     if args.nice_server is not None:
         name += f".server-nice{args.nice_server}"
-    if args.gui_slice is not None:
-        name += f".gui-slice{args.gui_slice:g}"
+    for ms in args.gui_slice or []:
+        name += f".gui-slice{ms:g}"
+    for pol in args.worker_policy or []:
+        name += f".workers-{pol}"
     return finish(name, payload, args.no_save)
 
 
