@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hogs", default="0,3", help="busy processes to run alongside, per set")
     args = p.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
-    rounds = args.rounds or sizes["rounds"]
+    rounds = int(args.rounds or sizes["rounds"])
     slices = [float(x) for x in args.slices.split(",")]
     hog_counts = [int(x) for x in args.hogs.split(",")]
     info = machine_info()
