@@ -142,8 +142,8 @@ def build_window(args: argparse.Namespace, settings: QSettings | None = None,
     if QApplication.instance() is None:
         raise RuntimeError("build_window needs a QApplication")
     paint_on_the_gui_thread()
-    # A short time slice: under full load the GUI thread's long timer gaps were waiting for a
-    # core behind the server and the workers, not work (see gui/scheduling.py).
+    # A short time slice: under full load the GUI thread's long timer gaps are waits for a
+    # core, not work; a waking GUI thread then goes before its session's busy processes.
     request_thread_slice()
     settings = settings if settings is not None else default_settings()
     saved = saved_preferences(settings)

@@ -3,10 +3,12 @@
 Linux's EEVDF scheduler gives each SCHED_OTHER thread a virtual deadline of its eligible time
 plus its slice divided by its weight, and runs the eligible thread with the earliest deadline.
 Since 6.12 a thread may ask for its own slice with ``sched_setattr(2)``'s ``sched_runtime``
-(clamped to 0.1–100 ms); since 6.13 a waking thread with a shorter slice than the running one
-preempts it (``PREEMPT_SHORT``). It changes when a thread runs, not how much CPU it gets: the
-GUI thread, which sleeps most of the time and runs briefly at each timer, gets a core soon after
-it wakes instead of waiting behind the server's and the workers' longer slices. No privilege is
+(clamped to 0.1–100 ms), and a waking thread with a shorter slice than the running one may
+preempt it (the ``PREEMPT_SHORT`` feature). It changes when a thread runs, not how much CPU it
+gets: the GUI thread, which sleeps most of the time and runs briefly at each timer, gets a core
+sooner after it wakes than its own session's busy processes (the server, a local load). It
+cannot help against other sessions: with autogroup each is one entity at the top level (see
+docs/decisions.md, issue 17 target 4, third step, for what it measured). No privilege is
 needed (no policy, priority or nice change). Python has no wrapper, so this goes through
 ``ctypes`` and ``syscall``; anywhere the call or the kernel feature is missing it does nothing
 and says so at debug level. Qt-free: it only touches the calling thread.
