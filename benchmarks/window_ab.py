@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import finish, fmt, machine_info, machine_line, parser, summary, table
+from .window_responsiveness import _who
 
 NAME = "window_ab"  # no FIGURE: run_all skips it (it needs the trees to compare)
 HERE = Path(__file__).resolve().parent
@@ -37,7 +38,7 @@ def stage(tree: Path, into: Path) -> Path:
     return into
 
 
-def run_in(staged: Path, tasks: int, quick: bool) -> dict[str, Any]:
+def run_in(staged: Path, tasks: int, quick: bool, who_ran: bool = False) -> dict[str, Any]:
     """One round of figure 4 with the staged tree's guidist; its per-phase figures."""
     out = staged / "result.json"
     out.unlink(missing_ok=True)
@@ -45,6 +46,8 @@ def run_in(staged: Path, tasks: int, quick: bool) -> dict[str, Any]:
            "--tasks", str(tasks), "--no-save", "--json-out", str(out)]
     if quick:
         cmd.append("--quick")
+    if who_ran:
+        cmd.append("--who-ran")
     env = dict(os.environ, PYTHONPATH=str(staged))
     done = subprocess.run(cmd, cwd=staged, env=env, capture_output=True, text=True,
                           timeout=900)
@@ -61,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a source tree to measure (give two or more)")
     p.add_argument("--runs", type=int, default=None, help="runs per tree (alternating)")
     p.add_argument("--tasks", type=int, default=None, help="square tasks in the load phase")
+    p.add_argument("--who-ran", action="store_true",
+                   help="split the core time in long gaps between the window's processes and "
+                        "the machine's other jobs (window_responsiveness --who-ran)")
     args = p.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
     runs = args.runs or (args.rounds or sizes["runs"])
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(runs):
             order = trees[r % len(trees):] + trees[:r % len(trees)]
             for name, _ in order:
-                res = run_in(staged[name], tasks, args.quick)
+                res = run_in(staged[name], tasks, args.quick, args.who_ran)
                 results[name].append(res)
                 load, idle = res["full load"], res["idle"]
                 print(f"  run {r + 1}/{runs}  {name:<10} idle p99={fmt(idle['p99_ms'])}  "
@@ -88,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"run-queue a tick p99={fmt(load.get('runq_p99_ms'))} "
                       f"mean={fmt(load.get('runq_mean_ms'))} ms; "
                       f"worst [gap, GUI cpu, run-queue] "
-                      f"{load.get('worst10_gap_cpu_runq_ms', [])[:3]}")
+                      f"{load.get('worst10_gap_cpu_runq_ms', [])[:3]}{_who(load)}")
     rows, per_tree = [], {}
     for name, _ in trees:
         rs = results[name]

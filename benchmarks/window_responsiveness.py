@@ -176,6 +176,7 @@ def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> 
                 _set_policy(window.controller.local_pids, policy)
             snap = window.last_snapshot
             done_before = snap.count("done") + snap.count("failed") + snap.count("dead")
+            sampler = W.SessionCpu() if sizes.get("who_ran") else None
             rec.start()
             t0 = time.time()
             proc = external_submit(address, key, n)
@@ -194,10 +195,24 @@ def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> 
                     _set_policy(window.controller.local_pids, "other")
             end = last_finished(address, key, done_before + n) or time.time()
             stats = rec.stats(phase)
+            if sampler is not None:
+                stats.update(W.who_ran(rec.gaps.get(phase, []), rec.ends.get(phase, []),
+                                       rec.cpu.get(phase, []), sampler.stop(),
+                                       os.cpu_count() or 1))
             stats["gui_slice_ms"] = slice_ms if slice_ms is not None else W.gui_slice_ms()
             stats.update(tasks=n, seconds=end - t0, tasks_per_s=n / (end - t0))
             out[phase] = stats
     return out
+
+
+def _who(s: dict[str, Any]) -> str:
+    """Who had the cores in the long gaps, when --who-ran sampled it."""
+    if "long_gaps_window_processes_share" not in s:
+        return ""
+    return (f"; cores in gaps>20: window's other processes "
+            f"{100 * s['long_gaps_window_processes_share']:.0f} %, GUI thread "
+            f"{100 * s['long_gaps_gui_share']:.0f} %, the rest "
+            f"{100 * s['long_gaps_rest_share']:.0f} %")
 
 
 def _share(rs: list[dict[str, Any]]) -> str:
@@ -246,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="add a full-load phase (once per option given) with the local workers "
                         "under that scheduling policy (the window runs them SCHED_OTHER, "
                         f"nice {LOCAL_WORKER_NICE})")
+    p.add_argument("--who-ran", action="store_true",
+                   help="sample the CPU of the window's processes under full load, to split "
+                        "the core time in long gaps between them and the machine's other jobs")
     p.add_argument("--json-out", default=None, metavar="PATH",
                    help="also write the figures to PATH (benchmarks.window_ab reads them)")
     p.add_argument("--profile", action="store_true",
@@ -255,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = dict(QUICK if args.quick else FULL)
     if args.tasks:
         sizes["tasks"] = args.tasks
+    sizes["who_ran"] = args.who_ran
     if args.profile:
         return profile(sizes)
     rounds = args.rounds or sizes["rounds"]
@@ -285,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  round {r + 1}/{rounds}  {ph:<24} p50={fmt(s['p50_ms'])} "
                   f"p99={fmt(s['p99_ms'])} max={fmt(s['max_ms'])} ms  "
                   f"blocked={fmt(s['blocked_ms'])} ms over {s['span_s']:.1f} s{extra}; "
-                  f"worst [gap, GUI cpu, run-queue] ms {s.get('worst10_gap_cpu_runq_ms', [])[:4]}")
+                  f"worst [gap, GUI cpu, run-queue] ms {s.get('worst10_gap_cpu_runq_ms', [])[:4]}"
+                  f"{_who(s)}")
 
     rows, per_phase = [], {}
     for ph in phases:
