@@ -17,7 +17,7 @@ and says so at debug level. Qt-free: it only touches the calling thread.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import logging
 import os
 import platform
@@ -60,9 +60,11 @@ class SchedAttr(ctypes.Structure):
     ]
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
-    """The C library, with errno kept for the calls."""
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    """The C library the interpreter runs on, with errno kept for the calls (not
+    ``ctypes.util.find_library``, which runs ldconfig in a subprocess)."""
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _numbers() -> tuple[int, int] | None:
