@@ -19,6 +19,7 @@ from guidist.core.backends.memory.journal import (
     prune_journal,
 )
 from guidist.core.export import write_export
+from guidist.core.payload import pack, submission_args
 from guidist.core.protocol import TaskState
 
 
@@ -449,3 +450,32 @@ def test_done_rows_written_by_an_older_guidist_still_read_back(path: Path) -> No
     assert sorted(t.id for t in iter_ledger(path, ["done"])) == [1, 2, 3, 4, 5, 6]
     assert prune_journal(path, keep_done=4) == 2  # cuts into the old row, keeps its newest
     assert sorted(t.id for t in iter_ledger(path, ["done"])) == [3, 4, 5, 6]
+
+
+def test_submits_sent_bare_restore_from_the_log_and_from_a_checkpoint(path: Path) -> None:
+    """A client sends one-argument tasks as bare values; the journal's submit rows and its
+    checkpoints keep them, and a restart queues them with the same 1-tuple arguments."""
+    b = open_journaled_broker(path)
+    assert b.submit("square", pack(submission_args([10, 11, 12, 13]))) == (1, 4)
+    assert b.submit("echo", pack(submission_args([[1, 2], None]))) == (5, 2)  # a list is one
+    w = b.register_worker("w", "h", 1)["id"]
+    groups = b.claim(w, 3)
+    assert [list(g[3]) for g in groups] == [[(10,), (11,), (12,)]]
+    b.complete(w, [(1, True, 100, 1.0, 0.1)])
+    b = reopen(b, path)  # from the log
+    assert [b.get_task(t).args for t in (2, 4, 5, 6)] == [(11,), (13,), ([1, 2],), (None,)]
+    b.journal_checkpoint()
+    assert b.submit("square", pack(submission_args([(20,), (21,)]))) == (7, 2)
+    b = reopen(b, path)  # from the checkpoint, then the log after it
+    assert b.get_task(1).result == 100
+    assert [b.get_task(t).args for t in (3, 6, 7, 8)] == [(12,), (None,), (20,), (21,)]
+    w = b.register_worker("w2", "h", 2)["id"]
+    got: list = []
+    while len(got) < 7:
+        groups = b.claim(w, 10)
+        assert groups
+        got += [(tid, a) for g in groups for tid, a in zip(g[2], g[3])]
+    assert sorted(got, key=lambda p: p[0]) == [
+        (2, (11,)), (3, (12,)), (4, (13,)), (5, ([1, 2],)), (6, (None,)), (7, (20,)),
+        (8, (21,))]
+    b.close()

@@ -173,8 +173,12 @@ class _Batch:
         # Tasks of one argument (the usual case) keep the bare values, not a 1-tuple each:
         # about 45 bytes a queued task less (10 million queued fit in well under 1 GiB).
         # The tuples are made back, at C speed, for the slice a claim hands out.
-        self.bare = len(items) > 0 and set(map(len, items)) == {1}
-        self.items = list(map(_first, items)) if self.bare else items
+        if type(items) is BareArgs:  # the client sent them bare: keep its list of values
+            self.bare = len(items) > 0
+            self.items = list.copy(items)  # a plain list: indexing gives the value
+        else:
+            self.bare = len(items) > 0 and set(map(len, items)) == {1}
+            self.items = list(map(_first, items)) if self.bare else items
         self.pos = 0  # index of the next item to hand out
         self.holes = 0  # cancelled/finished items at or after pos
         self.submitted = submitted
