@@ -739,3 +739,71 @@ def test_a_claim_of_one_argument_tasks_carries_the_values_bare(broker: Broker) -
     broker.release(wid, [2])
     [(_, _, [tid], args)] = broker.claim(wid, 1)
     assert tid == 2 and list(args) == [(2,)]
+
+
+def _states(b: Broker, ids: list[int]) -> list[str]:
+    return [b.get_task(t).state.value for t in ids]
+
+
+def test_a_claimed_slice_answers_per_task_through_partial_reports_starts_and_releases(
+        broker: Broker) -> None:
+    """A claim is leased as one slice; every task of it still starts, is reported, given
+    back, looked up and listed on its own, and a report is taken whole only when it is
+    exactly what the slice leases."""
+    b = broker
+    b.submit("square", [(i,) for i in range(10)])  # 1..10
+    w = join(b)
+    assert ids_of(b.claim(w, 10)) == list(range(1, 11))  # 1 starts at once
+    assert b.heartbeat(w, current_task=5) == CMD_OK  # one in the middle starts
+    assert b.release(w, [7]) == 1  # one from the middle goes back
+    assert _states(b, [1, 2, 5, 7, 10]) == ["running", "claimed", "running", "queued", "claimed"]
+    assert [t.id for t in b.list_tasks("claimed").tasks] == [10, 9, 8, 6, 4, 3, 2]
+    assert [t.id for t in b.list_tasks("running").tasks] == [5, 1]
+    timed = [(t, True, t * t, 1.0 + t, 0.5) for t in range(1, 11)]
+    assert b.complete(w, timed[:3]) == 3  # a partial report: the front of the slice
+    assert _states(b, [3, 4, 5]) == ["done", "claimed", "running"]
+    assert (b.get_task(3).result, b.get_task(3).started) == (9, 4.0)
+    # The rest but the released one, one of them twice: exactly one result each.
+    rest = [timed[i] for i in (3, 4, 5, 7, 7, 8, 9)]
+    assert b.complete(w, rest) == 6
+    assert b.snapshot().extra["ignored_late"] == 1  # the second report of task 8
+    assert _states(b, [4, 5, 6, 8, 9, 10]) == ["done"] * 6
+    assert b.get_task(7).state is TaskState.QUEUED
+    assert b.snapshot().leased == 0 and len(b._leased) == 0
+    assert ids_of(b.claim(w, 10)) == [7]  # alone: it went back
+    assert b.complete(w, [timed[6]]) == 1
+    snap = b.snapshot()
+    assert (snap.count("done"), snap.leased, snap.count("queued")) == (10, 0, 0)
+    assert [t.id for t in b.list_tasks("done", limit=3).tasks] == [7, 10, 9]
+    assert not b._leased.order and not b._leased._starts and not b._leased._own
+
+
+def test_one_report_spanning_two_claims_and_a_failure_keeps_every_result(
+        broker: Broker) -> None:
+    b = broker
+    b.submit("square", [(i,) for i in range(8)])  # 1..8
+    w = join(b)
+    assert ids_of(b.claim(w, 4)) + ids_of(b.claim(w, 4)) == list(range(1, 9))
+    results = [(t, t != 6, t * t if t != 6 else "Traceback\nValueError: six", 1.0, 0.1)
+               for t in range(1, 9)]
+    assert b.complete(w, results) == 8
+    assert _states(b, list(range(1, 9))) == ["done"] * 5 + ["failed"] + ["done"] * 2
+    assert b.get_task(8).result == 64 and b.get_task(6).error.endswith("six")
+    assert b.snapshot().leased == 0 and b.workers()[0].done == 7
+
+
+def test_a_worker_that_goes_away_returns_what_its_slices_still_lease(
+        broker: Broker, clock: FakeClock) -> None:
+    b = broker
+    b.submit("square", [(i,) for i in range(6)])  # 1..6
+    b.cancel([3])  # a hole inside the claimed run
+    w = join(b)
+    assert ids_of(b.claim(w, 10)) == [1, 2, 4, 5, 6]
+    assert b.complete(w, [(2, True, 1, 1.0, 0.1)]) == 1  # from the middle, alone
+    clock.advance(LEASE + 1)
+    assert b.reap() == 4
+    assert _states(b, [1, 2, 3, 4, 5, 6]) == ["queued", "done", "cancelled", "queued", "queued",
+                                              "queued"]
+    assert b.get_task(4).attempts == 1 and len(b._leased) == 0
+    w2 = join(b, "w2")
+    assert sorted(claim_n(b, w2, 4)) == [1, 4, 5, 6]
