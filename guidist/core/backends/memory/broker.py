@@ -499,7 +499,7 @@ class _DoneBatch:
 
     __slots__ = ("src", "ids", "results", "started", "runtimes", "finished", "worker")
 
-    def __init__(self, src: _Slice, ids: tuple | list, results: tuple | list,
+    def __init__(self, src: _Slice, ids: Sequence[int], results: tuple | list,
                  started: tuple | list, runtimes: tuple | list, finished: float,
                  worker: str | None) -> None:
         self.src, self.ids, self.results = src, ids, results
@@ -520,7 +520,12 @@ class _DoneBatch:
         s, ids = self.src, self.ids
         n = len(ids)
         i = ids[0] - s._base
-        if 0 <= i and s.ids[i:i + n] == list(ids):
+        if type(ids) is range:  # the slice's ids only rise: its ends tell a run of them
+            run = 0 <= i and i + n <= len(s.ids) and s.ids[i] == ids[0] \
+                and s.ids[i + n - 1] == ids[-1]
+        else:
+            run = 0 <= i and s.ids[i:i + n] == list(ids)
+        if run:
             if s.bare is not None:
                 return s.bare[i:i + n], True
             return s.args[i:i + n], False
@@ -1564,9 +1569,13 @@ class Broker:
                                                    (rec.runtime,), now, worker_id), done)
                     k, lo, hi = m - r, pos + r, pos + m
                     if k:
+                        first, last = ids[a + r], ids[a + m - 1]
                         leased.drop_front(s, k)
-                        ids = tids[lo:hi]
-                        batch = _DoneBatch(s, ids, cols[2][lo:hi], cols[3][lo:hi],
+                        # A run without holes is kept as a range: no id objects to hold
+                        # for the 20,000 kept, nor to pickle into the journal.
+                        run: Sequence[int] = range(first, last + 1) if last - first == k - 1 \
+                            else tids[lo:hi]
+                        batch = _DoneBatch(s, run, cols[2][lo:hi], cols[3][lo:hi],
                                            cols[4][lo:hi], now, worker_id)
                         j = s.job
                         j.claimed -= k
@@ -1576,7 +1585,7 @@ class Broker:
                         n_done += k
                         self._keep_done(batch, done)
                         if s.classic:
-                            for tid, value in zip(ids, batch.results):
+                            for tid, value in zip(run, batch.results):
                                 classic_put(classic_result_text(s.function, s.args_of(tid),
                                                                 value))
                     pos = hi

@@ -913,8 +913,16 @@ def _done_rows(batches: list[_DoneBatch]) -> Iterator[tuple]:
         yield (sum(len(b.ids) for b in run), run[-1].finished or 0.0,
                pickle.dumps((_COLUMNS, [_done_columns(b) for b in run]),
                             protocol=pickle.HIGHEST_PROTOCOL),
-               job.id, min(min(b.ids) for b in run), max(max(b.ids) for b in run))
+               job.id, min(map(_lowest, run)), max(map(_highest, run)))
         start = end
+
+
+def _lowest(b: _DoneBatch) -> int:
+    return b.ids[0] if type(b.ids) is range else min(b.ids)  # a range: no scan
+
+
+def _highest(b: _DoneBatch) -> int:
+    return b.ids[-1] if type(b.ids) is range else max(b.ids)
 
 
 #: The first element of a done row's data in the column format; older rows are a list of
