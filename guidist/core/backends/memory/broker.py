@@ -57,6 +57,7 @@ from ...protocol import (
     THROUGHPUT_WINDOW,
     BareArgs,
     ClaimGroup,
+    ClaimIds,
     Event,
     Job,
     ResultItem,
@@ -1484,7 +1485,7 @@ class Broker:
         items = head.items[start:start + left]
         head.pos = start + len(items)
         first = head.first_id + start
-        ids = list(range(first, first + len(items)))
+        ids: list[int] = ClaimIds(range(first, first + len(items)))  # a range on the wire
         if head.holes:  # filter before the exhausted batch resets its hole count below
             keep = [i for i, a in enumerate(items) if a is not HOLE]
             head.holes -= len(items) - len(keep)
