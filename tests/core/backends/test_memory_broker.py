@@ -807,3 +807,30 @@ def test_a_worker_that_goes_away_returns_what_its_slices_still_lease(
     assert b.get_task(4).attempts == 1 and len(b._leased) == 0
     w2 = join(b, "w2")
     assert sorted(claim_n(b, w2, 4)) == [1, 4, 5, 6]
+
+
+def test_results_whose_ids_column_is_a_range_are_taken_like_a_tuple_of_them(
+        broker: Broker) -> None:
+    """A worker may send a contiguous run of results with its ids as a range (a few bytes
+    instead of an int each): the broker takes it whole, and a range that is not exactly
+    what it leases goes result by result."""
+    import pickle
+    from array import array
+
+    from guidist.core.payload import _RESULT_COLUMNS
+
+    def columns(ids: range) -> bytes:
+        times = array("d", [1.0] * len(ids)).tobytes()
+        return pickle.dumps((_RESULT_COLUMNS, ids, None, [t * 2 for t in ids], times, times))
+
+    b = broker
+    b.submit("square", [(i,) for i in range(10)])  # 1..10
+    w = join(b)
+    groups = b.claim(w, 10)
+    assert ids_of(groups) == list(range(1, 11))
+    assert pickle.loads(pickle.dumps(groups))[0][2] == range(1, 11)  # as a worker gets it
+    assert b.complete(w, columns(range(1, 5))) == 4  # the front, the started one in it
+    assert b.complete(w, columns(range(4, 12))) == 6  # 4 again, and 11 was never claimed
+    assert _states(b, list(range(1, 11))) == ["done"] * 10
+    assert [b.get_task(t).result for t in (1, 4, 10)] == [2, 8, 20]
+    assert b.snapshot().leased == 0 and b.snapshot().extra["ignored_late"] == 2

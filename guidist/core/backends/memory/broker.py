@@ -251,7 +251,7 @@ class _Slice:
 
     def __init__(self, function: str, kwargs: dict | None, submitted: float, classic: bool,
                  job: _Job, timeout: float | None, attempts: int, worker: str | None,
-                 ids: list[int], args: list, bare: list | None = None) -> None:
+                 ids: Sequence[int], args: list, bare: list | None = None) -> None:
         self.function, self.kwargs, self.submitted = function, kwargs, submitted
         self.classic, self.job, self.timeout = classic, job, timeout
         self.attempts, self.worker = attempts, worker
@@ -279,6 +279,8 @@ class _Slice:
         ids = self.ids
         if 0 <= i < len(ids) and ids[i] == tid:
             return i
+        if type(ids) is range:  # no holes: arithmetic says it all
+            return -1
         if self._pos is None:  # holes in the claimed run: built once, on first need
             self._pos = {t: i for i, t in enumerate(ids)}
         return self._pos.get(tid, -1)
@@ -431,10 +433,10 @@ class _Leases:
         # First and last agree; so must every id between (a C compare, a few µs a 1,000).
         if type(tids) is range:
             same = ids[a + m - 1] - ids[a] == m - 1  # ids only rise: a run without holes
-        elif pos == 0 and m == len(tids):
-            same = ids[a:a + m] == list(tids)
         else:
-            same = ids[a:a + m] == list(tids[pos:pos + m])
+            run = tids if pos == 0 and m == len(tids) else tids[pos:pos + m]
+            mine = ids[a:a + m]
+            same = (tuple(mine) == run) if type(run) is tuple else list(mine) == list(run)
         return m if same else 0
 
     def pop_all(self, w: _Worker) -> list[Record]:
@@ -525,7 +527,7 @@ class _DoneBatch:
             run = 0 <= i and i + n <= len(s.ids) and s.ids[i] == ids[0] \
                 and s.ids[i + n - 1] == ids[-1]
         else:
-            run = 0 <= i and s.ids[i:i + n] == list(ids)
+            run = 0 <= i and list(s.ids[i:i + n]) == list(ids)
         if run:
             if s.bare is not None:
                 return s.bare[i:i + n], True
@@ -1485,7 +1487,8 @@ class Broker:
         items = head.items[start:start + left]
         head.pos = start + len(items)
         first = head.first_id + start
-        ids: list[int] = ClaimIds(range(first, first + len(items)))  # a range on the wire
+        # Without holes the ids are a range, in the slice and on the wire: no int a task.
+        ids: Sequence[int] = range(first, first + len(items))
         if head.holes:  # filter before the exhausted batch resets its hole count below
             keep = [i for i, a in enumerate(items) if a is not HOLE]
             head.holes -= len(items) - len(keep)
@@ -1515,7 +1518,9 @@ class Broker:
         self._counts[CLAIMED] += n
         j.queued -= n
         j.claimed += n
-        return claim_group(fn, kw, ids, items, to) if n else None
+        if not n:
+            return None
+        return claim_group(fn, kw, ClaimIds(ids) if type(ids) is range else ids, items, to)
 
     def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
         # The hot path. Results mostly come as long runs of one slice, all successes: such a
