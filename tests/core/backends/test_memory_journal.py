@@ -479,3 +479,33 @@ def test_submits_sent_bare_restore_from_the_log_and_from_a_checkpoint(path: Path
         (2, (11,)), (3, (12,)), (4, (13,)), (5, ([1, 2],)), (6, (None,)), (7, (20,)),
         (8, (21,))]
     b.close()
+
+
+def test_done_rows_keep_a_workers_results_as_they_came_and_read_them_back(
+        path: Path) -> None:
+    """A batch that is most of a worker's report is journaled as the worker's bytes and its
+    place in them; lookups, the replay, export and prune read it like any done row."""
+    from guidist.core.payload import pack_results
+
+    b = open_journaled_broker(path, keep_done=2)
+    b.submit("square", pack(submission_args(list(range(10)))))  # 1..10
+    w = b.register_worker("w", "h", 1)["id"]
+    assert ids_of(b.claim(w, 10)) == list(range(1, 11))  # 1 starts at once: a record
+    report = [(t, True, t * t * 10**9, 100.0 + t, 0.25 * t) for t in range(1, 11)]
+    assert b.complete(w, pack_results(report)) == 10
+    b = reopen(b, path, keep_done=2)
+    db = sqlite3.connect(path)
+    rows = [pickle.loads(blob) for (blob,) in db.execute("SELECT data FROM done")]
+    db.close()
+    kept = [cols for data in rows for cols in data[1] if len(cols) > 13]
+    assert [list(cols[7]) for cols in kept] == [list(range(2, 11))]  # the 9 after the record
+    assert b.snapshot().count("queued") == 0 and b.snapshot().count("done") == 10
+    for t in (1, 2, 5, 10):  # evicted from memory: read back from the journal
+        got = b.get_task(t)
+        assert (got.state, got.args, got.result, got.started, got.runtime) == (
+            TaskState.DONE, (t - 1,), t * t * 10**9, 100.0 + t, 0.25 * t)
+    b.close()
+    assert sorted(t.id for t in iter_ledger(path, ["done"])) == list(range(1, 11))
+    assert prune_journal(path, keep_done=4) == 6  # cuts into the kept report
+    assert sorted(t.id for t in iter_ledger(path, ["done"])) == [7, 8, 9, 10]
+    assert {t.id: t.result for t in iter_ledger(path, ["done"])}[8] == 64 * 10**9

@@ -500,7 +500,7 @@ class _Leases:
 class _DoneBatch:
     """Successes of one slice reported in one call: ids, results and timings as columns."""
 
-    __slots__ = ("src", "ids", "results", "started", "runtimes", "finished", "worker")
+    __slots__ = ("src", "ids", "results", "started", "runtimes", "finished", "worker", "raw")
 
     def __init__(self, src: _Slice, ids: Sequence[int], results: tuple | list,
                  started: tuple | list, runtimes: tuple | list, finished: float,
@@ -508,6 +508,9 @@ class _DoneBatch:
         self.src, self.ids, self.results = src, ids, results
         self.started, self.runtimes = started, runtimes
         self.finished, self.worker = finished, worker
+        # (blob, lo, hi): results, started and runtimes are [lo:hi] of a worker's results
+        # blob in the columns format the journal knows (see _raw_columns), or None.
+        self.raw: tuple[bytes, int, int] | None = None
 
     def index(self, tid: int) -> int:
         """Position of task tid among ids (usually arithmetic: results come in claim order)."""
@@ -861,6 +864,19 @@ def _done_batches(records: list[Record]) -> Iterator[_DoneBatch]:
                      first.attempts, first.worker, [r.id for r in recs], [r.args for r in recs])
         yield _DoneBatch(src, src.ids, [r.result for r in recs], [r.started for r in recs],
                          [r.runtime for r in recs], first.finished or 0.0, first.worker)
+
+
+#: The results format whose blobs a journal may keep as they came (journal._raw_results
+#: reads them): pack_results's first columns format. A blob in any other is pickled anew.
+RAW_RESULTS = "guidist-result-columns-1"
+_RAW_MARK = RAW_RESULTS.encode()
+
+
+def _raw_columns(results: Any) -> bytes | None:
+    """A worker's results blob, if it is in the columns format the journal can keep as is."""
+    if type(results) is bytes and _RAW_MARK in results[:64]:
+        return results
+    return None
 
 
 def _no_connection() -> str | None:
@@ -1287,11 +1303,12 @@ class Broker:
         """Store a batch of results; returns how many were accepted (late duplicates are not).
 
         report is the worker's statistics since its last one (``runstats.RunStats``)."""
+        raw = _raw_columns(results)
         results = unpack(results)
         with self._cv:
             if report:
                 self._take_report(worker_id, report)
-            accepted = self._complete_locked(worker_id, results, self._clock())
+            accepted = self._complete_locked(worker_id, results, self._clock(), raw)
         self._journal.throttle()
         return accepted
 
@@ -1311,6 +1328,7 @@ class Broker:
         The command is 'give-back' (and nothing is claimed) when another worker waits for
         the tasks this one holds and has not started: it should release them.
         """
+        raw = _raw_columns(results)
         results = unpack(results)
         if results:
             self._journal.throttle()  # before taking more work, if the journal is behind
@@ -1321,12 +1339,12 @@ class Broker:
             w = self._workers.get(worker_id)
             if w is None or w.state is WorkerState.OFFLINE:
                 if results:
-                    self._complete_locked(worker_id, results, now)
+                    self._complete_locked(worker_id, results, now, raw)
                 return CMD_UNKNOWN, []
             self._bind(w)
             w.last_seen = now
             if results:
-                self._complete_locked(worker_id, results, now)
+                self._complete_locked(worker_id, results, now, raw)
             if running:
                 self._start_locked(w, running, now)
             if w.stop:
@@ -1522,7 +1540,8 @@ class Broker:
             return None
         return claim_group(fn, kw, ClaimIds(ids) if type(ids) is range else ids, items, to)
 
-    def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
+    def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float,
+                         raw: bytes | None = None) -> int:
         # The hot path. Results mostly come as long runs of one slice, all successes: such a
         # run is taken whole (its leases dropped with C-speed maps, its columns kept as they
         # are in a _DoneBatch, its counters moved once). Everything else goes task by task.
@@ -1536,6 +1555,7 @@ class Broker:
                                results.runtimes]
         else:  # (id, ok, value, started, runtime) tuples (or a tutorial worker's 3-tuples)
             cols = list(zip(*results))
+            raw = None  # positions in a raw blob are positions in columns
         tids, oks = cols[0], cols[1]
         # Whole runs need every result's times: all sent them, or none did (id, ok, value);
         # a mix (zip cut it to three columns) goes result by result.
@@ -1583,6 +1603,10 @@ class Broker:
                             else tids[lo:hi]
                         batch = _DoneBatch(s, run, cols[2][lo:hi], cols[3][lo:hi],
                                            cols[4][lo:hi], now, worker_id)
+                        if raw is not None and 2 * k >= end:
+                            # Most of the report: the journal writes the worker's own bytes
+                            # and where the batch lies in them, rather than pickle it again.
+                            batch.raw = (raw, lo, hi)
                         j = s.job
                         j.claimed -= k
                         j.done += k
