@@ -5,11 +5,13 @@ Design notes (why it looks the way it does):
 * Queued tasks are kept as the batches the client sent (``_Batch``: a first id plus the list of
   argument tuples), not as one object per task. That keeps a million queued tasks to roughly a
   hundred bytes each and lets ``claim`` hand out a slice per round trip.
-* A claim leases a slice of a batch as one object (``_Slice``): the lease maps hold the slice
-  under each of its ids (``dict.fromkeys``, C speed), and a task gets a ``Record`` of its own
-  only when something happens to it alone (it starts, fails, is released or given back, its
+* A claim leases a slice of a batch as one object (``_Slice``, kept in ``_Leases``): nothing is
+  stored per id. The slice leasing an id is found by bisect over the slices' first ids, and a
+  report that is exactly the front of a slice drops it whole. A task gets a ``Record`` of its
+  own only when something happens to it alone (it starts, fails, is released or given back, its
   lease expires). Successes are kept as the batches they were reported in (``_DoneBatch``: one
-  object holding the ids, results and timings), so the hot path makes no object per task.
+  object holding the ids, results and timings), so the hot path makes no object per task; a
+  slice without holes holds its ids as a ``range``, and so does its done batch.
 * Finished tasks are kept capped per state (failed, dead and cancelled records in
   insertion-ordered dicts, successes in ``_DoneStore``), so memory stays bounded when millions
   of tasks pass.
