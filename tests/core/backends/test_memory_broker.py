@@ -834,3 +834,87 @@ def test_results_whose_ids_column_is_a_range_are_taken_like_a_tuple_of_them(
     assert _states(b, list(range(1, 11))) == ["done"] * 10
     assert [b.get_task(t).result for t in (1, 4, 10)] == [2, 8, 20]
     assert b.snapshot().leased == 0 and b.snapshot().extra["ignored_late"] == 2
+
+
+def test_leases_stay_exact_through_a_random_mix_of_claims_starts_reports_and_expiries(
+        clock: FakeClock) -> None:
+    """Slices are split by starts, releases, partial, repeated and shuffled reports and lease
+    expiries in a random (seeded, bounded) order; after every step each task's state, and
+    the counts of what is leased, agree with a plain model kept per task."""
+    import random
+
+    from guidist.core.payload import pack_results
+
+    rng = random.Random(17)
+    b = Broker(lease_timeout=LEASE, max_attempts=1000, clock=clock)
+    workers = [join(b, f"w{i}") for i in range(3)]
+    # id -> "batch", "record" (queued again), the worker leasing it, "done" or "failed"
+    model: dict[int, Any] = {}
+    results: dict[int, int] = {}
+
+    def leased_by(wid: str) -> list[int]:
+        return [t for t, s in model.items() if s == wid]
+
+    for step in range(400):
+        op = rng.random()
+        if op < 0.1 or not model:
+            first, n = b.submit("square", [(i,) for i in range(rng.randint(1, 60))])
+            model.update(dict.fromkeys(range(first, first + n), "batch"))
+        elif op < 0.35:
+            wid = rng.choice(workers)
+            if {w.id: w for w in b.workers()}[wid].state is WorkerState.OFFLINE:
+                workers[workers.index(wid)] = wid = join(b, f"n{step}")
+            got = ids_of(b.claim(wid, rng.randint(1, 40)))
+            assert all(model[t] in ("batch", "record") for t in got)
+            model.update(dict.fromkeys(got, wid))
+        elif op < 0.45:
+            wid = rng.choice(workers)
+            mine = leased_by(wid)
+            if mine:
+                b.heartbeat(wid, current_task=rng.sample(mine, min(len(mine), 2)))
+        elif op < 0.55:
+            wid = rng.choice(workers)
+            back = [t for t in leased_by(wid) if rng.random() < 0.3]
+            assert b.release(wid, back) == len(back)
+            model.update(dict.fromkeys(back, "record"))
+        elif op < 0.9:
+            wid = rng.choice(workers)
+            mine = leased_by(wid)
+            if not mine:
+                continue
+            k = rng.randint(1, len(mine))
+            picked = mine[:k] if rng.random() < 0.6 else rng.sample(mine, k)  # front or any
+            picked += rng.sample(picked, min(len(picked), rng.randint(0, 2)))  # twice
+            report = [(t, t % 11 != 0, t * 3, 1.0, 0.5) for t in picked]
+            blob = pack_results(report) if rng.random() < 0.7 else report
+            want = len(set(picked))
+            assert b.complete(wid, blob) == want
+            for t in set(picked):
+                model[t] = "done" if t % 11 else "failed"
+                results[t] = t * 3
+        else:  # one worker falls silent: its leases expire
+            wid = rng.choice(workers)
+            for other in workers:
+                if other != wid:
+                    b.heartbeat(other)
+            clock.advance(LEASE + 1)
+            for other in workers:
+                if other != wid:
+                    b.heartbeat(other)
+            b.reap()
+            model.update(dict.fromkeys(leased_by(wid), "record"))
+        leased = [t for t, s in model.items() if s not in ("batch", "record", "done", "failed")]
+        assert b.snapshot().leased == len(leased) == len(b._leased), step
+        for info in b.workers():
+            assert info.claimed + info.running == len(leased_by(info.id)), step
+        for t, s in model.items():
+            task = b.get_task(t)
+            if s in ("batch", "record"):
+                assert task.state is TaskState.QUEUED, (step, t)
+            elif s == "done":
+                assert (task.state, task.result) == (TaskState.DONE, results[t]), (step, t)
+            elif s == "failed":
+                assert task.state is TaskState.FAILED, (step, t)
+            else:
+                assert task.state in (TaskState.CLAIMED, TaskState.RUNNING), (step, t)
+                assert task.worker == s, (step, t)
