@@ -17,7 +17,7 @@ from . import transport
 from .connection import Connection, ManagerConnection
 from .errors import GuidistError, NotAGuidistServer, RemoteError
 from .futures import MapResults, ResultWatcher, TaskFuture, classic_future, settle
-from .payload import MAX_PAYLOAD, mib, pack_batches
+from .payload import MAX_PAYLOAD, mib, pack_batches, submission_args
 from .protocol import Job, Snapshot, Task, TaskPage, TaskState, WorkerInfo
 from .remote import function_spec
 from .security import parse_address
@@ -326,9 +326,9 @@ class Client:
         jid = opened.id if opened is not None else None
         ranges: list[range] = []
         sent = 0
-        batch: list[tuple] = []
+        batch: list[Any] = []  # as given: _send_batch makes the arguments travel
         for a in args_list:
-            batch.append(a if type(a) is tuple else (a,))
+            batch.append(a)
             if len(batch) >= chunk:
                 ranges.extend(self._send_batch(function, batch, kwargs, sent, jid, timeout))
                 sent += len(batch)
@@ -352,9 +352,11 @@ class Client:
             return found
         return self.call("open_job", job, function)
 
-    def _send_batch(self, function: str, batch: list[tuple], kwargs: dict | None,
+    def _send_batch(self, function: str, items: list, kwargs: dict | None,
                     offset: int, job: int | None = None,
                     timeout: float | None = None) -> list[range]:
+        # Bare values when every task has one argument; a list of argument tuples else.
+        batch = submission_args(items)
         if self.kind == "classic":
             conn = self.connection
             put = conn.task_queue().put

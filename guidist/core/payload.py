@@ -8,12 +8,16 @@ server's memory; the server also drops connections whose messages exceed a hard 
 
 from __future__ import annotations
 
+import operator
 import pickle
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 from .errors import PayloadTooLarge
+from .protocol import BareArgs
+
+_first = operator.itemgetter(0)
 
 MAX_PAYLOAD = 16 * 2**20  # bytes: the largest task argument or result accepted by default
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -91,10 +95,25 @@ class ResultColumns(Sequence):
         return zip(self.ids, self.oks, self.values, self.started, self.runtimes)
 
 
+def submission_args(items: list) -> list:
+    """A submit's arguments as they travel: a BareArgs of the values when every task has one
+    argument (a value that is not a tuple, or a 1-tuple), else a list of argument tuples.
+
+    The bare form pickles a value per task instead of a 1-tuple each: the client pickles
+    and the server unpickles half the objects, and the broker keeps the list as it comes."""
+    types = set(map(type, items))  # C speed: one check a task
+    if tuple not in types:
+        return BareArgs(items)
+    if types == {tuple} and set(map(len, items)) == {1}:
+        return BareArgs(map(_first, items))
+    return [a if type(a) is tuple else (a,) for a in items]
+
+
 def unpack_submission(function: Any, args_list: Any, kwargs: Any,
                       max_payload: int = MAX_PAYLOAD) -> tuple[list[tuple], int]:
     """Check a submit call's arguments (either backend): returns its list of arg tuples and
-    their pickled size in bytes.
+    their pickled size in bytes. A bare submission (submission_args) comes back as the
+    BareArgs it is: it reads as the list of 1-tuples, and the memory broker keeps its values.
 
     The size limit is enforced here too, not only by the bundled client: a batch within the
     limit cannot hold an argument over it, and a batch over it is refused whole (the client
@@ -116,6 +135,8 @@ def unpack_submission(function: Any, args_list: Any, kwargs: Any,
         _check_batch_size(size, max_payload)
     if kwargs:
         _check_batch_size(size + len(pack(kwargs)), max_payload)
+    if type(args_list) is BareArgs:  # one argument each by construction: nothing to check
+        return args_list, size
     if not isinstance(args_list, list):
         args_list = list(args_list)
     if args_list and set(map(type, args_list)) != {tuple}:  # C speed: one check a task

@@ -7,10 +7,10 @@ connection and can be handed from a worker thread to the GUI thread without copy
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, overload
 
 #: Fields of one per-second point of the broker's time series, in tuple order.
 SERIES_FIELDS: tuple[str, ...] = (
@@ -37,7 +37,7 @@ CMD_GIVE_BACK = "give-back"
 
 #: A claimed group: (function, kwargs, ids, args_list) — one per run of same-function tasks,
 #: with a 5th element, the tasks' time limit in seconds, when they have one (claim_group).
-ClaimGroup = tuple[str, "dict | None", list[int], list[tuple]]
+ClaimGroup = tuple[str, "dict | None", Sequence[int], list[tuple]]
 #: A reported result: (task_id, ok, value, started, runtime) where value is the result or the
 #: error text, started the wall-clock time the worker began executing the task and runtime the
 #: seconds it ran on the worker's monotonic clock. Tutorial workers cannot measure, so
@@ -106,7 +106,63 @@ class BareArgs(list):
         return list.copy(self)
 
 
-def claim_group(function: str, kwargs: dict | None, ids: list[int], args_list: list,
+class ClaimIds(Sequence):
+    """A claimed group's ids when they follow each other without a hole: read like the list
+    of them (iterating, indexing, slicing, len, comparing), held and sent as a ``range`` (a
+    few bytes on the wire, and no int a task in the server). Workers read a group's ids by
+    iterating, indexing, slicing and len, which the range they unpickle does too."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: range) -> None:
+        self.span = span
+
+    def __len__(self) -> int:
+        return len(self.span)
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+    @overload
+    def __getitem__(self, i: slice) -> ClaimIds: ...
+
+    def __getitem__(self, i: int | slice) -> int | ClaimIds:
+        if isinstance(i, slice):
+            return ClaimIds(self.span[i])
+        return self.span[i]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.span)
+
+    def __reversed__(self) -> Iterator[int]:
+        return reversed(self.span)
+
+    def __contains__(self, tid: object) -> bool:
+        return tid in self.span
+
+    def index(self, tid: Any, start: int = 0, stop: int | None = None) -> int:
+        """Position of tid (ValueError when absent), as list.index."""
+        i = self.span.index(tid)
+        if i < start or (stop is not None and i >= stop):
+            raise ValueError(f"{tid!r} is not in the ids")
+        return i
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ClaimIds):
+            return self.span == other.span
+        if isinstance(other, (list, tuple)):
+            return list(self.span) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(list(self.span))
+
+    def __reduce__(self) -> tuple:
+        return range, (self.span.start, self.span.stop)
+
+
+def claim_group(function: str, kwargs: dict | None, ids: Sequence[int], args_list: list,
                 timeout: float | None) -> ClaimGroup:
     """A claimed group; a 5th element carries the tasks' time limit when they have one, so a
     group without one is the 4-tuple every worker understands."""

@@ -118,3 +118,20 @@ def test_bare_args_read_as_one_tuples_and_pickle_as_the_values() -> None:
     # The values travel bare: a thousand of them pickle smaller than a thousand 1-tuples.
     many = list(range(1000))
     assert len(pickle.dumps(BareArgs(many), 5)) < len(pickle.dumps(list(zip(many)), 5))
+
+
+def test_claim_ids_without_holes_read_as_a_list_and_travel_as_a_range() -> None:
+    """What a claim without holes hands out: held as a range, read as the list of its ids."""
+    import pickle
+
+    from guidist.core.protocol import ClaimIds
+
+    ids = ClaimIds(range(7, 12))
+    assert ids == [7, 8, 9, 10, 11] and ids[1:3] == [8, 9]
+    sent = pickle.loads(pickle.dumps(ids))
+    assert sent == range(7, 12)
+    many = ClaimIds(range(100_000, 101_000))
+    assert len(pickle.dumps(many)) < len(pickle.dumps(list(many))) / 50
+    assert (ids[1], len(ids), list(reversed(ids))[0], 9 in ids, ids.index(9)) == (8, 5, 11, True, 2)
+    assert ids == (7, 8, 9, 10, 11) and ids != [7, 8] and repr(ids) == "[7, 8, 9, 10, 11]"
+    assert ("f", None, ids, []) == ("f", None, [7, 8, 9, 10, 11], [])  # inside a group too

@@ -739,3 +739,182 @@ def test_a_claim_of_one_argument_tasks_carries_the_values_bare(broker: Broker) -
     broker.release(wid, [2])
     [(_, _, [tid], args)] = broker.claim(wid, 1)
     assert tid == 2 and list(args) == [(2,)]
+
+
+def _states(b: Broker, ids: list[int]) -> list[str]:
+    return [b.get_task(t).state.value for t in ids]
+
+
+def test_a_claimed_slice_answers_per_task_through_partial_reports_starts_and_releases(
+        broker: Broker) -> None:
+    """A claim is leased as one slice; every task of it still starts, is reported, given
+    back, looked up and listed on its own, and a report is taken whole only when it is
+    exactly what the slice leases."""
+    b = broker
+    b.submit("square", [(i,) for i in range(10)])  # 1..10
+    w = join(b)
+    assert ids_of(b.claim(w, 10)) == list(range(1, 11))  # 1 starts at once
+    assert b.heartbeat(w, current_task=5) == CMD_OK  # one in the middle starts
+    assert b.release(w, [7]) == 1  # one from the middle goes back
+    assert _states(b, [1, 2, 5, 7, 10]) == ["running", "claimed", "running", "queued", "claimed"]
+    assert [t.id for t in b.list_tasks("claimed").tasks] == [10, 9, 8, 6, 4, 3, 2]
+    assert [t.id for t in b.list_tasks("running").tasks] == [5, 1]
+    timed = [(t, True, t * t, 1.0 + t, 0.5) for t in range(1, 11)]
+    assert b.complete(w, timed[:3]) == 3  # a partial report: the front of the slice
+    assert _states(b, [3, 4, 5]) == ["done", "claimed", "running"]
+    assert (b.get_task(3).result, b.get_task(3).started) == (9, 4.0)
+    # The rest but the released one, one of them twice: exactly one result each.
+    rest = [timed[i] for i in (3, 4, 5, 7, 7, 8, 9)]
+    assert b.complete(w, rest) == 6
+    assert b.snapshot().extra["ignored_late"] == 1  # the second report of task 8
+    assert _states(b, [4, 5, 6, 8, 9, 10]) == ["done"] * 6
+    assert b.get_task(7).state is TaskState.QUEUED
+    assert b.snapshot().leased == 0 and len(b._leased) == 0
+    assert ids_of(b.claim(w, 10)) == [7]  # alone: it went back
+    assert b.complete(w, [timed[6]]) == 1
+    snap = b.snapshot()
+    assert (snap.count("done"), snap.leased, snap.count("queued")) == (10, 0, 0)
+    assert [t.id for t in b.list_tasks("done", limit=3).tasks] == [7, 10, 9]
+    assert not b._leased.order and not b._leased._starts and not b._leased._own
+
+
+def test_one_report_spanning_two_claims_and_a_failure_keeps_every_result(
+        broker: Broker) -> None:
+    b = broker
+    b.submit("square", [(i,) for i in range(8)])  # 1..8
+    w = join(b)
+    assert ids_of(b.claim(w, 4)) + ids_of(b.claim(w, 4)) == list(range(1, 9))
+    results = [(t, t != 6, t * t if t != 6 else "Traceback\nValueError: six", 1.0, 0.1)
+               for t in range(1, 9)]
+    assert b.complete(w, results) == 8
+    assert _states(b, list(range(1, 9))) == ["done"] * 5 + ["failed"] + ["done"] * 2
+    assert b.get_task(8).result == 64 and b.get_task(6).error.endswith("six")
+    assert b.snapshot().leased == 0 and b.workers()[0].done == 7
+
+
+def test_a_worker_that_goes_away_returns_what_its_slices_still_lease(
+        broker: Broker, clock: FakeClock) -> None:
+    b = broker
+    b.submit("square", [(i,) for i in range(6)])  # 1..6
+    b.cancel([3])  # a hole inside the claimed run
+    w = join(b)
+    assert ids_of(b.claim(w, 10)) == [1, 2, 4, 5, 6]
+    assert b.complete(w, [(2, True, 1, 1.0, 0.1)]) == 1  # from the middle, alone
+    clock.advance(LEASE + 1)
+    assert b.reap() == 4
+    assert _states(b, [1, 2, 3, 4, 5, 6]) == ["queued", "done", "cancelled", "queued", "queued",
+                                              "queued"]
+    assert b.get_task(4).attempts == 1 and len(b._leased) == 0
+    w2 = join(b, "w2")
+    assert sorted(claim_n(b, w2, 4)) == [1, 4, 5, 6]
+
+
+def test_results_whose_ids_column_is_a_range_are_taken_like_a_tuple_of_them(
+        broker: Broker) -> None:
+    """A worker may send a contiguous run of results with its ids as a range (a few bytes
+    instead of an int each): the broker takes it whole, and a range that is not exactly
+    what it leases goes result by result."""
+    import pickle
+    from array import array
+
+    from guidist.core.payload import _RESULT_COLUMNS
+
+    def columns(ids: range) -> bytes:
+        times = array("d", [1.0] * len(ids)).tobytes()
+        return pickle.dumps((_RESULT_COLUMNS, ids, None, [t * 2 for t in ids], times, times))
+
+    b = broker
+    b.submit("square", [(i,) for i in range(10)])  # 1..10
+    w = join(b)
+    groups = b.claim(w, 10)
+    assert ids_of(groups) == list(range(1, 11))
+    assert pickle.loads(pickle.dumps(groups))[0][2] == range(1, 11)  # as a worker gets it
+    assert b.complete(w, columns(range(1, 5))) == 4  # the front, the started one in it
+    assert b.complete(w, columns(range(4, 12))) == 6  # 4 again, and 11 was never claimed
+    assert _states(b, list(range(1, 11))) == ["done"] * 10
+    assert [b.get_task(t).result for t in (1, 4, 10)] == [2, 8, 20]
+    assert b.snapshot().leased == 0 and b.snapshot().extra["ignored_late"] == 2
+
+
+def test_leases_stay_exact_through_a_random_mix_of_claims_starts_reports_and_expiries(
+        clock: FakeClock) -> None:
+    """Slices are split by starts, releases, partial, repeated and shuffled reports and lease
+    expiries in a random (seeded, bounded) order; after every step each task's state, and
+    the counts of what is leased, agree with a plain model kept per task."""
+    import random
+
+    from guidist.core.payload import pack_results
+
+    rng = random.Random(17)
+    b = Broker(lease_timeout=LEASE, max_attempts=1000, clock=clock)
+    workers = [join(b, f"w{i}") for i in range(3)]
+    # id -> "batch", "record" (queued again), the worker leasing it, "done" or "failed"
+    model: dict[int, Any] = {}
+    results: dict[int, int] = {}
+
+    def leased_by(wid: str) -> list[int]:
+        return [t for t, s in model.items() if s == wid]
+
+    for step in range(400):
+        op = rng.random()
+        if op < 0.1 or not model:
+            first, n = b.submit("square", [(i,) for i in range(rng.randint(1, 60))])
+            model.update(dict.fromkeys(range(first, first + n), "batch"))
+        elif op < 0.35:
+            wid = rng.choice(workers)
+            if {w.id: w for w in b.workers()}[wid].state is WorkerState.OFFLINE:
+                workers[workers.index(wid)] = wid = join(b, f"n{step}")
+            got = ids_of(b.claim(wid, rng.randint(1, 40)))
+            assert all(model[t] in ("batch", "record") for t in got)
+            model.update(dict.fromkeys(got, wid))
+        elif op < 0.45:
+            wid = rng.choice(workers)
+            mine = leased_by(wid)
+            if mine:
+                b.heartbeat(wid, current_task=rng.sample(mine, min(len(mine), 2)))
+        elif op < 0.55:
+            wid = rng.choice(workers)
+            back = [t for t in leased_by(wid) if rng.random() < 0.3]
+            assert b.release(wid, back) == len(back)
+            model.update(dict.fromkeys(back, "record"))
+        elif op < 0.9:
+            wid = rng.choice(workers)
+            mine = leased_by(wid)
+            if not mine:
+                continue
+            k = rng.randint(1, len(mine))
+            picked = mine[:k] if rng.random() < 0.6 else rng.sample(mine, k)  # front or any
+            picked += rng.sample(picked, min(len(picked), rng.randint(0, 2)))  # twice
+            report = [(t, t % 11 != 0, t * 3, 1.0, 0.5) for t in picked]
+            blob = pack_results(report) if rng.random() < 0.7 else report
+            want = len(set(picked))
+            assert b.complete(wid, blob) == want
+            for t in set(picked):
+                model[t] = "done" if t % 11 else "failed"
+                results[t] = t * 3
+        else:  # one worker falls silent: its leases expire
+            wid = rng.choice(workers)
+            for other in workers:
+                if other != wid:
+                    b.heartbeat(other)
+            clock.advance(LEASE + 1)
+            for other in workers:
+                if other != wid:
+                    b.heartbeat(other)
+            b.reap()
+            model.update(dict.fromkeys(leased_by(wid), "record"))
+        leased = [t for t, s in model.items() if s not in ("batch", "record", "done", "failed")]
+        assert b.snapshot().leased == len(leased) == len(b._leased), step
+        for info in b.workers():
+            assert info.claimed + info.running == len(leased_by(info.id)), step
+        for t, s in model.items():
+            task = b.get_task(t)
+            if s in ("batch", "record"):
+                assert task.state is TaskState.QUEUED, (step, t)
+            elif s == "done":
+                assert (task.state, task.result) == (TaskState.DONE, results[t]), (step, t)
+            elif s == "failed":
+                assert task.state is TaskState.FAILED, (step, t)
+            else:
+                assert task.state in (TaskState.CLAIMED, TaskState.RUNNING), (step, t)
+                assert task.worker == s, (step, t)

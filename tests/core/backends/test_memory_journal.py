@@ -19,6 +19,7 @@ from guidist.core.backends.memory.journal import (
     prune_journal,
 )
 from guidist.core.export import write_export
+from guidist.core.payload import pack, submission_args
 from guidist.core.protocol import TaskState
 
 
@@ -449,3 +450,62 @@ def test_done_rows_written_by_an_older_guidist_still_read_back(path: Path) -> No
     assert sorted(t.id for t in iter_ledger(path, ["done"])) == [1, 2, 3, 4, 5, 6]
     assert prune_journal(path, keep_done=4) == 2  # cuts into the old row, keeps its newest
     assert sorted(t.id for t in iter_ledger(path, ["done"])) == [3, 4, 5, 6]
+
+
+def test_submits_sent_bare_restore_from_the_log_and_from_a_checkpoint(path: Path) -> None:
+    """A client sends one-argument tasks as bare values; the journal's submit rows and its
+    checkpoints keep them, and a restart queues them with the same 1-tuple arguments."""
+    b = open_journaled_broker(path)
+    assert b.submit("square", pack(submission_args([10, 11, 12, 13]))) == (1, 4)
+    assert b.submit("echo", pack(submission_args([[1, 2], None]))) == (5, 2)  # a list is one
+    w = b.register_worker("w", "h", 1)["id"]
+    groups = b.claim(w, 3)
+    assert [list(g[3]) for g in groups] == [[(10,), (11,), (12,)]]
+    b.complete(w, [(1, True, 100, 1.0, 0.1)])
+    b = reopen(b, path)  # from the log
+    assert [b.get_task(t).args for t in (2, 4, 5, 6)] == [(11,), (13,), ([1, 2],), (None,)]
+    b.journal_checkpoint()
+    assert b.submit("square", pack(submission_args([(20,), (21,)]))) == (7, 2)
+    b = reopen(b, path)  # from the checkpoint, then the log after it
+    assert b.get_task(1).result == 100
+    assert [b.get_task(t).args for t in (3, 6, 7, 8)] == [(12,), (None,), (20,), (21,)]
+    w = b.register_worker("w2", "h", 2)["id"]
+    got: list = []
+    while len(got) < 7:
+        groups = b.claim(w, 10)
+        assert groups
+        got += [(tid, a) for g in groups for tid, a in zip(g[2], g[3])]
+    assert sorted(got, key=lambda p: p[0]) == [
+        (2, (11,)), (3, (12,)), (4, (13,)), (5, ([1, 2],)), (6, (None,)), (7, (20,)),
+        (8, (21,))]
+    b.close()
+
+
+def test_done_rows_keep_a_workers_results_as_they_came_and_read_them_back(
+        path: Path) -> None:
+    """A batch that is most of a worker's report is journaled as the worker's bytes and its
+    place in them; lookups, the replay, export and prune read it like any done row."""
+    from guidist.core.payload import pack_results
+
+    b = open_journaled_broker(path, keep_done=2)
+    b.submit("square", pack(submission_args(list(range(10)))))  # 1..10
+    w = b.register_worker("w", "h", 1)["id"]
+    assert ids_of(b.claim(w, 10)) == list(range(1, 11))  # 1 starts at once: a record
+    report = [(t, True, t * t * 10**9, 100.0 + t, 0.25 * t) for t in range(1, 11)]
+    assert b.complete(w, pack_results(report)) == 10
+    b = reopen(b, path, keep_done=2)
+    db = sqlite3.connect(path)
+    rows = [pickle.loads(blob) for (blob,) in db.execute("SELECT data FROM done")]
+    db.close()
+    kept = [cols for data in rows for cols in data[1] if len(cols) > 13]
+    assert [list(cols[7]) for cols in kept] == [list(range(2, 11))]  # the 9 after the record
+    assert b.snapshot().count("queued") == 0 and b.snapshot().count("done") == 10
+    for t in (1, 2, 5, 10):  # evicted from memory: read back from the journal
+        got = b.get_task(t)
+        assert (got.state, got.args, got.result, got.started, got.runtime) == (
+            TaskState.DONE, (t - 1,), t * t * 10**9, 100.0 + t, 0.25 * t)
+    b.close()
+    assert sorted(t.id for t in iter_ledger(path, ["done"])) == list(range(1, 11))
+    assert prune_journal(path, keep_done=4) == 6  # cuts into the kept report
+    assert sorted(t.id for t in iter_ledger(path, ["done"])) == [7, 8, 9, 10]
+    assert {t.id: t.result for t in iter_ledger(path, ["done"])}[8] == 64 * 10**9

@@ -5,11 +5,13 @@ Design notes (why it looks the way it does):
 * Queued tasks are kept as the batches the client sent (``_Batch``: a first id plus the list of
   argument tuples), not as one object per task. That keeps a million queued tasks to roughly a
   hundred bytes each and lets ``claim`` hand out a slice per round trip.
-* A claim leases a slice of a batch as one object (``_Slice``): the lease maps hold the slice
-  under each of its ids (``dict.fromkeys``, C speed), and a task gets a ``Record`` of its own
-  only when something happens to it alone (it starts, fails, is released or given back, its
+* A claim leases a slice of a batch as one object (``_Slice``, kept in ``_Leases``): nothing is
+  stored per id. The slice leasing an id is found by bisect over the slices' first ids, and a
+  report that is exactly the front of a slice drops it whole. A task gets a ``Record`` of its
+  own only when something happens to it alone (it starts, fails, is released or given back, its
   lease expires). Successes are kept as the batches they were reported in (``_DoneBatch``: one
-  object holding the ids, results and timings), so the hot path makes no object per task.
+  object holding the ids, results and timings), so the hot path makes no object per task; a
+  slice without holes holds its ids as a ``range``, and so does its done batch.
 * Finished tasks are kept capped per state (failed, dead and cancelled records in
   insertion-ordered dicts, successes in ``_DoneStore``), so memory stays bounded when millions
   of tasks pass.
@@ -57,6 +59,7 @@ from ...protocol import (
     THROUGHPUT_WINDOW,
     BareArgs,
     ClaimGroup,
+    ClaimIds,
     Event,
     Job,
     ResultItem,
@@ -97,8 +100,6 @@ _first = operator.itemgetter(0)
 # In the recent-results log: tasks were cancelled in bulk there without records of their own
 # (a purge, a job's cancel), so a result waiter must look its ids up instead.
 _BULK_CANCEL = object()
-# Runs an iterator (of C calls) to its end at C speed: dropping a slice's leases in one go.
-_drain: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
 _MAX_WAIT = 60.0  # seconds one wait_results call may block the server thread serving it
 _MAX_PURGED_RUNS = 10_000  # runs of ids cancelled in bulk that get_task still answers for
 _SERIES_SECONDS = 3600
@@ -173,8 +174,12 @@ class _Batch:
         # Tasks of one argument (the usual case) keep the bare values, not a 1-tuple each:
         # about 45 bytes a queued task less (10 million queued fit in well under 1 GiB).
         # The tuples are made back, at C speed, for the slice a claim hands out.
-        self.bare = len(items) > 0 and set(map(len, items)) == {1}
-        self.items = list(map(_first, items)) if self.bare else items
+        if type(items) is BareArgs:  # the client sent them bare: keep its list of values
+            self.bare = len(items) > 0
+            self.items = list.copy(items)  # a plain list: indexing gives the value
+        else:
+            self.bare = len(items) > 0 and set(map(len, items)) == {1}
+            self.items = list(map(_first, items)) if self.bare else items
         self.pos = 0  # index of the next item to hand out
         self.holes = 0  # cancelled/finished items at or after pos
         self.submitted = submitted
@@ -237,16 +242,18 @@ class Record:
 
 
 class _Slice:
-    """Tasks leased together (a slice of one batch, or one record): the lease maps hold this
-    one object under each of their ids. Every id it is held under is CLAIMED, by worker, at
-    attempts; a task that starts or leaves the slice alone gets a Record of its own."""
+    """Tasks leased together: a slice of one batch as one claim took it, or one record claimed
+    alone. It is the lease of every id in its window (ids[a:b], less the few in gone) for its
+    holder: those are CLAIMED by worker at attempts, except the few that started or were
+    looked at alone, which have a Record of their own in recs (same place in the order)."""
 
     __slots__ = ("function", "kwargs", "submitted", "classic", "job", "timeout", "attempts",
-                 "worker", "ids", "args", "bare", "_base", "_pos")
+                 "worker", "ids", "args", "bare", "_base", "_pos", "a", "b", "recs", "gone",
+                 "n", "holder")
 
     def __init__(self, function: str, kwargs: dict | None, submitted: float, classic: bool,
                  job: _Job, timeout: float | None, attempts: int, worker: str | None,
-                 ids: list[int], args: list, bare: list | None = None) -> None:
+                 ids: Sequence[int], args: list, bare: list | None = None) -> None:
         self.function, self.kwargs, self.submitted = function, kwargs, submitted
         self.classic, self.job, self.timeout = classic, job, timeout
         self.attempts, self.worker = attempts, worker
@@ -255,6 +262,12 @@ class _Slice:
         # A claim takes ids in order: without holes, an id's index is arithmetic.
         self._base = ids[0] if ids else 0
         self._pos: dict[int, int] | None = None
+        # The lease (see _Leases): ids[a] and ids[b - 1] are always still leased.
+        self.a, self.b = 0, len(ids)
+        self.recs: dict[int, Record] | None = None  # leased tasks with a Record of their own
+        self.gone: set[int] | None = None  # ids inside the window that left it alone
+        self.n = len(ids)  # tasks leased through this slice
+        self.holder: _Worker | None = None
 
     @classmethod
     def of_record(cls, rec: Record) -> _Slice:
@@ -262,14 +275,21 @@ class _Slice:
         return cls(rec.function, rec.kwargs, rec.submitted, rec.classic, rec.job, rec.timeout,
                    rec.attempts, rec.worker, [rec.id], [rec.args])
 
+    def index(self, tid: int) -> int:
+        """Position of tid among ids (-1: not one of them)."""
+        i = tid - self._base
+        ids = self.ids
+        if 0 <= i < len(ids) and ids[i] == tid:
+            return i
+        if type(ids) is range:  # no holes: arithmetic says it all
+            return -1
+        if self._pos is None:  # holes in the claimed run: built once, on first need
+            self._pos = {t: i for i, t in enumerate(ids)}
+        return self._pos.get(tid, -1)
+
     def args_of(self, tid: int) -> tuple:
         """The argument tuple of task tid (one of ids)."""
-        i = tid - self._base
-        if 0 <= i < len(self.ids) and self.ids[i] == tid:
-            return self.args[i]
-        if self._pos is None:  # holes in the claimed run: built once, on first need
-            self._pos = {t: i for i, t in enumerate(self.ids)}
-        return self.args[self._pos[tid]]
+        return self.args[self.index(tid)]
 
     def record(self, tid: int) -> Record:
         """A Record of task tid, claimed by the slice's worker (for a lease of its own)."""
@@ -277,18 +297,222 @@ class _Slice:
                       self.submitted, self.classic, self.job, CLAIMED, self.worker, None,
                       self.timeout)
 
+    def holds(self, tid: int) -> bool:
+        """Whether tid is leased through this slice."""
+        i = self.index(tid)
+        return self.a <= i < self.b and not (self.gone and tid in self.gone)
+
+    def leased(self, reverse: bool = False) -> Iterator[tuple[int, Record | None]]:
+        """(id, its own Record or None) of every task leased through this slice, in order."""
+        ids, recs, gone = self.ids, self.recs, self.gone
+        span = range(self.b - 1, self.a - 1, -1) if reverse else range(self.a, self.b)
+        for i in span:
+            tid = ids[i]
+            if gone and tid in gone:
+                continue
+            yield tid, (recs.get(tid) if recs else None)
+
+    def view(self, tid: int, rec: Record | None) -> Record:
+        """Task tid as a Record: its own, or one made for reading (not kept)."""
+        return rec if rec is not None else self.record(tid)
+
+    def has_claimed(self) -> bool:
+        """Whether any task leased through this slice has not started."""
+        recs = self.recs
+        return not recs or self.n > len(recs) or any(r.state is CLAIMED for r in recs.values())
+
+
+class _Leases:
+    """Every claimed or running task, held as the slices they were claimed in (``_Slice``),
+    so a claim and a complete of a whole slice cost a few operations, not a few per task.
+
+    The slices of batches are indexed by their first id: their spans never overlap (a batch
+    hands each id out once), so the slice leasing an id is found by bisect. Tasks with a
+    Record of their own (started, or claimed alone) are also found by id in _own. Each
+    worker keeps its slices in claim order (``_Worker.leases``), and so does ``order``."""
+
+    def __init__(self) -> None:
+        self.order: dict[_Slice, None] = {}  # every slice, in claim order
+        self._starts: list[int] = []  # first ids of the batch slices, sorted
+        self._at: dict[int, _Slice] = {}  # first id -> batch slice
+        self._own: dict[int, _Slice] = {}  # id of a leased task with a Record -> its slice
+        self.n = 0  # tasks leased
+
+    def __len__(self) -> int:
+        return self.n
+
+    def add(self, s: _Slice, w: _Worker) -> None:
+        """Lease slice s (a claim's tasks from one batch) to w."""
+        self._hold(s, w)
+        lo = s.ids[0]
+        if self._starts and lo < self._starts[-1]:  # claims across lanes come in any order
+            bisect.insort(self._starts, lo)
+        else:
+            self._starts.append(lo)
+        self._at[lo] = s
+
+    def add_record(self, rec: Record, w: _Worker) -> None:
+        """Lease one record (a task queued again) to w, alone."""
+        s = _Slice.of_record(rec)
+        s.recs = {rec.id: rec}
+        self._own[rec.id] = s
+        self._hold(s, w)
+
+    def _hold(self, s: _Slice, w: _Worker) -> None:
+        s.holder = w
+        self.order[s] = None
+        w.leases[s] = None
+        w.n_leased += s.n
+        self.n += s.n
+
+    def slice_of(self, tid: int) -> _Slice | None:
+        """The slice tid is leased through (None: it is not leased)."""
+        s = self._own.get(tid)
+        if s is not None:
+            return s
+        starts = self._starts
+        i = bisect.bisect_right(starts, tid) - 1
+        if i >= 0:
+            s = self._at[starts[i]]
+            if s.holds(tid):
+                return s
+        return None
+
+    def get(self, tid: int) -> Record | _Slice | None:
+        """What leases tid: its own Record, or the slice holding it (None: not leased)."""
+        s = self.slice_of(tid)
+        if s is None:
+            return None
+        rec = s.recs.get(tid) if s.recs else None
+        return rec if rec is not None else s
+
+    def own(self, s: _Slice, tid: int) -> Record:
+        """The Record of task tid (leased through s), made and kept if it had none."""
+        recs = s.recs
+        if recs is None:
+            recs = s.recs = {}
+        rec = recs.get(tid)
+        if rec is None:
+            rec = recs[tid] = s.record(tid)
+            self._own[tid] = s
+        return rec
+
+    def remove(self, s: _Slice, tid: int) -> Record:
+        """Task tid (leased through s) leaves its lease; returns its Record (made if none)."""
+        rec = s.recs.pop(tid, None) if s.recs else None
+        if rec is None:
+            rec = s.record(tid)
+        else:
+            del self._own[tid]
+        i = s.index(tid)
+        if i == s.a:
+            s.a += 1
+            self._close_up(s)
+        elif i == s.b - 1:
+            s.b -= 1
+            self._close_up(s)
+        else:
+            if s.gone is None:
+                s.gone = set()
+            s.gone.add(tid)
+        self._shrink(s, 1)
+        return rec
+
+    def drop_front(self, s: _Slice, k: int) -> None:
+        """The first k tasks of s's window leave it (none in gone, none with a Record)."""
+        s.a += k
+        self._shrink(s, k)
+
+    def front_run(self, s: _Slice, tids: Sequence[int], pos: int) -> int:
+        """How many of tids from pos are exactly the first tasks s leases, in order (0 when
+        tids[pos] does not start s's window, or when some left s from its middle)."""
+        a, ids = s.a, s.ids
+        if s.gone or a >= s.b or ids[a] != tids[pos]:
+            return 0
+        m = min(s.b - a, len(tids) - pos)
+        if ids[a + m - 1] != tids[pos + m - 1]:
+            return 0
+        # First and last agree; so must every id between (a C compare, a few µs a 1,000).
+        if type(tids) is range:
+            same = ids[a + m - 1] - ids[a] == m - 1  # ids only rise: a run without holes
+        else:
+            run = tids if pos == 0 and m == len(tids) else tids[pos:pos + m]
+            mine = ids[a:a + m]
+            same = (tuple(mine) == run) if type(run) is tuple else list(mine) == list(run)
+        return m if same else 0
+
+    def pop_all(self, w: _Worker) -> list[Record]:
+        """Every task w leases leaves its lease; their Records, in claim order."""
+        out: list[Record] = []
+        for s in list(w.leases):
+            out.extend(s.view(tid, rec) for tid, rec in s.leased())
+            if s.recs:
+                for tid in s.recs:
+                    del self._own[tid]
+                s.recs = None
+            s.gone = None
+            self._shrink(s, s.n)
+        return out
+
+    def ids_of(self, w: _Worker) -> list[int]:
+        """The ids w leases, in claim order."""
+        return [tid for s in w.leases for tid, _rec in s.leased()]
+
+    def newest(self) -> Iterator[Record]:
+        """Every leased task, the latest claimed first (Records made for reading if none)."""
+        for s in reversed(self.order):
+            for tid, rec in s.leased(reverse=True):
+                yield s.view(tid, rec)
+
+    def oldest(self) -> Iterator[Record]:
+        """Every leased task, in claim order (Records made for reading if none)."""
+        for s in self.order:
+            for tid, rec in s.leased():
+                yield s.view(tid, rec)
+
+    @staticmethod
+    def _close_up(s: _Slice) -> None:
+        """Move the window's ends past ids that left from its middle earlier."""
+        gone, ids = s.gone, s.ids
+        if not gone:
+            return
+        while s.a < s.b and ids[s.a] in gone:
+            gone.discard(ids[s.a])
+            s.a += 1
+        while s.a < s.b and ids[s.b - 1] in gone:
+            gone.discard(ids[s.b - 1])
+            s.b -= 1
+
+    def _shrink(self, s: _Slice, k: int) -> None:
+        s.n -= k
+        self.n -= k
+        holder = s.holder
+        assert holder is not None
+        holder.n_leased -= k
+        if s.n > 0:
+            return
+        del self.order[s]
+        holder.leases.pop(s, None)
+        lo = s.ids[0]
+        if self._at.get(lo) is s:
+            del self._at[lo]
+            del self._starts[bisect.bisect_left(self._starts, lo)]
+
 
 class _DoneBatch:
     """Successes of one slice reported in one call: ids, results and timings as columns."""
 
-    __slots__ = ("src", "ids", "results", "started", "runtimes", "finished", "worker")
+    __slots__ = ("src", "ids", "results", "started", "runtimes", "finished", "worker", "raw")
 
-    def __init__(self, src: _Slice, ids: tuple | list, results: tuple | list,
+    def __init__(self, src: _Slice, ids: Sequence[int], results: tuple | list,
                  started: tuple | list, runtimes: tuple | list, finished: float,
                  worker: str | None) -> None:
         self.src, self.ids, self.results = src, ids, results
         self.started, self.runtimes = started, runtimes
         self.finished, self.worker = finished, worker
+        # (blob, lo, hi): results, started and runtimes are [lo:hi] of a worker's results
+        # blob in the columns format the journal knows (see _raw_columns), or None.
+        self.raw: tuple[bytes, int, int] | None = None
 
     def index(self, tid: int) -> int:
         """Position of task tid among ids (usually arithmetic: results come in claim order)."""
@@ -304,7 +528,12 @@ class _DoneBatch:
         s, ids = self.src, self.ids
         n = len(ids)
         i = ids[0] - s._base
-        if 0 <= i and s.ids[i:i + n] == list(ids):
+        if type(ids) is range:  # the slice's ids only rise: its ends tell a run of them
+            run = 0 <= i and i + n <= len(s.ids) and s.ids[i] == ids[0] \
+                and s.ids[i + n - 1] == ids[-1]
+        else:
+            run = 0 <= i and list(s.ids[i:i + n]) == list(ids)
+        if run:
             if s.bare is not None:
                 return s.bare[i:i + n], True
             return s.args[i:i + n], False
@@ -551,7 +780,8 @@ class _Worker:
     """Server-side bookkeeping for one connected worker (guidist or classic)."""
 
     __slots__ = ("id", "name", "host", "pid", "kind", "mode", "concurrency", "joined",
-                 "last_seen", "current_task", "done", "failed", "leases", "state", "stop",
+                 "last_seen", "current_task", "done", "failed", "leases", "n_leased", "state",
+                 "stop",
                  "functions", "address", "n_running", "conns", "give_back", "cpu", "rss")
 
     def __init__(self, id: str, name: str, host: str, pid: int, kind: str, mode: str,
@@ -561,7 +791,9 @@ class _Worker:
         self.joined = self.last_seen = now
         self.current_task: int | None = None
         self.done = self.failed = 0
-        self.leases: dict[int, Record | _Slice] = {}  # claim order: an inline worker runs them so
+        # Its slices (see _Leases), in claim order: an inline worker runs them so.
+        self.leases: dict[_Slice, None] = {}
+        self.n_leased = 0  # tasks leased through them
         self.n_running = 0  # leases in the RUNNING state (the rest are CLAIMED)
         self.state = WorkerState.IDLE
         self.stop = False
@@ -575,7 +807,12 @@ class _Worker:
     @property
     def n_claimed(self) -> int:
         """Leases it has not started."""
-        return len(self.leases) - self.n_running
+        return self.n_leased - self.n_running
+
+    def first_leased(self) -> int:
+        """The id of the task it was leased first (it leases some)."""
+        s = next(iter(self.leases))
+        return s.ids[s.a]
 
     def info(self) -> WorkerInfo:
         """Freeze into the public dataclass."""
@@ -584,7 +821,7 @@ class _Worker:
             state = WorkerState.BUSY
         current = self.current_task
         if current is None and self.leases:
-            current = next(iter(self.leases))
+            current = self.first_leased()
         return WorkerInfo(self.id, self.name, self.host, self.pid, self.kind, self.mode,
                           self.concurrency, state, self.joined, self.last_seen, current,
                           self.n_running, self.done, self.failed,
@@ -629,6 +866,19 @@ def _done_batches(records: list[Record]) -> Iterator[_DoneBatch]:
                      first.attempts, first.worker, [r.id for r in recs], [r.args for r in recs])
         yield _DoneBatch(src, src.ids, [r.result for r in recs], [r.started for r in recs],
                          [r.runtime for r in recs], first.finished or 0.0, first.worker)
+
+
+#: The results format whose blobs a journal may keep as they came (journal._raw_results
+#: reads them): pack_results's first columns format. A blob in any other is pickled anew.
+RAW_RESULTS = "guidist-result-columns-1"
+_RAW_MARK = RAW_RESULTS.encode()
+
+
+def _raw_columns(results: Any) -> bytes | None:
+    """A worker's results blob, if it is in the columns format the journal can keep as is."""
+    if type(results) is bytes and _RAW_MARK in results[:64]:
+        return results
+    return None
 
 
 def _no_connection() -> str | None:
@@ -678,8 +928,8 @@ class Broker:
         self._batches: list[_Batch] = []  # every batch still holding items, by first_id
         self._batch_starts: list[int] = []
         self._lane_records: dict[int, Record] = {}  # queued records (requeued or retried)
-        # Claimed or running, in every worker: a _Slice under each id it leases, or a Record.
-        self._leased: dict[int, Record | _Slice] = {}
+        # Claimed or running, in every worker: the slices they were claimed in.
+        self._leased = _Leases()
         # OrderedDict, not dict: dropping the oldest of a dict that is appended to and trimmed
         # at the front scans the dummies left by deletions (measured ~10 µs per task at 20k).
         # Successes are a _DoneStore of batches, which answers the same len/get/newest.
@@ -976,13 +1226,14 @@ class Broker:
 
     def _start_locked(self, w: _Worker, ids: Iterable[int], now: float) -> None:
         """Mark w's claimed tasks among ids as running, from now."""
-        leases = w.leases
+        leased = self._leased
         n = 0
         for tid in ids:
-            rec = leases.get(tid)
-            if isinstance(rec, _Slice):
-                rec = self._own_record(w, tid, rec)
-            if rec is not None and rec.state is CLAIMED:
+            s = leased.slice_of(tid)
+            if s is None or s.holder is not w:
+                continue
+            rec = leased.own(s, tid)
+            if rec.state is CLAIMED:
                 rec.state, rec.started = RUNNING, now
                 rec.job.claimed -= 1
                 rec.job.running += 1
@@ -992,20 +1243,13 @@ class Broker:
             self._counts[CLAIMED] -= n
             self._counts[RUNNING] += n
 
-    def _own_record(self, w: _Worker, tid: int, s: _Slice) -> Record:
-        """Give task tid of slice s (leased by w) a Record of its own, in both lease maps
-        (same place in their order)."""
-        rec = s.record(tid)
-        self._leased[tid] = w.leases[tid] = rec
-        return rec
-
     def unregister_worker(self, worker_id: str) -> int:
         """A worker leaves cleanly: its unfinished leases go back to the queue uncounted."""
         with self._cv:
             w = self._workers.pop(worker_id, None)
             if w is None:
                 return 0
-            n = self._release_locked(w, list(w.leases))
+            n = self._release_locked(w, self._leased.ids_of(w))
             self._unbind(w)
             self._event("worker-left", f"worker {worker_id} left"
                         + (f", returning {n} task(s) to the queue" if n else ""))
@@ -1023,7 +1267,7 @@ class Broker:
             w = self._workers.get(worker_id)
             if w is None:
                 return 0
-            return self._release_locked(w, list(w.leases) if ids is None else ids)
+            return self._release_locked(w, self._leased.ids_of(w) if ids is None else ids)
 
     def request_stop(self, worker_ids: Iterable[str]) -> int:
         """Ask workers to finish their batch and leave; they hear it on their next heartbeat."""
@@ -1061,11 +1305,12 @@ class Broker:
         """Store a batch of results; returns how many were accepted (late duplicates are not).
 
         report is the worker's statistics since its last one (``runstats.RunStats``)."""
+        raw = _raw_columns(results)
         results = unpack(results)
         with self._cv:
             if report:
                 self._take_report(worker_id, report)
-            accepted = self._complete_locked(worker_id, results, self._clock())
+            accepted = self._complete_locked(worker_id, results, self._clock(), raw)
         self._journal.throttle()
         return accepted
 
@@ -1085,6 +1330,7 @@ class Broker:
         The command is 'give-back' (and nothing is claimed) when another worker waits for
         the tasks this one holds and has not started: it should release them.
         """
+        raw = _raw_columns(results)
         results = unpack(results)
         if results:
             self._journal.throttle()  # before taking more work, if the journal is behind
@@ -1095,12 +1341,12 @@ class Broker:
             w = self._workers.get(worker_id)
             if w is None or w.state is WorkerState.OFFLINE:
                 if results:
-                    self._complete_locked(worker_id, results, now)
+                    self._complete_locked(worker_id, results, now, raw)
                 return CMD_UNKNOWN, []
             self._bind(w)
             w.last_seen = now
             if results:
-                self._complete_locked(worker_id, results, now)
+                self._complete_locked(worker_id, results, now, raw)
             if running:
                 self._start_locked(w, running, now)
             if w.stop:
@@ -1153,8 +1399,7 @@ class Broker:
         """True when idle may claim one of the tasks busy has not started."""
         if idle.functions is None:
             return True
-        return any((isinstance(r, _Slice) or r.state is CLAIMED) and r.function in idle.functions
-                   for r in busy.leases.values())
+        return any(s.function in idle.functions and s.has_claimed() for s in busy.leases)
 
     def _take(self, w: _Worker, max_n: int, now: float,
               limits: dict[str, int] | None = None) -> list[ClaimGroup]:
@@ -1241,15 +1486,13 @@ class Broker:
         lane = self._lanes[name]
         head = lane[0]
         wid = w.id
-        leased = self._leased
-        leases = w.leases
         if type(head) is Record:
             lane.popleft()
             if head.state is not QUEUED or self._lane_records.pop(head.id, None) is None:
                 return None  # finished or cancelled while it waited: a lazy deletion
             head.state, head.worker, head.started = CLAIMED, wid, None
             head.attempts += 1
-            leased[head.id] = leases[head.id] = head
+            self._leased.add_record(head, w)
             self._counts[QUEUED] -= 1
             self._counts[CLAIMED] += 1
             j = head.job
@@ -1264,7 +1507,8 @@ class Broker:
         items = head.items[start:start + left]
         head.pos = start + len(items)
         first = head.first_id + start
-        ids = list(range(first, first + len(items)))
+        # Without holes the ids are a range, in the slice and on the wire: no int a task.
+        ids: Sequence[int] = range(first, first + len(items))
         if head.holes:  # filter before the exhausted batch resets its hole count below
             keep = [i for i, a in enumerate(items) if a is not HOLE]
             head.holes -= len(items) - len(keep)
@@ -1282,11 +1526,8 @@ class Broker:
         to = head.timeout
         n = len(ids)
         if n:
-            # One object for the whole slice, under each id: no Record per task.
-            held = dict.fromkeys(ids, _Slice(fn, kw, sub, cl, j, to, 1, wid, ids, items,
-                                             values))
-            leased.update(held)
-            leases.update(held)
+            # One object leases the whole slice: nothing per task.
+            self._leased.add(_Slice(fn, kw, sub, cl, j, to, 1, wid, ids, items, values), w)
             # A run without holes is journaled as a range: a few bytes, not n ints.
             self._journal.claimed(range(first, first + n) if ids[-1] - ids[0] == n - 1
                                   else ids, 1)
@@ -1297,9 +1538,12 @@ class Broker:
         self._counts[CLAIMED] += n
         j.queued -= n
         j.claimed += n
-        return claim_group(fn, kw, ids, items, to) if n else None
+        if not n:
+            return None
+        return claim_group(fn, kw, ClaimIds(ids) if type(ids) is range else ids, items, to)
 
-    def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
+    def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float,
+                         raw: bytes | None = None) -> int:
         # The hot path. Results mostly come as long runs of one slice, all successes: such a
         # run is taken whole (its leases dropped with C-speed maps, its columns kept as they
         # are in a _DoneBatch, its counters moved once). Everything else goes task by task.
@@ -1313,6 +1557,7 @@ class Broker:
                                results.runtimes]
         else:  # (id, ok, value, started, runtime) tuples (or a tutorial worker's 3-tuples)
             cols = list(zip(*results))
+            raw = None  # positions in a raw blob are positions in columns
         tids, oks = cols[0], cols[1]
         # Whole runs need every result's times: all sent them, or none did (id, ok, value);
         # a mix (zip cut it to three columns) goes result by result.
@@ -1320,47 +1565,78 @@ class Broker:
         if not whole and set(map(len, results)) == {3}:
             whole = True
             cols += [(None,) * len(tids)] * 2
-        owners = list(map(self._leased.pop, tids, repeat(None)))
+        leased = self._leased
         counts = self._counts
         classic_put = self.classic_results.put
         done: list[_DoneBatch] = []
         failed: list[Record] = []
         n_done = 0
-        end = 0
-        for owner, run in itertools.groupby(owners):
-            start = end
-            end += len(list(run))
-            if isinstance(owner, _Slice) and whole and all(oks[start:end]):
-                k = end - start
-                holder = w if owner.worker == worker_id else workers.get(owner.worker or "")
-                ids = tids[start:end]
-                if holder is not None:
-                    _drain(map(holder.leases.pop, ids, repeat(None)))
-                batch = _DoneBatch(owner, ids, cols[2][start:end], cols[3][start:end],
-                                   cols[4][start:end], now, worker_id)
-                j = owner.job
-                j.claimed -= k
-                j.done += k
-                j.last = now
-                counts[CLAIMED] -= k
-                n_done += k
-                self._keep_done(batch, done)
-                if owner.classic:
-                    for tid, value in zip(ids, batch.results):
-                        classic_put(classic_result_text(owner.function, owner.args_of(tid),
-                                                        value))
-                continue
-            for i in range(start, end):
-                rec = self._complete_one(w, worker_id, results[i], owner, now)
-                if rec is None:
+        pos, end = 0, len(tids)
+        while pos < end:
+            s = leased.slice_of(tids[pos])
+            m = leased.front_run(s, tids, pos) if s is not None and whole else 0
+            if m and all(oks[pos:pos + m]):
+                # tids[pos:pos + m] are exactly the first m tasks s leases, all successes.
+                # Those with a Record of their own (the first of a claim, which started at
+                # once) go one by one; the rest leave the slice whole, as one done batch.
+                assert s is not None
+                recs, ids, a = s.recs, s.ids, s.a
+                r = 0
+                if recs:
+                    while r < m and ids[a + r] in recs:
+                        r += 1
+                    if any(a + r <= s.index(t) < a + m for t in recs):
+                        m = 0  # a record in the middle of the run: one by one below
+                if m:
+                    for i in range(pos, pos + r):
+                        rec = leased.remove(s, tids[i])
+                        self._complete_one(w, worker_id, results[i], rec, s.holder, now)
+                        n_done += 1
+                        self._keep_done(_DoneBatch(_Slice.of_record(rec), (rec.id,),
+                                                   (rec.result,), (rec.started,),
+                                                   (rec.runtime,), now, worker_id), done)
+                    k, lo, hi = m - r, pos + r, pos + m
+                    if k:
+                        first, last = ids[a + r], ids[a + m - 1]
+                        leased.drop_front(s, k)
+                        # A run without holes is kept as a range: no id objects to hold
+                        # for the 20,000 kept, nor to pickle into the journal.
+                        run: Sequence[int] = range(first, last + 1) if last - first == k - 1 \
+                            else tids[lo:hi]
+                        batch = _DoneBatch(s, run, cols[2][lo:hi], cols[3][lo:hi],
+                                           cols[4][lo:hi], now, worker_id)
+                        if raw is not None and 2 * k >= end:
+                            # Most of the report: the journal writes the worker's own bytes
+                            # and where the batch lies in them, rather than pickle it again.
+                            batch.raw = (raw, lo, hi)
+                        j = s.job
+                        j.claimed -= k
+                        j.done += k
+                        j.last = now
+                        counts[CLAIMED] -= k
+                        n_done += k
+                        self._keep_done(batch, done)
+                        if s.classic:
+                            for tid, value in zip(run, batch.results):
+                                classic_put(classic_result_text(s.function, s.args_of(tid),
+                                                                value))
+                    pos = hi
                     continue
-                if rec.state is DONE:
-                    n_done += 1
-                    self._keep_done(_DoneBatch(_Slice.of_record(rec), (rec.id,), (rec.result,),
-                                               (rec.started,), (rec.runtime,), now, worker_id),
-                                    done)
-                else:
-                    failed.append(rec)
+            # One by one: a failure, a late result, a run that is not a slice's front.
+            tid = tids[pos]
+            held = leased.remove(s, tid) if s is not None else None
+            one = self._complete_one(w, worker_id, results[pos], held,
+                                     s.holder if s is not None else None, now)
+            pos += 1
+            if one is None:
+                continue
+            if one.state is DONE:
+                n_done += 1
+                self._keep_done(_DoneBatch(_Slice.of_record(one), (one.id,), (one.result,),
+                                           (one.started,), (one.runtime,), now, worker_id),
+                                done)
+            else:
+                failed.append(one)
         if n_done:
             counts[DONE] += n_done
             self._bucket[1] += n_done
@@ -1376,23 +1652,20 @@ class Broker:
         return n_done + len(failed)
 
     def _complete_one(self, w: _Worker | None, worker_id: str, item: ResultItem,
-                      owner: Record | _Slice | None, now: float) -> Record | None:
+                      leased: Record | None, holder: _Worker | None,
+                      now: float) -> Record | None:
         """One result the fast path could not take (a failure, a task with a record of its
         own, a late one): returns its record, DONE or FAILED, or None if it was ignored.
-        owner is what the lease map held for it (already removed from there)."""
+        leased is its Record if it was leased (already out of the lease table), by holder."""
         try:  # (id, ok, value, started, runtime): what a guidist worker sends
             tid, ok, value, started, runtime = item
         except ValueError:  # (id, ok, value) from a tutorial worker; a failure adds its
             tid, ok, value = item[0], item[1], item[2]  # exception as a sixth
             started, runtime = (item[3], item[4]) if len(item) > 4 else (None, None)
-        if owner is not None:
-            holder_id = owner.worker
-            holder = w if holder_id == worker_id else self._workers.get(holder_id or "")
-            rec = owner.record(tid) if isinstance(owner, _Slice) else owner
+        if leased is not None:
+            rec = leased
             if rec.state is RUNNING and holder is not None:
                 holder.n_running -= 1
-            if holder is not None:
-                holder.leases.pop(tid, None)
             was = rec.state  # running, or claimed: it finished before the worker said it started
         else:
             # The lease expired and the task waits in a lane again: first result wins.
@@ -1463,12 +1736,12 @@ class Broker:
     def _release_locked(self, w: _Worker, ids: list[int]) -> int:
         """Put w's leases for ids back at the head of their lanes, attempt not counted."""
         back = []
+        leased = self._leased
         for tid in reversed(ids):  # appendleft: reversed keeps their order at the front
-            rec = w.leases.pop(tid, None)
-            if rec is None or self._leased.pop(tid, None) is None:
+            s = leased.slice_of(tid)
+            if s is None or s.holder is not w:
                 continue
-            if isinstance(rec, _Slice):
-                rec = rec.record(tid)
+            rec = leased.remove(s, tid)
             if rec.state is RUNNING:
                 w.n_running -= 1
             rec.attempts = max(rec.attempts - 1, 0)
@@ -1507,16 +1780,13 @@ class Broker:
         w.state = WorkerState.OFFLINE
         w.current_task = None
         w.give_back = False
-        recs = [r if isinstance(r, Record) else r.record(tid) for tid, r in w.leases.items()]
-        w.leases.clear()
+        recs = self._leased.pop_all(w)
         w.n_running = 0
         self._unbind(w)
         back, dead = [], []
         # Every lease counts an attempt, claimed ones too: an inline worker may have started
         # tasks since it last said so, and the one that killed it must reach max_attempts.
         for rec in reversed(recs):  # appendleft: reversed keeps their order at the front
-            if self._leased.pop(rec.id, None) is None:
-                continue
             expiries = rec.attempts - rec.retry_base
             if expiries >= self.max_attempts:
                 self._counts[rec.state] -= 1
@@ -1761,9 +2031,10 @@ class Broker:
         return out
 
     def _task_locked(self, task_id: int) -> Task | None:
-        rec = self._leased.get(task_id) or self._lane_records.get(task_id)
-        if isinstance(rec, _Slice):
-            return rec.record(task_id).to_task()
+        held = self._leased.get(task_id)
+        if isinstance(held, _Slice):
+            return held.record(task_id).to_task()
+        rec = held or self._lane_records.get(task_id)
         if rec is None:
             for store in self._finished.values():
                 rec = store.get(task_id)
@@ -1920,8 +2191,7 @@ class Broker:
 
     def _leased_newest(self) -> Iterator[Record]:
         """Every claimed or running task, the latest claimed first (slices' as views)."""
-        for tid, held in reversed(self._leased.items()):
-            yield held if isinstance(held, Record) else held.record(tid)
+        return self._leased.newest()
 
     def _job_segments(self, states: list[TaskState],
                       job: _Job) -> list[tuple[int, Callable[[int], Iterator[Task]]]]:
@@ -2148,7 +2418,7 @@ class Broker:
         with self._cv:
             w = self._workers.get(f"classic:{conn_key}")
             if w is not None and w.leases:
-                tid = next(iter(w.leases))
+                tid = w.first_leased()
                 w.last_seen = self._clock()
                 self._complete_locked(w.id, [(tid, True, value)], w.last_seen)
                 # A classic task's result reached the master through _finish; one submitted
@@ -2314,8 +2584,7 @@ class Broker:
                         batches.append((item.first_id + item.pos, item.function, item.kwargs,
                                         item.tuples(item.pos), item.submitted, item.classic,
                                         item.job.id, item.timeout))
-            records.extend(_live_row(r if isinstance(r, Record) else r.record(tid))
-                           for tid, r in self._leased.items())
+            records.extend(map(_live_row, self._leased.oldest()))
             # Batches waiting for their commit: their submit row is older than this
             # checkpoint, which replaces it, so the checkpoint must carry them.
             pending = [(ticket, (b.first_id, b.function, b.kwargs, b.tuples(0), b.submitted,

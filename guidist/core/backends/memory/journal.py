@@ -40,13 +40,14 @@ import sqlite3
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from ...errors import JournalInUse, JournalUnavailable, JournalUnreadable
 from ...protocol import Job, Task, TaskState
-from .broker import HOLE, Broker, Record, _DoneBatch
+from .broker import HOLE, RAW_RESULTS, Broker, Record, _DoneBatch
 
 log = logging.getLogger(__name__)
 
@@ -913,8 +914,16 @@ def _done_rows(batches: list[_DoneBatch]) -> Iterator[tuple]:
         yield (sum(len(b.ids) for b in run), run[-1].finished or 0.0,
                pickle.dumps((_COLUMNS, [_done_columns(b) for b in run]),
                             protocol=pickle.HIGHEST_PROTOCOL),
-               job.id, min(min(b.ids) for b in run), max(max(b.ids) for b in run))
+               job.id, min(map(_lowest, run)), max(map(_highest, run)))
         start = end
+
+
+def _lowest(b: _DoneBatch) -> int:
+    return b.ids[0] if type(b.ids) is range else min(b.ids)  # a range: no scan
+
+
+def _highest(b: _DoneBatch) -> int:
+    return b.ids[-1] if type(b.ids) is range else max(b.ids)
 
 
 #: The first element of a done row's data in the column format; older rows are a list of
@@ -924,11 +933,29 @@ _COLUMNS = "columns"
 
 def _done_columns(b: _DoneBatch) -> tuple:
     """One done batch as the columns a done row stores (the arguments as bare values when
-    each task has one, flagged by the last column)."""
+    each task has one, flagged by the 13th column). When the batch is most of a worker's
+    report, a 14th column holds that report's blob as it came and where the batch lies in it
+    (results, start times and run times are then None): bytes are copied, not pickled."""
     s = b.src
     args, bare = b.arg_column()
+    if b.raw is not None:
+        return (s.function, s.kwargs, s.attempts, s.submitted, b.finished, b.worker, s.job.id,
+                b.ids, args, None, None, None, bare, b.raw)
     return (s.function, s.kwargs, s.attempts, s.submitted, b.finished, b.worker, s.job.id,
             b.ids, args, b.results, b.started, b.runtimes, bare)
+
+
+def _raw_results(blob: bytes, lo: int, hi: int) -> tuple[Any, array, array]:
+    """Results, start times and run times [lo:hi] of a worker's results blob: a pickled
+    (RAW_RESULTS, ids, oks, values, start times as doubles, run times as doubles). Read here,
+    not by payload.unpack, so a journal reads back whatever the wire format becomes."""
+    mark, _ids, _oks, values, started, runtimes = pickle.loads(blob)
+    if mark != RAW_RESULTS:
+        raise ValueError(f"a done row holds results in an unknown format {mark!r}")
+    starts, runs = array("d"), array("d")
+    starts.frombytes(started)
+    runs.frombytes(runtimes)
+    return values[lo:hi], starts[lo:hi], runs[lo:hi]
 
 
 def _done_blob_rows(blob: bytes) -> list[tuple]:
@@ -938,8 +965,11 @@ def _done_blob_rows(blob: bytes) -> list[tuple]:
     if type(data) is not tuple or not data or data[0] != _COLUMNS:
         return data
     rows: list[tuple] = []
-    for (fn, kw, attempts, sub, fin, worker, job, ids, args_col, results, starts, runtimes,
-         bare) in data[1]:
+    for cols in data[1]:
+        (fn, kw, attempts, sub, fin, worker, job, ids, args_col, results, starts, runtimes,
+         bare) = cols[:13]
+        if len(cols) > 13 and cols[13] is not None:
+            results, starts, runtimes = _raw_results(*cols[13])
         args_list = zip(args_col) if bare else args_col
         rows.extend((tid, fn, args, kw, attempts, sub, started, fin, worker, result, runtime,
                      job) for tid, args, result, started, runtime in zip(
