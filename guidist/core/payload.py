@@ -54,10 +54,18 @@ def pack_results(items: list) -> bytes:
         return pack(items)
     ids, oks, values, started, runtimes = zip(*items)
     try:
-        times = array("d", started).tobytes(), array("d", runtimes).tobytes()
+        times = array("d", started), array("d", runtimes)
     except TypeError:  # a None among the times
         return pack(items)
-    return pack((_RESULT_COLUMNS, ids, None if all(oks) else oks, values, *times))
+    return pack_columns(ids, None if all(oks) else oks, values, *times)
+
+
+def pack_columns(ids: Sequence[int], oks: Sequence[bool] | None, values: Sequence,
+                 started: array, runtimes: array) -> bytes:
+    """Results given as columns, pickled as pack_results pickles them (oks None: all
+    succeeded); unpack returns them as a ResultColumns. Raises like pack."""
+    return pack((_RESULT_COLUMNS, tuple(ids), None if oks is None else tuple(oks),
+                 tuple(values), started.tobytes(), runtimes.tobytes()))
 
 
 class ResultColumns(Sequence):
