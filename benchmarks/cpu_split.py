@@ -1,6 +1,7 @@
 """Figure 1's CPU split: CPU µs a task in the client, the server and each worker, per tree.
 
-    python -m benchmarks.cpu_split [--tasks N] [--rounds R] [--journal] [--tree NAME=PATH ...]
+    python -m benchmarks.cpu_split [--tasks N] [--rounds R] [--journal] [--prefetch K]
+                                   [--tree NAME=PATH ...]
 
 One run is figure 1's guidist variant (2 local workers, N trivial squares submitted with one
 ``submit_many``), and what it reports is the CPU time (user + system, from psutil) each process
@@ -25,18 +26,23 @@ from pathlib import Path
 from typing import Any
 
 NAME = "cpu_split"
-_RUN = ("import json, sys; sys.path.insert(0, '.');"
-        "from benchmarks.cpu_split import run_once;"
-        "print('RESULT ' + json.dumps(run_once({n}, {journal})))")
+# This file runs inside each tree (so a tree from before it existed can be measured too),
+# with that tree's benchmarks.common and guidist.
+_RUN = ("import importlib.util, json, sys; sys.path.insert(0, '.'); import benchmarks;"
+        "spec = importlib.util.spec_from_file_location('benchmarks.cpu_split', {path!r});"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m);"
+        "print('RESULT ' + json.dumps(m.run_once({n}, {journal}, {prefetch})))")
 
 
-def run_once(n: int, journal: bool) -> dict[str, Any]:
-    """Submit n squares to a fresh server with 2 workers; CPU µs a task per process."""
+def run_once(n: int, journal: bool, prefetch: int | None = None) -> dict[str, Any]:
+    """Submit n squares to a fresh server with 2 workers (claiming at most prefetch tasks
+    at a time, if given); CPU µs a task per process."""
     import psutil
 
     from .common import guidist_stack, wait_until
 
-    with guidist_stack(2, journal=journal) as (server, pool, client):
+    worker_args = ("--prefetch", str(prefetch)) if prefetch else ()
+    with guidist_stack(2, journal=journal, worker_args=worker_args) as (server, pool, client):
         procs = {"server": psutil.Process(server.pid)}
         for k, pid in enumerate(sorted(pool.pids)):
             procs[f"worker {k + 1}"] = psutil.Process(pid)
@@ -74,15 +80,11 @@ def run_once(n: int, journal: bool) -> dict[str, Any]:
     return out
 
 
-def run_in(tree: Path, n: int, journal: bool) -> dict[str, Any]:
+def run_in(tree: Path, n: int, journal: bool, prefetch: int | None) -> dict[str, Any]:
     """One run_once in tree, in its own interpreter."""
     env = dict(os.environ, PYTHONPATH=str(tree))
-    here = Path(__file__).resolve()
-    code = _RUN.format(n=n, journal=journal)
-    if not (tree / "benchmarks" / "cpu_split.py").exists():  # a tree from before this script
-        code = code.replace("from benchmarks.cpu_split import",
-                            f"sys.path.insert(1, {str(here.parent.parent)!r});"
-                            "from benchmarks.cpu_split import")
+    code = _RUN.format(path=str(Path(__file__).resolve()), n=n, journal=journal,
+                       prefetch=prefetch)
     out = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env,
                          capture_output=True, text=True, timeout=900)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="a source tree to measure (the first is the baseline; default: .)")
     p.add_argument("--tasks", type=int, default=1_000_000)
     p.add_argument("--journal", action="store_true", help="with the server's journal on")
+    p.add_argument("--prefetch", type=int, default=None,
+                   help="the workers' --prefetch (default theirs: 1,000 tasks a claim)")
     args = p.parse_args(argv)
     trees = [(name, Path(path).resolve()) for name, _, path in
              (t.partition("=") for t in (args.tree or ["this=."]))]
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line(info))
     for r in range(rounds):
         for name, tree in trees[r % len(trees):] + trees[:r % len(trees)]:
-            out = run_in(tree, n, args.journal)
+            out = run_in(tree, n, args.journal, args.prefetch)
             out["round"] = r
             res[name].append(out)
             us = out["us_per_task"]
@@ -134,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([f"{name} ÷ {base}: {key}", *fmt_summary(summary(per_round))])
     print(table(["", "median", "min – max"], rows))
     return finish(NAME, {"name": NAME, "rounds": rounds, "tasks": n, "journal": args.journal,
+                         "prefetch": args.prefetch,
                          "machine": info, "trees": [name for name, _ in trees], "runs": res,
                          "ratios": ratios, "method": __doc__}, args.no_save)
 

@@ -1,17 +1,17 @@
 """A worker's results until a server accepts them, kept as the columns they are sent as.
 
 The inline loop appends each task's value, start and run time to plain lists (the cheapest
-thing CPython can do per task), and a run of them joins the pending results with a few C-speed
-copies: no tuple per result is ever made on the way to the manager, and packing pickles the
-columns as they are (``payload.pack_columns``). What a column cannot say is kept beside it,
-by position: failures (and the pickled exception they carry), and results without times.
+thing CPython can do per task), and a run of them joins the pending results as a few list
+copies (memcpy): no tuple per result is ever made on the way to the manager, and packing
+pickles the columns as they are (``payload.pack_columns``). What a column cannot say is kept
+beside it, by position: failures (and the pickled exception they carry), and results without
+times.
 The rare paths (a result too big, one that cannot be pickled, a broker in this process that
 takes result tuples) read ``items()``, the usual ``(id, ok, value, started, runtime)`` tuples.
 """
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import Any
@@ -27,8 +27,8 @@ class PendingResults:
     def __init__(self) -> None:
         self.ids: list[int] = []
         self.values: list[Any] = []
-        self.started = array("d")  # wall clock
-        self.runtimes = array("d")  # seconds
+        self.started: list[float] = []  # wall clock
+        self.runtimes: list[float] = []  # seconds
         # position -> what a failure's tuple has after its runtime: () or (pickled exception,)
         self.failures: dict[int, tuple] = {}
         # position -> (started, runtime) of a result whose times are not both numbers
@@ -45,16 +45,16 @@ class PendingResults:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def add_run(self, ids: Sequence[int], values: list, started: list[float],
-                runtimes: list[float], failures: dict[int, tuple] | None = None) -> None:
+    def add_run(self, ids: Sequence[int], values: Sequence, started: Sequence[float],
+                runtimes: Sequence[float], failures: dict[int, tuple] | None = None) -> None:
         """Append a run of results given as columns (failures by position in the run)."""
         if failures:
             base = len(self.ids)
             self.failures.update((base + i, extra) for i, extra in failures.items())
         self.ids += ids
         self.values += values
-        self.started.fromlist(started)
-        self.runtimes.fromlist(runtimes)
+        self.started += started
+        self.runtimes += runtimes
 
     def add(self, item: tuple) -> None:
         """Append one result tuple: (id, ok, value[, started, runtime[, exception]])."""
