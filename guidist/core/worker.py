@@ -662,6 +662,8 @@ class Worker:
             self._report_partial(_task_after(groups, gi, done))
             if self._give_back and self._gave_back(groups, gi, done, t0 - group_start):
                 return done, until, True
+            if stop.raised:  # asked to stop meanwhile (the reply said so, or a signal)
+                break
             after = clock()
             until = after + _REPORT_SECONDS
             group_start += after - t0  # the round trip is not the tasks' time
