@@ -10,6 +10,9 @@ tasks it handled: the client and the server by N, each worker by the tasks it ra
 every process shares the CPU, so a process's CPU per task is throughput; unlike tasks/s it moves
 little when the machine is busy with other jobs. The bare batched manager's worker (a list
 comprehension over the batch, the results pickled as one list) costs about 0.15 µs a task.
+"worker alone" is the inline worker's own work measured in this process, with no sockets and
+no other process on the CPU (``worker_alone``): the rest of a worker's figure is the exchange
+(sending, receiving, unpickling the claim) and sharing the CPU.
 
 With ``--tree`` each tree's code runs in its own interpreter (the tree first on PYTHONPATH), in
 interleaved rounds, and the ratios are per round against the first tree.
@@ -76,8 +79,40 @@ def run_once(n: int, journal: bool, prefetch: int | None = None) -> dict[str, An
     per_task = {name: 1e6 * s / (ran.get(name) or n) for name, s in spent.items()}
     workers = [per_task[name] for name in ran]
     per_task["worker (mean)"] = sum(workers) / len(workers) if workers else 0.0
+    per_task["worker alone"] = worker_alone(min(n, 500_000))
     out["us_per_task"] = per_task
     return out
+
+
+def worker_alone(n: int, claim: int = 1_000) -> float | None:
+    """The inline worker's own CPU µs a task in this process, with no sockets and no other
+    process on the CPU: claims of `claim` squares, pickled as the server pickles its reply,
+    unpickled, run and their results packed as for the manager, statistics counted as
+    usual. It reaches into the worker's internals: a tree that renamed them gives None."""
+    import pickle
+
+    from guidist.core.worker import Worker, WorkerConfig
+
+    try:
+        from guidist.core.protocol import BareArgs as bare
+    except ImportError:  # a tree from before bare arguments
+        bare = None
+    claims = []
+    for b in range(20):
+        ids = list(range(b * claim, (b + 1) * claim))
+        args = bare(ids) if bare is not None else [(i,) for i in ids]
+        claims.append(pickle.dumps([("square", None, ids, args)], pickle.HIGHEST_PROTOCOL))
+    w = Worker(WorkerConfig(address=("127.0.0.1", 9), authkey=b"unused"))
+    try:
+        w._stats_due = float("inf")  # counted as usual, never sent
+        t0 = time.process_time()
+        for b in range(n // claim):
+            w._run_groups(pickle.loads(claims[b % len(claims)]))
+            w._packed_results()
+            w._pending = type(w._pending)()
+        return 1e6 * (time.process_time() - t0) / (n // claim * claim)
+    except AttributeError:
+        return None
 
 
 def run_in(tree: Path, n: int, journal: bool, prefetch: int | None) -> dict[str, Any]:
@@ -120,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             res[name].append(out)
             us = out["us_per_task"]
             print(f"  round {r + 1}/{rounds}  {name:<12} {out['tasks_per_s']:>10,.0f} tasks/s  "
-                  + "  ".join(f"{k} {v:.3f}" for k, v in us.items()), flush=True)
-    keys = ["client", "server", "worker (mean)"]
+                  + "  ".join(f"{k} {v:.3f}" for k, v in us.items() if v is not None),
+                  flush=True)
+    keys = ["client", "server", "worker (mean)", "worker alone"]
     rows = []
     for name, runs in res.items():
         for key in keys:
@@ -133,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, _ in trees[1:]:
         for key in keys:
             per_round = [x["us_per_task"][key] / y["us_per_task"][key]
-                         for x, y in zip(res[name], res[base])]
+                         for x, y in zip(res[name], res[base])
+                         if x["us_per_task"][key] and y["us_per_task"][key]]
             ratios[f"{name} / {base}, {key}"] = summary(per_round)
             rows.append([f"{name} ÷ {base}: {key}", *fmt_summary(summary(per_round))])
     print(table(["", "median", "min – max"], rows))
