@@ -5,9 +5,9 @@ thing CPython can do per task), and a run of them joins the pending results as a
 copies (memcpy): no tuple per result is ever made on the way to the manager, and packing
 pickles the columns as they are (``payload.pack_columns``). What a column cannot say is kept
 beside it, by position: failures (and the pickled exception they carry), and results without
-times.
-The rare paths (a result too big, one that cannot be pickled, a broker in this process that
-takes result tuples) read ``items()``, the usual ``(id, ok, value, started, runtime)`` tuples.
+times. The rare paths (a result too big, one that cannot be pickled, a broker in this process
+that takes result tuples) read ``items()``, the usual ``(id, ok, value, started, runtime)``
+tuples.
 """
 
 from __future__ import annotations

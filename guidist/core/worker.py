@@ -596,6 +596,12 @@ class Worker:
         ran = 0
         stop = self._stop
         for gi, group in enumerate(groups):
+            if gi and time.perf_counter() > until:
+                # The groups before ran past a report interval: their results go out before
+                # this group starts, as they do between two runs of a group.
+                if self._report_due(groups, gi, 0, 0.0):
+                    break
+                until = time.perf_counter() + _REPORT_SECONDS
             if stop.raised:
                 break
             function = group[0]
@@ -655,12 +661,9 @@ class Worker:
             if done >= total or stop.raised:
                 break
             # The report interval passed: a slow task in a big batch must not hold back the
-            # fast ones' results, and the server learns which task runs next (and may ask for
-            # the rest). Give-back is looked at only here, so the per-task loop costs no more:
-            # a batch shorter than a report interval is done before it would matter.
+            # fast ones' results.
             self._sizer.record(function, done, t0 - group_start)
-            self._report_partial(_task_after(groups, gi, done))
-            if self._give_back and self._gave_back(groups, gi, done, t0 - group_start):
+            if self._report_due(groups, gi, done, t0 - group_start):
                 return done, until, True
             if stop.raised:  # asked to stop meanwhile (the reply said so, or a signal)
                 break
@@ -671,6 +674,14 @@ class Worker:
         if done:
             self._sizer.record(function, done, clock() - group_start)
         return done, until, False
+
+    def _report_due(self, groups: list, gi: int, n: int, group_seconds: float) -> bool:
+        """A report interval passed: send the results so far and the task about to start (the
+        n-th of groups[gi]), and give the tasks not started back if the server asks for them;
+        True when they went back. Give-back is looked at only here, so the task loop costs no
+        more: a batch shorter than a report interval is done before it would matter."""
+        self._report_partial(_task_after(groups, gi, n))
+        return self._give_back and self._gave_back(groups, gi, n, group_seconds)
 
     def _run_limited_tasks(self, fn: Callable[..., Any], kw: dict, ids: list, args_list: list,
                            first: int, total: int, limit: float, t0: float, wall: float,
