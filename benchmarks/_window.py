@@ -162,6 +162,8 @@ class TickRecorder:
         #: in the event loop or waiting for the GIL.
         self.runq: dict[str, list[float]] = {}
         self._last_runq = 0.0
+        #: When each gap ended (perf_counter, s): lines a gap up with a SessionCpu sample.
+        self.ends: dict[str, list[float]] = {}
 
     def start(self) -> None:
         self._last = None
@@ -182,6 +184,7 @@ class TickRecorder:
             self.gaps.setdefault(self.phase, []).append((now - self._last) * 1000.0)
             self.cpu.setdefault(self.phase, []).append((cpu - self._last_cpu) * 1000.0)
             self.runq.setdefault(self.phase, []).append(runq - self._last_runq)
+            self.ends.setdefault(self.phase, []).append(now)
         self._last = now
         self._last_cpu = cpu
         self._last_runq = runq
@@ -199,6 +202,105 @@ class TickRecorder:
         return gap_stats(gaps, self.interval_ms, cpu, runq)
 
 
+_SAMPLER = """
+import os, sys, time
+import psutil
+root, out, period = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+seen, total = {}, 0
+with open(out, "w") as f:
+    while True:
+        try:
+            procs = [psutil.Process(root)] + psutil.Process(root).children(recursive=True)
+        except psutil.Error:
+            break
+        for p in procs:
+            try:
+                tids = os.listdir(f"/proc/{p.pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                if p.pid == root and int(tid) == root:
+                    continue  # the GUI thread: its own CPU is counted by the tick recorder
+                try:
+                    with open(f"/proc/{p.pid}/task/{tid}/schedstat") as st:
+                        ns = int(st.read().split()[0])
+                except (OSError, ValueError, IndexError):
+                    continue
+                key = (p.pid, tid)
+                total += ns - seen.get(key, 0)
+                seen[key] = ns
+        f.write(f"{time.perf_counter()} {total}\\n")
+        f.flush()
+        time.sleep(period)
+"""
+
+
+class SessionCpu:
+    """CPU used by this process tree apart from the GUI thread, sampled by a process of its own.
+
+    In a long gap the GUI thread waited for a core: if the window's own processes (server,
+    workers, network process, load generator) had both cores, they were what it waited behind;
+    what they did not use went to the machine's other jobs. The sampler runs in a session of its
+    own (it is not counted, and with autogroup it does not share the window's group) and reads
+    every thread's /proc/.../schedstat every few ms.
+    """
+
+    def __init__(self, period_s: float = 0.002) -> None:
+        import subprocess
+        import sys
+
+        fd, self.path = tempfile.mkstemp(prefix="guidist-bench-cpu-", suffix=".txt")
+        os.close(fd)
+        self._proc = subprocess.Popen([sys.executable, "-c", _SAMPLER, str(os.getpid()),
+                                       self.path, str(period_s)], start_new_session=True)
+
+    def stop(self) -> list[tuple[float, float]]:
+        """Stop sampling; the samples as (perf_counter s, CPU ms so far)."""
+        self._proc.kill()
+        self._proc.wait()
+        samples = []
+        with open(self.path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2:
+                    samples.append((float(parts[0]), int(parts[1]) / 1e6))
+        os.unlink(self.path)
+        return samples
+
+
+def who_ran(gaps: list[float], ends: list[float], gui_cpu: list[float],
+            samples: list[tuple[float, float]], cores: int, over_ms: float = 20.0
+            ) -> dict[str, Any]:
+    """Of the core time in gaps longer than over_ms: the GUI thread's, the window's other
+    processes', and what is left (the machine's other jobs, and idle cores)."""
+    import bisect
+
+    if len(samples) < 2:
+        return {}
+    times = [t for t, _ in samples]
+
+    def cpu_at(t: float) -> float:
+        i = bisect.bisect_left(times, t)
+        if i <= 0:
+            return samples[0][1]
+        if i >= len(samples):
+            return samples[-1][1]
+        (t0, c0), (t1, c1) = samples[i - 1], samples[i]
+        return c0 + (c1 - c0) * (t - t0) / (t1 - t0) if t1 > t0 else c1
+
+    span = gui = ours = 0.0
+    for g, end, c in zip(gaps, ends, gui_cpu):
+        if g > over_ms and samples[0][0] <= end - g / 1000 and end <= samples[-1][0]:
+            span += g * cores
+            gui += min(c, g)
+            ours += cpu_at(end) - cpu_at(end - g / 1000)
+    if not span:
+        return {}
+    return {"long_gaps_core_ms": span, "long_gaps_window_processes_share": ours / span,
+            "long_gaps_gui_share": gui / span,
+            "long_gaps_rest_share": max(0.0, 1 - (ours + gui) / span)}
+
+
 def _runq_ns() -> float:
     """Time this thread spent runnable but not running, in ns (0 where not available)."""
     try:
@@ -206,6 +308,21 @@ def _runq_ns() -> float:
             return float(f.read().split()[1])
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def gui_slice_ms() -> float | None:
+    """This thread's scheduler time slice in ms (/proc/thread-self/sched), None where absent.
+
+    Read from /proc rather than through guidist, so the figure is the same for any tree.
+    """
+    try:
+        with open("/proc/thread-self/sched") as f:
+            for line in f:
+                if line.startswith("se.slice"):
+                    return float(line.split(":")[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
 
 
 def gap_stats(gaps: list[float], interval_ms: float = TICK_MS,
@@ -236,7 +353,9 @@ def _cpu_split(gaps: list[float], cpu: list[float] | None,
     busy = sum(min(c, g) for g, c, _ in long)
     queued = sum(min(q, g) for g, _, q in long)
     worst = sorted(zip(gaps, cpu, runq), reverse=True)[:10]
-    return {"long_gaps_ms": late, "long_gaps_gui_cpu_ms": busy, "long_gaps_runq_ms": queued,
+    waits = sorted(runq)
+    return {"runq_p99_ms": percentile(waits, 99), "runq_mean_ms": sum(waits) / len(waits),
+            "long_gaps_ms": late, "long_gaps_gui_cpu_ms": busy, "long_gaps_runq_ms": queued,
             "long_gaps_gui_cpu_share": busy / late if late else None,
             "long_gaps_runq_share": queued / late if late else None,
             "worst10_gap_cpu_runq_ms": [[round(g, 1), round(c, 1), round(q, 1)]

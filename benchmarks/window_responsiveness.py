@@ -89,6 +89,32 @@ def _renice(pids: Any, nice: int) -> None:
             pass
 
 
+POLICIES = {"other": os.SCHED_OTHER, "batch": os.SCHED_BATCH, "idle": os.SCHED_IDLE}
+
+
+def _set_policy(pids: Any, policy: str) -> None:
+    """Set the scheduling policy of every thread of the window's local workers (their nice
+    stays; leaving SCHED_IDLE needs privilege or RLIMIT_NICE, so variants restore as root)."""
+    import psutil
+
+    for pid in pids:
+        try:
+            for t in psutil.Process(pid).threads():
+                os.sched_setscheduler(t.id, POLICIES[policy], os.sched_param(0))
+        except (psutil.Error, OSError):
+            pass
+
+
+def _gui_slice(ms: float) -> int:
+    """Give the GUI thread another time slice for a variant phase; the slice it had (ns)."""
+    from guidist.gui.scheduling import request_thread_slice, thread_slice_ns
+
+    before = thread_slice_ns() or 0
+    if request_thread_slice(int(ms * 1e6)) is None:
+        raise RuntimeError(f"could not set the GUI thread's time slice to {ms} ms")
+    return before
+
+
 def _server_pids(window: Any) -> list[int]:
     """The window's embedded server: its child that is neither a worker, the network
     process nor multiprocessing's resource tracker."""
@@ -128,6 +154,7 @@ def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> 
                 if profiler is not None:
                     profiler.disable()
                 out[phase] = rec.stats(phase)
+                out[phase]["gui_slice_ms"] = W.gui_slice_ms()
                 continue
             n = sizes["tasks"]
             # The plain phase runs the workers as the window launches them (nice 10, as a
@@ -140,8 +167,16 @@ def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> 
             server_nice = int(phase.rsplit(" ", 1)[1]) \
                 if phase.startswith("full load, server nice") else 0
             _renice(_server_pids(window), server_nice)
+            slice_ms = float(phase.rsplit(" ", 2)[1]) \
+                if phase.startswith("full load, GUI slice") else None
+            restore = _gui_slice(slice_ms) if slice_ms is not None else None
+            policy = phase.rsplit(" ", 1)[1] \
+                if phase.startswith("full load, workers policy") else None
+            if policy:
+                _set_policy(window.controller.local_pids, policy)
             snap = window.last_snapshot
             done_before = snap.count("done") + snap.count("failed") + snap.count("dead")
+            sampler = W.SessionCpu() if sizes.get("who_ran") else None
             rec.start()
             t0 = time.time()
             proc = external_submit(address, key, n)
@@ -154,11 +189,30 @@ def run_round(sizes: dict[str, Any], order: list[str], profiler: Any = None) -> 
                 if profiler is not None:
                     profiler.disable()
                 proc.wait(timeout=60)
+                if restore is not None:
+                    _gui_slice(restore / 1e6)
+                if policy:
+                    _set_policy(window.controller.local_pids, "other")
             end = last_finished(address, key, done_before + n) or time.time()
             stats = rec.stats(phase)
+            if sampler is not None:
+                stats.update(W.who_ran(rec.gaps.get(phase, []), rec.ends.get(phase, []),
+                                       rec.cpu.get(phase, []), sampler.stop(),
+                                       os.cpu_count() or 1))
+            stats["gui_slice_ms"] = slice_ms if slice_ms is not None else W.gui_slice_ms()
             stats.update(tasks=n, seconds=end - t0, tasks_per_s=n / (end - t0))
             out[phase] = stats
     return out
+
+
+def _who(s: dict[str, Any]) -> str:
+    """Who had the cores in the long gaps, when --who-ran sampled it."""
+    if "long_gaps_window_processes_share" not in s:
+        return ""
+    return (f"; cores in gaps>20: window's other processes "
+            f"{100 * s['long_gaps_window_processes_share']:.0f} %, GUI thread "
+            f"{100 * s['long_gaps_gui_share']:.0f} %, the rest "
+            f"{100 * s['long_gaps_rest_share']:.0f} %")
 
 
 def _share(rs: list[dict[str, Any]]) -> str:
@@ -199,6 +253,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nice-server", type=int, default=None, metavar="N",
                    help="add a full-load phase with the window's embedded server at nice N "
                         "(a proposal measured side by side; the window runs it at nice 0)")
+    p.add_argument("--gui-slice", type=float, action="append", default=None, metavar="MS",
+                   help="add a full-load phase (once per option given) with the GUI thread's scheduler time slice at "
+                        "MS ms (Linux 6.12+; the window asks for "
+                        "guidist.gui.scheduling.GUI_THREAD_SLICE_NS)")
+    p.add_argument("--worker-policy", choices=sorted(POLICIES), action="append", default=None,
+                   help="add a full-load phase (once per option given) with the local workers "
+                        "under that scheduling policy (the window runs them SCHED_OTHER, "
+                        f"nice {LOCAL_WORKER_NICE})")
+    p.add_argument("--who-ran", action="store_true",
+                   help="sample the CPU of the window's processes under full load, to split "
+                        "the core time in long gaps between them and the machine's other jobs")
     p.add_argument("--json-out", default=None, metavar="PATH",
                    help="also write the figures to PATH (benchmarks.window_ab reads them)")
     p.add_argument("--profile", action="store_true",
@@ -208,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = dict(QUICK if args.quick else FULL)
     if args.tasks:
         sizes["tasks"] = args.tasks
+    sizes["who_ran"] = args.who_ran
     if args.profile:
         return profile(sizes)
     rounds = args.rounds or sizes["rounds"]
@@ -222,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         phases.append(f"full load, workers nice {args.nice_workers}")
     if args.nice_server is not None:
         phases.append(f"full load, server nice {args.nice_server}")
+    for ms in args.gui_slice or []:
+        phases.append(f"full load, GUI slice {ms:g} ms")
+    for pol in args.worker_policy or []:
+        phases.append(f"full load, workers policy {pol}")
     runs: dict[str, list[dict[str, Any]]] = {ph: [] for ph in phases}
     for r in range(rounds):
         order = phases[r % len(phases):] + phases[:r % len(phases)]
@@ -234,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  round {r + 1}/{rounds}  {ph:<24} p50={fmt(s['p50_ms'])} "
                   f"p99={fmt(s['p99_ms'])} max={fmt(s['max_ms'])} ms  "
                   f"blocked={fmt(s['blocked_ms'])} ms over {s['span_s']:.1f} s{extra}; "
-                  f"worst [gap, GUI cpu, run-queue] ms {s.get('worst10_gap_cpu_runq_ms', [])[:4]}")
+                  f"worst [gap, GUI cpu, run-queue] ms {s.get('worst10_gap_cpu_runq_ms', [])[:4]}"
+                  f"{_who(s)}")
 
     rows, per_phase = [], {}
     for ph in phases:
@@ -271,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     name = NAME if args.nice_workers is None else f"{NAME}.nice{args.nice_workers}"
     if args.nice_server is not None:
         name += f".server-nice{args.nice_server}"
+    for ms in args.gui_slice or []:
+        name += f".gui-slice{ms:g}"
+    for pol in args.worker_policy or []:
+        name += f".workers-{pol}"
     return finish(name, payload, args.no_save)
 
 

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 WAIT_SECONDS = 20.0  # one wait_results call; a poke or a result ends it sooner
 IDLE_EXIT = 5.0  # the watcher thread ends after this long with nothing to wait for
 GIVE_UP_AFTER = 60.0  # seconds without a server before pending futures fail
+CLOSE_WAIT = 2.0  # seconds close() waits for the thread to end (a poke ends its wait at once)
 _LOOKUP_CHUNK = 5000
 
 
@@ -204,8 +205,10 @@ class ResultWatcher:
         """Look these (watched) tasks up by id now: for tasks that may have finished long ago."""
         self._lookup(ids)
 
-    def close(self, reason: str = "the client was closed") -> None:
-        """Stop watching; pending futures fail with reason."""
+    def close(self, reason: str = "the client was closed",
+              timeout: float = CLOSE_WAIT) -> None:
+        """Stop watching; pending futures fail with reason. Returns once the thread ended
+        (or after timeout): the caller may then release the connection under it."""
         with self._lock:
             self._closed = True
             entries = list(self._entries.values())
@@ -213,8 +216,10 @@ class ResultWatcher:
             self._starts.clear()
             self._jobs.clear()
             waiting = self._in_flight is not None
+            thread = self._thread
             self._wake.notify_all()
-        if waiting and threading.current_thread() is not self._thread:
+        own = threading.current_thread() is thread
+        if waiting and not own:
             # End the wait under way now, or a server thread stays blocked in it (and its
             # connection open) for up to WAIT_SECONDS after the client is gone.
             try:
@@ -222,10 +227,28 @@ class ResultWatcher:
             except GuidistError:
                 pass
         self._fail(entries, reason)
+        if thread is not None and not own:
+            # A Redis connection runs the wait in this process: shutting it down while the
+            # thread still reads from its sockets makes redis-py fail in odd ways.
+            thread.join(timeout)
 
     # -------------------------------------------------------------- the thread
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        except Exception as exc:  # a bug or a broken reply: fail the futures, never hang them
+            with self._lock:
+                closed = self._closed
+            if not closed:
+                log.exception("the results thread failed")
+                self.close(f"waiting for results failed: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _watch(self) -> None:
         trouble_since: float | None = None
         while True:
             with self._lock:
@@ -248,9 +271,14 @@ class ResultWatcher:
             try:
                 new, outcomes, gap = self._client.call("wait_results", cursor, jobs,
                                                        WAIT_SECONDS, self._token)
-            except GuidistError as exc:
+            except Exception as exc:
                 with self._lock:
                     self._in_flight = None
+                    if self._closed:  # closed meanwhile: whatever the call met, it is over
+                        return
+                if not isinstance(exc, GuidistError):
+                    raise
+                with self._lock:
                     self._rewind = cursor if self._rewind is None else min(self._rewind, cursor)
                 now = time.monotonic()
                 trouble_since = trouble_since or now
@@ -258,7 +286,9 @@ class ResultWatcher:
                     log.warning("giving up waiting for results: %s", exc)
                     self.close(f"no answer from the server for {GIVE_UP_AFTER:.0f} s: {exc}")
                     return
-                time.sleep(min(2.0, 0.1 + (now - trouble_since) / 4))
+                with self._lock:  # close() cuts the back-off short
+                    if not self._closed:
+                        self._wake.wait(min(2.0, 0.1 + (now - trouble_since) / 4))
                 continue
             trouble_since = None
             with self._lock:

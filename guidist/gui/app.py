@@ -29,6 +29,7 @@ from ..core.security import generate_key
 from .controller import Controller
 from .dialogs import Preferences
 from .main_window import MainWindow
+from .scheduling import request_thread_slice
 from .state import POLL_INTERVAL_MS
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,9 @@ def build_window(args: argparse.Namespace, settings: QSettings | None = None,
     if QApplication.instance() is None:
         raise RuntimeError("build_window needs a QApplication")
     paint_on_the_gui_thread()
+    # A short time slice: under full load the GUI thread's long timer gaps are waits for a
+    # core, not work; a waking GUI thread then goes before its session's busy processes.
+    request_thread_slice()
     settings = settings if settings is not None else default_settings()
     saved = saved_preferences(settings)
     prefs = session_preferences(saved, args)

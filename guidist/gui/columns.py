@@ -67,3 +67,13 @@ def widen_to_rows(table: QTableView, columns: Iterable[int]) -> None:
                 need = max(need, text_width(table, str(value)))
         if need > header.sectionSize(column):
             header.resizeSection(column, min(need, MAX_AUTO_WIDTH))
+
+
+def fill_first_column(table: QTableView) -> None:
+    """Give the first column what the others leave, but never less than its header and its
+    cells need (Qt's own measures): a stretched name column shrank below its title ("Functio")
+    once the numbers beside it grew. Too narrow a table scrolls sideways instead."""
+    header = table.horizontalHeader()
+    others = sum(header.sectionSize(c) for c in range(1, header.count()))
+    need = max(header.sectionSizeHint(0), table.sizeHintForColumn(0))
+    header.resizeSection(0, max(need, table.viewport().width() - others))

@@ -47,3 +47,32 @@ def test_tasks_show_in_the_stream_and_the_functions_view_and_metrics_are_served(
     with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as reply:
         text = reply.read().decode()
     assert 'guidist_tasks_total{state="done"} 6.0' in text
+
+
+def test_the_function_column_fits_its_header_and_names_in_a_narrow_table(qtbot) -> None:
+    from types import SimpleNamespace
+
+    from guidist.core.histogram import add_many, empty_counts
+    from guidist.core.protocol import FunctionStats
+    from guidist.gui.panels.insight import FunctionsPanel
+
+    counts = empty_counts()
+    add_many(counts, [0.5, 12.0, 7200.0])
+    names = ("square", "tests.jobs:slow_square", "io_wait")
+    stats = tuple(FunctionStats(name, done=12_345_678, failed=1_234_567, counts=tuple(counts),
+                                runtime_sum=98_765.4, runtime_max=7200.0) for name in names)
+    panel = FunctionsPanel()
+    qtbot.addWidget(panel)
+    panel.resize(560, 300)  # a dock's worth at 1440x900, the histogram beside the table
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.set_snapshot(SimpleNamespace(functions=stats))  # the one field the panel reads
+    table = panel.table
+    header = table.horizontalHeader()
+
+    def fits(column: int) -> bool:  # Qt's own measure of the header and of the cells
+        need = max(header.sectionSizeHint(column), table.sizeHintForColumn(column))
+        return header.sectionSize(column) >= need
+
+    qtbot.waitUntil(lambda: all(fits(c) for c in range(table.columnCount())), timeout=5_000)
+    assert table.item(1, 0).text() == "tests.jobs:slow_square"

@@ -123,6 +123,7 @@ def test_the_network_process_dies_with_a_killed_window(server: ServerProcess,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
 
 
 def test_a_submission_cut_by_a_killed_network_process_ends_with_an_error(qtbot, window_factory

@@ -74,7 +74,8 @@ def test_export_csv_and_png(qtbot, tmp_path) -> None:
     plots.show()
     plots.add_points(_points(50, 30))
     n = plots.export_csv(tmp_path / "series.csv")
-    rows = list(csv.reader((tmp_path / "series.csv").open()))
+    with (tmp_path / "series.csv").open(newline="") as f:
+        rows = list(csv.reader(f))
     assert n == 30 and rows[0] == list(SERIES_FIELDS) and rows[1][0] == "50"
     assert plots.export_png(tmp_path / "plots.png")
     assert (tmp_path / "plots.png").stat().st_size > 1000

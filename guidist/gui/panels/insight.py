@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.protocol import Snapshot
+from ..columns import fill_first_column
 from ..stream import FunctionRows, TaskStream
 from ..style import base_color, muted, text_color
 
@@ -60,8 +61,12 @@ class FunctionsPanel(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
+        # The numbers fit their cells (a handful of rows: cheap to measure); the names take
+        # the rest, never less than they need (columns.fill_first_column).
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.sectionResized.connect(self._fit_names)
+        self.table.viewport().installEventFilter(self)
         self.table.itemSelectionChanged.connect(self._draw_histogram)
         self.plot = _plot("functionsHistogram")
         item = self.plot.getPlotItem()
@@ -89,6 +94,16 @@ class FunctionsPanel(QWidget):
         self._latest: tuple = ()
         #: False while another dock tab covers it (the window says so).
         self.on_screen = True
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        """The table was resized: the names column takes the new room (or gives it back)."""
+        if event.type() == QEvent.Type.Resize and watched is self.table.viewport():
+            self._fit_names()
+        return super().eventFilter(watched, event)
+
+    def _fit_names(self, column: int = -1, *_sizes: int) -> None:
+        if column != 0:  # a number column changed (or the table's size); not our own resize
+            fill_first_column(self.table)
 
     def set_snapshot(self, snap: Snapshot) -> None:
         """Refresh from a snapshot (only when the statistics changed, and only while shown:
@@ -128,6 +143,7 @@ class FunctionsPanel(QWidget):
         elif names:
             self.table.selectRow(0)
         self.table.blockSignals(False)
+        fill_first_column(self.table)  # a longer name may have come
         self._draw_histogram()
 
     def selected_function(self) -> str | None:
