@@ -12,12 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import GuidistError
+from .pending import PendingResults
 
 
 class AheadExchange:
     """One exchange sent and not yet read: its reply, the results it carried, when it left."""
 
-    def __init__(self, reply: Callable[[], Any], sent: list, since: float) -> None:
+    def __init__(self, reply: Callable[[], Any], sent: PendingResults, since: float) -> None:
         self.sent = sent  # the results it carries: pending again if it fails
         self.since = since
         self._reply = reply

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import operator
 import pickle
+import struct
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
@@ -57,11 +58,23 @@ def pack_results(items: list) -> bytes:
     if not items or set(map(len, items)) != {5}:
         return pack(items)
     ids, oks, values, started, runtimes = zip(*items)
-    try:
-        times = array("d", started).tobytes(), array("d", runtimes).tobytes()
-    except TypeError:  # a None among the times
+    if None in started or None in runtimes:
         return pack(items)
-    return pack((_RESULT_COLUMNS, ids, None if all(oks) else oks, values, *times))
+    return pack_columns(ids, None if all(oks) else oks, values, started, runtimes)
+
+
+def pack_columns(ids: Sequence[int], oks: Sequence[bool] | None, values: Sequence,
+                 started: Sequence[float], runtimes: Sequence[float]) -> bytes:
+    """Results given as columns, pickled as pack_results pickles them (oks None: all
+    succeeded); unpack returns them as a ResultColumns. Raises like pack."""
+    return pack((_RESULT_COLUMNS, tuple(ids), None if oks is None else tuple(oks),
+                 tuple(values), _doubles(started), _doubles(runtimes)))
+
+
+def _doubles(numbers: Sequence[float]) -> bytes:
+    """Numbers as raw doubles, as array("d").tobytes() has them (struct reads a list of
+    floats two to three times faster than array does)."""
+    return struct.pack(f"{len(numbers)}d", *numbers)
 
 
 class ResultColumns(Sequence):

@@ -10,7 +10,9 @@ whatever the number of tasks.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from operator import itemgetter, truth
 from typing import Any
 
@@ -24,7 +26,7 @@ REPORT_SECONDS = 0.5
 #: "spans": [Span tuples]}; both keys optional.
 Report = dict
 
-_OK, _RUNTIME = itemgetter(1), itemgetter(4)
+_OK, _STARTED, _RUNTIME = itemgetter(1), itemgetter(3), itemgetter(4)
 
 
 class RunStats:
@@ -41,59 +43,61 @@ class RunStats:
         returns (done, failed, seconds of run time) of these items."""
         if not items:
             return 0, 0, 0.0
+        try:
+            started, runtimes = list(map(_STARTED, items)), list(map(_RUNTIME, items))
+        except IndexError:  # a result without times (a tutorial-style item)
+            started = runtimes = [None]
+        if None not in runtimes and None not in started:
+            # Every item timed (a worker's usual batch): counted over columns.
+            oks = None if all(map(_OK, items)) else list(map(truth, map(_OK, items)))
+            return self.add_columns(function, started, runtimes, oks, slot)
         entry = self._entry(function)
         buckets = entry[2]
-        bounds = histogram.BOUNDS
-        find = bisect.bisect_left
         failed = 0
         total = 0.0
-        top = entry[4]
-        timed = 0
-        try:
-            runtimes: list | None = list(map(_RUNTIME, items))
-        except IndexError:  # a result without times (a tutorial-style item)
-            runtimes = None
-        if runtimes and None not in runtimes:
-            # Every item timed (a worker's usual batch): the counting runs at C speed, over
-            # columns, instead of a Python step per task; the totals are the same.
-            if not all(map(_OK, items)):
-                failed = len(items) - sum(map(truth, map(_OK, items)))
-            _count_buckets(buckets, runtimes)
-            total = sum(runtimes)
-            top = max(top, max(runtimes))
-            timed = len(runtimes)
-            items_loop: Sequence[tuple] = ()
-        else:
-            items_loop = items
-        for item in items_loop:
-            if not item[1]:
+        for item in items:
+            ok = item[1]
+            if not ok:
                 failed += 1
+            start = item[3] if len(item) > 4 else None
             rt = item[4] if len(item) > 4 else None
             if rt is None:
                 continue
-            b = find(bounds, rt)
+            b = bisect.bisect_left(histogram.BOUNDS, rt)
             buckets[b] = buckets.get(b, 0) + 1
             total += rt
-            timed += 1
-            if rt > top:
-                top = rt
+            entry[4] = max(entry[4], rt)
+            if start is not None:
+                self._spans.record(slot, function, start, rt, bool(ok))
         entry[0] += len(items) - failed
         entry[1] += failed
         entry[3] += total
-        entry[4] = top
-        outcome = (len(items) - failed, failed, total)
-        if not timed:
-            return outcome
-        first, last = items[0], items[-1]
-        if failed == 0 and total <= MERGE_GAP * timed and first[3] is not None:
+        return len(items) - failed, failed, total
+
+    def add_columns(self, function: str, started: Sequence[float], runtimes: Sequence[float],
+                    oks: Sequence[bool] | None = None, slot: int = 0) -> tuple[int, int, float]:
+        """Count results of one function run back to back on one slot, given as columns of
+        their start and run times (oks None: all succeeded); returns (done, failed, seconds
+        of run time). No Python step per task: a sum and ``_count_buckets``."""
+        n = len(runtimes)
+        if not n:
+            return 0, 0, 0.0
+        entry = self._entry(function)
+        failed = 0 if oks is None else n - sum(map(truth, oks))
+        top = _count_buckets(entry[2], runtimes)
+        total = sum(runtimes)
+        entry[0] += n - failed
+        entry[1] += failed
+        entry[3] += total
+        entry[4] = max(entry[4], top)
+        if failed == 0 and total <= MERGE_GAP * n:
             # A run of short successes: one span, whatever its length (the fast path).
-            self._spans.record(slot, function, first[3], last[3] + last[4] - first[3], True,
-                               len(items))
-            return outcome
-        for item in items:
-            if len(item) > 4 and item[3] is not None and item[4] is not None:
-                self._spans.record(slot, function, item[3], item[4], bool(item[1]))
-        return outcome
+            self._spans.record(slot, function, started[0],
+                               started[-1] + runtimes[-1] - started[0], True, n)
+        else:
+            for start, rt, ok in zip(started, runtimes, repeat(True) if oks is None else oks):
+                self._spans.record(slot, function, start, rt, bool(ok))
+        return n - failed, failed, total
 
     def add_one(self, function: str, item: tuple) -> tuple[int, int, float]:
         """Count one result of a concurrent mode, on the first lane free when it started."""
@@ -161,21 +165,50 @@ class FunctionTable:
                      for f, e in sorted(self._fns.items()))
 
 
-def _count_buckets(buckets: dict[int, int], runtimes: list[float]) -> None:
+def _count_buckets(buckets: dict[int, int], runtimes: Sequence[float]) -> float:
     """Add run times to histogram bucket counts (bucket b holds BOUNDS[b-1] < t <= BOUNDS[b],
-    as ``bisect_left`` finds it): a batch within one bucket costs a min and a max, a wider one
-    a sort and a bisect per bucket it spans, not a step per task."""
+    as ``bisect_left`` finds it) and return the largest, with no Python step per task: the
+    bucket of the run time in the middle takes every run time within its edges in one pass
+    (a comprehension's float comparisons, the cheapest loop there is), and what falls
+    outside (a trivial batch's few outliers) goes round again; run times spread over many
+    buckets are sorted instead. The largest is among the outliers above, if there are any."""
     bounds = histogram.BOUNDS
-    lo = bisect.bisect_left(bounds, min(runtimes))
-    hi = bisect.bisect_left(bounds, max(runtimes))
-    if lo == hi:
-        buckets[lo] = buckets.get(lo, 0) + len(runtimes)
+    rest = runtimes
+    top = -math.inf  # until known: the largest is still in rest
+    while len(rest) > _FEW:
+        b = bisect.bisect_left(bounds, rest[len(rest) // 2])
+        low = bounds[b - 1] if b else -math.inf
+        high = bounds[b] if b < len(bounds) else math.inf
+        outside = [t for t in rest if t > high or t <= low]
+        buckets[b] = buckets.get(b, 0) + len(rest) - len(outside)
+        if top == -math.inf and (not outside or max(outside) <= high):
+            top = max(rest)  # nothing above this bucket: the largest is in it
+        if len(outside) > len(rest) // 2:  # spread out: one sort beats many passes
+            ordered = sorted(outside)
+            _count_sorted(buckets, ordered)
+            return max(top, ordered[-1])
+        rest = outside
+    for t in rest:
+        b = bisect.bisect_left(bounds, t)
+        buckets[b] = buckets.get(b, 0) + 1
+    return max(top, max(rest)) if rest else top
+
+
+def _count_sorted(buckets: dict[int, int], ordered: list[float]) -> None:
+    """_count_buckets for sorted run times: a bisect per bucket they span."""
+    if not ordered:
         return
-    ordered = sorted(runtimes)
+    bounds = histogram.BOUNDS
+    lo = bisect.bisect_left(bounds, ordered[0])
+    hi = bisect.bisect_left(bounds, ordered[-1])
     below = 0  # run times counted so far (all <= bounds[b - 1])
     for b in range(lo, hi):
         upto = bisect.bisect_right(ordered, bounds[b])
         if upto > below:
             buckets[b] = buckets.get(b, 0) + upto - below
             below = upto
-    buckets[hi] = buckets.get(hi, 0) + len(runtimes) - below
+    buckets[hi] = buckets.get(hi, 0) + len(ordered) - below
+
+
+#: _count_buckets: this many run times or fewer are put in their buckets one by one.
+_FEW = 16

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import functools
 import inspect
 import logging
 import os
@@ -25,7 +26,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +40,15 @@ from .errors import AuthenticationFailed, ExitCode, GuidistError, RemoteError, S
 from .executors import Executor, default_concurrency, make_executor, timeout_text
 from .netinfo import address_towards
 from .payload import MAX_PAYLOAD, mib, pack, pack_results, split_by_size
-from .protocol import CMD_GIVE_BACK, CMD_STOP, CMD_UNKNOWN, DEFAULT_TASK, classic_result_text
+from .pending import PendingResults
+from .protocol import (
+    CMD_GIVE_BACK,
+    CMD_STOP,
+    CMD_UNKNOWN,
+    DEFAULT_TASK,
+    BareArgs,
+    classic_result_text,
+)
 from .resources import ResourceSampler
 from .runstats import REPORT_SECONDS, RunStats
 from .tasks import TaskNotFound, resolve
@@ -92,11 +101,13 @@ class Worker:
         self.config = config
         self.name = config.name or f"{socket.gethostname()}-{os.getpid()}"
         self._clock = clock
-        self._stop = threading.Event()
+        self._stop = _StopFlag()
         self._client = self._new_client()
         self._id: str | None = None
-        self._current: int | None = None
-        self._pending: list[tuple] = []  # ResultItems not yet accepted by a server
+        # Inline: (ids, k, values) while a run of a group's tasks goes; the task running is
+        # ids[k + len(values)], so the loop does not write it down per task.
+        self._cursor: tuple[list[int], int, list] | None = None
+        self._pending = PendingResults()  # results not yet accepted by a server
         self._functions: dict[str, Callable[..., Any]] = {}
         self._sizer = ClaimSizer(_BATCH_SECONDS, config.prefetch)
         self._give_back = False  # the server asked for the tasks not started (any thread sets)
@@ -277,7 +288,7 @@ class Worker:
             log.info("could not send the next exchange ahead: %s", exc)
             return
         self._ahead = AheadExchange(reply, self._pending, time.monotonic())
-        self._pending = []
+        self._pending = PendingResults()
 
     def _await_ahead(self) -> tuple[str, list]:
         """The reply of the exchange in flight; if it failed, the results it carried are
@@ -287,7 +298,8 @@ class Worker:
         try:
             return ahead.take()
         except BaseException:
-            self._pending = ahead.sent + self._pending
+            ahead.sent.extend(self._pending)
+            self._pending = ahead.sent
             raise
 
     def _drain_ahead(self) -> None:
@@ -511,8 +523,12 @@ class Worker:
             # Executors start tasks in the order they were handed over: the oldest in flight,
             # up to the concurrency, are the ones running.
             return list(self._inflight.values())[:self.concurrency]
-        current = self._current
-        return [] if current is None else [current]
+        cursor = self._cursor
+        if cursor is None:
+            return []
+        ids, first, values = cursor
+        i = first + len(values)
+        return [ids[i]] if i < len(ids) else []
 
     def _give_back_queued(self) -> None:
         """Release the tasks handed to the executor that have not started (concurrent modes)."""
@@ -554,7 +570,6 @@ class Worker:
                 fut = self._executor.submit(function, args, kwargs, limit)
                 self._inflight[fut] = tid
                 self._inflight_fn[fut] = function
-        self._current = next(iter(self._inflight.values()), None)
 
     def _collect(self, timeout: float | None, drain: bool = False) -> None:
         """Move finished tasks' outcomes to the pending results; wait up to timeout for one."""
@@ -568,94 +583,139 @@ class Worker:
             if fut.cancelled():
                 continue  # never started: unregister gives it back to the queue
             item = (tid, *fut.result())  # (ok, value, started, runtime)
-            self._pending.append(item)
+            self._pending.add(item)
             self._observe(function, (item,), None)
             self.processed += 1
-        self._current = next(iter(self._inflight.values()), None)
 
     def _run_groups(self, groups: list) -> None:
-        """Run every claimed task, timing each function; stop early (handing the rest back)
-        when asked to stop, or when the server wants the unstarted ones for another worker."""
-        clock = time.perf_counter
-        now = clock()
+        """Run every claimed task, timing each; stop early (handing the rest back) when asked
+        to stop, or when the server wants the unstarted ones for another worker."""
+        now = time.perf_counter()
         wall = time.time() - now  # + a perf_counter reading = that moment's wall clock
-        report_at = now + _REPORT_SECONDS
+        until = now + _REPORT_SECONDS  # when the next partial report is due
         ran = 0
-        halted = False
-        stopping = self._stop.is_set
-        sizer = self._sizer
+        stop = self._stop
         for gi, group in enumerate(groups):
-            if halted:
+            if gi and time.perf_counter() > until:
+                # The groups before ran past a report interval: their results go out before
+                # this group starts, as they do between two runs of a group.
+                if self._report_due(groups, gi, 0, 0.0):
+                    break
+                until = time.perf_counter() + _REPORT_SECONDS
+            if stop.raised:
                 break
-            function, kwargs, ids, args_list = group[:4]  # a 5th element: the time limit
-            limit = self._limit_of(group)
+            function = group[0]
             try:
                 fn = self._function(function)
             except TaskNotFound as exc:
                 blob = remote.dump_exception(exc)
-                lost = [(tid, False, f"TaskNotFound: {exc}", None, None, blob) for tid in ids]
-                self._pending.extend(lost)
+                lost = [(tid, False, f"TaskNotFound: {exc}", None, None, blob)
+                        for tid in group[2]]
+                for item in lost:
+                    self._pending.add(item)
                 self._observe(function, lost, 0)
                 continue
-            kw = kwargs or {}
-            add = self._pending.append
-            mark = len(self._pending)  # this group's results start here (statistics)
-            group_start = clock()
-            n = 0
-            # Each task is timed on its own, on the monotonic clock: its start and run time
-            # travel with its result, so a task that waited behind others in this batch is not
-            # reported as having run all that while. One clock read per task: a task starts
-            # when the one before it ended (its run time includes this loop's few steps).
-            t0 = group_start
-            for tid, args in zip(ids, args_list):
-                if stopping():
-                    halted = True
-                    break
-                self._current = tid
-                if limit is not None:
-                    add(self._run_limited(fn, args, kw, tid, limit, wall + t0))
-                    t1 = clock()
-                else:
-                    try:
-                        value = fn(*args, **kw) if kw else fn(*args)
-                        t1 = clock()
-                        add((tid, True, value, wall + t0, t1 - t0))
-                    except Exception as exc:
-                        t1 = clock()
-                        add((tid, False, traceback.format_exc(), wall + t0, t1 - t0,
-                             remote.dump_exception(exc)))
-                t0 = t1
-                n += 1
-                if t1 > report_at:
-                    # A slow task in a big batch must not hold back the fast ones' results,
-                    # and the server learns which task runs next (and may ask for the rest).
-                    # Give-back is looked at only here, so the per-task loop costs no more:
-                    # a batch shorter than a report interval is done before it would matter.
-                    before = t1
-                    sizer.record(function, n, before - group_start)
-                    self._observe(function, self._pending[mark:], 0)
-                    self._report_partial(_task_after(groups, gi, n))
-                    mark = len(self._pending)  # 0 once sent; kept when the report failed
-                    if self._give_back and self._gave_back(groups, gi, n, before - group_start):
-                        halted = True
-                        break
-                    add = self._pending.append
-                    after = clock()
-                    report_at = after + _REPORT_SECONDS
-                    group_start += after - before  # the round trip is not the tasks' time
-                    t0 = after
-            if n:
-                sizer.record(function, n, clock() - group_start)
-                self._observe(function, self._pending[mark:], 0)
+            n, until, gave_back = self._run_group(groups, gi, fn, wall, until)
             ran += n
-        self._current = None
+            if gave_back:
+                break
+        self._cursor = None
         self.processed += ran
-        if self._stop.is_set():
+        if stop.raised:
             try:
                 self._send_results()
                 self._call("release", self._id, None)
             except GuidistError as exc:
                 log.warning("could not hand tasks back while stopping: %s", exc)
+
+    def _run_group(self, groups: list, gi: int, fn: Callable[..., Any], wall: float,
+                   until: float) -> tuple[int, float, bool]:
+        """Run the tasks of groups[gi], in runs between partial reports; returns how many ran,
+        when the next report is due, and whether the server got the rest back."""
+        group = groups[gi]
+        function, kwargs, ids, args_list = group[:4]  # a 5th element: the time limit
+        limit = self._limit_of(group)
+        total = min(len(ids), len(args_list))
+        clock = time.perf_counter
+        stop = self._stop
+        bare = type(args_list) is BareArgs
+        call = functools.partial(fn, **kwargs) if kwargs else fn
+        tasks = iter(args_list.values() if bare else args_list)
+        done = 0
+        # Each task is timed on its own, on the monotonic clock: its start and run time
+        # travel with its result, so a task that waited behind others in this batch is not
+        # reported as having run all that while. One clock read per task: a task starts
+        # when the one before it ended (its run time includes the loop's few steps).
+        group_start = t0 = clock()
+        while True:
+            run = _Run()
+            self._cursor = (ids, done, run.values)  # the task running: ids[done + len(values)]
+            if limit is None:
+                t0 = run_tasks(call, tasks, bare, t0, wall, until, stop, run)
+            else:
+                t0 = self._run_limited_tasks(fn, kwargs or {}, ids, args_list, done, total,
+                                             limit, t0, wall, until, run)
+            n = len(run.values)
+            self._keep(function, ids[done:done + n], run)
+            done += n
+            if done >= total or stop.raised:
+                break
+            # The report interval passed: a slow task in a big batch must not hold back the
+            # fast ones' results.
+            self._sizer.record(function, done, t0 - group_start)
+            if self._report_due(groups, gi, done, t0 - group_start):
+                return done, until, True
+            if stop.raised:  # asked to stop meanwhile (the reply said so, or a signal)
+                break
+            after = clock()
+            until = after + _REPORT_SECONDS
+            group_start += after - t0  # the round trip is not the tasks' time
+            t0 = after
+        if done:
+            self._sizer.record(function, done, clock() - group_start)
+        return done, until, False
+
+    def _report_due(self, groups: list, gi: int, n: int, group_seconds: float) -> bool:
+        """A report interval passed: send the results so far and the task about to start (the
+        n-th of groups[gi]), and give the tasks not started back if the server asks for them;
+        True when they went back. Give-back is looked at only here, so the task loop costs no
+        more: a batch shorter than a report interval is done before it would matter."""
+        self._report_partial(_task_after(groups, gi, n))
+        return self._give_back and self._gave_back(groups, gi, n, group_seconds)
+
+    def _run_limited_tasks(self, fn: Callable[..., Any], kw: dict, ids: list, args_list: list,
+                           first: int, total: int, limit: float, t0: float, wall: float,
+                           until: float, run: _Run) -> float:
+        """Tasks with a time limit, from the first-th: each armed and timed on its own, until
+        the group ends, the clock passes until, or a stop is asked; returns the clock then."""
+        clock = time.perf_counter
+        stop = self._stop
+        for k in range(first, total):
+            run.add(self._run_limited(fn, args_list[k], kw, ids[k], limit, wall + t0))
+            t0 = clock()
+            if t0 > until or stop.raised:
+                break
+        return t0
+
+    def _keep(self, function: str, ids: list[int], run: _Run) -> None:
+        """A run's results join the pending ones and are counted into the statistics (once
+        per run, over its columns); each failure is logged in one line."""
+        if not ids:
+            return
+        oks = None
+        if run.failures:
+            oks = [True] * len(ids)
+            for i in run.failures:
+                oks[i] = False
+        done, failed, seconds = self._stats.add_columns(function, run.started, run.runtimes,
+                                                        oks, 0)
+        summary = self.summary
+        summary[0] += done
+        summary[1] += failed
+        summary[2] += seconds
+        for i in run.failures:
+            self._log_failure(function, (ids[i], False, run.values[i]))
+        self._pending.add_run(ids, run.values, run.started, run.runtimes, run.failures)
 
     def _gave_back(self, groups: list, gi: int, n: int, group_seconds: float) -> bool:
         """The server wants the tasks not started yet (groups[gi] from its n-th on, and the
@@ -776,41 +836,44 @@ class Worker:
             self._stats.reset()
             self._stats_due = now + REPORT_SECONDS
             self._failures_logged = 0
-        self._pending = []
+        self._pending = PendingResults()
         return reply
 
     def _packed_results(self) -> bytes:
         """The pending results pickled for the manager; when they are over max_payload the
         ones ahead are sent first in messages of at most max_payload, and this is the last."""
         try:
-            blob = pack_results(self._pending)
+            blob = self._pending.pack()
         except Exception:
-            self._pending = results_are_picklable(self._pending)
-            blob = pack_results(self._pending)
+            self._pending = PendingResults.of(results_are_picklable(self._pending.items()))
+            blob = self._pending.pack()
         limit = self._max_payload
         if len(blob) > limit:
-            self._pending = results_within(self._pending, limit)
-            chunks = split_by_size(self._pending, limit, _never_too_big, pack_results)
+            items = results_within(self._pending.items(), limit)
+            self._pending = PendingResults.of(items)
+            chunks = split_by_size(items, limit, _never_too_big, pack_results)
             for chunk, part in chunks[:-1]:
                 self._call("complete", self._id, part)
-                del self._pending[:len(chunk)]
+                del items[:len(chunk)]
+                self._pending = PendingResults.of(items)
             blob = chunks[-1][1]
         return blob
 
     def _direct_results(self) -> list:
-        """The pending results for a broker in this process, checked; when they are bigger
-        than max_payload the ones ahead are sent first (one Lua call carries all of its
-        results), and this is the last run."""
+        """The pending results for a broker in this process, as result tuples, checked; when
+        they are bigger than max_payload the ones ahead are sent first (one Lua call carries
+        all of its results), and this is the last run."""
         limit = self._max_payload
+        items = self._pending.items()
         try:  # measuring a result's size pickles it: an unpicklable one says so here
-            results = results_within(self._pending, limit, sized=True)
+            results = results_within(items, limit, sized=True)
         except (pickle.PicklingError, TypeError, AttributeError):
-            results = results_within(results_are_picklable(self._pending), limit, sized=True)
+            results = results_within(results_are_picklable(items), limit, sized=True)
         chunks = _direct_chunks(results, limit)
         for chunk in chunks[:-1]:
             self._call_carrying("complete", chunk, ())
             del results[:len(chunk)]
-            self._pending = results
+            self._pending = PendingResults.of(results)
         return chunks[-1]
 
     def _call(self, method: str, *args: Any) -> Any:
@@ -867,6 +930,88 @@ def _master_gone(exc: BaseException, processed: int) -> str:
     why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return (f"the tutorial master has gone (it finished, or the connection broke: {why}); "
             f"stopping after {processed} task(s)")
+
+
+class _StopFlag(threading.Event):
+    """The worker's stop request: an Event the task loop reads as a plain attribute,
+    ``raised``, so checking it between two tasks costs no call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raised = False
+
+    def set(self) -> None:
+        """Ask the worker to stop (safe in a signal handler, as Event.set is)."""
+        self.raised = True
+        super().set()
+
+
+class _Run:
+    """One run of a group's tasks between two reports: the columns the task loop appends to
+    (plain lists: ``list.append`` is the cheapest call CPython makes), and the failures by
+    position, with what their result tuple carries after the run time."""
+
+    __slots__ = ("values", "started", "runtimes", "failures")
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.started: list[float] = []
+        self.runtimes: list[float] = []
+        self.failures: dict[int, tuple] = {}
+
+    def add(self, item: tuple) -> None:
+        """Append one timed result tuple (id, ok, value, started, runtime[, exception])."""
+        if not item[1]:
+            self.failures[len(self.values)] = tuple(item[5:])
+        self.values.append(item[2])
+        self.started.append(item[3])
+        self.runtimes.append(item[4])
+
+
+def run_tasks(call: Callable[..., Any], tasks: Iterator[Any], bare: bool, t0: float,
+              wall: float, until: float, stop: _StopFlag, run: _Run) -> float:
+    """The inline task loop: run tasks (bare: one argument each; else argument tuples) into
+    run, until there are no more, the clock (perf_counter) passes until, or a stop is asked;
+    returns the clock at the end of the last task. t0 is when the first one starts, wall
+    what turns a perf_counter reading into wall-clock time.
+
+    Per task: the call, one clock read and three appends. The try is around the whole loop
+    (free in CPython 3.11 when nothing raises): a task that raises is recorded as a failure,
+    with its traceback and its pickled exception, and the loop resumes with the next task
+    from the same iterator."""
+    clock = time.perf_counter
+    add, add_start, add_runtime = run.values.append, run.started.append, run.runtimes.append
+    while True:
+        try:
+            if bare:
+                for arg in tasks:
+                    add(call(arg))
+                    t = clock()
+                    add_start(wall + t0)
+                    add_runtime(t - t0)
+                    t0 = t
+                    if t > until or stop.raised:
+                        break
+            else:
+                for args in tasks:
+                    add(call(*args))
+                    t = clock()
+                    add_start(wall + t0)
+                    add_runtime(t - t0)
+                    t0 = t
+                    if t > until or stop.raised:
+                        break
+            return t0
+        except Exception as exc:
+            t = clock()
+            text = traceback.format_exc()
+            run.failures[len(run.values)] = (remote.dump_exception(exc),)
+            add(text)
+            add_start(wall + t0)
+            add_runtime(t - t0)
+            t0 = t
+            if t > until or stop.raised:
+                return t0
 
 
 def _task_after(groups: list, gi: int, n: int) -> int | None:

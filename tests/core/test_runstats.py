@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import random
 
 import pytest
 
@@ -91,7 +92,12 @@ def test_a_batch_is_bucketed_as_one_bisect_per_task_would_bucket_it() -> None:
     bounds = histogram.BOUNDS
     cases = [[3e-7] * 50,  # one bucket
              [0.0, bounds[0], bounds[5], bounds[5] * 1.01, 1e-4, 2.5, 1e9],  # edges, beyond
-             [bounds[i] for i in range(0, len(bounds), 7)] * 2 + [5e-6, 5e-3]]
+             [bounds[i] for i in range(0, len(bounds), 7)] * 2 + [5e-6, 5e-3],
+             # a trivial batch: most in one bucket, outliers on and beyond its edges
+             [2e-7 + 1e-10 * i for i in range(900)] + [bounds[0]] * 5 + [bounds[0] * 1.001]
+             + [3e-6, 4e-5, 0.02, 2e3] * 20 + [bounds[1]] * 10,
+             # spread over many buckets: the sorted count
+             [bounds[i % len(bounds)] * (1.0 if i % 3 else 0.999) for i in range(300)]]
     for runtimes in cases:
         batch = [(i, True, None, 1.0 + i, rt) for i, rt in enumerate(runtimes)]
         batch.append((99, False, "boom", 2.0, 1e-3))
@@ -105,3 +111,22 @@ def test_a_batch_is_bucketed_as_one_bisect_per_task_would_bucket_it() -> None:
         [(fn, done, failed, buckets, total, top)] = stats.report()["functions"]
         assert (fn, done, failed, buckets) == ("f", len(runtimes), 1, expected)
         assert top == max(rt for *_, rt in batch)
+
+
+def test_bucket_counts_and_the_largest_match_one_bisect_per_task_whatever_the_spread() -> None:
+    rng = random.Random(17)
+    bounds = histogram.BOUNDS
+    for _ in range(300):
+        n = rng.choice([1, 5, 17, 40, 1000])
+        centre = rng.choice([2e-7, 3e-6, 0.01, 5.0])
+        runtimes = [centre * rng.uniform(0.9, 1.1) if rng.random() > rng.random() * 0.3
+                    else rng.choice([rng.lognormvariate(-9, 4), *bounds])
+                    for _ in range(n)]
+        stats = RunStats()
+        stats.add_columns("f", [1.0] * n, runtimes)
+        expected: dict[int, int] = {}
+        for rt in runtimes:
+            b = bisect.bisect_left(bounds, rt)
+            expected[b] = expected.get(b, 0) + 1
+        [(_fn, done, _failed, buckets, total, top)] = stats.report()["functions"]
+        assert (done, buckets, top) == (n, expected, max(runtimes))

@@ -7,6 +7,8 @@ Leases are 1 s, so a worker's heartbeat is 0.25 s and a dead worker's tasks come
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
+import operator
 import os
 import signal
 import subprocess
@@ -218,6 +220,36 @@ def test_a_task_that_raises_is_failed_with_its_traceback_and_the_worker_goes_on(
     [info] = cli.workers()
     assert (info.done, info.failed) == (10, 3)
     assert w.alive
+
+
+def test_failures_amid_one_batch_keep_their_exceptions_and_the_rest_their_values_and_times(
+        srv: ServerProcess, cli: Client, pool_factory: Callable[..., WorkerPool]) -> None:
+    # Queued first, then claimed in big batches: every 5th task raises in the middle of its
+    # batch, with one argument (bare), with two, and with keyword arguments.
+    bare = cli.submit_many(math.sqrt, [-1 if i % 5 == 0 else i for i in range(500)])
+    pairs = cli.submit_many(operator.truediv, [(i, i % 5) for i in range(500)])
+    keyword = cli.submit_many(int, ["x" if i % 5 == 0 else str(i) for i in range(500)],
+                              kwargs={"base": 10})
+    [w] = pool_factory(srv).launch(1)
+    idle(cli)
+    tasks = all_tasks(cli)
+    assert len(tasks) == 1500
+    for ids, error, value in ((bare, "ValueError", math.sqrt), (pairs, "ZeroDivisionError",
+                              lambda i: i / (i % 5)), (keyword, "ValueError", lambda i: i)):
+        for i, t in enumerate(cli.get_tasks(ids)):
+            assert t is not None and t.runtime is not None and t.runtime >= 0
+            assert t.submitted <= t.started <= t.finished
+            if i % 5:
+                assert t.state is TaskState.DONE and t.result == value(i)
+            else:
+                assert t.state is TaskState.FAILED
+                assert t.error.startswith("Traceback (most recent call last)") and error in t.error
+    # The exception itself travels too: a future raises it, with the traceback as its cause.
+    with pytest.raises(ZeroDivisionError) as info:
+        cli.future(list(pairs)[5]).result(timeout=30)
+    assert "Traceback" in str(info.value.__cause__)
+    [info_w] = cli.workers()
+    assert (info_w.done, info_w.failed) == (1200, 300) and w.alive
 
 
 def test_unknown_task_function_fails_cleanly(srv: ServerProcess, cli: Client,
