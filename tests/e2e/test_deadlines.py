@@ -30,9 +30,17 @@ from tests.redis_fixtures import RedisServer, needs_redis
 Procs = Callable[..., subprocess.Popen]
 
 
+class StalledPeer:
+    """A listener that accepts every connection and never says a word."""
+
+    def __init__(self, address: tuple[str, int], held: list[socket.socket]) -> None:
+        self.address = address
+        self.held = held  # the connections it accepted, oldest first
+
+
 @pytest.fixture
-def stalled_peer() -> Iterator[tuple[str, int]]:
-    """An address whose listener accepts every connection and never says a word."""
+def stalled_peer() -> Iterator[StalledPeer]:
+    """A peer whose listener accepts every connection and never says a word."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
@@ -49,19 +57,19 @@ def stalled_peer() -> Iterator[tuple[str, int]]:
 
     t = threading.Thread(target=accept, daemon=True)
     t.start()
-    yield listener.getsockname()
+    yield StalledPeer(listener.getsockname(), held)
     closing.set()
     listener.close()
     for c in held:
         c.close()
 
 
-def _address(peer: tuple[str, int]) -> str:
-    return f"{peer[0]}:{peer[1]}"
+def _address(peer: StalledPeer) -> str:
+    return f"{peer.address[0]}:{peer.address[1]}"
 
 
 def test_status_and_submit_fail_fast_against_a_peer_that_never_answers(
-        stalled_peer: tuple[str, int]) -> None:
+        stalled_peer: StalledPeer) -> None:
     for args in (("status",), ("submit", "--range", "1..3")):
         start = time.monotonic()
         out = run_cli(*args, "--connect", _address(stalled_peer), timeout=40)
@@ -71,23 +79,26 @@ def test_status_and_submit_fail_fast_against_a_peer_that_never_answers(
         assert len(lines) == 1 and "within 5 s" in lines[0], out.stderr
 
 
-def test_client_connect_has_a_deadline(stalled_peer: tuple[str, int]) -> None:
+def test_client_connect_has_a_deadline(stalled_peer: StalledPeer) -> None:
     start = time.monotonic()
     with pytest.raises(ServerUnavailable, match="No answer from .* within"):
-        Client(stalled_peer, TEST_KEY).connect()
+        Client(stalled_peer.address, TEST_KEY).connect()
     assert time.monotonic() - start < 15
 
 
 def test_a_worker_gives_up_on_time_and_honours_sigterm_against_a_silent_peer(
-        procs: Procs, stalled_peer: tuple[str, int]) -> None:
+        procs: Procs, stalled_peer: StalledPeer) -> None:
     argv = [sys.executable, "-m", "guidist", "worker", "--connect", _address(stalled_peer)]
     start = time.monotonic()
     quitter = procs([*argv, "--give-up-after", "2"])
     quitter.wait(timeout=30)
     assert quitter.returncode == 3
     assert time.monotonic() - start < 20
+    accepted = len(stalled_peer.held)
     stayer = procs([*argv, "--give-up-after", "600"])
-    time.sleep(1.0)  # it is inside a connect attempt now (nothing to await: the peer is mute)
+    # The worker installs its signal handlers before it connects: once the peer holds its
+    # connection, it is inside a connect attempt with SIGTERM handled.
+    wait_for(lambda: len(stalled_peer.held) > accepted, 30, message="the worker to connect")
     start = time.monotonic()
     stayer.send_signal(signal.SIGTERM)
     stayer.wait(timeout=30)

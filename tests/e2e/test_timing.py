@@ -28,7 +28,9 @@ def test_each_task_reports_its_own_runtime(server, client, pool_factory, mode):
     assert all(t.submitted <= t.started <= t.finished for t in tasks)
     assert all(t.waited == pytest.approx(t.started - t.submitted) for t in tasks)
     if mode == "inline":
-        # one at a time: each started when the one before it had run
-        starts = sorted(t.started for t in tasks)
-        gaps = [b - a for a, b in zip(starts, starts[1:])]
-        assert gaps == pytest.approx([0.2] * 7, abs=0.05)
+        # One at a time: each started once the one before it had run. No upper bound on the
+        # gap: a partial report may fall between two tasks, and its round trip on a loaded
+        # machine is the machine's, not the tasks'.
+        ordered = sorted(tasks, key=lambda t: t.started)
+        assert all(b.started >= a.started + a.runtime - 0.001
+                   for a, b in zip(ordered, ordered[1:]))
