@@ -110,7 +110,9 @@ def test_3b_fallback_worker_exits_when_the_tutorial_master_goes(procs: Procs) ->
 
 
 def test_3c_status_and_submit_against_a_tutorial_master(procs: Procs) -> None:
-    master = procs(script_argv("tutorial_master.py", "2"))
+    # Three commands run before its worker does: more than the tutorial's 10 s wait for the
+    # first result on a loaded machine, so it waits longer (it still exits after its two).
+    master = procs(script_argv("tutorial_master.py", "2", "120"))
     assert master.stdout is not None
     port = int(master.stdout.readline().split()[1])
     while master.stdout.readline() != "Try get results...\n":  # its 2 tasks are queued

@@ -297,7 +297,9 @@ def test_version_and_help() -> None:
 
 
 def _tutorial_master(procs: Procs) -> str:
-    master = procs(script_argv("tutorial_master.py", "1"))
+    # No worker ever answers it: it must outlive the tutorial's 10 s wait for a result, which
+    # the commands run before it is used can take on a loaded machine. procs stops it.
+    master = procs(script_argv("tutorial_master.py", "1", "300"))
     assert master.stdout is not None
     port = int(master.stdout.readline().split()[1])
     return f"127.0.0.1:{port}"
