@@ -66,8 +66,10 @@ def pack_results(items: list) -> bytes:
 def pack_columns(ids: Sequence[int], oks: Sequence[bool] | None, values: Sequence,
                  started: Sequence[float], runtimes: Sequence[float]) -> bytes:
     """Results given as columns, pickled as pack_results pickles them (oks None: all
-    succeeded); unpack returns them as a ResultColumns. Raises like pack."""
-    return pack((_RESULT_COLUMNS, tuple(ids), None if oks is None else tuple(oks),
+    succeeded); unpack returns them as a ResultColumns. Ids given as a range travel as it.
+    Raises like pack."""
+    return pack((_RESULT_COLUMNS, ids if type(ids) is range else tuple(ids),
+                 None if oks is None else tuple(oks),
                  tuple(values), _doubles(started), _doubles(runtimes)))
 
 
@@ -83,7 +85,7 @@ class ResultColumns(Sequence):
 
     __slots__ = ("ids", "oks", "values", "started", "runtimes")
 
-    def __init__(self, ids: tuple, oks: tuple | None, values: tuple, started: bytes,
+    def __init__(self, ids: tuple | range, oks: tuple | None, values: tuple, started: bytes,
                  runtimes: bytes) -> None:
         self.ids, self.values = ids, values
         self.oks = (True,) * len(ids) if oks is None else oks

@@ -22,7 +22,7 @@ from .payload import pack, pack_columns
 class PendingResults:
     """Finished tasks not yet accepted by a server: ids, values, start and run times."""
 
-    __slots__ = ("ids", "values", "started", "runtimes", "failures", "untimed")
+    __slots__ = ("ids", "values", "started", "runtimes", "failures", "untimed", "span")
 
     def __init__(self) -> None:
         self.ids: list[int] = []
@@ -33,6 +33,10 @@ class PendingResults:
         self.failures: dict[int, tuple] = {}
         # position -> (started, runtime) of a result whose times are not both numbers
         self.untimed: dict[int, tuple] = {}
+        # The ids as one range while they follow each other (claims without holes arrive as
+        # ranges): sent as the range, the server checks the report against its lease in O(1)
+        # instead of making an int a task. None once they don't.
+        self.span: range | None = range(0)
 
     @classmethod
     def of(cls, items: Iterable[tuple]) -> PendingResults:
@@ -51,6 +55,8 @@ class PendingResults:
         if failures:
             base = len(self.ids)
             self.failures.update((base + i, extra) for i, extra in failures.items())
+        if ids:
+            self.span = _joined(self.span, ids if type(ids) is range else None)
         self.ids += ids
         self.values += values
         self.started += started
@@ -59,6 +65,7 @@ class PendingResults:
     def add(self, item: tuple) -> None:
         """Append one result tuple: (id, ok, value[, started, runtime[, exception]])."""
         i = len(self.ids)
+        self.span = None
         started = item[3] if len(item) > 3 else None
         runtime = item[4] if len(item) > 4 else None
         if started is None or runtime is None:
@@ -76,6 +83,8 @@ class PendingResults:
         base = len(self.ids)
         self.failures.update((base + i, x) for i, x in other.failures.items())
         self.untimed.update((base + i, x) for i, x in other.untimed.items())
+        if other.ids:
+            self.span = _joined(self.span, other.span)
         self.ids += other.ids
         self.values += other.values
         self.started += other.started
@@ -102,4 +111,15 @@ class PendingResults:
             oks = [True] * len(self.ids)
             for i in self.failures:
                 oks[i] = False
-        return pack_columns(self.ids, oks, self.values, self.started, self.runtimes)
+        span = self.span
+        ids = span if span is not None and len(span) == len(self.ids) else self.ids
+        return pack_columns(ids, oks, self.values, self.started, self.runtimes)
+
+
+def _joined(span: range | None, run: range | None) -> range | None:
+    """The range of span's ids followed by run's (not empty), or None if they don't follow."""
+    if span is None or run is None or run.step != 1:
+        return None
+    if not span:
+        return run
+    return range(span.start, run.stop) if run.start == span.stop else None

@@ -47,3 +47,30 @@ def test_what_columns_cannot_carry_travels_as_the_list_of_tuples() -> None:
     untimed = PendingResults.of([(2, True, 4, None, None)])
     for p in (with_exception, untimed, PendingResults()):
         assert unpack(p.pack()) == pickle.loads(p.pack()) == p.items()
+
+
+def test_ids_that_follow_each_other_in_ranges_travel_as_one_range() -> None:
+    p = PendingResults()
+    p.add_run(range(10, 13), [1, 2, 3], [1.0, 1.1, 1.2], [0.1, 0.1, 0.1])
+    p.add_run(range(13, 15), [4, 5], [1.3, 1.4], [0.1, 0.1])
+    later = PendingResults()
+    later.add_run(range(15, 16), [6], [1.5], [0.1])
+    p.extend(later)
+    got = unpack(p.pack())
+    assert isinstance(got, ResultColumns) and got.ids == range(10, 16)
+    assert list(got) == p.items() and [r[0] for r in got] == list(range(10, 16))
+
+
+def test_ids_out_of_order_or_from_lists_travel_as_they_are() -> None:
+    gap = PendingResults()
+    gap.add_run(range(10, 12), [1, 2], [1.0, 1.1], [0.1, 0.1])
+    gap.add_run(range(20, 21), [3], [1.2], [0.1])  # not the next id: no range
+    mixed = PendingResults()
+    mixed.add_run(range(10, 12), [1, 2], [1.0, 1.1], [0.1, 0.1])
+    mixed.add((12, True, 3, 1.2, 0.1))  # a single result: no range from then on
+    listed = PendingResults()
+    listed.add_run([10, 11], [1, 2], [1.0, 1.1], [0.1, 0.1])
+    for p, ids in ((gap, (10, 11, 20)), (mixed, (10, 11, 12)), (listed, (10, 11))):
+        got = unpack(p.pack())
+        assert isinstance(got, ResultColumns) and got.ids == ids
+        assert list(got) == p.items()
