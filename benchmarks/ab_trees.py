@@ -13,14 +13,21 @@ taken per round against the first tree. The figures are saved as
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from .common import finish, fmt_summary, machine_info, machine_line, parser, summary, table
+from .common import (
+    finish,
+    fmt_summary,
+    machine_info,
+    machine_line,
+    parser,
+    run_in_tree,
+    summary,
+    table,
+)
 
 NAME = "ab_trees"
 _RUN = ("import json, sys; sys.path.insert(0, '.');"
@@ -30,14 +37,7 @@ _RUN = ("import json, sys; sys.path.insert(0, '.');"
 
 def run_in(tree: Path, n: int, journal: bool) -> dict[str, Any]:
     """One run_guidist in tree, in its own interpreter."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    out = subprocess.run([sys.executable, "-c", _RUN.format(n=n, journal=journal)], cwd=tree,
-                         env=env, capture_output=True, text=True, timeout=900)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if not lines:
-        raise RuntimeError(f"the run in {tree} failed:\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
-    return result
+    return run_in_tree(tree, ["-c", _RUN.format(n=n, journal=journal)])
 
 
 def _commit_of(tree: Path) -> str:

@@ -17,10 +17,7 @@ in interleaved rounds, and the ratios are per round against the first tree.
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
-import subprocess
 import sys
 import tempfile
 import time
@@ -98,15 +95,9 @@ _RUN = ("import json, sys, importlib.util; sys.path.insert(0, '.');"
 
 def run_in(tree: Path, n: int, journal: bool) -> dict[str, Any]:
     """One run_once in tree, in its own interpreter."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    code = _RUN.format(here=__file__, n=n, journal=journal)
-    out = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, capture_output=True,
-                         text=True, timeout=900)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if not lines:
-        raise RuntimeError(f"the run in {tree} failed:\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
-    return result
+    from .common import run_in_tree
+
+    return run_in_tree(tree, ["-c", _RUN.format(here=__file__, n=n, journal=journal)])
 
 
 def main(argv: list[str] | None = None) -> int:

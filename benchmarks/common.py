@@ -295,6 +295,20 @@ def guidist_stack(workers: int, journal: bool = False, server_gc: str | None = N
             tmp.cleanup()
 
 
+def run_in_tree(tree: Path, args: Sequence[str], timeout: float = 900) -> dict[str, Any]:
+    """Run ``python *args`` with tree's code first on the path (cwd tree); returns the JSON of
+    the last line it printed that starts with ``RESULT ``. Comparing source trees side by side
+    needs each in an interpreter of its own: modules once imported can't be swapped."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    out = subprocess.run([sys.executable, *args], cwd=tree, env=env, capture_output=True,
+                         text=True, timeout=timeout)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        raise RuntimeError(f"the run in {tree} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
+    return result
+
+
 def rss(pid: int) -> int:
     """Resident set size of a process, in bytes."""
     return psutil.Process(pid).memory_info().rss

@@ -20,9 +20,6 @@ interleaved rounds, and the ratios are per round against the first tree.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -117,16 +114,11 @@ def worker_alone(n: int, claim: int = 1_000) -> float | None:
 
 def run_in(tree: Path, n: int, journal: bool, prefetch: int | None) -> dict[str, Any]:
     """One run_once in tree, in its own interpreter."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
+    from .common import run_in_tree
+
     code = _RUN.format(path=str(Path(__file__).resolve()), n=n, journal=journal,
                        prefetch=prefetch)
-    out = subprocess.run([sys.executable, "-c", code], cwd=tree, env=env,
-                         capture_output=True, text=True, timeout=900)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if not lines:
-        raise RuntimeError(f"the run in {tree} failed:\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
-    return result
+    return run_in_tree(tree, ["-c", code])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,14 +16,19 @@ trees, so a busy machine weighs on each alike. Saved as ``benchmarks/results/red
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from .common import finish, fmt_summary, machine_info, machine_line, parser, summary, table
+from .common import (
+    finish,
+    fmt_summary,
+    machine_info,
+    machine_line,
+    parser,
+    run_in_tree,
+    summary,
+    table,
+)
 from .redis_backend import redis_server
 
 NAME = "redis_time"
@@ -90,15 +95,8 @@ b.close()
 
 def run_in(tree: Path, n: int) -> dict[str, Any]:
     """One measured run of tree's broker against a fresh redis-server."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
     with redis_server() as url:
-        out = subprocess.run([sys.executable, "-c", _CHILD, url, str(n)], cwd=tree, env=env,
-                             capture_output=True, text=True, timeout=900)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if not lines:
-        raise RuntimeError(f"the run in {tree} failed:\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
-    return result
+        return run_in_tree(tree, ["-c", _CHILD, url, str(n)])
 
 
 def main(argv: list[str] | None = None) -> int:
