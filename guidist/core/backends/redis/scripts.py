@@ -291,9 +291,8 @@ end
 -- batch, so it makes a constant number of Redis calls per batch, not per task.
 local function bkey(first) return P .. 'b:' .. first end
 
-local function locate(ids)
-  -- id (a number) -> the first id of the batch holding it; missing for ids no batch holds.
-  -- One lookup per batch touched: the ids are walked in order, each batch covering a run.
+local function sorted_nums(ids)
+  -- the ids (strings or numbers) as numbers, in ascending order
   local nums, sorted, prev = {}, true, -1
   for i, id in ipairs(ids) do
     local n = tonumber(id)
@@ -302,6 +301,13 @@ local function locate(ids)
     prev = n
   end
   if not sorted then table.sort(nums) end  -- claims and results mostly come in id order
+  return nums
+end
+
+local function locate(ids)
+  -- id (a number) -> the first id of the batch holding it; missing for ids no batch holds.
+  -- One lookup per batch touched: the ids are walked in order, each batch covering a run.
+  local nums = sorted_nums(ids)
   local where, first, last = {}, nil, -1
   for _, n in ipairs(nums) do
     if n > last then
@@ -448,18 +454,6 @@ local function runs_of(nums)
     elseif not cur or n > cur[2] then cur = {n, n}; runs[#runs + 1] = cur end
   end
   return runs
-end
-
-local function sorted_nums(ids)
-  local nums, sorted, prev = {}, true, -1
-  for i, id in ipairs(ids) do
-    local n = tonumber(id)
-    nums[i] = n
-    if n < prev then sorted = false end
-    prev = n
-  end
-  if not sorted then table.sort(nums) end
-  return nums
 end
 
 local function held_count(wid, n)
