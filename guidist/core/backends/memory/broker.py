@@ -1585,7 +1585,7 @@ class Broker:
                 if recs:
                     while r < m and ids[a + r] in recs:
                         r += 1
-                    if any(a + r <= s.index(t) < a + m for t in recs):
+                    if r < m and any(a + r <= s.index(t) < a + m for t in recs):
                         m = 0  # a record in the middle of the run: one by one below
                 if m:
                     for i in range(pos, pos + r):
