@@ -266,9 +266,15 @@ class _Child:
         self.conn = conn
 
 
+#: What a task process sends once it has started, before any task: a task's time limit runs
+#: from when a ready child takes it, never through a child's start-up (seconds under load).
+_READY = "ready"
+
+
 def _child_main(conn: Any, parent: int) -> None:
     """A task process: run what the pipe brings, one task at a time, until it closes."""
     _child_init(parent)
+    conn.send(_READY)
     while True:
         try:
             call = conn.recv()
@@ -300,11 +306,12 @@ class ProcessExecutor(Executor):
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._idle: list[_Child] = []
+        self._starting: list[_Child] = []  # spawned, not ready yet: given no task
         self._busy: dict[_Child, _Job] = {}
         self._queue: deque[_Job] = deque()
         self._closed = False
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)  # wakes the dispatcher
-        self._idle.extend(self._spawn() for _ in range(self.concurrency))
+        self._starting.extend(self._spawn() for _ in range(self.concurrency))
         self._thread = threading.Thread(target=self._run, name="task-processes", daemon=True)
         self._thread.start()
 
@@ -379,16 +386,27 @@ class ProcessExecutor(Executor):
                 if self._closed and not self._busy:
                     return
                 conns = {c.conn: c for c in self._busy}
-                sentinels = {c.process.sentinel: c for c in (*self._busy, *self._idle)}
+                starting = {c.conn: c for c in self._starting}
+                sentinels = {c.process.sentinel: c
+                             for c in (*self._busy, *self._idle, *self._starting)}
                 deadlines = [j.deadline for j in self._busy.values() if j.deadline is not None]
             wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            ready = connection.wait([self._wake_r, *conns, *sentinels], wait)
+            ready = connection.wait([self._wake_r, *conns, *starting, *sentinels], wait)
             done: list[tuple[cf.Future, Any]] = []
             with self._lock:
                 if self._wake_r in ready:
                     while self._wake_r.poll():
                         self._wake_r.recv_bytes()
                 for r in ready:
+                    child = starting.get(r)
+                    if child is not None and child in self._starting:
+                        try:
+                            if child.conn.recv() == _READY:
+                                self._starting.remove(child)
+                                self._idle.append(child)
+                        except (EOFError, OSError):
+                            pass  # it died starting: its sentinel says so below
+                        continue
                     child = conns.get(r)
                     if child is None or child not in self._busy:
                         continue
@@ -423,6 +441,8 @@ class ProcessExecutor(Executor):
         job = self._busy.pop(child, None)
         if child in self._idle:
             self._idle.remove(child)
+        if child in self._starting:
+            self._starting.remove(child)
         if child.process.is_alive():
             child.process.kill()
         child.process.join(5)
@@ -432,7 +452,7 @@ class ProcessExecutor(Executor):
             done.append((job.future, failure(why, job.started, ran)))
             log.warning("task process %s replaced: %s", child.process.pid, why.split(";")[0])
         if not self._closed:
-            self._idle.append(self._spawn())
+            self._starting.append(self._spawn())
 
     def cancel(self, fut: cf.Future) -> bool:
         """A task still waiting for a child is withdrawn; one a child took is not (dispatch
@@ -451,8 +471,9 @@ class ProcessExecutor(Executor):
         if wait:
             self._thread.join()
         with self._lock:
-            children = [*self._idle, *self._busy]
+            children = [*self._idle, *self._busy, *self._starting]
             self._idle.clear()
+            self._starting.clear()
         for c in children:
             try:
                 c.conn.send(None)

@@ -234,6 +234,29 @@ def test_a_process_mode_child_past_its_limit_is_killed_and_replaced(
     assert w.alive
 
 
+def test_a_process_mode_limit_runs_from_the_task_not_from_its_process_start(
+        limited: tuple[ServerProcess, Client], pool_factory: Callable[..., object],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Task processes that take 2 s to start (as on a loaded machine) must not use up the
+    1 s limit of the 0.2 s tasks given to them: a child gets a task once it is ready."""
+    srv, c = limited
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, sys, time\n"
+        "if '--multiprocessing-fork' in sys.orig_argv:  # only the task processes\n"
+        "    time.sleep(float(os.environ['GUIDIST_TEST_CHILD_START_S']))\n")
+    monkeypatch.setenv("GUIDIST_TEST_CHILD_START_S", "2")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(tmp_path), str(Path(__file__).resolve().parents[2]),
+         os.environ.get("PYTHONPATH", "")]))
+    ids = c.submit_many("tests.jobs:slow_square", [(n, 0.2) for n in range(4)])
+    pool = pool_factory(srv, give_up_after=30.0)
+    pool.launch(1, mode="process", concurrency=2)
+    _finished(c, 4)
+    tasks = [c.get_task(i) for i in ids]
+    assert [t.state.value for t in tasks] == ["done"] * 4, [t.error for t in tasks]
+    assert [t.result for t in tasks] == [n * n for n in range(4)]
+
+
 def test_an_inline_task_stuck_in_c_fails_and_its_worker_exits_for_a_restart(
         limited: tuple[ServerProcess, Client], pool_factory: Callable[..., object]) -> None:
     srv, c = limited
