@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 from .errors import PayloadTooLarge
-from .protocol import BareArgs
+from .protocol import PLAIN_BELOW, BareArgs
 
 _first = operator.itemgetter(0)
 
@@ -116,6 +116,8 @@ def submission_args(items: list) -> list:
 
     The bare form pickles a value per task instead of a 1-tuple each: the client pickles
     and the server unpickles half the objects, and the broker keeps the list as it comes."""
+    if len(items) < PLAIN_BELOW:
+        return [a if type(a) is tuple else (a,) for a in items]
     types = set(map(type, items))  # C speed: one check a task
     if tuple not in types:
         return BareArgs(items)

@@ -17,7 +17,7 @@ from guidist.core.payload import (
     unpack,
     unpack_submission,
 )
-from guidist.core.protocol import BareArgs
+from guidist.core.protocol import PLAIN_BELOW, BareArgs
 
 
 def test_results_as_columns_round_trip_as_tuples() -> None:
@@ -47,13 +47,16 @@ def test_split_by_size_packs_each_part_with_the_packer_given() -> None:
 
 
 def test_one_argument_tasks_travel_as_bare_values_and_read_as_tuples() -> None:
-    for items in ([1, "a", [2, 3], None], [(1,), ("a",), ([2, 3],), (None,)]):
+    k = PLAIN_BELOW // 4 + 1  # enough for the bare form
+    for items in ([1, "a", [2, 3], None] * k, [(1,), ("a",), ([2, 3],), (None,)] * k):
         sent = submission_args(items)
-        assert type(sent) is BareArgs and list.copy(sent) == [1, "a", [2, 3], None]
+        assert type(sent) is BareArgs and list.copy(sent) == [1, "a", [2, 3], None] * k
         blob = pack(sent)
         got, size = unpack_submission("square", blob, None)
         assert type(got) is BareArgs and size == len(blob)
-        assert list(got) == [(1,), ("a",), ([2, 3],), (None,)]
+        assert list(got) == [(1,), ("a",), ([2, 3],), (None,)] * k
+    few = submission_args([1, "a"])  # a class reference costs more than a few tuples save
+    assert type(few) is list and few == [(1,), ("a",)]
     many = list(range(1000, 2000))  # a value a task, not a 1-tuple: a third smaller
     assert len(pack(submission_args(many))) < 0.7 * len(pack([(v,) for v in many]))
 

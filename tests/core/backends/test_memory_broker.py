@@ -15,6 +15,7 @@ from guidist.core.protocol import (
     CMD_OK,
     CMD_STOP,
     CMD_UNKNOWN,
+    PLAIN_BELOW,
     SERIES_FIELDS,
     BareArgs,
     TaskState,
@@ -727,18 +728,30 @@ def test_series_gauges_keep_the_peak_of_a_burst_inside_the_second(clock: FakeClo
 
 def test_a_claim_of_one_argument_tasks_carries_the_values_bare(broker: Broker) -> None:
     wid = join(broker)
-    broker.submit("square", [1, 2, 3])  # one argument each: the batch keeps bare values
+    n = PLAIN_BELOW + 8
+    broker.submit("square", list(range(1, n + 1)))  # one argument each: kept as bare values
     broker.submit("pair", [(1, 2), (3, 4)])
-    groups = broker.claim(wid, 10)
+    groups = broker.claim(wid, 100)
     [(fn1, _, ids1, bare), (fn2, _, ids2, tuples)] = groups
-    assert (fn1, ids1, fn2, ids2) == ("square", [1, 2, 3], "pair", [4, 5])
-    assert type(bare) is BareArgs and bare == [(1,), (2,), (3,)]  # read as 1-tuples
-    assert bare.values() == [1, 2, 3]
+    assert (fn1, ids1, fn2, ids2) == ("square", list(range(1, n + 1)), "pair", [n + 1, n + 2])
+    assert type(bare) is BareArgs and bare == [(v,) for v in range(1, n + 1)]  # 1-tuples
+    assert bare.values() == list(range(1, n + 1))
     assert type(tuples) is list and tuples == [(1, 2), (3, 4)]
     # A task given back is handed out again as the tuple it was.
     broker.release(wid, [2])
     [(_, _, [tid], args)] = broker.claim(wid, 1)
     assert tid == 2 and list(args) == [(2,)]
+
+
+def test_a_small_claim_travels_as_plain_lists(broker: Broker) -> None:
+    """Below PLAIN_BELOW tasks the bare and range forms cost more to pickle than they save."""
+    wid = join(broker)
+    broker.submit("square", [1, 2, 3])
+    [(_, _, ids, args)] = broker.claim(wid, 10)
+    assert type(ids) is list and ids == [1, 2, 3]
+    assert type(args) is list and args == [(1,), (2,), (3,)]
+    broker.complete(wid, [(t, True, t * t, 1.0, 0.1) for t in ids])
+    assert [broker.get_task(t).result for t in ids] == [1, 4, 9]
 
 
 def _states(b: Broker, ids: list[int]) -> list[str]:
@@ -824,15 +837,17 @@ def test_results_whose_ids_column_is_a_range_are_taken_like_a_tuple_of_them(
         return pickle.dumps((_RESULT_COLUMNS, ids, None, [t * 2 for t in ids], times, times))
 
     b = broker
-    b.submit("square", [(i,) for i in range(10)])  # 1..10
+    n = PLAIN_BELOW + 8  # a claim this big sends its ids as a range
+    b.submit("square", [(i,) for i in range(n)])  # 1..n
     w = join(b)
-    groups = b.claim(w, 10)
-    assert ids_of(groups) == list(range(1, 11))
-    assert pickle.loads(pickle.dumps(groups))[0][2] == range(1, 11)  # as a worker gets it
+    groups = b.claim(w, n)
+    assert ids_of(groups) == list(range(1, n + 1))
+    assert pickle.loads(pickle.dumps(groups))[0][2] == range(1, n + 1)  # as a worker gets it
     assert b.complete(w, columns(range(1, 5))) == 4  # the front, the started one in it
-    assert b.complete(w, columns(range(4, 12))) == 6  # 4 again, and 11 was never claimed
-    assert _states(b, list(range(1, 11))) == ["done"] * 10
-    assert [b.get_task(t).result for t in (1, 4, 10)] == [2, 8, 20]
+    # 4 again, and n + 1 was never claimed
+    assert b.complete(w, columns(range(4, n + 2))) == n - 4
+    assert _states(b, list(range(1, n + 1))) == ["done"] * n
+    assert [b.get_task(t).result for t in (1, 4, n)] == [2, 8, 2 * n]
     assert b.snapshot().leased == 0 and b.snapshot().extra["ignored_late"] == 2
 
 

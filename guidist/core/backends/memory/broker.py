@@ -54,6 +54,7 @@ from ...protocol import (
     CMD_OK,
     CMD_STOP,
     CMD_UNKNOWN,
+    PLAIN_BELOW,
     SNAPSHOT_JOBS,
     TASK_ORDERS,
     THROUGHPUT_WINDOW,
@@ -1540,6 +1541,9 @@ class Broker:
         j.claimed += n
         if not n:
             return None
+        if n < PLAIN_BELOW:  # the slice keeps its forms; the wire gets the cheaper lists
+            return claim_group(fn, kw, list(ids), items if values is None
+                               else [(v,) for v in values], to)
         return claim_group(fn, kw, ClaimIds(ids) if type(ids) is range else ids, items, to)
 
     def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float,
