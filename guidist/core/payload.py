@@ -116,13 +116,12 @@ def submission_args(items: list) -> list:
 
     The bare form pickles a value per task instead of a 1-tuple each: the client pickles
     and the server unpickles half the objects, and the broker keeps the list as it comes."""
-    if len(items) < PLAIN_BELOW:
-        return [a if type(a) is tuple else (a,) for a in items]
-    types = set(map(type, items))  # C speed: one check a task
-    if tuple not in types:
-        return BareArgs(items)
-    if types == {tuple} and set(map(len, items)) == {1}:
-        return BareArgs(map(_first, items))
+    if len(items) >= PLAIN_BELOW:
+        types = set(map(type, items))  # C speed: one check a task
+        if tuple not in types:
+            return BareArgs(items)
+        if types == {tuple} and set(map(len, items)) == {1}:
+            return BareArgs(map(_first, items))
     return [a if type(a) is tuple else (a,) for a in items]
 
 

@@ -98,20 +98,25 @@ def test_trimmed_tasks_leave_nothing_behind(made: Any) -> None:
 
 
 def test_a_namespace_in_the_old_layout_is_refused_in_one_sentence(made: Any) -> None:
-    from guidist.core.backends.redis.broker import RedisBroker
-
     broker, raw = made()
     ns = f"old-{uuid.uuid4().hex[:12]}"
     raw.set(f"{ns}:seq:task", 12)  # what a deployment before the batch layout leaves
     raw.hset(f"{ns}:t:12", mapping={"f": "square", "st": "queued"})
     try:
-        with pytest.raises(GuidistError) as err:
-            RedisBroker(broker._url, namespace=ns)
-        text = str(err.value)
-        assert "\n" not in text and "older layout" in text and f"'{ns}:*'" in text
+        _assert_refused(broker._url, ns)
         assert not raw.exists(f"{ns}:layout")  # nothing was written into it
     finally:
         raw.delete(f"{ns}:seq:task", f"{ns}:t:12")
+
+
+def _assert_refused(url: str, ns: str) -> None:
+    """Opening namespace ns is refused in one line that names the keys to clear."""
+    from guidist.core.backends.redis.broker import RedisBroker
+
+    with pytest.raises(GuidistError) as err:
+        RedisBroker(url, namespace=ns)
+    text = str(err.value)
+    assert "\n" not in text and "older layout" in text and f"'{ns}:*'" in text
 
 
 def test_a_claim_reads_attempts_only_in_batches_that_had_a_requeue(made: Any) -> None:
@@ -224,17 +229,12 @@ def test_done_is_a_capped_list_and_every_listing_path_reads_it_alike(made: Any,
 
 
 def test_a_namespace_in_layout_3_is_refused_and_left_as_it_was(made: Any) -> None:
-    from guidist.core.backends.redis.broker import RedisBroker
-
     broker, raw = made()
     ns = f"old3-{uuid.uuid4().hex[:12]}"
     raw.set(f"{ns}:layout", "3")  # every done result a record field and a list entry
     raw.rpush(f"{ns}:fin:done", "3:7")
     try:
-        with pytest.raises(GuidistError) as err:
-            RedisBroker(broker._url, namespace=ns)
-        text = str(err.value)
-        assert "\n" not in text and "older layout" in text and f"'{ns}:*'" in text
+        _assert_refused(broker._url, ns)
         assert raw.get(f"{ns}:layout") == b"3" and raw.lrange(f"{ns}:fin:done", 0, -1) == [b"3:7"]
     finally:
         raw.delete(f"{ns}:layout", f"{ns}:fin:done")

@@ -782,8 +782,7 @@ class _Worker:
 
     __slots__ = ("id", "name", "host", "pid", "kind", "mode", "concurrency", "joined",
                  "last_seen", "current_task", "done", "failed", "leases", "n_leased", "state",
-                 "stop",
-                 "functions", "address", "n_running", "conns", "give_back", "cpu", "rss")
+                 "stop", "functions", "address", "n_running", "conns", "give_back", "cpu", "rss")
 
     def __init__(self, id: str, name: str, host: str, pid: int, kind: str, mode: str,
                  concurrency: int, now: float) -> None:
