@@ -44,6 +44,7 @@ from .commands.help import HelpFormatter, add_command, verbosity, verbosity_pare
 from .commands.output import output_format, write_output
 from .commands.watch import watch
 from .core.backends.base import DEFAULTS
+from .core.claims import DEFAULT_PREFETCH
 from .core.client import Client, iter_tasks
 from .core.errors import ExitCode, GuidistError
 from .core.histogram import run_time_text
@@ -581,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also import task functions from this folder (repeatable; the "
                              "working directory is always searched)")
     worker.add_argument("--name", metavar="NAME", help="shown in the window (default: host-pid)")
-    worker.add_argument("--prefetch", type=int, metavar="N", default=1000,
+    worker.add_argument("--prefetch", type=int, metavar="N", default=DEFAULT_PREFETCH,
                         help="most tasks leased per claim (the batch adapts below it)")
     worker.add_argument("--give-up-after", type=float, metavar="SECONDS", default=60.0,
                         help="seconds without a server before exiting non-zero")

@@ -13,11 +13,18 @@ import math
 #: Functions whose estimate a worker keeps (and sends with each claim); the oldest go first.
 MAX_FUNCTIONS = 256
 
+#: The most tasks one claim leases by default. Only functions under 10 µs a task reach it (the
+#: tenth of a second decides for the rest), and for them the claim's round trip is the cost:
+#: a server spends about 0.13 ms of CPU on an exchange whatever it carries, so at 1,000 a claim
+#: that was half of its work per task, and behind 20 ms of round trip a worker kept 13 % of
+#: its rate where 10,000 keeps 47 %.
+DEFAULT_PREFETCH = 10_000
+
 
 class ClaimSizer:
     """Per-function seconds-per-task estimates and the claim limits that follow from them."""
 
-    def __init__(self, batch_seconds: float = 0.1, prefetch: int = 1000) -> None:
+    def __init__(self, batch_seconds: float = 0.1, prefetch: int = DEFAULT_PREFETCH) -> None:
         self.batch_seconds = batch_seconds
         self.prefetch = max(1, int(prefetch))
         self._seconds: dict[str, float] = {}  # function -> seconds per task, last measured

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from . import remote
 from .ahead import AheadExchange
 from .backends.base import DEFAULTS
-from .claims import ClaimSizer
+from .claims import DEFAULT_PREFETCH, ClaimSizer
 from .client import Client
 from .errors import AuthenticationFailed, ExitCode, GuidistError, RemoteError, ServerUnavailable
 from .executors import Executor, default_concurrency, make_executor, timeout_text
@@ -82,7 +82,7 @@ class WorkerConfig:
     address: tuple[str, int]
     authkey: bytes
     name: str = ""
-    prefetch: int = 1000  # the most tasks one claim may lease
+    prefetch: int = DEFAULT_PREFETCH  # the most tasks one claim may lease
     wait_s: float = 1.0  # how long a claim waits on the server when the queue is empty
     heartbeat_s: float = 5.0  # capped to a quarter of the server's lease timeout
     give_up_after: float = 60.0  # seconds without a server before exiting non-zero
