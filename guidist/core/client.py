@@ -210,7 +210,7 @@ class Client:
                 if attempt or "no job with id" not in str(exc):
                     raise
                 self._job_ids.clear()  # the server forgot that (finished, old) job: open anew
-        fut = TaskFuture(first, self)
+        fut = TaskFuture(first, self, watcher)
         watcher.add(first, 1, jid, since, lambda _tid, outcome: settle(fut, outcome))
         return fut
 
@@ -238,7 +238,7 @@ class Client:
                      if chunked else items)
         watcher = self._results()
         since = watcher.cursor()
-        results = MapResults(chunked)
+        results = MapResults(chunked, watcher)
         ids = self.submit_many(name, args_list, job=job)
         jid = ids.job.id if ids.job is not None else 0
         base = 0
@@ -263,7 +263,7 @@ class Client:
         watcher = self._results()
         since = watcher.cursor()
         task = self.get_task(task_id)
-        fut = TaskFuture(task_id, self)
+        fut = TaskFuture(task_id, self, watcher)
         if task is None:
             watcher.add(task_id, 1, 0, since, lambda _t, o: settle(fut, o))
             watcher.check([task_id])  # not known: fails with the reason

@@ -6,6 +6,13 @@ A Client hands out ``TaskFuture`` objects (``client.submit``) and result streams
 delivers every result that finished meanwhile. The server scans only the results that
 finished after the watcher's cursor, so waiting costs the same for one task or a million.
 
+A caller blocked in ``result()`` (or a map's iterator) holds that wait itself when no other
+thread does: the reply then wakes the thread that wants it, with no hand-off through the
+watcher thread (on an idle system that hand-off cost more than a no-op round trip). The
+watcher thread waits meanwhile and takes over when the caller stops, so callbacks,
+``as_completed`` and futures nobody reads are served as before. One wait is in flight at a
+time, whichever thread holds it.
+
 Cursors: the watcher remembers the newest result it has seen. A submission registers with
 the cursor read *before* it was sent, and the next wait starts from there, so a task that
 finishes before its future is registered is still seen. When results left the server's
@@ -23,6 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any, Protocol
 
 from .errors import GuidistError, NotAGuidistServer
@@ -92,10 +100,29 @@ class TaskFuture(cf.Future):
     id, so a future can be passed wherever a task id is taken.
     """
 
-    def __init__(self, task_id: int, client: Caller | None = None) -> None:
+    def __init__(self, task_id: int, client: Caller | None = None,
+                 watcher: ResultWatcher | None = None) -> None:
         super().__init__()
         self.id = int(task_id)
         self._client = client
+        self._watcher = watcher
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The task's result (or its exception raised), waiting up to timeout seconds."""
+        return super().result(self._serve(timeout))
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The task's exception (None for a success), waiting up to timeout seconds."""
+        return super().exception(self._serve(timeout))
+
+    def _serve(self, timeout: float | None) -> float | None:
+        """Hold the result wait on this thread until resolved (when no other thread holds
+        it); returns what is left of timeout for the standard wait."""
+        if self._watcher is None or self.done():
+            return timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._watcher.serve(self.done, deadline)
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def cancel(self) -> bool:
         """Cancel the task if it is still queued; True when it is (now) cancelled."""
@@ -166,6 +193,10 @@ class ResultWatcher:
         self._token = uuid.uuid4().hex
         self._thread: threading.Thread | None = None
         self._closed = False
+        # A caller holding the wait on its own thread (serve): its thread id and what it
+        # waits for; the watcher thread leaves the wait to it meanwhile.
+        self._driver: int | None = None
+        self._driver_ready: Callable[[], bool] | None = None
 
     def cursor(self) -> int:
         """The cursor to register a submission with: read before the submit is sent."""
@@ -190,16 +221,60 @@ class ResultWatcher:
             self._jobs[job] = self._jobs.get(job, 0) + 1
             self._rewind = since if self._rewind is None else min(self._rewind, since)
             poke = self._in_flight is not None and job not in self._in_flight
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="guidist-results",
-                                                daemon=True)
-                self._thread.start()
+            self._start_thread()
             self._wake.notify_all()
         if poke:  # the wait under way does not cover this job: make it return and re-ask
             try:
                 self._client.call("poke", self._token)
             except GuidistError:
                 pass  # the wait ends by its timeout instead
+
+    def serve(self, ready: Callable[[], bool], deadline: float | None) -> None:
+        """Hold the result wait on the calling thread until ready() is true or the deadline
+        (monotonic) passes, unless another thread holds it. The watcher thread takes over
+        when this returns (a lost server included: it retries, and gives up in time)."""
+        me = threading.get_ident()
+        with self._lock:
+            nested = self._driver == me and self._in_flight is None  # from a callback it ran
+            if self._closed or not self._entries or ready() or not nested and (
+                    self._driver is not None or self._in_flight is not None):
+                return
+            outer = self._driver_ready
+            self._driver, self._driver_ready = me, ready
+        try:
+            self._serve(ready, deadline)
+        finally:
+            with self._lock:
+                if nested:
+                    self._driver_ready = outer
+                else:
+                    self._driver = self._driver_ready = None
+                    if self._entries and not self._closed:
+                        self._start_thread()
+                self._wake.notify_all()
+
+    def _serve(self, ready: Callable[[], bool], deadline: float | None) -> None:
+        while not ready():
+            seconds = WAIT_SECONDS
+            if deadline is not None:
+                seconds = min(seconds, deadline - time.monotonic())
+                if seconds <= 0:
+                    return
+            with self._lock:
+                if self._closed or not self._entries:
+                    return
+                cursor, jobs = self._begin_wait()
+            try:
+                self._wait_once(cursor, jobs, seconds)
+            except GuidistError:
+                return  # the watcher thread retries, backs off and gives up in time
+            except Exception as exc:  # a bug or a broken reply: fail the futures (as _run)
+                with self._lock:
+                    closed = self._closed
+                if not closed:
+                    log.exception("waiting for results failed")
+                    self.close(f"waiting for results failed: {type(exc).__name__}: {exc}")
+                return
 
     def check(self, ids: list[int]) -> None:
         """Look these (watched) tasks up by id now: for tasks that may have finished long ago."""
@@ -227,12 +302,27 @@ class ResultWatcher:
             except GuidistError:
                 pass
         self._fail(entries, reason)
+        deadline = time.monotonic() + timeout
         if thread is not None and not own:
             # A Redis connection runs the wait in this process: shutting it down while the
             # thread still reads from its sockets makes redis-py fail in odd ways.
             thread.join(timeout)
+        me = threading.get_ident()
+        with self._lock:  # the same for a caller holding the wait (the poke ends it)
+            while self._driver is not None and self._driver != me:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._wake.wait(left)
 
     # -------------------------------------------------------------- the thread
+
+    def _start_thread(self) -> None:
+        """Under the lock: start the watcher thread unless it runs."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="guidist-results",
+                                            daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         try:
@@ -253,7 +343,8 @@ class ResultWatcher:
         while True:
             with self._lock:
                 idle_until = time.monotonic() + IDLE_EXIT
-                while not self._entries and not self._closed:
+                # Nothing to wait for, or a caller holds the wait (it wakes us when it stops).
+                while (not self._entries or self._driver is not None) and not self._closed:
                     left = idle_until - time.monotonic()
                     if left <= 0:
                         self._thread = None
@@ -262,24 +353,15 @@ class ResultWatcher:
                 if self._closed:
                     self._thread = None
                     return
-                jobs = sorted(self._jobs)
-                cursor = self._cursor or 0
-                if self._rewind is not None:
-                    cursor = min(cursor, self._rewind)
-                    self._rewind = None
-                self._in_flight = frozenset(jobs)
+                cursor, jobs = self._begin_wait()
             try:
-                new, outcomes, gap = self._client.call("wait_results", cursor, jobs,
-                                                       WAIT_SECONDS, self._token)
+                self._wait_once(cursor, jobs, WAIT_SECONDS)
             except Exception as exc:
                 with self._lock:
-                    self._in_flight = None
                     if self._closed:  # closed meanwhile: whatever the call met, it is over
                         return
                 if not isinstance(exc, GuidistError):
                     raise
-                with self._lock:
-                    self._rewind = cursor if self._rewind is None else min(self._rewind, cursor)
                 now = time.monotonic()
                 trouble_since = trouble_since or now
                 if now - trouble_since > GIVE_UP_AFTER:
@@ -291,12 +373,34 @@ class ResultWatcher:
                         self._wake.wait(min(2.0, 0.1 + (now - trouble_since) / 4))
                 continue
             trouble_since = None
+
+    def _begin_wait(self) -> tuple[int, list[int]]:
+        """Under the lock: the cursor and jobs of the next wait, which is now in flight."""
+        jobs = sorted(self._jobs)
+        cursor = self._cursor or 0
+        if self._rewind is not None:
+            cursor = min(cursor, self._rewind)
+            self._rewind = None
+        self._in_flight = frozenset(jobs)
+        return cursor, jobs
+
+    def _wait_once(self, cursor: int, jobs: list[int], seconds: float) -> None:
+        """One wait_results call and what it delivers; if the call fails, the next wait
+        starts from this one's cursor again, and the error is raised."""
+        try:
+            new, outcomes, gap = self._client.call("wait_results", cursor, jobs, seconds,
+                                                   self._token)
+        except BaseException:
             with self._lock:
                 self._in_flight = None
-                self._cursor = int(new)
-            self._deliver(outcomes)
-            if gap:
-                self._lookup(self._pending_ids())
+                self._rewind = cursor if self._rewind is None else min(self._rewind, cursor)
+            raise
+        with self._lock:
+            self._in_flight = None
+            self._cursor = int(new)
+        self._deliver(outcomes)
+        if gap:
+            self._lookup(self._pending_ids())
 
     def _find(self, tid: int) -> _Entry | None:
         i = bisect.bisect_right(self._starts, tid) - 1
@@ -327,6 +431,14 @@ class ResultWatcher:
                 deliver(int(outcome[0]), outcome)
             except Exception:
                 log.exception("delivering the result of task %s failed", outcome[0])
+        driver, ready = self._driver, self._driver_ready
+        if calls and driver is not None and driver != threading.get_ident() and ready and ready():
+            # What a caller holds the wait for came another way (a lookup by id on another
+            # thread): end its wait now rather than when the server next has a result.
+            try:
+                self._client.call("poke", self._token)
+            except GuidistError:
+                pass
 
     def _drop(self, entry: _Entry) -> None:
         self._entries.pop(entry.first, None)
@@ -381,8 +493,9 @@ class ResultWatcher:
 class MapResults:
     """The results of a map in input order: filled by the watcher, read by the iterator."""
 
-    def __init__(self, chunked: bool) -> None:
+    def __init__(self, chunked: bool, watcher: ResultWatcher | None = None) -> None:
         self._chunked = chunked
+        self._watcher = watcher  # whose wait the iterator holds itself when no thread does
         self._cv = threading.Condition()
         self._outcomes: dict[int, tuple] = {}  # task index -> outcome, until it is read
         self._index: list[tuple[int, int, int]] = []  # (first id, n, index of first)
@@ -403,6 +516,8 @@ class MapResults:
         i = 0
         try:
             while i < count:
+                if self._watcher is not None and i not in self._outcomes:
+                    self._watcher.serve(partial(self._outcomes.__contains__, i), deadline)
                 with self._cv:
                     while i not in self._outcomes:
                         left = None if deadline is None else deadline - time.monotonic()

@@ -7,10 +7,13 @@ on the way; every future must end, with its result or an error that says why.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import operator
 import os
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -119,3 +122,103 @@ def test_futures_fail_with_the_reason_when_the_server_dies(
     finally:
         c.close()
     assert thread_errors == []
+
+
+# ------------------------------------------------------------------ the caller holds the wait
+
+
+def _spy_waits(c: Client) -> list[tuple[int, list[int]]]:
+    """(thread id, jobs) of every wait_results call the client makes from now on."""
+    seen: list[tuple[int, list[int]]] = []
+    real = c.connection.call
+
+    def spying(method: str, *args: object) -> object:
+        if method == "wait_results":
+            seen.append((threading.get_ident(), list(args[1])))  # type: ignore[call-overload]
+        return real(method, *args)
+
+    c.connection.call = spying  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_caller_blocked_in_result_waits_for_it_without_the_results_thread(
+        server: ServerProcess, client: Client, pool_factory: Callable[..., WorkerPool],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The results thread is never started: result() and a map's iterator get their results
+    # through waits they hold themselves (no hand-off through another thread).
+    monkeypatch.setattr(futures.ResultWatcher, "_start_thread", lambda self: None)
+    waits = _spy_waits(client)
+    pool_factory(server).launch(1)
+    assert client.submit("tests.jobs:slow_square", 7, 0.2).result(timeout=30) == 49
+    assert client.submit("tests.jobs:boom", 3).exception(timeout=30) is not None
+    assert list(client.map("tests.jobs:slow_square", range(50), [0.0] * 50)) == \
+        [n * n for n in range(50)]
+    assert waits and {tid for tid, _ in waits} == {threading.get_ident()}
+    assert not _results_threads()
+
+
+def test_a_result_reaches_its_waiting_caller_while_another_thread_adds_a_new_job(
+        server: ServerProcess, client: Client, pool_factory: Callable[..., WorkerPool]) -> None:
+    waits = _spy_waits(client)
+    pool_factory(server).launch(2)
+    late: list[futures.TaskFuture] = []
+
+    def submit_to_a_new_job() -> None:  # once a wait for the first job is on the server
+        wait_for(lambda: waits, message="a wait for the first job")
+        late.append(client.submit(operator.neg, 6))  # another function: another job, a poke
+
+    other = threading.Thread(target=submit_to_a_new_job)
+    other.start()
+    first = client.submit("tests.jobs:slow_square", 5, 1.0)
+    try:
+        # Whichever thread holds the wait (the caller, or the results thread if it ran
+        # first), the poke ends it and the next one asks for both jobs.
+        assert first.result(timeout=30) == 25
+    finally:
+        other.join(30)
+    assert late and late[0].result(timeout=30) == -6
+    assert any(len(jobs) == 2 for _tid, jobs in waits), waits
+
+
+def test_after_a_callers_timeout_the_results_thread_serves_the_future(
+        server: ServerProcess, client: Client, pool_factory: Callable[..., WorkerPool]) -> None:
+    pool_factory(server).launch(1)
+    fut = client.submit("tests.jobs:slow_square", 4, 1.0)
+    with pytest.raises(cf.TimeoutError):
+        fut.result(timeout=0.05)
+    resolved = threading.Event()
+    fut.add_done_callback(lambda _f: resolved.set())
+    assert resolved.wait(30), "nobody delivered the result once the caller gave up"
+    assert fut.result(timeout=0) == 16
+
+
+def test_a_done_callback_may_wait_for_another_future(
+        server: ServerProcess, client: Client, pool_factory: Callable[..., WorkerPool]) -> None:
+    # The callback runs on whichever thread delivered the first result, and that thread is
+    # the one holding the wait: it must serve the second future itself, not wait for itself.
+    pool_factory(server).launch(2)
+    got: list[int] = []
+    fast = client.submit("tests.jobs:slow_square", 2, 0.0)
+    slow = client.submit("tests.jobs:slow_square", 3, 0.5)
+    fast.add_done_callback(lambda _f: got.append(slow.result(timeout=20)))
+    assert fast.result(timeout=30) == 4
+    wait_for(lambda: got, message="the callback to get the second result")
+    assert got == [9]
+
+
+def test_closing_a_client_ends_a_callers_wait_at_once(
+        server: ServerProcess, client: Client, pool_factory: Callable[..., WorkerPool]) -> None:
+    waits = _spy_waits(client)
+    pool_factory(server).launch(1)
+    closer = threading.Thread(target=lambda: (
+        wait_for(lambda: waits, message="a wait on the server"), client.close()))
+    closer.start()
+    fut = client.submit("tests.jobs:slow_square", 8, 30.0)  # runs long past the test
+    try:
+        started = time.monotonic()
+        with pytest.raises(TaskFailed, match="the client was closed"):
+            fut.result(timeout=60)
+        # The poke ends the wait: far sooner than its 20 s on the server.
+        assert time.monotonic() - started < futures.WAIT_SECONDS / 2
+    finally:
+        closer.join(30)
