@@ -116,12 +116,6 @@ def connection_key() -> str:
     return getattr(_CONNECTION, "key", "local")
 
 
-def early_reply() -> Any:
-    """The function that sends the current call's reply from any thread (see
-    transport.early_replies), or None outside a connection's thread."""
-    return getattr(_CONNECTION, "reply", None)
-
-
 _BROKER: ServedBackend | None = None
 _TASK_QUEUE: ClassicTaskQueue | None = None
 _RESULT_QUEUE: ClassicResultQueue | None = None
@@ -209,7 +203,6 @@ class GuidistServer(managers.Server):
             connection.answer_challenge(c, self.authkey)
             transport.set_recv_timeout(c, 0)
             transport.limit_message_size(c, self.max_message)
-            _CONNECTION.reply = transport.early_replies(c)
         except Exception as exc:
             log.info("dropped a connection that failed the handshake: %s", type(exc).__name__)
             return
@@ -329,8 +322,6 @@ def serve(config: ServerConfig, ready: Any = None, control: Any = None) -> None:
         # The broker asks which connection a worker's call came on, so that the last of a
         # worker's connections closing requeues its tasks at once (not after the lease).
         broker.connection_key = connection_key
-        if hasattr(broker, "early_reply"):  # a result wait answered by the thread storing it
-            broker.early_reply = early_reply
         _BROKER = broker
         _TASK_QUEUE, _RESULT_QUEUE = ClassicTaskQueue(broker), ClassicResultQueue(broker)
         server = GuidistServer(ServingManager._registry,  # type: ignore[attr-defined]

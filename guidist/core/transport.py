@@ -21,7 +21,6 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Callable
 from multiprocessing import connection, current_process, managers
 from multiprocessing.reduction import ForkingPickler as _ForkingPickler
 from typing import Any
@@ -213,65 +212,6 @@ def _discard(conn: connection.Connection, size: int, seconds: float) -> None:
             left -= len(chunk)
     except OSError:
         return
-
-
-#: A reply larger than this is left to its own thread to write (blocking), as usual: sent
-#: early, under the broker's lock, it could only part-fill the socket anyway.
-EARLY_REPLY_MAX = 256 * 1024
-
-
-class SentReply:
-    """What a call returns when its reply was sent already, from another thread: the
-    connection's send writes only what the socket could not take then (see early_replies)."""
-
-    __slots__ = ("rest",)
-
-    def __init__(self, rest: bytes) -> None:
-        self.rest = rest
-
-
-def early_replies(conn: connection.Connection) -> Callable[[Any], SentReply] | None:
-    """Let any thread send the reply of the call conn's own thread is blocked in.
-
-    Returns reply(result): it frames ``("#RETURN", result)`` as the manager's reply loop would,
-    writes what the socket takes without blocking, and gives the SentReply the call must then
-    return; conn.send is wrapped so that the reply loop writes only the rest of it instead of
-    a reply of its own. Only the thread that owns conn may be inside a call when reply runs,
-    and it must not touch conn meanwhile (it is waiting for exactly this). None where a send
-    cannot be made non-blocking (no MSG_DONTWAIT, or not a socket).
-    """
-    dontwait = getattr(socket, "MSG_DONTWAIT", None)
-    s = _socket_of(conn)
-    if dontwait is None or s is None:
-        return None
-    s.detach()
-    real_send = conn.send
-
-    def send(obj: Any) -> None:
-        if type(obj) is tuple and len(obj) == 2 and type(obj[1]) is SentReply:
-            if obj[1].rest:
-                conn._send(obj[1].rest)  # type: ignore[attr-defined]
-            return
-        real_send(obj)
-
-    def reply(result: Any) -> SentReply:
-        body = _ForkingPickler.dumps(("#RETURN", result))
-        n = len(body)
-        # multiprocessing's framing: a 4-byte length, or -1 and an 8-byte one beyond 2 GiB.
-        frame = (struct.pack("!i", n) if n <= 0x7FFFFFFF else struct.pack("!iQ", -1, n)) + body
-        if len(frame) > EARLY_REPLY_MAX:
-            return SentReply(frame)
-        out = socket.socket(fileno=conn.fileno())
-        try:
-            sent = out.send(frame, dontwait)
-        except OSError:  # full (BlockingIOError) or broken: the call's own thread writes it
-            sent = 0
-        finally:
-            out.detach()
-        return SentReply(frame[sent:])
-
-    conn.send = send  # type: ignore[method-assign]
-    return reply
 
 
 def nodelay_client(address: Any, family: str | None = None,

@@ -222,13 +222,3 @@ def test_closing_a_client_ends_a_callers_wait_at_once(
         assert time.monotonic() - started < futures.WAIT_SECONDS / 2
     finally:
         closer.join(30)
-
-
-def test_results_of_every_size_come_back_whole_through_a_waiting_caller(
-        server: ServerProcess, client: Client, pool_factory: Callable[..., WorkerPool]) -> None:
-    # Small replies go out from the server thread that stored the result; a reply the socket
-    # cannot take at once is finished by the waiting thread; a large one is its to write.
-    pool_factory(server).launch(1)
-    for size in (10, 200_000, 1_500_000):
-        assert client.submit("tests.jobs:big_result", size).result(timeout=60) == b"x" * size
-    assert [len(v) for v in client.map("tests.jobs:big_result", [300_000] * 6)] == [300_000] * 6

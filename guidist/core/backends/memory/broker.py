@@ -83,7 +83,6 @@ from ...remote import is_by_value
 from ...runstats import FunctionTable, Report
 from ...spans import SpanWindow
 from ..base import DEFAULTS
-from .answering import AnsweringCondition, AnsweringLock
 
 log = logging.getLogger(__name__)
 
@@ -887,11 +886,6 @@ def _no_connection() -> str | None:
     return None
 
 
-def _no_early_reply() -> None:
-    """Outside a server a call's reply is its return value: nothing can send it early."""
-    return None
-
-
 class Broker:
     """The state machine behind every registered queue: pending lanes, leases, results, counters."""
 
@@ -921,13 +915,11 @@ class Broker:
         self._clock = clock
         self._journal: Journal = journal or NullJournal()
         self._journal.attach(self.journal_checkpoint)
-        # A plain mutex that also lets the thread storing a result answer a waiter on a
-        # server connection itself, as it lets go (see wait_results and answering).
-        self._lock = AnsweringLock()
-        self._cv = threading.Condition(self._lock)  # type: ignore[arg-type]
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
         # Result waiters sleep on their own condition of the same lock, so a batch of
         # results wakes them and not every idle worker's claim (and a submit, not them).
-        self._results_cv = AnsweringCondition(self._lock)
+        self._results_cv = threading.Condition(self._lock)
         self._pokes: set[str] = set()
         self._purged_runs: deque[tuple] = deque(maxlen=_MAX_PURGED_RUNS)
         self._functions: dict[str, bytes] = {}  # by-value task functions (see remote)
@@ -953,10 +945,6 @@ class Broker:
         self._conn_workers: dict[str, str] = {}  # connection key -> guidist worker id
         #: Returns the key of the connection the current call arrived on (the server sets it).
         self.connection_key: Callable[[], str | None] = _no_connection
-        #: Returns a function that sends the current call's reply at once, from any thread,
-        #: and gives what the call must then return; None where there is none (the server
-        #: sets it; see wait_results).
-        self.early_reply: Callable[[], Callable[[Any], Any] | None] = _no_early_reply
         self._counts = {s: 0 for s in TaskState}
         self._submitted = 0
         self._requeued_total = 0
@@ -2301,27 +2289,9 @@ class Broker:
         tasks were cancelled in bulk): the caller then looks its tasks up with get_tasks.
         Returns early, with nothing, when poke(token) is called (the caller's set of jobs
         grew). The scan is of the results after cursor, never of the caller's task ids.
-
-        On a server connection the thread that stores the first such result (or pokes)
-        sends the reply itself as it releases the lock, and this call returns the marker the
-        server finishes it with (``early_reply``): the waiting thread's wake-up is then off
-        the path.
         """
         wanted = set(jobs)
         deadline = time.monotonic() + max(0.0, min(float(timeout), _MAX_WAIT))
-        reply = self.early_reply()
-        box: list[Any] = [cursor, None]  # where answer's scan starts; what it sent
-
-        def answer() -> bool:  # by the thread that stored a result or poked, still locked
-            c, o, g = self._scan_results(box[0], wanted, limit)
-            if not (o or g or token in self._pokes):
-                box[0] = c  # nothing for us yet: the next scan starts from there
-                return False
-            assert reply is not None
-            box[1] = reply((c, o, g))
-            self._pokes.discard(token)
-            return True
-
         with self._lock:
             # A poke that came before this call is kept: it may be for this very call (its
             # caller poked while the call was on its way); a stale one ends one wait early.
@@ -2331,13 +2301,7 @@ class Broker:
                 if out or gap or remaining <= 0 or token in self._pokes:
                     self._pokes.discard(token)
                     return cursor, out, gap
-                if reply is None:
-                    self._results_cv.wait(remaining)
-                    continue
-                box[0] = cursor
-                if self._results_cv.wait_answered(answer, remaining):
-                    return box[1]  # the SentReply the server finishes the reply with
-                cursor = box[0]
+                self._results_cv.wait(remaining)
 
     def _scan_results(self, cursor: int, wanted: set[int],
                       limit: int) -> tuple[int, list[tuple], bool]:
