@@ -222,3 +222,11 @@ def test_closing_a_client_ends_a_callers_wait_at_once(
         assert time.monotonic() - started < futures.WAIT_SECONDS / 2
     finally:
         closer.join(30)
+
+
+def test_results_of_every_size_come_back_whole_through_a_waiting_caller(
+        server: ServerProcess, client: Client, pool_factory: Callable[..., WorkerPool]) -> None:
+    pool_factory(server).launch(1)
+    for size in (10, 200_000, 1_500_000):
+        assert client.submit("tests.jobs:big_result", size).result(timeout=60) == b"x" * size
+    assert [len(v) for v in client.map("tests.jobs:big_result", [300_000] * 6)] == [300_000] * 6
