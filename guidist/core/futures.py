@@ -9,9 +9,12 @@ finished after the watcher's cursor, so waiting costs the same for one task or a
 A caller blocked in ``result()`` (or a map's iterator) holds that wait itself when no other
 thread does: the reply then wakes the thread that wants it, with no hand-off through the
 watcher thread (on an idle system that hand-off cost more than a no-op round trip). The
-watcher thread waits meanwhile and takes over when the caller stops, so callbacks,
-``as_completed`` and futures nobody reads are served as before. One wait is in flight at a
-time, whichever thread holds it.
+watcher thread runs only once someone waits without holding the wait: a done-callback,
+``concurrent.futures.wait``/``as_completed``, ``done()`` asked of a pending future, or a
+caller that found the wait held by another thread. Waking it at every submit, only for it
+to find the caller holding the wait, cost the round trip about a tenth (on two cores that
+wake took a core from the server or the worker just as the task was on its way). One wait
+is in flight at a time, whichever thread holds it.
 
 Cursors: the watcher remembers the newest result it has seen. A submission registers with
 the cursor read *before* it was sent, and the next wait starts from there, so a task that
@@ -106,6 +109,25 @@ class TaskFuture(cf.Future):
         self.id = int(task_id)
         self._client = client
         self._watcher = watcher
+        self._waiters: list = _Watched(self)  # what concurrent.futures.wait appends to
+
+    def done(self) -> bool:
+        """True when resolved. Asked of a pending future, results flow to it from now on
+        (someone watches it without waiting in result())."""
+        if _resolved(self):
+            return True
+        self._wanted()
+        return False
+
+    def add_done_callback(self, fn: Callable[[cf.Future], object]) -> None:
+        """Call fn(future) once resolved (at once if it is); results flow from now on."""
+        super().add_done_callback(fn)
+        if not _resolved(self):
+            self._wanted()
+
+    def _wanted(self) -> None:
+        if self._watcher is not None:
+            self._watcher.want()
 
     def result(self, timeout: float | None = None) -> Any:
         """The task's result (or its exception raised), waiting up to timeout seconds."""
@@ -118,15 +140,15 @@ class TaskFuture(cf.Future):
     def _serve(self, timeout: float | None) -> float | None:
         """Hold the result wait on this thread until resolved (when no other thread holds
         it); returns what is left of timeout for the standard wait."""
-        if self._watcher is None or self.done():
+        if self._watcher is None or _resolved(self):
             return timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._watcher.serve(self.done, deadline)
+        self._watcher.serve(partial(_resolved, self), deadline)
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def cancel(self) -> bool:
         """Cancel the task if it is still queued; True when it is (now) cancelled."""
-        if self.done():
+        if _resolved(self):
             return self.cancelled()
         if self._client is None or self._client.cancel([self.id]) == 0:
             return False  # running or finished: it can no longer be cancelled
@@ -142,6 +164,25 @@ class TaskFuture(cf.Future):
         return f"<TaskFuture task {self.id} {self._state.lower()}>"
 
 
+class _Watched(list):
+    """A TaskFuture's waiters: ``concurrent.futures.wait`` and ``as_completed`` append theirs
+    here, and then wait for it without calling result(): results must flow to it."""
+
+    def __init__(self, fut: TaskFuture) -> None:
+        super().__init__()
+        self._fut = fut
+
+    def append(self, waiter: Any) -> None:
+        """Add a waiter (under the future's condition); the future is wanted from now on."""
+        super().append(waiter)
+        self._fut._wanted()
+
+
+def _resolved(fut: cf.Future) -> bool:
+    """done() without the interest a TaskFuture's done() registers."""
+    return cf.Future.done(fut)
+
+
 def mark_cancelled(fut: cf.Future) -> None:
     """Cancel a future and tell concurrent.futures.wait/as_completed about it."""
     if super(TaskFuture, fut).cancel() if isinstance(fut, TaskFuture) else fut.cancel():
@@ -150,7 +191,7 @@ def mark_cancelled(fut: cf.Future) -> None:
 
 def settle(fut: cf.Future, outcome: tuple) -> None:
     """Resolve a future from a finished task's outcome (a no-op once it is resolved)."""
-    if fut.done():
+    if _resolved(fut):
         return
     if outcome[1] == "cancelled":
         mark_cancelled(fut)
@@ -197,6 +238,9 @@ class ResultWatcher:
         # waits for; the watcher thread leaves the wait to it meanwhile.
         self._driver: int | None = None
         self._driver_ready: Callable[[], bool] | None = None
+        # Someone waits for results without holding the wait (see want): the watcher thread
+        # serves the entries then, until none is left.
+        self._needed = False
 
     def cursor(self) -> int:
         """The cursor to register a submission with: read before the submit is sent."""
@@ -221,60 +265,84 @@ class ResultWatcher:
             self._jobs[job] = self._jobs.get(job, 0) + 1
             self._rewind = since if self._rewind is None else min(self._rewind, since)
             poke = self._in_flight is not None and job not in self._in_flight
-            self._start_thread()
-            self._wake.notify_all()
+            if self._needed:
+                self._start_thread()
+                self._wake.notify_all()
         if poke:  # the wait under way does not cover this job: make it return and re-ask
             try:
                 self._client.call("poke", self._token)
             except GuidistError:
                 pass  # the wait ends by its timeout instead
 
+    def want(self) -> None:
+        """Someone waits for a result without holding the wait: serve the entries from the
+        watcher thread (until none is left)."""
+        if self._needed:
+            return
+        with self._lock:
+            if not self._needed and not self._closed:
+                self._needed = True
+                self._start_thread()
+                self._wake.notify_all()
+
     def serve(self, ready: Callable[[], bool], deadline: float | None) -> None:
         """Hold the result wait on the calling thread until ready() is true or the deadline
-        (monotonic) passes, unless another thread holds it. The watcher thread takes over
-        when this returns (a lost server included: it retries, and gives up in time)."""
+        (monotonic) passes, unless another thread holds it (then the caller waits for that
+        one, or the watcher thread, to deliver). ready must not take this watcher's lock."""
         me = threading.get_ident()
+        if ready():  # outside the lock: a future's own lock is taken before ours (want)
+            return
         with self._lock:
             nested = self._driver == me and self._in_flight is None  # from a callback it ran
-            if self._closed or not self._entries or ready() or not nested and (
-                    self._driver is not None or self._in_flight is not None):
+            if self._closed or not self._entries:
+                return
+            if not nested and (self._driver is not None or self._in_flight is not None):
+                # Held elsewhere: whoever holds it delivers; when it stops, the watcher
+                # thread serves what is left, ours included.
+                self._needed = True
+                self._start_thread()
                 return
             outer = self._driver_ready
             self._driver, self._driver_ready = me, ready
+        failed = True
         try:
-            self._serve(ready, deadline)
+            failed = self._serve(ready, deadline)
         finally:
             with self._lock:
                 if nested:
                     self._driver_ready = outer
                 else:
                     self._driver = self._driver_ready = None
-                    if self._entries and not self._closed:
-                        self._start_thread()
+                if failed and self._entries and not self._closed:
+                    self._needed = True  # the caller waits on: the thread retries for it
+                if self._needed and self._entries and not self._closed:
+                    self._start_thread()
                 self._wake.notify_all()
 
-    def _serve(self, ready: Callable[[], bool], deadline: float | None) -> None:
+    def _serve(self, ready: Callable[[], bool], deadline: float | None) -> bool:
+        """The caller's waits; True when one failed (the caller then needs the thread)."""
         while not ready():
             seconds = WAIT_SECONDS
             if deadline is not None:
                 seconds = min(seconds, deadline - time.monotonic())
                 if seconds <= 0:
-                    return
+                    return False
             with self._lock:
                 if self._closed or not self._entries:
-                    return
+                    return False
                 cursor, jobs = self._begin_wait()
             try:
                 self._wait_once(cursor, jobs, seconds)
             except GuidistError:
-                return  # the watcher thread retries, backs off and gives up in time
+                return True  # the watcher thread retries, backs off and gives up in time
             except Exception as exc:  # a bug or a broken reply: fail the futures (as _run)
                 with self._lock:
                     closed = self._closed
                 if not closed:
                     log.exception("waiting for results failed")
                     self.close(f"waiting for results failed: {type(exc).__name__}: {exc}")
-                return
+                return False
+        return False
 
     def check(self, ids: list[int]) -> None:
         """Look these (watched) tasks up by id now: for tasks that may have finished long ago."""
@@ -343,8 +411,10 @@ class ResultWatcher:
         while True:
             with self._lock:
                 idle_until = time.monotonic() + IDLE_EXIT
-                # Nothing to wait for, or a caller holds the wait (it wakes us when it stops).
-                while (not self._entries or self._driver is not None) and not self._closed:
+                # Nothing to wait for, nobody waiting without holding the wait, or a caller
+                # holds it (it wakes us when it stops).
+                while (not self._entries or not self._needed or self._driver is not None) \
+                        and not self._closed:
                     left = idle_until - time.monotonic()
                     if left <= 0:
                         self._thread = None
@@ -450,6 +520,8 @@ class ResultWatcher:
             self._jobs[entry.job] = left
         else:
             self._jobs.pop(entry.job, None)
+        if not self._entries:
+            self._needed = False  # all delivered: the next submit's caller may hold the wait
 
     def _pending_ids(self) -> list[int]:
         with self._lock:

@@ -113,6 +113,8 @@ def test_futures_fail_with_the_reason_when_the_server_dies(
     c = Client(srv.address, TEST_KEY).connect()
     try:
         futs = [c.submit("tests.jobs:slow_square", n, 30.0) for n in range(3)]  # never run
+        # Watched without a caller in result(): the results thread holds the wait.
+        assert not any(f.done() for f in futs)
         wait_for(_results_threads, timeout=10, message="the results thread to wait")
         os.kill(srv.pid, signal.SIGKILL)
         for f in futs:
@@ -230,3 +232,22 @@ def test_results_of_every_size_come_back_whole_through_a_waiting_caller(
     for size in (10, 200_000, 1_500_000):
         assert client.submit("tests.jobs:big_result", size).result(timeout=60) == b"x" * size
     assert [len(v) for v in client.map("tests.jobs:big_result", [300_000] * 6)] == [300_000] * 6
+
+
+def test_the_results_thread_starts_only_once_a_future_is_watched(
+        server: ServerProcess, client: Client, pool_factory: Callable[..., WorkerPool]) -> None:
+    # A submit wakes no thread (its caller will most likely wait in result() itself); a
+    # done-callback, concurrent.futures.wait or done() asked of a pending future is what
+    # makes the results thread serve it.
+    pool_factory(server).launch(1)
+    fut = client.submit("tests.jobs:slow_square", 3, 0.3)
+    watcher = client._watcher
+    assert watcher is not None and watcher._thread is None
+    resolved = threading.Event()
+    fut.add_done_callback(lambda _f: resolved.set())
+    assert resolved.wait(30) and fut.result(timeout=0) == 9
+    polled = client.submit("tests.jobs:slow_square", 4, 0.3)
+    wait_for(polled.done, message="a polled future to resolve")  # done() alone suffices
+    assert polled.result(timeout=0) == 16
+    done, _ = cf.wait([client.submit(operator.neg, 5)], timeout=30)
+    assert [f.result() for f in done] == [-5]
