@@ -374,6 +374,21 @@ class Pieces:
         return [t for p in self.packed() for t in p]
 
 
+def piece_window(piece: PackedArgs, lo: int, hi: int) -> tuple:
+    """Tasks [lo:hi] of a piece as a journal's done row keeps their arguments: the bytes as
+    the client sent them and where the tasks lie in them (see read_piece_window)."""
+    return (PIECES, piece.bare, piece.n, piece.blob, lo, hi)
+
+
+def read_piece_window(column: Any) -> tuple[Any, bool]:
+    """(arguments, whether bare) of a done row's arguments column: a piece_window decoded
+    (a placeholder text a task when it cannot be read), anything else as it is (not bare)."""
+    if type(column) is tuple and len(column) == 6 and column[0] == PIECES:
+        _mark, bare, n, blob, lo, hi = column
+        return PackedArgs(blob, bare, n).readable()[lo:hi], bare
+    return column, False
+
+
 def is_pieces(args_list: Any) -> bool:
     """Whether a submit's (or a journal row's) arguments are pieces (PIECES, bare, ...)."""
     return type(args_list) is tuple and len(args_list) == 4 and args_list[0] == PIECES

@@ -48,7 +48,15 @@ from functools import partial
 from itertools import repeat
 from typing import Any, Protocol, cast
 
-from ...payload import PackedArgs, Pieces, ResultColumns, pack, unpack, unpack_submission
+from ...payload import (
+    PackedArgs,
+    Pieces,
+    ResultColumns,
+    pack,
+    piece_window,
+    unpack,
+    unpack_submission,
+)
 from ...protocol import (
     CMD_GIVE_BACK,
     CMD_OK,
@@ -312,6 +320,22 @@ class _ArgOf:
         self.piece, self.i = piece, i
 
 
+class _RecordArgs(Sequence):
+    """A one-record slice's argument list, read from the record on need (a task of a piece
+    still packed is not decoded for the done batch its result makes)."""
+
+    __slots__ = ("rec",)
+
+    def __init__(self, rec: Record) -> None:
+        self.rec = rec
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: Any) -> Any:
+        return [self.rec.args][i]
+
+
 class _Slice:
     """Tasks leased together: a slice of one batch as one claim took it, or one record claimed
     alone. It is the lease of every id in its window (ids[a:b], less the few in gone) for its
@@ -344,7 +368,7 @@ class _Slice:
     def of_record(cls, rec: Record) -> _Slice:
         """A slice of one record's task (what a done batch of one refers to)."""
         return cls(rec.function, rec.kwargs, rec.submitted, rec.classic, rec.job, rec.timeout,
-                   rec.attempts, rec.worker, [rec.id], [rec.args])
+                   rec.attempts, rec.worker, [rec.id], _RecordArgs(rec))
 
     def index(self, tid: int) -> int:
         """Position of tid among ids (-1: not one of them)."""
@@ -594,11 +618,12 @@ class _DoneBatch:
         i = tid - ids[0]
         return i if 0 <= i < len(ids) and ids[i] == tid else ids.index(tid)
 
-    def arg_column(self) -> tuple[list, bool]:
+    def arg_column(self) -> tuple[Any, bool]:
         """The arguments in the order of ids, and whether they are bare values (one each)
         rather than tuples. When the ids are one run of the slice's (the usual case: all of
         it, or all but the first, which started at once and has a record of its own), that
-        run of the slice's own lists is cut at C speed."""
+        run of the slice's own lists is cut at C speed; from a piece handed out whole, it is
+        the piece's bytes and the run's place in them (payload.piece_window)."""
         s, ids = self.src, self.ids
         n = len(ids)
         i = ids[0] - s._base
@@ -610,8 +635,8 @@ class _DoneBatch:
         if run:
             if s.bare is not None:
                 return s.bare[i:i + n], True
-            if type(s.args) is PackedArgs:  # a piece handed out whole: decoded once, here
-                return s.args.readable()[i:i + n], s.args.bare
+            if type(s.args) is PackedArgs:  # a piece handed out whole: its bytes as they came
+                return piece_window(s.args, i, i + n), False
             return cast(list, s.args)[i:i + n], False
         return list(map(s.args_of, ids)), False
 

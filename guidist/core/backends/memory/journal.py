@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ...errors import JournalInUse, JournalUnavailable, JournalUnreadable
-from ...payload import Pieces, is_pieces
+from ...payload import Pieces, is_pieces, read_piece_window
 from ...protocol import Job, Task, TaskState
 from .broker import HOLE, RAW_RESULTS, Broker, Record, _DoneBatch
 
@@ -985,6 +985,8 @@ def _done_blob_rows(blob: bytes) -> list[tuple]:
          bare) = cols[:13]
         if len(cols) > 13 and cols[13] is not None:
             results, starts, runtimes = _raw_results(*cols[13])
+        if not bare:  # arguments kept as the client's piece, or as they were
+            args_col, bare = read_piece_window(args_col)
         args_list = zip(args_col) if bare else args_col
         rows.extend((tid, fn, args, kw, attempts, sub, started, fin, worker, result, runtime,
                      job) for tid, args, result, started, runtime in zip(
