@@ -341,7 +341,7 @@ class Pieces:
     def checked(cls, call: tuple) -> Pieces:
         """The pieces of a submit call's (PIECES, bare, counts, blobs); raises ValueError
         (one line) when that is not what a client sends."""
-        _mark, bare, counts, blobs = call
+        _mark, bare, counts, blobs = call if len(call) == 4 else (None, None, None, None)
         if (type(bare) is not bool or type(counts) is not tuple or type(blobs) is not tuple
                 or len(counts) != len(blobs) or not counts
                 or set(map(type, counts)) != {int} or min(counts) < 1
@@ -391,7 +391,8 @@ def read_piece_window(column: Any) -> tuple[Any, bool]:
 
 def is_pieces(args_list: Any) -> bool:
     """Whether a submit's (or a journal row's) arguments are pieces (PIECES, bare, ...)."""
-    return type(args_list) is tuple and len(args_list) == 4 and args_list[0] == PIECES
+    return (type(args_list) is tuple and len(args_list) > 0 and type(args_list[0]) is str
+            and args_list[0] == PIECES)
 
 
 def _shifted(describe: Callable[[int, int], str], by: int, index: int, size: int) -> str:

@@ -163,7 +163,7 @@ def test_pieces_that_are_not_what_a_client_sends_are_refused_in_one_line() -> No
     b = Broker()
     for call in [(PIECES, "yes", (1,), (b"x",)), (PIECES, True, (1, 2), (b"x",)),
                  (PIECES, True, (0,), (b"x",)), (PIECES, True, (1,), ("x",)),
-                 (PIECES, True, (), ())]:
+                 (PIECES, True, (), ()), (PIECES, True, (1,))]:
         with pytest.raises(ValueError, match=r"^a submit in pieces needs \(bare, counts, "):
             b.submit("square", call)
     b.max_payload = 1000
