@@ -2376,8 +2376,9 @@ class Broker:
                         continue
                     yield item.to_task()
                     continue
-                if skip >= item.alive:
-                    skip -= item.alive
+                alive = item.n - item.pos - item.holes  # inline: a batch a piece, many
+                if skip >= alive:
+                    skip -= alive
                     continue
                 start = item.pos
                 if not item.holes:  # no cancelled items: jump straight to the page
