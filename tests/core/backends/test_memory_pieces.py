@@ -41,10 +41,11 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return seen
 
 
-def submit(b: Broker, items: list, function: str = "square") -> list[int]:
+def submit(b: Broker, items: list, function: str = "square",
+           per_piece: int = PIECE_TASKS) -> list[int]:
     """Submit items as the client does (in pieces); returns the ids."""
     ids: list[int] = []
-    for _n, call in pack_pieces(submission_args(items), MAX_PAYLOAD, str):
+    for _n, call in pack_pieces(submission_args(items), MAX_PAYLOAD, str, per_piece):
         first, n = b.submit(function, call)
         ids.extend(range(first, first + n))
     return ids
@@ -242,4 +243,30 @@ def test_done_rows_keep_a_whole_pieces_bytes_and_read_its_tasks_back(
     b = open_journaled_broker(path, keep_done=2)  # results evicted: read from the rows
     assert [(b.get_task(t).args, b.get_task(t).result) for t in (ids[0], ids[1], ids[99])] \
         == [((0,), 0), ((1,), 1), ((99,), 99 ** 2)]
+    b.close()
+
+
+def test_a_report_over_several_whole_pieces_is_journaled_as_the_workers_bytes_once(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    from guidist.core.payload import pack_results
+
+    path = tmp_path / "journal.sqlite"
+    b = open_journaled_broker(path, keep_done=2)
+    ids = submit(b, list(range(100)), per_piece=20)  # five pieces: each a fifth of a report
+    wid = b.register_worker("w", "h", 1)["id"]
+    claimed = as_worker(b.claim(wid, 1000))
+    blob = pack_results([(t, True, a[0] * 10**30, 100.0 + t, 0.25) for t, a in claimed])
+    assert b.complete(wid, blob) == 100
+    b.close()
+    db = sqlite3.connect(path)
+    [(data,)] = db.execute("SELECT data FROM done").fetchall()
+    db.close()
+    cols = pickle.loads(data)[1]
+    assert [len(c) > 13 for c in cols] == [False] + [True] * 5  # the first went alone
+    assert len(data) < 1.3 * len(blob)  # the five pieces' columns share one copy of it
+    b = open_journaled_broker(path, keep_done=2)
+    assert [b.get_task(t).result for t in (ids[1], ids[50], ids[99])] == \
+        [1 * 10**30, 50 * 10**30, 99 * 10**30]
     b.close()

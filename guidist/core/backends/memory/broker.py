@@ -1748,9 +1748,11 @@ class Broker:
                             else tids[lo:hi]
                         batch = _DoneBatch(s, run, cols[2][lo:hi], cols[3][lo:hi],
                                            cols[4][lo:hi], now, worker_id)
-                        if raw is not None and 2 * k >= end:
+                        if raw is not None and (2 * k >= end or type(s.args) is PackedArgs):
                             # Most of the report: the journal writes the worker's own bytes
                             # and where the batch lies in them, rather than pickle it again.
+                            # So does a piece handed out whole (a claim is several): the
+                            # report's pieces share one done row, which pickles the blob once.
                             batch.raw = (raw, lo, hi)
                         j = s.job
                         j.claimed -= k
