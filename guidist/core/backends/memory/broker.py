@@ -4,7 +4,12 @@ Design notes (why it looks the way it does):
 
 * Queued tasks are kept as the batches the client sent (``_Batch``: a first id plus the list of
   argument tuples), not as one object per task. That keeps a million queued tasks to roughly a
-  hundred bytes each and lets ``claim`` hand out a slice per round trip.
+  hundred bytes each and lets ``claim`` hand out a slice per round trip. A client's submit
+  comes in pieces of a few thousand tasks (``payload.pack_pieces``), and each piece is a batch
+  that keeps the client's bytes (``PackedArgs``): a claim that covers a whole untouched piece
+  hands those bytes to the worker, which decodes them; anything that needs one of its tasks
+  (a smaller claim, a cancel, a lookup, a listing, a checkpoint) decodes the piece once, in
+  ``_Batch.items``, and goes on as with any batch.
 * A claim leases a slice of a batch as one object (``_Slice``, kept in ``_Leases``): nothing is
   stored per id. The slice leasing an id is found by bisect over the slices' first ids, and a
   report that is exactly the front of a slice drops it whole. A task gets a ``Record`` of its
