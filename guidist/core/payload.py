@@ -150,8 +150,8 @@ def unpack_submission(function: Any, args_list: Any, kwargs: Any,
         raise ValueError("a task needs a function name such as 'square' or 'pkg.mod:func'")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise ValueError("kwargs must be a dict")
-    if is_pieces(args_list):  # pieces of bytes: checked and measured without decoding
-        pieces = Pieces.checked(args_list)
+    if type(args_list) is Pieces:  # pieces of bytes: checked and measured without decoding
+        pieces = args_list.check()
         _check_batch_size(pieces.size, max_payload)
         if kwargs:
             _check_batch_size(pieces.size + len(pack(kwargs)), max_payload)
@@ -327,28 +327,40 @@ class PackedArgs(Sequence):
 
 
 class Pieces:
-    """A submit's arguments as the client sent them in pieces: whether each task's argument
-    is bare, each piece's count of tasks, and each piece's bytes (see pack_pieces)."""
+    """A submit's arguments as the client sends them in pieces: whether each task's argument
+    is bare, each piece's count of tasks, and each piece's bytes (see pack_pieces).
+
+    It travels as this class (a reference of a few bytes a call), not as a plain tuple: a
+    server from before pieces cannot unpickle it and refuses the call, where it would have
+    queued a tuple's four fields as four tasks."""
 
     __slots__ = ("bare", "counts", "blobs", "n", "size")
 
     def __init__(self, bare: bool, counts: Sequence[int], blobs: Sequence[bytes]) -> None:
-        self.bare, self.counts, self.blobs = bare, tuple(counts), tuple(blobs)
-        self.n = sum(self.counts)
-        self.size = sum(map(len, self.blobs))
+        # Unpickling runs this with whatever a peer sent: keep it, check() judges it.
+        self.bare, self.counts, self.blobs = bare, counts, blobs
+        self.n = self.size = 0
 
-    @classmethod
-    def checked(cls, call: tuple) -> Pieces:
-        """The pieces of a submit call's (PIECES, bare, counts, blobs); raises ValueError
-        (one line) when that is not what a client sends."""
-        _mark, bare, counts, blobs = call if len(call) == 4 else (None, None, None, None)
+    def __reduce__(self) -> tuple:
+        return Pieces, (self.bare, self.counts, self.blobs)
+
+    def check(self) -> Pieces:
+        """Itself, its count and size known; raises ValueError (one line) when it is not what
+        a client sends."""
+        bare, counts, blobs = self.bare, self.counts, self.blobs
         if (type(bare) is not bool or type(counts) is not tuple or type(blobs) is not tuple
                 or len(counts) != len(blobs) or not counts
                 or set(map(type, counts)) != {int} or min(counts) < 1
                 or set(map(type, blobs)) != {bytes}):
             raise ValueError("a submit in pieces needs (bare, counts, blobs): a flag, and one "
                              "positive count for each bytes piece")
-        return cls(bare, counts, blobs)
+        self.n, self.size = sum(counts), sum(map(len, blobs))
+        return self
+
+    @classmethod
+    def of_row(cls, row: tuple) -> Pieces:
+        """The pieces a journal row holds (row's form; see is_pieces)."""
+        return cls(*row[1:]).check()
 
     def __len__(self) -> int:
         return self.n
@@ -366,7 +378,8 @@ class Pieces:
         return BareArgs(items) if self.bare else items
 
     def row(self) -> tuple:
-        """The form a journal row stores (the bytes as they came; see from_row)."""
+        """The form a journal row stores: the bytes as they came, behind a marker and not
+        this class, so a journal reads back whatever this module becomes (see of_row)."""
         return (PIECES, self.bare, self.counts, self.blobs)
 
     def readable(self) -> list[tuple]:
@@ -390,7 +403,7 @@ def read_piece_window(column: Any) -> tuple[Any, bool]:
 
 
 def is_pieces(args_list: Any) -> bool:
-    """Whether a submit's (or a journal row's) arguments are pieces (PIECES, bare, ...)."""
+    """Whether a journal row's arguments are pieces: (PIECES, bare, counts, blobs)."""
     return (type(args_list) is tuple and len(args_list) > 0 and type(args_list[0]) is str
             and args_list[0] == PIECES)
 
@@ -400,13 +413,13 @@ def _shifted(describe: Callable[[int, int], str], by: int, index: int, size: int
 
 
 def pack_pieces(items: list, limit: int, describe: Callable[[int, int], str],
-                per_piece: int = PIECE_TASKS) -> list[tuple[int, tuple]]:
-    """A submit's arguments (submission_args' form) as calls of pieces: (tasks, (PIECES,
-    bare, counts, blobs)) each, the blobs of a call at most limit bytes in all. Raises
+                per_piece: int = PIECE_TASKS) -> list[tuple[int, Pieces]]:
+    """A submit's arguments (submission_args' form) as calls of pieces: (tasks, Pieces)
+    each, the blobs of a call at most limit bytes in all. Raises
     PayloadTooLarge, with describe(index, size), for a single task over the limit."""
     bare = type(items) is BareArgs
     values: list = list.copy(items) if bare else items
-    calls: list[tuple[int, tuple]] = []
+    calls: list[tuple[int, Pieces]] = []
     counts: list[int] = []
     blobs: list[bytes] = []
     used = done = 0
@@ -414,12 +427,12 @@ def pack_pieces(items: list, limit: int, describe: Callable[[int, int], str],
         part = values[i:i + per_piece]
         for chunk, blob in split_by_size(part, limit, partial(_shifted, describe, i)):
             if blobs and used + len(blob) > limit:
-                calls.append((done, (PIECES, bare, tuple(counts), tuple(blobs))))
+                calls.append((done, Pieces(bare, tuple(counts), tuple(blobs))))
                 counts, blobs, used, done = [], [], 0, 0
             counts.append(len(chunk))
             blobs.append(blob)
             used += len(blob)
             done += len(chunk)
     if blobs:
-        calls.append((done, (PIECES, bare, tuple(counts), tuple(blobs))))
+        calls.append((done, Pieces(bare, tuple(counts), tuple(blobs))))
     return calls

@@ -19,6 +19,7 @@ from guidist.core.payload import (
     PIECE_TASKS,
     PIECES,
     PackedArgs,
+    Pieces,
     UnreadableArguments,
     pack_pieces,
     submission_args,
@@ -162,17 +163,18 @@ def test_a_piece_that_cannot_be_decoded_fails_where_it_is_read_and_crashes_nothi
 
 def test_pieces_that_are_not_what_a_client_sends_are_refused_in_one_line() -> None:
     b = Broker()
-    for call in [(PIECES, "yes", (1,), (b"x",)), (PIECES, True, (1, 2), (b"x",)),
-                 (PIECES, True, (0,), (b"x",)), (PIECES, True, (1,), ("x",)),
-                 (PIECES, True, (), ()), (PIECES, True, (1,))]:
+    for fields in [("yes", (1,), (b"x",)), (True, (1, 2), (b"x",)), (True, (0,), (b"x",)),
+                   (True, (1,), ("x",)), (True, (), ()), (True, [1], [b"x"]),
+                   (True, ("1",), (b"x",))]:
+        call = pickle.loads(pickle.dumps(Pieces(*fields)))  # as a peer's call arrives
         with pytest.raises(ValueError, match=r"^a submit in pieces needs \(bare, counts, "):
             b.submit("square", call)
     b.max_payload = 1000
     with pytest.raises(payload.PayloadTooLarge, match="over the server's 0.0 MiB limit"):
-        b.submit("square", (PIECES, True, (1, 1), (b"x" * 600, b"y" * 600)))
+        b.submit("square", Pieces(True, (1, 1), (b"x" * 600, b"y" * 600)))
     assert b.snapshot().count("queued") == 0
     # A count that does not match its piece is a failure of those tasks, where it is read.
-    b.submit("square", (PIECES, True, (3,), (pickle.dumps([1, 2]),)))
+    b.submit("square", Pieces(True, (3,), (pickle.dumps([1, 2]),)))
     with pytest.raises(UnreadableArguments, match="were not the list of 3 that a client"):
         as_worker(b.claim(b.register_worker("w", "h", 1)["id"], 10))
 
@@ -206,17 +208,18 @@ def test_a_journal_keeps_the_pieces_as_sent_and_a_restart_reads_them(
 def test_the_client_splits_pieces_by_count_and_calls_by_bytes() -> None:
     items = submission_args(list(range(5 * PIECE_TASKS + 1)))
     [(n, call)] = pack_pieces(items, MAX_PAYLOAD, str)
-    assert n == len(items) and call[0] == PIECES and call[1] is True
-    assert call[2] == (PIECE_TASKS,) * 5 + (1,)
-    assert pickle.loads(call[3][-1]) == [5 * PIECE_TASKS]
+    assert n == len(items) and call.bare is True
+    assert b"Pieces" in pickle.dumps(call)  # a class: a server from before refuses it
+    assert call.counts == (PIECE_TASKS,) * 5 + (1,)
+    assert pickle.loads(call.blobs[-1]) == [5 * PIECE_TASKS]
     big = submission_args([bytes([i]) * 1000 for i in range(100)])
     calls = pack_pieces(big, 30_000, str)
     assert sum(n for n, _c in calls) == 100 and len(calls) > 3
-    assert all(sum(map(len, c[3])) <= 30_000 for _n, c in calls)
+    assert all(sum(map(len, c.blobs)) <= 30_000 for _n, c in calls)
     with pytest.raises(payload.PayloadTooLarge, match="^7 "):
         pack_pieces(submission_args([1] * 7 + [b"x" * 40_000]), 30_000,
                     lambda i, size: f"{i} {size}")
-    assert type(payload.Pieces.checked(call).decode()) is BareArgs
+    assert type(call.check().decode()) is BareArgs
 
 
 def test_done_rows_keep_a_whole_pieces_bytes_and_read_its_tasks_back(

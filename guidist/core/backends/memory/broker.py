@@ -54,6 +54,7 @@ from itertools import repeat
 from typing import Any, Protocol, cast
 
 from ...payload import (
+    PIECES,
     PackedArgs,
     Pieces,
     ResultColumns,
@@ -258,9 +259,9 @@ class _Batch:
 
     def tuples(self, start: int) -> list | tuple:
         """Items from start as argument tuples, HOLEs kept in place, for a checkpoint: a
-        piece still packed goes as its journal row (payload.Pieces.row), not decoded."""
+        piece still packed goes in a journal row's form (payload.Pieces.row), not decoded."""
         if self._items is None and self.packed is not None:
-            return Pieces(self.bare, (self.n,), (self.packed.blob,)).row()
+            return (PIECES, self.bare, (self.n,), (self.packed.blob,))
         rest = self.items[start:]
         return [a if a is HOLE else (a,) for a in rest] if self.bare else rest
 

@@ -890,7 +890,7 @@ def _row_args(items: Any) -> Any:
     in pieces (payload.Pieces.row) are decoded here, placeholders for a piece that cannot be
     read; rows of older forms (a list, a BareArgs) are as they were written."""
     if is_pieces(items):
-        return Pieces(*items[1:]).readable()
+        return Pieces.of_row(items).readable()
     return items
 
 
