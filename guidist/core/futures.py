@@ -109,7 +109,7 @@ class TaskFuture(cf.Future):
         self.id = int(task_id)
         self._client = client
         self._watcher = watcher
-        self._waiters: list = _Watched(self)  # what concurrent.futures.wait appends to
+        self._waiters: list = _Watched(watcher)  # what concurrent.futures.wait appends to
 
     def done(self) -> bool:
         """True when resolved. Asked of a pending future, results flow to it from now on
@@ -166,16 +166,22 @@ class TaskFuture(cf.Future):
 
 class _Watched(list):
     """A TaskFuture's waiters: ``concurrent.futures.wait`` and ``as_completed`` append theirs
-    here, and then wait for it without calling result(): results must flow to it."""
+    here, and then wait for it without calling result(): results must flow to it.
 
-    def __init__(self, fut: TaskFuture) -> None:
+    It holds the watcher, not the future: a cycle through the future would leave it, its
+    Client and that Client's manager proxy to the cyclic collector, whose finalizer closes
+    the thread's socket to the server (all proxies of one server share an id) wherever the
+    collection happens to run, in the middle of another client's call included."""
+
+    def __init__(self, watcher: ResultWatcher | None) -> None:
         super().__init__()
-        self._fut = fut
+        self._watcher = watcher
 
     def append(self, waiter: Any) -> None:
         """Add a waiter (under the future's condition); the future is wanted from now on."""
         super().append(waiter)
-        self._fut._wanted()
+        if self._watcher is not None:
+            self._watcher.want()
 
 
 def _resolved(fut: cf.Future) -> bool:
