@@ -131,11 +131,20 @@ class TaskFuture(cf.Future):
 
     def result(self, timeout: float | None = None) -> Any:
         """The task's result (or its exception raised), waiting up to timeout seconds."""
-        return super().result(self._serve(timeout))
+        try:
+            return super().result(self._serve(timeout))
+        finally:
+            # As the stdlib's: a raised exception's traceback holds this frame, which must
+            # not hold the future, or the future (its Client, that Client's manager proxy)
+            # is left to the cyclic collector (see _Watched for why that hurts).
+            del self
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The task's exception (None for a success), waiting up to timeout seconds."""
-        return super().exception(self._serve(timeout))
+        try:
+            return super().exception(self._serve(timeout))
+        finally:
+            del self  # as in result()
 
     def _serve(self, timeout: float | None) -> float | None:
         """Hold the result wait on this thread until resolved (when no other thread holds

@@ -251,3 +251,27 @@ def test_the_results_thread_starts_only_once_a_future_is_watched(
     assert polled.result(timeout=0) == 16
     done, _ = cf.wait([client.submit(operator.neg, 5)], timeout=30)
     assert [f.result() for f in done] == [-5]
+
+
+def test_a_future_that_raised_is_freed_without_the_cyclic_collector(
+        server: ServerProcess, client: Client) -> None:
+    # A future left to the collector takes its Client's manager proxy with it, and that
+    # proxy's finalizer closes the thread's socket wherever the collection runs (in the
+    # middle of another client's call: the closing-clients test above failed so).
+    import gc
+    import weakref
+
+    client.submit(operator.neg, 1)  # no worker: it stays queued; the client has a watcher
+    gc.collect()
+    gc.disable()
+    try:
+        failed = futures.TaskFuture(0, client, client._watcher)
+        failed.set_exception(ValueError("raised"))
+        with pytest.raises(ValueError):
+            failed.result(timeout=0)
+        assert isinstance(failed.exception(timeout=0), ValueError)
+        ref = weakref.ref(failed)
+        del failed
+        assert ref() is None
+    finally:
+        gc.enable()
