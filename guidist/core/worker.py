@@ -641,7 +641,8 @@ class Worker:
         stop = self._stop
         bare = type(args_list) is BareArgs
         call = functools.partial(fn, **kwargs) if kwargs else fn
-        tasks = iter(args_list.values() if bare else args_list)
+        # The bare values as they are, not the 1-tuples a BareArgs reads as (nor a copy).
+        tasks = list.__iter__(args_list) if bare else iter(args_list)
         done = 0
         # Each task is timed on the monotonic clock: its start and run time travel with its
         # result, so a task that waited behind others in this batch is not reported as having
