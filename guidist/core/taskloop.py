@@ -9,16 +9,18 @@ depends on the function:
 - **In runs** (``run_in_runs``), for a function that averages under ``FAST_SECONDS`` a task
   on this worker (the claim sizer's estimate): the clock costs as much as such a task, so
   up to ``RUN_TASKS`` tasks are run by ``list.extend(map(...))`` at C speed and the clock is
-  read once per run. Each task of a run gets the run's mean as its run time and evenly
-  spaced starts, so the run's times add up to the run's time. A run whose mean is over
-  ``FAST_SECONDS`` (a slow task among fast ones) ends the runs for the rest of the group:
-  those tasks are timed one by one at once, so a slow task is smeared over one run at most.
+  read once per run. Each task of a run gets the run's mean as its run time and starts
+  spaced evenly by it from the run's start (in a run shorter than ``SHARED_START_SECONDS``,
+  the run's start itself), so the run's times add up to the run's time. A run whose mean is
+  over ``FAST_SECONDS`` (a slow task among fast ones) ends the runs for the rest of the
+  group: those tasks are timed one by one at once, so a slow task is smeared over one run.
 
 The rule, as users read it: a task's start and run time are its own, unless its function
-averages under ``FAST_SECONDS`` a task, then they are the mean of its run of at most
-``RUN_TASKS`` tasks. Either way a task that raises is a failure with its traceback and its
-pickled exception, and the loop goes on with the next task; a stop is looked at after each
-task (each run of fast tasks), and so is the clock that says a partial report is due.
+averages under ``FAST_SECONDS`` a task on that worker; then its run time is the mean of its
+run of at most ``RUN_TASKS`` tasks, and its start is spaced evenly from the run's start.
+Either way a task that raises is a failure with its traceback and its pickled exception,
+and the loop goes on with the next task; a stop is looked at after each task (each run of
+fast tasks), and so is the clock that says a partial report is due.
 """
 
 from __future__ import annotations
