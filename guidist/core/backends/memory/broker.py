@@ -48,6 +48,7 @@ from functools import partial
 from itertools import repeat
 from typing import Any, Protocol
 
+from ...packed_values import PackedValues
 from ...payload import ResultColumns, pack, unpack, unpack_submission
 from ...protocol import (
     CMD_GIVE_BACK,
@@ -503,17 +504,16 @@ class _Leases:
 class _DoneBatch:
     """Successes of one slice reported in one call: ids, results and timings as columns."""
 
-    __slots__ = ("src", "ids", "results", "started", "runtimes", "finished", "worker", "raw")
+    __slots__ = ("src", "ids", "results", "started", "runtimes", "finished", "worker")
 
-    def __init__(self, src: _Slice, ids: Sequence[int], results: tuple | list,
-                 started: tuple | list, runtimes: tuple | list, finished: float,
+    def __init__(self, src: _Slice, ids: Sequence[int], results: Sequence,
+                 started: Sequence, runtimes: Sequence, finished: float,
                  worker: str | None) -> None:
+        # results is usually a slice of the worker's PackedValues: its values stay the bytes
+        # they came as until something reads one (payload.packed_values decodes them).
         self.src, self.ids, self.results = src, ids, results
         self.started, self.runtimes = started, runtimes
         self.finished, self.worker = finished, worker
-        # (blob, lo, hi): results, started and runtimes are [lo:hi] of a worker's results
-        # blob in the columns format the journal knows (see _raw_columns), or None.
-        self.raw: tuple[bytes, int, int] | None = None
 
     def index(self, tid: int) -> int:
         """Position of task tid among ids (usually arithmetic: results come in claim order)."""
@@ -868,17 +868,13 @@ def _done_batches(records: list[Record]) -> Iterator[_DoneBatch]:
                          [r.runtime for r in recs], first.finished or 0.0, first.worker)
 
 
-#: The results format whose blobs a journal may keep as they came (journal._raw_results
-#: reads them): pack_results's first columns format. A blob in any other is pickled anew.
-RAW_RESULTS = "guidist-result-columns-1"
-_RAW_MARK = RAW_RESULTS.encode()
-
-
-def _raw_columns(results: Any) -> bytes | None:
-    """A worker's results blob, if it is in the columns format the journal can keep as is."""
-    if type(results) is bytes and _RAW_MARK in results[:64]:
-        return results
-    return None
+def _keep_packed(batches: list[_DoneBatch], values: Any, kept: int) -> None:
+    """A report's values stay packed only while at least half of them are successes kept
+    through it (else a few kept would hold on to the bytes of many failures or late
+    results): otherwise the few are decoded now (once) and the bytes let go."""
+    if batches and 2 * kept < len(values):
+        for b in batches:
+            b.results = tuple(b.results)
 
 
 def _no_connection() -> str | None:
@@ -1305,12 +1301,11 @@ class Broker:
         """Store a batch of results; returns how many were accepted (late duplicates are not).
 
         report is the worker's statistics since its last one (``runstats.RunStats``)."""
-        raw = _raw_columns(results)
         results = unpack(results)
         with self._cv:
             if report:
                 self._take_report(worker_id, report)
-            accepted = self._complete_locked(worker_id, results, self._clock(), raw)
+            accepted = self._complete_locked(worker_id, results, self._clock())
         self._journal.throttle()
         return accepted
 
@@ -1330,7 +1325,6 @@ class Broker:
         The command is 'give-back' (and nothing is claimed) when another worker waits for
         the tasks this one holds and has not started: it should release them.
         """
-        raw = _raw_columns(results)
         results = unpack(results)
         if results:
             self._journal.throttle()  # before taking more work, if the journal is behind
@@ -1341,12 +1335,12 @@ class Broker:
             w = self._workers.get(worker_id)
             if w is None or w.state is WorkerState.OFFLINE:
                 if results:
-                    self._complete_locked(worker_id, results, now, raw)
+                    self._complete_locked(worker_id, results, now)
                 return CMD_UNKNOWN, []
             self._bind(w)
             w.last_seen = now
             if results:
-                self._complete_locked(worker_id, results, now, raw)
+                self._complete_locked(worker_id, results, now)
             if running:
                 self._start_locked(w, running, now)
             if w.stop:
@@ -1545,11 +1539,11 @@ class Broker:
                                else [(v,) for v in values], to)
         return claim_group(fn, kw, ClaimIds(ids) if type(ids) is range else ids, items, to)
 
-    def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float,
-                         raw: bytes | None = None) -> int:
+    def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
         # The hot path. Results mostly come as long runs of one slice, all successes: such a
         # run is taken whole (its leases dropped with C-speed maps, its columns kept as they
-        # are in a _DoneBatch, its counters moved once). Everything else goes task by task.
+        # are in a _DoneBatch, the values still packed, its counters moved once). Everything
+        # else goes task by task.
         self._tick(now)
         if not results:
             return 0
@@ -1560,7 +1554,6 @@ class Broker:
                                results.runtimes]
         else:  # (id, ok, value, started, runtime) tuples (or a tutorial worker's 3-tuples)
             cols = list(zip(*results))
-            raw = None  # positions in a raw blob are positions in columns
         tids, oks = cols[0], cols[1]
         # Whole runs need every result's times: all sent them, or none did (id, ok, value);
         # a mix (zip cut it to three columns) goes result by result.
@@ -1574,6 +1567,9 @@ class Broker:
         done: list[_DoneBatch] = []
         failed: list[Record] = []
         n_done = 0
+        values = cols[2]
+        packed = type(values) is PackedValues and not values.decoded
+        viewed: list[_DoneBatch] = []  # done batches holding slices of the packed values
         pos, end = 0, len(tids)
         while pos < end:
             s = leased.slice_of(tids[pos])
@@ -1593,11 +1589,17 @@ class Broker:
                 if m:
                     for i in range(pos, pos + r):
                         rec = leased.remove(s, tids[i])
-                        self._complete_one(w, worker_id, results[i], rec, s.holder, now)
+                        # Its value is not read here (a classic task's text needs it): the
+                        # done batch of one keeps a slice of the column, still packed.
+                        item = results[i] if s.classic else (tids[i], True, None,
+                                                             cols[3][i], cols[4][i])
+                        self._complete_one(w, worker_id, item, rec, s.holder, now)
                         n_done += 1
-                        self._keep_done(_DoneBatch(_Slice.of_record(rec), (rec.id,),
-                                                   (rec.result,), (rec.started,),
-                                                   (rec.runtime,), now, worker_id), done)
+                        alone = _DoneBatch(_Slice.of_record(rec), (rec.id,), values[i:i + 1],
+                                           (rec.started,), (rec.runtime,), now, worker_id)
+                        if packed:
+                            viewed.append(alone)
+                        self._keep_done(alone, done)
                     k, lo, hi = m - r, pos + r, pos + m
                     if k:
                         first, last = ids[a + r], ids[a + m - 1]
@@ -1606,12 +1608,10 @@ class Broker:
                         # for the 20,000 kept, nor to pickle into the journal.
                         run: Sequence[int] = range(first, last + 1) if last - first == k - 1 \
                             else tids[lo:hi]
-                        batch = _DoneBatch(s, run, cols[2][lo:hi], cols[3][lo:hi],
+                        batch = _DoneBatch(s, run, values[lo:hi], cols[3][lo:hi],
                                            cols[4][lo:hi], now, worker_id)
-                        if raw is not None and 2 * k >= end:
-                            # Most of the report: the journal writes the worker's own bytes
-                            # and where the batch lies in them, rather than pickle it again.
-                            batch.raw = (raw, lo, hi)
+                        if packed:
+                            viewed.append(batch)
                         j = s.job
                         j.claimed -= k
                         j.done += k
@@ -1640,6 +1640,8 @@ class Broker:
                                 done)
             else:
                 failed.append(one)
+        if packed:
+            _keep_packed(viewed, values, sum(len(b.ids) for b in viewed))
         if n_done:
             counts[DONE] += n_done
             self._bucket[1] += n_done
