@@ -952,17 +952,22 @@ _COLUMNS = "columns"
 
 def _done_columns(b: _DoneBatch, whole: set[int]) -> tuple:
     """One done batch as the columns a done row stores (the arguments as bare values when
-    each task has one, flagged by the 13th column). Values still packed pickle as the bytes
-    the worker sent, which unpickle as the tuple of them (``packed_values``): the reader sees
-    a tuple whichever way they were written. (Rows written by the version before held a
-    worker's whole results blob in a 14th column instead, which ``_raw_results`` reads.)"""
+    each task has one, flagged by the 13th column). Values still packed go in a 15th column
+    as the bytes the worker sent (a pickled tuple of a report's values) and where the batch
+    lies in them, the results column None: bytes are copied, not pickled, and a read of the
+    row's ids decodes no value. (Rows of the version before held a worker's whole results
+    blob in the 14th column instead, which ``_raw_results`` reads.)"""
     s = b.src
     args, bare = b.arg_column()
-    values = b.results
-    if type(values) is PackedValues and id(values.packed) not in whole:
-        values = tuple(values)
+    values: Any = b.results
+    packed = None
+    if type(values) is PackedValues:
+        if id(values.packed) in whole:
+            packed, values = (values.packed.blob, values.lo, values.hi), None
+        else:
+            values = tuple(values)
     return (s.function, s.kwargs, s.attempts, s.submitted, b.finished, b.worker, s.job.id,
-            b.ids, args, values, b.started, b.runtimes, bare)
+            b.ids, args, values, b.started, b.runtimes, bare, None, packed)
 
 
 #: The results format of the worker blobs that done rows written before packed values held
@@ -991,11 +996,18 @@ def _done_blob_rows(blob: bytes) -> list[tuple]:
     if type(data) is not tuple or not data or data[0] != _COLUMNS:
         return data
     rows: list[tuple] = []
+    decoded: dict[int, tuple] = {}  # batches of one row share a report's bytes: decode once
     for cols in data[1]:
         (fn, kw, attempts, sub, fin, worker, job, ids, args_col, results, starts, runtimes,
          bare) = cols[:13]
         if len(cols) > 13 and cols[13] is not None:
             results, starts, runtimes = _raw_results(*cols[13])
+        if len(cols) > 14 and cols[14] is not None:
+            blob, lo, hi = cols[14]
+            values = decoded.get(id(blob))
+            if values is None:
+                values = decoded[id(blob)] = pickle.loads(blob)
+            results = values[lo:hi]
         args_list = zip(args_col) if bare else args_col
         rows.extend((tid, fn, args, kw, attempts, sub, started, fin, worker, result, runtime,
                      job) for tid, args, result, started, runtime in zip(
