@@ -90,13 +90,14 @@ class ResultColumns(Sequence):
     readers that go result by result. The values are a PackedValues, decoded on first read
     (a tuple when an older worker sent them decoded)."""
 
-    __slots__ = ("ids", "oks", "values", "started", "runtimes")
+    __slots__ = ("ids", "oks", "all_ok", "values", "started", "runtimes")
 
     def __init__(self, ids: tuple | range, oks: tuple | None, values: bytes | Sequence,
                  started: bytes, runtimes: bytes) -> None:
         self.ids = ids
         self.values = PackedValues.of(values, len(ids)) if type(values) is bytes else values
         self.oks = (True,) * len(ids) if oks is None else oks
+        self.all_ok = oks is None  # sent without the column: no failure to look for
         self.started, self.runtimes = array("d"), array("d")
         self.started.frombytes(started)
         self.runtimes.frombytes(runtimes)

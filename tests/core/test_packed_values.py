@@ -38,7 +38,8 @@ def _fresh() -> None:
 def test_a_workers_values_arrive_packed_and_decode_once_for_every_slice() -> None:
     blob = pack_results([(t, True, Counted(t), 1.0, 0.5) for t in range(1, 11)])
     got = unpack(blob)
-    assert isinstance(got, ResultColumns) and type(got.values) is PackedValues
+    assert isinstance(got, ResultColumns) and type(got.values) is PackedValues and got.all_ok
+    assert not unpack(pack_results([(1, False, "Traceback", 1.0, 0.5)] * 2)).all_ok
     front, rest = got.values[:1], got.values[1:]
     assert len(got.values) == 10 and len(front) == 1 and len(rest) == 9 and UNPICKLED == []
     assert rest[0] == Counted(2) and rest[-1] == Counted(10)  # the first read decodes all

@@ -1569,12 +1569,15 @@ class Broker:
         n_done = 0
         values = cols[2]
         packed = type(values) is PackedValues and not values.decoded
+        # Without a failure in the report, a run needs no look at its oks (a slice and a
+        # scan of each run were ~15 % of the server's samples at claims of 10,000).
+        all_ok = isinstance(results, ResultColumns) and results.all_ok
         viewed: list[_DoneBatch] = []  # done batches holding slices of the packed values
         pos, end = 0, len(tids)
         while pos < end:
             s = leased.slice_of(tids[pos])
             m = leased.front_run(s, tids, pos) if s is not None and whole else 0
-            if m and all(oks[pos:pos + m]):
+            if m and (all_ok or all(oks[pos:pos + m])):
                 # tids[pos:pos + m] are exactly the first m tasks s leases, all successes.
                 # Those with a Record of their own (the first of a claim, which started at
                 # once) go one by one; the rest leave the slice whole, as one done batch.
