@@ -20,9 +20,9 @@ setting as a no-op guidist call through the proxy (median of 30), and reported.
 Why it matters: the classic worker pays two round trips per task (``get``, then ``put``;
 with the master's own two calls, four per task, but those stay local), so at RTT r each worker
 does at most 1/(2r) tasks/s: 25/s at 20 ms. guidist's worker reports its results and claims the
-next batch (up to ``--prefetch``, 1,000 by default) in one round trip, so a round trip is paid
-per batch, not per task. A third series, guidist with ``--prefetch 10000``, shows what a
-larger batch buys back on a slow link.
+next batch (up to ``--prefetch``, 10,000 by default) in one round trip, so a round trip is paid
+per batch, not per task. A third series, guidist with ``--prefetch 100000``, shows what a
+larger batch still buys back on a slow link.
 
 How: every variant starts fresh processes (server, proxy, workers; untimed) and is timed like
 figure 1 — classic from the first ``put`` until the master has read the last result; guidist
@@ -50,6 +50,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from guidist.core.claims import DEFAULT_PREFETCH
 
 from . import _classic
 from .common import (
@@ -80,8 +82,8 @@ QUICK_RUN_S, QUICK_DEADLINE_S = 0.5, 5.0
 # Rough costs on this machine, only used to size the runs (never in a figure).
 CLASSIC_CALL_S = 0.00025  # one tutorial proxy call on loopback, plus the proxy hop
 GUIDIST_TPS = 250_000.0  # guidist on loopback with 2 workers
-BATCH = 1000  # guidist's default --prefetch: the most tasks one round trip carries
-BIG_PREFETCH = 10_000  # the third series: what a larger batch buys on a slow link
+BATCH = DEFAULT_PREFETCH  # guidist's default --prefetch: the most tasks one round trip carries
+BIG_PREFETCH = 100_000  # the third series: what a larger batch buys on a slow link
 
 
 # ---------------------------------------------------------------------------- the proxy
@@ -300,7 +302,7 @@ def run_guidist(rtt_ms: float | None, run_s: float, deadline_s: float,
 #: The three series: name -> (colour, marker, legend).
 SERIES = {
     "classic": ("#c0392b", "o", "classic tutorial: 2 round trips per task per worker"),
-    "guidist": ("#2471a3", "s", "guidist: 1 round trip per batch (default --prefetch 1000)"),
+    "guidist": ("#2471a3", "s", f"guidist: 1 round trip per batch (default --prefetch {BATCH})"),
     f"guidist --prefetch {BIG_PREFETCH}": ("#1e8449", "^", f"guidist with --prefetch "
                                                             f"{BIG_PREFETCH:,}"),
 }
