@@ -1,11 +1,13 @@
 """The memory broker's own work per task, in one process: no sockets, no scheduler noise.
 
-    python -m benchmarks.broker_core [--tasks N] [--rounds R] [--tree NAME=PATH ...]
+    python -m benchmarks.broker_core [--tasks N] [--rounds R] [--claim K] [--tree NAME=PATH ...]
 
 A ``Broker`` is driven the way the server drives it for figure 1: submits of 20,000 trivial
-tasks (pickled, as the client sends them), and two workers taking turns at ``exchange`` with
-the results of their previous claim packed as that tree's worker packs them, claiming 1,000
-at a time with the first one running, and the claim pickled as the manager pickles its reply.
+tasks (pickled as that tree's client sends them: one blob, or pieces), and two workers taking
+turns at ``exchange`` with the results of their previous claim packed as that tree's worker
+packs them, claiming K at a time (default 10,000, the workers' default --prefetch; 1,000
+before that default changed) with the first one running, and the claim pickled as the manager
+pickles its reply.
 What is timed is the server's share: the broker calls and the reply's pickling (the worker's
 packing and the client's are taken out), as CPU seconds of this process with the server's GC thresholds, the
 journal's writer thread included when the journal is on. On a shared machine this moves far
@@ -26,10 +28,10 @@ from typing import Any
 
 NAME = "broker_core"
 CHUNK = 20_000
-CLAIM = 1_000
+CLAIM = 10_000
 
 
-def run_once(n: int, journal: bool) -> dict[str, Any]:
+def run_once(n: int, journal: bool, claim: int = CLAIM) -> dict[str, Any]:
     """Pass n tasks through a broker; returns the server's CPU microseconds per task."""
     import gc
 
@@ -44,6 +46,14 @@ def run_once(n: int, journal: bool) -> dict[str, Any]:
     except ImportError:  # a tree from before submits travelled bare
         def submission_args(items: list) -> list:
             return [(a,) for a in items]
+    try:  # a tree whose submits travel as pieces the server keeps packed
+        from guidist.core.payload import MAX_PAYLOAD, pack_pieces
+
+        def submit_calls(items: list) -> list:
+            return [c for _n, c in pack_pieces(submission_args(items), MAX_PAYLOAD, str)]
+    except ImportError:
+        def submit_calls(items: list) -> list:
+            return [pickle.dumps(submission_args(items))]
     gc.freeze()  # as the server does (server.py): young collections far less often
     gc.set_threshold(100_000, 50, 1000)
     tmp = tempfile.TemporaryDirectory()
@@ -58,24 +68,25 @@ def run_once(n: int, journal: bool) -> dict[str, Any]:
     excluded = 0.0  # the worker's side: packing results, unpickling claims
     t_cpu, t_wall = time.process_time(), time.perf_counter()
     while finished < n:
-        if submitted < n and broker.queued_count() < 3 * CLAIM * len(workers):
+        if submitted < n and broker.queued_count() < 3 * claim * len(workers):
             k = min(CHUNK, n - submitted)
             t0 = time.process_time()  # the client's packing is not the server's work
-            blob = pickle.dumps(submission_args(list(range(submitted, submitted + k))))
+            calls = submit_calls(list(range(submitted, submitted + k)))
             excluded += time.process_time() - t0
-            broker.submit("square", blob)
+            for call in calls:
+                broker.submit("square", call)
             submitted += k
         for w in workers:
             t0 = time.process_time()
             blob = pack_results(pending[w])
             excluded += time.process_time() - t0
-            _cmd, groups = broker.exchange(w, blob, CLAIM, 0.0, None, None)
+            _cmd, groups = broker.exchange(w, blob, claim, 0.0, None, None)
             reply = pickle.dumps(groups, protocol=pickle.HIGHEST_PROTOCOL)
             t0 = time.process_time()
             groups = pickle.loads(reply)
             now = time.time()
             results = [(tid, True, a[0] * a[0], now, 1e-6)
-                       for g in groups for tid, a in zip(g[2], g[3])]
+                       for g in groups for tid, a in zip(g[2], _readable(g[3]))]
             excluded += time.process_time() - t0
             finished += len(pending[w])
             pending[w] = results
@@ -86,18 +97,24 @@ def run_once(n: int, journal: bool) -> dict[str, Any]:
     return {"us_per_task": cpu / n * 1e6, "tasks_per_cpu_s": n / cpu, "wall_s": wall}
 
 
+def _readable(args: Any) -> Any:
+    """A claimed group's arguments as the worker reads them (a piece decoded by it)."""
+    return args.args() if hasattr(args, "blob") else args
+
+
 # The tree's guidist, this file's driver (an older tree has no such benchmark).
 _RUN = ("import json, sys, importlib.util; sys.path.insert(0, '.');"
         "spec = importlib.util.spec_from_file_location('broker_core', {here!r});"
         "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m);"
-        "print('RESULT ' + json.dumps(m.run_once({n}, {journal})))")
+        "print('RESULT ' + json.dumps(m.run_once({n}, {journal}, {claim})))")
 
 
-def run_in(tree: Path, n: int, journal: bool) -> dict[str, Any]:
+def run_in(tree: Path, n: int, journal: bool, claim: int = CLAIM) -> dict[str, Any]:
     """One run_once in tree, in its own interpreter."""
     from .common import run_in_tree
 
-    return run_in_tree(tree, ["-c", _RUN.format(here=__file__, n=n, journal=journal)])
+    return run_in_tree(tree, ["-c", _RUN.format(here=__file__, n=n, journal=journal,
+                                                claim=claim)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
                    help="a source tree to measure (the first is the baseline)")
     p.add_argument("--tasks", type=int, default=500_000)
+    p.add_argument("--claim", type=int, default=CLAIM, help="tasks a claim asks for")
     args = p.parse_args(argv)
     trees = [(name, Path(path).resolve()) for name, _, path in
              (t.partition("=") for t in args.tree)] or [("this", Path.cwd())]
@@ -118,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         order = trees[r % len(trees):] + trees[:r % len(trees)]
         for journal in (False, True):
             for name, tree in order:
-                res = run_in(tree, n, journal)
+                res = run_in(tree, n, journal, args.claim)
                 per.setdefault(f"{name}, journal {'on' if journal else 'off'}", []).append(res)
                 print(f"round {r + 1}: {name} journal={'on' if journal else 'off'} "
                       f"{res['us_per_task']:.2f} µs/task", file=sys.stderr)

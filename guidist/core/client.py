@@ -17,8 +17,8 @@ from . import transport
 from .connection import Connection, ManagerConnection
 from .errors import GuidistError, NotAGuidistServer, RemoteError
 from .futures import MapResults, ResultWatcher, TaskFuture, classic_future, settle
-from .payload import MAX_PAYLOAD, mib, pack_batches, submission_args
-from .protocol import Job, Snapshot, Task, TaskPage, TaskState, WorkerInfo
+from .payload import MAX_PAYLOAD, mib, pack_batches, pack_pieces, submission_args
+from .protocol import PLAIN_BELOW, Job, Snapshot, Task, TaskPage, TaskState, WorkerInfo
 from .remote import function_spec
 from .security import parse_address
 from .tasks import chunk_function
@@ -372,8 +372,13 @@ class Client:
         out = []
         # The time limit goes only when there is one, so older servers keep working.
         extra = () if timeout is None else (timeout,)
-        for blob in pack_batches(batch, self.max_payload, too_big):
-            first, n = self.call("submit", function, blob, kwargs, False, job, *extra)
+        # Pieces of a few thousand tasks each, kept as these bytes by the server and handed
+        # to a worker whole; a batch too small to split goes as one blob (no class to pay).
+        calls: list[Any] = (
+            [c for _n, c in pack_pieces(batch, self.max_payload, too_big)]
+            if len(batch) >= PLAIN_BELOW else pack_batches(batch, self.max_payload, too_big))
+        for sent in calls:
+            first, n = self.call("submit", function, sent, kwargs, False, job, *extra)
             out.append(range(first, first + n))
         return out
 

@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +39,15 @@ from .client import Client
 from .errors import AuthenticationFailed, ExitCode, GuidistError, RemoteError, ServerUnavailable
 from .executors import Executor, default_concurrency, make_executor, timeout_text
 from .netinfo import address_towards
-from .payload import MAX_PAYLOAD, mib, pack, pack_results, split_by_size
+from .payload import (
+    MAX_PAYLOAD,
+    PackedArgs,
+    UnreadableArguments,
+    mib,
+    pack,
+    pack_results,
+    split_by_size,
+)
 from .pending import PendingResults
 from .protocol import (
     CMD_GIVE_BACK,
@@ -210,6 +218,7 @@ class Worker:
                 self._id = None
                 continue
             if groups:
+                groups = self._readable(groups)
                 self._fetch_definitions(groups)
             if self._executor is None:
                 if groups:
@@ -556,6 +565,31 @@ class Worker:
         log.info("gave %d task(s) not started back for a worker that waits", len(ids))
         return True
 
+    def _readable(self, groups: list) -> list:
+        """The claimed groups with pieces the server handed over as bytes decoded (here, and
+        only here: payload.PackedArgs.args) into what the task loop reads; the tasks of a
+        piece that cannot be read fail with the reason, and their group is dropped."""
+        out = []
+        for group in groups:
+            args = group[3]
+            if type(args) is PackedArgs:
+                try:
+                    args = args.args()
+                except UnreadableArguments as exc:
+                    self._fail_group(group[0], group[2], exc)
+                    continue
+                group = (*group[:3], args, *group[4:])
+            out.append(group)
+        return out
+
+    def _fail_group(self, function: str, ids: Sequence[int], exc: Exception) -> None:
+        """Fail every task of a claimed group that cannot run, with exc as the reason."""
+        blob = remote.dump_exception(exc)
+        lost = [(tid, False, f"{type(exc).__name__}: {exc}", None, None, blob) for tid in ids]
+        for item in lost:
+            self._pending.add(item)
+        self._observe(function, lost, 0)
+
     def _limit_of(self, group: tuple) -> float | None:
         """A claimed group's time limit: its own (a 5th element), else the server's default."""
         return group[4] if len(group) > 4 and group[4] else self._task_timeout
@@ -608,12 +642,7 @@ class Worker:
             try:
                 fn = self._function(function)
             except TaskNotFound as exc:
-                blob = remote.dump_exception(exc)
-                lost = [(tid, False, f"TaskNotFound: {exc}", None, None, blob)
-                        for tid in group[2]]
-                for item in lost:
-                    self._pending.add(item)
-                self._observe(function, lost, 0)
+                self._fail_group(function, group[2], exc)
                 continue
             n, until, gave_back = self._run_group(groups, gi, fn, wall, until)
             ran += n

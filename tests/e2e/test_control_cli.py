@@ -292,7 +292,7 @@ def test_version_and_help() -> None:
         assert f"    {command} " in top, command
     assert "exit codes" in top
     worker = ok(run("worker", "--help", key=None))
-    assert "(default: 1000)" in worker and "example" in worker and "--path DIR" in worker
+    assert "(default: 10000)" in worker and "example" in worker and "--path DIR" in worker
     assert "(default: None)" not in worker and "(default: False)" not in worker
 
 

@@ -1063,3 +1063,30 @@ def test_the_snapshot_carries_the_newest_jobs(broker: Any) -> None:
     jobs = broker.snapshot().jobs
     assert [j.name for j in jobs] == ["second", "first"]  # newest first
     assert (jobs[1].total, jobs[1].queued, jobs[1].ranges) == (2, 2, ())  # no id ranges
+
+
+def test_a_submit_in_pieces_queues_every_task_with_its_arguments(broker: Any) -> None:
+    """A client sends its arguments as pieces; either backend queues them in order (the
+    memory broker keeps the bytes, Redis decodes them) and workers get each task's own."""
+    from guidist.core.payload import MAX_PAYLOAD, PackedArgs, pack_pieces, submission_args
+
+    sent = {"square": list(range(50)), "operator:add": [(i, -i) for i in range(40)]}
+    ids: dict[int, tuple] = {}
+    for fn, items in sent.items():
+        done = 0
+        for _n, call in pack_pieces(submission_args(items), MAX_PAYLOAD, str, per_piece=16):
+            first, n = broker.submit(fn, call)
+            for k, a in enumerate(items[done:done + n]):
+                ids[first + k] = (fn, a if type(a) is tuple else (a,))
+            done += n
+    assert broker.snapshot().count("queued") == 90
+    w = register(broker)
+    got: dict[int, tuple] = {}
+    while len(got) < 90:
+        groups = broker.claim(w, 100)
+        assert groups
+        for fn, _kw, tids, args, *_ in groups:
+            if type(args) is PackedArgs:
+                args = args.args()
+            got.update((t, (fn, a)) for t, a in zip(tids, args))
+    assert got == ids

@@ -4,7 +4,12 @@ Design notes (why it looks the way it does):
 
 * Queued tasks are kept as the batches the client sent (``_Batch``: a first id plus the list of
   argument tuples), not as one object per task. That keeps a million queued tasks to roughly a
-  hundred bytes each and lets ``claim`` hand out a slice per round trip.
+  hundred bytes each and lets ``claim`` hand out a slice per round trip. A client's submit
+  comes in pieces of a few thousand tasks (``payload.pack_pieces``), and each piece is a batch
+  that keeps the client's bytes (``PackedArgs``): a claim that covers a whole untouched piece
+  hands those bytes to the worker, which decodes them; anything that needs one of its tasks
+  (a smaller claim, a cancel, a lookup, a listing, a checkpoint) decodes the piece once, in
+  ``_Batch.items``, and goes on as with any batch.
 * A claim leases a slice of a batch as one object (``_Slice``, kept in ``_Leases``): nothing is
   stored per id. The slice leasing an id is found by bisect over the slices' first ids, and a
   report that is exactly the front of a slice drops it whole. A task gets a ``Record`` of its
@@ -46,10 +51,19 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from itertools import repeat
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ...packed_values import PackedValues
-from ...payload import ResultColumns, pack, unpack, unpack_submission
+from ...payload import (
+    PIECES,
+    PackedArgs,
+    Pieces,
+    ResultColumns,
+    pack,
+    piece_window,
+    unpack,
+    unpack_submission,
+)
 from ...protocol import (
     CMD_GIVE_BACK,
     CMD_OK,
@@ -162,21 +176,28 @@ class NullJournal:
 
 
 class _Batch:
-    """A run of queued tasks with consecutive ids, exactly as one submit call delivered them."""
+    """A run of queued tasks with consecutive ids, exactly as one submit call delivered them
+    (or one piece of it: a submit in pieces makes a batch of each, kept as its bytes)."""
 
-    __slots__ = ("first_id", "function", "kwargs", "items", "pos", "holes", "submitted", "classic",
-                 "job", "bare", "task_bytes", "timeout")
+    __slots__ = ("first_id", "function", "kwargs", "_items", "n", "packed", "pos", "holes",
+                 "submitted", "classic", "job", "bare", "task_bytes", "timeout")
 
-    def __init__(self, first_id: int, function: str, kwargs: dict | None, items: list,
-                 submitted: float, classic: bool, job: _Job, task_bytes: int = 1,
-                 timeout: float | None = None) -> None:
+    def __init__(self, first_id: int, function: str, kwargs: dict | None,
+                 items: list | PackedArgs, submitted: float, classic: bool, job: _Job,
+                 task_bytes: int = 1, timeout: float | None = None) -> None:
         self.first_id = first_id
         self.function = function
         self.kwargs = kwargs
+        # A piece as the client pickled it: a claim of all of it hands these bytes to the
+        # worker; anything that needs a task of it decodes it once (items).
+        self.packed: PackedArgs | None = None
+        self._items: list | None
         # Tasks of one argument (the usual case) keep the bare values, not a 1-tuple each:
         # about 45 bytes a queued task less (10 million queued fit in well under 1 GiB).
         # The tuples are made back, at C speed, for the slice a claim hands out.
-        if type(items) is BareArgs:  # the client sent them bare: keep its list of values
+        if isinstance(items, PackedArgs):
+            self.packed, self._items, self.bare, self.n = items, None, items.bare, items.n
+        elif type(items) is BareArgs:  # the client sent them bare: keep its list of values
             self.bare = len(items) > 0
             self.items = list.copy(items)  # a plain list: indexing gives the value
         else:
@@ -191,16 +212,57 @@ class _Batch:
         self.timeout = timeout  # seconds each task may run (None: the server's default)
 
     @property
+    def items(self) -> list:
+        """The queued arguments (values when bare), HOLEs in place. A piece still packed is
+        decoded here, once; one the server cannot read keeps its bytes for the workers (who
+        may), and reads here as a placeholder text a task."""
+        items = self._items
+        if items is None:
+            assert self.packed is not None
+            items = self._items = self.packed.readable()
+            if self.packed.error is None:
+                self.packed = None  # decoded: the bytes are no longer needed
+        return items
+
+    @items.setter
+    def items(self, items: list) -> None:
+        self._items, self.n, self.packed = items, len(items), None
+
+    def whole(self) -> PackedArgs | None:
+        """The piece, when it is still untouched bytes (a claim may hand it out whole)."""
+        return self.packed if self._items is None else None
+
+    def unreadable(self) -> PackedArgs | None:
+        """The piece, when the server could not decode it (its tasks go out as its bytes)."""
+        return self.packed if self._items is not None else None
+
+    def queued_ids(self) -> Iterable[int]:
+        """Ids of the items still waiting (not HOLEs), without decoding a packed piece."""
+        first = self.first_id
+        if self._items is None:
+            return range(first + self.pos, first + self.n)
+        items = self._items
+        return [first + i for i in range(self.pos, self.n) if items[i] is not HOLE]
+
+    def exhaust(self) -> None:
+        """Drop every waiting item in place: the lane skips the batch when it reaches it."""
+        self.items = [] if self._items is None else self._items[:self.pos]
+        self.holes = 0
+
+    @property
     def alive(self) -> int:
         """Items still waiting in this batch."""
-        return len(self.items) - self.pos - self.holes
+        return self.n - self.pos - self.holes
 
     def args(self, i: int) -> tuple:
         """The argument tuple of item i (not a HOLE)."""
         return (self.items[i],) if self.bare else self.items[i]
 
-    def tuples(self, start: int) -> list:
-        """Items from start as argument tuples, HOLEs kept in place."""
+    def tuples(self, start: int) -> list | tuple:
+        """Items from start as argument tuples, HOLEs kept in place, for a checkpoint: a
+        piece still packed goes in a journal row's form (payload.Pieces.row), not decoded."""
+        if self._items is None and self.packed is not None:
+            return (PIECES, self.bare, (self.n,), (self.packed.blob,))
         rest = self.items[start:]
         return [a if a is HOLE else (a,) for a in rest] if self.bare else rest
 
@@ -208,17 +270,17 @@ class _Batch:
 class Record:
     """A task that has been claimed at least once (or retried, or cancelled by id)."""
 
-    __slots__ = ("id", "function", "args", "kwargs", "state", "attempts", "submitted",
+    __slots__ = ("id", "function", "_args", "kwargs", "state", "attempts", "submitted",
                  "started", "finished", "worker", "result", "error", "classic", "retry_base",
                  "runtime", "job", "exception", "timeout")
 
-    def __init__(self, id: int, function: str, args: tuple, kwargs: dict | None,
+    def __init__(self, id: int, function: str, args: tuple | _ArgOf, kwargs: dict | None,
                  attempts: int, submitted: float, classic: bool, job: _Job,
                  state: TaskState = QUEUED, worker: str | None = None,
                  started: float | None = None, timeout: float | None = None) -> None:
         self.id = id
         self.function = function
-        self.args = args
+        self._args: tuple | _ArgOf = args
         self.kwargs = kwargs
         self.state = state
         self.attempts = attempts
@@ -236,11 +298,49 @@ class Record:
         self.retry_base = 0
         self.timeout = timeout  # seconds it may run (None: the server's default)
 
+    @property
+    def args(self) -> tuple:
+        """The task's argument tuple; one in a piece still packed is read from it on first
+        need (the first task of every claim gets a Record as it starts: no decode for it)."""
+        args = self._args
+        if isinstance(args, _ArgOf):
+            args = self._args = args.piece[args.i]
+        return args
+
+    @args.setter
+    def args(self, args: tuple | _ArgOf) -> None:
+        self._args = args
+
     def to_task(self) -> Task:
         """Freeze into the public dataclass."""
         return Task(self.id, self.function, self.args, self.kwargs, self.state, self.attempts,
                     self.submitted, self.started, self.finished, self.worker, self.result,
                     self.error, self.runtime, self.job.id, self.exception)
+
+
+class _ArgOf:
+    """The i-th task's arguments in a piece still packed, for a Record to read on need."""
+
+    __slots__ = ("piece", "i")
+
+    def __init__(self, piece: PackedArgs, i: int) -> None:
+        self.piece, self.i = piece, i
+
+
+class _RecordArgs(Sequence):
+    """A one-record slice's argument list, read from the record on need (a task of a piece
+    still packed is not decoded for the done batch its result makes)."""
+
+    __slots__ = ("rec",)
+
+    def __init__(self, rec: Record) -> None:
+        self.rec = rec
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: Any) -> Any:
+        return [self.rec.args][i]
 
 
 class _Slice:
@@ -255,7 +355,7 @@ class _Slice:
 
     def __init__(self, function: str, kwargs: dict | None, submitted: float, classic: bool,
                  job: _Job, timeout: float | None, attempts: int, worker: str | None,
-                 ids: Sequence[int], args: list, bare: list | None = None) -> None:
+                 ids: Sequence[int], args: Sequence, bare: list | None = None) -> None:
         self.function, self.kwargs, self.submitted = function, kwargs, submitted
         self.classic, self.job, self.timeout = classic, job, timeout
         self.attempts, self.worker = attempts, worker
@@ -275,7 +375,7 @@ class _Slice:
     def of_record(cls, rec: Record) -> _Slice:
         """A slice of one record's task (what a done batch of one refers to)."""
         return cls(rec.function, rec.kwargs, rec.submitted, rec.classic, rec.job, rec.timeout,
-                   rec.attempts, rec.worker, [rec.id], [rec.args])
+                   rec.attempts, rec.worker, [rec.id], _RecordArgs(rec))
 
     def index(self, tid: int) -> int:
         """Position of tid among ids (-1: not one of them)."""
@@ -295,7 +395,10 @@ class _Slice:
 
     def record(self, tid: int) -> Record:
         """A Record of task tid, claimed by the slice's worker (for a lease of its own)."""
-        return Record(tid, self.function, self.args_of(tid), self.kwargs, self.attempts,
+        args: Any = self.args
+        args = _ArgOf(args, self.index(tid)) if type(args) is PackedArgs and args._items is None \
+            else args[self.index(tid)]
+        return Record(tid, self.function, args, self.kwargs, self.attempts,
                       self.submitted, self.classic, self.job, CLAIMED, self.worker, None,
                       self.timeout)
 
@@ -521,11 +624,12 @@ class _DoneBatch:
         i = tid - ids[0]
         return i if 0 <= i < len(ids) and ids[i] == tid else ids.index(tid)
 
-    def arg_column(self) -> tuple[list, bool]:
+    def arg_column(self) -> tuple[Any, bool]:
         """The arguments in the order of ids, and whether they are bare values (one each)
         rather than tuples. When the ids are one run of the slice's (the usual case: all of
         it, or all but the first, which started at once and has a record of its own), that
-        run of the slice's own lists is cut at C speed."""
+        run of the slice's own lists is cut at C speed; from a piece handed out whole, it is
+        the piece's bytes and the run's place in them (payload.piece_window)."""
         s, ids = self.src, self.ids
         n = len(ids)
         i = ids[0] - s._base
@@ -537,7 +641,9 @@ class _DoneBatch:
         if run:
             if s.bare is not None:
                 return s.bare[i:i + n], True
-            return s.args[i:i + n], False
+            if type(s.args) is PackedArgs:  # a piece handed out whole: its bytes as they came
+                return piece_window(s.args, i, i + n), False
+            return cast(list, s.args)[i:i + n], False
         return list(map(s.args_of, ids)), False
 
     def view(self, i: int) -> _DoneView:
@@ -958,7 +1064,7 @@ class Broker:
         # as a flat zero. Peaks are noted once per call that raises them, never per task.
         self._peaks = [0, 0, 0]
         self.classic_results: queue.Queue = queue.Queue()
-        self._pending: dict[int, _Batch] = {}  # journal ticket -> batch waiting for its commit
+        self._pending: dict[int, list[_Batch]] = {}  # journal ticket -> its waiting batches
         self._jobs: OrderedDict[int, _Job] = OrderedDict()  # oldest first
         self._job_names: dict[str, int] = {}
         self._job_seq = 0
@@ -984,7 +1090,8 @@ class Broker:
         ever runs a task a restart would not know. The wait is outside the lock, so other
         calls go on meanwhile, and concurrent submits share one commit.
         """
-        args_list, size = unpack_submission(function, args_list, kwargs, self.max_payload)
+        args_list, size = unpack_submission(function, args_list, kwargs, self.max_payload,
+                                            keep_pieces=True)
         timeout = check_timeout(timeout)
         n = len(args_list)
         if n == 0:
@@ -993,19 +1100,28 @@ class Broker:
             now = self._clock()
             j = self._job_for(job, now, function)
             first = self._next_id
-            batch = _Batch(first, function, kwargs or None, args_list, now, classic, j,
-                           size // n + 1, timeout)
+            kw = kwargs or None
+            if type(args_list) is Pieces:  # a batch a piece, each kept as its bytes
+                batches, at = [], first
+                for piece in args_list.packed():
+                    batches.append(_Batch(at, function, kw, piece, now, classic, j,
+                                          len(piece.blob) // piece.n + 1, timeout))
+                    at += piece.n
+            else:
+                batches = [_Batch(first, function, kw, args_list, now, classic, j,
+                                  size // n + 1, timeout)]
             # May raise JournalUnavailable (the disk is full): then nothing has changed but
             # a job made just now, left empty as opening it by name would.
-            ticket = self._journal.submitted(first, function, args_list, kwargs or None, now,
+            ticket = self._journal.submitted(first, function, args_list, kw, now,
                                              classic, j.id, timeout)
             self._next_id += n
             j.add_range(first, n, function)
             self._journal.job(j)  # in the submit's commit: a restart finds its job whole
             if ticket is None:
-                self._enqueue_locked(batch)
+                for batch in batches:
+                    self._enqueue_locked(batch)
                 return (first, n)
-            self._pending[ticket] = batch
+            self._pending[ticket] = batches
         try:
             self._journal.wait_durable(ticket)
         except BaseException:
@@ -1015,14 +1131,14 @@ class Broker:
                     self._journal.job(j)
             raise
         with self._cv:
-            if self._pending.pop(ticket, None) is not None:
+            for batch in self._pending.pop(ticket, ()):
                 self._enqueue_locked(batch)
         return (first, n)
 
     def _enqueue_locked(self, batch: _Batch) -> None:
         """Make a submitted batch claimable (and count it, in its job too)."""
         self._tick(self._clock())
-        n = len(batch.items)
+        n = batch.n
         self._lanes.setdefault(batch.function, deque()).append(batch)
         # Batches become claimable in commit order, which for submits sharing one commit
         # need not be id order: keep the id index sorted for bisect.
@@ -1078,14 +1194,12 @@ class Broker:
                         if self._lane_records.pop(item.id, None) is not None:
                             recs.append(item)
                         continue
-                    ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
-                               if item.items[i] is not HOLE)
+                    ids.extend(item.queued_ids())
                     self._purged_runs.append((item.first_id + item.pos,
-                                              item.first_id + len(item.items), item.function,
+                                              item.first_id + item.n, item.function,
                                               j, now))
                     # Exhaust the batch in place: its lane drops it when it reaches the head.
-                    item.items = item.items[:item.pos]
-                    item.holes = 0
+                    item.exhaust()
             for rec in recs:
                 self._counts[QUEUED] -= 1
                 j.queued -= 1
@@ -1497,6 +1611,9 @@ class Broker:
                 self._journal.job(j)
             self._journal.claimed([head.id], head.attempts)
             return claim_group(head.function, head.kwargs, [head.id], [head.args], head.timeout)
+        whole = head.whole()
+        if whole is not None and left >= whole.n:
+            return self._take_piece(head, whole, w, now)
         start = head.pos
         items = head.items[start:start + left]
         head.pos = start + len(items)
@@ -1511,7 +1628,11 @@ class Broker:
         values = items if head.bare else None
         if head.bare:
             items = BareArgs(items)  # read as 1-tuples, sent as the values
-        if head.pos >= len(head.items):
+        unread = head.unreadable()
+        if unread is not None:  # the server cannot read them: the worker gets the bytes
+            wire: Any = PackedArgs(unread.blob, unread.bare, unread.n,
+                                   [i - head.first_id for i in ids])
+        if head.pos >= head.n:
             lane.popleft()
             head.items = []  # free the arguments now; _prune_batches drops the shell
             head.pos = head.holes = 0
@@ -1534,10 +1655,35 @@ class Broker:
         j.claimed += n
         if not n:
             return None
+        if unread is not None:
+            return claim_group(fn, kw, list(ids), wire, to)
         if n < PLAIN_BELOW:  # the slice keeps its forms; the wire gets the cheaper lists
             return claim_group(fn, kw, list(ids), items if values is None
                                else [(v,) for v in values], to)
         return claim_group(fn, kw, ClaimIds(ids) if type(ids) is range else ids, items, to)
+
+    def _take_piece(self, head: _Batch, piece: PackedArgs, w: _Worker,
+                    now: float) -> ClaimGroup:
+        """Lease a batch that is one piece still packed, whole: the reply carries its bytes
+        as the client sent them, and the worker decodes them (nothing decoded here)."""
+        self._lanes[head.function].popleft()
+        head.items = []  # the slice holds the piece now; _prune_batches drops the shell
+        head.pos = head.holes = 0
+        self._prune_batches()
+        n, first, j = piece.n, head.first_id, head.job
+        ids = range(first, first + n)
+        self._leased.add(_Slice(head.function, head.kwargs, head.submitted, head.classic, j,
+                                head.timeout, 1, w.id, ids, piece), w)
+        self._journal.claimed(ids, 1)
+        if j.started is None:
+            j.started = now
+            self._journal.job(j)
+        self._counts[QUEUED] -= n
+        self._counts[CLAIMED] += n
+        j.queued -= n
+        j.claimed += n
+        return claim_group(head.function, head.kwargs, ClaimIds(ids), piece,  # type: ignore[arg-type]
+                           head.timeout)
 
     def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
         # The hot path. Results mostly come as long runs of one slice, all successes: such a
@@ -1870,11 +2016,10 @@ class Broker:
                             recs.append(item)
                     else:
                         before = len(ids)
-                        ids.extend(item.first_id + i for i in range(item.pos, len(item.items))
-                                   if item.items[i] is not HOLE)
+                        ids.extend(item.queued_ids())
                         k = len(ids) - before
                         self._purged_runs.append((item.first_id + item.pos,
-                                                  item.first_id + len(item.items),
+                                                  item.first_id + item.n,
                                                   item.function, item.job, now))
                         item.job.queued -= k
                         item.job.cancelled += k
@@ -1939,7 +2084,7 @@ class Broker:
         """Forget exhausted batches at the front of the id index (they are mostly in order)."""
         n = 0
         for b in self._batches:
-            if b.items:
+            if b.n:
                 break
             n += 1
         if n:
@@ -1951,7 +2096,7 @@ class Broker:
         if i < 0:
             return None
         b = self._batches[i]
-        return b if tid < b.first_id + len(b.items) else None
+        return b if tid < b.first_id + b.n else None
 
     def _punch_hole(self, tid: int) -> Record | None:
         """Take a still-queued task out of its batch; returns a record for it, or None."""
@@ -2242,8 +2387,9 @@ class Broker:
                         continue
                     yield item.to_task()
                     continue
-                if skip >= item.alive:
-                    skip -= item.alive
+                alive = item.n - item.pos - item.holes  # inline: a batch a piece, many
+                if skip >= alive:
+                    skip -= alive
                     continue
                 start = item.pos
                 if not item.holes:  # no cancelled items: jump straight to the page
@@ -2588,7 +2734,7 @@ class Broker:
                                 and item.id not in seen):
                             seen.add(item.id)
                             records.append(_live_row(item))
-                    elif item.pos < len(item.items):
+                    elif item.pos < item.n:
                         batches.append((item.first_id + item.pos, item.function, item.kwargs,
                                         item.tuples(item.pos), item.submitted, item.classic,
                                         item.job.id, item.timeout))
@@ -2597,7 +2743,7 @@ class Broker:
             # checkpoint, which replaces it, so the checkpoint must carry them.
             pending = [(ticket, (b.first_id, b.function, b.kwargs, b.tuples(0), b.submitted,
                                  b.classic, b.job.id, b.timeout))
-                       for ticket, b in self._pending.items()]
+                       for ticket, bs in self._pending.items() for b in bs]
             self._journal.checkpoint({"batches": batches, "records": records,
                                       "pending": pending, "next_id": self._next_id,
                                       "submitted": self._submitted,

@@ -47,6 +47,7 @@ from typing import IO, Any
 
 from ...errors import JournalInUse, JournalUnavailable, JournalUnreadable
 from ...packed_values import PackedValues
+from ...payload import Pieces, is_pieces, read_piece_window
 from ...protocol import Job, Task, TaskState
 from .broker import HOLE, Broker, Record, _DoneBatch
 
@@ -277,6 +278,8 @@ class SqliteJournal:
         with self._buf_lock:
             if self._failure is not None or self._closed:
                 raise JournalUnavailable(self._refusal_locked())
+            if type(args_list) is Pieces:  # the client's bytes as they came (see _row_args)
+                args_list = args_list.row()
             row = (first_id, function, kwargs, args_list, when, classic, job)
             # A time limit, when there is one, is an 8th element: older rows have 6 or 7.
             return self._add_locked("submit", row if timeout is None else (*row, timeout))
@@ -661,9 +664,11 @@ class SqliteJournal:
         # Batches still waiting for their commit are live too, unless that commit failed
         # (then their submit was refused and they must not come back on a restart).
         pending = [b for ticket, b in state.get("pending", ()) if ticket not in self._dropped]
-        submitted = state["submitted"] + sum(len(b[3]) for b in pending)
-        # (first, function, kwargs, items, submitted, classic, job[, timeout])
-        batches = [(first, fn, kw, [None if a is HOLE else a for a in items], *rest)
+        submitted = state["submitted"] + sum(len(_row_args(b[3])) for b in pending)
+        # (first, function, kwargs, items, submitted, classic, job[, timeout]); a piece still
+        # packed keeps its row form (no HOLE can be in it)
+        batches = [(first, fn, kw, items if is_pieces(items)
+                    else [None if a is HOLE else a for a in items], *rest)
                    for first, fn, kw, items, *rest in [*state["batches"], *pending]]
         blob = pickle.dumps({"batches": batches, "records": state["records"],
                              "next_id": state["next_id"], "submitted": submitted,
@@ -835,7 +840,7 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
                 st.live[row[0]] = [*row[1:7], _at(row, 7), _at(row, 8)]
             for first, fn, kwargs, items, sub, classic, *more in data.get("batches", ()):
                 job, timeout = _at(more, 0), _at(more, 1)
-                for i, args in enumerate(items):
+                for i, args in enumerate(_row_args(items)):
                     if args is not None:  # None marks a task cancelled inside its batch
                         st.live[first + i] = [fn, args, kwargs, 0, sub, classic, job, timeout]
             for row in data.get("records", ()):
@@ -847,6 +852,7 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
         elif kind == "submit":
             first, fn, kwargs, args_list, when, classic = data[:6]
             job, timeout = _at(data, 6), _at(data, 7)
+            args_list = _row_args(args_list)
             for i, args in enumerate(args_list):
                 st.live[first + i] = [fn, args, kwargs, 0, when, classic, job, timeout]
             st.next_id = max(st.next_id, first + len(args_list))
@@ -878,6 +884,15 @@ def _replay(db: sqlite3.Connection) -> _ReplayState:
         for tid in _done_blob_ids(blob):
             st.live.pop(tid, None)
     return st
+
+
+def _row_args(items: Any) -> Any:
+    """A submit row's (or a checkpointed batch's) arguments as argument tuples: rows written
+    in pieces (payload.Pieces.row) are decoded here, placeholders for a piece that cannot be
+    read; rows of older forms (a list, a BareArgs) are as they were written."""
+    if is_pieces(items):
+        return Pieces.of_row(items).readable()
+    return items
 
 
 def _at(row: Any, i: int) -> Any:
@@ -1008,6 +1023,8 @@ def _done_blob_rows(blob: bytes) -> list[tuple]:
             if values is None:
                 values = decoded[id(blob)] = pickle.loads(blob)
             results = values[lo:hi]
+        if not bare:  # arguments kept as the client's piece, or as they were
+            args_col, bare = read_piece_window(args_col)
         args_list = zip(args_col) if bare else args_col
         rows.extend((tid, fn, args, kw, attempts, sub, started, fin, worker, result, runtime,
                      job) for tid, args, result, started, runtime in zip(
