@@ -5,9 +5,10 @@ server keeps those bytes (``PackedValues``) instead of making an object per valu
 usual case nothing on the server reads most values (a client asks for them later, or never),
 and the journal writes the bytes as they are. The first read of any value decodes the whole
 column, once, for every slice of it (``_Packed.values``, the one place values are decoded);
-a slice is a view that decodes nothing. Pickled again (the journal, a checkpoint), a column
-copies its bytes and unpickles, with nothing but the standard library, as the plain tuple of
-its values, so whoever reads it back needs no class of this module.
+a slice is a view that decodes nothing. The journal writes a column's bytes and its place in
+them itself (``journal._done_columns``); pickled anywhere else, a column copies its bytes and
+unpickles, with nothing but the standard library, as the plain tuple of its values, so
+whoever reads it back needs no class of this module.
 
 Decoding happens where it always did: in the server, from an authenticated worker's message.
 """

@@ -937,10 +937,10 @@ def _done_rows(batches: list[_DoneBatch]) -> Iterator[tuple]:
 
 
 def _packed_in_row(run: list[_DoneBatch]) -> set[int]:
-    """The packed value columns (by id of their shared bytes) a row may hold as bytes: those
-    it holds at least half the values of. A row pickles each such blob once however many of
-    its batches slice it; a blob mostly elsewhere (a report across several jobs' rows) would
-    be written once a row, so those few values are written decoded instead."""
+    """The packed value columns (by the id of the column its batches slice) a row may hold as
+    bytes: those it holds at least half the values of. A row pickles each such blob once
+    however many of its batches slice it; a blob mostly elsewhere (a report across several
+    jobs' rows) would be written once a row, so those few values are written decoded."""
     held: dict[int, int] = {}
     whole: dict[int, int] = {}
     for b in run:
