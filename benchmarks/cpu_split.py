@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", type=int, default=1_000_000)
     p.add_argument("--journal", action="store_true", help="with the server's journal on")
     p.add_argument("--prefetch", type=int, default=None,
-                   help="the workers' --prefetch (default theirs: 1,000 tasks a claim)")
+                   help="the workers' --prefetch (default theirs: 10,000 tasks a claim)")
     args = p.parse_args(argv)
     trees = [(name, Path(path).resolve()) for name, _, path in
              (t.partition("=") for t in (args.tree or ["this=."]))]

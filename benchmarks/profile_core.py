@@ -173,7 +173,7 @@ def category(frame: str) -> str:
         return "manager dispatch (managers.py)"
     if base == "threading.py":
         return "locks and conditions"
-    if base == "worker.py":
+    if base in ("worker.py", "taskloop.py"):
         return "worker loop"
     if base == "tasks.py":
         return "task function"

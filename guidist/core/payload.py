@@ -75,20 +75,30 @@ def pack_results(items: list) -> bytes:
 
 
 def pack_columns(ids: Sequence[int], oks: Sequence[bool] | None, values: Sequence,
-                 started: Sequence[float], runtimes: Sequence[float]) -> bytes:
+                 started: Sequence[float] | bytes, runtimes: Sequence[float] | bytes) -> bytes:
     """Results given as columns, pickled as pack_results pickles them (oks None: all
     succeeded); unpack returns them as a ResultColumns. Ids given as a range travel as it;
-    the values are pickled on their own, as one tuple, so the server can keep their bytes.
-    Raises like pack."""
+    the values are pickled on their own, as one tuple, so the server can keep their bytes;
+    times given as bytes are raw doubles already (``doubles``). Raises like pack."""
     return pack((_RESULT_COLUMNS, ids if type(ids) is range else tuple(ids),
-                 None if oks is None else tuple(oks),
-                 pack(tuple(values)), _doubles(started), _doubles(runtimes)))
+                 None if oks is None else tuple(oks), pack(tuple(values)),
+                 started if type(started) is bytes else doubles(started),
+                 runtimes if type(runtimes) is bytes else doubles(runtimes)))
 
 
-def _doubles(numbers: Sequence[float]) -> bytes:
+def doubles(numbers: Sequence[float]) -> bytes:
     """Numbers as raw doubles, as array("d").tobytes() has them (struct reads a list of
     floats two to three times faster than array does)."""
     return struct.pack(f"{len(numbers)}d", *numbers)
+
+
+def floats(numbers: Sequence[float] | bytes | bytearray) -> Sequence[float]:
+    """The inverse of doubles (numbers not in bytes are returned as they are)."""
+    if not isinstance(numbers, (bytes, bytearray)):
+        return numbers
+    out = array("d")
+    out.frombytes(numbers)
+    return out.tolist()
 
 
 class ResultColumns(Sequence):

@@ -13,7 +13,7 @@ import bisect
 import math
 from collections.abc import Iterable, Sequence
 from itertools import repeat
-from operator import itemgetter, truth
+from operator import itemgetter, mul, truth
 from typing import Any
 
 from . import histogram
@@ -98,6 +98,28 @@ class RunStats:
             for start, rt, ok in zip(started, runtimes, repeat(True) if oks is None else oks):
                 self._spans.record(slot, function, start, rt, bool(ok))
         return n - failed, failed, total
+
+    def add_runs(self, function: str, start: float, means: Sequence[float],
+                 counts: Sequence[int], slot: int = 0) -> tuple[int, int, float] | None:
+        """Count successes of one function timed in runs (``taskloop``): counts[i] tasks of
+        means[i] seconds each, back to back from start (wall clock) on one slot; returns
+        (done, 0, seconds of run time), or None when the runs are too slow to be one span
+        (the caller counts their tasks one by one then). A bisect a run, not a task."""
+        n = sum(counts)
+        total = sum(map(mul, means, counts))
+        if not n or total > MERGE_GAP * n:
+            return None
+        entry = self._entry(function)
+        buckets = entry[2]
+        bounds = histogram.BOUNDS
+        for mean, k in zip(means, counts):
+            b = bisect.bisect_left(bounds, mean)
+            buckets[b] = buckets.get(b, 0) + k
+        entry[0] += n
+        entry[3] += total
+        entry[4] = max(entry[4], max(means))
+        self._spans.record(slot, function, start, total, True, n)
+        return n, 0, total
 
     def add_one(self, function: str, item: tuple) -> tuple[int, int, float]:
         """Count one result of a concurrent mode, on the first lane free when it started."""

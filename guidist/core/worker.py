@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +43,7 @@ from .payload import (
     MAX_PAYLOAD,
     PackedArgs,
     UnreadableArguments,
+    floats,
     mib,
     pack,
     pack_results,
@@ -59,6 +60,7 @@ from .protocol import (
 )
 from .resources import ResourceSampler
 from .runstats import REPORT_SECONDS, RunStats
+from .taskloop import FAST_SECONDS, StopFlag, TaskRun, run_in_runs, run_tasks
 from .tasks import TaskNotFound, resolve
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,7 @@ class Worker:
         self.config = config
         self.name = config.name or f"{socket.gethostname()}-{os.getpid()}"
         self._clock = clock
-        self._stop = _StopFlag()
+        self._stop = StopFlag()
         self._client = self._new_client()
         self._id: str | None = None
         # Inline: (ids, k, values) while a run of a group's tasks goes; the task running is
@@ -669,26 +671,35 @@ class Worker:
         stop = self._stop
         bare = type(args_list) is BareArgs
         call = functools.partial(fn, **kwargs) if kwargs else fn
-        tasks = iter(args_list.values() if bare else args_list)
+        # The bare values as they are, not the 1-tuples a BareArgs reads as (nor a copy).
+        tasks = list.__iter__(args_list) if bare else iter(args_list)
         done = 0
-        # Each task is timed on its own, on the monotonic clock: its start and run time
-        # travel with its result, so a task that waited behind others in this batch is not
-        # reported as having run all that while. One clock read per task: a task starts
-        # when the one before it ended (its run time includes the loop's few steps).
+        # Each task is timed on the monotonic clock: its start and run time travel with its
+        # result, so a task that waited behind others in this batch is not reported as having
+        # run all that while. A task starts when the one before it ended (its run time
+        # includes the loop's few steps). A function measured as fast is timed in runs of
+        # tasks, one clock read a run (``taskloop``), until a run turns out slow.
+        estimate = self._sizer.estimate(function)
+        in_runs = limit is None and estimate is not None and estimate < FAST_SECONDS
         group_start = t0 = clock()
         while True:
-            run = _Run()
+            run = TaskRun(t0)
             self._cursor = (ids, done, run.values)  # the task running: ids[done + len(values)]
-            if limit is None:
-                t0 = run_tasks(call, tasks, bare, t0, wall, until, stop, run)
-            else:
+            if limit is not None:
                 t0 = self._run_limited_tasks(fn, kwargs or {}, ids, args_list, done, total,
                                              limit, t0, wall, until, run)
+            elif in_runs:
+                t0, slow = run_in_runs(call, tasks, bare, t0, until, stop, run, FAST_SECONDS)
+                in_runs = not slow
+            else:
+                t0 = run_tasks(call, tasks, bare, t0, wall, until, stop, run)
             n = len(run.values)
-            self._keep(function, ids[done:done + n], run)
+            self._keep(function, ids[done:done + n], run, wall)
             done += n
             if done >= total or stop.raised:
                 break
+            if t0 <= until:
+                continue  # a slow run of fast tasks: the rest go on per task at once
             # The report interval passed: a slow task in a big batch must not hold back the
             # fast ones' results.
             self._sizer.record(function, done, t0 - group_start)
@@ -714,7 +725,7 @@ class Worker:
 
     def _run_limited_tasks(self, fn: Callable[..., Any], kw: dict, ids: list, args_list: list,
                            first: int, total: int, limit: float, t0: float, wall: float,
-                           until: float, run: _Run) -> float:
+                           until: float, run: TaskRun) -> float:
         """Tasks with a time limit, from the first-th: each armed and timed on its own, until
         the group ends, the clock passes until, or a stop is asked; returns the clock then."""
         clock = time.perf_counter
@@ -726,25 +737,32 @@ class Worker:
                 break
         return t0
 
-    def _keep(self, function: str, ids: list[int], run: _Run) -> None:
+    def _keep(self, function: str, ids: list[int], run: TaskRun, wall: float) -> None:
         """A run's results join the pending ones and are counted into the statistics (once
-        per run, over its columns); each failure is logged in one line."""
+        per run, over its columns; tasks timed in runs, once per run of them); each failure
+        is logged in one line."""
         if not ids:
             return
-        oks = None
-        if run.failures:
-            oks = [True] * len(ids)
-            for i in run.failures:
-                oks[i] = False
-        done, failed, seconds = self._stats.add_columns(function, run.started, run.runtimes,
-                                                        oks, 0)
+        started, runtimes = run.times(wall)
+        counted = None
+        if run.ends and not run.failures:  # fast successes timed in runs: a bisect a run
+            counted = self._stats.add_runs(function, wall + run.first, *run.run_means())
+        if counted is None:
+            oks = None
+            if run.failures:
+                oks = [True] * len(ids)
+                for i in run.failures:
+                    oks[i] = False
+            counted = self._stats.add_columns(function, floats(started), floats(runtimes),
+                                              oks, 0)
+        self._pending.add_run(ids, run.values, started, runtimes, run.failures)
+        done, failed, seconds = counted
         summary = self.summary
         summary[0] += done
         summary[1] += failed
         summary[2] += seconds
         for i in run.failures:
             self._log_failure(function, (ids[i], False, run.values[i]))
-        self._pending.add_run(ids, run.values, run.started, run.runtimes, run.failures)
 
     def _gave_back(self, groups: list, gi: int, n: int, group_seconds: float) -> bool:
         """The server wants the tasks not started yet (groups[gi] from its n-th on, and the
@@ -959,90 +977,6 @@ def _master_gone(exc: BaseException, processed: int) -> str:
     why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return (f"the tutorial master has gone (it finished, or the connection broke: {why}); "
             f"stopping after {processed} task(s)")
-
-
-class _StopFlag(threading.Event):
-    """The worker's stop request: an Event the task loop reads as a plain attribute,
-    ``raised``, so checking it between two tasks costs no call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.raised = False
-
-    def set(self) -> None:
-        """Ask the worker to stop (safe in a signal handler, as Event.set is)."""
-        self.raised = True
-        super().set()
-
-
-class _Run:
-    """One run of a group's tasks between two reports: the columns the task loop appends to
-    (plain lists: ``list.append`` is the cheapest call CPython makes), and the failures by
-    position, with what their result tuple carries after the run time."""
-
-    __slots__ = ("values", "started", "runtimes", "failures")
-
-    def __init__(self) -> None:
-        self.values: list[Any] = []
-        self.started: list[float] = []
-        self.runtimes: list[float] = []
-        self.failures: dict[int, tuple] = {}
-
-    def add(self, item: tuple) -> None:
-        """Append one timed result tuple (id, ok, value, started, runtime[, exception])."""
-        if not item[1]:
-            self.failures[len(self.values)] = tuple(item[5:])
-        self.values.append(item[2])
-        self.started.append(item[3])
-        self.runtimes.append(item[4])
-
-
-def run_tasks(call: Callable[..., Any], tasks: Iterator[Any], bare: bool, t0: float,
-              wall: float, until: float, stop: _StopFlag, run: _Run) -> float:
-    """The inline task loop: run tasks (bare: one argument each; else argument tuples) into
-    run, until there are no more, the clock (perf_counter) passes until, or a stop is asked;
-    returns the clock at the end of the last task. t0 is when the first one starts, wall
-    what turns a perf_counter reading into wall-clock time.
-
-    Per task: the call, one clock read and three appends. The try is around the whole loop
-    (free in CPython 3.11 when nothing raises): a task that raises is recorded as a failure,
-    with its traceback and its pickled exception, and the loop resumes with the next task
-    from the same iterator."""
-    clock = time.perf_counter
-    add, add_start, add_runtime = run.values.append, run.started.append, run.runtimes.append
-    while True:
-        try:
-            # The loop is written twice, bare values and argument tuples, so that neither pays
-            # a test per task for the other: this body is the whole per-task cost.
-            if bare:
-                for arg in tasks:
-                    add(call(arg))
-                    t = clock()
-                    add_start(wall + t0)
-                    add_runtime(t - t0)
-                    t0 = t
-                    if t > until or stop.raised:
-                        break
-            else:
-                for args in tasks:
-                    add(call(*args))
-                    t = clock()
-                    add_start(wall + t0)
-                    add_runtime(t - t0)
-                    t0 = t
-                    if t > until or stop.raised:
-                        break
-            return t0
-        except Exception as exc:
-            t = clock()
-            text = traceback.format_exc()
-            run.failures[len(run.values)] = (remote.dump_exception(exc),)
-            add(text)
-            add_start(wall + t0)
-            add_runtime(t - t0)
-            t0 = t
-            if t > until or stop.raised:
-                return t0
 
 
 def _task_after(groups: list, gi: int, n: int) -> int | None:

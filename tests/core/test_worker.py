@@ -9,16 +9,14 @@ import time
 
 from guidist.core.client import Client
 from guidist.core.server import ServerProcess
+from guidist.core.taskloop import StopFlag, TaskRun, run_tasks
 from guidist.core.worker import (
     EXIT_GAVE_UP,
     EXIT_OK,
     Worker,
     WorkerConfig,
-    _Run,
-    _StopFlag,
     results_are_picklable,
     results_within,
-    run_tasks,
 )
 from tests.conftest import TEST_KEY, wait_for
 
@@ -37,9 +35,9 @@ def test_results_within_replaces_oversized_ones() -> None:
 
 
 def test_the_task_loop_fails_a_task_that_raises_and_goes_on_with_the_next() -> None:
-    run, t0 = _Run(), time.perf_counter()
+    run, t0 = TaskRun(), time.perf_counter()
     end = run_tasks(lambda x: 10 // x, iter([1, 0, 2, 0, 5]), True, t0, 1000.0, t0 + 60,
-                    _StopFlag(), run)
+                    StopFlag(), run)
     assert [run.values[i] for i in (0, 2, 4)] == [10, 5, 2] and set(run.failures) == {1, 3}
     for i in (1, 3):
         assert run.values[i].startswith("Traceback (most recent call last)")
@@ -53,27 +51,27 @@ def test_the_task_loop_fails_a_task_that_raises_and_goes_on_with_the_next() -> N
 
 
 def test_the_task_loop_spreads_argument_tuples() -> None:
-    run, t0 = _Run(), time.perf_counter()
-    run_tasks(divmod, iter([(7, 2), (1, 0), (9, 3)]), False, t0, 0.0, t0 + 60, _StopFlag(), run)
+    run, t0 = TaskRun(), time.perf_counter()
+    run_tasks(divmod, iter([(7, 2), (1, 0), (9, 3)]), False, t0, 0.0, t0 + 60, StopFlag(), run)
     assert run.values[0] == (3, 1) and run.values[2] == (3, 0) and list(run.failures) == [1]
 
 
 def test_the_task_loop_stops_after_the_task_at_hand_and_resumes_where_it_stopped() -> None:
-    stop = _StopFlag()
+    stop = StopFlag()
 
     def task(x: int) -> int:
         if x == 2:
             stop.set()  # as SIGTERM's handler does, mid-task
         return x
 
-    run, t0, tasks = _Run(), time.perf_counter(), iter(range(6))
+    run, t0, tasks = TaskRun(), time.perf_counter(), iter(range(6))
     run_tasks(task, tasks, True, t0, 0.0, t0 + 60, stop, run)
     assert run.values == [0, 1, 2] and stop.is_set()
     # A report falls due (the clock passed `until`): the run ends after the task at hand,
     # and the next run picks up the next task.
-    first, second = _Run(), _Run()
-    t1 = run_tasks(task, tasks, True, t0, 0.0, t0, _StopFlag(), first)
-    run_tasks(task, tasks, True, t1, 0.0, t1 + 60, _StopFlag(), second)
+    first, second = TaskRun(), TaskRun()
+    t1 = run_tasks(task, tasks, True, t0, 0.0, t0, StopFlag(), first)
+    run_tasks(task, tasks, True, t1, 0.0, t1 + 60, StopFlag(), second)
     assert first.values == [3] and second.values == [4, 5]
 
 

@@ -252,6 +252,37 @@ def test_failures_amid_one_batch_keep_their_exceptions_and_the_rest_their_values
     assert (info_w.done, info_w.failed) == (1200, 300) and w.alive
 
 
+def test_fast_tasks_timed_in_runs_keep_a_failure_at_its_task_and_their_times(
+        srv: ServerProcess, cli: Client, pool_factory: Callable[..., WorkerPool]) -> None:
+    # Once the worker has measured math.sqrt as fast, it runs its tasks in runs with one
+    # clock read a run (taskloop): a task raising mid-run fails alone, at its own id.
+    [w] = pool_factory(srv).launch(1)
+    cli.submit_many(math.sqrt, range(2000))
+    idle(cli)
+    bad = 2500
+    ids = list(cli.submit_many(math.sqrt, [-1 if i == bad else i for i in range(5000)]))
+    idle(cli)
+    tasks = cli.get_tasks(ids)
+    failed = tasks[bad]
+    assert failed is not None and failed.state is TaskState.FAILED
+    assert failed.error.startswith("Traceback (most recent call last)")
+    assert "ValueError: math domain error" in failed.error
+    with pytest.raises(ValueError, match="math domain error"):
+        cli.future(ids[bad]).result(timeout=30)
+    ok = [t for i, t in enumerate(tasks) if i != bad]
+    assert all(t is not None and t.state is TaskState.DONE for t in ok)
+    assert [t.result for t in ok] == [math.sqrt(i) for i in range(5000) if i != bad]
+    assert all(t.runtime is not None and t.runtime >= 0 and
+               t.submitted <= t.started <= t.finished for t in ok)
+    starts = [t.started for t in tasks]
+    assert all(a <= b for a, b in zip(starts, starts[1:]))  # run back to back, in order
+    # Timed in runs: whole runs of tasks share their run's mean as their run time.
+    runtimes = [t.runtime for t in tasks]
+    assert any(len(set(runtimes[i:i + 32])) == 1 for i in range(0, 5000 - 32))
+    [info] = cli.workers()
+    assert (info.done, info.failed) == (6999, 1) and w.alive
+
+
 def test_unknown_task_function_fails_cleanly(srv: ServerProcess, cli: Client,
                                              pool_factory: Callable[..., WorkerPool]) -> None:
     bad = cli.submit("no_such_module_xyz:func", 1).id
