@@ -6,6 +6,7 @@ Scripts get results back as ``concurrent.futures`` futures (``submit``, ``map``;
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -27,7 +28,10 @@ from .urls import is_redis_url
 log = logging.getLogger(__name__)
 
 #: Tasks per submit round trip: big enough to amortise the call, small enough to show progress.
-SUBMIT_CHUNK = 20_000
+#: With a journal each call waits for its commit, so the chunk sets how many commits a big
+#: submit waits for: 1M tasks in chunks of 20,000 took 0.38-0.43 s to submit (and figure 1,
+#: journal on, was bound by it), in chunks of 100,000 0.25-0.28 s.
+SUBMIT_CHUNK = 100_000
 #: Task ids per cancel or retry call.
 ID_CHUNK = 100_000
 
@@ -326,21 +330,17 @@ class Client:
         jid = opened.id if opened is not None else None
         ranges: list[range] = []
         sent = 0
-        batch: list[Any] = []  # as given: _send_batch makes the arguments travel
-        for a in args_list:
-            batch.append(a)
-            if len(batch) >= chunk:
-                ranges.extend(self._send_batch(function, batch, kwargs, sent, jid, timeout))
-                sent += len(batch)
-                batch = []
-                if progress is not None and progress(sent) is False:
-                    return TaskIds(ranges, opened)
-        if batch:
+        given = iter(args_list)
+        chunk = max(1, chunk)
+        while True:
+            # A chunk at C speed, as given: _send_batch makes the arguments travel.
+            batch = list(itertools.islice(given, chunk))
+            if not batch:
+                return TaskIds(ranges, opened)
             ranges.extend(self._send_batch(function, batch, kwargs, sent, jid, timeout))
             sent += len(batch)
-            if progress is not None:
-                progress(sent)
-        return TaskIds(ranges, opened)
+            if progress is not None and progress(sent) is False:
+                return TaskIds(ranges, opened)
 
     def open_job(self, job: str | int | None = None, function: str = "") -> Job:
         """The job a submission joins: by id, or by name (made when new; a name made from

@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any, overload
 
 from .errors import PayloadTooLarge
+from .packed_values import PackedValues
 from .protocol import PLAIN_BELOW, BareArgs
 
 _first = operator.itemgetter(0)
@@ -47,13 +48,17 @@ def unpack(obj: Any) -> Any:
     if type(obj) is not bytes:
         return obj
     data = pickle.loads(obj)
-    if type(data) is tuple and len(data) == 6 and data[0] == _RESULT_COLUMNS:
+    if type(data) is tuple and len(data) == 6 and data[0] in _COLUMN_MARKS:
         return ResultColumns(*data[1:])
     return data
 
 
 #: Marks a results blob packed as columns (pack_results); any other blob is a list of tuples.
-_RESULT_COLUMNS = "guidist-result-columns-1"
+#: In this format the values column is itself pickled (once, by the worker), so the server
+#: keeps its bytes until something reads a value (``packed_values``).
+_RESULT_COLUMNS = "guidist-result-columns-2"
+#: Column formats read: the first carried the values as a tuple (workers before packed values).
+_COLUMN_MARKS = frozenset((_RESULT_COLUMNS, "guidist-result-columns-1"))
 
 
 def pack_results(items: list) -> bytes:
@@ -73,9 +78,10 @@ def pack_columns(ids: Sequence[int], oks: Sequence[bool] | None, values: Sequenc
                  started: Sequence[float] | bytes, runtimes: Sequence[float] | bytes) -> bytes:
     """Results given as columns, pickled as pack_results pickles them (oks None: all
     succeeded); unpack returns them as a ResultColumns. Ids given as a range travel as it;
+    the values are pickled on their own, as one tuple, so the server can keep their bytes;
     times given as bytes are raw doubles already (``doubles``). Raises like pack."""
     return pack((_RESULT_COLUMNS, ids if type(ids) is range else tuple(ids),
-                 None if oks is None else tuple(oks), tuple(values),
+                 None if oks is None else tuple(oks), pack(tuple(values)),
                  started if type(started) is bytes else doubles(started),
                  runtimes if type(runtimes) is bytes else doubles(runtimes)))
 
@@ -97,14 +103,17 @@ def floats(numbers: Sequence[float] | bytes | bytearray) -> Sequence[float]:
 
 class ResultColumns(Sequence):
     """Results decoded from pack_results: columns, and a sequence of the usual 5-tuples for
-    readers that go result by result."""
+    readers that go result by result. The values are a PackedValues, decoded on first read
+    (a tuple when an older worker sent them decoded)."""
 
-    __slots__ = ("ids", "oks", "values", "started", "runtimes")
+    __slots__ = ("ids", "oks", "all_ok", "values", "started", "runtimes")
 
-    def __init__(self, ids: tuple | range, oks: tuple | None, values: tuple, started: bytes,
-                 runtimes: bytes) -> None:
-        self.ids, self.values = ids, values
+    def __init__(self, ids: tuple | range, oks: tuple | None, values: bytes | Sequence,
+                 started: bytes, runtimes: bytes) -> None:
+        self.ids = ids
+        self.values = PackedValues.of(values, len(ids)) if type(values) is bytes else values
         self.oks = (True,) * len(ids) if oks is None else oks
+        self.all_ok = oks is None  # sent without the column: no failure to look for
         self.started, self.runtimes = array("d"), array("d")
         self.started.frombytes(started)
         self.runtimes.frombytes(runtimes)

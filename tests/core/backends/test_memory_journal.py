@@ -481,31 +481,99 @@ def test_submits_sent_bare_restore_from_the_log_and_from_a_checkpoint(path: Path
     b.close()
 
 
-def test_done_rows_keep_a_workers_results_as_they_came_and_read_them_back(
-        path: Path) -> None:
-    """A batch that is most of a worker's report is journaled as the worker's bytes and its
-    place in them; lookups, the replay, export and prune read it like any done row."""
-    from guidist.core.payload import pack_results
-
-    b = open_journaled_broker(path, keep_done=2)
-    b.submit("square", pack(submission_args(list(range(10)))))  # 1..10
+def _square_report(b: Broker, n: int) -> tuple[str, list[tuple]]:
+    """n square tasks claimed by a new worker (the first starts at once: a record of its own)
+    and the results it reports, (id, ok, value, started, runtime) each."""
+    b.submit("square", pack(submission_args(list(range(n)))))
     w = b.register_worker("w", "h", 1)["id"]
-    assert ids_of(b.claim(w, 10)) == list(range(1, 11))  # 1 starts at once: a record
-    report = [(t, True, t * t * 10**9, 100.0 + t, 0.25 * t) for t in range(1, 11)]
-    assert b.complete(w, pack_results(report)) == 10
-    b = reopen(b, path, keep_done=2)
-    db = sqlite3.connect(path)
-    rows = [pickle.loads(blob) for (blob,) in db.execute("SELECT data FROM done")]
-    db.close()
-    kept = [cols for data in rows for cols in data[1] if len(cols) > 13]
-    assert [list(cols[7]) for cols in kept] == [list(range(2, 11))]  # the 9 after the record
-    assert b.snapshot().count("queued") == 0 and b.snapshot().count("done") == 10
-    for t in (1, 2, 5, 10):  # evicted from memory: read back from the journal
+    assert ids_of(b.claim(w, n)) == list(range(1, n + 1))
+    return w, [(t, True, t * t * 10**9, 100.0 + t, 0.25 * t) for t in range(1, n + 1)]
+
+
+def _check_read_back(b: Broker, path: Path, n: int) -> None:
+    """Every task of _square_report's, evicted from memory, reads back from the journal: by
+    lookup, in the replay, in the ledger, and after a prune that cuts into the report."""
+    assert b.snapshot().count("queued") == 0 and b.snapshot().count("done") == n
+    for t in (1, 2, 5, n):
         got = b.get_task(t)
         assert (got.state, got.args, got.result, got.started, got.runtime) == (
             TaskState.DONE, (t - 1,), t * t * 10**9, 100.0 + t, 0.25 * t)
     b.close()
-    assert sorted(t.id for t in iter_ledger(path, ["done"])) == list(range(1, 11))
-    assert prune_journal(path, keep_done=4) == 6  # cuts into the kept report
-    assert sorted(t.id for t in iter_ledger(path, ["done"])) == [7, 8, 9, 10]
-    assert {t.id: t.result for t in iter_ledger(path, ["done"])}[8] == 64 * 10**9
+    assert sorted(t.id for t in iter_ledger(path, ["done"])) == list(range(1, n + 1))
+    assert prune_journal(path, keep_done=4) == n - 4  # cuts into the report
+    assert sorted(t.id for t in iter_ledger(path, ["done"])) == list(range(n - 3, n + 1))
+    assert {t.id: t.result for t in iter_ledger(path, ["done"])}[n - 2] == (n - 2) ** 2 * 10**9
+
+
+def test_done_rows_copy_a_workers_packed_values_and_read_them_back(path: Path) -> None:
+    """The values a worker pickled stay those bytes on the server: nothing decodes them to
+    store the report, and its done row holds the same bytes (once, though the record of
+    the task that started and the rest are two batches), read back like any done row."""
+    from guidist.core.payload import pack_results
+
+    b = open_journaled_broker(path, keep_done=2)
+    w, report = _square_report(b, 10)
+    blob = pack_results(report)
+    values_blob = pickle.loads(blob)[3]  # the values column, as the worker pickled it
+    assert b.complete(w, blob) == 10
+    kept = [batch.results for batch in b._done.entries]  # type: ignore[attr-defined]
+    assert kept and not any(v.decoded for v in kept)  # stored, not decoded
+    b = reopen(b, path, keep_done=2)
+    db = sqlite3.connect(path)
+    (data,), = db.execute("SELECT data FROM done").fetchall()
+    db.close()
+    assert data.count(values_blob) == 1  # copied as it came, for both batches
+    cols = pickle.loads(data)[1]
+    assert [c[14][1:] for c in cols] == [(0, 1), (1, 10)]  # the record's batch, the other 9
+    assert cols[0][14][0] is cols[1][14][0] and cols[0][9] is None
+    _check_read_back(b, path, 10)
+
+
+def test_a_report_across_jobs_writes_its_values_decoded_where_a_row_holds_few(
+        path: Path) -> None:
+    """Done rows go one per job: a row holding under half of a report's values gets them
+    decoded rather than the whole report's bytes, so a report spread over many jobs is
+    not written once per job."""
+    from guidist.core.payload import pack_results
+
+    b = open_journaled_broker(path, keep_done=100)
+    for job in ("a", "b", "c", "d"):
+        b.submit("square", pack(submission_args([1, 2, 3, 4, 5, 6, 7, 8])), job=job)
+    w = b.register_worker("w", "h", 1)["id"]
+    assert ids_of(b.claim(w, 32)) == list(range(1, 33))
+    blob = pack_results([(t, True, f"value {t}" * 20, 1.0, 0.5) for t in range(1, 33)])
+    values_blob = pickle.loads(blob)[3]
+    assert b.complete(w, blob) == 32
+    b = reopen(b, path, keep_done=100)
+    db = sqlite3.connect(path)
+    rows = [data for (data,) in db.execute("SELECT data FROM done ORDER BY seq")]
+    db.close()
+    assert len(rows) == 4 and not any(values_blob in data for data in rows)
+    assert [b.get_task(t).result for t in (1, 9, 32)] == [f"value {t}" * 20 for t in (1, 9, 32)]
+    b.close()
+
+
+def test_done_rows_that_kept_a_workers_whole_report_still_read_back(path: Path) -> None:
+    """The version before packed values kept a batch that was most of a report as the
+    worker's whole results blob and its place in it (a 14th column, the values None): such
+    rows still replay, look up, export and prune."""
+    from array import array
+
+    b = open_journaled_broker(path, keep_done=2)
+    w, report = _square_report(b, 10)
+    assert b.complete(w, report) == 10
+    b.close()
+    ids, _oks, values, starts, runs = zip(*report)
+    old = pickle.dumps(("guidist-result-columns-1", range(1, 11), None, values,
+                        array("d", starts).tobytes(), array("d", runs).tobytes()))
+    db = sqlite3.connect(path)
+    (seq, data), = db.execute("SELECT seq, data FROM done").fetchall()
+    mark, cols = pickle.loads(data)
+    rec, rest = cols
+    assert list(rest[7]) == list(range(2, 11))
+    rest = (*rest[:9], None, None, None, rest[12], (old, 1, 10))  # as that version wrote it
+    db.execute("UPDATE done SET data = ? WHERE seq = ?", (pickle.dumps((mark, [rec, rest])), seq))
+    db.commit()
+    db.close()
+    b = open_journaled_broker(path, keep_done=2)
+    _check_read_back(b, path, 10)

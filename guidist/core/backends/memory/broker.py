@@ -53,6 +53,7 @@ from functools import partial
 from itertools import repeat
 from typing import Any, Protocol, cast
 
+from ...packed_values import PackedValues
 from ...payload import (
     PIECES,
     PackedArgs,
@@ -606,17 +607,16 @@ class _Leases:
 class _DoneBatch:
     """Successes of one slice reported in one call: ids, results and timings as columns."""
 
-    __slots__ = ("src", "ids", "results", "started", "runtimes", "finished", "worker", "raw")
+    __slots__ = ("src", "ids", "results", "started", "runtimes", "finished", "worker")
 
-    def __init__(self, src: _Slice, ids: Sequence[int], results: tuple | list,
-                 started: tuple | list, runtimes: tuple | list, finished: float,
+    def __init__(self, src: _Slice, ids: Sequence[int], results: Sequence,
+                 started: Sequence, runtimes: Sequence, finished: float,
                  worker: str | None) -> None:
+        # results is usually a slice of the worker's PackedValues: its values stay the bytes
+        # they came as until something reads one (packed_values decodes them, once).
         self.src, self.ids, self.results = src, ids, results
         self.started, self.runtimes = started, runtimes
         self.finished, self.worker = finished, worker
-        # (blob, lo, hi): results, started and runtimes are [lo:hi] of a worker's results
-        # blob in the columns format the journal knows (see _raw_columns), or None.
-        self.raw: tuple[bytes, int, int] | None = None
 
     def index(self, tid: int) -> int:
         """Position of task tid among ids (usually arithmetic: results come in claim order)."""
@@ -974,17 +974,13 @@ def _done_batches(records: list[Record]) -> Iterator[_DoneBatch]:
                          [r.runtime for r in recs], first.finished or 0.0, first.worker)
 
 
-#: The results format whose blobs a journal may keep as they came (journal._raw_results
-#: reads them): pack_results's first columns format. A blob in any other is pickled anew.
-RAW_RESULTS = "guidist-result-columns-1"
-_RAW_MARK = RAW_RESULTS.encode()
-
-
-def _raw_columns(results: Any) -> bytes | None:
-    """A worker's results blob, if it is in the columns format the journal can keep as is."""
-    if type(results) is bytes and _RAW_MARK in results[:64]:
-        return results
-    return None
+def _keep_packed(batches: list[_DoneBatch], values: Any, kept: int) -> None:
+    """A report's values stay packed only while at least half of them are successes kept
+    through it (else a few kept would hold on to the bytes of many failures or late
+    results): otherwise the few are decoded now (once) and the bytes let go."""
+    if batches and 2 * kept < len(values):
+        for b in batches:
+            b.results = tuple(b.results)
 
 
 def _no_connection() -> str | None:
@@ -1419,12 +1415,11 @@ class Broker:
         """Store a batch of results; returns how many were accepted (late duplicates are not).
 
         report is the worker's statistics since its last one (``runstats.RunStats``)."""
-        raw = _raw_columns(results)
         results = unpack(results)
         with self._cv:
             if report:
                 self._take_report(worker_id, report)
-            accepted = self._complete_locked(worker_id, results, self._clock(), raw)
+            accepted = self._complete_locked(worker_id, results, self._clock())
         self._journal.throttle()
         return accepted
 
@@ -1444,7 +1439,6 @@ class Broker:
         The command is 'give-back' (and nothing is claimed) when another worker waits for
         the tasks this one holds and has not started: it should release them.
         """
-        raw = _raw_columns(results)
         results = unpack(results)
         if results:
             self._journal.throttle()  # before taking more work, if the journal is behind
@@ -1455,12 +1449,12 @@ class Broker:
             w = self._workers.get(worker_id)
             if w is None or w.state is WorkerState.OFFLINE:
                 if results:
-                    self._complete_locked(worker_id, results, now, raw)
+                    self._complete_locked(worker_id, results, now)
                 return CMD_UNKNOWN, []
             self._bind(w)
             w.last_seen = now
             if results:
-                self._complete_locked(worker_id, results, now, raw)
+                self._complete_locked(worker_id, results, now)
             if running:
                 self._start_locked(w, running, now)
             if w.stop:
@@ -1691,11 +1685,11 @@ class Broker:
         return claim_group(head.function, head.kwargs, ClaimIds(ids), piece,  # type: ignore[arg-type]
                            head.timeout)
 
-    def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float,
-                         raw: bytes | None = None) -> int:
+    def _complete_locked(self, worker_id: str, results: list[ResultItem], now: float) -> int:
         # The hot path. Results mostly come as long runs of one slice, all successes: such a
         # run is taken whole (its leases dropped with C-speed maps, its columns kept as they
-        # are in a _DoneBatch, its counters moved once). Everything else goes task by task.
+        # are in a _DoneBatch, the values still packed, its counters moved once). Everything
+        # else goes task by task.
         self._tick(now)
         if not results:
             return 0
@@ -1706,7 +1700,6 @@ class Broker:
                                results.runtimes]
         else:  # (id, ok, value, started, runtime) tuples (or a tutorial worker's 3-tuples)
             cols = list(zip(*results))
-            raw = None  # positions in a raw blob are positions in columns
         tids, oks = cols[0], cols[1]
         # Whole runs need every result's times: all sent them, or none did (id, ok, value);
         # a mix (zip cut it to three columns) goes result by result.
@@ -1720,11 +1713,17 @@ class Broker:
         done: list[_DoneBatch] = []
         failed: list[Record] = []
         n_done = 0
+        values = cols[2]
+        packed = type(values) is PackedValues and not values.decoded
+        # Without a failure in the report, a run needs no look at its oks (a slice and a
+        # scan of each run were ~18 % of the server's samples at claims of 10,000).
+        all_ok = isinstance(results, ResultColumns) and results.all_ok
+        viewed: list[_DoneBatch] = []  # done batches holding slices of the packed values
         pos, end = 0, len(tids)
         while pos < end:
             s = leased.slice_of(tids[pos])
             m = leased.front_run(s, tids, pos) if s is not None and whole else 0
-            if m and all(oks[pos:pos + m]):
+            if m and (all_ok or all(oks[pos:pos + m])):
                 # tids[pos:pos + m] are exactly the first m tasks s leases, all successes.
                 # Those with a Record of their own (the first of a claim, which started at
                 # once) go one by one; the rest leave the slice whole, as one done batch.
@@ -1739,11 +1738,17 @@ class Broker:
                 if m:
                     for i in range(pos, pos + r):
                         rec = leased.remove(s, tids[i])
-                        self._complete_one(w, worker_id, results[i], rec, s.holder, now)
+                        # Its value is not read here (a classic task's text needs it): the
+                        # done batch of one keeps a slice of the column, still packed.
+                        item = results[i] if s.classic else (tids[i], True, None,
+                                                             cols[3][i], cols[4][i])
+                        self._complete_one(w, worker_id, item, rec, s.holder, now)
                         n_done += 1
-                        self._keep_done(_DoneBatch(_Slice.of_record(rec), (rec.id,),
-                                                   (rec.result,), (rec.started,),
-                                                   (rec.runtime,), now, worker_id), done)
+                        alone = _DoneBatch(_Slice.of_record(rec), (rec.id,), values[i:i + 1],
+                                           (rec.started,), (rec.runtime,), now, worker_id)
+                        if packed:
+                            viewed.append(alone)
+                        self._keep_done(alone, done)
                     k, lo, hi = m - r, pos + r, pos + m
                     if k:
                         first, last = ids[a + r], ids[a + m - 1]
@@ -1752,14 +1757,10 @@ class Broker:
                         # for the 20,000 kept, nor to pickle into the journal.
                         run: Sequence[int] = range(first, last + 1) if last - first == k - 1 \
                             else tids[lo:hi]
-                        batch = _DoneBatch(s, run, cols[2][lo:hi], cols[3][lo:hi],
+                        batch = _DoneBatch(s, run, values[lo:hi], cols[3][lo:hi],
                                            cols[4][lo:hi], now, worker_id)
-                        if raw is not None and (2 * k >= end or type(s.args) is PackedArgs):
-                            # Most of the report: the journal writes the worker's own bytes
-                            # and where the batch lies in them, rather than pickle it again.
-                            # So does a piece handed out whole (a claim is several): the
-                            # report's pieces share one done row, which pickles the blob once.
-                            batch.raw = (raw, lo, hi)
+                        if packed:
+                            viewed.append(batch)
                         j = s.job
                         j.claimed -= k
                         j.done += k
@@ -1788,6 +1789,8 @@ class Broker:
                                 done)
             else:
                 failed.append(one)
+        if packed:
+            _keep_packed(viewed, values, sum(len(b.ids) for b in viewed))
         if n_done:
             counts[DONE] += n_done
             self._bucket[1] += n_done

@@ -46,9 +46,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from ...errors import JournalInUse, JournalUnavailable, JournalUnreadable
+from ...packed_values import PackedValues
 from ...payload import Pieces, is_pieces, read_piece_window
 from ...protocol import Job, Task, TaskState
-from .broker import HOLE, RAW_RESULTS, Broker, Record, _DoneBatch
+from .broker import HOLE, Broker, Record, _DoneBatch
 
 log = logging.getLogger(__name__)
 
@@ -917,7 +918,8 @@ def _add_counts(into: dict, more: dict) -> None:
 def _done_rows(batches: list[_DoneBatch]) -> Iterator[tuple]:
     """Done batches as done rows, one per run of one job (so counts per job are one SQL
     aggregate), with the id span that lookups of evicted results search by. A row holds its
-    batches as columns (``_done_columns``), pickled without a tuple per task."""
+    batches as columns (``_done_columns``), pickled without a tuple per task; values still
+    packed as the worker sent them are copied as their bytes, not pickled again."""
     start = 0
     n = len(batches)
     while start < n:
@@ -926,11 +928,28 @@ def _done_rows(batches: list[_DoneBatch]) -> Iterator[tuple]:
         while end < n and batches[end].src.job is job:
             end += 1
         run = batches[start:end]
+        whole = _packed_in_row(run)
         yield (sum(len(b.ids) for b in run), run[-1].finished or 0.0,
-               pickle.dumps((_COLUMNS, [_done_columns(b) for b in run]),
+               pickle.dumps((_COLUMNS, [_done_columns(b, whole) for b in run]),
                             protocol=pickle.HIGHEST_PROTOCOL),
                job.id, min(map(_lowest, run)), max(map(_highest, run)))
         start = end
+
+
+def _packed_in_row(run: list[_DoneBatch]) -> set[int]:
+    """The packed value columns (by the id of the column its batches slice) a row may hold as
+    bytes: those it holds at least half the values of. A row pickles each such blob once
+    however many of its batches slice it; a blob mostly elsewhere (a report across several
+    jobs' rows) would be written once a row, so those few values are written decoded."""
+    held: dict[int, int] = {}
+    whole: dict[int, int] = {}
+    for b in run:
+        v = b.results
+        if type(v) is PackedValues:
+            key = id(v.packed)
+            held[key] = held.get(key, 0) + len(v)
+            whole[key] = v.whole
+    return {key for key, k in held.items() if 2 * k >= whole[key]}
 
 
 def _lowest(b: _DoneBatch) -> int:
@@ -946,24 +965,36 @@ def _highest(b: _DoneBatch) -> int:
 _COLUMNS = "columns"
 
 
-def _done_columns(b: _DoneBatch) -> tuple:
+def _done_columns(b: _DoneBatch, whole: set[int]) -> tuple:
     """One done batch as the columns a done row stores (the arguments as bare values when
-    each task has one, flagged by the 13th column). When the batch is most of a worker's
-    report, a 14th column holds that report's blob as it came and where the batch lies in it
-    (results, start times and run times are then None): bytes are copied, not pickled."""
+    each task has one, flagged by the 13th column). Values still packed go in a 15th column
+    as the bytes the worker sent (a pickled tuple of a report's values) and where the batch
+    lies in them, the results column None: bytes are copied, not pickled, and a read of the
+    row's ids decodes no value. (Rows of the version before held a worker's whole results
+    blob in the 14th column instead, which ``_raw_results`` reads.)"""
     s = b.src
     args, bare = b.arg_column()
-    if b.raw is not None:
-        return (s.function, s.kwargs, s.attempts, s.submitted, b.finished, b.worker, s.job.id,
-                b.ids, args, None, None, None, bare, b.raw)
+    values: Any = b.results
+    packed = None
+    if type(values) is PackedValues:
+        if id(values.packed) in whole:
+            packed, values = (values.packed.blob, values.lo, values.hi), None
+        else:
+            values = tuple(values)
     return (s.function, s.kwargs, s.attempts, s.submitted, b.finished, b.worker, s.job.id,
-            b.ids, args, b.results, b.started, b.runtimes, bare)
+            b.ids, args, values, b.started, b.runtimes, bare, None, packed)
+
+
+#: The results format of the worker blobs that done rows written before packed values held
+#: (a 14th column): pack_results's first columns format.
+RAW_RESULTS = "guidist-result-columns-1"
 
 
 def _raw_results(blob: bytes, lo: int, hi: int) -> tuple[Any, array, array]:
     """Results, start times and run times [lo:hi] of a worker's results blob: a pickled
-    (RAW_RESULTS, ids, oks, values, start times as doubles, run times as doubles). Read here,
-    not by payload.unpack, so a journal reads back whatever the wire format becomes."""
+    (RAW_RESULTS, ids, oks, values, start times as doubles, run times as doubles), as done
+    rows of the version before packed values hold it. Read here, not by payload.unpack, so
+    a journal reads back whatever the wire format becomes."""
     mark, _ids, _oks, values, started, runtimes = pickle.loads(blob)
     if mark != RAW_RESULTS:
         raise ValueError(f"a done row holds results in an unknown format {mark!r}")
@@ -980,11 +1011,18 @@ def _done_blob_rows(blob: bytes) -> list[tuple]:
     if type(data) is not tuple or not data or data[0] != _COLUMNS:
         return data
     rows: list[tuple] = []
+    decoded: dict[int, tuple] = {}  # batches of one row share a report's bytes: decode once
     for cols in data[1]:
         (fn, kw, attempts, sub, fin, worker, job, ids, args_col, results, starts, runtimes,
          bare) = cols[:13]
         if len(cols) > 13 and cols[13] is not None:
             results, starts, runtimes = _raw_results(*cols[13])
+        if len(cols) > 14 and cols[14] is not None:
+            blob, lo, hi = cols[14]
+            values = decoded.get(id(blob))
+            if values is None:
+                values = decoded[id(blob)] = pickle.loads(blob)
+            results = values[lo:hi]
         if not bare:  # arguments kept as the client's piece, or as they were
             args_col, bare = read_piece_window(args_col)
         args_list = zip(args_col) if bare else args_col
