@@ -15,7 +15,7 @@ MAX_FUNCTIONS = 256
 
 #: The most tasks one claim leases by default. Only functions under 10 µs a task reach it (the
 #: tenth of a second decides for the rest), and for them the claim's round trip is the cost:
-#: a server spends about 0.13 ms of CPU on an exchange whatever it carries, so at 1,000 a claim
+#: a server spends about 0.17 ms of CPU on an exchange whatever it carries, so at 1,000 a claim
 #: that was half of its work per task, and behind 20 ms of round trip a worker kept 13 % of
 #: its rate where 10,000 keeps 47 %.
 DEFAULT_PREFETCH = 10_000

@@ -115,6 +115,10 @@ def _connect(path: str | Path) -> sqlite3.Connection:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(str(path), timeout=30, check_same_thread=False,
                          isolation_level=None)
+    # Done rows are blobs of tens to hundreds of KB: in 64 KiB pages they take a few pages
+    # instead of a chain of 4 KiB overflow pages (the journal's CPU a task x0.9 in
+    # benchmarks.broker_core). A journal made before keeps its pages: WAL cannot change them.
+    db.execute("PRAGMA page_size=65536")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(_SCHEMA)
