@@ -107,6 +107,20 @@ def _drop_stale_connection(proxy: Any, only_if_stale: bool) -> None:
         pass
 
 
+def _keep_shared_socket(proxy: Any) -> Any:
+    """proxy, without the finalizer multiprocessing gives it: that finalizer connects to the
+    server once more to drop its reference, and then closes this thread's socket to the
+    server if no proxy id is left in the process's set for that address. Every broker proxy
+    of one server has the same id, so one dropped client (freed by the cyclic collector,
+    wherever that runs: inside another client's call on that very socket) closed the socket
+    every other client in the thread was using. The objects it refers to are the server's
+    singletons, so the server never needs the count to reach zero."""
+    finalizer = getattr(proxy, "_close", None)
+    if finalizer is not None:
+        finalizer.cancel()
+    return proxy
+
+
 class ManagerConnection:
     """A manager socket to a guidist server, or to a classic tutorial master.
 
@@ -159,12 +173,14 @@ class ManagerConnection:
             except CONNECTION_ERRORS as exc:
                 raise ServerUnavailable(f"Cannot connect to {where}: {exc}.") from None
             try:
-                self._broker = manager.get_broker()  # type: ignore[attr-defined]
+                self._broker = _keep_shared_socket(manager.get_broker())  # type: ignore[attr-defined]
                 self.kind = "guidist"
             except managers.RemoteError:
                 # An unmodified tutorial master: it only knows the two classic queues.
-                self._task_q = manager.get_task_queue()  # type: ignore[attr-defined]
-                self._result_q = manager.get_result_queue()  # type: ignore[attr-defined]
+                self._task_q = _keep_shared_socket(
+                    manager.get_task_queue())  # type: ignore[attr-defined]
+                self._result_q = _keep_shared_socket(
+                    manager.get_result_queue())  # type: ignore[attr-defined]
                 self.kind = "classic"
             except CONNECTION_ERRORS as exc:
                 raise ServerUnavailable(f"The connection to {where} broke: {exc}.") from None

@@ -146,3 +146,25 @@ def test_a_new_client_reaches_a_restarted_server_while_an_old_one_is_still_open(
 
     wait_for(reached, timeout=5, message="a fresh client to reach the restarted server")
     old.close()
+
+
+def test_a_dropped_client_leaves_the_socket_other_clients_share_open(server: ServerProcess,
+                                                                     client: Client) -> None:
+    # Every client of one server in a thread shares one cached socket; multiprocessing's
+    # proxy finalizer closed it when any one client's proxy was freed (the collector can run
+    # that inside another client's call).
+    import gc
+
+    from guidist.core.connection import _cached_connection
+
+    assert server.address is not None
+    assert client.submit("square", 2).id == 1
+    shared = _cached_connection(client.connection._broker)
+    assert shared is not None and not shared.closed
+    other = Client(server.address, TEST_KEY).connect()
+    assert other.snapshot().count("queued") == 1
+    del other
+    gc.collect()
+    assert not shared.closed
+    assert _cached_connection(client.connection._broker) is shared
+    assert client.snapshot().count("queued") == 1
