@@ -302,7 +302,7 @@ def run_guidist(rtt_ms: float | None, run_s: float, deadline_s: float,
 #: The three series: name -> (colour, marker, legend).
 SERIES = {
     "classic": ("#c0392b", "o", "classic tutorial: 2 round trips per task per worker"),
-    "guidist": ("#2471a3", "s", f"guidist: 1 round trip per batch (default --prefetch {BATCH})"),
+    "guidist": ("#2471a3", "s", f"guidist: 1 round trip per batch (default --prefetch {BATCH:,})"),
     f"guidist --prefetch {BIG_PREFETCH}": ("#1e8449", "^", f"guidist with --prefetch "
                                                             f"{BIG_PREFETCH:,}"),
 }
