@@ -577,3 +577,19 @@ def test_done_rows_that_kept_a_workers_whole_report_still_read_back(path: Path) 
     db.close()
     b = open_journaled_broker(path, keep_done=2)
     _check_read_back(b, path, 10)
+
+
+def test_a_claim_after_a_cancelled_front_task_journals_the_ids_it_leased(path: Path) -> None:
+    b = open_journaled_broker(path, lease_timeout=30)
+    b.submit("square", [(i,) for i in range(10)])  # 1..10
+    b.cancel([1])  # a hole at the front of the batch
+    w = b.register_worker("w", "h", 1)["id"]
+    claimed = ids_of(b.claim(w, 5))
+    assert claimed and 1 not in claimed
+    after = max(claimed) + 1
+    b = reopen(b, path, lease_timeout=30)
+    # The restart counts an attempt for exactly the tasks that were leased.
+    assert [b.get_task(t).attempts for t in claimed] == [1] * len(claimed)
+    assert b.get_task(after).attempts == 0
+    assert b.get_task(1).state is TaskState.CANCELLED
+    b.close()

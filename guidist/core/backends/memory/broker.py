@@ -1640,27 +1640,33 @@ class Broker:
         fn, kw, sub, cl, j = head.function, head.kwargs, head.submitted, head.classic, head.job
         to = head.timeout
         n = len(ids)
-        if n:
-            # One object leases the whole slice: nothing per task.
-            self._leased.add(_Slice(fn, kw, sub, cl, j, to, 1, wid, ids, items, values), w)
-            # A run without holes is journaled as a range: a few bytes, not n ints.
-            self._journal.claimed(range(first, first + n) if ids[-1] - ids[0] == n - 1
-                                  else ids, 1)
-            if j.started is None:
-                j.started = now
-                self._journal.job(j)
-        self._counts[QUEUED] -= n
-        self._counts[CLAIMED] += n
-        j.queued -= n
-        j.claimed += n
         if not n:
             return None
+        # A run without holes is journaled as a range: a few bytes, not n ints. (From its own
+        # first id: holes cut off the front leave a run that starts after `first`.)
+        self._lease_slice(_Slice(fn, kw, sub, cl, j, to, 1, wid, ids, items, values), w,
+                          range(ids[0], ids[0] + n) if ids[-1] - ids[0] == n - 1 else ids, now)
         if unread is not None:
             return claim_group(fn, kw, list(ids), wire, to)
         if n < PLAIN_BELOW:  # the slice keeps its forms; the wire gets the cheaper lists
             return claim_group(fn, kw, list(ids), items if values is None
                                else [(v,) for v in values], to)
         return claim_group(fn, kw, ClaimIds(ids) if type(ids) is range else ids, items, to)
+
+    def _lease_slice(self, s: _Slice, w: _Worker, journaled: Sequence[int], now: float) -> None:
+        """Lease the queued tasks of s to w: one object for the whole slice (nothing per task),
+        journaled as the ids given, counted out of the queue and into the claims, and its job
+        started if this is its first claim."""
+        n, j = len(s.ids), s.job
+        self._leased.add(s, w)
+        self._journal.claimed(journaled, 1)
+        if j.started is None:
+            j.started = now
+            self._journal.job(j)
+        self._counts[QUEUED] -= n
+        self._counts[CLAIMED] += n
+        j.queued -= n
+        j.claimed += n
 
     def _take_piece(self, head: _Batch, piece: PackedArgs, w: _Worker,
                     now: float) -> ClaimGroup:
@@ -1670,18 +1676,9 @@ class Broker:
         head.items = []  # the slice holds the piece now; _prune_batches drops the shell
         head.pos = head.holes = 0
         self._prune_batches()
-        n, first, j = piece.n, head.first_id, head.job
-        ids = range(first, first + n)
-        self._leased.add(_Slice(head.function, head.kwargs, head.submitted, head.classic, j,
-                                head.timeout, 1, w.id, ids, piece), w)
-        self._journal.claimed(ids, 1)
-        if j.started is None:
-            j.started = now
-            self._journal.job(j)
-        self._counts[QUEUED] -= n
-        self._counts[CLAIMED] += n
-        j.queued -= n
-        j.claimed += n
+        ids = range(head.first_id, head.first_id + piece.n)
+        self._lease_slice(_Slice(head.function, head.kwargs, head.submitted, head.classic,
+                                 head.job, head.timeout, 1, w.id, ids, piece), w, ids, now)
         return claim_group(head.function, head.kwargs, ClaimIds(ids), piece,  # type: ignore[arg-type]
                            head.timeout)
 
