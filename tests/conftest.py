@@ -173,6 +173,19 @@ def pool_factory() -> Iterator[Callable[..., WorkerPool]]:
         p.stop_all(timeout=5)
 
 
+@pytest.fixture
+def ghost() -> Iterator[type]:
+    """A class only this process can import (its module is made here, not on disk): a
+    worker, or the server once the test drops the module, cannot unpickle its instances."""
+    import types
+
+    mod = types.ModuleType("guidist_test_ghost")
+    exec("class Ghost:\n    pass\n", mod.__dict__)
+    sys.modules[mod.__name__] = mod
+    yield mod.Ghost
+    sys.modules.pop(mod.__name__, None)
+
+
 def python_script(path: Path, *args: str) -> list[str]:
     """argv to run a fixture script with this interpreter."""
     return [sys.executable, str(path), *args]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
-import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -97,16 +95,6 @@ def test_pieces_only_in_the_journal_come_back_after_a_sigkill_and_run(
         c.close()
 
 
-@pytest.fixture
-def ghost() -> Iterator[type]:
-    """A class only this process has: no worker can unpickle its instances."""
-    mod = types.ModuleType("guidist_e2e_ghost")
-    exec("class Ghost:\n    pass\n", mod.__dict__)
-    sys.modules[mod.__name__] = mod
-    yield mod.Ghost
-    sys.modules.pop(mod.__name__, None)
-
-
 def test_a_piece_no_worker_can_read_fails_its_tasks_in_one_line_and_the_worker_goes_on(
         srv: ServerProcess, cli: Client, pool_factory: Callable[..., WorkerPool],
         ghost: type) -> None:
@@ -118,7 +106,7 @@ def test_a_piece_no_worker_can_read_fails_its_tasks_in_one_line_and_the_worker_g
         assert t.state is TaskState.FAILED
         assert t.error is not None and "\n" not in t.error.strip()
         assert t.error.startswith("UnreadableArguments: the arguments of ")
-        assert "ModuleNotFoundError: No module named 'guidist_e2e_ghost'" in t.error
+        assert "ModuleNotFoundError: No module named 'guidist_test_ghost'" in t.error
     good = cli.submit_many("square", list(range(100)))
     wait_for(lambda: cli.get_task(good[-1]).state is TaskState.DONE, timeout=30,
              message="the same worker to run what follows")

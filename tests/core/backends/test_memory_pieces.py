@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pickle
 import sys
-import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -131,16 +129,6 @@ def test_a_silent_workers_whole_piece_is_requeued_and_runs_elsewhere() -> None:
     assert sorted(claimed) == [(t, (t - 1,)) for t in ids]
     assert all(b.get_task(t).attempts == 2 for t in ids)
     assert b.snapshot().count("done") == 50
-
-
-@pytest.fixture
-def ghost() -> Iterator[type]:
-    """A class whose module is gone by the time its instances are read back."""
-    mod = types.ModuleType("guidist_test_ghost")
-    exec("class Ghost:\n    pass\n", mod.__dict__)
-    sys.modules[mod.__name__] = mod
-    yield mod.Ghost
-    sys.modules.pop(mod.__name__, None)
 
 
 def test_a_piece_that_cannot_be_decoded_fails_where_it_is_read_and_crashes_nothing(
