@@ -47,7 +47,7 @@ from typing import IO, Any
 
 from ...errors import JournalInUse, JournalUnavailable, JournalUnreadable
 from ...packed_values import PackedValues
-from ...payload import Pieces, is_pieces, read_piece_window
+from ...payload import Pieces, double_array, is_pieces, read_piece_window
 from ...protocol import Job, Task, TaskState
 from .broker import HOLE, Broker, Record, _DoneBatch
 
@@ -1002,10 +1002,7 @@ def _raw_results(blob: bytes, lo: int, hi: int) -> tuple[Any, array, array]:
     mark, _ids, _oks, values, started, runtimes = pickle.loads(blob)
     if mark != RAW_RESULTS:
         raise ValueError(f"a done row holds results in an unknown format {mark!r}")
-    starts, runs = array("d"), array("d")
-    starts.frombytes(started)
-    runs.frombytes(runtimes)
-    return values[lo:hi], starts[lo:hi], runs[lo:hi]
+    return values[lo:hi], double_array(started)[lo:hi], double_array(runtimes)[lo:hi]
 
 
 def _done_blob_rows(blob: bytes) -> list[tuple]:
